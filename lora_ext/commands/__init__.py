@@ -1,0 +1,1 @@
+"""Sub-commands of ``python -m lora_ext`` (see ``lora_ext.cli``)."""
