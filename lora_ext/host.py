@@ -122,6 +122,10 @@ class HostCapabilities:
 
 ProgressCallback = Callable[[int, int, str], None]
 
+# Called with a raw prompt before generation: applies the ``<lora:…>`` networks it
+# names to the model (or restores when there are none) and returns the prompt.
+PromptHook = Callable[[str], str]
+
 
 @runtime_checkable
 class Host(Protocol):

@@ -1,0 +1,170 @@
+"""A host over an A1111-style ``sd_model`` (CompVis ``ldm`` / Stability ``sgm`` objects).
+
+This holds everything that depends only on the model object's surface —
+``model.diffusion_model``, ``cond_stage_model`` / ``conditioner``,
+``get_learned_conditioning``, ``apply_model``, ``encode_first_stage`` — and so
+serves both the WebUI adapter (``hosts/a1111.py`` adds the WebUI's options,
+queue and sampler) and the tests, which run it over tiny real ``ldm`` models.
+It imports nothing from the WebUI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from lora_ext.host import (
+    PromptHook,
+    Conditioning,
+    Family,
+    GenerationRequest,
+    HostCapabilities,
+    ModelInfo,
+    ModelParts,
+    SizeCondition,
+    TextEncoderPart,
+)
+from lora_ext.sampling import euler_sample, latents_to_pil
+
+def detect_family(sd_model) -> Family:
+    """SDXL has a ``conditioner``; SD2's text encoder has ``.model`` (OpenCLIP); else SD1 (A1111's rule)."""
+    if getattr(sd_model, "is_sdxl", False) or hasattr(sd_model, "conditioner"):
+        return "sdxl"
+    if getattr(sd_model, "is_sd2", False):
+        return "sd2"
+    cond = getattr(sd_model, "cond_stage_model", None)
+    wrapped = getattr(cond, "wrapped", cond)
+    return "sd2" if hasattr(wrapped, "model") else "sd1"
+
+
+def _text_encoder(index: int, embedder) -> TextEncoderPart:
+    wrapped = getattr(embedder, "wrapped", embedder)
+    kind = "open_clip" if hasattr(wrapped, "model") and not hasattr(wrapped, "transformer") else "hf_clip"
+    return TextEncoderPart(index=index, kind=kind, root=wrapped)
+
+
+class LdmHost:
+    """The ``Host`` protocol over an A1111-style ``sd_model``."""
+
+    def __init__(
+        self,
+        sd_model,
+        lora_dir: Path,
+        name: str = "model",
+        short_hash: str | None = None,
+        legacy_hash: str | None = None,
+        is_demo: bool = False,
+        prompt_hook: PromptHook | None = None,
+    ) -> None:
+        self.sd_model = sd_model
+        self.prompt_hook = prompt_hook
+        self._lora_dir = Path(lora_dir)
+        family = detect_family(sd_model)
+        prediction = "v" if getattr(sd_model, "parameterization", "eps") == "v" else "eps"
+        self._info = ModelInfo(name=name, family=family, prediction=prediction, naming="ldm",
+                               short_hash=short_hash, legacy_hash=legacy_hash, is_demo=is_demo)
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.sd_model.model.diffusion_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.sd_model.alphas_cumprod.detach().to("cpu", torch.float32)
+
+    @property
+    def lora_dir(self) -> Path:
+        return self._lora_dir
+
+    def parts(self) -> ModelParts:
+        if self._info.family == "sdxl":
+            embedders = self.sd_model.conditioner.embedders
+            encoders = tuple(_text_encoder(i, embedders[i]) for i in range(min(2, len(embedders))))
+        else:
+            encoders = (_text_encoder(0, self.sd_model.cond_stage_model),)
+        return ModelParts(unet=self.unet, text_encoders=encoders, naming="ldm")
+
+    def capabilities(self) -> HostCapabilities:
+        return HostCapabilities()
+
+    # -- model calls -----------------------------------------------------------------
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype
+        posterior = self.sd_model.encode_first_stage(pixels.to(self.device, vae_dtype))
+        return self.sd_model.get_first_stage_encoding(posterior).float()
+
+    def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
+        if self._info.family != "sdxl":
+            return Conditioning(self.sd_model.get_learned_conditioning(list(prompts)))
+        if sizes is None:
+            default = SizeCondition((1024, 1024), (0, 0), (1024, 1024))
+            sizes = [default] * len(prompts)
+
+        def column(attribute: str) -> torch.Tensor:
+            return torch.tensor([list(getattr(size, attribute)) for size in sizes], device=self.device)
+
+        batch = {
+            "txt": list(prompts),
+            "original_size_as_tuple": column("original_size"),
+            "crop_coords_top_left": column("crop_top_left"),
+            "target_size_as_tuple": column("target_size"),
+        }
+        output = self.sd_model.conditioner(batch)
+        return Conditioning(output["crossattn"], output["vector"])
+
+    def _cond_for_model(self, conditioning: Conditioning):
+        if conditioning.vector is None:
+            return conditioning.crossattn
+        return {"crossattn": conditioning.crossattn, "vector": conditioning.vector}
+
+    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+        cond = conditioning.to(self.device, self.dtype)
+        return self.sd_model.apply_model(noisy_latents.to(self.device, self.dtype), timesteps.to(self.device),
+                                         self._cond_for_model(cond))
+
+    @torch.no_grad()
+    def generate(self, request: GenerationRequest) -> list:
+        """Euler sampling with CFG.
+
+        ``prompt_hook`` (set by whoever owns ``<lora:…>`` here) sees the raw prompt
+        first and applies its networks; any tokens left are then removed.
+        """
+        prompt = self.prompt_hook(request.prompt) if self.prompt_hook else request.prompt
+        prompts = [strip_extra_networks(prompt)] * request.batch_size
+        negatives = [strip_extra_networks(request.negative_prompt)] * request.batch_size
+        size = SizeCondition((request.height, request.width), (0, 0), (request.height, request.width))
+        cond = self.encode_prompts(prompts, [size] * len(prompts))
+        uncond = self.encode_prompts(negatives, [size] * len(prompts))
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        noise = torch.randn((request.batch_size, 4, request.height // 8, request.width // 8), generator=generator)
+
+        def cat(a: Conditioning, b: Conditioning) -> Conditioning:
+            vector = None if a.vector is None else torch.cat([a.vector, b.vector])
+            return Conditioning(torch.cat([a.crossattn, b.crossattn]), vector)
+
+        latents = euler_sample(self.predict, self.alphas_cumprod, self._info.prediction, noise.to(self.device),
+                               request.steps, cond, uncond, request.cfg_scale, cat)
+        vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype
+        return latents_to_pil(self.sd_model.decode_first_stage(latents.to(vae_dtype)))
+
+
+def strip_extra_networks(prompt: str) -> str:
+    """Remove ``<name:args>`` tokens (the WebUI's extra-network syntax) from a prompt."""
+    import re
+
+    return re.sub(r"<(\w+):([^>]+)>", "", prompt)
