@@ -1,0 +1,173 @@
+"""Pure functions over tags and caption text.
+
+A caption is a comma-separated list of tags; a tag list is a ``tuple[str, ...]``.
+Every function here returns a new value and never touches its inputs or the disk.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Literal
+
+from lora_ext.errors import DatasetError
+
+Tags = tuple[str, ...]
+SortKey = Literal["alphabetical", "frequency", "length"]
+SORT_KEYS: tuple[SortKey, ...] = ("alphabetical", "frequency", "length")
+SEPARATOR = ", "
+
+_SPLIT = re.compile(r"[,\n\r]")
+# A1111's prompt parser treats these as attention syntax; a literal one needs a backslash.
+_PROMPT_SPECIAL = re.compile(r"([\\()\[\]])")
+
+
+def parse_tags(text: str) -> Tags:
+    """Caption text → tags: split on commas and line breaks, strip spaces, drop empty ones."""
+    return tuple(tag for tag in (part.strip() for part in _SPLIT.split(text)) if tag)
+
+
+def join_tags(tags: Iterable[str], separator: str = SEPARATOR) -> str:
+    """Tags → caption text."""
+    return separator.join(tags)
+
+
+def dedupe_tags(tags: Sequence[str]) -> Tags:
+    """Drop repeated tags, keeping the first occurrence of each."""
+    return tuple(dict.fromkeys(tags))
+
+
+def add_tags(tags: Sequence[str], new_tags: Sequence[str], position: Literal["prepend", "append"] = "append") -> Tags:
+    """Add ``new_tags`` that are not already present, at the start or the end."""
+    present = set(tags)
+    missing = tuple(tag for tag in dict.fromkeys(new_tags) if tag not in present)
+    return missing + tuple(tags) if position == "prepend" else tuple(tags) + missing
+
+
+def remove_tags(tags: Sequence[str], unwanted: Collection[str]) -> Tags:
+    """Drop every tag that is in ``unwanted``."""
+    unwanted_set = set(unwanted)
+    return tuple(tag for tag in tags if tag not in unwanted_set)
+
+
+def compile_search(search: str, regex: bool) -> re.Pattern[str]:
+    """A pattern for ``search``; a bad regular expression becomes a ``DatasetError``."""
+    if not search:
+        raise DatasetError("The search text is empty.", hint="type what to replace")
+    if not regex:
+        return re.compile(re.escape(search))
+    try:
+        return re.compile(search)
+    except re.error as error:
+        raise DatasetError(f"The regular expression {search!r} is invalid: {error}.") from None
+
+
+def _substitute(pattern: re.Pattern[str], replacement: str, text: str, regex: bool) -> str:
+    if not regex:
+        return pattern.sub(lambda _match: replacement, text)
+    try:
+        return pattern.sub(replacement, text)
+    except (re.error, IndexError) as error:
+        raise DatasetError(f"The replacement {replacement!r} is invalid: {error}.") from None
+
+
+def replace_in_tags(
+    tags: Sequence[str],
+    pattern: re.Pattern[str],
+    replacement: str,
+    *,
+    regex: bool = False,
+    only: Collection[str] | None = None,
+) -> Tags:
+    """Replace matches inside each tag (or only inside the tags in ``only``); tags left empty are dropped."""
+    result: list[str] = []
+    for tag in tags:
+        if only is None or tag in only:
+            tag = _substitute(pattern, replacement, tag, regex).strip()
+        if tag:
+            result.append(tag)
+    return tuple(result)
+
+
+def replace_in_caption(tags: Sequence[str], pattern: re.Pattern[str], replacement: str, *, regex: bool = False) -> Tags:
+    """Replace matches in the whole caption text, then split it into tags again."""
+    return parse_tags(_substitute(pattern, replacement, join_tags(tags), regex))
+
+
+def rename_tag(tags: Sequence[str], old: str, new: str) -> Tags:
+    """Replace the tag ``old`` by ``new`` in place (``new`` empty removes it); duplicates created are dropped."""
+    replaced = tuple(new.strip() if tag == old else tag for tag in tags)
+    return dedupe_tags(tuple(tag for tag in replaced if tag))
+
+
+def tag_frequencies(captions: Iterable[Sequence[str]]) -> Counter[str]:
+    """How many captions contain each tag (a tag repeated in one caption counts once)."""
+    counts: Counter[str] = Counter()
+    for tags in captions:
+        counts.update(set(tags))
+    return counts
+
+
+def sort_tags(
+    tags: Sequence[str],
+    key: SortKey = "alphabetical",
+    *,
+    reverse: bool = False,
+    frequencies: Mapping[str, int] | None = None,
+) -> Tags:
+    """Sort tags A→Z, shortest first, or most common in the dataset first; ``reverse`` flips the order.
+
+    Ties keep alphabetical order, so the result does not depend on the input order.
+    """
+    if key not in SORT_KEYS:
+        raise DatasetError(f"Unknown sort order {key!r}.", hint=f"use one of {', '.join(SORT_KEYS)}")
+    alphabetical = sorted(tags, key=str.casefold)
+    if key == "alphabetical":
+        ordered = alphabetical
+    elif key == "length":
+        ordered = sorted(alphabetical, key=len)
+    else:
+        counts = frequencies or {}
+        ordered = sorted(alphabetical, key=lambda tag: -counts.get(tag, 0))
+    return tuple(reversed(ordered)) if reverse else tuple(ordered)
+
+
+def trigger_first(tags: Sequence[str], triggers: Sequence[str]) -> Tags:
+    """Put the trigger word(s) first, once each, adding them if missing."""
+    wanted = tuple(dict.fromkeys(tag.strip() for tag in triggers if tag.strip()))
+    wanted_set = set(wanted)
+    return wanted + tuple(tag for tag in tags if tag not in wanted_set)
+
+
+def escape_for_prompt(tag: str) -> str:
+    """Escape the characters A1111 reads as attention syntax: ``(`` ``)`` ``[`` ``]`` ``\\``."""
+    return _PROMPT_SPECIAL.sub(r"\\\1", tag)
+
+
+def caption_to_prompt(tags: Sequence[str]) -> str:
+    """A caption ready to paste into a prompt, each tag escaped."""
+    return join_tags(escape_for_prompt(tag) for tag in tags)
+
+
+def truncate_by_tokens(
+    tags: Sequence[str], max_tokens: int, count_tokens: Callable[[str], int], separator: str = SEPARATOR
+) -> Tags:
+    """Keep the longest prefix of ``tags`` whose joined caption is at most ``max_tokens`` tokens.
+
+    ``count_tokens`` is the host's CLIP tokenizer (without start/end tokens). The
+    count of a prefix grows with its length, so a binary search needs only
+    ``log2(len(tags))`` tokenizer calls per caption.
+    """
+    if max_tokens < 0:
+        raise DatasetError("The token limit must be zero or more.")
+    if count_tokens(separator.join(tags)) <= max_tokens:
+        return tuple(tags)
+    low, high = 0, len(tags) - 1  # invariant: prefix[:low] fits, prefix[:high + 1] does not
+    while low < high:
+        middle = (low + high + 1) // 2
+        if count_tokens(separator.join(tags[:middle])) <= max_tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return tuple(tags[:low])

@@ -1,0 +1,224 @@
+"""The caption editor: batch and per-image edits over caption-table snapshots, with undo and redo.
+
+The editor owns no files. Every operation turns the current ``CaptionTable`` into
+a new one and keeps the old one on the undo stack; batch operations touch only
+the rows the current filter shows. Saving is ``CaptionStore.save(editor.table)``
+followed by ``editor.mark_saved()``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from lora_ext.dataset import captions
+from lora_ext.dataset.captions import SortKey, Tags
+from lora_ext.dataset.table import CaptionTable, TagFilter, tag_counts
+from lora_ext.errors import DatasetError
+
+ReplaceScope = Literal["selected", "each", "caption"]
+REPLACE_SCOPES: tuple[ReplaceScope, ...] = ("selected", "each", "caption")
+DEFAULT_HISTORY = 500
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """What one operation did: its label and how many images changed (0 means nothing was recorded)."""
+
+    label: str
+    changed: int
+
+
+class Editor:
+    """Edits a caption table with undo/redo; batch edits apply to the rows the filter shows."""
+
+    def __init__(self, table: CaptionTable, history_limit: int = DEFAULT_HISTORY) -> None:
+        self._table = table
+        self._saved = table
+        self._filter = TagFilter()
+        self._undo: list[tuple[str, CaptionTable]] = []
+        self._redo: list[tuple[str, CaptionTable]] = []
+        self._history_limit = history_limit
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def table(self) -> CaptionTable:
+        """The current snapshot."""
+        return self._table
+
+    @property
+    def filter(self) -> TagFilter:
+        return self._filter
+
+    def set_filter(self, tag_filter: TagFilter) -> tuple[str, ...]:
+        """Show only the rows ``tag_filter`` accepts; returns their keys."""
+        self._filter = tag_filter
+        return self.visible_keys()
+
+    def visible_indices(self) -> tuple[int, ...]:
+        return self._filter.indices(self._table)
+
+    def visible_keys(self) -> tuple[str, ...]:
+        keys = self._table.keys
+        return tuple(keys[position] for position in self.visible_indices())
+
+    def tag_counts(self, visible_only: bool = True) -> Counter[str]:
+        """Tag frequencies over the shown rows (or all rows)."""
+        return tag_counts(self._table, self.visible_indices() if visible_only else None)
+
+    def common_tags(self) -> Tags:
+        """Tags every shown row has, in the order of the first shown row."""
+        indices = self.visible_indices()
+        if not indices:
+            return ()
+        counts = tag_counts(self._table, indices)
+        first = self._table.rows[indices[0]]
+        return tuple(tag for tag in first if counts[tag] == len(indices))
+
+    @property
+    def is_dirty(self) -> bool:
+        """True when the current snapshot differs from the last saved one."""
+        return self._table is not self._saved and bool(self._table.changed_keys(self._saved))
+
+    def unsaved_keys(self) -> tuple[str, ...]:
+        return self._table.changed_keys(self._saved)
+
+    def mark_saved(self, table: CaptionTable | None = None) -> None:
+        """Record ``table`` (the current one by default) as what is on disk."""
+        self._saved = self._table if table is None else table
+
+    # --- history -----------------------------------------------------------------------
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def history(self) -> tuple[str, ...]:
+        """Labels of the operations that can be undone, oldest first."""
+        return tuple(label for label, _table in self._undo)
+
+    def undo(self) -> str | None:
+        """Go back one operation; returns its label, or ``None`` when there is nothing to undo."""
+        if not self._undo:
+            return None
+        label, previous = self._undo.pop()
+        self._redo.append((label, self._table))
+        self._table = previous
+        return label
+
+    def redo(self) -> str | None:
+        """Re-apply the last undone operation; returns its label or ``None``."""
+        if not self._redo:
+            return None
+        label, following = self._redo.pop()
+        self._undo.append((label, self._table))
+        self._table = following
+        return label
+
+    def _commit(self, label: str, new_table: CaptionTable) -> EditResult:
+        if new_table is self._table:
+            return EditResult(label, 0)
+        changed = len(new_table.changed_keys(self._table))
+        self._undo.append((label, self._table))
+        del self._undo[: -self._history_limit]
+        self._redo.clear()
+        self._table = new_table
+        return EditResult(label, changed)
+
+    def apply(self, label: str, edit: Callable[[Tags], Tags]) -> EditResult:
+        """Apply ``edit`` to every shown row as one undoable operation."""
+        rows = self._table.rows
+        updates = {position: edit(rows[position]) for position in self.visible_indices()}
+        return self._commit(label, self._table.with_rows(updates))
+
+    # --- per-image ---------------------------------------------------------------------
+
+    def set_caption(self, key: str, caption: str | Sequence[str]) -> EditResult:
+        """Replace one image's caption (text or tags), whatever the filter shows."""
+        tags = captions.parse_tags(caption) if isinstance(caption, str) else tuple(caption)
+        position = self._table.index_of(key)
+        return self._commit(f"edit {key}", self._table.with_rows({position: tags}))
+
+    # --- batch -------------------------------------------------------------------------
+
+    def add_tags(self, tags: Sequence[str] | str, position: Literal["prepend", "append"] = "append") -> EditResult:
+        """Add tags to the shown rows that lack them, at the start or the end."""
+        new_tags = captions.parse_tags(tags) if isinstance(tags, str) else tuple(tags)
+        if position not in ("prepend", "append"):
+            raise DatasetError(f"Unknown position {position!r}.", hint="use prepend or append")
+        return self.apply(f"add {', '.join(new_tags)}", lambda row: captions.add_tags(row, new_tags, position))
+
+    def remove_tags(self, tags: Sequence[str] | str) -> EditResult:
+        """Remove tags from the shown rows."""
+        unwanted = frozenset(captions.parse_tags(tags) if isinstance(tags, str) else tags)
+        return self.apply(f"remove {', '.join(sorted(unwanted))}", lambda row: captions.remove_tags(row, unwanted))
+
+    def rename_tag(self, old: str, new: str) -> EditResult:
+        """Change one tag into another in place in the shown rows (``new`` empty removes it)."""
+        return self.apply(f"rename {old} → {new}", lambda row: captions.rename_tag(row, old, new))
+
+    def replace(
+        self,
+        search: str,
+        replacement: str,
+        *,
+        regex: bool = False,
+        scope: ReplaceScope = "each",
+        selected: Sequence[str] | None = None,
+    ) -> EditResult:
+        """Search and replace in the shown rows.
+
+        ``scope``: ``selected`` edits only the tags in ``selected`` (default: the
+        positive filter's tags), ``each`` edits every tag, ``caption`` edits the
+        whole caption text and splits it into tags again.
+        """
+        if scope not in REPLACE_SCOPES:
+            raise DatasetError(f"Unknown replace scope {scope!r}.", hint="use selected, each or caption")
+        pattern = captions.compile_search(search, regex)
+        label = f"replace {search} → {replacement}"
+        if scope == "caption":
+            return self.apply(label, lambda row: captions.replace_in_caption(row, pattern, replacement, regex=regex))
+        only: frozenset[str] | None = None
+        if scope == "selected":
+            only = frozenset(self._filter.positive if selected is None else selected)
+            if not only:
+                raise DatasetError("No tags are selected to replace in.", hint="select tags in the filter first")
+        return self.apply(
+            label, lambda row: captions.replace_in_tags(row, pattern, replacement, regex=regex, only=only)
+        )
+
+    def dedupe(self) -> EditResult:
+        """Remove repeated tags in the shown rows."""
+        return self.apply("remove duplicates", captions.dedupe_tags)
+
+    def sort(self, key: SortKey = "alphabetical", *, reverse: bool = False) -> EditResult:
+        """Sort the tags of the shown rows; ``frequency`` counts over the whole dataset."""
+        frequencies = tag_counts(self._table) if key == "frequency" else None
+        return self.apply(
+            f"sort by {key}", lambda row: captions.sort_tags(row, key, reverse=reverse, frequencies=frequencies)
+        )
+
+    def trigger_first(self, triggers: Sequence[str] | str) -> EditResult:
+        """Put the trigger word(s) first in the shown rows, adding them where missing."""
+        words = captions.parse_tags(triggers) if isinstance(triggers, str) else tuple(triggers)
+        if not words:
+            raise DatasetError("The trigger word is empty.", hint="type the trigger word")
+        return self.apply(f"trigger first {', '.join(words)}", lambda row: captions.trigger_first(row, words))
+
+    def truncate_tokens(self, max_tokens: int, count_tokens: Callable[[str], int] | None) -> EditResult:
+        """Cut the shown captions to ``max_tokens`` CLIP tokens with the host's tokenizer."""
+        if count_tokens is None:
+            raise DatasetError(
+                "Truncating by token count needs a CLIP tokenizer.", hint="load a model in the WebUI first"
+            )
+        return self.apply(
+            f"truncate to {max_tokens} tokens",
+            lambda row: captions.truncate_by_tokens(row, max_tokens, count_tokens),
+        )
