@@ -1,0 +1,132 @@
+"""What the UI and the CLI call: a loaded ``Tagger`` with ``tag_image`` and ``tag_dataset``.
+
+A ``Tagger`` is an ordinary object owned by whoever loaded it (the host adapter
+keeps one and calls ``unload``); nothing here is cached at module level.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lora_ext.errors import TaggerUnavailable, UsageError
+from lora_ext.tagger.captions import SEPARATOR
+from lora_ext.tagger.labels import Labels, read_labels
+from lora_ext.tagger.models import Downloader, ModelFiles, default_model_dir, resolve_model
+from lora_ext.tagger.pipeline import (
+    CancelSignal,
+    ProgressCallback,
+    TagReport,
+    WriteOptions,
+    find_images,
+    tag_files,
+)
+from lora_ext.tagger.postprocess import ScoredTag, TagOptions, caption_tags, score_tags
+from lora_ext.tagger.preprocess import open_image, to_model_input
+from lora_ext.tagger.session import TaggerSession, open_session
+
+
+@dataclass
+class Tagger:
+    """A WD tagger model ready to run: its files, labels and onnxruntime session."""
+
+    files: ModelFiles
+    labels: Labels
+    session: TaggerSession
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str],
+        model_dir: Path | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        download: bool = True,
+        downloader: Downloader | None = None,
+    ) -> Tagger:
+        """Load a registry model (downloading it if needed) or a folder with model.onnx + selected_tags.csv."""
+        files = resolve_model(model, model_dir or default_model_dir(), download=download, downloader=downloader)
+        labels = read_labels(files.labels_path)
+        session = open_session(files.onnx_path, providers, threads)
+        width = session.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != len(labels):
+            session.unload()
+            raise TaggerUnavailable(
+                f"{files.onnx_path} outputs {width} scores but {files.labels_path.name} lists {len(labels)} tags",
+                hint="the two files come from different models; download them again",
+            )
+        return cls(files, labels, session)
+
+    @property
+    def name(self) -> str:
+        return self.files.name
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Things to tell the user once, such as a silent fallback to CPU."""
+        return self.session.warnings
+
+    def probabilities(self, image: Image.Image) -> np.ndarray:
+        """The model's probabilities [L] for one decoded image."""
+        batch = to_model_input(image, self.session.side)[np.newaxis]
+        return self.session.run(batch)[0]
+
+    def tag_image(
+        self, image: Image.Image | str | os.PathLike[str], options: TagOptions | None = None
+    ) -> list[ScoredTag]:
+        """(tag, category, confidence) for one image: all ratings, then the selected tags, best first."""
+        options = options or TagOptions()
+        if not isinstance(image, Image.Image):
+            image = open_image(Path(image))
+        scores = score_tags(self.probabilities(image), self.labels, options)
+        return [*scores.ratings, *scores.tags]
+
+    def caption(self, image: Image.Image | str | os.PathLike[str], options: TagOptions | None = None) -> str:
+        """The caption text ``tag_dataset`` would write for this image (without merging)."""
+        options = options or TagOptions()
+        if not isinstance(image, Image.Image):
+            image = open_image(Path(image))
+        scores = score_tags(self.probabilities(image), self.labels, options)
+        return SEPARATOR.join(caption_tags(scores, options))
+
+    def tag_dataset(
+        self,
+        directory: str | os.PathLike[str],
+        options: TagOptions | None = None,
+        write: WriteOptions | None = None,
+        *,
+        recursive: bool = False,
+        batch_size: int = 8,
+        workers: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal = None,
+    ) -> TagReport:
+        """Tag every image in ``directory`` and write ``.txt`` captions beside them."""
+        folder = Path(directory).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"{folder} is not a folder")
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        report = tag_files(
+            find_images(folder, recursive),
+            self.session,
+            self.labels,
+            options or TagOptions(),
+            write or WriteOptions(),
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            cancel=cancel,
+        )
+        report.warnings[:0] = list(self.warnings)
+        return report
+
+    def unload(self) -> None:
+        """Free the model's session (and its GPU memory); ``load`` again to use it."""
+        self.session.unload()

@@ -1,0 +1,207 @@
+"""Tagging many files: decode + preprocess in a thread pool, overlapped with batched inference.
+
+The pool works a bounded window ahead of inference (a few batches' worth of
+prepared 448² arrays, about 2.4 MB each), so memory stays flat on folders of
+any size. PIL's decoders and resize, and onnxruntime's ``run``, release the GIL,
+so threads overlap for real. Captions are written on the calling thread, in
+file order, right after their batch, so a cancelled run leaves every caption
+either untouched or complete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lora_ext.errors import FileFormatError
+from lora_ext.tagger.captions import (
+    ExistingMode,
+    caption_path,
+    has_caption,
+    merge_caption,
+    read_caption,
+    save_caption,
+)
+from lora_ext.tagger.labels import Labels
+from lora_ext.tagger.postprocess import TagOptions, caption_tags, score_tags
+from lora_ext.tagger.preprocess import DEFAULT_MAX_PIXELS, load_model_input
+from lora_ext.tagger.session import TaggerSession
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".avif"})
+
+ProgressCallback = Callable[[int, int, float], None]  # (done, total, images per second)
+CancelSignal = threading.Event | Callable[[], bool] | None
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """What to do with caption files."""
+
+    existing: ExistingMode = "skip"
+    backup: bool = True  # keep <caption>.NNN.bak of every non-empty caption that is replaced
+    extension: str = ".txt"
+
+
+@dataclass
+class TagReport:
+    """The outcome of a folder run."""
+
+    total: int
+    tagged: list[Path] = field(default_factory=list)  # caption written (or already identical)
+    kept: list[Path] = field(default_factory=list)  # existing caption kept (mode "skip")
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # image or caption unusable, with the reason
+    changed: int = 0  # captions actually rewritten
+    cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        processed = len(self.tagged) + len(self.skipped)
+        return processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def find_images(directory: Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``directory`` (and below, if ``recursive``), sorted; hidden files ignored."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        path
+        for path in Path(directory).glob(pattern)
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    )
+
+
+def is_cancelled(cancel: CancelSignal) -> bool:
+    """True when ``cancel`` (an Event or a callable) says stop."""
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+def default_workers() -> int:
+    """Decode threads: the CPU count, capped at 8 (more only adds memory)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass
+class _Run:
+    session: TaggerSession
+    labels: Labels
+    options: TagOptions
+    write: WriteOptions
+    report: TagReport
+    progress: ProgressCallback | None
+    started: float = field(default_factory=time.perf_counter)
+    done: int = 0
+
+    def tick(self, count: int = 1) -> None:
+        self.done += count
+        if self.progress is not None:
+            elapsed = time.perf_counter() - self.started
+            self.progress(self.done, self.report.total, self.done / elapsed if elapsed > 0 else 0.0)
+
+    def infer_and_write(self, paths: list[Path], arrays: list[np.ndarray]) -> None:
+        probabilities = self.session.run(np.stack(arrays))  # [N, L]
+        for path, row in zip(paths, probabilities, strict=True):
+            self.write_one(path, caption_tags(score_tags(row, self.labels, self.options), self.options))
+        self.tick(len(paths))
+
+    def write_one(self, image: Path, tags: list[str]) -> None:
+        target = caption_path(image, self.write.extension)
+        try:
+            existing = read_caption(target)
+            text = merge_caption(existing, tags, self.write.existing)
+            if text is None:
+                self.report.kept.append(image)
+                return
+            self.report.changed += save_caption(target, text, existing, self.write.backup)
+        except FileFormatError as error:
+            self.report.skipped.append((image, error.user_message))
+            return
+        except OSError as error:
+            self.report.skipped.append((image, f"cannot write {target.name} ({error.strerror or error})"))
+            return
+        self.report.tagged.append(image)
+
+
+def _needs_tagging(image: Path, write: WriteOptions, report: TagReport) -> bool:
+    if write.existing != "skip":
+        return True
+    try:
+        existing = read_caption(caption_path(image, write.extension))
+    except FileFormatError as error:
+        report.skipped.append((image, error.user_message))
+        return False
+    if has_caption(existing):
+        report.kept.append(image)
+        return False
+    return True
+
+
+def tag_files(
+    paths: Iterable[Path],
+    session: TaggerSession,
+    labels: Labels,
+    options: TagOptions,
+    write: WriteOptions,
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> TagReport:
+    """Tag ``paths`` and write their captions; bad files are skipped with a reason, never fatal."""
+    report = TagReport(total=0)
+    todo = [path for path in paths if _needs_tagging(path, write, report)]
+    report.total = len(todo)
+    batch = batch_size if session.dynamic_batch else 1
+    if batch_size > 1 and not session.dynamic_batch:
+        report.warnings.append("this model's batch size is fixed to 1, so images are tagged one at a time")
+    run = _Run(session, labels, options, write, report, progress)
+    workers = workers or default_workers()
+    window = 2 * batch + workers  # prepared arrays held at most: the next batch is ready when inference ends
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-decode") as pool:
+        pending: deque[tuple[Path, Future[np.ndarray]]] = deque()
+        upcoming = iter(todo)
+
+        def fill() -> None:
+            while len(pending) < window:
+                path = next(upcoming, None)
+                if path is None:
+                    return
+                pending.append((path, pool.submit(load_model_input, path, session.side, max_pixels)))
+
+        fill()
+        batch_paths: list[Path] = []
+        batch_arrays: list[np.ndarray] = []
+        while pending and not is_cancelled(cancel):
+            path, future = pending.popleft()
+            fill()
+            try:
+                batch_arrays.append(future.result())
+                batch_paths.append(path)
+            except FileFormatError as error:
+                report.skipped.append((path, error.user_message))
+                run.tick()
+            if batch_paths and (len(batch_paths) == batch or not pending):
+                run.infer_and_write(batch_paths, batch_arrays)
+                batch_paths, batch_arrays = [], []
+        if pending or batch_paths:
+            report.cancelled = True
+            for _, future in pending:
+                future.cancel()
+    report.seconds = time.perf_counter() - run.started
+    return report
