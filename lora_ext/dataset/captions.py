@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from lora_ext.errors import DatasetError
@@ -51,48 +52,48 @@ def remove_tags(tags: Sequence[str], unwanted: Collection[str]) -> Tags:
     return tuple(tag for tag in tags if tag not in unwanted_set)
 
 
-def compile_search(search: str, regex: bool) -> re.Pattern[str]:
-    """A pattern for ``search``; a bad regular expression becomes a ``DatasetError``."""
-    if not search:
-        raise DatasetError("The search text is empty.", hint="type what to replace")
-    if not regex:
-        return re.compile(re.escape(search))
-    try:
-        return re.compile(search)
-    except re.error as error:
-        raise DatasetError(f"The regular expression {search!r} is invalid: {error}.") from None
+@dataclass(frozen=True)
+class Replacement:
+    """A search-and-replace rule: plain text, or a regular expression with ``\\1``-style groups."""
+
+    search: str
+    replacement: str
+    regex: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.search:
+            raise DatasetError("The search text is empty.", hint="type what to replace")
+        try:
+            pattern = re.compile(self.search if self.regex else re.escape(self.search))
+        except re.error as error:
+            raise DatasetError(f"The regular expression {self.search!r} is invalid: {error}.") from None
+        object.__setattr__(self, "pattern", pattern)
+
+    def apply(self, text: str) -> str:
+        """``text`` with every match replaced; a bad group reference becomes a ``DatasetError``."""
+        if not self.regex:
+            return self.pattern.sub(lambda _match: self.replacement, text)
+        try:
+            return self.pattern.sub(self.replacement, text)
+        except (re.error, IndexError) as error:
+            raise DatasetError(f"The replacement {self.replacement!r} is invalid: {error}.") from None
 
 
-def _substitute(pattern: re.Pattern[str], replacement: str, text: str, regex: bool) -> str:
-    if not regex:
-        return pattern.sub(lambda _match: replacement, text)
-    try:
-        return pattern.sub(replacement, text)
-    except (re.error, IndexError) as error:
-        raise DatasetError(f"The replacement {replacement!r} is invalid: {error}.") from None
-
-
-def replace_in_tags(
-    tags: Sequence[str],
-    pattern: re.Pattern[str],
-    replacement: str,
-    *,
-    regex: bool = False,
-    only: Collection[str] | None = None,
-) -> Tags:
-    """Replace matches inside each tag (or only inside the tags in ``only``); tags left empty are dropped."""
+def replace_in_tags(tags: Sequence[str], rule: Replacement, *, only: Collection[str] | None = None) -> Tags:
+    """Apply ``rule`` inside each tag (or only inside the tags in ``only``); tags left empty are dropped."""
     result: list[str] = []
     for tag in tags:
         if only is None or tag in only:
-            tag = _substitute(pattern, replacement, tag, regex).strip()
+            tag = rule.apply(tag).strip()
         if tag:
             result.append(tag)
     return tuple(result)
 
 
-def replace_in_caption(tags: Sequence[str], pattern: re.Pattern[str], replacement: str, *, regex: bool = False) -> Tags:
-    """Replace matches in the whole caption text, then split it into tags again."""
-    return parse_tags(_substitute(pattern, replacement, join_tags(tags), regex))
+def replace_in_caption(tags: Sequence[str], rule: Replacement) -> Tags:
+    """Apply ``rule`` to the whole caption text, then split it into tags again."""
+    return parse_tags(rule.apply(join_tags(tags)))
 
 
 def rename_tag(tags: Sequence[str], old: str, new: str) -> Tags:

@@ -181,18 +181,16 @@ class Editor:
         """
         if scope not in REPLACE_SCOPES:
             raise DatasetError(f"Unknown replace scope {scope!r}.", hint="use selected, each or caption")
-        pattern = captions.compile_search(search, regex)
+        rule = captions.Replacement(search, replacement, regex)
         label = f"replace {search} → {replacement}"
         if scope == "caption":
-            return self.apply(label, lambda row: captions.replace_in_caption(row, pattern, replacement, regex=regex))
+            return self.apply(label, lambda row: captions.replace_in_caption(row, rule))
         only: frozenset[str] | None = None
         if scope == "selected":
             only = frozenset(self._filter.positive if selected is None else selected)
             if not only:
                 raise DatasetError("No tags are selected to replace in.", hint="select tags in the filter first")
-        return self.apply(
-            label, lambda row: captions.replace_in_tags(row, pattern, replacement, regex=regex, only=only)
-        )
+        return self.apply(label, lambda row: captions.replace_in_tags(row, rule, only=only))
 
     def dedupe(self) -> EditResult:
         """Remove repeated tags in the shown rows."""

@@ -75,12 +75,12 @@ def sanitize_filename(name: str, fallback: str = "image") -> str:
     """Turn any dropped file name into one that ``validate_name`` accepts, keeping its extension."""
     text = unicodedata.normalize("NFC", name)
     text = "".join("_" if _is_control(char) else char for char in text)
-    text = _WINDOWS_BAD.sub("_", text).strip().strip(".").strip()
+    text = _WINDOWS_BAD.sub("_", text).strip()
     stem, dot, suffix = text.rpartition(".")
-    if not dot:
+    if not dot or not suffix.strip() or " " in suffix:
         stem, suffix = text, ""
-    suffix = suffix[:16]
-    stem = stem.strip() or fallback
+    stem = stem.strip(" .") or fallback
+    suffix = suffix.strip()[:16]
     if is_reserved(stem):
         stem = f"{stem}_"
     ending = f".{suffix}" if suffix else ""
