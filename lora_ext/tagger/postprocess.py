@@ -120,7 +120,9 @@ def _selected(
     indices = np.flatnonzero(labels.mask(category))
     scores = probabilities[indices]
     cut = _threshold(scores, threshold, use_mcut, floor)
-    return [(int(i), float(s)) for i, s in zip(indices, scores, strict=True) if s > cut]
+    # Compare in the model's float32, as the reference does (0.85 is 0.85000002 in float32).
+    keep = scores > np.asarray(cut, dtype=scores.dtype)
+    return [(int(i), float(s)) for i, s in zip(indices[keep], scores[keep], strict=True)]
 
 
 def score_tags(probabilities: np.ndarray, labels: Labels, options: TagOptions) -> TagScores:
