@@ -93,9 +93,9 @@ def _zip_entries(path: Path, limit: int) -> Iterator[Entry | Refused]:
         if info.is_dir():
             continue
         parts = PurePosixPath(name.replace("\\", "/")).parts
-        if any(is_ignorable(part) for part in parts):
+        reason = _zip_refusal(name, info)  # before the hidden-file check: ".." looks hidden too
+        if reason is None and any(is_ignorable(part) for part in parts):
             continue
-        reason = _zip_refusal(name, info)
         if reason is None and info.file_size > limit:
             reason = f"the file is larger than {limit // 2**20} MB"
         if reason is None and parts[-1].lower().endswith(".zip"):
