@@ -158,15 +158,11 @@ class Host(Protocol):
         """(B, 3, H, W) in [-1, 1] → scaled latents (B, 4, H/8, W/8)."""
         ...
 
-    def encode_prompts(
-        self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None
-    ) -> Conditioning:
+    def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
         """Captions → conditioning; ``sizes`` is used by SDXL only."""
         ...
 
-    def predict(
-        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning
-    ) -> torch.Tensor:
+    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         """The denoiser's output (ε or v, per ``info.prediction``)."""
         ...
 

@@ -42,7 +42,6 @@ def _ldm_models(tokenizer_dir: Path) -> dict:
 def make_ldm_model(_ldm_models: dict, tokenizer_dir: Path):
     """``make_ldm_model("sd1"|"sd2"|"sdxl", prediction="eps"|"v")`` → a fresh TinySdModel copy."""
     import torch
-
     from tiny_models import TinySdModel
 
     def make(layout: str = "sd1", prediction: str = "eps"):
@@ -91,7 +90,9 @@ def make_standalone_host(make_pipeline, tmp_path: Path):
     from lora_ext.hosts.standalone import StandaloneHost
 
     def make(family: str = "sd1", prediction: str = "eps"):
-        return StandaloneHost(make_pipeline(family, prediction), name=f"tiny-diffusers-{family}", lora_dir=tmp_path / "Lora")
+        return StandaloneHost(
+            make_pipeline(family, prediction), name=f"tiny-diffusers-{family}", lora_dir=tmp_path / "Lora"
+        )
 
     return make
 
@@ -101,13 +102,14 @@ def make_checkpoint(make_ldm_model, tmp_path: Path):
     """``make_checkpoint(layout, dtype=torch.float16)`` → (path, state dict) of an A1111-layout single file."""
     import torch
     from safetensors.torch import save_file
-
     from tiny_models import checkpoint_state_dict
 
     def make(layout: str = "sd1", dtype=None):
         dtype = dtype or torch.float16
-        state = {k: (v.to(dtype) if v.is_floating_point() and k != "alphas_cumprod" else v)
-                 for k, v in checkpoint_state_dict(make_ldm_model(layout)).items()}
+        state = {
+            k: (v.to(dtype) if v.is_floating_point() and k != "alphas_cumprod" else v)
+            for k, v in checkpoint_state_dict(make_ldm_model(layout)).items()
+        }
         path = tmp_path / f"tiny-{layout}.safetensors"
         save_file(state, str(path))
         return path, state

@@ -40,15 +40,34 @@ def scaled_linear_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
 def ldm_unet(layout: Layout) -> nn.Module:
     from ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    common = dict(image_size=8, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=2,
-                  num_head_channels=8, use_spatial_transformer=True, transformer_depth=1, legacy=False)
+    common = dict(
+        image_size=8,
+        in_channels=4,
+        out_channels=4,
+        model_channels=32,
+        num_res_blocks=2,
+        num_head_channels=8,
+        use_spatial_transformer=True,
+        transformer_depth=1,
+        legacy=False,
+    )
     if layout == "sd1":
         return UNetModel(attention_resolutions=[4, 2, 1], channel_mult=[1, 2, 2, 2], context_dim=TINY_WIDTH, **common)
     if layout == "sd2":
-        return UNetModel(attention_resolutions=[4, 2, 1], channel_mult=[1, 2, 2, 2], context_dim=TINY_WIDTH,
-                         use_linear_in_transformer=True, **common)
-    unet = UNetModel(attention_resolutions=[4, 2], channel_mult=[1, 2, 2], context_dim=TINY_WIDTH * 2,
-                     use_linear_in_transformer=True, **common)
+        return UNetModel(
+            attention_resolutions=[4, 2, 1],
+            channel_mult=[1, 2, 2, 2],
+            context_dim=TINY_WIDTH,
+            use_linear_in_transformer=True,
+            **common,
+        )
+    unet = UNetModel(
+        attention_resolutions=[4, 2],
+        channel_mult=[1, 2, 2],
+        context_dim=TINY_WIDTH * 2,
+        use_linear_in_transformer=True,
+        **common,
+    )
     # sgm's UNet takes num_classes="sequential" and builds label_emb.0.{0,2}; the
     # ldm class in the SD2 repo does not, so give it the same module and flag.
     time_embed_dim = 32 * 4
@@ -77,7 +96,9 @@ class FrozenCLIPEmbedderLike(nn.Module):
         self.layer = layer
 
     def tokens(self, prompts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
+        batch = self.tokenizer(
+            prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
+        )
         return batch.input_ids.to(self.transformer.device)
 
     def forward(self, prompts: list[str]) -> torch.Tensor:
@@ -92,7 +113,9 @@ class _ResidualAttentionBlock(nn.Module):
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
-            OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", nn.GELU()), ("c_proj", nn.Linear(width * 4, width))])
+            OrderedDict(
+                [("c_fc", nn.Linear(width, width * 4)), ("gelu", nn.GELU()), ("c_proj", nn.Linear(width * 4, width))]
+            )
         )
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
@@ -128,7 +151,9 @@ class OpenClipTextLike(nn.Module):
         self.return_pooled = return_pooled
 
     def forward(self, prompts: list[str]):
-        batch = self.tokenizer(prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt")
+        batch = self.tokenizer(
+            prompts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
+        )
         tokens = batch.input_ids.to(self.model.token_embedding.weight.device)
         x = self.model.token_embedding(tokens) + self.model.positional_embedding
         x = x.permute(1, 0, 2)  # (tokens, batch, width): open_clip's MHA is not batch_first
@@ -150,8 +175,17 @@ class TinyAutoencoderKL(nn.Module):
         super().__init__()
         from ldm.modules.diffusionmodules.model import Decoder, Encoder
 
-        ddconfig = dict(ch=32, out_ch=3, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=[],
-                        in_channels=3, resolution=64, z_channels=4, double_z=True)
+        ddconfig = dict(
+            ch=32,
+            out_ch=3,
+            ch_mult=(1, 2, 2, 2),
+            num_res_blocks=1,
+            attn_resolutions=[],
+            in_channels=3,
+            resolution=64,
+            z_channels=4,
+            double_z=True,
+        )
         self.encoder = Encoder(**ddconfig)
         self.decoder = Decoder(**ddconfig)
         self.quant_conv = nn.Conv2d(8, 8, 1)
@@ -193,10 +227,12 @@ class TinyConditioner(nn.Module):
 
     def __init__(self, tokenizer) -> None:
         super().__init__()
-        self.embedders = nn.ModuleList([
-            _CustomWordsLike(FrozenCLIPEmbedderLike(tokenizer, layer="penultimate")),
-            _CustomWordsLike(OpenClipTextLike(tokenizer, return_pooled=True)),
-        ])
+        self.embedders = nn.ModuleList(
+            [
+                _CustomWordsLike(FrozenCLIPEmbedderLike(tokenizer, layer="penultimate")),
+                _CustomWordsLike(OpenClipTextLike(tokenizer, return_pooled=True)),
+            ]
+        )
         self.size_embedder = _SizeEmbedder()
         self.wrapped = nn.Module()
 
@@ -204,7 +240,10 @@ class TinyConditioner(nn.Module):
         prompts = batch["txt"]
         clip_l = self.embedders[0](prompts)
         big_g, pooled = self.embedders[1](prompts)
-        sizes = [self.size_embedder(batch[key]) for key in ("original_size_as_tuple", "crop_coords_top_left", "target_size_as_tuple")]
+        sizes = [
+            self.size_embedder(batch[key])
+            for key in ("original_size_as_tuple", "crop_coords_top_left", "target_size_as_tuple")
+        ]
         return {"crossattn": torch.cat([clip_l, big_g], dim=-1), "vector": torch.cat([pooled, *sizes], dim=-1)}
 
 
@@ -239,8 +278,14 @@ class TinySdModel(nn.Module):
     def get_learned_conditioning(self, prompts):
         if self.is_sdxl:
             size = torch.tensor([[64, 64]] * len(prompts))
-            return self.conditioner({"txt": list(prompts), "original_size_as_tuple": size,
-                                     "crop_coords_top_left": torch.zeros_like(size), "target_size_as_tuple": size})
+            return self.conditioner(
+                {
+                    "txt": list(prompts),
+                    "original_size_as_tuple": size,
+                    "crop_coords_top_left": torch.zeros_like(size),
+                    "target_size_as_tuple": size,
+                }
+            )
         return self.cond_stage_model(list(prompts))
 
     def apply_model(self, x: torch.Tensor, t: torch.Tensor, cond):

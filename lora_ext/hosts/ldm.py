@@ -16,17 +16,18 @@ from pathlib import Path
 import torch
 
 from lora_ext.host import (
-    PromptHook,
     Conditioning,
     Family,
     GenerationRequest,
     HostCapabilities,
     ModelInfo,
     ModelParts,
+    PromptHook,
     SizeCondition,
     TextEncoderPart,
 )
 from lora_ext.sampling import euler_sample, latents_to_pil
+
 
 def detect_family(sd_model) -> Family:
     """SDXL has a ``conditioner``; SD2's text encoder has ``.model`` (OpenCLIP); else SD1 (A1111's rule)."""
@@ -58,18 +59,35 @@ class LdmHost:
         is_demo: bool = False,
         prompt_hook: PromptHook | None = None,
     ) -> None:
-        self.sd_model = sd_model
-        self.prompt_hook = prompt_hook
+        self._sd_model = sd_model
         self._lora_dir = Path(lora_dir)
-        family = detect_family(sd_model)
-        prediction = "v" if getattr(sd_model, "parameterization", "eps") == "v" else "eps"
-        self._info = ModelInfo(name=name, family=family, prediction=prediction, naming="ldm",
-                               short_hash=short_hash, legacy_hash=legacy_hash, is_demo=is_demo)
+        self._identity = (name, short_hash, legacy_hash, is_demo)
+        self.prompt_hook = prompt_hook
+
+    @property
+    def sd_model(self):
+        """The model object; the WebUI adapter reads the live ``shared.sd_model`` here."""
+        return self._sd_model
+
+    def identity(self) -> tuple[str, str | None, str | None, bool]:
+        """(name, short hash, legacy hash, is demo) of the loaded checkpoint."""
+        return self._identity
 
     # -- identity -----------------------------------------------------------------
     @property
     def info(self) -> ModelInfo:
-        return self._info
+        model = self.sd_model
+        name, short_hash, legacy_hash, is_demo = self.identity()
+        prediction = "v" if getattr(model, "parameterization", "eps") == "v" else "eps"
+        return ModelInfo(
+            name=name,
+            family=detect_family(model),
+            prediction=prediction,
+            naming="ldm",
+            short_hash=short_hash,
+            legacy_hash=legacy_hash,
+            is_demo=is_demo,
+        )
 
     @property
     def unet(self) -> torch.nn.Module:
@@ -92,7 +110,7 @@ class LdmHost:
         return self._lora_dir
 
     def parts(self) -> ModelParts:
-        if self._info.family == "sdxl":
+        if self.info.family == "sdxl":
             embedders = self.sd_model.conditioner.embedders
             encoders = tuple(_text_encoder(i, embedders[i]) for i in range(min(2, len(embedders))))
         else:
@@ -109,7 +127,7 @@ class LdmHost:
         return self.sd_model.get_first_stage_encoding(posterior).float()
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
-        if self._info.family != "sdxl":
+        if self.info.family != "sdxl":
             return Conditioning(self.sd_model.get_learned_conditioning(list(prompts)))
         if sizes is None:
             default = SizeCondition((1024, 1024), (0, 0), (1024, 1024))
@@ -134,8 +152,9 @@ class LdmHost:
 
     def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         cond = conditioning.to(self.device, self.dtype)
-        return self.sd_model.apply_model(noisy_latents.to(self.device, self.dtype), timesteps.to(self.device),
-                                         self._cond_for_model(cond))
+        return self.sd_model.apply_model(
+            noisy_latents.to(self.device, self.dtype), timesteps.to(self.device), self._cond_for_model(cond)
+        )
 
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> list:
@@ -157,8 +176,17 @@ class LdmHost:
             vector = None if a.vector is None else torch.cat([a.vector, b.vector])
             return Conditioning(torch.cat([a.crossattn, b.crossattn]), vector)
 
-        latents = euler_sample(self.predict, self.alphas_cumprod, self._info.prediction, noise.to(self.device),
-                               request.steps, cond, uncond, request.cfg_scale, cat)
+        latents = euler_sample(
+            self.predict,
+            self.alphas_cumprod,
+            self.info.prediction,
+            noise.to(self.device),
+            request.steps,
+            cond,
+            uncond,
+            request.cfg_scale,
+            cat,
+        )
         vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype
         return latents_to_pil(self.sd_model.decode_first_stage(latents.to(vae_dtype)))
 

@@ -34,8 +34,15 @@ CONFIG_REPOS: dict[Family, str] = {
     "sd2": "stabilityai/stable-diffusion-2-1",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
-CONFIG_FILES = ("model_index.json", "scheduler/scheduler_config.json", "unet/config.json", "vae/config.json",
-                "text_encoder/config.json", "tokenizer/vocab.json", "tokenizer/merges.txt")
+CONFIG_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+)
 
 
 def family_from_checkpoint_keys(keys: Sequence[str]) -> Family:
@@ -70,13 +77,16 @@ def load_pipeline(model: str, config_dir: Path | None = None, dtype: torch.dtype
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load the diffusers folder {path}: {error}") from error
     if not path.is_file():
-        raise ModelLoadError(f"model not found: {path}", hint="give a diffusers folder, a .safetensors checkpoint or 'demo'")
+        raise ModelLoadError(
+            f"model not found: {path}", hint="give a diffusers folder, a .safetensors checkpoint or 'demo'"
+        )
     family = _checkpoint_family(path)
     pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     config = str(config_dir) if config_dir else CONFIG_REPOS[family]
     try:
-        return pipeline_class.from_single_file(str(path), config=config, torch_dtype=dtype,
-                                               local_files_only=config_dir is not None)
+        return pipeline_class.from_single_file(
+            str(path), config=config, torch_dtype=dtype, local_files_only=config_dir is not None
+        )
     except (OSError, ValueError) as error:
         where = config_dir or "a local folder passed as --config-dir"
         raise ModelLoadError(
@@ -90,7 +100,9 @@ def _checkpoint_family(path: Path) -> Family:
     from safetensors import safe_open
 
     if path.suffix.lower() != ".safetensors":
-        raise ModelLoadError(f"{path.name}: only .safetensors checkpoints are loaded (pickled .ckpt files can run code)")
+        raise ModelLoadError(
+            f"{path.name}: only .safetensors checkpoints are loaded (pickled .ckpt files can run code)"
+        )
     try:
         with safe_open(str(path), framework="pt") as handle:
             return family_from_checkpoint_keys(list(handle.keys()))
@@ -107,18 +119,21 @@ def _ensure_demo() -> Path:
 class StandaloneHost:
     """The ``Host`` protocol over a diffusers SD1/SD2/SDXL pipeline."""
 
-    def __init__(self, pipeline, name: str, lora_dir: Path, is_demo: bool = False,
-                 prompt_hook: PromptHook | None = None) -> None:
+    def __init__(
+        self, pipeline, name: str, lora_dir: Path, is_demo: bool = False, prompt_hook: PromptHook | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.prompt_hook = prompt_hook
         self._lora_dir = Path(lora_dir)
         prediction = "v" if pipeline.scheduler.config.get("prediction_type") == "v_prediction" else "eps"
-        self._info = ModelInfo(name=name, family=_pipeline_family(pipeline), prediction=prediction,
-                               naming="diffusers", is_demo=is_demo)
+        self._info = ModelInfo(
+            name=name, family=_pipeline_family(pipeline), prediction=prediction, naming="diffusers", is_demo=is_demo
+        )
 
     @classmethod
-    def load(cls, model: str, lora_dir: Path | None = None, config_dir: Path | None = None,
-             device: str | None = None) -> StandaloneHost:
+    def load(
+        cls, model: str, lora_dir: Path | None = None, config_dir: Path | None = None, device: str | None = None
+    ) -> StandaloneHost:
         """Load ``model`` ('demo', a diffusers folder or a single file) on ``device``."""
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -163,8 +178,13 @@ class StandaloneHost:
         return (posterior.sample() * vae.config.scaling_factor).float()
 
     def _tokens(self, tokenizer, prompts: Sequence[str]) -> torch.Tensor:
-        batch = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt")
+        batch = tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         return batch.input_ids.to(self.device)
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
@@ -176,8 +196,11 @@ class StandaloneHost:
         crossattn = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
         if sizes is None:
             sizes = [SizeCondition((1024, 1024), (0, 0), (1024, 1024))] * len(prompts)
-        time_ids = torch.tensor([[*s.original_size, *s.crop_top_left, *s.target_size] for s in sizes],
-                                device=self.device, dtype=crossattn.dtype)
+        time_ids = torch.tensor(
+            [[*s.original_size, *s.crop_top_left, *s.target_size] for s in sizes],
+            device=self.device,
+            dtype=crossattn.dtype,
+        )
         return Conditioning(crossattn, torch.cat([second.text_embeds, time_ids], dim=-1))
 
     def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
@@ -185,8 +208,12 @@ class StandaloneHost:
         extra = None
         if cond.vector is not None:
             extra = {"text_embeds": cond.vector[:, :-6], "time_ids": cond.vector[:, -6:]}
-        return self.pipeline.unet(noisy_latents.to(self.device, self.dtype), timesteps.to(self.device),
-                                  encoder_hidden_states=cond.crossattn, added_cond_kwargs=extra).sample
+        return self.pipeline.unet(
+            noisy_latents.to(self.device, self.dtype),
+            timesteps.to(self.device),
+            encoder_hidden_states=cond.crossattn,
+            added_cond_kwargs=extra,
+        ).sample
 
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> list:
@@ -203,4 +230,3 @@ class StandaloneHost:
             generator=generator,
         )
         return list(result.images)
-

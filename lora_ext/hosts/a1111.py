@@ -1,0 +1,150 @@
+"""The AUTOMATIC1111 WebUI adapter: the only core-side file that imports ``modules.*``.
+
+Every WebUI import is inside a function, so this file can be imported (and its
+pure parts tested) without the WebUI. The model is read from the live
+``shared.sd_model`` on every use, because the user can switch checkpoints at
+any time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lora_ext.errors import HostUnavailable
+from lora_ext.host import GenerationRequest, HostCapabilities
+from lora_ext.hosts.ldm import LdmHost
+
+SETTINGS_SECTION = ("train_tools", "Train Tools")
+
+
+def _webui():
+    from modules import devices, paths, sd_unet, shared
+
+    return shared, devices, paths, sd_unet
+
+
+class A1111Host(LdmHost):
+    """The ``Host`` protocol over the WebUI's loaded model, options and sampler."""
+
+    def __init__(self) -> None:
+        shared, _, paths, _ = _webui()
+        super().__init__(sd_model=None, lora_dir=Path(shared.cmd_opts.lora_dir or Path(paths.models_path) / "Lora"))
+
+    @property
+    def sd_model(self):
+        shared, *_ = _webui()
+        model = shared.sd_model
+        if model is None:
+            raise HostUnavailable("no checkpoint is loaded in the WebUI", hint="pick one in the checkpoint dropdown")
+        return model
+
+    def identity(self) -> tuple[str, str | None, str | None, bool]:
+        model = self.sd_model
+        info = getattr(model, "sd_checkpoint_info", None)
+        name = getattr(info, "name_for_extra", None) or "model"
+        return name, getattr(model, "sd_model_hash", None), getattr(info, "hash", None), False
+
+    @property
+    def lora_dir(self) -> Path:
+        shared, _, paths, _ = _webui()
+        return Path(shared.cmd_opts.lora_dir or Path(paths.models_path) / "Lora")
+
+    @property
+    def models_dir(self) -> Path:
+        _, _, paths, _ = _webui()
+        return Path(paths.models_path)
+
+    @property
+    def outputs_dir(self) -> Path:
+        """``outputs/train_tools`` under the WebUI's data folder."""
+        _, _, paths, _ = _webui()
+        return Path(paths.data_path) / "outputs" / "train_tools"
+
+    def capabilities(self) -> HostCapabilities:
+        shared, devices, _, sd_unet = _webui()
+        reasons: list[str] = []
+        if getattr(shared.cmd_opts, "lowvram", False):
+            reasons.append(
+                "the WebUI runs with --lowvram, which moves UNet blocks off the GPU between forward "
+                "and backward; restart without --lowvram to train"
+            )
+        if getattr(devices, "fp8", False):
+            reasons.append("FP8 weight storage is enabled (Settings → Optimizations); turn it off to train")
+        if getattr(sd_unet, "current_unet", None) is not None:
+            reasons.append("an alternate UNet (e.g. TensorRT) is active; set Settings → SD Unet to None to train")
+        model = getattr(shared, "sd_model", None)
+        if model is None:
+            reasons.append("no checkpoint is loaded")
+        medvram = getattr(shared.cmd_opts, "medvram", False) or (
+            getattr(shared.cmd_opts, "medvram_sdxl", False) and getattr(model, "is_sdxl", False)
+        )
+        capabilities = HostCapabilities(can_train=not reasons, can_generate=model is not None, reasons=reasons)
+        if medvram:
+            capabilities.can_train_text_encoder = False
+            capabilities.reasons.append("--medvram: the text encoder cannot be trained (UNet-only training works)")
+        return capabilities
+
+    def generate(self, request: GenerationRequest) -> list:
+        """Images from the WebUI's own pipeline; ``<lora:…>`` is handled by whichever loader owns it.
+
+        The caller must already hold the queue lock (it is not re-entrant).
+        """
+        from modules import processing
+
+        shared, *_ = _webui()
+        model = self.sd_model
+        info = getattr(model, "sd_checkpoint_info", None)
+        override = {"sd_model_checkpoint": info.title} if info is not None and getattr(info, "title", None) else {}
+        p = processing.StableDiffusionProcessingTxt2Img(
+            sd_model=model,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            seed=request.seed,
+            steps=request.steps,
+            cfg_scale=request.cfg_scale,
+            width=request.width,
+            height=request.height,
+            batch_size=request.batch_size,
+            do_not_save_grid=True,
+            do_not_save_samples=True,
+            override_settings=override,
+        )
+        with p:
+            processed = processing.process_images(p)
+        if processed.images:
+            shared.state.assign_current_image(processed.images[0])
+        return list(processed.images)
+
+
+LORA_LOADER_CHOICES = ("Train Tools", "Built-in")
+
+
+def register_settings() -> None:
+    """The Train Tools section of the WebUI's Settings (``on_ui_settings``)."""
+    from modules import shared
+
+    def add(key: str, default, label: str, component=None, component_args=None, info: str | None = None) -> None:
+        option = shared.OptionInfo(default, label, component, component_args, section=SETTINGS_SECTION)
+        shared.opts.add_option(key, option.info(info) if info else option)
+
+    import gradio as gr
+
+    add(
+        "train_tools_lora_loader",
+        LORA_LOADER_CHOICES[0],
+        "LoRA loader for <lora:…> prompts",
+        gr.Radio,
+        {"choices": list(LORA_LOADER_CHOICES)},
+        info="Train Tools: more formats, block weights, exact fast switching; Built-in: the WebUI's own Lora",
+    )
+    add("train_tools_tagger_dir", "", "Tagger model folder (empty: models/TaggerOnnx)")
+    add("train_tools_default_preset", "auto", "Default training preset ('auto' picks by model family)")
+    add("train_tools_gradient_checkpointing", True, "Gradient checkpointing while training (less VRAM, ~20% slower)")
+    add("train_tools_cache_latents_to_disk", True, "Cache training latents on disk")
+    add(
+        "train_tools_lora_cache_size",
+        4,
+        "LoRA files kept parsed in memory",
+        gr.Slider,
+        {"minimum": 0, "maximum": 32, "step": 1},
+    )

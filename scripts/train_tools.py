@@ -1,0 +1,26 @@
+"""WebUI entry point: builds the A1111 host and hands it to the core's UI and API.
+
+Kept thin on purpose: everything else lives in ``lora_ext`` (the core) and
+``lora_ext/hosts/a1111.py`` (the only place that talks to ``modules.*``).
+"""
+
+from modules import script_callbacks, shared
+
+from lora_ext.api import build_router, parse_credentials
+from lora_ext.hosts.a1111 import A1111Host, register_settings
+from lora_ext.ui.tab import build_tab
+
+host = A1111Host()
+
+
+def on_ui_tabs():
+    return [(build_tab(lambda: host), "Train Tools", "train_tools")]
+
+
+def on_app_started(_demo, app):
+    app.include_router(build_router(lambda: host, parse_credentials(shared.cmd_opts.api_auth)))
+
+
+script_callbacks.on_ui_tabs(on_ui_tabs)
+script_callbacks.on_ui_settings(register_settings)
+script_callbacks.on_app_started(on_app_started)

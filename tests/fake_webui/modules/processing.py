@@ -1,0 +1,92 @@
+"""``modules.processing``: txt2img objects and ``process_images`` with the real extra-network flow.
+
+Per v1.10.1: reload weights (honouring override_settings), parse the prompt's
+extra networks, activate them unless ``disable_extra_networks``, compute conds,
+sample, then deactivate. Sampling here is a plain Euler loop over
+``shared.sd_model.apply_model``.
+"""
+
+import torch
+
+from modules import extra_networks, sd_models, shared
+
+
+class StableDiffusionProcessing:
+    cached_c = [None, None]
+    cached_uc = [None, None]
+
+    def __init__(self, sd_model=None, prompt="", negative_prompt="", seed=-1, steps=20, cfg_scale=7.0, width=512,
+                 height=512, batch_size=1, n_iter=1, sampler_name=None, do_not_save_grid=False,
+                 do_not_save_samples=False, override_settings=None, **kwargs):
+        self.sd_model = sd_model
+        self.prompt = prompt
+        self.negative_prompt = negative_prompt
+        self.seed = seed
+        self.steps = steps
+        self.cfg_scale = cfg_scale
+        self.width = width
+        self.height = height
+        self.batch_size = batch_size
+        self.n_iter = n_iter
+        self.override_settings = override_settings or {}
+        self.disable_extra_networks = False
+        self.extra_generation_params = {}
+        self.comments = {}
+        self.extra_network_data = {}
+        self.all_prompts = None
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
+    pass
+
+
+class Processed:
+    def __init__(self, p, images, infotext=""):
+        self.images = images
+        self.seed = p.seed
+        self.infotexts = [infotext] * len(images)
+        self.comments = "".join(f"{k}: {v}\n" for k, v in p.comments.items())
+
+
+process_log = []
+
+
+def process_images(p):
+    sd_models.reload_model_weights(info=p.override_settings.get("sd_model_checkpoint"))
+    model = shared.sd_model
+    prompts, p.extra_network_data = extra_networks.parse_prompts([p.prompt])
+    p.all_prompts = prompts
+    process_log.append({"prompt": prompts[0], "disable_extra_networks": p.disable_extra_networks})
+    with torch.no_grad():
+        if not p.disable_extra_networks:
+            extra_networks.activate(p, p.extra_network_data)
+        cond = model.get_learned_conditioning(prompts * p.batch_size)
+        generator = torch.Generator("cpu").manual_seed(int(p.seed))
+        x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
+        alphas = model.alphas_cumprod.float()
+        timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
+        sigmas = ((1 - alphas) / alphas).sqrt()
+        x = x * sigmas[timesteps[0]]
+        for i, t in enumerate(timesteps):
+            sigma = sigmas[t]
+            eps = model.apply_model(x / (sigma**2 + 1).sqrt(), t.expand(x.shape[0]), cond).float()
+            sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
+            x = x + eps * (sigma_next - sigma)
+        decoded = model.decode_first_stage(x)
+    if not p.disable_extra_networks and p.extra_network_data:
+        extra_networks.deactivate(p, p.extra_network_data)
+    from PIL import Image
+
+    pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
+    infotext = ", ".join(f"{k}: {v}" for k, v in p.extra_generation_params.items())
+    return Processed(p, images, infotext)

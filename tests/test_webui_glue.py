@@ -1,0 +1,103 @@
+"""scripts/train_tools.py on the fake WebUI: tab, settings, API with --api-auth, host adapter."""
+
+from __future__ import annotations
+
+import pytest
+from webui import load_script, reset_fake_webui
+
+
+@pytest.fixture
+def webui(make_ldm_model):
+    reset_fake_webui()
+    from modules import script_callbacks, sd_models, shared
+
+    model = make_ldm_model("sd1")
+    model.sd_checkpoint_info = sd_models.CheckpointInfo(
+        "/m/tiny.safetensors", "tiny", shorthash="abcdef1234", hash="1234abcd"
+    )
+    model.sd_model_hash = "abcdef1234"
+    shared.sd_model = model
+    yield shared, script_callbacks
+    reset_fake_webui()
+
+
+def test_script_registers_tab_settings_and_api(webui):
+    shared, callbacks = webui
+    load_script()
+    callbacks.ui_settings_callback()
+    assert shared.opts.train_tools_lora_loader == "Train Tools"
+    assert shared.opts.data_labels["train_tools_lora_loader"].section[0] == "train_tools"
+    tabs = callbacks.ui_tabs_callback()
+    assert [(title, elem_id) for _, title, elem_id in tabs] == [("Train Tools", "train_tools")]
+
+
+def _client(callbacks):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    callbacks.app_started_callback(None, app)
+    return TestClient(app)
+
+
+def test_api_answers_with_the_loaded_model(webui):
+    _, callbacks = webui
+    load_script()
+    response = _client(callbacks).get("/train-tools/v1/host")
+    assert response.status_code == 200
+    assert response.json()["family"] == "sd1" and response.json()["short_hash"] == "abcdef1234"
+
+
+def test_api_refuses_without_auth_when_api_auth_is_set(webui):
+    shared, callbacks = webui
+    shared.cmd_opts.api_auth = "alice:secret,bob:pw"
+    load_script()
+    client = _client(callbacks)
+    assert client.get("/train-tools/v1/host").status_code == 401
+    assert client.get("/train-tools/v1/host", auth=("alice", "wrong")).status_code == 401
+    assert client.get("/train-tools/v1/host", auth=("bob", "pw")).status_code == 200
+
+
+def test_a1111_host_follows_the_live_model_and_refuses_lowvram(webui, make_ldm_model):
+    shared, _ = webui
+    from lora_ext.hosts.a1111 import A1111Host
+
+    host = A1111Host()
+    assert host.info.family == "sd1" and host.info.name == "tiny"
+    shared.sd_model = make_ldm_model("sdxl")
+    assert host.info.family == "sdxl"
+    assert host.capabilities().can_train
+    shared.cmd_opts.lowvram = True
+    capabilities = host.capabilities()
+    assert not capabilities.can_train and "--lowvram" in capabilities.reasons[0]
+
+
+def test_a1111_host_without_model_says_so(webui):
+    shared, _ = webui
+    from lora_ext.errors import HostUnavailable
+    from lora_ext.hosts.a1111 import A1111Host
+
+    shared.sd_model = None
+    with pytest.raises(HostUnavailable):
+        _ = A1111Host().info
+
+
+def test_a1111_generate_goes_through_process_images(webui):
+    from modules import processing
+
+    from lora_ext.host import GenerationRequest
+    from lora_ext.hosts.a1111 import A1111Host
+
+    images = A1111Host().generate(GenerationRequest(prompt="a cat", width=64, height=64, steps=2, seed=1))
+    assert images[0].size == (64, 64)
+    assert processing.process_log[-1]["prompt"] == "a cat"
+
+
+def test_tab_builds_under_gradio_3(webui):
+    import gradio as gr
+
+    _, callbacks = webui
+    load_script()
+    blocks, _, _ = callbacks.ui_tabs_callback()[0]
+    assert gr.__version__ == "3.41.2"
+    assert isinstance(blocks, gr.Blocks)

@@ -1,0 +1,51 @@
+"""Put the fake WebUI on ``sys.path`` and reset its global state between tests."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+FAKE_ROOT = Path(__file__).resolve().parent / "fake_webui"
+REPO = FAKE_ROOT.parent.parent
+
+
+def install_fake_webui() -> None:
+    if str(FAKE_ROOT) not in sys.path:
+        sys.path.insert(0, str(FAKE_ROOT))
+
+
+def reset_fake_webui() -> None:
+    """Clear registries and state, as a fresh WebUI start would."""
+    install_fake_webui()
+    from modules import call_queue, extra_networks, processing, script_callbacks, shared, ui_extra_networks
+
+    script_callbacks.clear_callbacks()
+    extra_networks.initialize()
+    ui_extra_networks.initialize()
+    processing.process_log.clear()
+    shared.opts.__dict__["data_labels"].clear()
+    shared.opts.__dict__["data"].clear()
+    shared.opts.__dict__["_onchange"].clear()
+    shared.state.__init__()
+    shared.sd_model = None
+    shared.cmd_opts.lowvram = shared.cmd_opts.medvram = False
+    shared.cmd_opts.api_auth = None
+    if call_queue.queue_lock.locked():
+        call_queue.queue_lock.release()
+
+
+def load_script(name: str = "train_tools.py") -> ModuleType:
+    """Execute ``scripts/<name>`` the way the WebUI does: not in sys.modules, repo on sys.path."""
+    install_fake_webui()
+    path = REPO / "scripts" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO))
+    return module
