@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -241,12 +242,12 @@ class ProjectStore:
         except (ValueError, TypeError):
             raise DatasetError(f"The manifest of {paths.project}/{paths.version} is damaged.") from None
 
-    def update_manifest(self, project: str, version: str, **fields: Any) -> dict[str, Any]:
+    def update_manifest(self, project: str, version: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Set free-form manifest fields (notes, trigger word…); names and dates are kept by the store."""
         protected = _PROTECTED_FIELDS & fields.keys()
         if protected:
             raise DatasetError(f"The manifest field(s) {', '.join(sorted(protected))} cannot be changed.")
-        return self._rewrite_manifest(self.version(project, version), **fields)
+        return self._rewrite_manifest(self.version(project, version), **dict(fields))
 
     def _rewrite_manifest(self, paths: VersionPaths, **fields: Any) -> dict[str, Any]:
         manifest = {"format": MANIFEST_FORMAT, "project": paths.project, "version": paths.version}
