@@ -78,7 +78,7 @@ def test_thresholds_are_strict_and_per_category() -> None:
 
 
 def test_character_threshold_is_separate_from_general() -> None:
-    scores = probs(long_hair=0.6, hatsune_miku=0.6)
+    scores = probs(long_hair=0.6, hatsune_miku=0.65)
     assert tags_of(scores) == ["long hair"]
     assert tags_of(scores, character_threshold=0.5) == ["hatsune miku", "long hair"]
     assert tags_of(scores, general_threshold=0.7, character_threshold=0.5) == ["hatsune miku"]
@@ -138,6 +138,10 @@ def test_tags_are_sorted_by_confidence_with_optional_characters_first() -> None:
     scores = probs(long_hair=0.95, smile=0.5, hatsune_miku=0.9)
     assert tags_of(scores) == ["long hair", "hatsune miku", "smile"]
     assert tags_of(scores, characters_first=True) == ["hatsune miku", "long hair", "smile"]
+
+
+def test_equal_confidences_keep_csv_order() -> None:
+    assert tags_of(probs(smile=0.9, long_hair=0.9, hatsune_miku=0.9)) == ["long hair", "hatsune miku", "smile"]
 
 
 def test_max_tags_keeps_the_most_confident_model_tags_but_not_fewer_trigger_words() -> None:

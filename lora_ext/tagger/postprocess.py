@@ -136,9 +136,9 @@ def score_tags(probabilities: np.ndarray, labels: Labels, options: TagOptions) -
     )
     excluded = frozenset(tag_key(t) for t in options.exclude if t.strip())
 
-    def scored(pairs: list[tuple[int, float]], category: Category) -> list[ScoredTag]:
+    def scored(pairs: list[tuple[int, float]], category: Category) -> list[tuple[int, ScoredTag]]:
         return [
-            ScoredTag(display_name(labels.names[i], options.replace_underscores), category, score)
+            (i, ScoredTag(display_name(labels.names[i], options.replace_underscores), category, score))
             for i, score in pairs
             if not is_excluded(labels.names[i], excluded)
         ]
@@ -152,14 +152,14 @@ def score_tags(probabilities: np.ndarray, labels: Labels, options: TagOptions) -
         tags = tags[: options.max_tags]
     rating_indices = np.flatnonzero(labels.mask("rating"))
     ratings = _by_confidence(
-        [ScoredTag(display_name(labels.names[i]), "rating", float(probabilities[i])) for i in rating_indices]
+        [(int(i), ScoredTag(display_name(labels.names[i]), "rating", float(probabilities[i]))) for i in rating_indices]
     )
     return TagScores(tuple(ratings), tuple(tags))
 
 
-def _by_confidence(tags: list[ScoredTag]) -> list[ScoredTag]:
-    # Stable sort: equal confidences keep label order.
-    return sorted(tags, key=lambda t: -t.confidence)
+def _by_confidence(indexed: list[tuple[int, ScoredTag]]) -> list[ScoredTag]:
+    """Most confident first; equal confidences keep label (CSV) order."""
+    return [tag for _, tag in sorted(indexed, key=lambda pair: (-pair[1].confidence, pair[0]))]
 
 
 def dedupe_tags(tags: Iterable[str]) -> list[str]:
