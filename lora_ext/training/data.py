@@ -1,0 +1,415 @@
+"""The training dataset: folders → records → per-epoch batches of latents and captions.
+
+Folders follow kohya: ``N_name`` sub-folders repeat their images ``N`` times per
+epoch and use ``name`` as the caption of images without a caption file; images
+at the top level use ``default_repeats`` and the folder's own name. Unreadable
+images are skipped and reported, never fatal.
+
+All randomness is derived from (seed, epoch, batch) so that a resumed run draws
+exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lora_ext.config import TrainConfig
+from lora_ext.errors import DatasetError
+from lora_ext.host import Conditioning, Host, SizeCondition
+from lora_ext.training import buckets as bucketing
+from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+CACHE_FOLDER = ".train-tools-cache"
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One training (or regularisation) image and how it is placed."""
+
+    path: Path
+    caption: str
+    folder: str
+    repeats: int
+    is_reg: bool
+    size: bucketing.Size
+    placement: bucketing.Placement
+    file_key: str  # size and mtime of the file: changes when the image does
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    name: str
+    repeats: int
+    image_count: int
+    is_reg: bool
+    tag_frequency: dict[str, int]
+
+
+@dataclass
+class Batch:
+    """One batch; every sample has the same bucket."""
+
+    latents: torch.Tensor  # (B, 4, h, w) float32
+    captions: list[str]
+    sizes: list[SizeCondition]
+    loss_weights: torch.Tensor  # (B,) 1 or prior_loss_weight
+    masks: torch.Tensor | None  # (B, 1, h, w) in [0, 1], when masked loss is on
+    conditioning: Conditioning | None = None  # filled from the cache when captions are static
+
+
+@dataclass
+class ScanResult:
+    records: list[ImageRecord] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
+    folders: list[FolderInfo] = field(default_factory=list)
+
+
+def _read_caption(image: Path, extension: str) -> str | None:
+    for suffix in dict.fromkeys((extension, ".txt", ".caption")):
+        path = image.with_suffix(suffix)
+        if path.is_file():
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError):
+                return None
+            return lines[0].strip() if lines else ""
+    return None
+
+
+def _image_size(path: Path) -> bucketing.Size:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()  # decode now, so a truncated file is reported here and not mid-run
+        return image.size
+
+
+def _folders(root: Path, default_repeats: int) -> list[tuple[Path, int, str]]:
+    import re
+
+    if not root.is_dir():
+        raise DatasetError(f"the dataset folder {root} does not exist")
+    found: list[tuple[Path, int, str]] = []
+    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir() if p.is_file()):
+        found.append((root, default_repeats, root.name))
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        match = re.match(r"^(\d+)_(.+)$", child.name)
+        if match and int(match[1]) > 0:
+            found.append((child, int(match[1]), match[2]))
+    return found
+
+
+def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
+    """Records for every readable image under ``root``; unreadable ones go to ``skipped``."""
+    result = ScanResult()
+    for folder, repeats, class_tokens in _folders(root, config.default_repeats):
+        captions = []
+        count = 0
+        for path in sorted(
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        ):
+            try:
+                size = _image_size(path)
+            except Exception as error:  # noqa: BLE001 - PIL raises many types for bad files; skip and name it
+                result.skipped.append(SkippedImage(path, f"{type(error).__name__}: {error}"))
+                continue
+            caption = _read_caption(path, config.caption_extension)
+            caption = class_tokens if not caption else caption
+            stat = path.stat()
+            placement = bucketing.place(
+                size, buckets, config.resolution, config.bucket_reso_steps, config.bucket_no_upscale
+            )
+            result.records.append(
+                ImageRecord(
+                    path, caption, folder.name, repeats, is_reg, size, placement, f"{stat.st_size}:{stat.st_mtime_ns}"
+                )
+            )
+            captions.append(caption)
+            count += 1
+        if count:
+            result.folders.append(FolderInfo(folder.name, repeats, count, is_reg, tag_frequency(captions)))
+    return result
+
+
+def load_pixels(record: ImageRecord, flip: bool, with_alpha: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The image resized to cover its bucket and centre-cropped: (3, H, W) in [-1, 1], and (1, H, W) alpha."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(record.path) as image:
+        image = image.convert("RGBA" if with_alpha else "RGB")
+        width, height = record.placement.resized
+        upscale = width > image.width or height > image.height
+        image = image.resize((width, height), Image.Resampling.LANCZOS if upscale else Image.Resampling.BOX)
+        left, top = record.placement.crop_left_top
+        bucket_width, bucket_height = record.placement.bucket
+        image = image.crop((left, top, left + bucket_width, top + bucket_height))
+        if flip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        array = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()).permute(2, 0, 1) / 255.0
+    pixels = array[:3] * 2 - 1
+    return pixels, (array[3:4] if with_alpha else None)
+
+
+class TrainingDataset:
+    """Records plus the caches; yields the batches of each epoch."""
+
+    def __init__(
+        self,
+        host: Host,
+        config: TrainConfig,
+        train: ScanResult,
+        reg: ScanResult,
+        validation: list[ImageRecord],
+        encode_text: bool,
+    ) -> None:
+        self.host = host
+        self.config = config
+        self.train = train
+        self.reg = reg
+        self.validation = validation
+        self.caption_options = CaptionOptions(
+            config.shuffle_caption,
+            config.keep_tokens,
+            config.caption_dropout_rate,
+            config.tag_dropout_rate,
+            config.trigger_word,
+        )
+        # Conditioning is cached when the text encoders do not train and a caption always reads the same.
+        self.cache_conditioning = not encode_text and self.caption_options.is_static
+        self._latents: dict[tuple[int, bool, bool], tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._conditioning: dict[tuple[str, SizeCondition], Conditioning] = {}
+        self._vae_key: str | None = None
+        self.samples = self._epoch_samples()
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        return self.train.records + self.reg.records
+
+    def _epoch_samples(self) -> list[int]:
+        """Record indices for one epoch: each image × its repeats; reg images cycled to match (kohya)."""
+        samples = [i for i, record in enumerate(self.train.records) for _ in range(record.repeats)]
+        offset = len(self.train.records)
+        reg = [offset + i for i, record in enumerate(self.reg.records) for _ in range(record.repeats)]
+        if reg:
+            samples += [reg[i % len(reg)] for i in range(len(samples))]
+        return samples
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, bool]]]:
+        """Batches of (record index, flipped) for ``epoch``; the same for the same seed and epoch."""
+        records = self.records
+        order = bucketing.batches_for_epoch(
+            [records[i].placement.bucket for i in self.samples], self.config.batch_size, self.config.seed * 1000 + epoch
+        )
+        flips = random.Random(f"flip:{self.config.seed}:{epoch}")
+        return [[(self.samples[i], self.config.flip_aug and flips.random() < 0.5) for i in batch] for batch in order]
+
+    def batches_per_epoch(self) -> int:
+        return len(self.epoch_batches(0))
+
+    # -- latents ----------------------------------------------------------------------------------
+    def vae_key(self) -> str:
+        """A fingerprint of the VAE: the hash of a fixed probe image's latent."""
+        if self._vae_key is None:
+            probe = torch.linspace(-1, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
+            with torch.random.fork_rng(devices=_cuda_devices(self.host)), torch.no_grad():
+                torch.manual_seed(0)
+                latent = self.host.encode_images(probe).float().cpu()
+            self._vae_key = hashlib.sha256((latent * 1000).round().numpy().tobytes()).hexdigest()[:16]
+        return self._vae_key
+
+    def _cache_file(self, record: ImageRecord, flip: bool) -> Path:
+        width, height = record.placement.bucket
+        suffix = "_flip" if flip else ""
+        return record.path.parent / CACHE_FOLDER / f"{record.path.stem}_{width}x{height}{suffix}.safetensors"
+
+    def _cache_key(self, record: ImageRecord, flip: bool) -> str:
+        data = [
+            CACHE_FORMAT,
+            record.file_key,
+            record.placement.bucket,
+            record.placement.resized,
+            record.placement.crop_left_top,
+            flip,
+            self.config.resolution,
+            self.config.masked_loss,
+            self.vae_key(),
+        ]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+    def latent(self, index: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(4, h, w) latent and optional (1, h, w) mask for a record; cached in RAM and on disk as configured."""
+        key = (index, flip, self.config.masked_loss)
+        if key in self._latents:
+            return self._latents[key]
+        record = self.records[index]
+        result = self._read_disk_cache(record, flip) if self.config.cache_latents_to_disk else None
+        if result is None:
+            result = self._encode(record, index, flip)
+            if self.config.cache_latents_to_disk:
+                self._write_disk_cache(record, flip, result)
+        if self.config.cache_latents or self.config.cache_latents_to_disk:
+            self._latents[key] = result
+        return result
+
+    def _encode(self, record: ImageRecord, index: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        pixels, alpha = load_pixels(record, flip, self.config.masked_loss)
+        # The cached latent is one sample of the VAE posterior, drawn from a seed of its own.
+        with torch.random.fork_rng(devices=_cuda_devices(self.host)), torch.no_grad():
+            torch.manual_seed(self.config.seed * 7919 + index * 2 + int(flip))
+            latent = self.host.encode_images(pixels[None]).float().cpu()[0]
+        mask = None
+        if alpha is not None:
+            mask = F.adaptive_avg_pool2d(alpha[None], latent.shape[-2:])[0]
+        return latent, mask
+
+    def _read_disk_cache(self, record: ImageRecord, flip: bool):
+        from safetensors import safe_open
+
+        path = self._cache_file(record, flip)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                if (handle.metadata() or {}).get("key") != self._cache_key(record, flip):
+                    return None
+                mask = handle.get_tensor("mask") if "mask" in handle.keys() else None
+                return handle.get_tensor("latent"), mask
+        except Exception:  # noqa: BLE001 - a damaged cache file is simply re-encoded
+            return None
+
+    def _write_disk_cache(self, record: ImageRecord, flip: bool, result) -> None:
+        from safetensors.torch import save_file
+
+        from lora_ext.fileio import atomic_path
+
+        tensors = {"latent": result[0].contiguous()}
+        if result[1] is not None:
+            tensors["mask"] = result[1].contiguous()
+        with atomic_path(self._cache_file(record, flip)) as tmp:
+            save_file(tensors, str(tmp), metadata={"key": self._cache_key(record, flip)})
+
+    # -- batches ------------------------------------------------------------------------------------
+    def size_condition(self, record: ImageRecord, flip: bool) -> SizeCondition:
+        """SDXL micro-conditioning as sd-scripts: original size, crop (mirrored when flipped), bucket."""
+        left, top = record.placement.crop_left_top
+        if flip:
+            left = record.placement.resized[0] - left - record.placement.bucket[0]
+        width, height = record.size
+        return SizeCondition((height, width), (top, left), (record.placement.bucket[1], record.placement.bucket[0]))
+
+    def make_batch(self, items: Sequence[tuple[int, bool]], caption_rng: random.Random) -> Batch:
+        records = self.records
+        latents, masks, captions, sizes, weights = [], [], [], [], []
+        for index, flip in items:
+            latent, mask = self.latent(index, flip)
+            latents.append(latent)
+            masks.append(mask)
+            record = records[index]
+            captions.append(process_caption(record.caption, self.caption_options, caption_rng))
+            sizes.append(self.size_condition(record, flip))
+            weights.append(self.config.prior_loss_weight if record.is_reg else 1.0)
+        mask_tensor = torch.stack(masks) if self.config.masked_loss and all(m is not None for m in masks) else None
+        batch = Batch(torch.stack(latents), captions, sizes, torch.tensor(weights), mask_tensor)
+        if self.cache_conditioning:
+            batch.conditioning = self.conditioning(captions, sizes)
+        return batch
+
+    def conditioning(self, captions: Sequence[str], sizes: Sequence[SizeCondition]) -> Conditioning:
+        """Conditioning for a batch from the cache, encoding captions seen for the first time."""
+        parts = []
+        for caption, size in zip(captions, sizes, strict=True):
+            key = (caption, size)
+            if key not in self._conditioning:
+                with torch.no_grad():
+                    self._conditioning[key] = _detached(self.host.encode_prompts([caption], [size]))
+            parts.append(self._conditioning[key])
+        vector = None if parts[0].vector is None else torch.cat([p.vector for p in parts])
+        return Conditioning(torch.cat([p.crossattn for p in parts]), vector)
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fill the latent cache (and the conditioning cache) before the first step."""
+        if not (self.config.cache_latents or self.config.cache_latents_to_disk):
+            return
+        flips = (False, True) if self.config.flip_aug else (False,)
+        todo = [(i, flip) for i in range(len(self.records)) for flip in flips]
+        for done, (index, flip) in enumerate(todo):
+            self.latent(index, flip)
+            if progress:
+                progress(done + 1, len(todo))
+
+    # -- validation ----------------------------------------------------------------------------------
+    def validation_batch(self) -> Batch | None:
+        """The held-out images of the largest bucket (a batch never mixes shapes), or ``None``."""
+        if not self.validation:
+            return None
+        groups: dict[bucketing.Size, list[int]] = {}
+        for position, record in enumerate(self.validation):
+            groups.setdefault(record.placement.bucket, []).append(position)
+        chosen = max(groups.values(), key=len)
+        options = CaptionOptions(trigger_word=self.config.trigger_word)
+        records = [self.validation[p] for p in chosen]
+        captions = [process_caption(r.caption, options, random.Random(0)) for r in records]
+        sizes = [self.size_condition(r, False) for r in records]
+        latents = torch.stack([self._validation_latent(p) for p in chosen])
+        return Batch(latents, captions, sizes, torch.ones(len(records)), None)
+
+    def _validation_latent(self, position: int) -> torch.Tensor:
+        key = (-1 - position, False, False)
+        if key not in self._latents:
+            self._latents[key] = self._encode(self.validation[position], 10_000_000 + position, False)
+        return self._latents[key][0]
+
+
+def _detached(conditioning: Conditioning) -> Conditioning:
+    vector = None if conditioning.vector is None else conditioning.vector.detach()
+    return Conditioning(conditioning.crossattn.detach(), vector)
+
+
+def _cuda_devices(host: Host) -> list[int]:
+    device = host.device
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def build_dataset(host: Host, config: TrainConfig, encode_text: bool) -> TrainingDataset:
+    """Scan the dataset (and regularisation) folders and split off validation images."""
+    buckets = (
+        bucketing.make_buckets(
+            config.resolution, config.min_bucket_reso, config.max_bucket_reso, config.bucket_reso_steps
+        )
+        if config.enable_bucket
+        else None
+    )
+    train = scan(Path(config.dataset_dir), config, buckets, is_reg=False)
+    reg = scan(Path(config.reg_dir), config, buckets, is_reg=True) if config.reg_dir else ScanResult()
+    if not train.records:
+        names = ", ".join(str(s.path.name) for s in train.skipped[:5])
+        raise DatasetError(
+            f"no readable training images in {config.dataset_dir}" + (f" (skipped: {names})" if names else ""),
+            hint="put images (and .txt captions) in the folder or in N_name sub-folders",
+        )
+    validation: list[ImageRecord] = []
+    if config.validation_split > 0 and len(train.records) > 1:
+        count = max(1, round(len(train.records) * config.validation_split))
+        chosen = set(random.Random(f"validation:{config.seed}").sample(range(len(train.records)), count))
+        validation = [r for i, r in enumerate(train.records) if i in chosen]
+        train = ScanResult([r for i, r in enumerate(train.records) if i not in chosen], train.skipped, train.folders)
+    return TrainingDataset(host, config, train, reg, validation, encode_text)

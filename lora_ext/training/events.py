@@ -1,0 +1,85 @@
+"""How the UI and the CLI talk to a running training loop.
+
+Progress and status go out through callbacks; stop, save and sample requests
+come in as flags, checked once per optimizer step. Requests are thread-safe, so
+a UI thread can call ``request_stop()`` while the loop runs in another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProgressInfo:
+    step: int
+    total_steps: int
+    epoch: int  # 1-based epoch being trained
+    epochs: int
+    loss: float
+    smoothed_loss: float
+    lr: float
+    its_per_second: float
+    eta_seconds: float
+
+
+class TrainEvents:
+    """Callbacks out, requests in. Subclass it or pass callables."""
+
+    def __init__(
+        self,
+        on_progress: Callable[[ProgressInfo], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+        on_saved: Callable[[Path], None] | None = None,
+        on_sample: Callable[[list, list[Path]], None] | None = None,
+    ) -> None:
+        self._on_progress = on_progress
+        self._on_status = on_status
+        self._on_saved = on_saved
+        self._on_sample = on_sample
+        self._stop = threading.Event()
+        self._save = threading.Event()
+        self._sample = threading.Event()
+
+    # -- requests (from any thread) ---------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_save(self) -> None:
+        self._save.set()
+
+    def request_sample(self) -> None:
+        self._sample.set()
+
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def take_save_request(self) -> bool:
+        requested = self._save.is_set()
+        self._save.clear()
+        return requested
+
+    def take_sample_request(self) -> bool:
+        requested = self._sample.is_set()
+        self._sample.clear()
+        return requested
+
+    # -- notifications (from the loop) --------------------------------------------------
+    def progress(self, info: ProgressInfo) -> None:
+        if self._on_progress:
+            self._on_progress(info)
+
+    def status(self, text: str) -> None:
+        if self._on_status:
+            self._on_status(text)
+
+    def saved(self, path: Path) -> None:
+        if self._on_saved:
+            self._on_saved(path)
+
+    def sampled(self, images: list, paths: list[Path]) -> None:
+        if self._on_sample:
+            self._on_sample(images, paths)

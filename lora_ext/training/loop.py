@@ -1,0 +1,42 @@
+"""The training loop, in the order the work happens. Helpers live in ``steps.py``."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from lora_ext.config import TrainConfig
+from lora_ext.training import steps
+from lora_ext.training.data import TrainingDataset
+from lora_ext.training.events import TrainEvents
+from lora_ext.training.outputs import RunOutputs
+
+Outcome = Literal["finished", "cancelled"]
+
+
+def train(
+    config: TrainConfig, parts: steps.TrainingParts, dataset: TrainingDataset, events: TrainEvents, outputs: RunOutputs
+) -> Outcome:
+    """Run optimizer steps from ``parts.progress.step`` to ``parts.plan.total_steps``; stop early on request."""
+    plan, network = parts.plan, parts.network
+    network.train()
+    while parts.progress.step < plan.total_steps:
+        started = time.perf_counter()
+        step = steps.batches_for_step(dataset, plan, config, parts.progress.step)  # 1. the batches of this step
+        loss = 0.0
+        for items, seed in zip(step.items, step.seeds, strict=True):
+            batch = steps.get_batch(dataset, items, seed)
+            latents, conditioning = steps.latents_and_conditioning(parts, batch)  # 2. latents and conditioning
+            noisy, timesteps, target, weights = steps.noise_and_timesteps(parts, config, latents, seed)  # 3. noise, t
+            micro_loss = steps.predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)  # 4.
+            steps.backward(parts, micro_loss / len(step.items))  # 5. backward, accumulating
+            loss += micro_loss.detach().item() / len(step.items)
+        steps.check_finite(loss, parts)
+        steps.optimizer_step(parts, config)  # 6. clip, step, zero
+        info = steps.update_progress(parts, loss, time.perf_counter() - started, step.epoch)  # 7. progress
+        events.progress(info)
+        outputs.after_step(step.epoch, step.ends_epoch)  # 8. save, sample, validate on schedule or request
+        if events.stop_requested():
+            outputs.save_state()
+            return "cancelled"
+    return "finished"  # 9. all steps done

@@ -1,0 +1,256 @@
+"""Trainable LoRA / LoCon modules and the network that owns them.
+
+A ``LoraModule`` never replaces the layer it adapts: the injector adds its output
+to the layer's output through a forward hook (``y + up(down(x)) · scale``, as
+kohya's monkey-patched forward does), or, for OpenCLIP's fused attention, adds
+``delta_weight()`` to a slice of ``in_proj_weight`` (see ``inject.py``).
+Parameters are fp32 whatever the base model's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lora_ext.host import ModelParts
+from lora_ext.training import kohya_names
+
+# kohya's target classes, in both namings (ldm / diffusers).
+UNET_ATTENTION_CLASSES = frozenset({"SpatialTransformer", "Transformer2DModel"})
+UNET_CONV_CLASSES = frozenset({"ResBlock", "ResnetBlock2D", "Downsample", "Downsample2D", "Upsample", "Upsample2D"})
+TEXT_ENCODER_CLASSES = frozenset({"CLIPAttention", "CLIPSdpaAttention", "CLIPFlashAttention2", "CLIPMLP"})
+
+Projection = Literal["q", "k", "v", "out"]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The shape of a network: what the config says about ranks and dropout."""
+
+    rank: int
+    alpha: float
+    conv_rank: int = 0  # 0: no 3×3 convolutions (plain LoRA)
+    conv_alpha: float = 1.0
+    dropout: float = 0.0
+    rank_dropout: float = 0.0
+    module_dropout: float = 0.0
+    train_unet: bool = True
+    train_text_encoder: bool = True
+
+
+class LoraModule(nn.Module):
+    """``lora_down`` → (dropout) → ``lora_up``, scaled by ``alpha / rank``."""
+
+    def __init__(
+        self, lora_name: str, base: nn.Module | tuple[int, int], rank: int, alpha: float, spec: NetworkSpec
+    ) -> None:
+        super().__init__()
+        self.lora_name = lora_name
+        if isinstance(base, nn.Conv2d):
+            self.is_conv = True
+            self.lora_down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, bias=False)
+            self.lora_up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
+        else:
+            in_features, out_features = (base.in_features, base.out_features) if isinstance(base, nn.Linear) else base
+            self.is_conv = False
+            self.lora_down = nn.Linear(in_features, rank, bias=False)
+            self.lora_up = nn.Linear(rank, out_features, bias=False)
+        # kohya's initialisation: the network starts as the identity.
+        nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_up.weight)
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+        self.rank = rank
+        self.dropout = spec.dropout
+        self.rank_dropout = spec.rank_dropout
+        self.module_dropout = spec.module_dropout
+        self.multiplier = 1.0
+
+    @property
+    def scale(self) -> float:
+        return float(self.alpha) / self.rank
+
+    def _skipped(self) -> bool:
+        return self.training and self.module_dropout > 0 and float(torch.rand(())) < self.module_dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The amount to add to the base layer's output for input ``x`` (``None`` when dropped)."""
+        if self.multiplier == 0 or self._skipped():
+            return None
+        hidden = self.lora_down(x.to(self.lora_down.weight.dtype))
+        scale = self.scale * self.multiplier
+        if self.training and self.dropout > 0:
+            hidden = F.dropout(hidden, p=self.dropout)
+        if self.training and self.rank_dropout > 0:
+            # One mask per sample over the rank channels; shape broadcasts over tokens or pixels.
+            shape = (
+                (hidden.shape[0], self.rank, 1, 1)
+                if self.is_conv
+                else (hidden.shape[0],) + (1,) * (hidden.dim() - 2) + (self.rank,)
+            )
+            mask = (torch.rand(shape, device=hidden.device) > self.rank_dropout).to(hidden.dtype)
+            hidden = hidden * mask
+            scale = scale / (1 - self.rank_dropout)
+        return self.lora_up(hidden) * scale
+
+    def delta_weight(self) -> torch.Tensor | None:
+        """``scale · up @ down`` as a weight (Linear form), for layers that cannot take an output hook."""
+        if self.multiplier == 0 or self._skipped():
+            return None
+        down = self.lora_down.weight.flatten(1)
+        up = self.lora_up.weight.flatten(1)
+        scale = self.scale * self.multiplier
+        if self.training and self.rank_dropout > 0:
+            mask = (torch.rand(self.rank, device=down.device) > self.rank_dropout).to(down.dtype)
+            down = down * mask[:, None]
+            scale = scale / (1 - self.rank_dropout)
+        return up @ down * scale
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    """A base layer whose output gets ``lora(x)`` added."""
+
+    lora_name: str
+    module: nn.Module
+
+
+@dataclass(frozen=True)
+class FusedAttentionTarget:
+    """An ``nn.MultiheadAttention`` whose q/k/v slices of ``in_proj_weight`` and ``out_proj`` get LoRAs."""
+
+    module: nn.MultiheadAttention
+    lora_names: dict[str, str]  # projection ('q', 'k', 'v', 'out') → lora name
+
+
+class LoraNetwork(nn.Module):
+    """All LoRA modules of a run, keyed by their kohya names."""
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.loras = nn.ModuleDict()
+        self.hook_targets: list[HookTarget] = []
+        self.fused_targets: list[FusedAttentionTarget] = []
+        self.text_encoder_names: set[str] = set()
+
+    def add(self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool) -> LoraModule:
+        if lora_name in self.loras:
+            raise ValueError(f"two layers map to the LoRA name {lora_name}")
+        rank, alpha = (self.spec.conv_rank, self.spec.conv_alpha) if conv3x3 else (self.spec.rank, self.spec.alpha)
+        module = LoraModule(lora_name, base, rank, alpha, self.spec)
+        self.loras[lora_name] = module
+        if text_encoder:
+            self.text_encoder_names.add(lora_name)
+        return module
+
+    def unet_modules(self) -> Iterator[LoraModule]:
+        return (m for name, m in self.loras.items() if name not in self.text_encoder_names)
+
+    def text_encoder_modules(self) -> Iterator[LoraModule]:
+        return (m for name, m in self.loras.items() if name in self.text_encoder_names)
+
+    def kohya_state_dict(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """``<name>.lora_down.weight``, ``<name>.lora_up.weight`` and a 0-d ``<name>.alpha`` per module."""
+        state: dict[str, torch.Tensor] = {}
+        for name, module in self.loras.items():
+            state[f"{name}.lora_down.weight"] = module.lora_down.weight.detach().to("cpu", dtype).contiguous()
+            state[f"{name}.lora_up.weight"] = module.lora_up.weight.detach().to("cpu", dtype).contiguous()
+            state[f"{name}.alpha"] = module.alpha.detach().to("cpu", dtype).clone()
+        return state
+
+    def load_kohya_state_dict(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Copy matching tensors in; returns the network's module names that the file did not cover."""
+        missing = []
+        with torch.no_grad():
+            for name, module in self.loras.items():
+                down, up = state.get(f"{name}.lora_down.weight"), state.get(f"{name}.lora_up.weight")
+                if down is None or up is None or down.shape != module.lora_down.weight.shape:
+                    missing.append(name)
+                    continue
+                module.lora_down.weight.copy_(down)
+                module.lora_up.weight.copy_(up.reshape(module.lora_up.weight.shape))
+                if f"{name}.alpha" in state:
+                    module.alpha.copy_(state[f"{name}.alpha"])
+        return missing
+
+
+def _conv_kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, nn.Conv2d) and module.groups == 1:
+        return "conv1x1" if module.kernel_size == (1, 1) else "conv3x3"
+    return None
+
+
+def build_network(parts: ModelParts, family: str, spec: NetworkSpec) -> LoraNetwork:
+    """Create LoRA modules for every layer kohya targets in ``parts`` (nothing is attached yet)."""
+    network = LoraNetwork(spec)
+    if spec.train_unet:
+        _add_unet(network, parts, family, spec)
+    if spec.train_text_encoder:
+        for encoder in parts.text_encoders:
+            if encoder.kind == "open_clip":
+                _add_open_clip(network, encoder.root, family, encoder.index)
+            else:
+                _add_hf_clip(network, encoder.root, family, encoder.index)
+    return network
+
+
+def _add_unet(network: LoraNetwork, parts: ModelParts, family: str, spec: NetworkSpec) -> None:
+    classes = UNET_ATTENTION_CLASSES | (UNET_CONV_CLASSES if spec.conv_rank > 0 else frozenset())
+    seen: set[int] = set()
+    for parent_name, parent in parts.unet.named_modules():
+        if type(parent).__name__ not in classes:
+            continue
+        for child_name, child in parent.named_modules():
+            kind = _conv_kind(child)
+            if kind is None or id(child) in seen:
+                continue
+            full_name = f"{parent_name}.{child_name}" if child_name else parent_name
+            lora_name = kohya_names.unet_lora_name(family, parts.naming, full_name)
+            if lora_name is None:
+                continue
+            seen.add(id(child))
+            network.add(lora_name, child, conv3x3=kind == "conv3x3", text_encoder=False)
+            network.hook_targets.append(HookTarget(lora_name, child))
+
+
+def _add_hf_clip(network: LoraNetwork, root: nn.Module, family: str, index: int) -> None:
+    for parent_name, parent in root.named_modules():
+        if type(parent).__name__ not in TEXT_ENCODER_CLASSES:
+            continue
+        for child_name, child in parent.named_children():
+            if not isinstance(child, nn.Linear):
+                continue
+            lora_name = kohya_names.hf_clip_lora_name(family, index, f"{parent_name}.{child_name}")
+            if lora_name is not None:
+                network.add(lora_name, child, conv3x3=False, text_encoder=True)
+                network.hook_targets.append(HookTarget(lora_name, child))
+
+
+def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: int) -> None:
+    for name, module in root.named_modules():
+        if isinstance(module, nn.MultiheadAttention):
+            if not module._qkv_same_embed_dim:
+                continue
+            width = module.embed_dim
+            names: dict[str, str] = {}
+            for projection in ("q", "k", "v", "out"):
+                lora_name = kohya_names.open_clip_lora_name(family, index, name, projection)
+                if lora_name is None:
+                    break
+                network.add(lora_name, (width, width), conv3x3=False, text_encoder=True)
+                names[projection] = lora_name
+            if len(names) == 4:
+                network.fused_targets.append(FusedAttentionTarget(module, names))
+        elif isinstance(module, nn.Linear):
+            lora_name = kohya_names.open_clip_lora_name(family, index, name)
+            if lora_name is not None:
+                network.add(lora_name, module, conv3x3=False, text_encoder=True)
+                network.hook_targets.append(HookTarget(lora_name, module))

@@ -1,0 +1,160 @@
+"""Everything a run writes: LoRA files (final and intermediate), states, previews, the loss log."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lora_ext.config import TrainConfig
+from lora_ext.host import GenerationRequest
+from lora_ext.training import checkpoint, save, steps
+from lora_ext.training.data import TrainingDataset
+from lora_ext.training.events import TrainEvents
+
+_OPTION = re.compile(r"\s--(n|w|h|s|l|d)\s+")
+
+
+@dataclass(frozen=True)
+class SamplePrompt:
+    prompt: str
+    negative: str = ""
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int = 0
+
+
+def parse_sample_prompts(text: str, width: int, height: int, seed: int) -> list[SamplePrompt]:
+    """kohya's prompt lines: ``prompt --n negative --w 512 --h 512 --s 20 --l 7 --d 1``; ``#`` comments."""
+    prompts = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        pieces = _OPTION.split(" " + line)
+        values: dict[str, str] = {}
+        for key, value in zip(pieces[1::2], pieces[2::2], strict=True):
+            values[key] = value.strip()
+        try:
+            prompts.append(
+                SamplePrompt(
+                    prompt=pieces[0].strip(),
+                    negative=values.get("n", ""),
+                    width=int(values.get("w", width)),
+                    height=int(values.get("h", height)),
+                    steps=int(values.get("s", 20)),
+                    cfg_scale=float(values.get("l", 7.0)),
+                    seed=int(values.get("d", seed)),
+                )
+            )
+        except ValueError:
+            continue  # a malformed option line is skipped rather than ending the run
+    return prompts
+
+
+class RunOutputs:
+    """Saves and previews for one run; the loop calls ``after_step`` once per optimizer step."""
+
+    def __init__(
+        self, config: TrainConfig, parts: steps.TrainingParts, dataset: TrainingDataset, events: TrainEvents, facts_for
+    ) -> None:
+        self.config = config
+        self.parts = parts
+        self.dataset = dataset
+        self.events = events
+        self.facts_for = facts_for  # (output name, epoch) → save.RunFacts
+        self.last_preview = None
+        self.loss_log = parts.work_dir / "loss.csv"
+
+    def after_step(self, epoch: int, ends_epoch: bool) -> None:
+        config, plan, progress = self.config, self.parts.plan, self.parts.progress
+        step = progress.step
+        validation = None
+        if self.dataset.validation and (
+            (config.validate_every_n_steps and step % config.validate_every_n_steps == 0)
+            or (not config.validate_every_n_steps and ends_epoch)
+        ):
+            validation = steps.validation_loss(self.parts, config, self.dataset)
+        steps.append_loss_log(
+            self.loss_log,
+            step,
+            epoch + 1,
+            progress.last_loss,
+            progress.smoothed_loss,
+            self.parts.optimizer.param_groups[0]["lr"],
+            validation,
+        )
+        if validation is not None:
+            self.events.status(f"validation loss {validation:.4f} at step {step}")
+        save_requested = self.events.take_save_request()
+        if plan.should_save_step(config, step) or save_requested:
+            self.save_intermediate(save.intermediate_path(self.parts.output_path, step=step), epoch + 1)
+        if ends_epoch and plan.should_save_epoch(config, epoch + 1):
+            self.save_intermediate(save.intermediate_path(self.parts.output_path, epoch=epoch + 1), epoch + 1)
+        if (
+            self.events.take_sample_request()
+            or plan.should_sample_step(config, step)
+            or (ends_epoch and plan.should_sample_epoch(config, epoch + 1))
+        ):
+            self.sample(f"e{epoch + 1:06d}_s{step:08d}")
+
+    def save_lora(self, path: Path, epoch: int) -> Path:
+        tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
+        metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch))
+        save.save_lora(path, tensors, metadata)
+        save.write_sidecars(path, self.config, self.parts.host.info, self.last_preview)
+        self.events.saved(path)
+        return path
+
+    def save_intermediate(self, path: Path, epoch: int) -> None:
+        self.save_lora(path, epoch)
+        progress = self.parts.progress
+        progress.saved_files = save.prune([*progress.saved_files, str(path)], self.config.keep_last_n)
+        if self.config.save_state:
+            self.save_state()
+
+    def save_state(self) -> Path:
+        path = checkpoint.state_path(self.parts.output_path)
+        checkpoint.save_state(path, self.parts, self.config.to_dict())
+        self.events.status(f"saved training state at step {self.parts.progress.step}")
+        return path
+
+    def sample(self, label: str) -> list[Path]:
+        """Previews through the host's own generator, with the LoRA live and fixed seeds."""
+        capabilities = self.parts.host.capabilities()
+        prompts = parse_sample_prompts(
+            self.config.sample_prompts, self.config.resolution, self.config.resolution, self.config.seed
+        )
+        if not prompts or not capabilities.can_generate:
+            return []
+        network = self.parts.network
+        was_training = network.training
+        network.eval()
+        paths, images = [], []
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for index, prompt in enumerate(prompts):
+                    request = GenerationRequest(
+                        prompt=prompt.prompt,
+                        negative_prompt=prompt.negative,
+                        seed=prompt.seed,
+                        width=prompt.width,
+                        height=prompt.height,
+                        steps=prompt.steps,
+                        cfg_scale=prompt.cfg_scale,
+                    )
+                    image = self.parts.host.generate(request)[0]
+                    path = self.parts.work_dir / "samples" / f"{label}_{index:02d}.png"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    image.save(path)
+                    paths.append(path)
+                    images.append(image)
+        finally:
+            network.train(was_training)
+        self.last_preview = images[0]
+        self.events.sampled(images, paths)
+        return paths

@@ -1,0 +1,63 @@
+"""Numbers derived from a config and a dataset, computed once by a pure function.
+
+The trainer never writes these back into the config (diffusers mutates
+``args.max_train_steps`` mid-run; we don't).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lora_ext.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    batches_per_epoch: int
+    steps_per_epoch: int  # optimizer steps: batches / gradient accumulation, rounded up
+    total_steps: int
+    epochs: int
+    warmup_steps: int
+    effective_batch: int
+    num_train_images: int  # with repeats, as ss_num_train_images
+
+    def epoch_of_step(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def should_save_step(self, config: TrainConfig, step: int) -> bool:
+        return config.save_every_n_steps > 0 and step % config.save_every_n_steps == 0 and step < self.total_steps
+
+    def should_save_epoch(self, config: TrainConfig, epoch: int) -> bool:
+        """After finishing ``epoch`` (1-based)."""
+        return config.save_every_n_epochs > 0 and epoch % config.save_every_n_epochs == 0 and epoch < self.epochs
+
+    def should_sample_step(self, config: TrainConfig, step: int) -> bool:
+        return config.sample_every_n_steps > 0 and step % config.sample_every_n_steps == 0
+
+    def should_sample_epoch(self, config: TrainConfig, epoch: int) -> bool:
+        return config.sample_every_n_epochs > 0 and epoch % config.sample_every_n_epochs == 0
+
+
+def make_plan(config: TrainConfig, batches_per_epoch: int, num_train_images: int) -> TrainPlan:
+    """Steps per epoch, total steps and warm-up for ``config`` over a dataset with ``batches_per_epoch``."""
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
+    if config.max_steps > 0:
+        total = config.max_steps
+        epochs = math.ceil(total / steps_per_epoch)
+    else:
+        epochs = config.epochs
+        total = epochs * steps_per_epoch
+    warmup = config.warmup_steps if config.warmup_steps > 0 else int(round(total * config.warmup_ratio))
+    if config.lr_scheduler == "constant":
+        warmup = 0
+    warmup = min(warmup, max(0, total - 1))
+    return TrainPlan(
+        batches_per_epoch,
+        steps_per_epoch,
+        total,
+        epochs,
+        warmup,
+        config.batch_size * config.gradient_accumulation,
+        num_train_images,
+    )

@@ -1,0 +1,268 @@
+"""Start a training run on a host: the one call the UI and the CLI make.
+
+``train_lora(host, config, events)`` checks the host, scans the dataset, builds
+and attaches the network, trains, saves, and always hands the model back as it
+was. Hosts may provide ``training_session()`` (a context manager) to hold their
+own locks and undo their own state for the run — the A1111 adapter does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from lora_ext.config import TrainConfig
+from lora_ext.errors import ConfigError, HostUnavailable
+from lora_ext.host import Host
+from lora_ext.training import buckets, checkpoint, loop, save
+from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
+from lora_ext.training.events import TrainEvents
+from lora_ext.training.inject import attached
+from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
+from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
+from lora_ext.training.outputs import RunOutputs
+from lora_ext.training.plan import make_plan
+from lora_ext.training.steps import TrainingParts, TrainProgress
+
+# Settings a resumed run may change; anything else must match the saved state.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "save_every_n_epochs",
+        "save_every_n_steps",
+        "keep_last_n",
+        "save_state",
+        "sample_prompts",
+        "sample_every_n_epochs",
+        "sample_every_n_steps",
+        "training_comment",
+        "preferred_weight",
+        "output_name",
+        "validate_every_n_steps",
+    }
+)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced."""
+
+    status: Literal["finished", "cancelled"]
+    path: Path | None  # the final LoRA file (None when cancelled)
+    steps: int
+    total_steps: int
+    final_loss: float
+    state_path: Path | None
+    saved: list[Path] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
+    loss_log: Path | None = None
+
+
+def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> Path:
+    if out:
+        path = Path(out)
+        return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
+    name = config.output_name or Path(config.dataset_dir).name or "lora"
+    return host.lora_dir / f"{name}.safetensors"
+
+
+def network_spec(config: TrainConfig) -> NetworkSpec:
+    return NetworkSpec(
+        rank=config.rank,
+        alpha=config.alpha,
+        conv_rank=config.conv_rank if config.network_type == "locon" else 0,
+        conv_alpha=config.conv_alpha,
+        dropout=config.dropout,
+        rank_dropout=config.rank_dropout,
+        module_dropout=config.module_dropout,
+        train_unet=config.unet_lr > 0,
+        train_text_encoder=config.train_text_encoder and config.text_encoder_lr > 0,
+    )
+
+
+def _check_host(host: Host, config: TrainConfig) -> None:
+    capabilities = host.capabilities()
+    if not capabilities.can_train:
+        raise HostUnavailable(
+            "training is not possible with the model as it is loaded now: "
+            + "; ".join(capabilities.reasons or ["the host refused"])
+        )
+    if config.train_text_encoder and config.text_encoder_lr > 0 and not capabilities.can_train_text_encoder:
+        raise ConfigError(
+            "the text encoder cannot be trained here: " + "; ".join(capabilities.reasons),
+            hint="turn off train_text_encoder (UNet-only training)",
+        )
+
+
+def _param_groups(network: LoraNetwork, config: TrainConfig) -> list[dict]:
+    groups = []
+    unet = [p for m in network.unet_modules() for p in m.parameters()]
+    text = [p for m in network.text_encoder_modules() for p in m.parameters()]
+    if unet and config.unet_lr > 0:
+        groups.append({"params": unet, "lr": config.unet_lr})
+    if text and config.text_encoder_lr > 0:
+        groups.append({"params": text, "lr": config.text_encoder_lr})
+    return groups
+
+
+def _load_init_weights(network: LoraNetwork, path: str) -> None:
+    from safetensors.torch import load_file
+
+    if not Path(path).is_file():
+        raise ConfigError(f"the LoRA to start from does not exist: {path}")
+    missing = network.load_kohya_state_dict(load_file(path))
+    if len(missing) == len(network.loras):
+        raise ConfigError(
+            f"{Path(path).name} has no layer that matches this model and rank",
+            hint="start from a LoRA of the same base model and rank",
+        )
+
+
+def _resume_state(config: TrainConfig, output_path: Path) -> dict | None:
+    path = checkpoint.state_path(output_path)
+    state = checkpoint.load_state(path)
+    saved = state["config"]
+    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise ConfigError(
+            f"cannot resume {path.name}: these settings differ from the saved run: {', '.join(changed)}",
+            hint="resume with the same settings, or start a new run",
+        )
+    return state
+
+
+def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, parts: TrainingParts, session_id: str):
+    def dirs(folders) -> dict:
+        return {f.name: {"n_repeats": f.repeats, "img_count": f.image_count} for f in folders}
+
+    bucket_info = (
+        buckets.bucket_info([r.placement for r in dataset.records], [r.size for r in dataset.records])
+        if config.enable_bucket
+        else None
+    )
+
+    def facts(output_name: str, epoch: int) -> save.RunFacts:
+        return save.RunFacts(
+            info=host.info,
+            output_name=output_name,
+            session_id=session_id,
+            started_at=parts.started_at,
+            steps=parts.progress.step,
+            epoch=epoch,
+            total_steps=parts.plan.total_steps,
+            epochs=parts.plan.epochs,
+            batches_per_epoch=parts.plan.batches_per_epoch,
+            num_train_images=parts.plan.num_train_images,
+            num_reg_images=len(dataset.reg.records),
+            num_validation_images=len(dataset.validation),
+            warmup_steps=parts.plan.warmup_steps,
+            optimizer=describe_optimizer(parts.optimizer, config),
+            dataset_dirs=dirs(dataset.train.folders),
+            reg_dataset_dirs=dirs(dataset.reg.folders),
+            tag_frequency={f.name: f.tag_frequency for f in dataset.train.folders},
+            bucket_info=bucket_info,
+            resolution=(config.resolution, config.resolution),
+        )
+
+    return facts
+
+
+def _autocast_dtype(config: TrainConfig, host: Host) -> torch.dtype | None:
+    if config.mixed_precision == "bf16":
+        return torch.bfloat16
+    if config.mixed_precision == "fp16":
+        if host.device.type != "cuda":
+            raise ConfigError("fp16 mixed precision needs a CUDA device", hint="use bf16 or no on the CPU")
+        return torch.float16
+    return None
+
+
+def train_lora(
+    host: Host,
+    config: TrainConfig,
+    events: TrainEvents | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the output's ``.trainstate``."""
+    events = events or TrainEvents()
+    _check_host(host, config)
+    output_path = output_path_for(host, config, out)
+    state = _resume_state(config, output_path) if resume else None
+    session = getattr(host, "training_session", None)
+    with session() if session else contextlib.nullcontext():
+        events.status("scanning the dataset")
+        spec = network_spec(config)
+        dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)
+        for skipped in dataset.train.skipped + dataset.reg.skipped:
+            events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
+        with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            network = build_network(host.parts(), host.info.family, spec).to(host.device, torch.float32)
+        if config.init_weights:
+            _load_init_weights(network, config.init_weights)
+        plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))
+        optimizer = build_optimizer(config, _param_groups(network, config))
+        autocast_dtype = _autocast_dtype(config, host)
+        scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+        work_dir = output_path.with_name(output_path.stem + "-training")
+        parts = TrainingParts(
+            host,
+            network,
+            optimizer,
+            build_scheduler(config, optimizer, plan),
+            scaler,
+            plan,
+            TrainProgress(),
+            autocast_dtype,
+            spec.train_text_encoder,
+            output_path,
+            work_dir,
+        )
+        outputs = RunOutputs(
+            config, parts, dataset, events, _facts_factory(config, host, dataset, parts, save.new_session_id())
+        )
+        if state is not None:
+            checkpoint.restore_state(parts, state)
+            _truncate_log(outputs.loss_log, parts.progress.step)
+            events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
+        elif outputs.loss_log.is_file():
+            outputs.loss_log.unlink()
+        events.status("caching latents")
+        dataset.prepare()
+        with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
+            with attached(network, host.parts(), config.gradient_checkpointing):
+                outcome = loop.train(config, parts, dataset, events, outputs)
+                final = None
+                if outcome == "finished":
+                    if config.sample_prompts and outputs.last_preview is None:
+                        outputs.sample("final")
+                    final = outputs.save_lora(output_path, plan.epochs)
+                    if config.save_state:
+                        outputs.save_state()
+    state_file = checkpoint.state_path(output_path)
+    return TrainResult(
+        outcome,
+        final,
+        parts.progress.step,
+        plan.total_steps,
+        parts.progress.last_loss,
+        state_file if state_file.is_file() else None,
+        [Path(p) for p in parts.progress.saved_files] + ([final] if final else []),
+        dataset.train.skipped + dataset.reg.skipped,
+        outputs.loss_log,
+    )
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop loss-log rows after ``step`` (written by the part of the old run the state does not cover)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    path.write_text("".join(kept), encoding="utf-8")

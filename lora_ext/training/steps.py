@@ -1,0 +1,219 @@
+"""The named steps of the training loop (``loop.py`` calls each in order)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lora_ext.config import TrainConfig
+from lora_ext.errors import TrainingDiverged
+from lora_ext.host import Conditioning, Host
+from lora_ext.training import loss as losses
+from lora_ext.training.data import Batch, TrainingDataset
+from lora_ext.training.events import ProgressInfo
+from lora_ext.training.network import LoraNetwork
+from lora_ext.training.plan import TrainPlan
+
+SMOOTHING = 0.95  # weight of the previous smoothed loss (≈ the last 20 steps)
+VALIDATION_TIMESTEPS = (200, 400, 600, 800)  # sd-scripts' fixed validation timesteps
+
+
+@dataclass
+class TrainProgress:
+    """Counters that go into checkpoints; everything else is derived from them and the seed."""
+
+    step: int = 0  # optimizer steps done
+    smoothed_loss: float = 0.0
+    last_loss: float = 0.0
+    elapsed_seconds: float = 0.0
+    saved_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingParts:
+    """Everything the loop works with besides the config and the dataset."""
+
+    host: Host
+    network: LoraNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    plan: TrainPlan
+    progress: TrainProgress
+    autocast_dtype: torch.dtype | None
+    train_text_encoder: bool
+    output_path: Path
+    work_dir: Path
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class StepBatches:
+    """The micro-batches of one optimizer step, with the seeds that make them reproducible."""
+
+    epoch: int
+    items: list[list[tuple[int, bool]]]
+    seeds: list[int]
+    ends_epoch: bool
+
+
+def batches_for_step(dataset: TrainingDataset, plan: TrainPlan, config: TrainConfig, step: int) -> StepBatches:
+    """Batches ``[k·accum, (k+1)·accum)`` of the epoch that optimizer step ``step`` falls in."""
+    epoch, within = divmod(step, plan.steps_per_epoch)
+    batches = dataset.epoch_batches(epoch)
+    accumulation = config.gradient_accumulation
+    start = within * accumulation
+    chosen = batches[start : start + accumulation]
+    seeds = [config.seed * 1_000_003 + epoch * plan.batches_per_epoch + start + i for i in range(len(chosen))]
+    return StepBatches(epoch, chosen, seeds, within == plan.steps_per_epoch - 1)
+
+
+def get_batch(dataset: TrainingDataset, items: list[tuple[int, bool]], seed: int) -> Batch:
+    return dataset.make_batch(items, random.Random(seed))
+
+
+def autocast(parts: TrainingParts):
+    if parts.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(parts.host.device.type, dtype=parts.autocast_dtype)
+
+
+def latents_and_conditioning(parts: TrainingParts, batch: Batch) -> tuple[torch.Tensor, Conditioning]:
+    latents = batch.latents.to(parts.host.device)
+    if batch.conditioning is not None:
+        return latents, batch.conditioning
+    with torch.set_grad_enabled(parts.train_text_encoder), autocast(parts):
+        return latents, parts.host.encode_prompts(batch.captions, batch.sizes)
+
+
+def noise_and_timesteps(parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, seed: int):
+    """(noisy latents, timesteps, target, per-sample weights) for one batch."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # LoRA dropout draws from the global generator
+    noise = losses.sample_noise(latents, generator, config.noise_offset)
+    timesteps = losses.sample_timesteps(latents.shape[0], generator, config.min_timestep, config.max_timestep)
+    return _noised(parts, config, latents, noise, timesteps)
+
+
+def _noised(
+    parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+):
+    alphas = parts.host.alphas_cumprod
+    prediction = parts.host.info.prediction
+    noisy = losses.add_noise(latents, noise, timesteps, alphas)
+    target = losses.target(latents, noise, timesteps, alphas, prediction)
+    weights = torch.ones(latents.shape[0])
+    if config.min_snr_gamma > 0:
+        weights = losses.min_snr_weights(timesteps, alphas, config.min_snr_gamma, prediction)
+    return noisy, timesteps, target, weights
+
+
+def predict_and_loss(
+    parts: TrainingParts,
+    noisy: torch.Tensor,
+    timesteps: torch.Tensor,
+    conditioning: Conditioning,
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    batch: Batch,
+) -> torch.Tensor:
+    with autocast(parts):
+        prediction = parts.host.predict(noisy, timesteps, conditioning)
+    return losses.diffusion_loss(prediction, target, weights * batch.loss_weights, batch.masks)
+
+
+def backward(parts: TrainingParts, loss: torch.Tensor) -> None:
+    (parts.scaler.scale(loss) if parts.scaler else loss).backward()
+
+
+def check_finite(loss: float, parts: TrainingParts) -> None:
+    if loss != loss or loss in (float("inf"), float("-inf")):
+        lr = parts.scheduler.get_last_lr()[0]
+        raise TrainingDiverged(
+            f"the loss became {loss} at step {parts.progress.step + 1} (learning rate {lr:g})",
+            hint="lower the learning rate, use bf16 instead of fp16, or turn on max_grad_norm",
+        )
+
+
+def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:
+    """Unscale, clip, step the optimizer and the schedule, zero the gradients."""
+    parameters = [p for group in parts.optimizer.param_groups for p in group["params"]]
+    if parts.scaler:
+        parts.scaler.unscale_(parts.optimizer)
+    if config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+    if parts.scaler:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    parts.scheduler.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+
+
+def update_progress(parts: TrainingParts, loss: float, seconds: float, epoch: int) -> ProgressInfo:
+    progress, plan = parts.progress, parts.plan
+    progress.smoothed_loss = loss if progress.step == 0 else SMOOTHING * progress.smoothed_loss + (1 - SMOOTHING) * loss
+    progress.last_loss = loss
+    progress.step += 1
+    progress.elapsed_seconds += seconds
+    rate = progress.step / progress.elapsed_seconds if progress.elapsed_seconds > 0 else 0.0
+    remaining = plan.total_steps - progress.step
+    return ProgressInfo(
+        step=progress.step,
+        total_steps=plan.total_steps,
+        epoch=epoch + 1,
+        epochs=plan.epochs,
+        loss=loss,
+        smoothed_loss=progress.smoothed_loss,
+        lr=parts.optimizer.param_groups[0]["lr"],
+        its_per_second=rate,
+        eta_seconds=remaining / rate if rate > 0 else 0.0,
+    )
+
+
+@torch.no_grad()
+def validation_loss(parts: TrainingParts, config: TrainConfig, dataset: TrainingDataset) -> float | None:
+    """Mean loss of the held-out images at fixed timesteps and fixed noise (comparable across steps)."""
+    batch = dataset.validation_batch()
+    if batch is None:
+        return None
+    network = parts.network
+    was_training = network.training
+    network.eval()
+    try:
+        latents = batch.latents.to(parts.host.device)
+        conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
+        generator = torch.Generator().manual_seed(config.seed)
+        total = 0.0
+        for timestep in VALIDATION_TIMESTEPS:
+            timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
+            noise = losses.sample_noise(latents, generator)
+            noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
+            total += float(predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch))
+        return total / len(VALIDATION_TIMESTEPS)
+    finally:
+        network.train(was_training)
+
+
+def append_loss_log(
+    path: Path, step: int, epoch: int, loss: float, smoothed: float, lr: float, validation: float | None = None
+) -> None:
+    """One CSV row per step: step, epoch, loss, smoothed loss, lr, validation loss."""
+    new = not path.is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        if new:
+            handle.write("step,epoch,loss,smoothed_loss,lr,validation_loss\n")
+        handle.write(
+            f"{step},{epoch},{loss:.6g},{smoothed:.6g},{lr:.6g},{'' if validation is None else f'{validation:.6g}'}\n"
+        )
