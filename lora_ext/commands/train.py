@@ -1,19 +1,145 @@
-"""``train``: train a LoRA on the standalone host."""
+"""``train``: train a LoRA on the standalone host.
+
+Settings are layered: the beginner preset of the model's family, then
+``--preset``, then ``--config FILE``, then the named flags, then ``KEY=VALUE``
+overrides (any ``TrainConfig`` field). Ctrl-C stops after the current step and
+saves a resumable state (``--resume`` continues it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 HELP = "train a LoRA on a dataset folder with a diffusers or single-file model (or the demo model)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="diffusers folder, single-file checkpoint, or 'demo'")
-    parser.add_argument("--dataset", required=True, help="dataset folder (images + .txt captions)")
+    parser.add_argument("--dataset", required=True, help="dataset folder (images + .txt captions, or N_name folders)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
+    parser.add_argument("--config", help="settings file (.toml or .json) with TrainConfig fields")
+    parser.add_argument(
+        "--preset", help="built-in preset: sd1-beginner, sd2-v-beginner, sdxl-beginner, locon, fast-test"
+    )
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="total optimizer steps")
+    length.add_argument("--epochs", type=int, help="number of epochs")
+    parser.add_argument("--rank", type=int, help="LoRA rank")
+    parser.add_argument("--alpha", type=float, help="LoRA alpha")
+    parser.add_argument("--lr", type=float, help="UNet learning rate")
+    parser.add_argument("--resolution", type=int, help="training resolution")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--network", choices=("lora", "locon"), help="network type")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT's .trainstate")
+    parser.add_argument("--save-config", metavar="FILE", help="also write the final settings to FILE (.toml/.json)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--config-dir", help="offline diffusers config folder for single-file checkpoints")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any training setting, e.g. flip_aug=true")
+
+
+def build_config(args: argparse.Namespace, family: str, warn=None):
+    """The TrainConfig the flags describe, layered as the module docstring says."""
+    from pathlib import Path
+
+    from lora_ext.config import TrainConfig, default_config, load_settings, preset
+    from lora_ext.errors import UsageError
+
+    config = default_config(family)
+    if args.preset:
+        config = preset(args.preset, config)
+    data = config.to_dict()
+    if args.config:
+        data.update(load_settings(args.config))
+    flags = {
+        "max_steps": args.steps,
+        "epochs": args.epochs,
+        "rank": args.rank,
+        "alpha": args.alpha,
+        "unet_lr": args.lr,
+        "resolution": args.resolution,
+        "seed": args.seed,
+        "network_type": args.network,
+    }
+    data.update({key: value for key, value in flags.items() if value is not None})
+    if args.steps is not None:
+        data["max_steps"] = args.steps
+    elif args.epochs is not None:
+        data["max_steps"] = 0
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"override {item!r} is not KEY=VALUE")
+        if key not in data:
+            raise UsageError(f"unknown setting {key!r}", hint="see TrainConfig in lora_ext/config.py")
+        data[key] = value
+    data["dataset_dir"] = args.dataset
+    data["output_name"] = Path(args.out).stem
+    return TrainConfig.from_dict(data, warn=warn)
+
+
+class ProgressBar:
+    """A one-line terminal progress bar on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.last = 0.0
+
+    def __call__(self, info) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and info.step < info.total_steps:
+            return
+        self.last = now
+        width = 24
+        filled = int(width * info.step / max(1, info.total_steps))
+        eta = time.strftime("%H:%M:%S", time.gmtime(info.eta_seconds))
+        line = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {info.step}/{info.total_steps} "
+            f"epoch {info.epoch}/{info.epochs} loss {info.loss:.4f} (avg {info.smoothed_loss:.4f}) "
+            f"lr {info.lr:.2e} {info.its_per_second:.2f} it/s ETA {eta}"
+        )
+        sys.stderr.write(line)
+        if info.step >= info.total_steps:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def run(args: argparse.Namespace) -> int:
-    from lora_ext.errors import UsageError
+    import signal
+    from pathlib import Path
 
-    raise UsageError("the train command is not available in this build yet")
+    from lora_ext.config import save_config
+    from lora_ext.hosts.standalone import StandaloneHost
+    from lora_ext.training.events import TrainEvents
+    from lora_ext.training.run import train_lora
+
+    host = StandaloneHost.load(
+        args.model,
+        lora_dir=Path(args.out).parent,
+        config_dir=Path(args.config_dir) if args.config_dir else None,
+        device=args.device,
+    )
+    config = build_config(args, host.info.family, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    if args.save_config:
+        save_config(config, args.save_config)
+    bar = ProgressBar(not args.no_progress)
+    events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr))
+    previous = signal.signal(signal.SIGINT, lambda *_: events.request_stop())
+    try:
+        result = train_lora(host, config, events, out=args.out, resume=args.resume)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for skipped in result.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    if result.status == "cancelled":
+        print(
+            f"stopped at step {result.steps}/{result.total_steps}; resume with --resume (state: {result.state_path})",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"saved {result.path} ({result.steps} steps, final loss {result.final_loss:.4f})")
+    return 1 if result.skipped else 0
