@@ -100,7 +100,7 @@ def test_backups_are_numbered_and_hold_the_previous_text(dataset: Path) -> None:
     assert first["a.txt"] == ("1girl", "smile")
     assert first["c.txt"] is None  # there was no caption file before the first save
     assert store.read_backup(2)["a.txt"] == ("1girl", "smile", "first")
-    assert (dataset.parent / "state" / "backups" / "0002" / "captions" / "10_cat" / "d.caption").is_file()
+    assert sorted(path.name for path in (dataset.parent / "state" / "backups").iterdir()) == ["0001.json", "0002.json"]
 
 
 def test_old_backups_are_pruned_but_numbers_keep_counting(dataset: Path) -> None:
@@ -182,7 +182,9 @@ def test_save_interrupted_between_files_is_completed_on_next_open(
     assert not list(dataset.rglob(f"*{files.TEMP_MARK}*"))
 
 
-def test_interrupted_save_with_a_lost_temp_file_is_rolled_back(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_save_that_cannot_be_completed_is_rolled_back(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = _store(dataset)
     original = store.load().table
     editor = _edit_all(store)
@@ -190,36 +192,55 @@ def test_interrupted_save_with_a_lost_temp_file_is_rolled_back(dataset: Path, mo
     with pytest.raises(SimulatedCrash):
         store.save(editor.table)
     monkeypatch.undo()
-    for temp in dataset.rglob(f"*{files.TEMP_MARK}*"):
-        temp.unlink()
-        break
+    real = files._commit_file
+
+    def read_only(temp: Path, target: Path) -> None:
+        if target.name == "b.txt":
+            raise PermissionError(13, "Permission denied")
+        real(temp, target)
+
+    monkeypatch.setattr(files, "_commit_file", read_only)
     loaded = _store(dataset).load()
     assert loaded.recovery.action == "rolled_back"
     assert loaded.table.as_dict() == original.as_dict()
     assert not (dataset / "c.txt").exists()  # it did not exist before the save
+    assert not list(dataset.rglob(f"*{files.TEMP_MARK}*"))
 
 
-def test_crash_while_writing_temp_files_changes_nothing(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_the_journal_changes_nothing(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _store(dataset)
     original = {path: path.read_bytes() for path in dataset.rglob("*") if path.is_file()}
     editor = _edit_all(store)
-    real = files._fsync_write
-    calls = {"count": 0}
 
-    def crashing(path: Path, data: bytes) -> None:
-        if files.TEMP_MARK in path.name:
-            calls["count"] += 1
-            if calls["count"] == 3:
-                raise SimulatedCrash
-        real(path, data)
+    def crashing(path: Path, text: str) -> None:
+        raise SimulatedCrash
 
-    monkeypatch.setattr(files, "_fsync_write", crashing)
+    monkeypatch.setattr(files, "write_text_atomic", crashing)
     with pytest.raises(SimulatedCrash):
         store.save(editor.table)
     monkeypatch.undo()
     loaded = _store(dataset).load()
-    assert loaded.recovery.action == "none" and loaded.recovery.removed_temp_files > 0
+    assert loaded.recovery.action == "none"
     assert {path: path.read_bytes() for path in dataset.rglob("*") if path.is_file()} == original
+
+
+def test_stray_temp_files_are_removed_on_open(dataset: Path) -> None:
+    (dataset / f".a.txt{files.TEMP_MARK}.tmp").write_text("half", "utf-8")
+    assert _store(dataset).load().recovery.removed_temp_files == 1
+    assert not (dataset / f".a.txt{files.TEMP_MARK}.tmp").exists()
+
+
+def test_restoring_a_backup_is_an_undoable_edit(dataset: Path) -> None:
+    store = _store(dataset)
+    original = store.load().table
+    editor = Editor(original)
+    editor.add_tags("x")
+    store.save(editor.table)
+    editor.mark_saved()
+    editor.replace_table(store.backup_as_table(1, editor.table))
+    assert editor.table.as_dict() == original.as_dict()
+    editor.undo()
+    assert "x" in editor.table.tags("a.png")
 
 
 def test_an_os_error_during_save_rolls_back_and_says_so(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,7 +289,9 @@ def test_missing_dataset_folder_is_a_dataset_error(tmp_path: Path) -> None:
         CaptionStore(tmp_path / "nope").load()
 
 
-def test_journal_lists_every_file_before_the_first_rename(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journal_holds_every_new_caption_before_the_first_rename(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = _store(dataset)
     editor = _edit_all(store)
     seen: list[dict] = []
@@ -281,3 +304,4 @@ def test_journal_lists_every_file_before_the_first_rename(dataset: Path, monkeyp
     monkeypatch.setattr(files, "_commit_file", inspecting)
     store.save(editor.table)
     assert len(seen[0]["entries"]) == 5
+    assert {"target": "a.txt", "text": "1girl, smile, edited\n"} in seen[0]["entries"]

@@ -80,15 +80,20 @@ class Replacement:
             raise DatasetError(f"The replacement {self.replacement!r} is invalid: {error}.") from None
 
 
-def replace_in_tags(tags: Sequence[str], rule: Replacement, *, only: Collection[str] | None = None) -> Tags:
-    """Apply ``rule`` inside each tag (or only inside the tags in ``only``); tags left empty are dropped."""
+def map_tags(tags: Sequence[str], transform: Callable[[str], str], *, only: Collection[str] | None = None) -> Tags:
+    """Apply ``transform`` to each tag (or only to the tags in ``only``); tags left empty are dropped."""
     result: list[str] = []
     for tag in tags:
         if only is None or tag in only:
-            tag = rule.apply(tag).strip()
+            tag = transform(tag)
         if tag:
             result.append(tag)
     return tuple(result)
+
+
+def replace_in_tags(tags: Sequence[str], rule: Replacement, *, only: Collection[str] | None = None) -> Tags:
+    """Apply ``rule`` inside each tag (or only inside the tags in ``only``); tags left empty are dropped."""
+    return map_tags(tags, lambda tag: rule.apply(tag).strip(), only=only)
 
 
 def replace_in_caption(tags: Sequence[str], rule: Replacement) -> Tags:

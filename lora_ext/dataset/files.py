@@ -3,16 +3,16 @@
 Saving is all-or-nothing across files:
 
 1. the previous text of every caption about to change goes into a numbered
-   backup (``backups/0001/``), written to a temp folder and renamed into place;
-2. each new caption is written to a temp file beside its target and fsynced;
-3. a journal listing (temp → target, new digest) is written atomically;
-4. each temp file is renamed over its target;
-5. the journal is deleted.
+   backup (``backups/0001.json``), written atomically;
+2. a journal holding every new caption text is written atomically (fsynced);
+3. each caption is written to a temp file beside it and renamed over it;
+4. everything is flushed to disk, then the journal is deleted.
 
-A crash before step 3 leaves only stray temp files, removed on the next open
-(the save never happened). A crash after it is completed on the next open by
-finishing the renames; if a temp file has vanished and its target does not hold
-the new text, every file is put back from the backup instead.
+A crash before step 2 changes nothing (the save never happened). A crash after
+it is completed on the next open by writing every file again from the journal;
+if that fails (a file became read-only, say), every file is put back from the
+backup instead. Only one fsync of the journal is paid per file-set rather than
+one per caption, which keeps saving 5 000 captions to a few seconds.
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from lora_ext.dataset.backups import BackupInfo, CaptionBackups
 from lora_ext.dataset.captions import Tags, join_tags, parse_tags
 from lora_ext.dataset.layout import CAPTION_EXTENSION, CAPTION_EXTENSIONS, is_image_name
 from lora_ext.dataset.table import CaptionTable
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import write_bytes_atomic, write_text_atomic
+
+__all__ = ["BackupInfo", "CaptionStore", "CaptionsChangedOnDisk", "LoadResult", "RecoveryReport", "SaveResult"]
 
 JOURNAL_NAME = "save-journal.json"
 TEMP_MARK = ".tt-save-"
@@ -85,13 +85,6 @@ class SaveResult:
     backup: int | None
 
 
-@dataclass(frozen=True)
-class BackupInfo:
-    number: int
-    created: str
-    files: tuple[str, ...] = field(default=())
-
-
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -108,11 +101,14 @@ def _commit_file(temp: Path, target: Path) -> None:
     os.replace(temp, target)
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+def _flush_to_disk(paths: list[Path]) -> None:
+    """Make the renamed files durable before the journal goes: one ``sync`` where there is one."""
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for path in paths:  # Windows: no global sync; fsync each file
+        with open(path, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 class CaptionStore:
@@ -125,12 +121,8 @@ class CaptionStore:
         self.state_dir = (
             Path(state_dir) if state_dir else self.dataset_dir.with_name(f".{self.dataset_dir.name}.captions")
         )
-        self.keep_backups = max(1, keep_backups)
+        self.backups = CaptionBackups(self.state_dir / "backups", keep_backups)
         self._disk: dict[str, CaptionFile] = {}
-
-    @property
-    def backups_dir(self) -> Path:
-        return self.state_dir / "backups"
 
     @property
     def journal_path(self) -> Path:
@@ -231,14 +223,14 @@ class CaptionStore:
         conflicts = self.changed_on_disk(changed)
         if conflicts and not overwrite_external:
             raise CaptionsChangedOnDisk(conflicts)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        backup = self._write_backup(targets)
-        texts = {key: join_tags(table.tags(key)) + "\n" for key in changed}
-        entries = self._write_temps(changed, texts, backup)
-        write_text_atomic(self.journal_path, json.dumps({"backup": backup, "entries": entries}, ensure_ascii=False))
+        backup = self.backups.write(self.dataset_dir, targets)
+        entries = [{"target": self._disk[key].path, "text": join_tags(table.tags(key)) + "\n"} for key in changed]
         try:
-            for entry in entries:
-                _commit_file(self.dataset_dir / entry["temp"], self.dataset_dir / entry["target"])
+            write_text_atomic(self.journal_path, json.dumps({"backup": backup, "entries": entries}, ensure_ascii=False))
+        except OSError as error:
+            raise DatasetError(f"Saving the captions failed ({error.strerror}); nothing was changed.") from None
+        try:
+            self._write_entries(entries)
         except OSError as error:
             self._roll_back(backup, entries)
             self.journal_path.unlink()
@@ -246,54 +238,60 @@ class CaptionStore:
         self.journal_path.unlink()
         for key in changed:
             self._disk[key] = self._read_caption(self._disk[key].path)
-        self._prune_backups()
+        self.backups.prune()
         return SaveResult(tuple(targets), backup)
 
-    def _write_temps(self, keys: list[str], texts: dict[str, str], backup: int) -> list[dict[str, str]]:
-        entries: list[dict[str, str]] = []
-        try:
-            for key in keys:
-                target = self._disk[key].path
-                folder, _, name = target.rpartition("/")
-                temp = f"{folder}/" if folder else ""
-                temp += f".{name}{TEMP_MARK}{backup:04d}.tmp"
-                data = texts[key].encode("utf-8")
-                entries.append({"target": target, "temp": temp, "digest": _digest(data)})
-                _fsync_write(self.dataset_dir / temp, data)
-        except OSError as error:
-            for entry in entries:
-                (self.dataset_dir / entry["temp"]).unlink(missing_ok=True)
-            raise DatasetError(f"Saving the captions failed ({error.strerror}); nothing was changed.") from None
-        return entries
+    def _write_entries(self, entries: list[dict[str, str]]) -> None:
+        """Temp file + rename for each journalled caption, then one flush to disk."""
+        targets = []
+        for entry in entries:
+            target = self.dataset_dir / entry["target"]
+            temp = target.with_name(f".{target.name}{TEMP_MARK}.tmp")
+            try:
+                temp.write_bytes(entry["text"].encode("utf-8"))
+                _commit_file(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            targets.append(target)
+        _flush_to_disk(targets)
+
+    def _roll_back(self, backup: int, entries: list[dict[str, str]]) -> None:
+        """Put every journalled caption back as backup ``backup`` holds it."""
+        previous = self.backups.read(backup)
+        for entry in entries:
+            relative = entry["target"]
+            text = previous.get(relative)
+            if text is None:
+                (self.dataset_dir / relative).unlink(missing_ok=True)
+            else:
+                write_bytes_atomic(self.dataset_dir / relative, text.encode("utf-8"))
 
     # --- recovery ----------------------------------------------------------------------
 
     def recover(self) -> RecoveryReport:
-        """Complete or roll back a save that was interrupted, and remove stray temp files."""
+        """Complete (or, failing that, roll back) a save that was interrupted; remove stray temp files."""
         if not self.journal_path.exists():
             return RecoveryReport(removed_temp_files=self._remove_stray_temps())
         try:
             journal = json.loads(self.journal_path.read_text("utf-8"))
-            entries = journal["entries"]
+            entries = [{"target": str(item["target"]), "text": str(item["text"])} for item in journal["entries"]]
             backup = int(journal["backup"])
         except (ValueError, KeyError, TypeError):
             raise DatasetError(
                 f"The save journal {self.journal_path} is damaged.", hint="check the captions, then delete the file"
             ) from None
-        finished = []
-        for entry in entries:
-            target = self.dataset_dir / entry["target"]
-            temp_present = (self.dataset_dir / entry["temp"]).exists()
-            done = not temp_present and target.exists() and _digest(target.read_bytes()) == entry["digest"]
-            finished.append(temp_present or done)
-        if all(finished):
-            for entry in entries:
-                temp = self.dataset_dir / entry["temp"]
-                if temp.exists():
-                    os.replace(temp, self.dataset_dir / entry["target"])
-            action: Literal["completed", "rolled_back"] = "completed"
-        else:
-            self._roll_back(backup, entries)
+        action: Literal["completed", "rolled_back"] = "completed"
+        try:
+            self._write_entries(entries)
+        except OSError:
+            try:
+                self._roll_back(backup, entries)
+            except OSError as error:
+                raise DatasetError(
+                    f"An interrupted caption save could not be completed or undone ({error}).",
+                    hint=f"check the dataset folder's permissions; the journal {self.journal_path} is kept",
+                ) from None
             action = "rolled_back"
         self.journal_path.unlink()
         return RecoveryReport(action, tuple(entry["target"] for entry in entries), self._remove_stray_temps())
@@ -303,7 +301,7 @@ class CaptionStore:
             return 0
         removed = 0
         for folder in self._folders():
-            for path in folder.glob(f".*{TEMP_MARK}*.tmp"):
+            for path in folder.glob(f".*{TEMP_MARK}*"):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -312,69 +310,19 @@ class CaptionStore:
 
     def list_backups(self) -> tuple[BackupInfo, ...]:
         """Numbered backups, oldest first."""
-        if not self.backups_dir.is_dir():
-            return ()
-        found = []
-        for path in self.backups_dir.iterdir():
-            if path.name.isdigit() and (path / "backup.json").is_file():
-                info = json.loads((path / "backup.json").read_text("utf-8"))
-                found.append(BackupInfo(int(path.name), info.get("created", ""), tuple(info.get("files", {}))))
-        return tuple(sorted(found, key=lambda item: item.number))
+        return self.backups.list()
 
     def read_backup(self, number: int) -> dict[str, Tags | None]:
         """Caption path → tags it had before save ``number`` (``None``: there was no caption file)."""
-        folder = self._backup_folder(number)
-        files = json.loads((folder / "backup.json").read_text("utf-8"))["files"]
-        return {
-            relative: parse_tags(_decode((folder / "captions" / relative).read_bytes(), relative)) if existed else None
-            for relative, existed in files.items()
+        return {path: None if text is None else parse_tags(text) for path, text in self.backups.read(number).items()}
+
+    def backup_as_table(self, number: int, table: CaptionTable) -> CaptionTable:
+        """``table`` with the captions that backup ``number`` holds put back, for the editor to apply and undo."""
+        previous = self.read_backup(number)
+        by_path = {state.path: key for key, state in self._disk.items()}
+        updates = {
+            table.index_of(by_path[path]): tags or ()
+            for path, tags in previous.items()
+            if path in by_path and by_path[path] in table.keys
         }
-
-    def _backup_folder(self, number: int) -> Path:
-        folder = self.backups_dir / f"{number:04d}"
-        if not (folder / "backup.json").is_file():
-            raise DatasetError(f"There is no caption backup number {number}.")
-        return folder
-
-    def _write_backup(self, targets: list[str]) -> int:
-        existing = [info.number for info in self.list_backups()]
-        number = max(existing, default=0) + 1
-        self.backups_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.backups_dir))
-        try:
-            files: dict[str, bool] = {}
-            for relative in targets:
-                source = self.dataset_dir / relative
-                files[relative] = source.is_file()
-                if files[relative]:
-                    destination = staging / "captions" / relative
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    _fsync_write(destination, source.read_bytes())
-            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            _fsync_write(staging / "backup.json", json.dumps({"created": created, "files": files}).encode("utf-8"))
-            os.replace(staging, self.backups_dir / f"{number:04d}")
-        except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise DatasetError(
-                f"The caption backup could not be written ({error.strerror}); nothing was saved."
-            ) from None
-        return number
-
-    def _roll_back(self, number: int, entries: list[dict[str, str]]) -> None:
-        """Put every journalled target back as backup ``number`` holds it and drop the temp files."""
-        folder = self._backup_folder(number)
-        files = json.loads((folder / "backup.json").read_text("utf-8"))["files"]
-        for entry in entries:
-            relative = entry["target"]
-            if files.get(relative):
-                write_bytes_atomic(self.dataset_dir / relative, (folder / "captions" / relative).read_bytes())
-            else:
-                (self.dataset_dir / relative).unlink(missing_ok=True)
-            (self.dataset_dir / entry["temp"]).unlink(missing_ok=True)
-
-    def _prune_backups(self) -> None:
-        backups = self.list_backups()
-        for info in backups[: max(0, len(backups) - self.keep_backups)]:
-            shutil.rmtree(self.backups_dir / f"{info.number:04d}", ignore_errors=True)
-        for stray in self.backups_dir.glob(".tmp-*"):
-            shutil.rmtree(stray, ignore_errors=True)
+        return table.with_rows(updates)

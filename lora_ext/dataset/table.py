@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
 from typing import Literal
 
 from lora_ext.dataset.captions import Tags, parse_tags
@@ -141,7 +142,6 @@ class TagFilter:
 def tag_counts(table: CaptionTable, indices: Iterable[int] | None = None) -> Counter[str]:
     """How many of the given rows (all rows by default) contain each tag."""
     sets = table.tag_sets
-    counts: Counter[str] = Counter()
-    for position in range(len(table)) if indices is None else indices:
-        counts.update(sets[position])
-    return counts
+    if indices is None:
+        return Counter(chain.from_iterable(sets))
+    return Counter(chain.from_iterable(sets[position] for position in indices))
