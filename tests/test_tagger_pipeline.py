@@ -283,3 +283,24 @@ def test_unload_frees_the_session_and_later_use_says_so(tmp_path: Path) -> None:
 def test_dataset_path_must_be_a_folder(tagger: Tagger, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a folder"):
         tagger.tag_dataset(tmp_path / "missing")
+
+
+def test_cpu_fallback_is_said_once_per_loaded_model(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning):
+        tagger = Tagger.load(
+            build_tiny_tagger(tmp_path / "model"), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+        )
+    solid(tmp_path / "a.png", RED)
+    first = tagger.tag_dataset(tmp_path, write=WriteOptions(existing="overwrite"))
+    second = tagger.tag_dataset(tmp_path, write=WriteOptions(existing="overwrite"))
+    assert [w for w in first.warnings if "runs on CPU" in w] != []
+    assert [w for w in second.warnings if "runs on CPU" in w] == []
+    assert list(tagger.warnings) == first.warnings  # still readable for a status line
+
+
+def test_tag_paths_tags_only_the_selection(tagger: Tagger, tmp_path: Path) -> None:
+    chosen = solid(tmp_path / "chosen.png", RED)
+    solid(tmp_path / "other.png", BLUE)
+    report = tagger.tag_paths([chosen])
+    assert report.tagged == [chosen]
+    assert not (tmp_path / "other.txt").exists()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class Tagger:
     files: ModelFiles
     labels: Labels
     session: TaggerSession
+    _warned: bool = field(default=False, repr=False)
 
     @classmethod
     def load(
@@ -69,7 +70,14 @@ class Tagger:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """Things to tell the user once, such as a silent fallback to CPU."""
+        """Things the user should know about this model's session, such as a fallback to CPU."""
+        return self.session.warnings
+
+    def pop_warnings(self) -> tuple[str, ...]:
+        """``warnings`` the first time it is called, then nothing: each is said once."""
+        if self._warned:
+            return ()
+        self._warned = True
         return self.session.warnings
 
     def probabilities(self, image: Image.Image) -> np.ndarray:
@@ -111,10 +119,32 @@ class Tagger:
         folder = Path(directory).expanduser()
         if not folder.is_dir():
             raise UsageError(f"{folder} is not a folder")
+        return self.tag_paths(
+            find_images(folder, recursive),
+            options,
+            write,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    def tag_paths(
+        self,
+        paths: Sequence[Path],
+        options: TagOptions | None = None,
+        write: WriteOptions | None = None,
+        *,
+        batch_size: int = 8,
+        workers: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelSignal = None,
+    ) -> TagReport:
+        """Tag the given image files (a selection in the dataset editor) and write their captions."""
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         report = tag_files(
-            find_images(folder, recursive),
+            [Path(path) for path in paths],
             self.session,
             self.labels,
             options or TagOptions(),
@@ -124,7 +154,7 @@ class Tagger:
             progress=progress,
             cancel=cancel,
         )
-        report.warnings[:0] = list(self.warnings)
+        report.warnings[:0] = list(self.pop_warnings())
         return report
 
     def unload(self) -> None:
