@@ -196,3 +196,12 @@ def test_dirty_tracking_follows_save_and_undo() -> None:
     assert not editor.is_dirty
     editor.undo()
     assert editor.is_dirty
+
+
+def test_cached_tag_sets_follow_edits() -> None:
+    table = _table()
+    assert table.tag_sets[table.index_of("d.png")] == {"landscape"}  # cache filled before the edit
+    edited = table.with_rows({table.index_of("d.png"): ("sea",)})
+    assert edited.tag_sets[edited.index_of("d.png")] == {"sea"}
+    assert TagFilter(positive=frozenset({"sea"})).indices(edited) == (edited.index_of("d.png"),)
+    assert table.tag_sets[table.index_of("d.png")] == {"landscape"}

@@ -69,7 +69,16 @@ class CaptionTable:
         rows = list(self.rows)
         for position, tags in changed.items():
             rows[position] = tags
-        return CaptionTable(self.keys, tuple(rows))
+        table = CaptionTable(self.keys, tuple(rows))
+        # Carry the per-snapshot caches over, recomputing only the changed rows.
+        if "_index" in self.__dict__:
+            table.__dict__["_index"] = self._index
+        if "tag_sets" in self.__dict__:
+            sets = list(self.tag_sets)
+            for position, tags in changed.items():
+                sets[position] = frozenset(tags)
+            table.__dict__["tag_sets"] = tuple(sets)
+        return table
 
     def changed_keys(self, other: CaptionTable) -> tuple[str, ...]:
         """Keys whose tags differ between two snapshots of the same images."""
