@@ -27,7 +27,7 @@ from lora_ext.tagger.pipeline import (
     tag_files,
 )
 from lora_ext.tagger.postprocess import ScoredTag, TagOptions, caption_tags, score_tags
-from lora_ext.tagger.preprocess import open_image, to_model_input
+from lora_ext.tagger.preprocess import open_image, to_model_input, upright
 from lora_ext.tagger.session import TaggerSession, open_session
 
 
@@ -81,8 +81,8 @@ class Tagger:
         return self.session.warnings
 
     def probabilities(self, image: Image.Image) -> np.ndarray:
-        """The model's probabilities [L] for one decoded image."""
-        batch = to_model_input(image, self.session.side)[np.newaxis]
+        """The model's probabilities [L] for one decoded image (turned upright by its EXIF first)."""
+        batch = to_model_input(upright(image), self.session.side)[np.newaxis]
         return self.session.run(batch)[0]
 
     def tag_image(

@@ -49,7 +49,7 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             if pixels > max_pixels:
                 raise _reject(f"image too large ({image.width}×{image.height}, possible decompression bomb)")
             image.load()
-            return _apply_orientation(image)
+            return upright(image)
     except Image.DecompressionBombError as error:
         raise _reject("image too large (possible decompression bomb)") from error
     except UnidentifiedImageError as error:
@@ -63,7 +63,7 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise _reject(f"corrupt {_kind(path)} ({message})") from error
 
 
-def _apply_orientation(image: Image.Image) -> Image.Image:
+def upright(image: Image.Image) -> Image.Image:
     """A copy of ``image`` turned upright as its EXIF orientation says."""
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation in (None, 1):
