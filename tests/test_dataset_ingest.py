@@ -345,3 +345,9 @@ def test_a_bomb_header_is_refused_without_decoding(tmp_path: Path, side: int) ->
     (tmp_path / "bomb.png").write_bytes(_png_claiming(side, side))
     report = ingest([tmp_path / "bomb.png"], tmp_path / "dataset")
     assert "decompression bomb" in _reasons(report)["bomb.png"]
+
+
+def test_an_impossible_dataset_folder_is_a_dataset_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder", "utf-8")
+    with pytest.raises(DatasetError, match="cannot be created"):
+        ingest([], tmp_path / "file" / "dataset")

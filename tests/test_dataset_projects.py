@@ -138,3 +138,9 @@ def test_caption_store_keeps_its_history_beside_the_dataset(store: ProjectStore)
     captions = store.caption_store("p", "v1")
     assert captions.dataset_dir == store.version("p", "v1").dataset
     assert captions.state_dir == store.version("p", "v1").captions_state
+
+
+def test_an_unwritable_root_is_a_dataset_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder", "utf-8")
+    with pytest.raises(DatasetError, match="could not be changed"):
+        ProjectStore(tmp_path / "file").create_project("p")

@@ -262,7 +262,10 @@ def ingest(
     if options.target_folder:
         validate_name(options.target_folder, "folder name")
     dataset = Path(dataset_dir)
-    dataset.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DatasetError(f"The dataset folder {dataset} cannot be created: {error.strerror or error}.") from None
     for stray in [*dataset.glob(f".*{TEMP_SUFFIX}"), *dataset.glob(f"*/.*{TEMP_SUFFIX}")]:
         stray.unlink(missing_ok=True)  # left by a crash during an earlier ingestion
     ingester = _Ingester(dataset, options)

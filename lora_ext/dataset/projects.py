@@ -17,15 +17,16 @@ compared case-insensitively, since two of the three desktop file systems do.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from lora_ext.dataset.files import CaptionStore
 from lora_ext.dataset.names import validate_name
@@ -33,6 +34,8 @@ from lora_ext.errors import DatasetError
 from lora_ext.fileio import write_text_atomic
 
 MANIFEST_FORMAT = 1
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 TRASH = ".trash"
 _PROTECTED_FIELDS = frozenset({"format", "project", "version", "created"})
 _NOT_COPIED = ("outputs", "captions")  # a copy starts with no results and no caption history
@@ -66,6 +69,23 @@ class VersionPaths:
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
+
+
+def _reports_disk_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a failing mkdir/rename/write into a ``DatasetError`` the user can read."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            raise DatasetError(
+                f"The projects folder could not be changed: {error.strerror or error}{where}.",
+                hint="check that the folder exists and is writable",
+            ) from None
+
+    return wrapper
 
 
 def _now() -> str:
@@ -151,6 +171,7 @@ class ProjectStore:
 
     # --- projects ----------------------------------------------------------------------
 
+    @_reports_disk_errors
     def create_project(self, name: str, first_version: str | None = "v1") -> str:
         """Create a project (and its first version unless ``first_version`` is None); returns its name."""
         name = self._check_free(self.root, name, "project")
@@ -163,6 +184,7 @@ class ProjectStore:
             self.create_version(name, first_version)
         return name
 
+    @_reports_disk_errors
     def rename_project(self, old: str, new: str) -> str:
         source = self._project_dir(old)
         new = self._check_free(self.root, new, "project", allow=source.name)
@@ -174,6 +196,7 @@ class ProjectStore:
             self._rewrite_manifest(self.version(new, version), project=new)
         return new
 
+    @_reports_disk_errors
     def duplicate_project(self, name: str, new: str) -> str:
         """Copy a project with its versions' datasets and configs (outputs are not copied)."""
         source = self._project_dir(name)
@@ -187,6 +210,7 @@ class ProjectStore:
             self._rewrite_manifest(paths, project=new)
         return new
 
+    @_reports_disk_errors
     def delete_project(self, name: str) -> Path:
         """Move a project to the trash folder; returns where it went."""
         source = self._project_dir(name)
@@ -194,6 +218,7 @@ class ProjectStore:
 
     # --- versions ----------------------------------------------------------------------
 
+    @_reports_disk_errors
     def create_version(self, project: str, version: str, notes: str = "") -> VersionPaths:
         project_dir = self._project_dir(project)
         version = self._check_free(project_dir / "versions", version, "version")
@@ -206,6 +231,7 @@ class ProjectStore:
         _write_json(paths.manifest, manifest)
         return paths
 
+    @_reports_disk_errors
     def duplicate_version(self, project: str, source: str, new: str) -> VersionPaths:
         """A new version with a copy of ``source``'s dataset and config, and empty outputs."""
         origin = self.version(project, source)
@@ -218,6 +244,7 @@ class ProjectStore:
         self._rewrite_manifest(paths, version=new, created=now, parent=origin.version)
         return paths
 
+    @_reports_disk_errors
     def rename_version(self, project: str, old: str, new: str) -> VersionPaths:
         origin = self.version(project, old)
         new = self._check_free(origin.root.parent, new, "version", allow=origin.version)
@@ -226,6 +253,7 @@ class ProjectStore:
         self._rewrite_manifest(paths, version=new)
         return paths
 
+    @_reports_disk_errors
     def delete_version(self, project: str, version: str) -> Path:
         """Move a version to the trash folder; returns where it went."""
         paths = self.version(project, version)
@@ -242,6 +270,7 @@ class ProjectStore:
         except (ValueError, TypeError):
             raise DatasetError(f"The manifest of {paths.project}/{paths.version} is damaged.") from None
 
+    @_reports_disk_errors
     def update_manifest(self, project: str, version: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Set free-form manifest fields (notes, trigger word…); names and dates are kept by the store."""
         protected = _PROTECTED_FIELDS & fields.keys()
