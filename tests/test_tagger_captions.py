@@ -92,3 +92,12 @@ def test_failed_write_leaves_the_old_caption_whole(tmp_path: Path, monkeypatch: 
         save_caption(path, "new caption", "old caption", backup=False)
     assert path.read_text() == "old caption"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+@pytest.mark.parametrize("bad", [{"existing": "merge"}, {"extension": "txt"}])
+def test_impossible_write_options_are_refused(bad: dict[str, str]) -> None:
+    from lora_ext.errors import ConfigError
+    from lora_ext.tagger import WriteOptions
+
+    with pytest.raises(ConfigError):
+        WriteOptions(**bad)  # type: ignore[arg-type]

@@ -208,3 +208,22 @@ def test_module_entry_point_runs_without_a_traceback(tmp_path: Path, model: Path
     )
     assert result.returncode == 1
     assert "skipped:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_choices_match_the_tagger_modes() -> None:
+    from lora_ext.commands.tag import EXISTING_CHOICES
+    from lora_ext.tagger import EXISTING_MODES
+
+    assert EXISTING_CHOICES == EXISTING_MODES
+
+
+def test_help_does_not_import_numpy_or_pil() -> None:
+    code = "import sys, lora_ext.commands.tag as t; print(sorted(m for m in ('numpy', 'PIL', 'onnxruntime') if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]"

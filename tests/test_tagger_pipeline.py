@@ -304,4 +304,3 @@ def test_tag_paths_tags_only_the_selection(tagger: Tagger, tmp_path: Path) -> No
     report = tagger.tag_paths([chosen])
     assert report.tagged == [chosen]
     assert not (tmp_path / "other.txt").exists()
-

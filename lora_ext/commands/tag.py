@@ -16,6 +16,8 @@ from pathlib import Path
 HELP = "auto-tag a folder of images with a WD14 tagger model and write .txt captions"
 
 EXIT_OK, EXIT_PARTIAL = 0, 1
+# Same as lora_ext.tagger.captions.EXISTING_MODES (a test checks); spelled out so --help needs no numpy/PIL.
+EXISTING_CHOICES = ("skip", "overwrite", "append", "prepend")
 
 
 def _probability(text: str) -> float:
@@ -39,8 +41,6 @@ def _positive(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lora_ext.tagger.captions import EXISTING_MODES
-
     parser.add_argument("directory", help="folder of images")
     parser.add_argument(
         "--model",
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--character-mcut", action="store_true", help="MCut threshold for character tags only (floor 0.15)"
     )
     parser.add_argument(
-        "--existing", choices=EXISTING_MODES, default="skip", help="what to do with an existing caption (skip)"
+        "--existing", choices=EXISTING_CHOICES, default="skip", help="what to do with an existing caption (skip)"
     )
     parser.add_argument("--no-backup", action="store_true", help="do not keep .NNN.bak copies of replaced captions")
     parser.add_argument("--exclude", action="append", default=[], metavar="TAGS", help="comma-separated tags to drop")

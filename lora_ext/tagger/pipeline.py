@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lora_ext.errors import FileFormatError
+from lora_ext.errors import ConfigError, FileFormatError
 from lora_ext.tagger.captions import (
+    EXISTING_MODES,
     ExistingMode,
     caption_path,
     has_caption,
@@ -48,6 +49,12 @@ class WriteOptions:
     existing: ExistingMode = "skip"
     backup: bool = True  # keep <caption>.NNN.bak of every non-empty caption that is replaced
     extension: str = ".txt"
+
+    def __post_init__(self) -> None:
+        if self.existing not in EXISTING_MODES:
+            raise ConfigError(f"existing captions: choose one of {', '.join(EXISTING_MODES)}, not {self.existing!r}")
+        if not self.extension.startswith(".") or len(self.extension) < 2 or "/" in self.extension:
+            raise ConfigError(f"caption extension must look like .txt, got {self.extension!r}")
 
 
 @dataclass
