@@ -289,7 +289,7 @@ def test_a_write_failing_mid_import_leaves_nothing_half_written(
     real_replace = os.replace
 
     def failing(src, dst) -> None:
-        if Path(dst).name == "b.txt":  # the image b.png is already in place at this point
+        if Path(dst).name == "b.png":  # its caption b.txt is already in place at this point
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
@@ -313,7 +313,7 @@ def test_an_unexpected_error_mid_import_stops_without_partial_files(
 
     def exploding(descriptor: int, data: bytes) -> None:
         calls["count"] += 1
-        if calls["count"] == 4:  # b.txt, after b.png's temp file
+        if calls["count"] == 4:  # b.png, after b.txt's temp file
             raise RuntimeError("bug")
         real_write(descriptor, data)
 

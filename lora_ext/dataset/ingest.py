@@ -93,7 +93,11 @@ class _Index:
         self.known[digest] = relative
 
     def save(self) -> None:
-        write_text_atomic(self.path, json.dumps({"version": 1, "files": self.hashes}, ensure_ascii=False, indent=0))
+        try:
+            write_text_atomic(self.path, json.dumps({"version": 1, "files": self.hashes}, ensure_ascii=False))
+        except OSError:
+            # The index only speeds up duplicate checks; without it, images are hashed again next time.
+            pass
 
 
 def _hash(data: bytes) -> str:
@@ -165,11 +169,16 @@ def _caption_text(entry: Entry, captions: list[Entry], notices: list[str]) -> st
 
 
 def _write_pair(image_path: Path, image_data: bytes, caption_path: Path, caption: str | None) -> None:
-    """Write an image and its caption: both land, or neither does."""
+    """Write an image and its caption: both land, or neither does.
+
+    The caption is renamed into place first: if the process dies between the two
+    renames, what is left is a caption without an image, which training ignores,
+    rather than an image that trains without its caption.
+    """
     temps: list[Path] = []
     placed: list[Path] = []
     try:
-        writes = [(image_path, image_data)] + ([(caption_path, caption.encode("utf-8"))] if caption else [])
+        writes = ([(caption_path, caption.encode("utf-8"))] if caption else []) + [(image_path, image_data)]
         for target, data in writes:
             handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
             temps.append(Path(name))
