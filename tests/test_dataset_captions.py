@@ -121,3 +121,13 @@ def test_caption_functions_leave_their_input_untouched() -> None:
     c.trigger_first(tags, ["a"])
     c.replace_in_tags(tags, c.Replacement("b", "z"))
     assert tags == before
+
+
+def test_truncate_with_a_real_clip_tokenizer(tokenizer_dir) -> None:
+    from transformers import CLIPTokenizer
+
+    count = c.clip_token_counter(CLIPTokenizer.from_pretrained(str(tokenizer_dir)))
+    # The tiny tokenizer has one token per character; ", " adds one token for the comma.
+    assert count("ab, c") == 4
+    assert c.truncate_by_tokens(("ab", "c", "de"), 4, count) == ("ab", "c")
+    assert c.truncate_by_tokens(("ab", "c", "de"), 3, count) == ("ab",)

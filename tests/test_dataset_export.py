@@ -11,7 +11,7 @@ from lora_ext.dataset import export as export_module
 from lora_ext.dataset.export import export_kohya, export_zip
 from lora_ext.dataset.files import CaptionStore
 from lora_ext.dataset.ingest import ingest
-from lora_ext.dataset.layout import dataset_folders
+from lora_ext.dataset.layout import dataset_folders, repeat_folder_name
 from lora_ext.errors import DatasetError
 
 
@@ -112,3 +112,16 @@ def test_dataset_folders_give_training_the_repeats(dataset: Path) -> None:
         (dataset, 4, "mine", 2),
         (dataset / "10_dog", 10, "dog", 1),
     ]
+
+
+def test_repeat_folder_names_are_checked() -> None:
+    assert repeat_folder_name(10, "猫 style") == "10_猫 style"
+    for repeats, name in [(0, "a"), (2, "../x"), (3, "")]:
+        with pytest.raises(DatasetError):
+            repeat_folder_name(repeats, name)
+
+
+def test_an_export_with_bad_repeats_writes_nothing(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="Repeats"):
+        export_zip(dataset, tmp_path / "x.zip", default_repeats=0)
+    assert not (tmp_path / "x.zip").exists()

@@ -11,7 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from lora_ext.errors import DatasetError
 
@@ -159,6 +159,19 @@ def escape_for_prompt(tag: str) -> str:
 def caption_to_prompt(tags: Sequence[str]) -> str:
     """A caption ready to paste into a prompt, each tag escaped."""
     return join_tags(escape_for_prompt(tag) for tag in tags)
+
+
+def clip_token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """A token counter from a Hugging Face ``CLIPTokenizer`` (start and end tokens not counted).
+
+    A1111's host builds its own counter from the loaded model's tokenizer; this one
+    serves the standalone host and tests.
+    """
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    return count
 
 
 def truncate_by_tokens(

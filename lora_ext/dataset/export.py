@@ -15,8 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_ext.dataset.layout import CAPTION_EXTENSIONS, list_images, parse_repeat_folder
-from lora_ext.dataset.names import validate_name
+from lora_ext.dataset.layout import CAPTION_EXTENSIONS, list_images, parse_repeat_folder, repeat_folder_name
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import atomic_path
 
@@ -31,9 +30,7 @@ class ExportReport:
 
 def _plan(dataset_dir: Path, default_repeats: int, name: str) -> list[tuple[Path, str]]:
     """(source file, path inside the export) for every image and caption."""
-    if default_repeats < 1:
-        raise DatasetError("Repeats must be 1 or more.")
-    base = f"{default_repeats}_{validate_name(name, 'folder name')}"
+    base = repeat_folder_name(default_repeats, name)
     plan: list[tuple[Path, str]] = []
     for relative in list_images(dataset_dir):
         folder, _, file_name = relative.rpartition("/")

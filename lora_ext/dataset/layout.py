@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_ext.dataset.names import validate_name
 from lora_ext.errors import DatasetError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -37,6 +38,13 @@ def parse_repeat_folder(name: str) -> tuple[int, str] | None:
     if not match or int(match.group(1)) < 1:
         return None
     return int(match.group(1)), match.group(2)
+
+
+def repeat_folder_name(repeats: int, name: str) -> str:
+    """The kohya folder name for ``name`` repeated ``repeats`` times per epoch: ``"10_my char"``."""
+    if not isinstance(repeats, int) or repeats < 1:
+        raise DatasetError(f"Repeats must be a whole number of 1 or more, not {repeats!r}.")
+    return validate_name(f"{repeats}_{validate_name(name, 'folder name')}", "folder name")
 
 
 def is_image_name(name: str) -> bool:
