@@ -129,8 +129,11 @@ def test_download_goes_into_the_model_folder_at_the_pinned_revision(tmp_path: Pa
         if local_files_only:
             raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
         fetched.append((filename, revision))
-        build_tiny_tagger(Path(local_dir))
-        return str(Path(local_dir) / filename)
+        source = build_tiny_tagger(tmp_path / "upstream") / filename
+        destination = Path(local_dir) / filename
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(source.read_bytes())
+        return str(destination)
 
     files = resolve_model("wd-swinv2-tagger-v3", tmp_path / "models", downloader=fake_hub)
     assert fetched == [("model.onnx", "v2.0"), ("selected_tags.csv", "v2.0")]
@@ -140,3 +143,11 @@ def test_download_goes_into_the_model_folder_at_the_pinned_revision(tmp_path: Pa
 def test_download_can_be_forbidden(tmp_path: Path, hub_offline: Path) -> None:
     with pytest.raises(TaggerUnavailable, match="is not downloaded"):
         resolve_model("wd-vit-tagger-v3", tmp_path / "models", download=False)
+
+
+def test_a_file_left_by_an_interrupted_download_is_reused_offline(tmp_path: Path, hub_offline: Path) -> None:
+    target = build_tiny_tagger(tmp_path / "models" / "wd-vit-tagger-v3")
+    (target / "selected_tags.csv").unlink()  # model.onnx arrived, the CSV did not
+    with pytest.raises(TaggerUnavailable) as caught:
+        resolve_model("wd-vit-tagger-v3", tmp_path / "models")
+    assert "cannot download selected_tags.csv" in caught.value.one_line()

@@ -233,3 +233,8 @@ def test_unusable_files_are_rejected_with_a_reason(
 def test_missing_file_is_rejected_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match="cannot read"):
         open_image(tmp_path / "gone.png")
+
+
+def test_colour_mode_pil_cannot_convert_is_rejected_not_crashing() -> None:
+    with pytest.raises(FileFormatError, match="unsupported colour mode La"):
+        to_model_input(Image.new("La", (4, 4)), SIDE)

@@ -125,7 +125,13 @@ def _from_hub(spec: ModelSpec, model_dir: Path, download: bool, downloader: Down
     target = model_dir / spec.name
     paths: dict[str, Path] = {}
     for filename in FILES:
-        paths[filename] = _cached(spec, filename, downloader) or _download(spec, filename, target, download, downloader)
+        # A file already in the target folder is complete: the hub downloads to a temp name, then renames.
+        present = target / filename
+        paths[filename] = (
+            (present if present.is_file() else None)
+            or _cached(spec, filename, downloader)
+            or _download(spec, filename, target, download, downloader)
+        )
     return ModelFiles(spec.name, paths[MODEL_FILE], paths[LABELS_FILE], spec)
 
 

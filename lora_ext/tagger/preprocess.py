@@ -101,7 +101,11 @@ def pad_and_resize(image: Image.Image, side: int) -> Image.Image:
 
 def to_model_input(image: Image.Image, side: int) -> np.ndarray:
     """A decoded image → float32 BGR array [side, side, 3] with values 0–255."""
-    square = pad_and_resize(to_rgb_on_white(image), side)
+    try:
+        rgb = to_rgb_on_white(image)
+    except (ValueError, OSError) as error:  # PIL has no conversion for a few exotic modes
+        raise _reject(f"unsupported colour mode {image.mode} ({error})") from error
+    square = pad_and_resize(rgb, side)
     rgb = np.asarray(square, dtype=np.float32)
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
