@@ -115,7 +115,10 @@ class CaptionStore:
     """The caption files of one dataset folder, with journalled saves and numbered backups."""
 
     def __init__(
-        self, dataset_dir: Path, state_dir: Path | None = None, keep_backups: int = DEFAULT_KEEP_BACKUPS
+        self,
+        dataset_dir: str | os.PathLike[str],
+        state_dir: str | os.PathLike[str] | None = None,
+        keep_backups: int = DEFAULT_KEEP_BACKUPS,
     ) -> None:
         self.dataset_dir = Path(dataset_dir)
         self.state_dir = (

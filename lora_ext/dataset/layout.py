@@ -51,11 +51,6 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def caption_path(image_path: Path) -> Path:
-    """Where an image's caption is written."""
-    return image_path.with_suffix(CAPTION_EXTENSION)
-
-
 def list_images(dataset_dir: Path) -> list[str]:
     """Relative POSIX paths of every image in the dataset (top level and one folder deep), sorted.
 

@@ -8,6 +8,7 @@
                                        /config/      training configs
                                        /outputs/     LoRA files and samples
                                        /captions/    caption save journal and numbered backups
+                                       /thumbnails/  gallery thumbnails, made when first shown
     <root>/.trash/<time>-<project>[-<version>]/      what was deleted
 
 The root is given by the caller (A1111: ``outputs/train_tools/projects``;
@@ -38,7 +39,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 TRASH = ".trash"
 _PROTECTED_FIELDS = frozenset({"format", "project", "version", "created"})
-_NOT_COPIED = ("outputs", "captions")  # a copy starts with no results and no caption history
+_NOT_COPIED = ("outputs", "captions", "thumbnails")  # a copy starts with no results, history or cache
 _MAX_TRASH_LABEL_BYTES = 160
 
 
@@ -65,6 +66,10 @@ class VersionPaths:
     @property
     def captions_state(self) -> Path:
         return self.root / "captions"
+
+    @property
+    def thumbnails(self) -> Path:
+        return self.root / "thumbnails"
 
     @property
     def manifest(self) -> Path:
