@@ -62,7 +62,7 @@ def test_rename_tag_replaces_in_place_and_removes_when_empty() -> None:
     assert c.rename_tag(("a", "b"), "b", "a") == ("a",)
 
 
-def test_sort_orders_and_ties() -> None:
+def test_sort_orders_by_key_with_alphabetical_ties() -> None:
     tags = ("bb", "a", "C", "ddd")
     assert c.sort_tags(tags, "alphabetical") == ("a", "bb", "C", "ddd")
     assert c.sort_tags(tags, "alphabetical", reverse=True) == ("ddd", "C", "bb", "a")

@@ -67,7 +67,7 @@ def test_operations_never_modify_the_previous_snapshot() -> None:
     assert snapshot.as_dict() == frozen
 
 
-def test_batch_results() -> None:
+def test_batch_edits_produce_the_expected_captions() -> None:
     editor = Editor(_table())
     editor.add_tags("sks", "prepend")
     assert _captions(editor)["b.png"] == ("sks", "1girl", "blue hair", "smile", "smile")

@@ -124,7 +124,7 @@ def test_zip_traversal_and_absolute_entries_are_refused(tmp_path: Path) -> None:
     ]
 
 
-def test_zip_with_japanese_names_and_nested_zip(tmp_path: Path) -> None:
+def test_zip_japanese_names_are_kept_and_nested_zips_refused(tmp_path: Path) -> None:
     archive = tmp_path / "写真.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("猫/ねこ.png", image_bytes())
@@ -351,3 +351,20 @@ def test_an_impossible_dataset_folder_is_a_dataset_error(tmp_path: Path) -> None
     (tmp_path / "file").write_text("not a folder", "utf-8")
     with pytest.raises(DatasetError, match="cannot be created"):
         ingest([], tmp_path / "file" / "dataset")
+
+
+def test_a_file_that_is_not_a_zip_and_a_corrupt_entry_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "fake.zip").write_bytes(b"not a zip at all")
+    archive = tmp_path / "corrupt.zip"
+    payload = image_bytes((1, 2, 3))
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(zipfile.ZipInfo("broken.png"), payload)  # stored, so the bytes can be damaged below
+    data = bytearray(archive.read_bytes())
+    offset = data.index(payload)
+    data[offset + 40] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    report = ingest([tmp_path / "fake.zip", archive], tmp_path / "dataset")
+    reasons = _reasons(report)
+    assert "not a readable zip" in reasons["fake.zip"]
+    assert "cannot be read" in reasons["broken.png"]
+    assert report.added == ()

@@ -82,3 +82,4 @@ def test_sanitize_shortens_long_names_but_keeps_the_extension() -> None:
 def test_unique_stem_counts_up_ignoring_case() -> None:
     assert unique_stem("cat", {"dog"}) == "cat"
     assert unique_stem("Cat", {"cat", "cat_2"}) == "Cat_3"
+    assert unique_stem("ねこ", {"ねこ"}) == "ねこ_2"

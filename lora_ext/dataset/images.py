@@ -83,9 +83,11 @@ def _open(data: bytes) -> Image.Image:
 def _to_8bit(image: Image.Image) -> Image.Image:
     """16/32-bit grey ("I;16", "I", "F") → 8-bit grey, scaled rather than clipped."""
     values = np.asarray(image, dtype=np.float64)
-    if image.mode == "F":
+    if image.mode.startswith("I;16"):
+        top = 65535.0
+    elif image.mode == "F":
         top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
-    else:
+    else:  # "I": 32-bit, in practice a 16-bit PNG; values that fit in 8 bits are taken as 8-bit
         top = 255.0 if values.max(initial=0) <= 255 else 65535.0
     return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 
 from lora_ext.errors import DatasetError
 
@@ -90,13 +90,13 @@ def sanitize_filename(name: str, fallback: str = "image") -> str:
     return validate_name(stem + ending, "file name")
 
 
-def unique_stem(stem: str, taken: Collection[str]) -> str:
-    """``stem``, or ``stem_2``, ``stem_3``… so that it is not in ``taken`` (compared case-insensitively).
+def unique_stem(stem: str, taken_folded: AbstractSet[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``… so that its casefolded form is not in ``taken_folded``.
 
-    Images are made unique by stem, not by full name, because ``a.png`` and
-    ``a.jpg`` would share the caption file ``a.txt``.
+    ``taken_folded`` holds casefolded stems (case-insensitive file systems). Images
+    are made unique by stem, not by full name, because ``a.png`` and ``a.jpg``
+    would share the caption file ``a.txt``.
     """
-    taken_folded = {item.casefold() for item in taken}
     if stem.casefold() not in taken_folded:
         return stem
     number = 2

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -79,15 +81,13 @@ def _zip_refusal(name: str, info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _zip_entries(path: Path, limit: int) -> Iterator[Entry | Refused]:
+def _zip_entries(path: Path, limit: int, stack: ExitStack) -> Iterator[Entry | Refused]:
     try:
-        archive = zipfile.ZipFile(path)
+        archive = stack.enter_context(zipfile.ZipFile(path))
     except (zipfile.BadZipFile, OSError) as error:
         yield Refused(path.name, f"not a readable zip ({error})")
         return
-    with archive:
-        infos = archive.infolist()
-    for info in infos:
+    for info in archive.infolist():
         name = _zip_name(info)
         display = f"{path.name}:{name}"
         if info.is_dir():
@@ -109,16 +109,16 @@ def _zip_entries(path: Path, limit: int) -> Iterator[Entry | Refused]:
             folders=(path.stem, *parts[:-1]),
             group=f"{path}:{'/'.join(parts[:-1])}",
             size=info.file_size,
-            read=_zip_reader(path, info, limit),
+            read=_zip_reader(archive, info, limit),
         )
 
 
-def _zip_reader(path: Path, info: zipfile.ZipInfo, limit: int) -> Callable[[], bytes]:
+def _zip_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Callable[[], bytes]:
     def read() -> bytes:
         try:
-            with zipfile.ZipFile(path) as archive, archive.open(info) as handle:
+            with archive.open(info) as handle:
                 data = handle.read(limit + 1)
-        except (zipfile.BadZipFile, OSError, EOFError) as error:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
             raise DatasetError(f"the zip entry cannot be read ({error})") from None
         if len(data) > limit:
             raise DatasetError(f"the file is larger than {limit // 2**20} MB once unpacked")
@@ -149,15 +149,18 @@ def _folder_entries(root: Path, limit: int) -> Iterator[Entry | Refused]:
             )
 
 
-def collect_entries(sources: list[Path], limit: int) -> Iterator[Entry | Refused]:
-    """Every file under the dropped paths, in a stable order, with refusals for what cannot be taken."""
+def collect_entries(sources: list[Path], limit: int, stack: ExitStack) -> Iterator[Entry | Refused]:
+    """Every file under the dropped paths, in a stable order, with refusals for what cannot be taken.
+
+    Zips stay open on ``stack`` until the caller has read their entries (one open per zip, not per entry).
+    """
     for source in sources:
         if not source.exists():
             yield Refused(str(source), "not found")
         elif source.is_dir():
             yield from _folder_entries(source, limit)
         elif source.suffix.lower() == ".zip":
-            yield from _zip_entries(source, limit)
+            yield from _zip_entries(source, limit, stack)
         elif not is_ignorable(source.name):
             yield Entry(
                 display=str(source),
