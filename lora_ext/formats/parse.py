@@ -1,0 +1,64 @@
+"""A LoRA file's tensors → per-module adapters, plus everything that did not parse."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lora_ext.errors import FileFormatError
+from lora_ext.formats import Adapter, parse_module, unsupported_error
+from lora_ext.formats.detect import Detection, detect_base
+from lora_ext.formats.keys import group_keys
+
+
+@dataclass
+class ParsedLora:
+    """One file, parsed once and cached: adapters by file module prefix."""
+
+    path: Path | None
+    metadata: dict[str, str]
+    adapters: dict[str, Adapter]
+    source_keys: dict[str, list[str]]
+    unparsed_keys: list[str]  # keys of modules no format accepted, and keys with unknown suffixes
+    bundled_embeddings: dict[str, list[str]]
+    detection: Detection
+    identity: tuple = ()  # (path, mtime_ns, size): changes when the file changes
+    format_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def alias(self) -> str | None:
+        return self.metadata.get("ss_output_name") or None
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
+    """Reject files holding NaN/Inf: merged into a weight they turn every image black."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise FileFormatError(f"{name}: tensor {key!r} contains NaN or infinite values",
+                                  hint="the LoRA is broken (often a diverged training run)")
+
+
+def parse_lora(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: Path | None = None,
+               identity: tuple = ()) -> ParsedLora:
+    """Group and parse every module; raise ``UnsupportedLoraFormat`` only if nothing at all parses."""
+    name = path.name if path else "LoRA"
+    check_finite(state_dict, name)
+    grouped = group_keys(state_dict)
+    adapters: dict[str, Adapter] = {}
+    unparsed = list(grouped.unknown)
+    counts: dict[str, int] = {}
+    for prefix, tensors in grouped.modules.items():
+        adapter = parse_module(tensors)
+        if adapter is None:
+            unparsed += grouped.source_keys[prefix]
+            continue
+        adapters[prefix] = adapter
+        counts[adapter.name] = counts.get(adapter.name, 0) + 1
+    if not adapters and not grouped.bundled_embeddings:
+        raise unsupported_error(sorted(unparsed or list(state_dict)))
+    source_keys = {prefix: grouped.source_keys[prefix] for prefix in adapters}
+    return ParsedLora(path, dict(metadata), adapters, source_keys, sorted(unparsed), grouped.bundled_embeddings,
+                      detect_base(grouped.modules, metadata), identity, counts)

@@ -1,0 +1,314 @@
+"""The network loader: ``<lora:…>`` tokens → patched weights, for one host's model.
+
+``NetworkLoader`` owns a ``LoraCache`` (parsed files) and an ``AppliedPatches``
+(backups and current patch sets). Hosts call ``prompt_hook(prompt)`` before
+generating; it parses the tokens, applies them (or restores when there are
+none) and returns the prompt without them. Problems with one LoRA (not found,
+bad token, unreadable file, another base model) become warnings in the
+``LoadReport`` and the rest still applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lora_ext.errors import LoraExtError
+from lora_ext.formats.detect import from_metadata, incompatible
+from lora_ext.formats.hashes import lora_short_hash
+from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
+from lora_ext.formats.safetensors_io import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_header
+from lora_ext.host import ModelParts
+from lora_ext.lora_cache import LoraCache, file_identity
+from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
+from lora_ext.patcher import AppliedPatches, ParamPatch, PatchStats
+
+log = logging.getLogger(__name__)
+UNMATCHED_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class LoraEntry:
+    """One LoRA file in the LoRA folder(s)."""
+
+    name: str  # file stem
+    relative: str  # path below its LoRA folder, without suffix, with "/" separators
+    alias: str  # ss_output_name, else the stem
+    path: Path
+    sd_version: str  # "SD1" / "SD2" / "SDXL" / "Unknown", as A1111's cards show it
+    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class FileReport:
+    """What happened to one requested LoRA."""
+
+    name: str
+    path: Path | None = None
+    matched: int = 0
+    unmatched_keys: list[str] = field(default_factory=list)
+    shape_mismatches: list[str] = field(default_factory=list)
+    bundled_embeddings: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    short_hash: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.skipped is None and self.matched > 0
+
+
+@dataclass
+class LoadReport:
+    files: list[FileReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: PatchStats = field(default_factory=PatchStats)
+    unchanged: bool = False  # the request equalled the previous one and nothing was touched
+
+    def infotext(self) -> str:
+        """The value A1111 writes as "Lora hashes": ``name: hash, name: hash``."""
+        return ", ".join(f"{f.name.replace(':', '').replace(',', '')}: {f.short_hash}"
+                         for f in self.files if f.applied and f.short_hash)
+
+
+def _sd_version(metadata: dict[str, str]) -> str:
+    family = from_metadata(metadata)
+    if family != "unknown":
+        return family.upper()
+    return "SD1" if metadata else "Unknown"  # A1111: any metadata → SD1
+
+
+def scan_lora_dirs(dirs: Sequence[Path], allow_pickle: bool = False) -> list[LoraEntry]:
+    """Every LoRA file below ``dirs`` (sub-folders included), sorted by relative name."""
+    suffixes = SAFETENSORS_SUFFIXES + (PICKLE_SUFFIXES if allow_pickle else ())
+    entries: list[LoraEntry] = []
+    for root in dirs:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() not in suffixes or not path.is_file():
+                continue
+            metadata: dict[str, str] = {}
+            if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+                try:
+                    metadata = read_header(path).metadata
+                except LoraExtError:
+                    metadata = {}
+            relative = path.relative_to(root).with_suffix("").as_posix()
+            entries.append(LoraEntry(path.stem, relative, metadata.get("ss_output_name") or path.stem, path,
+                                     _sd_version(metadata), metadata))
+    return entries
+
+
+class NetworkLoader:
+    """Applies ``<lora:…>`` networks to one host's model, exactly and incrementally."""
+
+    def __init__(
+        self,
+        parts: Callable[[], ModelParts],
+        lora_dirs: Sequence[Path] | Callable[[], Sequence[Path]],
+        *,
+        cache: LoraCache | None = None,
+        presets_path: Path | None = None,
+        allow_pickle: bool = False,
+        warn: Callable[[str], None] | None = None,
+        backup_device: str | torch.device = "cpu",
+    ) -> None:
+        self._parts = parts
+        self._lora_dirs = lora_dirs
+        self.cache = cache or LoraCache(allow_pickle=allow_pickle)
+        self.presets_path = presets_path
+        self.allow_pickle = allow_pickle
+        self._warn = warn
+        self.patches = AppliedPatches(backup_device=backup_device)
+        self.last_report = LoadReport()
+        self._model_key: tuple | None = None
+        self._keymap: KeyMap | None = None
+        self._params: dict[Target, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._entries: list[LoraEntry] | None = None
+        self._last_request: tuple | None = None
+        self._hashes: dict[tuple, str] = {}
+
+    @classmethod
+    def for_host(cls, host, **kwargs) -> NetworkLoader:
+        """A loader over ``host.parts()`` and ``host.lora_dir``, installed as the host's ``prompt_hook``."""
+        loader = cls(host.parts, lambda: [host.lora_dir], **kwargs)
+        host.prompt_hook = loader.prompt_hook
+        return loader
+
+    # -- the list of LoRAs -----------------------------------------------------------------
+    def lora_dirs(self) -> list[Path]:
+        dirs = self._lora_dirs() if callable(self._lora_dirs) else self._lora_dirs
+        return [Path(d) for d in dirs]
+
+    def available(self, refresh: bool = False) -> list[LoraEntry]:
+        """LoRA files in the LoRA folder(s); rescanned on ``refresh``."""
+        if refresh or self._entries is None:
+            self._entries = scan_lora_dirs(self.lora_dirs(), self.allow_pickle)
+        return list(self._entries)
+
+    def resolve(self, name: str) -> LoraEntry | None:
+        """A1111's lookup: relative path, file stem, then alias (exact, then case-insensitive); rescans on a miss."""
+        for refresh in (False, True):
+            entries = self.available(refresh=refresh)
+            wanted = name.replace("\\", "/").strip()
+            for fold in (False, True):
+                norm = (lambda s: s.lower()) if fold else (lambda s: s)  # noqa: E731
+                for attribute in ("relative", "name", "alias"):
+                    for entry in entries:
+                        if norm(getattr(entry, attribute)) == norm(wanted):
+                            return entry
+        return None
+
+    # -- model binding ----------------------------------------------------------------------
+    def _bind(self) -> tuple[ModelParts, KeyMap]:
+        parts = self._parts()
+        key = (id(parts.unet), *(id(encoder.root) for encoder in parts.text_encoders))
+        if key != self._model_key or self._keymap is None:
+            if self._model_key is not None:
+                self.patches.restore()  # the old model may still be alive (checkpoint cache): leave it clean
+            self._model_key, self._keymap, self._params = key, keymap_for_parts(parts), {}
+            self._last_request = None
+        return parts, self._keymap
+
+    def _param(self, parts: ModelParts, target: Target) -> tuple[torch.Tensor, torch.Tensor | None]:
+        found = self._params.get(target)
+        if found is None:
+            roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
+            module = roots[target.part].get_submodule(target.module)
+            bias = getattr(module, target.bias_attr) if target.bias_attr else None
+            found = self._params[target] = (getattr(module, target.weight_attr), bias)
+        return found
+
+    def invalidate(self) -> None:
+        """The host loaded other weights into the model: drop backups without writing them back."""
+        self.patches.invalidate()
+        self._model_key = self._keymap = None
+        self._params = {}
+        self._last_request = None
+
+    def restore(self) -> int:
+        """Put every patched weight back to its original, bit-exact."""
+        restored = self.patches.restore()
+        self._last_request = None
+        self.last_report = LoadReport()
+        return restored
+
+    # -- applying ---------------------------------------------------------------------------
+    def prompt_hook(self, prompt: str) -> str:
+        """Apply the prompt's ``<lora:…>`` tokens (restore when none) and return the prompt without them."""
+        parsed = parse_prompt(prompt)
+        report = self.apply(parsed.specs)
+        report.warnings[:0] = parsed.warnings
+        for message in report.warnings:
+            log.warning(message)
+            if self._warn:
+                self._warn(message)
+        return parsed.prompt
+
+    def apply(self, specs: Sequence[NetworkSpec]) -> LoadReport:
+        """Make the model carry exactly these networks; returns what was applied, skipped and why."""
+        parts, keymap = self._bind()
+        resolved = [(spec, self.resolve(spec.name)) for spec in specs]
+        request = self._request_key(resolved)
+        if request is not None and request == self._last_request and self.patches.intact():
+            return LoadReport(files=self.last_report.files, unchanged=True)
+        report = LoadReport()
+        wanted: dict[int, tuple[torch.Tensor, list[ParamPatch]]] = {}
+        user_presets = read_user_presets(self.presets_path)
+        for spec, entry in resolved:
+            file_report = self._collect(spec, entry, parts, keymap, user_presets, wanted, report.warnings)
+            report.files.append(file_report)
+        report.stats = self.patches.apply(list(wanted.values()))
+        self.cache.trim(keep=len(specs))
+        self._last_request = request
+        self.last_report = report
+        return report
+
+    def _request_key(self, resolved) -> tuple | None:
+        key = []
+        for spec, entry in resolved:
+            if entry is None:
+                return None  # a missing file must warn every time
+            try:
+                identity = file_identity(entry.path)
+            except OSError:
+                return None
+            key.append((spec, identity))
+        return (self._model_key, tuple(key), self._presets_identity())
+
+    def _presets_identity(self) -> tuple | None:
+        if self.presets_path is None or not Path(self.presets_path).is_file():
+            return None
+        stat = os.stat(self.presets_path)
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _collect(self, spec: NetworkSpec, entry: LoraEntry | None, parts: ModelParts, keymap: KeyMap,
+                 user_presets, wanted, warnings: list[str]) -> FileReport:
+        report = FileReport(name=spec.name)
+        if entry is None:
+            report.skipped = "not found"
+            warnings.append(f"LoRA not found: {spec.name} (looked in {', '.join(map(str, self.lora_dirs()))})")
+            return report
+        report.path = entry.path
+        try:
+            parsed = self.cache.get(entry.path)
+        except LoraExtError as error:
+            report.skipped = error.one_line()
+            warnings.append(f"LoRA {spec.name} skipped: {error.one_line()}")
+            return report
+        report.bundled_embeddings = sorted(parsed.bundled_embeddings)
+        if report.bundled_embeddings:
+            warnings.append(f"LoRA {spec.name}: bundled embeddings ignored: {', '.join(report.bundled_embeddings)}")
+        if incompatible(parsed.detection, keymap.family):
+            report.skipped = f"made for {parsed.detection.family}, the model is {keymap.family}"
+            warnings.append(f"LoRA {spec.name} skipped: it was made for {parsed.detection.family.upper()} "
+                            f"but the loaded model is {keymap.family.upper()}")
+            return report
+        matched = []
+        for prefix, adapter in parsed.adapters.items():
+            target = keymap.lookup(prefix)
+            if target is None:
+                report.unmatched_keys += parsed.source_keys[prefix]
+            elif not adapter.fits(target.shape):
+                report.shape_mismatches.append(prefix)
+            else:
+                matched.append((prefix, target, adapter))
+        report.unmatched_keys += parsed.unparsed_keys
+        if not matched or len(report.shape_mismatches) > len(matched):
+            report.skipped = "matches no module of this model" if not report.shape_mismatches else "shape mismatch"
+            warnings.append(f"LoRA {spec.name} skipped: {len(matched)} modules match and "
+                            f"{len(report.shape_mismatches)} have the wrong shape for this {keymap.family.upper()} "
+                            f"model (made for another base model?)")
+            return report
+        if report.unmatched_keys or report.shape_mismatches:
+            examples = ", ".join((report.unmatched_keys + report.shape_mismatches)[:UNMATCHED_EXAMPLES])
+            warnings.append(f"LoRA {spec.name}: {len(report.unmatched_keys)} keys unmatched and "
+                            f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})")
+        blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings) if spec.lbw else None
+        for prefix, target, adapter in matched:
+            multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
+            if blocks is not None:
+                multiplier *= blocks.ratio(target.block)
+            report.matched += 1
+            if multiplier == 0:
+                continue  # a zero block weight or strength: nothing to merge
+            adapter = adapter.truncated(spec.dyn)
+            weight, bias = self._param(parts, target)
+            source = (parsed.identity, prefix, spec.dyn)
+            wanted.setdefault(id(weight), (weight, []))[1].append(
+                ParamPatch(adapter, multiplier, target.rows, False, source))
+            if adapter.has_bias and bias is not None:
+                wanted.setdefault(id(bias), (bias, []))[1].append(ParamPatch(adapter, multiplier, target.rows, True, source))
+        report.short_hash = self._short_hash(parsed.identity, entry.path, parsed.metadata)
+        return report
+
+    def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str:
+        if identity not in self._hashes:
+            self._hashes[identity] = lora_short_hash(path, metadata)
+        return self._hashes[identity]

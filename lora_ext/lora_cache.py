@@ -1,0 +1,58 @@
+"""An LRU of parsed LoRA files, keyed by path and reloaded when the file changes on disk."""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from lora_ext.formats.parse import ParsedLora, parse_lora
+from lora_ext.formats.safetensors_io import load_state_dict
+
+
+def file_identity(path: Path) -> tuple[str, int, int]:
+    """(path, mtime_ns, size): any rewrite of the file changes it."""
+    stat = os.stat(path)
+    return (str(path), stat.st_mtime_ns, stat.st_size)
+
+
+class LoraCache:
+    """Parsed files, most recently used last; ``max_items`` 0 keeps only what the current call needs."""
+
+    def __init__(self, max_items: int = 5, allow_pickle: bool = False) -> None:
+        self.max_items = max_items
+        self.allow_pickle = allow_pickle
+        self._items: OrderedDict[str, ParsedLora] = OrderedDict()
+        self.loads = 0  # how many times a file was read and parsed (for tests and the bench)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def set_limit(self, max_items: int) -> None:
+        self.max_items = max(0, int(max_items))
+        self.trim()
+
+    def get(self, path: str | os.PathLike[str], identity: tuple | None = None) -> ParsedLora:
+        """The parsed file; read again if its mtime or size changed."""
+        path = Path(path)
+        identity = identity or file_identity(path)
+        key = str(path)
+        cached = self._items.get(key)
+        if cached is not None and cached.identity == identity:
+            self._items.move_to_end(key)
+            return cached
+        tensors, metadata = load_state_dict(path, allow_pickle=self.allow_pickle)
+        parsed = parse_lora(tensors, metadata, path=path, identity=identity)
+        self.loads += 1
+        self._items[key] = parsed
+        self._items.move_to_end(key)
+        return parsed
+
+    def trim(self, keep: int | None = None) -> None:
+        """Drop least recently used files beyond ``max_items`` (or ``keep`` when larger)."""
+        limit = max(self.max_items, keep or 0)
+        while len(self._items) > limit:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -1,0 +1,188 @@
+"""``<lora:…>`` prompt tokens and LoRA Block Weight (LBW) values.
+
+Syntax (A1111 plus hako-mikan's named LBW argument)::
+
+    <lora:NAME:W>              te = unet = W
+    <lora:NAME:TE:UNET:DYN>    positional
+    <lora:NAME:TE:unet=U:dyn=D:lbw=PRESET_OR_LIST>   named values override positional ones
+
+Items are split on ``:``; an item with exactly one ``=`` is named (A1111's
+``ExtraNetworkParams``). Bad tokens never raise: they become warnings and the
+rest of the prompt is generated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOKEN = re.compile(r"<(lora|lyco):([^>]*)>")
+
+# LBW block ids per list length (reference §3.2). BASE = every text-encoder module.
+BLOCK_IDS: dict[int, tuple[str, ...]] = {
+    17: ("BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "M00", "OUT03", "OUT04", "OUT05", "OUT06", "OUT07",
+         "OUT08", "OUT09", "OUT10", "OUT11"),
+    26: ("BASE", *(f"IN{i:02d}" for i in range(12)), "M00", *(f"OUT{i:02d}" for i in range(12))),
+    12: ("BASE", "IN04", "IN05", "IN07", "IN08", "M00", "OUT00", "OUT01", "OUT02", "OUT03", "OUT04", "OUT05"),
+    20: ("BASE", *(f"IN{i:02d}" for i in range(9)), "M00", *(f"OUT{i:02d}" for i in range(9))),
+}
+LENGTHS_FOR: dict[str, tuple[int, ...]] = {"sd1": (17, 26), "sd2": (17, 26), "sdxl": (12, 20)}
+
+
+def _ones(count: int, value: float = 1.0) -> tuple[float, ...]:
+    return (value,) * count
+
+
+# hako-mikan's DEF_WEIGHT_PRESET (17 values, SD1/SD2) and the same block groups in SDXL's 12 attention blocks.
+PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
+    "sd": {
+        "NONE": _ones(17, 0.0), "ALL": _ones(17), "ALL0.5": _ones(17, 0.5),
+        "INS": (1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        "IND": (1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        "INALL": (1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        "MIDD": (1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0),
+        "OUTD": (1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0),
+        "OUTS": (1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1),
+        "OUTALL": (1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+    },
+    "sdxl": {
+        "NONE": _ones(12, 0.0), "ALL": _ones(12), "ALL0.5": _ones(12, 0.5),
+        "INS": (1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        "IND": (1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0),
+        "INALL": (1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0),
+        "MIDD": (1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0),
+        "OUTD": (1, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0),
+        "OUTS": (1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1),
+        "OUTALL": (1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1),
+    },
+}
+
+
+@dataclass(frozen=True)
+class BlockWeights:
+    """Ratio per LBW block id; modules outside every block (time_embed, out, label_emb) keep 1."""
+
+    ratios: Mapping[str, float]
+
+    def ratio(self, block: str | None) -> float:
+        if block is None:
+            return 1.0
+        return float(self.ratios.get(block, 0.0))
+
+    def key(self) -> tuple:
+        return tuple(sorted(self.ratios.items()))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One ``<lora:…>`` token, parsed but not yet resolved to a file."""
+
+    name: str
+    te: float = 1.0
+    unet: float | None = None
+    dyn: int | None = None
+    lbw: str | None = None  # a preset name or a comma list, resolved against the model family
+
+    @property
+    def unet_multiplier(self) -> float:
+        return self.te if self.unet is None else self.unet
+
+
+@dataclass
+class ParsedPrompt:
+    prompt: str  # with the lora/lyco tokens removed
+    specs: list[NetworkSpec] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _number(text: str, token: str, what: str, warnings: list[str], integer: bool = False) -> float | int | None:
+    try:
+        return int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        warnings.append(f"{token}: {what} {text!r} is not {kind}; this LoRA was skipped")
+        return None
+
+
+def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | None:
+    """One token's ``NAME:…`` body → spec, or None (with a warning) when it cannot be used."""
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for item in body.split(":"):
+        parts = item.split("=", 2)
+        if len(parts) == 2:
+            named[parts[0].strip()] = parts[1].strip()
+        else:
+            positional.append(item.strip())
+    name = positional[0] if positional else ""
+    if not name:
+        warnings.append(f"{token}: no LoRA name given; token ignored")
+        return None
+    if len(positional) == 1 and not ({"te", "unet"} & named.keys()):
+        warnings.append(f"{token}: no weight given; using 1.0 (write <lora:{name}:1> to silence this)")
+    values: dict[str, float | int | None] = {}
+    for index, what in ((1, "te"), (2, "unet"), (3, "dyn")):
+        text = named.get(what, positional[index] if len(positional) > index else None)
+        if text is None or text == "":
+            continue
+        value = _number(text, token, f"{what} value" if what in named else "weight", warnings, integer=what == "dyn")
+        if value is None:
+            return None
+        values[what] = value
+    lbw = named.get("lbw", named.get("w"))
+    te = float(values.get("te", 1.0))
+    unet = values.get("unet")
+    return NetworkSpec(name=name, te=te, unet=None if unet is None else float(unet),
+                       dyn=None if values.get("dyn") is None else int(values["dyn"]), lbw=lbw or None)
+
+
+def parse_prompt(prompt: str) -> ParsedPrompt:
+    """Pull every ``<lora:…>``/``<lyco:…>`` token out of ``prompt``."""
+    result = ParsedPrompt(prompt=prompt)
+    for match in TOKEN.finditer(prompt):
+        spec = parse_token(match.group(2), match.group(0), result.warnings)
+        if spec is not None:
+            result.specs.append(spec)
+    result.prompt = TOKEN.sub("", prompt)
+    return result
+
+
+def read_user_presets(path: str | os.PathLike[str] | None) -> dict[str, tuple[float, ...]]:
+    """``NAME:v1,v2,…`` lines (hako-mikan's format); blank lines and ``#`` comments ignored; bad lines skipped."""
+    if path is None or not Path(path).is_file():
+        return {}
+    presets: dict[str, tuple[float, ...]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        name, values = line.split(":", 1)
+        try:
+            presets[name.strip()] = tuple(float(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            continue
+    return presets
+
+
+def block_weights(value: str, family: str, user_presets: Mapping[str, tuple[float, ...]] | None = None,
+                  warnings: list[str] | None = None) -> BlockWeights | None:
+    """Resolve an ``lbw=`` value (preset or list) for a model family; None (and a warning) if unusable."""
+    warnings = warnings if warnings is not None else []
+    family_key = "sdxl" if family == "sdxl" else "sd"
+    presets = {**PRESETS[family_key], **(user_presets or {})}
+    values = presets.get(value.strip())
+    if values is None:
+        try:
+            values = tuple(float(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            warnings.append(f"lbw={value}: not a preset name or a list of numbers; block weights ignored")
+            return None
+    lengths = LENGTHS_FOR.get(family, (17, 26))
+    if len(values) not in lengths:
+        warnings.append(f"lbw={value}: {len(values)} values, but a {family} model takes "
+                        f"{' or '.join(map(str, lengths))}; block weights ignored")
+        return None
+    return BlockWeights(dict(zip(BLOCK_IDS[len(values)], values, strict=True)))

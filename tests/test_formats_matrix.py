@@ -1,0 +1,98 @@
+"""Every registered format through the same behaviours (STYLE §8)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lora_files import adapter_tensors
+from torch import nn
+
+from lora_ext.formats import FORMATS, parse_module
+from lora_ext.formats.dora import DoraAdapter
+from lora_ext.formats.lora import LoraAdapter
+from lora_ext.patcher import AppliedPatches, ParamPatch
+
+SAMPLES = {  # a representative file layout per registered format
+    "lora": "lora", "loha": "loha", "lokr": "lokr_w2_lowrank", "glora": "glora_new", "oft": "oft",
+    "ia3": "ia3_out", "full": "full", "norm": "norm",
+}
+ALL = [*FORMATS, DoraAdapter]
+
+
+def _layer(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.LayerNorm(32) if name == "norm" else nn.Linear(32, 32)
+
+
+def _sample(cls) -> tuple[nn.Module, object]:
+    if cls is DoraAdapter:
+        layer = _layer("lora")
+        return layer, parse_module(adapter_tensors("dora_out", layer.weight.detach()))
+    layer = _layer(cls.name)
+    return layer, parse_module(adapter_tensors(SAMPLES[cls.name], layer.weight.detach()))
+
+
+def test_every_registered_format_has_a_sample():
+    assert {cls.name for cls in FORMATS} == set(SAMPLES)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_format_round_trips_through_its_state_dict(cls):
+    layer, adapter = _sample(cls)
+    assert isinstance(adapter, cls)
+    again = parse_module(adapter.to_state_dict())
+    base = layer.weight.detach().float()
+    assert type(again) is type(adapter)
+    torch.testing.assert_close(again.delta_weight(base, 0.7), adapter.delta_weight(base, 0.7))
+    assert adapter.delta_weight(base, 0.7).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_zero_initialised_adapter_is_a_no_op(cls):
+    layer = _layer(cls.name if cls is not DoraAdapter else "lora")
+    adapter = cls.initial(layer.weight.detach(), rank=4, generator=torch.Generator().manual_seed(1))
+    delta = adapter.delta_weight(layer.weight.detach().float(), 1.0)
+    torch.testing.assert_close(delta, torch.zeros_like(delta), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_merge_then_restore_returns_original_weights(cls, dtype):
+    layer, adapter = _sample(cls)
+    layer = layer.to(dtype)
+    original = layer.weight.detach().clone()
+    patches = AppliedPatches()
+    patches.apply([(layer.weight, [ParamPatch(adapter, 1.0, source="a")])])
+    expected = (original.float() + adapter.delta_weight(original.float(), 1.0)).to(dtype)
+    assert torch.equal(layer.weight.detach(), expected)
+    assert not torch.equal(layer.weight.detach(), original)
+    patches.restore()
+    assert torch.equal(layer.weight.detach(), original)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
+def test_trainable_module_reproduces_the_adapter(cls):
+    layer, adapter = _sample(cls)
+    module = adapter.trainable()
+    base = layer.weight.detach().float()
+    torch.testing.assert_close(module(base, 1.0), adapter.delta_weight(base, 1.0))
+    module(base, 1.0).sum().backward()
+    assert any(p.grad is not None for p in module.parameters())
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float16, 2e-3)])
+def test_bypass_and_merged_outputs_match(dtype, tolerance):
+    layer = _layer("lora").to(dtype)
+    adapter = parse_module(adapter_tensors("lora", layer.weight.detach()))
+    assert isinstance(adapter, LoraAdapter)
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(3)).to(dtype)
+    bypass = adapter.bypass(layer(x).float(), x, 0.8)
+    AppliedPatches().apply([(layer.weight, [ParamPatch(adapter, 0.8, source="a")])])
+    torch.testing.assert_close(layer(x).float(), bypass, atol=tolerance, rtol=tolerance)
+
+
+def test_parse_module_does_not_modify_the_dict():
+    tensors = adapter_tensors("dora_out", torch.randn(32, 32))
+    before = dict(tensors)
+    parse_module(tensors)
+    assert tensors.keys() == before.keys() and all(tensors[k] is before[k] for k in before)
