@@ -51,6 +51,11 @@ class CaptionTable:
         """Each row's tags as a set, computed once per snapshot for filtering."""
         return tuple(frozenset(row) for row in self.rows)
 
+    @cached_property
+    def counts(self) -> Counter[str]:
+        """How many rows contain each tag, computed once per snapshot (read-only by convention)."""
+        return Counter(chain.from_iterable(self.tag_sets))
+
     def index_of(self, key: str) -> int:
         """Row number of ``key``; ``DatasetError`` when the image is not in the table."""
         try:
@@ -150,7 +155,7 @@ class TagFilter:
 
 def tag_counts(table: CaptionTable, indices: Iterable[int] | None = None) -> Counter[str]:
     """How many of the given rows (all rows by default) contain each tag."""
-    sets = table.tag_sets
     if indices is None:
-        return Counter(chain.from_iterable(sets))
+        return Counter(table.counts)  # a copy: callers may change theirs
+    sets = table.tag_sets
     return Counter(chain.from_iterable(sets[position] for position in indices))
