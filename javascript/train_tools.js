@@ -1,9 +1,111 @@
-// Train Tools: small browser-side helpers Gradio cannot express (loaded by the WebUI and the standalone app).
-// No network requests are made from here.
+// Train Tools: browser-side helpers Gradio cannot express (loaded by the WebUI and by the standalone app).
+// Everything here only fills boxes and presses buttons the Python side already has; no network requests.
 (function () {
     "use strict";
+    if (window.trainToolsLoaded) {
+        return;
+    }
+    window.trainToolsLoaded = true;
 
-    // Copy the text of an element (e.g. the `<lora:name:0.8>` line) to the clipboard.
+    // Must match lora_ext/ui/dataset_section.py PATH_MARK: survives Gradio's upload-name cleaning.
+    const PATH_MARK = "__ttd__";
+
+    function root() {
+        const app = document.querySelector("gradio-app");
+        return (app && app.shadowRoot) || document;
+    }
+
+    function byId(id) {
+        return root().querySelector("#" + id);
+    }
+
+    function field(id) {
+        const holder = byId(id);
+        return holder && holder.querySelector("textarea, input");
+    }
+
+    function setField(id, value) {
+        const input = field(id);
+        if (!input) {
+            return;
+        }
+        input.value = value;
+        input.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+
+    function press(id) {
+        const holder = byId(id);
+        const button = holder && (holder.tagName === "BUTTON" ? holder : holder.querySelector("button"));
+        if (button) {
+            button.click();
+        }
+    }
+
+    function tabVisible() {
+        const tab = byId("train_tools");
+        return Boolean(tab && tab.offsetParent !== null);
+    }
+
+    function splitTags(text) {
+        return text.split(",").map((tag) => tag.trim()).filter((tag) => tag.length > 0);
+    }
+
+    function toggleTag(id, tag) {
+        const input = field(id);
+        if (!input) {
+            return;
+        }
+        const tags = splitTags(input.value);
+        const at = tags.indexOf(tag);
+        if (at >= 0) {
+            tags.splice(at, 1);
+        } else {
+            tags.push(tag);
+        }
+        setField(id, tags.join(", "));
+    }
+
+    // --- tag chips: click shows only images with the tag, Shift+click hides them, Ctrl+click collects it ---
+    document.addEventListener("click", function (event) {
+        const chip = event.target.closest && event.target.closest(".tt-chip");
+        if (!chip || !chip.closest("#train_tools")) {
+            return;
+        }
+        event.preventDefault();
+        const tag = chip.dataset.tag;
+        if (event.ctrlKey || event.metaKey) {
+            const input = field("train_tools_tags_text");
+            const tags = input ? splitTags(input.value) : [];
+            if (tags.indexOf(tag) < 0) {
+                tags.push(tag);
+            }
+            setField("train_tools_tags_text", tags.join(", "));
+            return;
+        }
+        toggleTag(event.shiftKey ? "train_tools_filter_negative" : "train_tools_filter_positive", tag);
+        setTimeout(() => press("train_tools_apply_filter"), 0);
+    }, true);
+
+    // --- keyboard: Ctrl+Z / Ctrl+Y undo and redo in the editor, Ctrl+S saves the captions ---
+    document.addEventListener("keydown", function (event) {
+        if (!(event.ctrlKey || event.metaKey) || event.altKey || !tabVisible()) {
+            return;
+        }
+        const key = event.key.toLowerCase();
+        const typing = event.target && (event.target.tagName === "TEXTAREA" || event.target.tagName === "INPUT");
+        if (key === "s") {
+            event.preventDefault();
+            press("train_tools_save");
+        } else if (key === "z" && !typing) {
+            event.preventDefault();
+            press(event.shiftKey ? "train_tools_redo" : "train_tools_undo");
+        } else if (key === "y" && !typing) {
+            event.preventDefault();
+            press("train_tools_redo");
+        }
+    });
+
+    // --- copy buttons ---
     function copyText(text) {
         if (navigator.clipboard && window.isSecureContext) {
             return navigator.clipboard.writeText(text);
@@ -18,4 +120,67 @@
     }
 
     window.trainToolsCopy = copyText;
+
+    document.addEventListener("click", function (event) {
+        const button = event.target.closest && event.target.closest("#train_tools_copy_token");
+        if (!button) {
+            return;
+        }
+        const input = field("train_tools_lora_token");
+        if (input && input.value) {
+            copyText(input.value).then(() => {
+                button.classList.add("tt-copied");
+                setTimeout(() => button.classList.remove("tt-copied"), 1200);
+            });
+        }
+    }, true);
+
+    // --- folders dropped on the drop zone: send every file, its folders folded into its name ---
+    function readEntries(reader) {
+        return new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    }
+
+    async function collect(entry, folders, out) {
+        if (entry.isFile) {
+            const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+            const name = folders.length ? folders.concat([file.name]).join(PATH_MARK) : file.name;
+            out.push(new File([file], name, {type: file.type, lastModified: file.lastModified}));
+            return;
+        }
+        const reader = entry.createReader();
+        for (;;) {
+            const batch = await readEntries(reader); // readEntries returns at most 100 entries per call
+            if (!batch.length) {
+                break;
+            }
+            for (const child of batch) {
+                await collect(child, folders.concat([entry.name]), out);
+            }
+        }
+    }
+
+    document.addEventListener("drop", function (event) {
+        const zone = event.target.closest && event.target.closest("#train_tools_drop");
+        const items = event.dataTransfer && event.dataTransfer.items;
+        if (!zone || !items) {
+            return;
+        }
+        const entries = Array.from(items).map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+        if (!entries.some((entry) => entry.isDirectory)) {
+            return; // plain files and zips: Gradio's own upload handles them
+        }
+        event.preventDefault();
+        event.stopPropagation();
+        const files = [];
+        Promise.all(entries.map((entry) => collect(entry, [], files))).then(() => {
+            const input = zone.querySelector("input[type=file]");
+            if (!input) {
+                return;
+            }
+            const transfer = new DataTransfer();
+            files.forEach((file) => transfer.items.add(file));
+            input.files = transfer.files;
+            input.dispatchEvent(new Event("change", {bubbles: true}));
+        });
+    }, true);
 })();

@@ -8,17 +8,19 @@ from modules import script_callbacks, shared
 
 from lora_ext.api import build_router, parse_credentials
 from lora_ext.hosts.a1111 import A1111Host, register_settings
-from lora_ext.ui.tab import build_tab
+from lora_ext.ui.tab import build_tab, create_context
 
 host = A1111Host()
+context = create_context(lambda: host)  # shared by the tab and the API: one long job at a time
 
 
 def on_ui_tabs():
-    return [(build_tab(lambda: host), "Train Tools", "train_tools")]
+    return [(build_tab(lambda: host, context), "Train Tools", "train_tools")]
 
 
 def on_app_started(_demo, app):
-    app.include_router(build_router(lambda: host, parse_credentials(shared.cmd_opts.api_auth)))
+    credentials = parse_credentials(shared.cmd_opts.api_auth)
+    app.include_router(build_router(lambda: host, credentials, context=context))
 
 
 script_callbacks.on_ui_tabs(on_ui_tabs)

@@ -1,46 +1,171 @@
-"""The standalone app: the Train Tools tab plus a small Generate tab, served on loopback."""
+"""The standalone app: the Train Tools tab, a small Generate tab and a language switch, served on loopback.
+
+The WebUI loads ``javascript/*.js`` and ``style.css`` itself; here they are added
+to the page by the app (gradio 3: a ``load`` event with ``_js``; gradio 4: ``head``).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from lora_ext.errors import HostUnavailable
 from lora_ext.host import GenerationRequest, Host
-from lora_ext.ui.tab import build_tab
+from lora_ext.ui.common import Outputs, message
+from lora_ext.ui.i18n import LANGUAGES, I18n
+from lora_ext.ui.registry import Registry
+from lora_ext.ui.workspace import Context, Workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "javascript" / "train_tools.js"
+STYLE = ROOT / "style.css"
 
 
-def build_app(host: Host):
+def generate(
+    ctx: Context,
+    loader: Any,
+    gen_prompt: str,
+    gen_negative: str,
+    gen_seed: float,
+    gen_steps: float,
+    gen_width: float,
+    gen_height: float,
+    gen_cfg: float,
+) -> Outputs:
+    """One image from the host; ``<lora:…>`` tokens are applied by the loader's prompt hook."""
+    busy = ctx.jobs.model_busy()
+    if busy:
+        raise HostUnavailable(f"{busy} is using the model", hint="generate when it has finished")
+    request = GenerationRequest(
+        prompt=gen_prompt,
+        negative_prompt=gen_negative or "",
+        seed=int(gen_seed),
+        steps=int(gen_steps),
+        width=int(gen_width),
+        height=int(gen_height),
+        cfg_scale=float(gen_cfg),
+    )
+    image = ctx.host.generate(request)[0]
+    notes = []
+    if loader is None:
+        notes.append(message("<lora:…> tokens are not applied: the network loader is not available.", "warn"))
+    else:
+        report = loader.last_report
+        notes += [message(text, "warn") for text in report.warnings]
+        if report.infotext():
+            notes.append(message(report.infotext(), "ok"))
+    return {"gen_image": image, "gen_info": "".join(notes) or message("No <lora:…> token in the prompt.")}
+
+
+def switch_language(ctx: Context, language: str) -> dict[Any, Any]:
+    """Relabel the whole app (returns updates keyed by component)."""
+    code = next((key for key, name in LANGUAGES.items() if name == language or key == language), "en")
+    return ctx.i18n.switch(code)
+
+
+def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     import gradio as gr
 
-    with gr.Blocks(title="Train Tools", analytics_enabled=False) as app:
-        with gr.Tab("Train Tools"):
-            build_tab(lambda: host).render()
-        with gr.Tab("Generate"):
-            prompt = gr.Textbox(label="Prompt", value="a photo <lora:name:0.8>", elem_id="generate_prompt")
-            with gr.Row():
-                seed = gr.Number(label="Seed", value=0, precision=0)
-                steps = gr.Slider(label="Steps", minimum=1, maximum=100, step=1, value=20)
-                size = gr.Slider(label="Size", minimum=64, maximum=1536, step=64, value=512)
-            button = gr.Button("Generate", variant="primary", elem_id="generate_button")
-            image = gr.Image(label="Result", type="pil", elem_id="generate_image")
+    from lora_ext.ui.common import wire
 
-            def generate(prompt: str, seed: float, steps: float, size: float):
-                request = GenerationRequest(
-                    prompt=prompt, seed=int(seed), steps=int(steps), width=int(size), height=int(size)
-                )
-                return host.generate(request)[0]
+    with gr.Column(elem_id="train_tools_generate"):
+        ui["gen_prompt"] = gr.Textbox(
+            label="Prompt", value="1girl <lora:name:0.8>", lines=2, elem_id="train_tools_gen_prompt"
+        )
+        ui["gen_negative"] = gr.Textbox(label="Negative prompt", elem_id="train_tools_gen_negative")
+        with gr.Row():
+            ui["gen_seed"] = gr.Number(label="Seed", value=1234, precision=0, elem_id="train_tools_gen_seed")
+            ui["gen_steps"] = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id="train_tools_gen_steps")
+            ui["gen_width"] = gr.Slider(64, 2048, value=512, step=64, label="Width", elem_id="train_tools_gen_width")
+            ui["gen_height"] = gr.Slider(64, 2048, value=512, step=64, label="Height", elem_id="train_tools_gen_height")
+            ui["gen_cfg"] = gr.Slider(1, 20, value=7, step=0.5, label="CFG scale", elem_id="train_tools_gen_cfg")
+        ui["gen_button"] = gr.Button("Generate", variant="primary", elem_id="train_tools_gen_button")
+        ui["gen_info"] = gr.HTML(elem_id="train_tools_gen_info")
+        ui["gen_image"] = gr.Image(label="Result", type="pil", elem_id="train_tools_gen_image")
 
-            button.click(fn=generate, inputs=[prompt, seed, steps, size], outputs=[image])
+    def run(ctx: Context, **values: Any) -> Outputs:
+        return generate(ctx, loader, **values)
+
+    names = ("gen_prompt", "gen_negative", "gen_seed", "gen_steps", "gen_width", "gen_height", "gen_cfg")
+    wire(ui["gen_button"].click, run, ui.pick(*names), ui.pick("gen_image", "gen_info"), ctx)
+
+
+def _head_kwargs(script: str) -> dict[str, Any]:
+    import gradio as gr
+
+    return {"head": f"<script>{script}</script>"} if int(gr.__version__.split(".")[0]) >= 4 else {}
+
+
+def build_app(host: Host, loader: Any = None, language: str = "en", workspace: Workspace | None = None):
+    """The standalone Blocks: language switch, Train Tools tab, Generate tab."""
+    import gradio as gr
+
+    from lora_ext.ui.tab import build_sections
+
+    script = SCRIPT.read_text(encoding="utf-8") if SCRIPT.is_file() else ""
+    css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
+    ctx = Context(lambda: host, workspace or Workspace.standalone(), I18n(language))
+    ui = Registry()
+    with gr.Blocks(title="Train Tools", analytics_enabled=False, css=css, **_head_kwargs(script)) as app:
+        with gr.Row():
+            gr.Markdown("## Train Tools")
+            ui["language"] = gr.Radio(
+                list(LANGUAGES.values()),
+                value=LANGUAGES[ctx.i18n.language],
+                label="Language",
+                elem_id="train_tools_language",
+            )
+        with gr.Tab("Train Tools", elem_id="tab_train_tools"):
+            build_sections(ctx, ui)
+        with gr.Tab("Generate", elem_id="tab_train_tools_generate"):
+            _build_generate(ctx, ui, loader)
+        ctx.i18n.localize(app)
+        ui["language"].change(
+            fn=lambda language: switch_language(ctx, language),
+            inputs=[ui["language"]],
+            outputs=ctx.i18n.components,
+        )
+        if script and "head" not in _head_kwargs(script):
+            # gradio 3 has no way to add a <script> to the page; run the file once on load instead.
+            app.load(fn=None, inputs=None, outputs=None, _js=f"() => {{ {script}\n }}")
+    app.train_tools = (ctx, ui)
     return app
 
 
-def serve(host: Host, address: str = "127.0.0.1", port: int = 7861, block: bool = True):
-    """Launch on ``address:port`` (loopback by default); returns the app when not blocking."""
-    app = build_app(host)
-    app.queue()
+def _queue(app: Any) -> None:
+    """Several events at once: a long job's progress poll must not hold up Cancel or the editor."""
+    import gradio as gr
+
+    if int(gr.__version__.split(".")[0]) >= 4:
+        app.queue(default_concurrency_limit=4)
+    else:
+        app.queue(concurrency_count=4)
+
+
+def serve(
+    host: Host,
+    address: str = "127.0.0.1",
+    port: int = 7861,
+    block: bool = True,
+    loader: Any = None,
+    language: str = "en",
+    api_credentials: dict[str, str] | None = None,
+):
+    """Launch on ``address:port`` (loopback by default) with the REST API; returns the app when not blocking."""
+    from lora_ext.api import build_router
+
+    app = build_app(host, loader, language)
+    _queue(app)
     app.launch(
         server_name=address,
         server_port=port,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         show_api=False,
         inbrowser=False,
         quiet=True,
     )
+    ctx, _ui = app.train_tools
+    app.app.include_router(build_router(lambda: host, api_credentials or {}, context=ctx, loader=loader))
+    if block:
+        app.block_thread()
     return app

@@ -1,4 +1,10 @@
-"""The Train Tools tab: one Blocks UI for the WebUI and the standalone app."""
+"""The Train Tools tab: one Blocks UI for the WebUI and the standalone app, assembled from its sections.
+
+Flow, top to bottom: project/version → dataset (drop zone, report, gallery) →
+auto-tag → tag editor → train → result. Each section module builds its
+components into a shared ``Registry`` and wires named handlers; this file only
+assembles them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ from collections.abc import Callable
 
 from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
+from lora_ext.ui.i18n import I18n
+from lora_ext.ui.registry import Registry
+from lora_ext.ui.workspace import Context, Workspace
 
 ELEM_ID = "train_tools"
 
@@ -25,12 +34,60 @@ def describe_host(host: Host) -> str:
     return f"{label} ({details})"
 
 
-def build_tab(host_provider: Callable[[], Host]):
+def _describe(host_provider: Callable[[], Host]) -> str:
+    try:
+        return describe_host(host_provider())
+    except LoraExtError as error:
+        return f"**Model:** none — {error.one_line()}"
+
+
+def build_sections(ctx: Context, ui: Registry) -> None:
+    """Build every section inside the current Blocks context and wire them."""
+    import gradio as gr
+
+    from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
+
+    with gr.Column(elem_id=ELEM_ID):
+        with gr.Row():
+            ui["model_line"] = gr.Markdown(_describe(ctx.host_provider), elem_id=f"{ELEM_ID}_model")
+            ui["refresh_model"] = gr.Button("Refresh model info", elem_id=f"{ELEM_ID}_refresh_model", scale=0)
+        ui["job_status"] = gr.HTML(elem_id=f"{ELEM_ID}_job_status")
+        with gr.Accordion("Project", open=True, elem_id=f"{ELEM_ID}_section_project"):
+            projects.build(ctx, ui)
+        with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
+            dataset_section.build(ctx, ui)
+            editor_section.build_gallery(ctx, ui)
+        with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
+            tagger_section.build(ctx, ui)
+        with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
+            editor_section.build(ctx, ui)
+        with gr.Accordion("Train", open=True, elem_id=f"{ELEM_ID}_section_train"):
+            train_section.build(ctx, ui)
+        with gr.Accordion("Result", open=True, elem_id=f"{ELEM_ID}_section_result"):
+            result_section.build(ctx, ui)
+    ui["refresh_model"].click(fn=lambda: _describe(ctx.host_provider), inputs=[], outputs=[ui["model_line"]])
+    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section):
+        section.wire(ctx, ui)
+
+
+def create_context(host_provider: Callable[[], Host], workspace: Workspace | None = None) -> Context:
+    """The state the tab and the REST API share (one job at a time, open editors, loaded tagger)."""
+    if workspace is None:
+        try:
+            workspace = Workspace.for_host(host_provider())
+        except LoraExtError:
+            workspace = Workspace.standalone()
+    return Context(host_provider, workspace, I18n())
+
+
+def build_tab(host_provider: Callable[[], Host], context: Context | None = None):
     """Build the Train Tools Blocks. ``host_provider`` returns the current host on each call."""
     import gradio as gr
 
-    with gr.Blocks(analytics_enabled=False, elem_id=ELEM_ID) as blocks:
-        model_line = gr.Markdown(describe_host(host_provider()), elem_id=f"{ELEM_ID}_model")
-        refresh = gr.Button("Refresh model info", elem_id=f"{ELEM_ID}_refresh_model")
-        refresh.click(fn=lambda: describe_host(host_provider()), inputs=[], outputs=[model_line])
+    ctx = context or create_context(host_provider)
+    ui = Registry()
+    with gr.Blocks(analytics_enabled=False) as blocks:
+        build_sections(ctx, ui)
+    ctx.i18n.localize(blocks)
+    blocks.train_tools = (ctx, ui)  # for the standalone app's language switch and for tests
     return blocks

@@ -1,0 +1,130 @@
+"""The UI edge: wiring named handlers to Gradio events and turning errors into one-line messages.
+
+Handlers are plain functions of named values that return ``{output name: value
+or gr.update(...)}``; ``wire`` maps components to those names, so reordering
+inputs can never shift values (no positional ``*args`` anywhere). This is the
+only place that catches errors: a ``LoraExtError`` becomes its one-line message,
+anything else is logged with its traceback and shown as one line too.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from lora_ext.errors import LoraExtError
+
+log = logging.getLogger("train_tools.ui")
+
+Outputs = dict[str, Any]
+
+
+def user_message(error: BaseException) -> str:
+    """The one line shown for ``error``."""
+    if isinstance(error, LoraExtError):
+        return error.one_line()
+    return f"Unexpected error: {type(error).__name__}: {' '.join(str(error).split())} (details in the console)"
+
+
+def ui_error(error: BaseException) -> Exception:
+    """A ``gr.Error`` (a toast in the page) for ``error``; unexpected errors are logged with a traceback."""
+    import gradio as gr
+
+    if not isinstance(error, LoraExtError):
+        log.error("Train Tools: unexpected error in the UI", exc_info=error)
+    return gr.Error(user_message(error))
+
+
+def message(text: str, kind: str = "info") -> str:
+    """A status line as HTML (kind: info, ok, warn, error)."""
+    return f'<div class="tt-msg tt-msg-{kind}">{html.escape(text)}</div>' if text else ""
+
+
+def _map_outputs(result: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -> dict[Any, Any]:
+    if result is None:
+        return {}
+    unknown = set(result) - set(outputs)
+    assert not unknown, f"handler returned outputs that are not wired: {sorted(unknown)}"
+    return {outputs[name]: value for name, value in result.items()}
+
+
+def bind(
+    handler: Callable[..., Any],
+    input_names: list[str],
+    outputs: Mapping[str, Any],
+    context: Any = None,
+    event_arg: str | None = None,
+) -> Callable[..., Any]:
+    """A Gradio ``fn`` calling ``handler(context, **named inputs)`` and mapping its named outputs.
+
+    ``event_arg`` passes Gradio's ``SelectData`` to the handler under that name.
+    """
+    call = functools.partial(handler, context) if context is not None else handler
+
+    def named(values: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(input_names, values, strict=True))
+
+    if inspect.isgeneratorfunction(handler):
+
+        def run_generator(*values: Any, **event: Any) -> Iterator[dict[Any, Any]]:
+            try:
+                for result in call(**named(values), **event):
+                    yield _map_outputs(result, outputs)
+            except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
+                raise ui_error(error) from error
+
+        fn: Callable[..., Any] = run_generator
+    else:
+
+        def run(*values: Any, **event: Any) -> dict[Any, Any]:
+            try:
+                return _map_outputs(call(**named(values), **event), outputs)
+            except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
+                raise ui_error(error) from error
+
+        fn = run
+    if event_arg is None:
+        return fn
+    import gradio as gr
+
+    inner = fn
+    if inspect.isgeneratorfunction(handler):
+
+        def with_event_gen(evt: gr.SelectData, *values: Any) -> Iterator[dict[Any, Any]]:
+            yield from inner(*values, **{event_arg: evt})
+
+        with_event_gen.__annotations__ = {"evt": gr.SelectData}
+        return with_event_gen
+
+    def with_event(evt: gr.SelectData, *values: Any) -> dict[Any, Any]:
+        return inner(*values, **{event_arg: evt})
+
+    with_event.__annotations__ = {"evt": gr.SelectData}
+    return with_event
+
+
+def wire(
+    event: Callable[..., Any],
+    handler: Callable[..., Any],
+    inputs: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    context: Any = None,
+    event_arg: str | None = None,
+    **kwargs: Any,
+):
+    """``event(fn, inputs, outputs)`` with ``handler`` called by input name and returning outputs by name."""
+    inputs = dict(inputs or {})
+    outputs = dict(outputs or {})
+    fn = bind(handler, list(inputs), outputs, context, event_arg)
+    return event(fn=fn, inputs=list(inputs.values()), outputs=list(outputs.values()), **kwargs)
+
+
+def choose(current: str | None, choices: list[str]) -> str | None:
+    """Keep ``current`` if it is still a choice, else the first choice (or None)."""
+    if current in choices:
+        return current
+    return choices[0] if choices else None

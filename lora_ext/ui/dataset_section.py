@@ -1,0 +1,169 @@
+"""Dataset: a drop zone for images, folders and zips, the ingestion report, and the captioned gallery.
+
+Browsers upload files one by one, without their folders. ``javascript/train_tools.js``
+therefore sends each file of a dropped folder under a name that carries its
+path (``mychar__ttd__10_cat__ttd__a.png``); ``rebuild_folders`` puts the
+folders back in a staging folder before ingestion, so kohya ``N_name`` folders
+keep their repeats.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lora_ext.dataset.ingest import IngestOptions, IngestReport, ingest
+from lora_ext.errors import DatasetError
+from lora_ext.ui.common import Outputs, message
+from lora_ext.ui.registry import Registry
+from lora_ext.ui.workspace import Context
+
+PATH_MARK = "__ttd__"  # must survive Gradio's upload-name cleaning (letters, digits, "._- " only)
+
+
+def _uploaded_path(item: Any) -> str:
+    """A path from what gr.File hands over (a temp-file wrapper in gradio 3, a path string in gradio 4)."""
+    return str(getattr(item, "name", item))
+
+
+def rebuild_folders(uploaded: Sequence[str], staging: Path) -> tuple[list[str], dict[str, str]]:
+    """Sources to ingest, with marked uploads moved back into their folders under ``staging``.
+
+    Returns (sources, {path shown by ingestion: name to show the user}).
+    """
+    sources: list[str] = []
+    names: dict[str, str] = {}
+    tops: dict[str, None] = {}
+    for path in uploaded:
+        base = os.path.basename(path)
+        if PATH_MARK not in base:
+            sources.append(path)
+            names[path] = base
+            continue
+        parts = [part for part in base.split(PATH_MARK) if part]
+        if len(parts) < 2 or any(part in (".", "..") for part in parts):
+            sources.append(path)
+            names[path] = base
+            continue
+        target = staging.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        tops[parts[0]] = None
+    for top in tops:
+        sources.append(str(staging / top))
+        names[str(staging / top)] = top
+    return sources, names
+
+
+def _shown(source: str, names: dict[str, str]) -> str:
+    for path, name in names.items():
+        if source == path:
+            return name
+        if source.startswith(path + os.sep):
+            return name + "/" + source[len(path) + 1 :].replace(os.sep, "/")
+    return source
+
+
+def report_html(report: IngestReport, names: dict[str, str] | None = None) -> str:
+    """The ingestion report: counts, then every skipped file with its reason, then notices."""
+    names = names or {}
+    kind = "ok" if not report.skipped else "warn"
+    parts = [f'<div class="tt-report tt-report-{kind}" id="train_tools_report_body">']
+    parts.append(f"<p class='tt-report-summary'><b>{html.escape(report.summary())}</b></p>")
+    if report.folders:
+        folders = ", ".join(f"{name} (×{repeats})" for name, repeats in report.folders.items())
+        parts.append(f"<p>Repeat folders: {html.escape(folders)}</p>")
+    if report.skipped:
+        rows = "".join(
+            f"<tr><td>{html.escape(_shown(item.source, names))}</td><td>{html.escape(item.reason)}</td></tr>"
+            for item in report.skipped
+        )
+        parts.append(f"<table class='tt-skipped'><tr><th>Skipped</th><th>Why</th></tr>{rows}</table>")
+    if report.added:
+        added = ", ".join(html.escape(item.stored) for item in report.added[:50])
+        more = f" … (+{len(report.added) - 50})" if len(report.added) > 50 else ""
+        parts.append(f"<p class='tt-added'>Added: {added}{more}</p>")
+    notices = [f"{_shown(item.source, names)}: {notice}" for item in report.added for notice in item.notices]
+    if notices:
+        items = "".join(f"<li>{html.escape(text)}</li>" for text in notices[:100])
+        parts.append(f"<details><summary>Notices ({len(notices)})</summary><ul>{items}</ul></details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def add_files(
+    ctx: Context, project: str | None, version: str | None, files: Any, target_folder: str, path_text: str = ""
+) -> Outputs:
+    """Ingest uploaded files (and/or paths typed on this machine) into the selected version."""
+    from lora_ext.ui import editor_section
+
+    paths = ctx.version(project, version)
+    session = ctx.editors.get((paths.project, paths.version))
+    if session is not None and session.editor.is_dirty:
+        raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before adding images")
+    uploaded = [_uploaded_path(item) for item in (files or [])]
+    typed = [line.strip().strip('"') for line in (path_text or "").splitlines() if line.strip()]
+    if not uploaded and not typed:
+        raise DatasetError("Nothing to add.", hint="drop images, folders or zips on the drop zone")
+    options = IngestOptions(target_folder=target_folder.strip() or None)
+    with tempfile.TemporaryDirectory(prefix="train-tools-drop-") as staging:
+        sources, names = rebuild_folders(uploaded, Path(staging))
+        sources += typed
+        report = ingest(sources, paths.dataset, options)
+        body = report_html(report, names)
+    ctx.session(paths.project, paths.version, reload=True)
+    return {
+        **editor_section.view(ctx, paths.project, paths.version),
+        "drop": None,
+        "paths_text": "",
+        "report": body,
+        "dataset_status": message(report.summary(), "ok" if not report.skipped else "warn"),
+    }
+
+
+def build(ctx: Context, ui: Registry) -> None:
+    import gradio as gr
+
+    gr.Markdown("### Dataset")
+    with gr.Row():
+        with gr.Column(scale=3):
+            ui["drop"] = gr.File(
+                label="Drop images, folders or zips here",
+                file_count="multiple",
+                elem_id="train_tools_drop",
+                elem_classes=["tt-drop"],
+            )
+        with gr.Column(scale=2):
+            ui["target_folder"] = gr.Textbox(
+                label="Repeat folder",
+                placeholder="e.g. 10_mychar (empty: top level)",
+                info="Where files that are not already in an N_name folder go.",
+                elem_id="train_tools_target_folder",
+            )
+            ui["paths_text"] = gr.Textbox(
+                label="Or folders / zips on this machine",
+                placeholder="one path per line",
+                lines=2,
+                elem_id="train_tools_paths",
+            )
+            ui["add_paths"] = gr.Button("Add to dataset", elem_id="train_tools_add_paths")
+    ui["dataset_status"] = gr.HTML(elem_id="train_tools_dataset_status")
+    ui["report"] = gr.HTML(elem_id="train_tools_report")
+
+
+def wire(ctx: Context, ui: Registry) -> None:
+    from lora_ext.ui import editor_section
+    from lora_ext.ui.common import wire as on
+
+    inputs = {**ui.pick("project", "version"), "files": ui["drop"], **ui.pick("target_folder")}
+    outputs = {**ui.pick("drop", "paths_text", "report", "dataset_status"), **editor_section.view_outputs(ui)}
+    on(ui["drop"].upload, add_files, inputs, outputs, ctx)
+    on(ui["add_paths"].click, add_files, {**inputs, "path_text": ui["paths_text"]}, outputs, ctx)

@@ -1,0 +1,209 @@
+"""Project / version picker: create, rename, duplicate, delete (after asking; deleted items go to a trash folder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_ext.ui.common import Outputs, choose, message
+from lora_ext.ui.registry import Registry
+from lora_ext.ui.workspace import Context
+
+
+def _choices(ctx: Context, project: str | None, version: str | None = None) -> Outputs:
+    import gradio as gr
+
+    store = ctx.store
+    projects = store.list_projects()
+    project = choose(project, projects)
+    versions = store.list_versions(project) if project else []
+    version = choose(version, versions)
+    return {
+        "project": gr.update(choices=projects, value=project),
+        "version": gr.update(choices=versions, value=version),
+    }
+
+
+def refresh(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """Re-read the project list, keeping the selection when it still exists."""
+    return _choices(ctx, project, version)
+
+
+def select_project(ctx: Context, project: str | None) -> Outputs:
+    """Show the chosen project's versions (the last one selected)."""
+    import gradio as gr
+
+    versions = ctx.store.list_versions(project) if project else []
+    return {"version": gr.update(choices=versions, value=versions[-1] if versions else None)}
+
+
+def create_project(ctx: Context, name: str) -> Outputs:
+    created = ctx.store.create_project(name)
+    return {**_choices(ctx, created, "v1"), "name": "", "project_status": message(f"Created project {created}", "ok")}
+
+
+def rename_project(ctx: Context, project: str | None, name: str) -> Outputs:
+    old = _need(project)
+    renamed = ctx.store.rename_project(old, name)
+    ctx.forget(old)
+    return {**_choices(ctx, renamed), "name": "", "project_status": message(f"Renamed {old} → {renamed}", "ok")}
+
+
+def duplicate_project(ctx: Context, project: str | None, name: str) -> Outputs:
+    copy = ctx.store.duplicate_project(_need(project), name)
+    return {**_choices(ctx, copy), "name": "", "project_status": message(f"Copied {project} → {copy}", "ok")}
+
+
+def create_version(ctx: Context, project: str | None, name: str) -> Outputs:
+    paths = ctx.store.create_version(_need(project), name)
+    return {
+        **_choices(ctx, paths.project, paths.version),
+        "name": "",
+        "project_status": message(f"Created version {paths.version}", "ok"),
+    }
+
+
+def duplicate_version(ctx: Context, project: str | None, version: str | None, name: str) -> Outputs:
+    source = ctx.version(project, version)
+    paths = ctx.store.duplicate_version(source.project, source.version, name)
+    return {
+        **_choices(ctx, paths.project, paths.version),
+        "name": "",
+        "project_status": message(f"Copied {source.version} → {paths.version} (dataset and settings)", "ok"),
+    }
+
+
+def rename_version(ctx: Context, project: str | None, version: str | None, name: str) -> Outputs:
+    source = ctx.version(project, version)
+    paths = ctx.store.rename_version(source.project, source.version, name)
+    ctx.forget(source.project)
+    return {
+        **_choices(ctx, paths.project, paths.version),
+        "name": "",
+        "project_status": message(f"Renamed {source.version} → {paths.version}", "ok"),
+    }
+
+
+def ask_delete(ctx: Context, kind: str, project: str | None, version: str | None) -> Outputs:
+    """Show the confirmation row for deleting the selected project or version."""
+    import gradio as gr
+
+    if kind == "project":
+        target = _need(project)
+        question = f"Move project {target} with all its versions to the trash?"
+    else:
+        paths = ctx.version(project, version)
+        target = f"{paths.project}/{paths.version}"
+        question = f"Move version {target} to the trash?"
+    return {
+        "confirm_row": gr.update(visible=True),
+        "confirm_text": message(question, "warn"),
+        "delete_target": f"{kind}:{target}",
+    }
+
+
+def cancel_delete(ctx: Context) -> Outputs:
+    import gradio as gr
+
+    return {"confirm_row": gr.update(visible=False), "confirm_text": "", "delete_target": ""}
+
+
+def confirm_delete(ctx: Context, delete_target: str, project: str | None, version: str | None) -> Outputs:
+    """Move what ``ask_delete`` named to the trash folder."""
+    kind, _, target = delete_target.partition(":")
+    if kind == "project":
+        where = ctx.store.delete_project(target)
+        ctx.forget(target)
+        project = version = None
+    elif kind == "version":
+        project_name, _, version_name = target.rpartition("/")
+        where = ctx.store.delete_version(project_name, version_name)
+        ctx.forget(project_name)
+        version = None
+    else:
+        return cancel_delete(ctx)
+    return {
+        **cancel_delete(ctx),
+        **_choices(ctx, project, version),
+        "project_status": message(f"Moved {target} to the trash: {where}", "ok"),
+    }
+
+
+def _need(project: str | None) -> str:
+    from lora_ext.errors import DatasetError
+
+    if not project:
+        raise DatasetError("No project is selected.", hint="create or pick a project first")
+    return project
+
+
+def build(ctx: Context, ui: Registry) -> None:
+    """The picker row and its buttons."""
+    import gradio as gr
+
+    projects = ctx.store.list_projects()
+    first = projects[0] if projects else None
+    versions = ctx.store.list_versions(first) if first else []
+    with gr.Row(elem_id="train_tools_project_row"):
+        ui["project"] = gr.Dropdown(
+            label="Project", choices=projects, value=first, elem_id="train_tools_project", scale=2
+        )
+        ui["version"] = gr.Dropdown(
+            label="Version", choices=versions, value=versions[-1] if versions else None, elem_id="train_tools_version"
+        )
+        ui["name"] = gr.Textbox(
+            label="Name",
+            placeholder="New name for create / rename / duplicate (any language)",
+            elem_id="train_tools_name",
+            scale=2,
+        )
+        ui["refresh_projects"] = gr.Button("Refresh", elem_id="train_tools_refresh_projects", scale=0)
+    with gr.Row():
+        ui["create_project"] = gr.Button("Create project", variant="primary", elem_id="train_tools_create_project")
+        ui["rename_project"] = gr.Button("Rename project", elem_id="train_tools_rename_project")
+        ui["duplicate_project"] = gr.Button("Duplicate project", elem_id="train_tools_duplicate_project")
+        ui["delete_project"] = gr.Button("Delete project", variant="stop", elem_id="train_tools_delete_project")
+    with gr.Row():
+        ui["create_version"] = gr.Button("New version", elem_id="train_tools_create_version")
+        ui["rename_version"] = gr.Button("Rename version", elem_id="train_tools_rename_version")
+        ui["duplicate_version"] = gr.Button("Duplicate version", elem_id="train_tools_duplicate_version")
+        ui["delete_version"] = gr.Button("Delete version", variant="stop", elem_id="train_tools_delete_version")
+    with gr.Row(visible=False, elem_id="train_tools_confirm_row") as confirm_row:
+        ui["confirm_text"] = gr.HTML()
+        ui["confirm_delete"] = gr.Button("Yes, move to trash", variant="stop", elem_id="train_tools_confirm_delete")
+        ui["cancel_delete"] = gr.Button("Keep it", elem_id="train_tools_cancel_delete")
+    ui["confirm_row"] = confirm_row
+    ui["delete_target"] = gr.Textbox(visible=False)
+    ui["project_status"] = gr.HTML(elem_id="train_tools_project_status")
+
+
+def wire(ctx: Context, ui: Registry) -> None:
+    from lora_ext.ui.common import wire as on
+
+    picker = ui.pick("project", "version")
+    status = ui.pick("project", "version", "name", "project_status")
+    on(ui["refresh_projects"].click, refresh, ui.pick("project", "version"), picker, ctx)
+    on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version"), ctx)
+    on(ui["create_project"].click, create_project, ui.pick("name"), status, ctx)
+    on(ui["rename_project"].click, rename_project, ui.pick("project", "name"), status, ctx)
+    on(ui["duplicate_project"].click, duplicate_project, ui.pick("project", "name"), status, ctx)
+    on(ui["create_version"].click, create_version, ui.pick("project", "name"), status, ctx)
+    on(ui["rename_version"].click, rename_version, ui.pick("project", "version", "name"), status, ctx)
+    on(ui["duplicate_version"].click, duplicate_version, ui.pick("project", "version", "name"), status, ctx)
+    confirm = ui.pick("confirm_row", "confirm_text", "delete_target")
+    for kind in ("project", "version"):
+        on(ui[f"delete_{kind}"].click, _asker(kind), ui.pick("project", "version"), confirm, ctx)
+    on(ui["cancel_delete"].click, cancel_delete, {}, confirm, ctx)
+    on(
+        ui["confirm_delete"].click,
+        confirm_delete,
+        ui.pick("delete_target", "project", "version"),
+        {**confirm, **ui.pick("project", "version", "project_status")},
+        ctx,
+    )
+
+
+def _asker(kind: str) -> Any:
+    def ask(ctx: Context, project: str | None, version: str | None) -> Outputs:
+        return ask_delete(ctx, kind, project, version)
+
+    return ask

@@ -1,0 +1,268 @@
+"""Train: the host's model and whether it can train, presets, Basic/Advanced settings, computed steps,
+Start / Cancel / Resume with a live progress bar, ETA, loss chart and preview gallery."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from lora_ext.dataset.names import sanitize_filename
+from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
+from lora_ext.ui import train_fields
+from lora_ext.ui.common import Outputs, message
+from lora_ext.ui.jobs import Job, follow, format_seconds, progress_html
+from lora_ext.ui.registry import Registry
+from lora_ext.ui.workspace import Context
+
+PREFIX = "cfg_"
+LOSS_POINTS = 2000
+
+
+def field_components(ui: Registry) -> dict[str, Any]:
+    """``{"cfg_<field>": component}`` for every config field in the form."""
+    return {f"{PREFIX}{spec.name}": ui[f"{PREFIX}{spec.name}"] for spec in train_fields.form_fields()}
+
+
+def _values(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {name[len(PREFIX) :]: value for name, value in cfg.items()}
+
+
+def capabilities_html(ctx: Context) -> str:
+    """Whether the host can train now, and why not."""
+    try:
+        host = ctx.host
+        capabilities = host.capabilities()
+    except LoraExtError as error:
+        return message(f"Training is not possible: {error.one_line()}", "error")
+    if not capabilities.can_train:
+        return message("Training is not possible: " + "; ".join(capabilities.reasons), "error")
+    notes = [message(reason, "warn") for reason in capabilities.reasons]
+    return message("Ready to train on the loaded model.", "ok") + "".join(notes)
+
+
+def apply_preset(ctx: Context, preset_name: str) -> Outputs:
+    """Fill every field from the preset (``auto``: the beginner defaults of the loaded model's family)."""
+    try:
+        family = ctx.host.info.family
+    except LoraExtError:
+        family = "sd1"
+    config = train_fields.preset_config(preset_name, family)
+    return {f"{PREFIX}{name}": value for name, value in train_fields.config_values(config).items()}
+
+
+def plan(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    """Computed steps and an estimated time for the selected version and settings."""
+    if not project or not version:
+        return {"plan": message("Pick a project and version to see the number of steps.")}
+    paths = ctx.version(project, version)
+    _samples, _per_epoch, total, text = train_fields.planned_steps(_values(cfg), paths.dataset)
+    speed = ctx.measured_speed
+    if speed and total:
+        text += f" · ≈ {format_seconds(total / speed)} at {speed:.2f} steps/s (measured)"
+    elif total:
+        text += " · time: measured during the first steps"
+    return {"plan": message(text)}
+
+
+def _events(job: Job) -> Any:
+    from lora_ext.training.events import TrainEvents
+
+    job.data.update(losses=[], log=[], previews=[], saved=[])
+
+    def on_progress(info: Any) -> None:
+        job.data["progress"] = info
+        losses = job.data["losses"]
+        losses.append((info.step, info.loss, info.smoothed_loss))
+        del losses[:-LOSS_POINTS]
+        job.report(info.step, info.total_steps, f"step {info.step}/{info.total_steps}")
+        if job.cancelled():
+            events.request_stop()
+
+    def on_sample(_images: list, paths: list) -> None:
+        job.data["previews"] += [str(path) for path in paths]
+
+    events = TrainEvents(
+        on_progress=on_progress,
+        on_status=lambda text: job.data["log"].append(text),
+        on_saved=lambda path: job.data["saved"].append(str(path)),
+        on_sample=on_sample,
+    )
+    job.on_cancel.append(events.request_stop)
+    return events
+
+
+def _loss_frame(job: Job) -> Any:
+    import pandas as pd
+
+    rows = [
+        {"step": step, "loss": value, "series": series}
+        for step, loss, smoothed in job.data.get("losses", [])
+        for series, value in (("loss", loss), ("smoothed", smoothed))
+    ]
+    return pd.DataFrame(rows or [{"step": 0, "loss": 0.0, "series": "loss"}])
+
+
+def render_training(job: Job) -> Outputs:
+    info = job.data.get("progress")
+    log = job.data.get("log", [])
+    if info is None:
+        text = log[-1] if log else "Starting…"
+        bar = progress_html(0.0, f"Training: {text}")
+    else:
+        text = (
+            f"Training: step {info.step}/{info.total_steps} · epoch {info.epoch}/{info.epochs} · "
+            f"loss {info.loss:.4f} (smoothed {info.smoothed_loss:.4f}) · lr {info.lr:.2e} · "
+            f"{info.its_per_second:.2f} it/s · ETA {format_seconds(info.eta_seconds)}"
+        )
+        bar = progress_html(info.step / max(1, info.total_steps), text)
+    return {
+        "train_progress": bar,
+        "loss_plot": _loss_frame(job),
+        "train_log": "\n".join(log[-30:]),
+        "previews": list(job.data.get("previews", [])),
+    }
+
+
+def start_training_job(
+    ctx: Context, project: str | None, version: str | None, values: dict[str, Any], resume: bool = False
+) -> tuple[Job, Any]:
+    """Check, save the settings with the version, and train in a background job (also used by the REST API)."""
+    from lora_ext.config import save_config
+    from lora_ext.training.run import train_lora
+
+    paths = ctx.version(project, version)
+    session = ctx.editors.get((paths.project, paths.version))
+    if session is not None and session.editor.is_dirty:
+        raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
+    host = ctx.host
+    capabilities = host.capabilities()
+    if not capabilities.can_train:
+        raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
+    default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
+    config = train_fields.build_config(values, str(paths.dataset), default_output)
+    save_config(config, paths.config / "train.toml")
+    out = host.lora_dir / f"{config.output_name}.safetensors"
+    ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
+
+    def work(job: Job) -> Any:
+        hook = getattr(host, "prompt_hook", None)
+        if hook is not None and not hasattr(host, "training_session"):
+            hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
+        return train_lora(host, config, _events(job), out=out, resume=resume)
+
+    return ctx.jobs.start("Training", work), config
+
+
+def start_training(
+    ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any
+) -> Iterator[Outputs]:
+    """Train in the background and follow the progress, loss and previews until it ends."""
+    from lora_ext.ui import result_section
+
+    job, config = start_training_job(ctx, project, version, _values(cfg), resume)
+    yield {"train_progress": progress_html(0.0, "Training: starting…"), "previews": []}
+    yield from follow(job, render_training)
+    info = job.data.get("progress")
+    if info is not None and info.its_per_second > 0:
+        ctx.measured_speed = info.its_per_second
+    final = render_training(job)
+    if job.error is not None:
+        final["train_progress"] = progress_html(job.fraction, f"Training failed: {_one_line(job.error)}", "error")
+        yield final
+        raise job.error
+    result = job.result
+    skipped = "".join(message(f"Skipped {item.path}: {item.reason}", "warn") for item in result.skipped)
+    if result.status == "finished":
+        done = f"Finished: {result.steps} steps, final loss {result.final_loss:.4f} → {result.path}"
+        final["train_progress"] = progress_html(1.0, done, "done")
+    else:
+        where = f"; resume continues from {result.state_path.name}" if result.state_path else ""
+        final["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
+    final["train_status"] = skipped
+    yield {**final, **result_section.refresh(ctx, project, version, config.output_name)}
+
+
+def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Iterator[Outputs]:
+    yield from start_training(ctx, project, version, resume=True, **cfg)
+
+
+def cancel_training(ctx: Context) -> Outputs:
+    cancelled = ctx.jobs.cancel()
+    return {"train_status": message("Stopping after the current step…" if cancelled else "Nothing is running.", "warn")}
+
+
+def _one_line(error: BaseException) -> str:
+    from lora_ext.ui.common import user_message
+
+    return user_message(error)
+
+
+def build(ctx: Context, ui: Registry) -> None:
+    import gradio as gr
+
+    try:
+        family = ctx.host.info.family
+    except LoraExtError:
+        family = "sd1"
+    defaults = train_fields.config_values(train_fields.preset_config(train_fields.AUTO_PRESET, family))
+    ui["capabilities"] = gr.HTML(capabilities_html(ctx), elem_id="train_tools_capabilities")
+    with gr.Row():
+        ui["preset"] = gr.Dropdown(
+            choices=train_fields.preset_choices(),
+            value=train_fields.AUTO_PRESET,
+            label="Preset",
+            info="auto: beginner defaults for the loaded model's family",
+            elem_id="train_tools_preset",
+        )
+        ui["plan"] = gr.HTML(elem_id="train_tools_plan")
+    specs = {spec.name: spec for spec in train_fields.form_fields()}
+    with gr.Group(elem_id="train_tools_basic"):
+        gr.Markdown("**Basic**")
+        for row in _rows(train_fields.BASIC_FIELDS, 4):
+            with gr.Row():
+                for name in row:
+                    ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
+    with gr.Accordion("Advanced", open=False, elem_id="train_tools_advanced"):
+        for row in _rows(train_fields.advanced_fields(), 4):
+            with gr.Row():
+                for name in row:
+                    ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
+    with gr.Row():
+        ui["start_training"] = gr.Button("Start training", variant="primary", elem_id="train_tools_start_training")
+        ui["cancel_training"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_training")
+        ui["resume_training"] = gr.Button("Resume", elem_id="train_tools_resume_training")
+    ui["train_status"] = gr.HTML(elem_id="train_tools_train_status")
+    ui["train_progress"] = gr.HTML(elem_id="train_tools_train_progress")
+    with gr.Row():
+        ui["loss_plot"] = gr.LinePlot(
+            x="step", y="loss", color="series", title="Loss", elem_id="train_tools_loss_plot", height=220, width=480
+        )
+        ui["previews"] = gr.Gallery(label="Previews", columns=4, height=260, elem_id="train_tools_previews")
+    ui["train_log"] = gr.Textbox(label="Log", lines=4, max_lines=12, interactive=False, elem_id="train_tools_log")
+
+
+def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
+    names = list(names)
+    return [names[index : index + width] for index in range(0, len(names), width)]
+
+
+def wire(ctx: Context, ui: Registry) -> None:
+    from lora_ext.ui import result_section
+    from lora_ext.ui.common import wire as on
+
+    fields = field_components(ui)
+    inputs = {**ui.pick("project", "version"), **fields}
+    outputs = {
+        **ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status"),
+        **result_section.refresh_outputs(ui),
+    }
+    on(ui["start_training"].click, start_training, inputs, outputs, ctx)
+    on(ui["resume_training"].click, resume_training, inputs, outputs, ctx)
+    on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx)
+    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx)
+    planned = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
+    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*planned)}
+    for name in planned:
+        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx)
+    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx)
+    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx)

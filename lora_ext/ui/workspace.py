@@ -1,0 +1,122 @@
+"""What the UI works on besides the model: the project store, folders, settings, open editors, loaded tagger.
+
+One ``Context`` is built per UI build and handed to every handler as its first
+argument. It holds no WebUI objects; host-specific folders and settings come
+from the host (A1111: ``outputs_dir``, ``models_dir``, ``setting``) or from
+``lora_ext.paths`` in the standalone app.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_ext import paths
+from lora_ext.dataset.editor import Editor
+from lora_ext.dataset.files import CaptionStore
+from lora_ext.dataset.projects import ProjectStore, VersionPaths
+from lora_ext.errors import DatasetError
+from lora_ext.host import Host
+from lora_ext.ui.i18n import I18n
+from lora_ext.ui.jobs import JobRunner
+
+
+def _no_settings(key: str, default: Any) -> Any:
+    return default
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Folders the UI reads and writes, and a reader for host settings (read on each use: they can change)."""
+
+    projects_root: Path
+    default_tagger_dir: Path
+    setting: Callable[[str, Any], Any] = _no_settings
+
+    @classmethod
+    def standalone(cls) -> Workspace:
+        return cls(paths.projects_dir(), paths.tagger_models_dir())
+
+    @classmethod
+    def for_host(cls, host: Host) -> Workspace:
+        """The WebUI's folders when the host has them (``outputs_dir``, ``models_dir``), else the standalone ones."""
+        outputs = getattr(host, "outputs_dir", None)
+        if outputs is None:
+            return cls.standalone()
+        setting = getattr(host, "setting", None) or _no_settings
+        models = Path(getattr(host, "models_dir", Path(outputs).parent))
+        return cls(Path(outputs) / "projects", models / "TaggerOnnx", setting)
+
+    @property
+    def tagger_dir(self) -> Path:
+        """The tagger model folder: the "Tagger model folder" setting when set, else the default."""
+        chosen = self.setting("train_tools_tagger_dir", "")
+        return Path(chosen).expanduser() if chosen else self.default_tagger_dir
+
+
+@dataclass
+class EditorSession:
+    """An open version: its caption files and the editor over them."""
+
+    paths: VersionPaths
+    store: CaptionStore
+    editor: Editor
+    notices: tuple[str, ...] = ()
+
+
+@dataclass
+class Context:
+    """Everything a handler needs; the first argument of every handler."""
+
+    host_provider: Callable[[], Host]
+    workspace: Workspace
+    i18n: I18n = field(default_factory=I18n)
+    jobs: JobRunner = field(default_factory=JobRunner)
+    editors: dict[tuple[str, str], EditorSession] = field(default_factory=dict)
+    tagger: Any = None  # the loaded lora_ext.tagger.Tagger, kept between clicks
+    tagger_source: str | None = None
+    hashes: dict[tuple, str] = field(default_factory=dict)  # (path, mtime, size) → sha256 of result files
+    measured_speed: float = 0.0  # optimizer steps per second of the last run, for time estimates
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def host(self) -> Host:
+        return self.host_provider()
+
+    @property
+    def store(self) -> ProjectStore:
+        self.workspace.projects_root.mkdir(parents=True, exist_ok=True)
+        return ProjectStore(self.workspace.projects_root)
+
+    def version(self, project: str | None, version: str | None) -> VersionPaths:
+        if not project:
+            raise DatasetError("No project is selected.", hint="create or pick a project first")
+        if not version:
+            raise DatasetError(f"Project {project!r} has no version selected.", hint="create or pick a version")
+        return self.store.version(project, version)
+
+    def session(self, project: str | None, version: str | None, reload: bool = False) -> EditorSession:
+        """The open editor of a version, loading its captions on first use (or when ``reload``)."""
+        paths_ = self.version(project, version)
+        key = (paths_.project, paths_.version)
+        with self.lock:
+            session = self.editors.get(key)
+            if session is None or reload or session.paths.root != paths_.root:
+                store = CaptionStore(paths_.dataset, paths_.captions_state)
+                loaded = store.load()
+                session = EditorSession(paths_, store, Editor(loaded.table), loaded.notices)
+                self.editors[key] = session
+            return session
+
+    def forget(self, project: str | None = None) -> None:
+        """Drop open editors (of one project, or all) after a rename or delete."""
+        with self.lock:
+            for key in list(self.editors):
+                if project is None or key[0] == project:
+                    del self.editors[key]
+
+    def tr(self, text: str) -> str:
+        return self.i18n(text)

@@ -1,0 +1,199 @@
+"""The tab's handlers called as plain functions of named values, through the whole flow on a tiny host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ui_fixtures import write_images, write_tagger
+
+from lora_ext.errors import DatasetError, LoraExtError
+from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui.workspace import Context, Workspace
+
+NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}
+TAG_OPTIONS = {
+    "general_threshold": 0.35,
+    "character_threshold": 0.85,
+    "general_mcut": False,
+    "character_mcut": False,
+    "exclude": "",
+    "trigger_tags": "",
+    "max_tags": 0,
+    "rating": "off",
+    "characters_first": False,
+}
+
+
+@pytest.fixture
+def ctx(make_standalone_host, tmp_path: Path) -> Context:
+    host = make_standalone_host("sd1")
+    workspace = Workspace(tmp_path / "projects", tmp_path / "tagger")
+    write_tagger(workspace.tagger_dir)
+    return Context(lambda: host, workspace)
+
+
+def _last(generator):
+    results = list(generator)
+    return results[-1] if results else None
+
+
+def _value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
+def test_project_with_japanese_name_is_created_and_selected(ctx: Context) -> None:
+    out = projects.create_project(ctx, name="猫のテスト")
+    assert _value(out["project"]) == "猫のテスト" and _value(out["version"]) == "v1"
+    assert out["project"]["choices"] == ["猫のテスト"]
+
+
+def test_bad_project_name_is_one_clear_error(ctx: Context) -> None:
+    with pytest.raises(DatasetError, match="path separator"):
+        projects.create_project(ctx, name="a/b")
+
+
+def test_delete_asks_first_then_moves_to_trash(ctx: Context) -> None:
+    projects.create_project(ctx, name="old")
+    asked = projects.ask_delete(ctx, "project", "old", "v1")
+    assert asked["confirm_row"]["visible"] is True and asked["delete_target"] == "project:old"
+    assert ctx.store.list_projects() == ["old"]  # nothing happens before the confirmation
+    done = projects.confirm_delete(ctx, delete_target="project:old", project="old", version="v1")
+    assert ctx.store.list_projects() == [] and ctx.store.list_trash()
+    assert done["confirm_row"]["visible"] is False
+
+
+def test_rename_duplicate_and_versions(ctx: Context) -> None:
+    projects.create_project(ctx, name="a")
+    projects.rename_project(ctx, project="a", name="b")
+    projects.duplicate_project(ctx, project="b", name="c")
+    out = projects.create_version(ctx, project="c", name="v2")
+    assert ctx.store.list_projects() == ["b", "c"] and _value(out["version"]) == "v2"
+    projects.duplicate_version(ctx, project="c", version="v2", name="v3")
+    projects.rename_version(ctx, project="c", version="v3", name="final")
+    assert ctx.store.list_versions("c") == ["final", "v1", "v2"]
+
+
+def test_ingest_reports_the_broken_image(ctx: Context, tmp_path: Path) -> None:
+    projects.create_project(ctx, name="猫")
+    files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
+    out = dataset_section.add_files(ctx, project="猫", version="v1", files=files, target_folder="")
+    assert "2 image(s) added, 1 skipped" in out["report"]
+    assert "broken.png" in out["report"] and "Skipped" in out["report"]
+    assert str(tmp_path) not in out["report"]  # upload temp paths are shown by file name
+    assert len(out["gallery"]) == 2
+
+
+def test_dropped_folder_keeps_its_repeat_folder(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    marked = uploads / f"mychar{dataset_section.PATH_MARK}10_cat{dataset_section.PATH_MARK}a.png"
+    write_images(tmp_path / "src")[0].rename(marked)
+    sources, names = dataset_section.rebuild_folders([str(marked)], tmp_path / "staging")
+    assert sources == [str(tmp_path / "staging" / "mychar")]
+    assert (tmp_path / "staging" / "mychar" / "10_cat" / "a.png").is_file() and names[sources[0]] == "mychar"
+
+
+def _tagged(ctx: Context, tmp_path: Path) -> None:
+    projects.create_project(ctx, name="猫")
+    files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
+    dataset_section.add_files(ctx, project="猫", version="v1", files=files, target_folder="")
+    _last(
+        tagger_section.run_tagging(
+            ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
+        )
+    )
+
+
+def test_auto_tag_then_remove_a_tag_and_undo(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    view = editor_section.view(ctx, "猫", "v1")
+    assert 'data-tag="red theme"' in view["chips"] and 'data-tag="blue theme"' in view["chips"]
+    removed = editor_section.remove_tags(ctx, project="猫", version="v1", tags_text="red theme", **NO_FILTER)
+    assert 'data-tag="red theme"' not in removed["chips"] and "1 unsaved" in removed["editor_state"]
+    undone = editor_section.undo(ctx, project="猫", version="v1", **NO_FILTER)
+    assert 'data-tag="red theme"' in undone["chips"] and "saved" in undone["editor_state"]
+
+
+def test_batch_edit_touches_only_filtered_images_and_saves(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    shown = {**NO_FILTER, "filter_positive": "red theme"}
+    out = editor_section.add_tags(ctx, project="猫", version="v1", tags_text="mychar", position="prepend", **shown)
+    assert len(out["gallery"]) == 1 and out["gallery"][0][1].startswith("mychar, ")
+    saved = editor_section.save(ctx, project="猫", version="v1", overwrite=False, **shown)
+    assert "saved 1 caption(s)" in saved["editor_state"]
+    dataset = ctx.version("猫", "v1").dataset
+    assert (dataset / "red.txt").read_text("utf-8").startswith("mychar, ")
+    assert not (dataset / "blue.txt").read_text("utf-8").startswith("mychar")
+
+
+def test_tagging_refuses_while_edits_are_unsaved(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    editor_section.remove_tags(ctx, project="猫", version="v1", tags_text="1girl", **NO_FILTER)
+    with pytest.raises(DatasetError, match="unsaved"):
+        _last(
+            tagger_section.run_tagging(
+                ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
+            )
+        )
+
+
+def test_selecting_an_image_shows_its_caption_and_confidences(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    out = editor_section.select_image(ctx, project="猫", version="v1", evt=SimpleNamespace(index=1), **NO_FILTER)
+    assert out["selected_key"] == "red.png" and "red theme" in out["caption"]
+    assert any(label.startswith("red theme") for label in out["confidences"])
+
+
+def test_missing_tagger_model_is_a_one_line_error(ctx: Context, tmp_path: Path) -> None:
+    projects.create_project(ctx, name="x")
+    generator = tagger_section.run_tagging(
+        ctx, project="x", version="v1", model="no-such-folder", existing="skip", batch_size=1, **TAG_OPTIONS
+    )
+    with pytest.raises(LoraExtError, match="unknown tagger model"):
+        _last(generator)
+
+
+def test_train_then_results_list_the_file_with_hash(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=2, cfg_output_name="", cfg_sample_prompts="")
+    plan = train_section.plan(ctx, project="猫", version="v1", **values)
+    assert "max steps 2" in plan["plan"]
+    final = _last(train_section.start_training(ctx, project="猫", version="v1", **values))
+    assert "Finished: 2 steps" in final["train_progress"]
+    assert final["result_name"] == "猫_v1" and final["lora_token"] == "<lora:猫_v1:0.8>"
+    (row,) = final["result_files"]
+    assert row[0] == "猫_v1.safetensors" and len(row[3]) == 10
+    assert (ctx.host.lora_dir / "猫_v1.safetensors").is_file()
+    assert ctx.version("猫", "v1").config.joinpath("train.toml").is_file()
+    assert result_section.refresh(ctx, "猫", "v1")["result_name"] == "猫_v1"  # remembered in the manifest
+
+
+def test_training_refuses_when_the_host_cannot_train(ctx: Context, tmp_path: Path) -> None:
+    from lora_ext.host import HostCapabilities
+
+    projects.create_project(ctx, name="p")
+    host = ctx.host
+    host.capabilities = lambda: HostCapabilities(can_train=False, reasons=["the WebUI runs with --lowvram"])
+    assert "--lowvram" in train_section.capabilities_html(ctx)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    with pytest.raises(LoraExtError, match="--lowvram"):
+        _last(train_section.start_training(ctx, project="p", version="v1", **values))
+
+
+def test_comparison_weights_parse_and_prompts_share_text() -> None:
+    assert result_section.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
+    with pytest.raises(LoraExtError, match="not a weight"):
+        result_section.parse_weights("0, lots")
+    files = [
+        result_section.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
+        result_section.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
+    ]
+    requests = result_section.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
+    assert requests == [
+        ("weight 0", "1girl <lora:x:0>"),
+        ("weight 0.8", "1girl <lora:x:0.8>"),
+        ("epoch 1 @ 0.8", "1girl <lora:x-000001:0.8>"),
+    ]
