@@ -121,7 +121,7 @@ class NetworkLoader:
     ) -> None:
         self._parts = parts
         self._lora_dirs = lora_dirs
-        self.cache = cache or LoraCache(allow_pickle=allow_pickle)
+        self.cache = cache if cache is not None else LoraCache(allow_pickle=allow_pickle)
         self.presets_path = presets_path
         self.allow_pickle = allow_pickle
         self._warn = warn

@@ -242,3 +242,32 @@ def write_lora(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
     save_file(out, str(path), metadata=meta or None)
     return path
+
+
+def kohya_prefixes(keymap) -> dict:
+    """Target → its kohya-style spelling (``lora_unet_…``/``lora_te…``), from a built key map."""
+    # kohya writes SD1/SD2 UNet keys with diffusers names and SDXL keys with ldm names
+    ldm_names = ("lora_unet_input_blocks", "lora_unet_middle_block", "lora_unet_output_blocks", "lora_unet_time_embed",
+                 "lora_unet_label_emb", "lora_unet_out_")
+    prefixes: dict = {}
+    for spelling, target in keymap.by_prefix.items():
+        if not spelling.startswith(("lora_unet_", "lora_te")):
+            continue
+        preferred = spelling.startswith(ldm_names) == (keymap.family == "sdxl") or spelling.startswith("lora_te")
+        if target not in prefixes or (preferred and not prefixes[target][1]):
+            prefixes[target] = (spelling, preferred)
+    return {target: spelling for target, (spelling, _) in prefixes.items()}
+
+
+def lora_for_model(keymap, rank: int = 4, seed: int = 0, text_encoder: bool = True, unet: bool = True,
+                   only: str | None = None) -> dict[str, torch.Tensor]:
+    """A kohya LoRA touching every linear/conv target of ``keymap`` (optionally filtered by a substring)."""
+    state: dict[str, torch.Tensor] = {}
+    for index, (target, prefix) in enumerate(sorted(kohya_prefixes(keymap).items(), key=lambda item: item[1])):
+        if len(target.shape) < 2 or (target.is_text_encoder and not text_encoder) or (not target.is_text_encoder and not unet):
+            continue
+        if only is not None and only not in prefix:
+            continue
+        base = torch.zeros(target.shape)
+        state.update(spell(prefix, adapter_tensors("lora", base, rank=rank, seed=seed * 100003 + index)))
+    return state

@@ -14,11 +14,17 @@ Evidence = Literal["metadata", "shapes", "keys", "none"]
 
 # cross-attention context width (attn2 to_k/to_v input) of the real models
 _CONTEXT_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+# Key style alone: SDXL has two text encoders, an ADM label embedding, transformer depth > 1 and
+# 9 input blocks on 3 levels (no attention on level 0); SD1/SD2 have one TE (``lora_te_``), 12 input
+# blocks on 4 levels and attention on level 0. ldm- and diffusers-named UNet keys are both covered.
 _SDXL_KEY = re.compile(
-    r"^(lora_te1_|lora_te2_|text_encoder_2\.|text_encoders\.clip_g\.|lora_unet_(input_blocks|output_blocks|middle_block|label_emb)_"
-    r"|lycoris_(input_blocks|output_blocks|middle_block)_|.*add_embedding)"
+    r"(^lora_te1_|^lora_te2_|^text_encoder_2\.|^text_encoders\.clip_g\.|label_emb|add_embedding"
+    r"|transformer_blocks[._][1-9])"
 )
-_SD_KEY = re.compile(r"^(lora_te_|lora_unet_(down_blocks|up_blocks|mid_block)_)")
+_SD_KEY = re.compile(
+    r"(^lora_te_|^text_encoders\.clip_[lh]\.|(input|output)_blocks[._](9|10|11)[._]|(down|up)_blocks[._]3[._]"
+    r"|down_blocks[._]0[._]attentions)"
+)
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,9 @@ def from_shapes(modules: Mapping[str, Mapping[str, torch.Tensor]]) -> BaseModel:
 
 def from_keys(prefixes: Iterable[str]) -> BaseModel:
     prefixes = list(prefixes)
-    if any(_SDXL_KEY.match(prefix) for prefix in prefixes):
+    if any(_SDXL_KEY.search(prefix) for prefix in prefixes):
         return "sdxl"
-    if any(_SD_KEY.match(prefix) for prefix in prefixes):
+    if any(_SD_KEY.search(prefix) for prefix in prefixes):
         return "sd1"
     return "unknown"
 
