@@ -108,8 +108,34 @@ def test_deleting_moves_to_the_trash(store: ProjectStore) -> None:
     trashed_project = store.delete_project(JAPANESE)
     assert store.list_projects() == []
     assert trashed_project.parent == store.root / ".trash"
-    assert len(store.list_trash()) == 2
+    assert [(item.project, item.version) for item in store.list_trash()] == [(JAPANESE, "v2"), (JAPANESE, None)]
     store.create_project(JAPANESE)  # the name is free again
+
+
+def test_deleted_projects_and_versions_can_be_restored(store: ProjectStore) -> None:
+    store.create_project(JAPANESE)
+    store.create_version(JAPANESE, "v2")
+    write_image(store.version(JAPANESE, "v2").dataset / "a.png")
+    store.delete_version(JAPANESE, "v2")
+    project_entry = store.delete_project(JAPANESE)
+    version_entry = next(item.name for item in store.list_trash() if item.version == "v2")
+    with pytest.raises(DatasetError, match="no project"):
+        store.restore_from_trash(version_entry)  # its project is in the trash too
+    store.restore_from_trash(project_entry.name)
+    store.restore_from_trash(version_entry)
+    assert store.list_versions(JAPANESE) == ["v1", "v2"]
+    assert (store.version(JAPANESE, "v2").dataset / "a.png").is_file()
+    assert store.list_trash() == []
+
+
+def test_restoring_onto_a_taken_name_is_refused(store: ProjectStore) -> None:
+    store.create_project("p")
+    entry = store.delete_project("p")
+    store.create_project("P")
+    with pytest.raises(DatasetError, match="already exists"):
+        store.restore_from_trash(entry.name)
+    with pytest.raises(DatasetError, match="cannot be restored|not something"):
+        store.restore_from_trash("nothing-here")
 
 
 def test_manifest_fields_can_be_set_but_names_cannot(store: ProjectStore) -> None:

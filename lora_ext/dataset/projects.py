@@ -93,6 +93,16 @@ def _reports_disk_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+@dataclass(frozen=True)
+class TrashItem:
+    """One deleted project (``version`` is None) or version in the trash folder."""
+
+    name: str  # the folder name inside .trash
+    project: str | None
+    version: str | None
+    deleted: str
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -219,7 +229,7 @@ class ProjectStore:
     def delete_project(self, name: str) -> Path:
         """Move a project to the trash folder; returns where it went."""
         source = self._project_dir(name)
-        return self._to_trash(source, source.name)
+        return self._to_trash(source, source.name, source.name)
 
     # --- versions ----------------------------------------------------------------------
 
@@ -262,7 +272,7 @@ class ProjectStore:
     def delete_version(self, project: str, version: str) -> Path:
         """Move a version to the trash folder; returns where it went."""
         paths = self.version(project, version)
-        return self._to_trash(paths.root, f"{paths.project}-{paths.version}")
+        return self._to_trash(paths.root, f"{paths.project}-{paths.version}", paths.project, paths.version)
 
     # --- manifest ----------------------------------------------------------------------
 
@@ -293,14 +303,44 @@ class ProjectStore:
 
     # --- trash -------------------------------------------------------------------------
 
-    def list_trash(self) -> list[str]:
+    def list_trash(self) -> list[TrashItem]:
+        """What was deleted, oldest first."""
         trash = self.root / TRASH
-        return sorted(entry.name for entry in os.scandir(trash)) if trash.is_dir() else []
+        if not trash.is_dir():
+            return []
+        items = []
+        for entry in sorted(os.scandir(trash), key=lambda item: item.name):
+            if not entry.is_dir():
+                continue
+            info_path = trash / f"{entry.name}.json"
+            try:
+                info = json.loads(info_path.read_text("utf-8"))
+            except (OSError, ValueError):
+                info = {}
+            items.append(TrashItem(entry.name, info.get("project"), info.get("version"), info.get("deleted", "")))
+        return items
 
-    def _to_trash(self, source: Path, label: str) -> Path:
+    @_reports_disk_errors
+    def restore_from_trash(self, name: str) -> TrashItem:
+        """Put a deleted project or version back where it was, if that name is still free."""
+        item = next((entry for entry in self.list_trash() if entry.name == name), None)
+        if item is None or item.project is None:
+            raise DatasetError(f"{name!r} is not something that can be restored from the trash.")
+        if item.version is None:
+            self._check_free(self.root, item.project, "project")
+            destination = self.root / item.project
+        else:
+            project_dir = self._project_dir(item.project)
+            self._check_free(project_dir / "versions", item.version, "version")
+            destination = project_dir / "versions" / item.version
+        os.replace(self.root / TRASH / name, destination)
+        (self.root / TRASH / f"{name}.json").unlink(missing_ok=True)
+        return item
+
+    def _to_trash(self, source: Path, label: str, project: str, version: str | None = None) -> Path:
         trash = self.root / TRASH
         trash.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")  # sorts in deletion order
         while len(label.encode("utf-8")) > _MAX_TRASH_LABEL_BYTES:
             label = label[:-1]
         destination = trash / f"{stamp}-{label}"
@@ -309,6 +349,8 @@ class ProjectStore:
             destination = trash / f"{stamp}-{label}-{number}"
             number += 1
         os.replace(source, destination)
+        info = {"project": project, "version": version, "deleted": _now()}
+        _write_json(trash / f"{destination.name}.json", info)
         return destination
 
 
