@@ -72,3 +72,19 @@ def host_roots(host) -> list[torch.nn.Module]:
     if isinstance(model, torch.nn.Module):
         roots.append(model)
     return roots
+
+
+def wake_zero_layers(host, seed: int = 0) -> None:
+    """Give freshly initialised all-zero layers (ldm's ``zero_module`` output convs) small random weights.
+
+    A random-init ldm UNet ends in a zero convolution, so no gradient reaches any
+    LoRA; a trained checkpoint never looks like that.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for root in host_roots(host)[:-1] if len(host_roots(host)) > 1 else host_roots(host):
+            for parameter in root.parameters():
+                if parameter.dim() > 1 and not parameter.any():
+                    fan_in = parameter[0].numel()
+                    noise = torch.randn(parameter.shape, generator=generator) / fan_in**0.5
+                    parameter.copy_(noise.to(parameter.dtype))

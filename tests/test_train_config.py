@@ -1,0 +1,121 @@
+"""TrainConfig, presets, the plan, optimizers and schedules."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lora_ext.config import PRESETS, TrainConfig, default_config, field_help, load_config, preset, save_config
+from lora_ext.errors import ConfigError, MissingDependency
+from lora_ext.training.optim import build_optimizer, build_scheduler
+from lora_ext.training.plan import make_plan
+
+
+def test_every_field_has_help_text():
+    help_text = field_help()
+    assert set(help_text) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert all(text.strip() for text in help_text.values())
+
+
+def test_config_round_trips_and_warns_about_unknown_keys():
+    config = TrainConfig(rank=8, trigger_word="sks", flip_aug=True)
+    data = config.to_dict()
+    assert data["config_version"] == 1
+    warnings: list[str] = []
+    assert TrainConfig.from_dict({**data, "from_the_future": 1}, warn=warnings.append) == config
+    assert warnings and "from_the_future" in warnings[0]
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().rank = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"rank": 0}, "rank"),
+        ({"optimizer": "Adam9000"}, "optimizer"),
+        ({"min_timestep": 900, "max_timestep": 100}, "timestep"),
+        ({"lr_scheduler": "constant", "warmup_steps": 10}, "warm-up"),
+        ({"unet_lr": 0.0, "train_text_encoder": False}, "nothing to train"),
+        ({"optimizer_args": "betas"}, "key=value"),
+        ({"resolution": 500}, "multiple of 8"),
+    ],
+)
+def test_impossible_settings_raise_a_config_error(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        TrainConfig(**changes)
+
+
+def test_beginner_presets_per_family():
+    sd1, sd2, sdxl = default_config("sd1"), default_config("sd2"), default_config("sdxl")
+    assert (sd1.rank, sd1.alpha, sd1.unet_lr, sd1.text_encoder_lr, sd1.resolution) == (16, 8.0, 1e-4, 5e-5, 512)
+    assert (sd1.optimizer, sd1.lr_scheduler, sd1.warmup_ratio, sd1.default_repeats, sd1.epochs) == (
+        "AdamW",
+        "cosine",
+        0.05,
+        10,
+        10,
+    )
+    assert sd2.resolution == 768
+    assert sdxl.resolution == 1024 and not sdxl.train_text_encoder and sdxl.vae_fp32
+    assert all(isinstance(values, dict) for values in PRESETS.values())
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("nope")
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_user_presets_round_trip(tmp_path, suffix):
+    config = TrainConfig(rank=32, trigger_word='a "quoted" ünïcode, tag', flip_aug=True, unet_lr=3e-4)
+    path = tmp_path / f"mine{suffix}"
+    save_config(config, path)
+    assert load_config(path) == config
+
+
+def test_plan_counts_accumulation_and_warmup():
+    config = TrainConfig(epochs=3, gradient_accumulation=2, warmup_ratio=0.1, lr_scheduler="cosine")
+    plan = make_plan(config, batches_per_epoch=5, num_train_images=5)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (3, 9, 1)
+    assert make_plan(config.replace(max_steps=7), 5, 5).epochs == 3
+
+
+@pytest.mark.parametrize("name", ["constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial"])
+def test_schedules_warm_up_then_follow_torch(name):
+    config = TrainConfig(lr_scheduler=name, warmup_steps=3, max_steps=20, unet_lr=1.0)
+    plan = make_plan(config, 20, 20)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = build_optimizer(config, [{"params": [parameter], "lr": 1.0}])
+    scheduler = build_scheduler(config, optimizer, plan)
+    rates = []
+    for _ in range(plan.total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] < rates[1] < rates[2] < rates[3] == pytest.approx(1.0)
+    if name == "constant_with_warmup":
+        assert rates[-1] == pytest.approx(1.0)
+    else:
+        assert rates[-1] < 0.5
+
+
+def test_missing_optional_optimizer_names_the_package():
+    pytest.importorskip("torch")
+    try:
+        import lion_pytorch  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependency, match="lion-pytorch"):
+            build_optimizer(TrainConfig(optimizer="Lion"), [{"params": [torch.nn.Parameter(torch.zeros(1))]}])
+    else:
+        pytest.skip("lion-pytorch is installed")
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD", "Adafactor"])
+def test_installed_optimizers_step(name):
+    parameter = torch.nn.Parameter(torch.ones(4))
+    optimizer = build_optimizer(TrainConfig(optimizer=name), [{"params": [parameter], "lr": 0.1}])
+    parameter.sum().backward()
+    optimizer.step()
+    assert not torch.equal(parameter.detach(), torch.ones(4))

@@ -1,0 +1,83 @@
+"""Same seed ⇒ same file; stop + resume ⇒ the same file as an uninterrupted run."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file
+from train_support import make_dataset, wake_zero_layers
+
+from lora_ext.config import TrainConfig
+from lora_ext.errors import ConfigError
+from lora_ext.training.events import TrainEvents
+from lora_ext.training.run import train_lora
+
+STEPS = 4
+
+
+def resume_config(dataset) -> TrainConfig:
+    # Every random source is on: caption shuffle and dropout, flips, LoRA rank/module dropout, noise offset,
+    # plus accumulation, warm-up and TE training.
+    return TrainConfig(
+        dataset_dir=str(dataset),
+        resolution=64,
+        min_bucket_reso=64,
+        rank=2,
+        alpha=2.0,
+        max_steps=STEPS,
+        default_repeats=2,
+        unet_lr=1e-3,
+        text_encoder_lr=1e-3,
+        lr_scheduler="cosine",
+        warmup_steps=1,
+        gradient_accumulation=2,
+        shuffle_caption=True,
+        caption_dropout_rate=0.3,
+        flip_aug=True,
+        rank_dropout=0.2,
+        module_dropout=0.2,
+        noise_offset=0.05,
+        seed=11,
+        save_dtype="fp32",
+    )
+
+
+@pytest.fixture
+def host_and_data(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=2)
+    host = make_ldm_host("sd1")
+    wake_zero_layers(host)
+    return host, tmp_path / "data"
+
+
+def test_same_seed_gives_the_same_file_and_resume_is_exact(host_and_data, tmp_path):
+    host, data = host_and_data
+    config = resume_config(data)
+    first = train_lora(host, config, out=tmp_path / "a" / "x.safetensors").path
+    second = train_lora(host, config, out=tmp_path / "b" / "x.safetensors").path
+    straight = load_file(str(first))
+    assert straight.keys() == load_file(str(second)).keys()
+    assert all(straight[key].equal(value) for key, value in load_file(str(second)).items())
+    assert any(value.abs().sum() > 0 for key, value in straight.items() if "lora_up" in key)
+
+    out = tmp_path / "c" / "x.safetensors"
+    events = TrainEvents(on_progress=lambda info: events.request_stop() if info.step == STEPS // 2 else None)
+    stopped = train_lora(host, config, events, out=out)
+    assert stopped.status == "cancelled" and stopped.steps == STEPS // 2
+    resumed = train_lora(host, config, out=out, resume=True)
+    assert resumed.status == "finished" and resumed.steps == STEPS
+    after = load_file(str(resumed.path))
+    assert all(after[key].equal(value) for key, value in straight.items())
+    with safe_open(str(first), "pt") as a, safe_open(str(resumed.path), "pt") as b:
+        assert a.metadata()["sshs_model_hash"] == b.metadata()["sshs_model_hash"]
+    rows = (tmp_path / "c" / "x-training" / "loss.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == [str(step) for step in range(1, STEPS + 1)]
+
+
+def test_resume_refuses_changed_settings(host_and_data, tmp_path):
+    host, data = host_and_data
+    config = resume_config(data).replace(max_steps=2)
+    events = TrainEvents(on_progress=lambda info: events.request_stop())
+    train_lora(host, config, events, out=tmp_path / "x.safetensors")
+    with pytest.raises(ConfigError, match="rank"):
+        train_lora(host, config.replace(rank=4), out=tmp_path / "x.safetensors", resume=True)
