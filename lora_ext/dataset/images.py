@@ -155,7 +155,7 @@ def prepare_image(
     if probe.format != "MPO" and getattr(image, "n_frames", 1) > 1:
         image.seek(0)
         image = image.copy()
-        notices.append("animated image: only the first frame was kept")
+        notices.append("animated or multi-page image: only the first frame was kept")
         changed = True
     if image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None):
         image = ImageOps.exif_transpose(image)
