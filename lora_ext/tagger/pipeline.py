@@ -3,9 +3,10 @@
 The pool works a bounded window ahead of inference (a few batches' worth of
 prepared 448² arrays, about 2.4 MB each), so memory stays flat on folders of
 any size. PIL's decoders and resize, and onnxruntime's ``run``, release the GIL,
-so threads overlap for real. Captions are written on the calling thread, in
-file order, right after their batch, so a cancelled run leaves every caption
-either untouched or complete.
+so threads overlap for real. Captions are written by one writer thread, in file
+order (an atomic write fsyncs, which would otherwise stall inference), and the
+run returns only once they are all on disk, so a cancelled run leaves every
+caption either untouched or complete.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from lora_ext.tagger.preprocess import DEFAULT_MAX_PIXELS, load_model_input
 from lora_ext.tagger.session import TaggerSession
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".avif"})
+
+# Batches whose captions may wait for the writer thread; beyond this, inference waits for it.
+MAX_QUEUED_WRITES = 4
 
 ProgressCallback = Callable[[int, int, float], None]  # (done, total, images per second)
 CancelSignal = threading.Event | Callable[[], bool] | None
@@ -112,6 +116,7 @@ class _Run:
     progress: ProgressCallback | None
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
+    writes: deque[Future[None]] = field(default_factory=deque)
 
     def tick(self, count: int = 1) -> None:
         self.done += count
@@ -119,11 +124,22 @@ class _Run:
             elapsed = time.perf_counter() - self.started
             self.progress(self.done, self.report.total, self.done / elapsed if elapsed > 0 else 0.0)
 
-    def infer_and_write(self, paths: list[Path], arrays: list[np.ndarray]) -> None:
+    def infer(self, paths: list[Path], arrays: list[np.ndarray], writer: ThreadPoolExecutor) -> None:
+        """Run one batch and hand its captions to the writer thread (fsync must not stall inference)."""
         probabilities = self.session.run(np.stack(arrays))  # [N, L]
-        for path, row in zip(paths, probabilities, strict=True):
-            self.write_one(path, caption_tags(score_tags(row, self.labels, self.options), self.options))
+        captions = [caption_tags(score_tags(row, self.labels, self.options), self.options) for row in probabilities]
+        self.writes.append(writer.submit(self.write_batch, paths, captions))
+        while len(self.writes) > MAX_QUEUED_WRITES:
+            self.writes.popleft().result()
         self.tick(len(paths))
+
+    def finish_writes(self) -> None:
+        while self.writes:
+            self.writes.popleft().result()
+
+    def write_batch(self, paths: list[Path], captions: list[list[str]]) -> None:
+        for path, tags in zip(paths, captions, strict=True):
+            self.write_one(path, tags)
 
     def write_one(self, image: Path, tags: list[str]) -> None:
         target = caption_path(image, self.write.extension)
@@ -180,7 +196,10 @@ def tag_files(
     run = _Run(session, labels, options, write, report, progress)
     workers = workers or default_workers()
     window = 2 * batch + workers  # prepared arrays held at most: the next batch is ready when inference ends
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-decode") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tagger-decode") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-write") as writer,
+    ):
         pending: deque[tuple[Path, Future[np.ndarray]]] = deque()
         upcoming = iter(todo)
 
@@ -204,11 +223,12 @@ def tag_files(
                 report.skipped.append((path, error.user_message))
                 run.tick()
             if batch_paths and (len(batch_paths) == batch or not pending):
-                run.infer_and_write(batch_paths, batch_arrays)
+                run.infer(batch_paths, batch_arrays, writer)
                 batch_paths, batch_arrays = [], []
         if pending or batch_paths:
             report.cancelled = True
             for _, future in pending:
                 future.cancel()
+        run.finish_writes()
     report.seconds = time.perf_counter() - run.started
     return report

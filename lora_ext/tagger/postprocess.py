@@ -105,6 +105,8 @@ def tag_key(tag: str) -> str:
 
 def is_excluded(name: str, excluded_keys: frozenset[str]) -> bool:
     """True when the raw name or its spaced form is in the exclude list (given as keys)."""
+    if not excluded_keys:
+        return False
     return tag_key(name) in excluded_keys or tag_key(display_name(name)) in excluded_keys
 
 

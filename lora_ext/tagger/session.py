@@ -146,6 +146,8 @@ def open_session(model_path: Path, providers: Sequence[str] | None = None, threa
         if threads < 1:
             raise TaggerUnavailable(f"thread count must be at least 1, got {threads}")
         options.intra_op_num_threads = threads
+    # Decode threads share the CPU with inference; spinning intra-op threads would starve them.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     requested = choose_providers(ort.get_available_providers(), providers)
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=requested)
