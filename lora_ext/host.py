@@ -154,6 +154,10 @@ class Host(Protocol):
 
     def capabilities(self) -> HostCapabilities: ...
 
+    def tokenizer(self) -> object | None:
+        """The first text encoder's Hugging Face CLIP tokenizer, or None (for caption token counts)."""
+        ...
+
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → scaled latents (B, 4, H/8, W/8)."""
         ...

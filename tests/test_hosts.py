@@ -19,6 +19,8 @@ def _exercise(host, family: str) -> None:
     out = host.predict(latents, torch.tensor([10, 900]), cond)
     assert out.shape == latents.shape and torch.isfinite(out).all()
     assert host.alphas_cumprod.shape == (1000,) and host.alphas_cumprod.dtype == torch.float32
+    counter_input = host.tokenizer()("a cat", add_special_tokens=False)["input_ids"]
+    assert len(counter_input) == len("a cat")  # the tiny tokenizer has one token per character
     parts = host.parts()
     expected_encoders = 2 if family == "sdxl" else 1
     assert len(parts.text_encoders) == expected_encoders

@@ -120,6 +120,10 @@ class LdmHost:
     def capabilities(self) -> HostCapabilities:
         return HostCapabilities()
 
+    def tokenizer(self) -> object | None:
+        """ldm's FrozenCLIPEmbedder (SD1, SDXL's CLIP-L) keeps its HF tokenizer at ``.tokenizer``."""
+        return getattr(self.parts().text_encoders[0].root, "tokenizer", None)
+
     # -- model calls -----------------------------------------------------------------
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype

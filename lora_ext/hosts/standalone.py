@@ -172,6 +172,9 @@ class StandaloneHost:
     def capabilities(self) -> HostCapabilities:
         return HostCapabilities()
 
+    def tokenizer(self) -> object | None:
+        return self.pipeline.tokenizer
+
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         vae = self.pipeline.vae
         posterior = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
