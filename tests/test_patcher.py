@@ -7,12 +7,12 @@ import time
 
 import pytest
 import torch
+from loader_helpers import all_roots, loader_for, snapshot
+from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
 from lora_ext.lora_cache import LoraCache
 from lora_ext.networks_prompt import NetworkSpec
-from lora_files import adapter_tensors, lora_for_model, spell, write_lora
-from loader_helpers import all_roots, loader_for, snapshot
 
 
 def _host(make_ldm_host, make_standalone_host, kind: str):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from loader_helpers import all_roots, loader_for, snapshot
+from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
 from lora_ext.host import GenerationRequest
 from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt
-from lora_files import adapter_tensors, lora_for_model, spell, write_lora
-from loader_helpers import all_roots, loader_for, snapshot
 
 
 @pytest.mark.parametrize("token,expected", [
