@@ -117,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
     from lora_ext.training.events import TrainEvents
     from lora_ext.training.run import train_lora
 
+    warn = lambda message: print(f"warning: {message}", file=sys.stderr)  # noqa: E731
+    build_config(args, "sd1", warn=lambda message: None)  # refuse bad settings before loading a model
     host = StandaloneHost.load(
         args.model,
         lora_dir=Path(args.out).parent,
         config_dir=Path(args.config_dir) if args.config_dir else None,
         device=args.device,
     )
-    config = build_config(args, host.info.family, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    config = build_config(args, host.info.family, warn=warn)
     if args.save_config:
         save_config(config, args.save_config)
     bar = ProgressBar(not args.no_progress)
