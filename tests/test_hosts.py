@@ -20,7 +20,7 @@ def _exercise(host, family: str) -> None:
     assert out.shape == latents.shape and torch.isfinite(out).all()
     assert host.alphas_cumprod.shape == (1000,) and host.alphas_cumprod.dtype == torch.float32
     counter_input = host.tokenizer()("a cat", add_special_tokens=False)["input_ids"]
-    assert len(counter_input) == len("a cat")  # the tiny tokenizer has one token per character
+    assert len(counter_input) == len("acat")  # the tiny tokenizer: one token per character, spaces split words
     parts = host.parts()
     expected_encoders = 2 if family == "sdxl" else 1
     assert len(parts.text_encoders) == expected_encoders
