@@ -2,8 +2,10 @@
 
 ``train_lora(host, config, events)`` checks the host, scans the dataset, builds
 and attaches the network, trains, saves, and always hands the model back as it
-was. Hosts may provide ``training_session()`` (a context manager) to hold their
-own locks and undo their own state for the run — the A1111 adapter does.
+was. Hosts may provide ``training_session(config)`` (a context manager) to hold
+their own locks and undo their own state for the run — the A1111 adapter does:
+queue lock, built-in Lora restored and inert, checkpoint pinned, fp32 VAE when
+``config.vae_fp32``, SDXL embedders made trainable when the TE trains.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def train_lora(
     output_path = output_path_for(host, config, out)
     state = _resume_state(config, output_path) if resume else None
     session = getattr(host, "training_session", None)
-    with session() if session else contextlib.nullcontext():
+    with session(config) if session else contextlib.nullcontext():
         events.status("scanning the dataset")
         spec = network_spec(config)
         dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)

@@ -1,0 +1,153 @@
+"""What a run writes besides the final file: intermediate saves, pruning, previews, loss log, validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from train_support import make_dataset
+
+from lora_ext.config import TrainConfig
+from lora_ext.training.events import TrainEvents
+from lora_ext.training.network import build_network
+from lora_ext.training.run import network_spec, train_lora
+from lora_ext.training.save import safetensors_hashes
+
+
+def outputs_config(dataset, **changes) -> TrainConfig:
+    return TrainConfig(
+        dataset_dir=str(dataset),
+        resolution=64,
+        min_bucket_reso=64,
+        rank=2,
+        alpha=1.0,
+        max_steps=4,
+        default_repeats=1,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        unet_lr=1e-3,
+        train_text_encoder=False,
+    ).replace(**changes)
+
+
+def test_intermediate_saves_previews_validation_and_pruning(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=3)
+    host = make_ldm_host("sd1")
+    sampled, saved = [], []
+    events = TrainEvents(on_sample=lambda images, paths: sampled.append(paths), on_saved=saved.append)
+    config = outputs_config(
+        tmp_path / "data",
+        save_every_n_steps=1,
+        keep_last_n=2,
+        validation_split=0.34,
+        validate_every_n_steps=2,
+        sample_every_n_steps=2,
+        sample_prompts="toy --w 64 --h 64 --s 2 --d 5",
+    )
+    result = train_lora(host, config, events, out=host.lora_dir / "run.safetensors")
+    lora_dir = host.lora_dir
+    assert sorted(p.name for p in lora_dir.glob("*.safetensors")) == [
+        "run-step00000002.safetensors",
+        "run-step00000003.safetensors",
+        "run.safetensors",
+    ]
+    assert [p.name for p in saved] == [
+        "run-step00000001.safetensors",
+        "run-step00000002.safetensors",
+        "run-step00000003.safetensors",
+        "run.safetensors",
+    ]
+    with safe_open(str(lora_dir / "run-step00000002.safetensors"), "pt") as handle:
+        assert handle.metadata()["ss_output_name"] == "run-step00000002"
+        assert handle.metadata()["ss_steps"] == "2"
+        assert handle.metadata()["ss_num_validation_images"] == "1"
+    assert len(sampled) == 2 and all(path.is_file() for paths in sampled for path in paths)
+    assert (lora_dir / "run.preview.png").is_file()
+    rows = result.loss_log.read_text().splitlines()
+    assert rows[0].startswith("step,epoch,loss")
+    validation = [row.split(",")[-1] for row in rows[1:]]
+    assert validation[1] and validation[3] and not validation[0]
+
+
+def test_hashes_cover_tensor_bytes_only(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=1)
+    host = make_ldm_host("sd1")
+    result = train_lora(host, outputs_config(tmp_path / "data", max_steps=1), out=tmp_path / "h.safetensors")
+    data = result.path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    with safe_open(str(result.path), "pt") as handle:
+        metadata = handle.metadata()
+    import hashlib
+
+    assert metadata["sshs_model_hash"] == hashlib.sha256(data[8 + header :]).hexdigest()
+    tensors = load_file(str(result.path))
+    assert safetensors_hashes(tensors, {"ss_x": "1"})[0] == metadata["sshs_model_hash"]
+
+
+def test_training_can_start_from_an_existing_lora(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=1)
+    host = make_ldm_host("sd1")
+    first = train_lora(
+        host, outputs_config(tmp_path / "data", max_steps=2, unet_lr=1e-2), out=tmp_path / "a.safetensors"
+    ).path
+    config = outputs_config(tmp_path / "data", init_weights=str(first))
+    network = build_network(host.parts(), "sd1", network_spec(config))
+    assert network.load_kohya_state_dict(load_file(str(first))) == []
+    state = load_file(str(first))
+    name = next(iter(network.loras))
+    assert torch.equal(network.loras[name].lora_up.weight, state[f"{name}.lora_up.weight"].float())
+    assert train_lora(host, config, out=tmp_path / "b.safetensors").status == "finished"
+
+
+def test_bf16_autocast_trains_on_cpu(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=1)
+    result = train_lora(
+        make_ldm_host("sd1"),
+        outputs_config(tmp_path / "data", max_steps=2, mixed_precision="bf16", save_dtype="bf16"),
+        out=tmp_path / "bf.safetensors",
+    )
+    assert result.status == "finished"
+    assert next(iter(load_file(str(result.path)).values())).dtype == torch.bfloat16
+
+
+def test_host_that_cannot_train_is_refused_with_its_reasons(make_ldm_host, tmp_path):
+    from lora_ext.errors import HostUnavailable
+    from lora_ext.host import HostCapabilities
+
+    host = make_ldm_host("sd1")
+    host.capabilities = lambda: HostCapabilities(can_train=False, reasons=["--lowvram is on"])
+    with pytest.raises(HostUnavailable, match="lowvram"):
+        train_lora(host, outputs_config(tmp_path), out=tmp_path / "x.safetensors")
+
+
+def test_host_training_session_wraps_the_run(make_ldm_host, tmp_path):
+    import contextlib
+
+    make_dataset(tmp_path / "data", count=1)
+    host = make_ldm_host("sd1")
+    calls = []
+
+    @contextlib.contextmanager
+    def session(config):
+        calls.append(("enter", config.rank))
+        yield
+        calls.append(("exit", host.unet.training))
+
+    host.training_session = session
+    train_lora(host, outputs_config(tmp_path / "data", max_steps=1), out=tmp_path / "s.safetensors")
+    assert calls == [("enter", 2), ("exit", False)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_with_grad_scaler_on_cuda(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=1)
+    host = make_ldm_host("sd1")
+    host.sd_model.to("cuda")
+    result = train_lora(
+        host,
+        outputs_config(tmp_path / "data", max_steps=3, mixed_precision="fp16", gradient_checkpointing=True),
+        out=tmp_path / "g.safetensors",
+    )
+    assert result.status == "finished"
