@@ -113,7 +113,7 @@ def test_network_failure_from_hf_hub_download_becomes_one_line(tmp_path: Path, m
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing)
     with pytest.raises(TaggerUnavailable) as caught:
-        resolve_model("wd-v1-4-moat-tagger-v2", tmp_path / "models")
+        resolve_model("wd-v1-4-moat-tagger-v2", tmp_path / "models", reachable=lambda: True)
     assert "\n" not in caught.value.one_line()
     assert [c.get("local_files_only", False) for c in calls] == [True, False]
     assert all(c["revision"] == "v2.0" for c in calls)
@@ -151,3 +151,28 @@ def test_a_file_left_by_an_interrupted_download_is_reused_offline(tmp_path: Path
     with pytest.raises(TaggerUnavailable) as caught:
         resolve_model("wd-vit-tagger-v3", tmp_path / "models")
     assert "cannot download selected_tags.csv" in caught.value.one_line()
+
+
+def test_unresolvable_hub_fails_at_once_without_trying_to_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bool] = []
+
+    def hub(*_args: object, local_files_only: bool = False, **_kwargs: object) -> str:
+        calls.append(local_files_only)
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://no-such-host.invalid")
+    with pytest.raises(TaggerUnavailable, match="could not be reached"):
+        resolve_model("wd-vit-tagger-v3", tmp_path / "models")
+    assert calls == [True]  # the cache was asked, the network was not
+
+
+def test_hub_probe_follows_the_configured_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lora_ext.tagger.models import hub_resolves
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://localhost:8080")
+    assert hub_resolves()
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://mirror.invalid")
+    assert not hub_resolves()

@@ -10,10 +10,12 @@ downloaded into ``<model_dir>/<name>/``. The host decides ``model_dir``
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lora_ext.errors import TaggerUnavailable
 
@@ -89,9 +91,19 @@ def folder_files(folder: Path) -> ModelFiles | None:
 
 
 def resolve_model(
-    model: str | os.PathLike[str], model_dir: Path, *, download: bool = True, downloader: Downloader | None = None
+    model: str | os.PathLike[str],
+    model_dir: Path,
+    *,
+    download: bool = True,
+    downloader: Downloader | None = None,
+    reachable: Callable[[], bool] | None = None,
 ) -> ModelFiles:
-    """Find (and if needed download) a model by registry name or folder path."""
+    """Find (and if needed download) a model by registry name or folder path.
+
+    ``downloader`` defaults to ``huggingface_hub.hf_hub_download``; ``reachable``
+    (default: the hub's host name resolves) is asked before going online, so an
+    offline machine gets its answer at once instead of after the hub's retries.
+    """
     text = os.fspath(model)
     spec = find_spec(text)
     if spec is None:
@@ -101,7 +113,9 @@ def resolve_model(
         return ModelFiles(spec.name, local.onnx_path, local.labels_path, spec)
     if downloader is None:
         from huggingface_hub import hf_hub_download as downloader
-    return _from_hub(spec, Path(model_dir), download, downloader)
+
+        reachable = reachable or hub_resolves
+    return _from_hub(spec, Path(model_dir), download, downloader, reachable or (lambda: True))
 
 
 def _user_folder(folder: Path) -> ModelFiles:
@@ -121,7 +135,21 @@ def _user_folder(folder: Path) -> ModelFiles:
     return found
 
 
-def _from_hub(spec: ModelSpec, model_dir: Path, download: bool, downloader: Downloader) -> ModelFiles:
+def hub_resolves() -> bool:
+    """Whether the Hugging Face endpoint's host name resolves (``HF_ENDPOINT`` honoured)."""
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _from_hub(
+    spec: ModelSpec, model_dir: Path, download: bool, downloader: Downloader, reachable: Callable[[], bool]
+) -> ModelFiles:
     target = model_dir / spec.name
     paths: dict[str, Path] = {}
     for filename in FILES:
@@ -130,7 +158,7 @@ def _from_hub(spec: ModelSpec, model_dir: Path, download: bool, downloader: Down
         paths[filename] = (
             (present if present.is_file() else None)
             or _cached(spec, filename, downloader)
-            or _download(spec, filename, target, download, downloader)
+            or _download(spec, filename, target, download, downloader, reachable)
         )
     return ModelFiles(spec.name, paths[MODEL_FILE], paths[LABELS_FILE], spec)
 
@@ -143,13 +171,21 @@ def _cached(spec: ModelSpec, filename: str, downloader: Downloader) -> Path | No
         return None
 
 
-def _download(spec: ModelSpec, filename: str, target: Path, download: bool, downloader: Downloader) -> Path:
+def _download(
+    spec: ModelSpec, filename: str, target: Path, download: bool, downloader: Downloader, reachable: Callable[[], bool]
+) -> Path:
     where = (
         f"put {MODEL_FILE} and {LABELS_FILE} from https://huggingface.co/{spec.repo_id} "
         f"(revision {spec.revision}) into {target}"
     )
     if not download:
         raise TaggerUnavailable(f"tagger model {spec.name} is not downloaded", hint=where)
+    if not reachable():
+        raise TaggerUnavailable(
+            f"cannot download {filename} of {spec.repo_id}@{spec.revision}: "
+            "huggingface.co could not be reached (no network or no DNS)",
+            hint=f"offline? {where}",
+        )
     try:
         return Path(downloader(spec.repo_id, filename, revision=spec.revision, local_dir=str(target)))
     except (OSError, ValueError) as error:
