@@ -304,3 +304,19 @@ def test_tag_paths_tags_only_the_selection(tagger: Tagger, tmp_path: Path) -> No
     report = tagger.tag_paths([chosen])
     assert report.tagged == [chosen]
     assert not (tmp_path / "other.txt").exists()
+
+
+def test_images_sharing_a_caption_file_are_not_both_written(tagger: Tagger, tmp_path: Path) -> None:
+    solid(tmp_path / "a.png", RED)
+    solid(tmp_path / "a.webp", BLUE)
+    report = tagger.tag_dataset(tmp_path)
+    assert report.tagged == [tmp_path / "a.png"]
+    assert report.skipped == [(tmp_path / "a.webp", "a.png already uses the caption file a.txt")]
+    assert (tmp_path / "a.txt").read_text() == expected_caption(RED)
+
+
+def test_a_symlink_loop_does_not_trap_recursive_search(tagger: Tagger, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    solid(tmp_path / "sub" / "deep.png", BLUE)
+    assert tagger.tag_dataset(tmp_path, recursive=True).tagged == [tmp_path / "sub" / "deep.png"]

@@ -81,15 +81,17 @@ class TagReport:
 
 
 def find_images(directory: Path, recursive: bool = False) -> list[Path]:
-    """Image files in ``directory`` (and below, if ``recursive``), sorted; hidden files ignored."""
-    pattern = "**/*" if recursive else "*"
-    return sorted(
-        path
-        for path in Path(directory).glob(pattern)
-        if path.suffix.lower() in IMAGE_EXTENSIONS
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-    )
+    """Image files in ``directory`` (and below, if ``recursive``), sorted; hidden files and folders ignored."""
+    found: list[Path] = []
+    # os.walk does not follow symlinked folders, so a link loop cannot make this endless.
+    for root, folders, files in os.walk(directory):
+        folders[:] = [] if not recursive else sorted(f for f in folders if not f.startswith("."))
+        found += [
+            Path(root) / name
+            for name in files
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        ]
+    return sorted(path for path in found if path.is_file())
 
 
 def is_cancelled(cancel: CancelSignal) -> bool:
@@ -159,6 +161,20 @@ class _Run:
         self.report.tagged.append(image)
 
 
+def _unique_captions(paths: Iterable[Path], write: WriteOptions, report: TagReport) -> list[Path]:
+    """Images whose caption file no earlier image claims (``a.png`` and ``a.jpg`` would share ``a.txt``)."""
+    owners: dict[Path, Path] = {}
+    unique: list[Path] = []
+    for path in paths:
+        target = caption_path(path, write.extension)
+        if target in owners:
+            report.skipped.append((path, f"{owners[target].name} already uses the caption file {target.name}"))
+            continue
+        owners[target] = path
+        unique.append(path)
+    return unique
+
+
 def _needs_tagging(image: Path, write: WriteOptions, report: TagReport) -> bool:
     if write.existing != "skip":
         return True
@@ -188,7 +204,7 @@ def tag_files(
 ) -> TagReport:
     """Tag ``paths`` and write their captions; bad files are skipped with a reason, never fatal."""
     report = TagReport(total=0)
-    todo = [path for path in paths if _needs_tagging(path, write, report)]
+    todo = [path for path in _unique_captions(paths, write, report) if _needs_tagging(path, write, report)]
     report.total = len(todo)
     batch = batch_size if session.dynamic_batch else 1
     if batch_size > 1 and not session.dynamic_batch:
