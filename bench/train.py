@@ -1,0 +1,235 @@
+"""Benchmark of the training engine (issue 4, item 11).
+
+On one loaded diffusers model (the tiny demo architecture by default; with
+``--full`` the full-size SD1.5 UNet/CLIP-L/VAE architecture with random weights,
+trained at low resolution) it measures:
+
+(a) our step time (``train_lora`` with cached latents and conditioning, UNet-only
+    LoRA) against a bare loop that only does noise + UNet forward + MSE + backward
+    + optimizer step with the same LoRA attached, on the same batch
+    — target overhead ≤ 5 %;
+(b) peak RSS during training ÷ RSS after the model was loaded — target ≤ 1.25
+    (no second copy of the model);
+(c) time to first step, from ``train_lora`` being called (model already loaded).
+
+Step times are medians over the steps after the first. The last line is
+``RESULT key=value …``. Usage: ``python bench/train.py [--full] [--steps 20] [--resolution 64] [--device cpu]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lora_ext.config import TrainConfig  # noqa: E402
+from lora_ext.hosts.standalone import StandaloneHost  # noqa: E402
+from lora_ext.training.events import TrainEvents  # noqa: E402
+from lora_ext.training.inject import attached  # noqa: E402
+from lora_ext.training.network import build_network  # noqa: E402
+from lora_ext.training.run import network_spec, train_lora  # noqa: E402
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+class RssSampler:
+    """Peak resident memory while a block runs, sampled every few milliseconds."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.005)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+def full_sd15_pipeline(device: str):
+    """The SD1.5 architecture (UNet 860M, CLIP-L text, VAE) with random weights; no download."""
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from lora_ext.demo import write_tiny_clip_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        layers_per_block=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+    )
+    tokenizer_dir = write_tiny_clip_tokenizer(Path(tempfile.mkdtemp()) / "tokenizer")
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(str(tokenizer_dir)),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    return pipeline.to(device)
+
+
+def make_images(folder: Path, size: int, count: int = 2) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+        (folder / f"{index}.txt").write_text("a photo, bench", encoding="utf-8")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_loop(host, config: TrainConfig, steps: int) -> list[float]:
+    """UNet forward + backward + optimizer step with the same LoRA on one fixed batch, nothing else."""
+    network = build_network(host.parts(), host.info.family, network_spec(config)).to(host.device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.unet_lr, weight_decay=config.weight_decay)
+    pixels = torch.rand(config.batch_size, 3, config.resolution, config.resolution) * 2 - 1
+    with torch.no_grad():
+        latents = host.encode_images(pixels)
+        conditioning = host.encode_prompts(["a photo, bench"] * config.batch_size)
+    alphas = host.alphas_cumprod.to(host.device)
+    times = []
+    with attached(network, host.parts()):
+        network.train()
+        for _ in range(steps):
+            sync(host.device)
+            started = time.perf_counter()
+            noise = torch.randn_like(latents)
+            timesteps = torch.randint(0, 1000, (latents.shape[0],), device=host.device)
+            alpha = alphas[timesteps].view(-1, 1, 1, 1)
+            noisy = alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+            loss = torch.nn.functional.mse_loss(host.predict(noisy, timesteps, conditioning).float(), noise)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss.item()
+            sync(host.device)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def our_loop(host, config: TrainConfig, out: Path) -> tuple[list[float], float, int]:
+    """Step times, time to first step and peak RSS of ``train_lora``."""
+    stamps: list[float] = []
+    events = TrainEvents(on_progress=lambda info: stamps.append(time.perf_counter()))
+    started = time.perf_counter()
+    with RssSampler() as sampler:
+        train_lora(host, config, events, out=out)
+    step_times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return step_times, stamps[0] - started, sampler.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="full-size SD1.5 architecture (random weights)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--resolution", type=int, default=None, help="default 64 (tiny) or 256 (--full)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternate ours/bare this many times")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    resolution = args.resolution or (256 if args.full else 64)
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    make_images(work / "data" / "1_bench", resolution)
+
+    loaded_at = time.perf_counter()
+    if args.full:
+        host = StandaloneHost(full_sd15_pipeline(args.device), name="sd15-random", lora_dir=work / "Lora")
+    else:
+        from lora_ext.demo import build_tiny_pipeline
+
+        host = StandaloneHost(build_tiny_pipeline("sd1").to(args.device), name="tiny", lora_dir=work / "Lora")
+    load_seconds = time.perf_counter() - loaded_at
+    rss_after_load = rss_bytes()
+    config = TrainConfig(
+        dataset_dir=str(work / "data"),
+        resolution=resolution,
+        min_bucket_reso=64,
+        rank=16,
+        alpha=8.0,
+        max_steps=args.steps,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        train_text_encoder=False,
+        default_repeats=1,
+        max_grad_norm=0.0,
+    )
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    bare_loop(host, config, 3)  # warm-up: allocator, kernels
+    ours: list[float] = []
+    bare: list[float] = []
+    first_step, peak = 0.0, 0
+    for round_index in range(args.rounds):
+        step_times, first, round_peak = our_loop(host, config, work / "Lora" / f"bench{round_index}.safetensors")
+        ours.append(statistics.median(step_times))
+        first_step, peak = (first, round_peak) if round_index == 0 else (min(first_step, first), max(peak, round_peak))
+        bare.append(statistics.median(bare_loop(host, config, args.steps)[1:]))
+    our_step, bare_step = min(ours), min(bare)
+    overhead = our_step / bare_step - 1
+    ratio = peak / rss_after_load
+    gpu = f" gpu_peak_gib={torch.cuda.max_memory_allocated() / 2**30:.2f}" if device.type == "cuda" else ""
+    print(
+        f"model={'sd15-full-random' if args.full else 'tiny'} device={args.device} resolution={resolution} "
+        f"load_s={load_seconds:.1f}"
+    )
+    print(
+        f"RESULT model={'sd15' if args.full else 'tiny'} device={args.device} res={resolution} steps={args.steps} "
+        f"our_step_ms={our_step * 1000:.1f} bare_step_ms={bare_step * 1000:.1f} overhead_pct={overhead * 100:.1f} "
+        f"rss_load_mib={rss_after_load / 2**20:.0f} rss_peak_mib={peak / 2**20:.0f} rss_ratio={ratio:.3f} "
+        f"first_step_s={first_step:.2f}{gpu}"
+    )
+
+
+if __name__ == "__main__":
+    main()
