@@ -104,10 +104,12 @@ def tag_key(tag: str) -> str:
 
 
 def is_excluded(name: str, excluded_keys: frozenset[str]) -> bool:
-    """True when the raw name or its spaced form is in the exclude list (given as keys)."""
-    if not excluded_keys:
-        return False
-    return tag_key(name) in excluded_keys or tag_key(display_name(name)) in excluded_keys
+    """True when the name is in the exclude list (given as keys).
+
+    Keys ignore case and treat ``_`` as a space, so ``long_hair``, ``long hair`` and
+    ``Long Hair`` in the list all exclude the raw name ``long_hair``.
+    """
+    return bool(excluded_keys) and tag_key(name) in excluded_keys
 
 
 def _threshold(probabilities: np.ndarray, fixed: float, use_mcut: bool, floor: float) -> float:
