@@ -187,3 +187,7 @@ def test_impossible_options_are_refused_with_a_sentence(options: dict[str, objec
 def test_tag_lists_split_on_commas() -> None:
     assert split_tag_list(["a, b ,c", "d,,"]) == ("a", "b", "c", "d")
     assert split_tag_list(None) == ()
+
+
+def test_exclude_removes_a_kaomoji_given_as_written() -> None:
+    assert tags_of(probs(smile=0.8, **{"^_^": 0.9}), exclude=("^_^",)) == ["smile"]
