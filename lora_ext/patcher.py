@@ -91,8 +91,11 @@ class AppliedPatches:
                     stats.unchanged += 1
                     continue
                 if state is None:
-                    state = _ParamState(param, param.detach().to(self.backup_device, copy=True))
-                self._merge(state, patches)
+                    # the backup is taken inside the merge (block by block on the fast path)
+                    state = _ParamState(param, torch.empty_like(param, device=self.backup_device))
+                    self._merge(state, patches, take_backup=True)
+                else:
+                    self._merge(state, patches)
                 state.signature = signature
                 state.version, state.data_ptr = param._version, param.data_ptr()
                 self._states[key] = state
@@ -106,8 +109,15 @@ class AppliedPatches:
         return 1
 
     @staticmethod
-    def _merge(state: _ParamState, patches: Sequence[ParamPatch]) -> None:
+    def _merge(state: _ParamState, patches: Sequence[ParamPatch], take_backup: bool = False) -> None:
         param = state.param
+        factors = [patch.adapter.low_rank_factors(patch.multiplier) if patch.rows is None and not patch.is_bias else None
+                   for patch in patches]
+        if param.dim() >= 2 and param.is_contiguous() and all(f is not None for f in factors):
+            _merge_low_rank_in_blocks(param, state.backup, factors, take_backup)  # type: ignore[arg-type]
+            return
+        if take_backup:
+            state.backup.copy_(param.detach())
         work = state.backup.to(param.device, torch.float32, copy=True)
         needs_base = any(patch.adapter.needs_base for patch in patches)
         original = state.backup.to(param.device, torch.float32) if needs_base else work
@@ -136,3 +146,32 @@ class AppliedPatches:
     def invalidate(self) -> None:
         """Forget every backup without writing (the weights were replaced, e.g. a new checkpoint)."""
         self._states.clear()
+
+
+ROW_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of fp32 per block: the block stays in cache from read to write
+
+
+def _merge_low_rank_in_blocks(param: torch.Tensor, backup: torch.Tensor,
+                              factors: Sequence[tuple[torch.Tensor, torch.Tensor, float]], take_backup: bool) -> None:
+    """W = round(W₀ + Σ sᵢ·upᵢ@downᵢ), computed a block of rows at a time.
+
+    Same arithmetic as the general path (fp32 from the backup, one rounding), but the
+    fp32 working copy of a block never leaves the cache, so a merge costs about one
+    read of the backup and one write of the weight. On the first merge the backup is
+    taken block by block in the same pass.
+    """
+    rows = param.shape[0]
+    flat_param = param.view(rows, -1)
+    flat_backup = backup.view(rows, -1)
+    step = max(1, ROW_BLOCK_ELEMENTS // max(1, flat_param.shape[1]))
+    device_factors = [(up.to(param.device), down.to(param.device), scale) for up, down, scale in factors]
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        if take_backup:
+            flat_backup[start:stop].copy_(flat_param[start:stop])
+            work = flat_param[start:stop].to(torch.float32, copy=True)
+        else:
+            work = flat_backup[start:stop].to(param.device, torch.float32, copy=True)
+        for up, down, scale in device_factors:
+            work.addmm_(up[start:stop], down, alpha=scale)
+        flat_param[start:stop].copy_(work)

@@ -63,6 +63,12 @@ class Adapter:
         """``into += delta_weight(base_weight, multiplier)``; formats override this to avoid a temporary."""
         into.add_(self.delta_weight(base_weight, multiplier))
 
+    def low_rank_factors(self, multiplier: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """(up (out, r), down (r, in·k), scale) in fp32 when ΔW = scale·up@down exactly, else None.
+
+        The patcher merges such adapters in row blocks that stay in cache."""
+        return None
+
     def to_state_dict(self) -> dict[str, torch.Tensor]:
         """The adapter as canonical (kohya/LyCORIS) state-dict entries, relative to the module prefix."""
         raise NotImplementedError

@@ -76,6 +76,11 @@ class LoraAdapter(Adapter):
         flat.addmm_(self.up.to(torch.float32).flatten(1), self.down.to(torch.float32).flatten(1),
                     alpha=self.scale * multiplier)
 
+    def low_rank_factors(self, multiplier: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        if self.mid is not None:
+            return None
+        return self.up.to(torch.float32).flatten(1), self.down.to(torch.float32).flatten(1), self.scale * multiplier
+
     def truncated(self, dyn: int | None) -> LoraAdapter:
         if dyn is None or self.mid is not None or dyn >= self.rank or dyn <= 0:
             return self
