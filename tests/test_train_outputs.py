@@ -151,3 +151,30 @@ def test_fp16_with_grad_scaler_on_cuda(make_ldm_host, tmp_path):
         out=tmp_path / "g.safetensors",
     )
     assert result.status == "finished"
+
+
+def test_host_checks_refuse_lowvram_fp8_and_alternate_unets_and_limit_medvram():
+    from lora_ext.training.host_checks import training_capabilities
+
+    assert training_capabilities().can_train and not training_capabilities().reasons
+    for flags, word in (
+        ({"lowvram": True}, "lowvram"),
+        ({"fp8_weights": True}, "fp8"),
+        ({"alternate_unet": "TRT"}, "TRT"),
+    ):
+        capabilities = training_capabilities(**flags)
+        assert not capabilities.can_train and word in " ".join(capabilities.reasons)
+    medvram = training_capabilities(medvram=True)
+    assert medvram.can_train and not medvram.can_train_text_encoder and "medvram" in medvram.reasons[0]
+
+
+def test_medvram_host_refuses_text_encoder_training_but_trains_the_unet(make_ldm_host, tmp_path):
+    from lora_ext.errors import ConfigError
+    from lora_ext.training.host_checks import training_capabilities
+
+    make_dataset(tmp_path / "data", count=1)
+    host = make_ldm_host("sd1")
+    host.capabilities = lambda: training_capabilities(medvram=True)
+    with pytest.raises(ConfigError, match="only the UNet"):
+        train_lora(host, outputs_config(tmp_path / "data", train_text_encoder=True), out=tmp_path / "m.safetensors")
+    assert train_lora(host, outputs_config(tmp_path / "data", max_steps=1), out=tmp_path / "m.safetensors").path
