@@ -64,10 +64,10 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
 
 
 def upright(image: Image.Image) -> Image.Image:
-    """A copy of ``image`` turned upright as its EXIF orientation says."""
+    """``image`` turned upright as its EXIF orientation says (itself when already upright)."""
     orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     if orientation in (None, 1):
-        return image.copy()
+        return image  # fully loaded pixels stay usable after the file is closed; no copy needed
     return ImageOps.exif_transpose(image)
 
 
@@ -105,9 +105,8 @@ def to_model_input(image: Image.Image, side: int) -> np.ndarray:
         rgb = to_rgb_on_white(image)
     except (ValueError, OSError) as error:  # PIL has no conversion for a few exotic modes
         raise _reject(f"unsupported colour mode {image.mode} ({error})") from error
-    square = pad_and_resize(rgb, side)
-    rgb = np.asarray(square, dtype=np.float32)
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    square = np.asarray(pad_and_resize(rgb, side))  # uint8 [side, side, 3], RGB
+    return square[:, :, ::-1].astype(np.float32)  # BGR, contiguous, in one copy
 
 
 def load_model_input(path: Path, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
