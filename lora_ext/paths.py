@@ -32,7 +32,7 @@ def projects_dir() -> Path:
 
 
 def tagger_models_dir() -> Path:
-    return data_dir() / "models" / "tagger"
+    return data_dir() / "models" / "wd14_tagger"
 
 
 def demo_model_dir() -> Path:

@@ -74,12 +74,13 @@ def model_names() -> tuple[str, ...]:
 
 
 def default_model_dir() -> Path:
-    """The standalone app's model folder: ``$TRAIN_TOOLS_TAGGER_DIR`` or the user cache folder."""
+    """The standalone app's model folder: ``$TRAIN_TOOLS_TAGGER_DIR`` or ``models/wd14_tagger`` in the data folder."""
     explicit = os.environ.get("TRAIN_TOOLS_TAGGER_DIR")
     if explicit:
         return Path(explicit).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache).expanduser() / "train-tools" / "wd14_tagger"
+    from lora_ext import paths
+
+    return paths.tagger_models_dir()
 
 
 def folder_files(folder: Path) -> ModelFiles | None:
