@@ -53,7 +53,7 @@ def generate(
         report = loader.last_report
         notes += [message(text, "warn") for text in report.warnings]
         if report.infotext():
-            notes.append(message(report.infotext(), "ok"))
+            notes.append(message(f"Lora hashes: {report.infotext()}", "ok"))
     return {"gen_image": image, "gen_info": "".join(notes) or message("No <lora:…> token in the prompt.")}
 
 

@@ -45,10 +45,16 @@ def message(text: str, kind: str = "info") -> str:
 
 
 def _map_outputs(result: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -> dict[Any, Any]:
-    if result is None:
-        return {}
-    unknown = set(result) - set(outputs)
+    """``{name: value}`` → ``{component: value}``; nothing to change → "no change" for every output.
+
+    (Gradio reads an empty dict as one value, not as "no outputs".)
+    """
+    import gradio as gr
+
+    unknown = set(result or {}) - set(outputs)
     assert not unknown, f"handler returned outputs that are not wired: {sorted(unknown)}"
+    if not result:
+        return {component: gr.update() for component in outputs.values()}
     return {outputs[name]: value for name, value in result.items()}
 
 

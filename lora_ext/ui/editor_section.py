@@ -238,7 +238,7 @@ def build_gallery(ctx: Context, ui: Registry) -> None:
 
     with gr.Row():
         with gr.Column(scale=3):
-            ui["gallery_note"] = gr.HTML()
+            ui["gallery_note"] = gr.HTML(elem_id="train_tools_gallery_note")
             ui["gallery"] = gr.Gallery(
                 label="Images and captions",
                 elem_id="train_tools_gallery",

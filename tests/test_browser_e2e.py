@@ -1,0 +1,290 @@
+"""The whole flow in a real headless Chromium against the standalone app on the demo model and a tiny tagger.
+
+Japanese project → drop 3 images (one broken) → skip report → auto-tag → remove a
+tag and undo (Ctrl+Z) → train 4 steps at 64 px with progress → the LoRA is in the
+Lora folder → Generate with ``<lora:name:0.8>`` differs from weight 0. A
+screenshot of each step goes to ``artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from ui_fixtures import write_images, write_tagger
+from webui import REPO
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO / "artifacts" / "browser"
+PROJECT = "猫のテスト"
+LORA = f"{PROJECT}_v1"
+BUDGET_SECONDS = 240
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def home() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="train-tools-e2e-"))
+    write_tagger(folder / "models" / "tagger")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "TRAIN_TOOLS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    log = open(home / "server.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lora_ext", "ui", "--port", str(port), "--device", "cpu"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert process.poll() is None, (home / "server.log").read_text("utf-8")
+            try:
+                urllib.request.urlopen(f"{url}/config", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not start: " + (home / "server.log").read_text("utf-8"))
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(home / "server.log", ARTIFACTS / "server.log")
+
+
+@pytest.fixture(scope="module")
+def browser(home: Path) -> Iterator[object]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("Debian chromium + chromium-driver are not installed (make setup-test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--force-device-scale-factor=1",
+        "--window-size=1400,2200",
+        "--lang=en-US",
+        f"--user-data-dir={home / 'chrome-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_window_size(1400, 2200)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """Small helpers over Selenium for Gradio 3 components found by elem_id."""
+
+    def __init__(self, driver) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver = driver
+        self.by = By
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def find(self, css: str):
+        return self.driver.find_element(self.by.CSS_SELECTOR, css)
+
+    def text(self, elem_id: str) -> str:
+        return self.find(f"#{elem_id}").text
+
+    def wait(self, condition: Callable[[], object], what: str, timeout: float = 90) -> object:
+        deadline = time.time() + timeout
+        last_error: Exception | None = None
+        while time.time() < deadline:
+            try:
+                value = condition()
+                if value:
+                    return value
+            except Exception as error:  # noqa: BLE001 - elements come and go while Gradio re-renders
+                last_error = error
+            time.sleep(0.25)
+        self.shot("timeout")
+        raise AssertionError(f"timed out waiting for {what} ({last_error})")
+
+    def wait_text(self, elem_id: str, needle: str, timeout: float = 90) -> None:
+        self.wait(lambda: needle in self.text(elem_id), f"{needle!r} in #{elem_id}", timeout)
+
+    def fill(self, elem_id: str, value: str) -> None:
+        box = self.find(f"#{elem_id} textarea, #{elem_id} input")
+        box.clear()
+        box.send_keys(value)
+        box.send_keys("\t")  # blur: Gradio 3 commits Number values on change
+
+    def click(self, elem_id: str) -> None:
+        element = self.find(f"#{elem_id}")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        element.click()
+
+    def choose(self, elem_id: str, value: str) -> None:
+        self.click(elem_id)
+        self.find(f"#{elem_id} input").click()
+        option = self.wait(
+            lambda: self.find(f"#{elem_id} li[data-value='{value}']"), f"option {value} in #{elem_id}", 10
+        )
+        option.click()
+
+    def shot(self, name: str, elem_id: str | None = None) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        if elem_id:
+            element = self.find(f"#{elem_id}")
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", element)
+            element.screenshot(str(path))
+        else:
+            self.driver.save_screenshot(str(path))
+        return path
+
+
+def _image_src(page: Page) -> str:
+    return page.find("#train_tools_gen_image img").get_attribute("src") or ""
+
+
+def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    started = time.time()
+    page = Page(browser)
+    browser.get(server)
+    page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
+    page.shot("01-start")
+
+    # 1. A project with a Japanese name.
+    page.fill("train_tools_name", PROJECT)
+    page.click("train_tools_create_project")
+    page.wait_text("train_tools_project_status", f"Created project {PROJECT}")
+    assert page.find("#train_tools_project input").get_attribute("value") == PROJECT
+    page.shot("02-project", "train_tools_section_project")
+
+    # 2. Drop three images, one of them broken: the report names the skipped file and why.
+    files = write_images(tmp_path / "drop")
+    page.find("#train_tools_drop input[type=file]").send_keys("\n".join(str(path) for path in files))
+    page.wait_text("train_tools_report", "2 image(s) added, 1 skipped")
+    report = page.text("train_tools_report")
+    assert "broken.png" in report and "Skipped" in report
+    page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")
+    page.shot("03-dataset-report", "train_tools_section_dataset")
+
+    # 3. Auto-tag with the tiny tagger (local folders come first in the model list).
+    assert page.find("#train_tools_tag_model input").get_attribute("value") == "tiny-tagger"
+    page.click("train_tools_run_tagging")
+    page.wait_text("train_tools_tag_progress", "Auto-tagging finished")
+    page.wait(lambda: page.find("#train_tools_chips .tt-chip[data-tag='red theme']"), "the red theme chip")
+    page.shot("04-tagged", "train_tools_section_tagger")
+
+    # 4. Remove a tag in the editor, then undo with Ctrl+Z (javascript/train_tools.js).
+    chip = "#train_tools_chips .tt-chip[data-tag='red theme']"
+    page.fill("train_tools_tags_text", "red theme")
+    page.click("train_tools_remove_tags")
+    page.wait(lambda: not browser.find_elements(page.by.CSS_SELECTOR, chip), "the tag to disappear")
+    page.wait_text("train_tools_editor_state", "1 unsaved")
+    page.shot("05-tag-removed", "train_tools_section_editor")
+    browser.execute_script("document.activeElement && document.activeElement.blur();")  # not in a text box
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    page.wait(lambda: browser.find_elements(page.by.CSS_SELECTOR, chip), "Ctrl+Z to bring the tag back")
+    page.wait_text("train_tools_editor_state", "undid remove red theme")
+    # A chip click filters the gallery (JS fills the filter box and presses Apply filter).
+    page.find("#train_tools_chips .tt-chip[data-tag='blue theme']").click()
+    page.wait_text("train_tools_gallery_note", "Showing 1 of 1 images (filtered from 2)")
+    page.find("#train_tools_chips .tt-chip[data-tag='blue theme']").click()
+    page.wait_text("train_tools_gallery_note", "Showing 2 of 2 images")
+    page.shot("06-editor", "train_tools_section_editor")
+
+    # 5. Train 4 steps at 64 px with the fast-test preset; progress is visible while it runs.
+    page.choose("train_tools_preset", "fast-test")
+    page.wait(
+        lambda: page.find("#train_tools_cfg_resolution input").get_attribute("value") == "64", "the preset values"
+    )
+    page.fill("train_tools_cfg_max_steps", "4")
+    page.wait_text("train_tools_plan", "max steps 4")
+    page.click("train_tools_start_training")
+    page.wait_text("train_tools_train_progress", "Training:", 60)
+    page.shot("07-training", "train_tools_section_train")
+    page.wait_text("train_tools_train_progress", "Finished: 4 steps", 150)
+    page.shot("08-trained", "train_tools_section_train")
+
+    # 6. The LoRA is in the Lora folder and the result shows it with its prompt token.
+    lora_file = home / "models" / "Lora" / f"{LORA}.safetensors"
+    assert lora_file.is_file() and lora_file.stat().st_size > 0
+    page.wait(
+        lambda: (
+            page.find("#train_tools_lora_token input, #train_tools_lora_token textarea").get_attribute("value")
+            == f"<lora:{LORA}:0.8>"
+        ),
+        "the prompt token",
+    )
+    assert f"{LORA}.safetensors" in page.text("train_tools_result_files")
+    page.shot("09-result", "train_tools_section_result")
+
+    # 7. Generate with <lora:name:0.8> and with weight 0: the images differ.
+    tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Generate"][0]
+    tab.click()
+    page.wait(lambda: page.find("#train_tools_gen_button").is_displayed(), "the Generate tab")
+    for elem_id, value in (
+        ("train_tools_gen_steps", "4"),
+        ("train_tools_gen_width", "64"),
+        ("train_tools_gen_height", "64"),
+    ):
+        box = page.find(f"#{elem_id} input[type=number]")
+        box.clear()
+        box.send_keys(value, Keys.TAB)
+    images = {}
+    for weight in ("0.8", "0"):
+        page.fill("train_tools_gen_prompt", f"1girl, red theme <lora:{LORA}:{weight}>")
+        before = _image_src(page) if browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gen_image img") else ""
+        page.click("train_tools_gen_button")
+        page.wait(
+            lambda before=before: (
+                browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gen_image img") and _image_src(page) != before
+            ),
+            f"an image at weight {weight}",
+            90,
+        )
+        images[weight] = _image_src(page)
+        if weight == "0.8":
+            assert LORA in page.text("train_tools_gen_info"), page.text("train_tools_gen_info")
+            page.shot("10-generate", "train_tools_generate")
+    assert images["0.8"] != images["0"]
+    elapsed = time.time() - started
+    assert elapsed < BUDGET_SECONDS, f"the browser flow took {elapsed:.0f} s"
