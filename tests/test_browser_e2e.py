@@ -42,7 +42,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def home() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="train-tools-e2e-"))
-    write_tagger(folder / "models" / "tagger")
+    write_tagger(folder / "models" / "wd14_tagger")  # the standalone app's tagger folder (lora_ext.paths)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -51,6 +51,7 @@ def home() -> Iterator[Path]:
 def server(home: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "TRAIN_TOOLS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("TRAIN_TOOLS_TAGGER_DIR", None)
     log = open(home / "server.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [sys.executable, "-m", "lora_ext", "ui", "--port", str(port), "--device", "cpu"],

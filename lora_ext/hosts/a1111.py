@@ -8,7 +8,10 @@ any time.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import GenerationRequest, HostCapabilities
@@ -84,6 +87,28 @@ class A1111Host(LdmHost):
             capabilities.reasons.append("--medvram: the text encoder cannot be trained (UNet-only training works)")
         return capabilities
 
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A value from the WebUI's Settings (its default when unset), read on each use."""
+        shared, *_ = _webui()
+        return getattr(shared.opts, key, default)
+
+    @contextlib.contextmanager
+    def exclusive(self, job: str) -> Iterator[WebUIJob]:
+        """Hold the WebUI's queue lock and ``shared.state`` for a UI job (test generations):
+
+        generation and checkpoint switches wait for it, the progress shows in the
+        WebUI's own progress API, and the Interrupt button stops it.
+        """
+        from modules import call_queue
+
+        shared, *_ = _webui()
+        with call_queue.queue_lock:
+            shared.state.begin(job=f"train_tools: {job}")
+            try:
+                yield WebUIJob(shared.state)
+            finally:
+                shared.state.end()
+
     def generate(self, request: GenerationRequest) -> list:
         """Images from the WebUI's own pipeline; ``<lora:…>`` is handled by whichever loader owns it.
 
@@ -116,6 +141,21 @@ class A1111Host(LdmHost):
         return list(processed.images)
 
 
+class WebUIJob:
+    """What a UI job sees of ``shared.state`` while it holds the queue lock."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def interrupted(self) -> bool:
+        return bool(self.state.interrupted)
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        self.state.job_count = total
+        self.state.job_no = done
+        self.state.textinfo = text
+
+
 LORA_LOADER_CHOICES = ("Train Tools", "Built-in")
 
 
@@ -137,7 +177,7 @@ def register_settings() -> None:
         {"choices": list(LORA_LOADER_CHOICES)},
         info="Train Tools: more formats, block weights, exact fast switching; Built-in: the WebUI's own Lora",
     )
-    add("train_tools_tagger_dir", "", "Tagger model folder (empty: models/TaggerOnnx)")
+    add("train_tools_tagger_dir", "", "Tagger model folder (empty: models/wd14_tagger)")
     add("train_tools_default_preset", "auto", "Default training preset ('auto' picks by model family)")
     add("train_tools_gradient_checkpointing", True, "Gradient checkpointing while training (less VRAM, ~20% slower)")
     add("train_tools_cache_latents_to_disk", True, "Cache training latents on disk")

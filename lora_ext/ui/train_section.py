@@ -150,7 +150,10 @@ def start_training_job(
             hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
         return train_lora(host, config, _events(job), out=out, resume=resume)
 
-    return ctx.jobs.start("Training", work), config
+    # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
+    # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
+    lock_host = None if hasattr(host, "training_session") else host
+    return ctx.jobs.start("Training", work, lock_host), config
 
 
 def start_training(

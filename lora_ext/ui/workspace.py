@@ -38,7 +38,9 @@ class Workspace:
 
     @classmethod
     def standalone(cls) -> Workspace:
-        return cls(paths.projects_dir(), paths.tagger_models_dir())
+        from lora_ext.tagger.models import default_model_dir
+
+        return cls(paths.projects_dir(), default_model_dir())
 
     @classmethod
     def for_host(cls, host: Host) -> Workspace:
@@ -48,7 +50,7 @@ class Workspace:
             return cls.standalone()
         setting = getattr(host, "setting", None) or _no_settings
         models = Path(getattr(host, "models_dir", Path(outputs).parent))
-        return cls(Path(outputs) / "projects", models / "TaggerOnnx", setting)
+        return cls(Path(outputs) / "projects", models / "wd14_tagger", setting)
 
     @property
     def tagger_dir(self) -> Path:

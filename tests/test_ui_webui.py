@@ -1,0 +1,183 @@
+"""The tab and the REST API inside the (fake) WebUI: built under gradio 3.41.2, registered, answering,
+refusing without auth when ``--api-auth`` is set, and long jobs holding the WebUI's queue lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from ui_fixtures import write_images, write_tagger
+from webui import load_script, reset_fake_webui
+
+
+@pytest.fixture
+def webui(make_ldm_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    reset_fake_webui()
+    from modules import paths, script_callbacks, sd_models, shared
+
+    monkeypatch.setattr(paths, "data_path", str(tmp_path / "webui"))
+    monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui" / "models"))
+    monkeypatch.setattr(shared.cmd_opts, "lora_dir", str(tmp_path / "webui" / "models" / "Lora"))
+    model = make_ldm_model("sd1")
+    model.sd_checkpoint_info = sd_models.CheckpointInfo(
+        "/m/tiny.safetensors", "tiny", shorthash="abcdef1234", hash="1234abcd"
+    )
+    model.sd_model_hash = "abcdef1234"
+    shared.sd_model = model
+    yield shared, script_callbacks
+    reset_fake_webui()
+
+
+def _elem_ids(blocks) -> set[str]:
+    return {block.elem_id for block in blocks.blocks.values() if getattr(block, "elem_id", None)}
+
+
+def test_tab_settings_and_sections_register_in_the_webui(webui) -> None:
+    import gradio as gr
+
+    shared, callbacks = webui
+    load_script()
+    callbacks.ui_settings_callback()
+    for key in ("train_tools_lora_loader", "train_tools_tagger_dir", "train_tools_default_preset"):
+        assert key in shared.opts.data_labels
+    ((blocks, title, elem_id),) = callbacks.ui_tabs_callback()
+    assert gr.__version__ == "3.41.2" and isinstance(blocks, gr.Blocks)
+    assert (title, elem_id) == ("Train Tools", "train_tools")
+    ids = _elem_ids(blocks)
+    for wanted in (
+        "train_tools",
+        "train_tools_create_project",
+        "train_tools_drop",
+        "train_tools_run_tagging",
+        "train_tools_chips",
+        "train_tools_undo",
+        "train_tools_start_training",
+        "train_tools_loss_plot",
+        "train_tools_lora_token",
+        "train_tools_compare",
+    ):
+        assert wanted in ids, wanted
+    assert "**Model:** tiny (family `sd1`" in blocks.blocks[_find(blocks, "train_tools_model")].value
+
+
+def _find(blocks, elem_id: str) -> int:
+    return next(key for key, block in blocks.blocks.items() if getattr(block, "elem_id", None) == elem_id)
+
+
+def _client(callbacks):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    callbacks.app_started_callback(None, app)
+    return TestClient(app)
+
+
+ROUTES = [
+    ("get", "/train-tools/v1/host", None),
+    ("get", "/train-tools/v1/projects", None),
+    ("post", "/train-tools/v1/projects", {"name": "x"}),
+    ("post", "/train-tools/v1/projects/x/versions", {"name": "v2"}),
+    ("get", "/train-tools/v1/projects/x/versions/v1", None),
+    ("post", "/train-tools/v1/projects/x/versions/v1/ingest", {"paths": []}),
+    ("post", "/train-tools/v1/projects/x/versions/v1/tag", {}),
+    ("post", "/train-tools/v1/projects/x/versions/v1/train", {}),
+    ("get", "/train-tools/v1/train/status", None),
+    ("post", "/train-tools/v1/train/cancel", None),
+    ("get", "/train-tools/v1/jobs/current", None),
+    ("get", "/train-tools/v1/loras", None),
+    ("get", "/train-tools/v1/loras/some-name", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_every_api_route_refuses_without_auth_when_api_auth_is_set(webui, method: str, path: str, body) -> None:
+    shared, callbacks = webui
+    shared.cmd_opts.api_auth = "alice:secret"
+    load_script()
+    client = _client(callbacks)
+    call = getattr(client, method)
+    kwargs = {"json": body} if body is not None else {}
+    assert call(path, **kwargs).status_code == 401
+    assert call(path, auth=("alice", "wrong"), **kwargs).status_code == 401
+    assert call(path, auth=("alice", "secret"), **kwargs).status_code != 401
+
+
+def _wait_for_job(client, auth=None, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.get("/train-tools/v1/jobs/current", auth=auth).json()
+        if not status["running"]:
+            return status
+        time.sleep(0.2)
+    raise AssertionError("the job did not finish")
+
+
+def test_api_runs_the_flow_projects_ingest_tag_train_and_lists_the_lora(webui, tmp_path: Path) -> None:
+    shared, callbacks = webui
+    shared.opts.train_tools_tagger_dir = str(tmp_path / "taggers")
+    write_tagger(tmp_path / "taggers")
+    load_script()
+    client = _client(callbacks)
+    assert client.post("/train-tools/v1/projects", json={"name": "犬"}).json() == {"name": "犬", "versions": ["v1"]}
+    assert client.post("/train-tools/v1/projects", json={"name": "a/b"}).status_code == 400
+    images = [str(path) for path in write_images(tmp_path / "drop")]
+    ingested = client.post("/train-tools/v1/projects/犬/versions/v1/ingest", json={"paths": images}).json()
+    assert ingested["summary"].startswith("2 image(s) added, 1 skipped")
+    assert ingested["skipped"][0]["source"].endswith("broken.png")
+    started = client.post("/train-tools/v1/projects/犬/versions/v1/tag", json={"model": "tiny-tagger"})
+    assert started.status_code == 200 and started.json()["name"] == "Auto-tagging"
+    tagged = _wait_for_job(client)
+    assert tagged["result"]["tagged"] == 2, tagged
+    captions = client.get("/train-tools/v1/projects/犬/versions/v1").json()["captions"]
+    assert "red theme" in captions["red.png"]
+    body = {"preset": "fast-test", "max_steps": 2, "output_name": "dog"}
+    started = client.post("/train-tools/v1/projects/犬/versions/v1/train", json=body).json()
+    assert started["output_name"] == "dog"
+    trained = _wait_for_job(client, timeout=300)
+    assert trained["result"]["status"] == "finished", trained
+    assert trained["training"]["step"] == 2
+    (entry,) = client.get("/train-tools/v1/loras").json()
+    assert entry["name"] == "dog" and entry["prompt"] == "<lora:dog:0.8>"
+    inspected = client.get("/train-tools/v1/loras/dog").json()
+    assert inspected["base_model"] == "sd1" and inspected["modules"] > 0
+    assert client.get("/train-tools/v1/loras/nothing").status_code == 404
+
+
+def test_api_refuses_a_second_job_and_unknown_options(webui, tmp_path: Path) -> None:
+    _, callbacks = webui
+    load_script()
+    client = _client(callbacks)
+    client.post("/train-tools/v1/projects", json={"name": "p"})
+    bad = client.post("/train-tools/v1/projects/p/versions/v1/tag", json={"model": "x", "colour": "red"})
+    assert bad.status_code == 409 and "unknown tagging options: colour" in bad.json()["detail"]
+    bad = client.post("/train-tools/v1/projects/p/versions/v1/train", json={"rank": "lots"})
+    assert bad.status_code == 409 and "rank" in bad.json()["detail"]
+
+
+def test_ui_jobs_hold_the_queue_lock_and_stop_on_interrupt(webui) -> None:
+    from modules import call_queue
+
+    from lora_ext.hosts.a1111 import A1111Host
+    from lora_ext.ui.jobs import JobRunner
+
+    shared, _ = webui
+    inside = threading.Event()
+
+    def work(job) -> int:
+        inside.set()
+        steps = 0
+        while not job.cancelled():
+            job.report(steps, 100, "working")
+            steps += 1
+            time.sleep(0.01)
+        return steps
+
+    job = JobRunner().start("Test generation", work, A1111Host())
+    assert inside.wait(10)
+    assert call_queue.queue_lock.locked() and shared.state.job.startswith("train_tools")
+    shared.state.interrupt()  # the WebUI's Interrupt button
+    assert job.finished_event.wait(10) and job.error is None
+    assert not call_queue.queue_lock.locked() and shared.state.job == ""
