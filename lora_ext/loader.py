@@ -71,8 +71,11 @@ class LoadReport:
 
     def infotext(self) -> str:
         """The value A1111 writes as "Lora hashes": ``name: hash, name: hash``."""
-        return ", ".join(f"{f.name.replace(':', '').replace(',', '')}: {f.short_hash}"
-                         for f in self.files if f.applied and f.short_hash)
+        return ", ".join(
+            f"{f.name.replace(':', '').replace(',', '')}: {f.short_hash}"
+            for f in self.files
+            if f.applied and f.short_hash
+        )
 
 
 def _sd_version(metadata: dict[str, str]) -> str:
@@ -100,8 +103,16 @@ def scan_lora_dirs(dirs: Sequence[Path], allow_pickle: bool = False) -> list[Lor
                 except LoraExtError:
                     metadata = {}
             relative = path.relative_to(root).with_suffix("").as_posix()
-            entries.append(LoraEntry(path.stem, relative, metadata.get("ss_output_name") or path.stem, path,
-                                     _sd_version(metadata), metadata))
+            entries.append(
+                LoraEntry(
+                    path.stem,
+                    relative,
+                    metadata.get("ss_output_name") or path.stem,
+                    path,
+                    _sd_version(metadata),
+                    metadata,
+                )
+            )
     return entries
 
 
@@ -248,8 +259,16 @@ class NetworkLoader:
         stat = os.stat(self.presets_path)
         return (stat.st_mtime_ns, stat.st_size)
 
-    def _collect(self, spec: NetworkSpec, entry: LoraEntry | None, parts: ModelParts, keymap: KeyMap,
-                 user_presets, wanted, warnings: list[str]) -> FileReport:
+    def _collect(
+        self,
+        spec: NetworkSpec,
+        entry: LoraEntry | None,
+        parts: ModelParts,
+        keymap: KeyMap,
+        user_presets,
+        wanted,
+        warnings: list[str],
+    ) -> FileReport:
         report = FileReport(name=spec.name)
         if entry is None:
             report.skipped = "not found"
@@ -267,8 +286,10 @@ class NetworkLoader:
             warnings.append(f"LoRA {spec.name}: bundled embeddings ignored: {', '.join(report.bundled_embeddings)}")
         if incompatible(parsed.detection, keymap.family):
             report.skipped = f"made for {parsed.detection.family}, the model is {keymap.family}"
-            warnings.append(f"LoRA {spec.name} skipped: it was made for {parsed.detection.family.upper()} "
-                            f"but the loaded model is {keymap.family.upper()}")
+            warnings.append(
+                f"LoRA {spec.name} skipped: it was made for {parsed.detection.family.upper()} "
+                f"but the loaded model is {keymap.family.upper()}"
+            )
             return report
         matched = []
         for prefix, adapter in parsed.adapters.items():
@@ -282,14 +303,18 @@ class NetworkLoader:
         report.unmatched_keys += parsed.unparsed_keys
         if not matched or len(report.shape_mismatches) > len(matched):
             report.skipped = "matches no module of this model" if not report.shape_mismatches else "shape mismatch"
-            warnings.append(f"LoRA {spec.name} skipped: {len(matched)} modules match and "
-                            f"{len(report.shape_mismatches)} have the wrong shape for this {keymap.family.upper()} "
-                            f"model (made for another base model?)")
+            warnings.append(
+                f"LoRA {spec.name} skipped: {len(matched)} modules match and "
+                f"{len(report.shape_mismatches)} have the wrong shape for this {keymap.family.upper()} "
+                f"model (made for another base model?)"
+            )
             return report
         if report.unmatched_keys or report.shape_mismatches:
             examples = ", ".join((report.unmatched_keys + report.shape_mismatches)[:UNMATCHED_EXAMPLES])
-            warnings.append(f"LoRA {spec.name}: {len(report.unmatched_keys)} keys unmatched and "
-                            f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})")
+            warnings.append(
+                f"LoRA {spec.name}: {len(report.unmatched_keys)} keys unmatched and "
+                f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})"
+            )
         blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings) if spec.lbw else None
         for prefix, target, adapter in matched:
             multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
@@ -302,9 +327,12 @@ class NetworkLoader:
             weight, bias = self._param(parts, target)
             source = (parsed.identity, prefix, spec.dyn)
             wanted.setdefault(id(weight), (weight, []))[1].append(
-                ParamPatch(adapter, multiplier, target.rows, False, source))
+                ParamPatch(adapter, multiplier, target.rows, False, source)
+            )
             if adapter.has_bias and bias is not None:
-                wanted.setdefault(id(bias), (bias, []))[1].append(ParamPatch(adapter, multiplier, target.rows, True, source))
+                wanted.setdefault(id(bias), (bias, []))[1].append(
+                    ParamPatch(adapter, multiplier, target.rows, True, source)
+                )
         report.short_hash = self._short_hash(parsed.identity, entry.path, parsed.metadata)
         return report
 

@@ -73,8 +73,13 @@ def parse_lora_argument(text: str) -> MergeSource:
     return MergeSource(Path(text), 1.0)
 
 
-def _plan(base_keys: dict[str, tuple[int, ...]], sources: Sequence[MergeSource], allow_pickle: bool,
-          warn: Callable[[str], None], summary: MergeSummary) -> dict[str, list[_Patch]]:
+def _plan(
+    base_keys: dict[str, tuple[int, ...]],
+    sources: Sequence[MergeSource],
+    allow_pickle: bool,
+    warn: Callable[[str], None],
+    summary: MergeSummary,
+) -> dict[str, list[_Patch]]:
     entries, prefixes = entries_from_checkpoint(base_keys)
     keymap = build_keymap(entries, "ldm")
     summary.family = keymap.family
@@ -84,8 +89,9 @@ def _plan(base_keys: dict[str, tuple[int, ...]], sources: Sequence[MergeSource],
         parsed = parse_lora(tensors, metadata, path=source.path)
         name = source.path.name
         if incompatible(parsed.detection, keymap.family):
-            raise IncompatibleBaseModel(f"{name} was made for {parsed.detection.family.upper()} but the base is "
-                                        f"{keymap.family.upper()}")
+            raise IncompatibleBaseModel(
+                f"{name} was made for {parsed.detection.family.upper()} but the base is {keymap.family.upper()}"
+            )
         unmatched = list(parsed.unparsed_keys)
         matched = 0
         for prefix, adapter in parsed.adapters.items():
@@ -94,10 +100,12 @@ def _plan(base_keys: dict[str, tuple[int, ...]], sources: Sequence[MergeSource],
                 unmatched += parsed.source_keys[prefix]
                 continue
             if not adapter.fits(target.shape):
-                raise IncompatibleBaseModel(f"{name}: module {prefix} does not fit the base weight "
-                                            f"{'.'.join([target.module, target.weight_attr])} of shape "
-                                            f"{tuple(target.shape)} (shape mismatch)",
-                                            hint="the LoRA was made for another base model")
+                raise IncompatibleBaseModel(
+                    f"{name}: module {prefix} does not fit the base weight "
+                    f"{'.'.join([target.module, target.weight_attr])} of shape "
+                    f"{tuple(target.shape)} (shape mismatch)",
+                    hint="the LoRA was made for another base model",
+                )
             key = f"{prefixes[target.part]}{target.module}.{target.weight_attr}"
             plan.setdefault(key, []).append(_Patch(adapter, source.weight, target.rows, False))
             if adapter.has_bias and target.bias_attr:
@@ -105,12 +113,16 @@ def _plan(base_keys: dict[str, tuple[int, ...]], sources: Sequence[MergeSource],
                 plan.setdefault(bias_key, []).append(_Patch(adapter, source.weight, target.rows, True))
             matched += 1
         if matched == 0:
-            raise IncompatibleBaseModel(f"{name} matches nothing in the base checkpoint ({len(unmatched)} keys, "
-                                        f"e.g. {', '.join(sorted(unmatched)[:3])})",
-                                        hint="check that the LoRA and the checkpoint are for the same model family")
+            raise IncompatibleBaseModel(
+                f"{name} matches nothing in the base checkpoint ({len(unmatched)} keys, "
+                f"e.g. {', '.join(sorted(unmatched)[:3])})",
+                hint="check that the LoRA and the checkpoint are for the same model family",
+            )
         if unmatched:
-            warn(f"{name}: {len(unmatched)} keys matched nothing in the base and were ignored "
-                 f"(e.g. {', '.join(sorted(unmatched)[:3])})")
+            warn(
+                f"{name}: {len(unmatched)} keys matched nothing in the base and were ignored "
+                f"(e.g. {', '.join(sorted(unmatched)[:3])})"
+            )
         summary.matched[name] = matched
         summary.unmatched[name] = sorted(unmatched)
     return plan
@@ -133,8 +145,14 @@ def _merged(original: torch.Tensor, patches: Sequence[_Patch], out_dtype: torch.
     return work.to(out_dtype)
 
 
-def merge_checkpoint(base: Path, sources: Sequence[MergeSource], out: Path, save_dtype: torch.dtype | None = None,
-                     allow_pickle: bool = False, warn: Callable[[str], None] = lambda message: None) -> MergeSummary:
+def merge_checkpoint(
+    base: Path,
+    sources: Sequence[MergeSource],
+    out: Path,
+    save_dtype: torch.dtype | None = None,
+    allow_pickle: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> MergeSummary:
     """Write ``out`` = ``base`` with every source LoRA baked in."""
     base, out = Path(base), Path(out)
     if not is_safetensors(base):
@@ -153,8 +171,11 @@ def merge_checkpoint(base: Path, sources: Sequence[MergeSource], out: Path, save
         dtype_label = info.dtype
         if key in plan and save_dtype is not None:
             dtype_label = dtype_name(save_dtype)
-        size = (info.end - info.begin) if dtype_label == info.dtype else \
-            _numel(info.shape) * torch.empty((), dtype=torch_dtype(dtype_label)).element_size()
+        size = (
+            (info.end - info.begin)
+            if dtype_label == info.dtype
+            else _numel(info.shape) * torch.empty((), dtype=torch_dtype(dtype_label)).element_size()
+        )
         layout[key] = {"dtype": dtype_label, "shape": list(info.shape), "data_offsets": [offset, offset + size]}
         offset += size
     header_json = dict(layout)

@@ -23,8 +23,25 @@ TOKEN = re.compile(r"<(lora|lyco):([^>]*)>")
 
 # LBW block ids per list length (reference §3.2). BASE = every text-encoder module.
 BLOCK_IDS: dict[int, tuple[str, ...]] = {
-    17: ("BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "M00", "OUT03", "OUT04", "OUT05", "OUT06", "OUT07",
-         "OUT08", "OUT09", "OUT10", "OUT11"),
+    17: (
+        "BASE",
+        "IN01",
+        "IN02",
+        "IN04",
+        "IN05",
+        "IN07",
+        "IN08",
+        "M00",
+        "OUT03",
+        "OUT04",
+        "OUT05",
+        "OUT06",
+        "OUT07",
+        "OUT08",
+        "OUT09",
+        "OUT10",
+        "OUT11",
+    ),
     26: ("BASE", *(f"IN{i:02d}" for i in range(12)), "M00", *(f"OUT{i:02d}" for i in range(12))),
     12: ("BASE", "IN04", "IN05", "IN07", "IN08", "M00", "OUT00", "OUT01", "OUT02", "OUT03", "OUT04", "OUT05"),
     20: ("BASE", *(f"IN{i:02d}" for i in range(9)), "M00", *(f"OUT{i:02d}" for i in range(9))),
@@ -39,7 +56,9 @@ def _ones(count: int, value: float = 1.0) -> tuple[float, ...]:
 # hako-mikan's DEF_WEIGHT_PRESET (17 values, SD1/SD2) and the same block groups in SDXL's 12 attention blocks.
 PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
     "sd": {
-        "NONE": _ones(17, 0.0), "ALL": _ones(17), "ALL0.5": _ones(17, 0.5),
+        "NONE": _ones(17, 0.0),
+        "ALL": _ones(17),
+        "ALL0.5": _ones(17, 0.5),
         "INS": (1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         "IND": (1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         "INALL": (1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
@@ -49,7 +68,9 @@ PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
         "OUTALL": (1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1),
     },
     "sdxl": {
-        "NONE": _ones(12, 0.0), "ALL": _ones(12), "ALL0.5": _ones(12, 0.5),
+        "NONE": _ones(12, 0.0),
+        "ALL": _ones(12),
+        "ALL0.5": _ones(12, 0.5),
         "INS": (1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         "IND": (1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0),
         "INALL": (1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0),
@@ -135,8 +156,13 @@ def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | Non
     lbw = named.get("lbw", named.get("w"))
     te = float(values.get("te", 1.0))
     unet = values.get("unet")
-    return NetworkSpec(name=name, te=te, unet=None if unet is None else float(unet),
-                       dyn=None if values.get("dyn") is None else int(values["dyn"]), lbw=lbw or None)
+    return NetworkSpec(
+        name=name,
+        te=te,
+        unet=None if unet is None else float(unet),
+        dyn=None if values.get("dyn") is None else int(values["dyn"]),
+        lbw=lbw or None,
+    )
 
 
 def parse_prompt(prompt: str) -> ParsedPrompt:
@@ -167,8 +193,12 @@ def read_user_presets(path: str | os.PathLike[str] | None) -> dict[str, tuple[fl
     return presets
 
 
-def block_weights(value: str, family: str, user_presets: Mapping[str, tuple[float, ...]] | None = None,
-                  warnings: list[str] | None = None) -> BlockWeights | None:
+def block_weights(
+    value: str,
+    family: str,
+    user_presets: Mapping[str, tuple[float, ...]] | None = None,
+    warnings: list[str] | None = None,
+) -> BlockWeights | None:
     """Resolve an ``lbw=`` value (preset or list) for a model family; None (and a warning) if unusable."""
     warnings = warnings if warnings is not None else []
     family_key = "sdxl" if family == "sdxl" else "sd"
@@ -182,7 +212,9 @@ def block_weights(value: str, family: str, user_presets: Mapping[str, tuple[floa
             return None
     lengths = LENGTHS_FOR.get(family, (17, 26))
     if len(values) not in lengths:
-        warnings.append(f"lbw={value}: {len(values)} values, but a {family} model takes "
-                        f"{' or '.join(map(str, lengths))}; block weights ignored")
+        warnings.append(
+            f"lbw={value}: {len(values)} values, but a {family} model takes "
+            f"{' or '.join(map(str, lengths))}; block weights ignored"
+        )
         return None
     return BlockWeights(dict(zip(BLOCK_IDS[len(values)], values, strict=True)))

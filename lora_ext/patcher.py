@@ -10,8 +10,9 @@ ever undone by subtraction, which drifts (reference §4.5).
 Each parameter remembers the patch set it holds (its *signature*), so a new
 request re-merges only parameters whose set changed and an identical request
 does nothing. A parameter whose ``_version`` moved since our last write was
-changed by someone else (a checkpoint loaded into the same modules); its backup
-is stale and is dropped without being written back.
+changed by someone else; if it no longer holds the values we wrote (a checkpoint
+loaded into the same modules) its backup is stale and is dropped without being
+written back, while a parameter merely moved between devices (lowvram) is kept.
 """
 
 from __future__ import annotations
@@ -46,9 +47,31 @@ class _ParamState:
     signature: tuple = ()
     version: int = -1
     data_ptr: int = 0
+    sample: torch.Tensor | None = None  # a few values of what we wrote
 
     def intact(self) -> bool:
+        """Cheap: nobody wrote to or replaced the parameter since our last write."""
         return self.param._version == self.version and self.param.data_ptr() == self.data_ptr
+
+    def still_ours(self) -> bool:
+        """Slower, for params that fail ``intact``: moved between devices (lowvram) but still holding our values?"""
+        if self.sample is None or not torch.equal(_sample(self.param), self.sample):
+            return False
+        self.mark_written()
+        return True
+
+    def mark_written(self) -> None:
+        self.version, self.data_ptr = self.param._version, self.param.data_ptr()
+        self.sample = _sample(self.param)
+
+
+SAMPLE_POINTS = 64
+
+
+def _sample(param: torch.Tensor) -> torch.Tensor:
+    flat = param.detach().reshape(-1)
+    step = max(1, flat.numel() // SAMPLE_POINTS)
+    return flat[::step][:SAMPLE_POINTS].to("cpu", copy=True)
 
 
 @dataclass
@@ -77,8 +100,8 @@ class AppliedPatches:
         """Bring every parameter to its wanted patch set; parameters not listed go back to their original."""
         stats = PatchStats()
         for key, state in list(self._states.items()):
-            if not state.intact():
-                del self._states[key]
+            if not state.intact() and not state.still_ours():
+                del self._states[key]  # new weights were loaded into it: they are the original now
                 stats.dropped += 1
         wanted_by_id = {id(param): (param, list(patches)) for param, patches in wanted if patches}
         for key in [key for key in self._states if key not in wanted_by_id]:
@@ -97,7 +120,7 @@ class AppliedPatches:
                 else:
                     self._merge(state, patches)
                 state.signature = signature
-                state.version, state.data_ptr = param._version, param.data_ptr()
+                state.mark_written()
                 self._states[key] = state
                 stats.merged += 1
         return stats
@@ -105,14 +128,16 @@ class AppliedPatches:
     def _pop_and_restore(self, key: int) -> int:
         state = self._states.pop(key)
         with torch.no_grad():
-            state.param.copy_(state.backup)
+            state.param.copy_(state.backup.to(state.param.device))
         return 1
 
     @staticmethod
     def _merge(state: _ParamState, patches: Sequence[ParamPatch], take_backup: bool = False) -> None:
         param = state.param
-        factors = [patch.adapter.low_rank_factors(patch.multiplier) if patch.rows is None and not patch.is_bias else None
-                   for patch in patches]
+        factors = [
+            patch.adapter.low_rank_factors(patch.multiplier) if patch.rows is None and not patch.is_bias else None
+            for patch in patches
+        ]
         if param.dim() >= 2 and param.is_contiguous() and all(f is not None for f in factors):
             _merge_low_rank_in_blocks(param, state.backup, factors, take_backup)  # type: ignore[arg-type]
             return
@@ -137,7 +162,7 @@ class AppliedPatches:
         restored = 0
         with torch.no_grad():
             for state in self._states.values():
-                if state.intact():
+                if state.intact() or state.still_ours():
                     state.param.copy_(state.backup)
                     restored += 1
         self._states.clear()
@@ -151,8 +176,12 @@ class AppliedPatches:
 ROW_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of fp32 per block: the block stays in cache from read to write
 
 
-def _merge_low_rank_in_blocks(param: torch.Tensor, backup: torch.Tensor,
-                              factors: Sequence[tuple[torch.Tensor, torch.Tensor, float]], take_backup: bool) -> None:
+def _merge_low_rank_in_blocks(
+    param: torch.Tensor,
+    backup: torch.Tensor,
+    factors: Sequence[tuple[torch.Tensor, torch.Tensor, float]],
+    take_backup: bool,
+) -> None:
     """W = round(W₀ + Σ sᵢ·upᵢ@downᵢ), computed a block of rows at a time.
 
     Same arithmetic as the general path (fp32 from the backup, one rounding), but the

@@ -18,9 +18,26 @@ import torch
 from safetensors.torch import save_file
 
 # formats usable on any 2-D (linear) or 4-D 1×1 target; conv-only ones are marked
-LINEAR_FORMATS = ("lora", "lora_noalpha", "loha", "lokr_full", "lokr_w1_lowrank", "lokr_w2_lowrank", "lokr_both_lowrank",
-                  "ia3_out", "ia3_in", "full", "glora_new", "glora_old", "oft", "boft", "oft_diag", "dora_out",
-                  "dora_in", "dora_peft")
+LINEAR_FORMATS = (
+    "lora",
+    "lora_noalpha",
+    "loha",
+    "lokr_full",
+    "lokr_w1_lowrank",
+    "lokr_w2_lowrank",
+    "lokr_both_lowrank",
+    "ia3_out",
+    "ia3_in",
+    "full",
+    "glora_new",
+    "glora_old",
+    "oft",
+    "boft",
+    "oft_diag",
+    "dora_out",
+    "dora_in",
+    "dora_peft",
+)
 CONV3_FORMATS = ("lora", "locon_tucker", "loha", "loha_tucker", "lokr_tucker", "full")
 NORM_FORMATS = ("norm",)
 
@@ -37,21 +54,38 @@ def adapter_tensors(fmt: str, base_weight: torch.Tensor, rank: int = 4, seed: in
     k = int(np.prod(kernel)) if kernel else 1
     alpha = torch.tensor(rank / 2.0)
     if fmt in ("lora", "lora_noalpha"):
-        t = {"lora_down.weight": _rand(g, rank, in_dim, *kernel), "lora_up.weight": _rand(g, out_dim, rank, *([1] * len(kernel)))}
+        t = {
+            "lora_down.weight": _rand(g, rank, in_dim, *kernel),
+            "lora_up.weight": _rand(g, out_dim, rank, *([1] * len(kernel))),
+        }
         if fmt == "lora":
             t["alpha"] = alpha
         return t
     if fmt == "locon_tucker":
-        return {"lora_down.weight": _rand(g, rank, in_dim, 1, 1), "lora_mid.weight": _rand(g, rank, rank, *kernel),
-                "lora_up.weight": _rand(g, out_dim, rank, 1, 1), "alpha": alpha}
+        return {
+            "lora_down.weight": _rand(g, rank, in_dim, 1, 1),
+            "lora_mid.weight": _rand(g, rank, rank, *kernel),
+            "lora_up.weight": _rand(g, out_dim, rank, 1, 1),
+            "alpha": alpha,
+        }
     if fmt == "loha":
-        return {"hada_w1_a": _rand(g, out_dim, rank, scale=0.3), "hada_w1_b": _rand(g, rank, in_dim * k, scale=0.3),
-                "hada_w2_a": _rand(g, out_dim, rank, scale=0.3), "hada_w2_b": _rand(g, rank, in_dim * k, scale=0.3),
-                "alpha": alpha}
+        return {
+            "hada_w1_a": _rand(g, out_dim, rank, scale=0.3),
+            "hada_w1_b": _rand(g, rank, in_dim * k, scale=0.3),
+            "hada_w2_a": _rand(g, out_dim, rank, scale=0.3),
+            "hada_w2_b": _rand(g, rank, in_dim * k, scale=0.3),
+            "alpha": alpha,
+        }
     if fmt == "loha_tucker":
-        return {"hada_w1_a": _rand(g, rank, out_dim), "hada_w1_b": _rand(g, rank, in_dim), "hada_t1": _rand(g, rank, rank, *kernel),
-                "hada_w2_a": _rand(g, rank, out_dim), "hada_w2_b": _rand(g, rank, in_dim), "hada_t2": _rand(g, rank, rank, *kernel),
-                "alpha": alpha}
+        return {
+            "hada_w1_a": _rand(g, rank, out_dim),
+            "hada_w1_b": _rand(g, rank, in_dim),
+            "hada_t1": _rand(g, rank, rank, *kernel),
+            "hada_w2_a": _rand(g, rank, out_dim),
+            "hada_w2_b": _rand(g, rank, in_dim),
+            "hada_t2": _rand(g, rank, rank, *kernel),
+            "alpha": alpha,
+        }
     if fmt.startswith("lokr"):
         o1, i1 = 4, 4
         o2, i2 = out_dim // o1, in_dim // i1
@@ -76,11 +110,21 @@ def adapter_tensors(fmt: str, base_weight: torch.Tensor, rank: int = 4, seed: in
     if fmt == "norm":
         return {"w_norm": _rand(g, *base_weight.shape), "b_norm": _rand(g, base_weight.shape[0])}
     if fmt == "glora_new":
-        return {"a1.weight": _rand(g, in_dim, rank), "a2.weight": _rand(g, rank, in_dim), "b1.weight": _rand(g, out_dim, rank),
-                "b2.weight": _rand(g, rank, in_dim * k), "alpha": alpha}
+        return {
+            "a1.weight": _rand(g, in_dim, rank),
+            "a2.weight": _rand(g, rank, in_dim),
+            "b1.weight": _rand(g, out_dim, rank),
+            "b2.weight": _rand(g, rank, in_dim * k),
+            "alpha": alpha,
+        }
     if fmt == "glora_old":
-        return {"a1.weight": _rand(g, rank, in_dim), "a2.weight": _rand(g, in_dim, rank), "b1.weight": _rand(g, rank, in_dim * k),
-                "b2.weight": _rand(g, out_dim, rank), "alpha": alpha}
+        return {
+            "a1.weight": _rand(g, rank, in_dim),
+            "a2.weight": _rand(g, in_dim, rank),
+            "b1.weight": _rand(g, rank, in_dim * k),
+            "b2.weight": _rand(g, out_dim, rank),
+            "alpha": alpha,
+        }
     if fmt == "oft":
         return {"oft_blocks": _rand(g, out_dim // 8, 8, 8, scale=0.05), "alpha": torch.tensor(0.0)}
     if fmt == "boft":
@@ -130,14 +174,18 @@ def expected_delta(fmt: str, t: Mapping[str, torch.Tensor], base_weight: torch.T
         mag = _a(t["dora_scale"])
         V = W2 + delta
         if fmt == "dora_in":
-            n = np.sqrt((V ** 2).sum(axis=0, keepdims=True))
+            n = np.sqrt((V**2).sum(axis=0, keepdims=True))
             Wd = mag.reshape(1, -1) * V / n
         else:
-            n = np.sqrt((V ** 2).sum(axis=1, keepdims=True))
+            n = np.sqrt((V**2).sum(axis=1, keepdims=True))
             Wd = mag.reshape(-1, 1) * V / n
         return (m * (Wd - W2)).reshape(W.shape)
     if fmt == "locon_tucker":
-        up, mid, down = _a(t["lora_up.weight"])[:, :, 0, 0], _a(t["lora_mid.weight"]), _a(t["lora_down.weight"])[:, :, 0, 0]
+        up, mid, down = (
+            _a(t["lora_up.weight"])[:, :, 0, 0],
+            _a(t["lora_mid.weight"]),
+            _a(t["lora_down.weight"])[:, :, 0, 0],
+        )
         rank = down.shape[0]
         delta = np.zeros(W.shape)
         for h in range(W.shape[2]):
@@ -198,7 +246,7 @@ def expected_delta(fmt: str, t: Mapping[str, torch.Tensor], base_weight: torch.T
         new = W2.copy()
         for kb in range(R.shape[0]):
             Rk = m * R[kb] + (1 - m) * np.eye(bs)
-            new[kb * bs:(kb + 1) * bs] = Rk.T @ W2[kb * bs:(kb + 1) * bs]
+            new[kb * bs : (kb + 1) * bs] = Rk.T @ W2[kb * bs : (kb + 1) * bs]
         return (new - W2).reshape(W.shape)
     if fmt == "boft":
         R = np.stack([_cayley(stage) for stage in _a(t["oft_blocks"])])
@@ -210,7 +258,7 @@ def expected_delta(fmt: str, t: Mapping[str, torch.Tensor], base_weight: torch.T
             permuted = cur[idx]
             for d in range(out_dim // b):
                 Rd = m * R[i, d] + (1 - m) * np.eye(b)
-                permuted[d * b:(d + 1) * b] = Rd @ permuted[d * b:(d + 1) * b]
+                permuted[d * b : (d + 1) * b] = Rd @ permuted[d * b : (d + 1) * b]
             cur = np.empty_like(cur)
             cur[idx] = permuted
         return (cur - W2).reshape(W.shape)
@@ -220,7 +268,11 @@ def expected_delta(fmt: str, t: Mapping[str, torch.Tensor], base_weight: torch.T
 # canonical name → spelling per trainer style
 _STYLES: dict[str, dict[str, str]] = {
     "kohya": {},
-    "peft": {"lora_down.weight": ".lora_A.weight", "lora_up.weight": ".lora_B.weight", "dora_scale": ".lora_magnitude_vector"},
+    "peft": {
+        "lora_down.weight": ".lora_A.weight",
+        "lora_up.weight": ".lora_B.weight",
+        "dora_scale": ".lora_magnitude_vector",
+    },
     "peft_default": {"lora_down.weight": ".lora_A.default.weight", "lora_up.weight": ".lora_B.default.weight"},
     "peft_bare": {"lora_down.weight": ".lora_A", "lora_up.weight": ".lora_B"},
     "diffusers": {"lora_down.weight": ".lora.down.weight", "lora_up.weight": ".lora.up.weight"},
@@ -234,11 +286,17 @@ def spell(prefix: str, tensors: Mapping[str, torch.Tensor], style: str = "kohya"
     return {prefix + table.get(name, "." + name): tensor for name, tensor in tensors.items()}
 
 
-def write_lora(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, object] | None = None,
-               dtype: torch.dtype | None = None) -> Path:
+def write_lora(
+    path: Path,
+    state: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, object] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Save ``state`` (floating tensors cast to ``dtype`` when given) with string metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    out = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous() for k, v in state.items()
+    }
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
     save_file(out, str(path), metadata=meta or None)
     return path
@@ -247,8 +305,14 @@ def write_lora(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[
 def kohya_prefixes(keymap) -> dict:
     """Target → its kohya-style spelling (``lora_unet_…``/``lora_te…``), from a built key map."""
     # kohya writes SD1/SD2 UNet keys with diffusers names and SDXL keys with ldm names
-    ldm_names = ("lora_unet_input_blocks", "lora_unet_middle_block", "lora_unet_output_blocks", "lora_unet_time_embed",
-                 "lora_unet_label_emb", "lora_unet_out_")
+    ldm_names = (
+        "lora_unet_input_blocks",
+        "lora_unet_middle_block",
+        "lora_unet_output_blocks",
+        "lora_unet_time_embed",
+        "lora_unet_label_emb",
+        "lora_unet_out_",
+    )
     prefixes: dict = {}
     for spelling, target in keymap.by_prefix.items():
         if not spelling.startswith(("lora_unet_", "lora_te")):
@@ -259,12 +323,17 @@ def kohya_prefixes(keymap) -> dict:
     return {target: spelling for target, (spelling, _) in prefixes.items()}
 
 
-def lora_for_model(keymap, rank: int = 4, seed: int = 0, text_encoder: bool = True, unet: bool = True,
-                   only: str | None = None) -> dict[str, torch.Tensor]:
+def lora_for_model(
+    keymap, rank: int = 4, seed: int = 0, text_encoder: bool = True, unet: bool = True, only: str | None = None
+) -> dict[str, torch.Tensor]:
     """A kohya LoRA touching every linear/conv target of ``keymap`` (optionally filtered by a substring)."""
     state: dict[str, torch.Tensor] = {}
     for index, (target, prefix) in enumerate(sorted(kohya_prefixes(keymap).items(), key=lambda item: item[1])):
-        if len(target.shape) < 2 or (target.is_text_encoder and not text_encoder) or (not target.is_text_encoder and not unet):
+        if (
+            len(target.shape) < 2
+            or (target.is_text_encoder and not text_encoder)
+            or (not target.is_text_encoder and not unet)
+        ):
             continue
         if only is not None and only not in prefix:
             continue

@@ -13,8 +13,14 @@ from lora_ext.formats.lora import LoraAdapter
 from lora_ext.patcher import AppliedPatches, ParamPatch
 
 SAMPLES = {  # a representative file layout per registered format
-    "lora": "lora", "loha": "loha", "lokr": "lokr_w2_lowrank", "glora": "glora_new", "oft": "oft",
-    "ia3": "ia3_out", "full": "full", "norm": "norm",
+    "lora": "lora",
+    "loha": "loha",
+    "lokr": "lokr_w2_lowrank",
+    "glora": "glora_new",
+    "oft": "oft",
+    "ia3": "ia3_out",
+    "full": "full",
+    "norm": "norm",
 }
 ALL = [*FORMATS, DoraAdapter]
 

@@ -15,17 +15,36 @@ from lora_ext.networks_prompt import NetworkSpec
 TE_MULTIPLIER, UNET_MULTIPLIER = 0.6, 0.9
 # (part, module in the host's naming, kohya-style file prefix, dotted file prefix)
 LDM_TARGETS = {
-    "linear": ("unet", "input_blocks.1.1.transformer_blocks.0.attn1.to_q",
-               "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
-               "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"),
-    "conv1x1": ("unet", "input_blocks.1.1.proj_in", "lora_unet_down_blocks_0_attentions_0_proj_in",
-                "unet.down_blocks.0.attentions.0.proj_in"),
-    "conv3x3": ("unet", "input_blocks.1.0.in_layers.2", "lora_unet_down_blocks_0_resnets_0_conv1",
-                "unet.down_blocks.0.resnets.0.conv1"),
-    "norm": ("unet", "input_blocks.1.1.norm", "lora_unet_down_blocks_0_attentions_0_norm",
-             "unet.down_blocks.0.attentions.0.norm"),
-    "te": ("te0", "transformer.text_model.encoder.layers.0.mlp.fc1", "lora_te_text_model_encoder_layers_0_mlp_fc1",
-           "text_encoder.text_model.encoder.layers.0.mlp.fc1"),
+    "linear": (
+        "unet",
+        "input_blocks.1.1.transformer_blocks.0.attn1.to_q",
+        "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+    ),
+    "conv1x1": (
+        "unet",
+        "input_blocks.1.1.proj_in",
+        "lora_unet_down_blocks_0_attentions_0_proj_in",
+        "unet.down_blocks.0.attentions.0.proj_in",
+    ),
+    "conv3x3": (
+        "unet",
+        "input_blocks.1.0.in_layers.2",
+        "lora_unet_down_blocks_0_resnets_0_conv1",
+        "unet.down_blocks.0.resnets.0.conv1",
+    ),
+    "norm": (
+        "unet",
+        "input_blocks.1.1.norm",
+        "lora_unet_down_blocks_0_attentions_0_norm",
+        "unet.down_blocks.0.attentions.0.norm",
+    ),
+    "te": (
+        "te0",
+        "transformer.text_model.encoder.layers.0.mlp.fc1",
+        "lora_te_text_model_encoder_layers_0_mlp_fc1",
+        "text_encoder.text_model.encoder.layers.0.mlp.fc1",
+    ),
 }
 DIFFUSERS_MODULES = {
     "linear": "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",

@@ -25,11 +25,17 @@ METADATA = {
 def _file(tmp_path):
     state = {}
     for i in range(3):
-        state.update(spell(f"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn{1 + i % 2}_to_{'qkv'[i]}",
-                           adapter_tensors("lora", torch.zeros(32, 32), rank=8 if i else 4, seed=i)))
+        state.update(
+            spell(
+                f"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn{1 + i % 2}_to_{'qkv'[i]}",
+                adapter_tensors("lora", torch.zeros(32, 32), rank=8 if i else 4, seed=i),
+            )
+        )
     state.update(spell("lora_te_text_model_encoder_layers_0_mlp_fc1", adapter_tensors("loha", torch.zeros(64, 32))))
     state.update(spell("unet.down_blocks.0.attentions.0.proj_in", adapter_tensors("lora", torch.zeros(32, 32)), "peft"))
-    state.update(spell("lora_unet_down_blocks_0_attentions_0_proj_out", adapter_tensors("dora_out", torch.zeros(32, 32))))
+    state.update(
+        spell("lora_unet_down_blocks_0_attentions_0_proj_out", adapter_tensors("dora_out", torch.zeros(32, 32)))
+    )
     state["odd.key.nobody.reads"] = torch.zeros(3)
     state["bundle_emb.hero.string_to_param.*"] = torch.zeros(1, 32)
     return write_lora(tmp_path / "ink.safetensors", state, METADATA)
@@ -71,16 +77,26 @@ def test_tensor_hash_ignores_metadata_edits(tmp_path, capsys):
 def test_inspect_text_output_is_readable(tmp_path, capsys):
     assert main(["inspect", str(_file(tmp_path))]) == 0
     out = capsys.readouterr().out
-    for expected in ("base model:     sd1", "lora×4", "UNet 5, text encoder 1", "trigger words:  inkwash",
-                     "AutoV2", "ss_output_name: inkstyle", "unmatched keys: 1"):
+    for expected in (
+        "base model:     sd1",
+        "lora×4",
+        "UNet 5, text encoder 1",
+        "trigger words:  inkwash",
+        "AutoV2",
+        "ss_output_name: inkstyle",
+        "unmatched keys: 1",
+    ):
         assert expected in out, expected
 
 
-@pytest.mark.parametrize("content,suffix,words", [
-    (b"\xff" * 4, ".safetensors", ["too short"]),
-    (b"\x00\x10\x00\x00\x00\x00\x00\x00" + b"{}", ".safetensors", ["malformed"]),
-    (b"PK\x03\x04 not a pickle", ".ckpt", ["legacy pickle"]),
-])
+@pytest.mark.parametrize(
+    "content,suffix,words",
+    [
+        (b"\xff" * 4, ".safetensors", ["too short"]),
+        (b"\x00\x10\x00\x00\x00\x00\x00\x00" + b"{}", ".safetensors", ["malformed"]),
+        (b"PK\x03\x04 not a pickle", ".ckpt", ["legacy pickle"]),
+    ],
+)
 def test_inspect_refuses_broken_and_pickle_files_in_one_line(tmp_path, capsys, content, suffix, words):
     path = tmp_path / f"bad{suffix}"
     path.write_bytes(content)

@@ -30,17 +30,37 @@ SD1_KOHYA = {
     "lora_unet_time_embedding_linear_2": "time_embed.2",
 }
 SDXL_KEYS = {
-    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k": ("unet", "input_blocks.4.1.transformer_blocks.0.attn2.to_k", None),
+    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k": (
+        "unet",
+        "input_blocks.4.1.transformer_blocks.0.attn2.to_k",
+        None,
+    ),
     "unet.up_blocks.0.upsamplers.0.conv": ("unet", "output_blocks.2.2.conv", None),
     "unet.up_blocks.1.upsamplers.0.conv": ("unet", "output_blocks.5.2.conv", None),
     "lora_unet_label_emb_0_0": ("unet", "label_emb.0.0", None),
     "unet.add_embedding.linear_1": ("unet", "label_emb.0.0", None),
-    "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_v": ("unet", "input_blocks.4.1.transformer_blocks.0.attn1.to_v", None),
-    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": ("te0", "transformer.text_model.encoder.layers.0.self_attn.q_proj", None),
+    "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_v": (
+        "unet",
+        "input_blocks.4.1.transformer_blocks.0.attn1.to_v",
+        None,
+    ),
+    "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (
+        "te0",
+        "transformer.text_model.encoder.layers.0.self_attn.q_proj",
+        None,
+    ),
     "lora_te2_text_model_encoder_layers_0_self_attn_k_proj": ("te1", "model.transformer.resblocks.0.attn", (32, 64)),
     "lora_te2_text_model_encoder_layers_1_mlp_fc2": ("te1", "model.transformer.resblocks.1.mlp.c_proj", None),
-    "text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj": ("te1", "model.transformer.resblocks.1.attn.out_proj", None),
-    "text_encoders.clip_g.transformer.text_model.encoder.layers.0.self_attn.v_proj": ("te1", "model.transformer.resblocks.0.attn", (64, 96)),
+    "text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj": (
+        "te1",
+        "model.transformer.resblocks.1.attn.out_proj",
+        None,
+    ),
+    "text_encoders.clip_g.transformer.text_model.encoder.layers.0.self_attn.v_proj": (
+        "te1",
+        "model.transformer.resblocks.0.attn",
+        (64, 96),
+    ),
 }
 
 
@@ -111,7 +131,12 @@ def test_checkpoint_keys_build_the_same_map_as_the_live_model(make_ldm_host, lay
     assert set(from_checkpoint.by_prefix) == set(live.by_prefix)
     for prefix, target in live.by_prefix.items():
         other = from_checkpoint.by_prefix[prefix]
-        assert (other.canonical, other.shape, other.rows, other.module) == (target.canonical, target.shape, target.rows, target.module)
+        assert (other.canonical, other.shape, other.rows, other.module) == (
+            target.canonical,
+            target.shape,
+            target.rows,
+            target.module,
+        )
 
 
 def test_open_clip_fused_in_proj_takes_q_and_v_slices_independently(make_ldm_host):
@@ -122,8 +147,10 @@ def test_open_clip_fused_in_proj_takes_q_and_v_slices_independently(make_ldm_hos
     width = before.shape[1]
     q = adapter_tensors("lora", before[:width], seed=1)
     v = adapter_tensors("lora", before[:width], seed=2)
-    state = {**spell("lora_te_text_model_encoder_layers_0_self_attn_q_proj", q),
-             **spell("lora_te_text_model_encoder_layers_0_self_attn_v_proj", v)}
+    state = {
+        **spell("lora_te_text_model_encoder_layers_0_self_attn_q_proj", q),
+        **spell("lora_te_text_model_encoder_layers_0_self_attn_v_proj", v),
+    }
     write_lora(host.lora_dir / "qv.safetensors", state)
     report = loader.apply([NetworkSpec("qv", te=0.5)])
     assert report.files[0].matched == 2
@@ -133,14 +160,17 @@ def test_open_clip_fused_in_proj_takes_q_and_v_slices_independently(make_ldm_hos
         return 0.5 * float(t["alpha"]) / 4 * t["lora_up.weight"] @ t["lora_down.weight"]
 
     torch.testing.assert_close(after[:width], before[:width] + delta(q))
-    assert torch.equal(after[width:2 * width], before[width:2 * width])
-    torch.testing.assert_close(after[2 * width:], before[2 * width:] + delta(v))
+    assert torch.equal(after[width : 2 * width], before[width : 2 * width])
+    torch.testing.assert_close(after[2 * width :], before[2 * width :] + delta(v))
 
 
 def test_flattened_transformers5_text_encoder_names_are_accepted(make_pipeline):
     pipeline = make_pipeline("sd1")
-    parts = ModelParts(unet=pipeline.unet, text_encoders=(TextEncoderPart(0, "hf_clip", pipeline.text_encoder.text_model),),
-                       naming="diffusers")
+    parts = ModelParts(
+        unet=pipeline.unet,
+        text_encoders=(TextEncoderPart(0, "hf_clip", pipeline.text_encoder.text_model),),
+        naming="diffusers",
+    )
     keymap = keymap_for_parts(parts)
     target = keymap.lookup("lora_te_text_model_encoder_layers_0_self_attn_q_proj")
     assert target is not None and target.module == "encoder.layers.0.self_attn.q_proj"
@@ -151,17 +181,20 @@ def _down(width: int) -> dict[str, torch.Tensor]:
     return {"lora_down.weight": torch.zeros(4, width), "lora_up.weight": torch.zeros(320, 4)}
 
 
-@pytest.mark.parametrize("metadata,modules,expected", [
-    ({"ss_base_model_version": "sdxl_base_v1-0"}, {}, ("sdxl", "metadata")),
-    ({"ss_v2": "True"}, {}, ("sd2", "metadata")),
-    ({"modelspec.architecture": "stable-diffusion-v1/lora"}, {}, ("sd1", "metadata")),
-    ({}, {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": _down(768)}, ("sd1", "shapes")),
-    ({}, {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": _down(1024)}, ("sd2", "shapes")),
-    ({}, {"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": _down(2048)}, ("sdxl", "shapes")),
-    ({}, {"lora_te2_text_model_encoder_layers_0_mlp_fc1": _down(32)}, ("sdxl", "keys")),
-    ({}, {"lora_te_text_model_encoder_layers_0_mlp_fc1": _down(32)}, ("sd1", "keys")),
-    ({}, {"something": _down(32)}, ("unknown", "none")),
-])
+@pytest.mark.parametrize(
+    "metadata,modules,expected",
+    [
+        ({"ss_base_model_version": "sdxl_base_v1-0"}, {}, ("sdxl", "metadata")),
+        ({"ss_v2": "True"}, {}, ("sd2", "metadata")),
+        ({"modelspec.architecture": "stable-diffusion-v1/lora"}, {}, ("sd1", "metadata")),
+        ({}, {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": _down(768)}, ("sd1", "shapes")),
+        ({}, {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k": _down(1024)}, ("sd2", "shapes")),
+        ({}, {"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": _down(2048)}, ("sdxl", "shapes")),
+        ({}, {"lora_te2_text_model_encoder_layers_0_mlp_fc1": _down(32)}, ("sdxl", "keys")),
+        ({}, {"lora_te_text_model_encoder_layers_0_mlp_fc1": _down(32)}, ("sd1", "keys")),
+        ({}, {"something": _down(32)}, ("unknown", "none")),
+    ],
+)
 def test_base_model_is_detected_from_metadata_shapes_and_keys(metadata, modules, expected):
     detection = detect_base(modules, metadata)
     assert (detection.family, detection.evidence) == expected

@@ -10,14 +10,23 @@ from safetensors.torch import load_file
 
 from lora_ext.cli import main
 
-SD1_Q = ("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
-         "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight")
-SD1_TE = ("lora_te_text_model_encoder_layers_0_mlp_fc1",
-          "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight")
+SD1_Q = (
+    "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
+    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight",
+)
+SD1_TE = (
+    "lora_te_text_model_encoder_layers_0_mlp_fc1",
+    "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight",
+)
 
 
 def _lora_delta(t: dict[str, torch.Tensor]) -> torch.Tensor:
-    return float(t["alpha"]) / t["lora_down.weight"].shape[0] * t["lora_up.weight"].flatten(1) @ t["lora_down.weight"].flatten(1)
+    return (
+        float(t["alpha"])
+        / t["lora_down.weight"].shape[0]
+        * t["lora_up.weight"].flatten(1)
+        @ t["lora_down.weight"].flatten(1)
+    )
 
 
 def _assert_rounded_once(merged: torch.Tensor, exact: torch.Tensor, dtype: torch.dtype) -> None:
@@ -43,8 +52,9 @@ def test_merge_bakes_weighted_loras_and_copies_everything_else(make_checkpoint, 
     first = write_lora(tmp_path / "first.safetensors", {**spell(SD1_Q[0], q), **spell(SD1_TE[0], te)})
     second = write_lora(tmp_path / "second.safetensors", spell(SD1_Q[0], q2))
     out = tmp_path / "merged.safetensors"
-    code, stdout, stderr = _run(capsys, "merge", str(base_path), "--lora", f"{first}:0.8", "--lora", str(second),
-                                "--out", str(out))
+    code, stdout, stderr = _run(
+        capsys, "merge", str(base_path), "--lora", f"{first}:0.8", "--lora", str(second), "--out", str(out)
+    )
     assert code == 0, stderr
     assert stderr == "" and "merged" in stdout
     merged = load_file(str(out))
@@ -62,7 +72,9 @@ def test_merge_save_dtype_applies_to_merged_weights(make_checkpoint, tmp_path, c
     q = adapter_tensors("lora", base[SD1_Q[1]].float())
     lora = write_lora(tmp_path / "l.safetensors", spell(SD1_Q[0], q))
     out = tmp_path / "m.safetensors"
-    code, _, stderr = _run(capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(out), "--save-dtype", "fp32")
+    code, _, stderr = _run(
+        capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(out), "--save-dtype", "fp32"
+    )
     assert code == 0, stderr
     merged = load_file(str(out))
     _assert_rounded_once(merged[SD1_Q[1]], base[SD1_Q[1]].double() + _lora_delta(q).double(), torch.float32)
@@ -80,7 +92,7 @@ def test_merge_patches_fused_open_clip_rows_of_sd2(make_checkpoint, tmp_path, ca
     assert _run(capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(out))[0] == 0
     merged = load_file(str(out))[key]
     assert torch.equal(merged[: 2 * width], base[key][: 2 * width])
-    torch.testing.assert_close(merged[2 * width:], base[key][2 * width:] + _lora_delta(v))
+    torch.testing.assert_close(merged[2 * width :], base[key][2 * width :] + _lora_delta(v))
 
 
 def test_merge_sdxl_both_text_encoders_and_ldm_unet_names(make_checkpoint, tmp_path, capsys):
@@ -88,9 +100,11 @@ def test_merge_sdxl_both_text_encoders_and_ldm_unet_names(make_checkpoint, tmp_p
     unet_key = "model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
     te1_key = "conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.q_proj.weight"
     te2_key = "conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.weight"
-    parts = {"lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k": unet_key,
-             "lora_te1_text_model_encoder_layers_1_self_attn_q_proj": te1_key,
-             "lora_te2_text_model_encoder_layers_0_mlp_fc1": te2_key}
+    parts = {
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k": unet_key,
+        "lora_te1_text_model_encoder_layers_1_self_attn_q_proj": te1_key,
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1": te2_key,
+    }
     state, deltas = {}, {}
     for seed, (prefix, key) in enumerate(parts.items()):
         tensors = adapter_tensors("lora", base[key].float(), seed=seed)
@@ -107,10 +121,14 @@ def test_merge_sdxl_both_text_encoders_and_ldm_unet_names(make_checkpoint, tmp_p
 
 def test_unmatched_keys_warn_and_the_merge_proceeds(make_checkpoint, tmp_path, capsys):
     base_path, base = make_checkpoint("sd1")
-    state = {**spell(SD1_Q[0], adapter_tensors("lora", base[SD1_Q[1]].float())),
-             **spell("lora_unet_nowhere_block", adapter_tensors("lora", torch.zeros(8, 8)))}
+    state = {
+        **spell(SD1_Q[0], adapter_tensors("lora", base[SD1_Q[1]].float())),
+        **spell("lora_unet_nowhere_block", adapter_tensors("lora", torch.zeros(8, 8))),
+    }
     lora = write_lora(tmp_path / "l.safetensors", state)
-    code, _, stderr = _run(capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(tmp_path / "m.safetensors"))
+    code, _, stderr = _run(
+        capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(tmp_path / "m.safetensors")
+    )
     assert code == 0
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning:") and "lora_unet_nowhere_block" in lines[0]
@@ -127,7 +145,9 @@ def _assert_one_line_failure(code: int, stderr: str, out, *words: str) -> None:
 
 def test_a_lora_that_matches_nothing_fails_with_one_line(make_checkpoint, tmp_path, capsys):
     base_path, _ = make_checkpoint("sd1")
-    lora = write_lora(tmp_path / "l.safetensors", spell("lora_unet_nowhere", adapter_tensors("lora", torch.zeros(8, 8))))
+    lora = write_lora(
+        tmp_path / "l.safetensors", spell("lora_unet_nowhere", adapter_tensors("lora", torch.zeros(8, 8)))
+    )
     out = tmp_path / "m.safetensors"
     code, _, stderr = _run(capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(out))
     _assert_one_line_failure(code, stderr, out, "matches nothing")
@@ -159,8 +179,11 @@ def test_an_unreadable_file_fails_with_one_line(make_checkpoint, tmp_path, capsy
 
 def test_an_sdxl_lora_on_an_sd1_base_is_refused(make_checkpoint, tmp_path, capsys):
     base_path, base = make_checkpoint("sd1")
-    lora = write_lora(tmp_path / "l.safetensors", spell(SD1_Q[0], adapter_tensors("lora", base[SD1_Q[1]].float())),
-                      {"ss_base_model_version": "sdxl_base_v1-0"})
+    lora = write_lora(
+        tmp_path / "l.safetensors",
+        spell(SD1_Q[0], adapter_tensors("lora", base[SD1_Q[1]].float())),
+        {"ss_base_model_version": "sdxl_base_v1-0"},
+    )
     out = tmp_path / "m.safetensors"
     code, _, stderr = _run(capsys, "merge", str(base_path), "--lora", str(lora), "--out", str(out))
     _assert_one_line_failure(code, stderr, out, "SDXL")

@@ -50,7 +50,13 @@ def test_two_loras_add_up_with_one_rounding(make_ldm_host):
     write_lora(host.lora_dir / "two.safetensors", spell(prefix, second))
     loader_for(host).apply([NetworkSpec("one", unet=0.8), NetworkSpec("two", unet=0.5)])
     lora = 0.8 * float(first["alpha"]) / 4 * first["lora_up.weight"] @ first["lora_down.weight"]
-    loha = 0.5 * float(second["alpha"]) / 4 * (second["hada_w1_a"] @ second["hada_w1_b"]) * (second["hada_w2_a"] @ second["hada_w2_b"])
+    loha = (
+        0.5
+        * float(second["alpha"])
+        / 4
+        * (second["hada_w1_a"] @ second["hada_w1_b"])
+        * (second["hada_w2_a"] @ second["hada_w2_b"])
+    )
     exact = w.double() + lora.double() + loha.double()
     assert torch.equal(module.weight.detach(), (w.float() + lora + loha).half())
     assert (module.weight.detach().double() - exact).abs().max() <= exact.abs().max() * 2**-11  # ≤ half an fp16 ulp
@@ -132,7 +138,9 @@ def test_non_finite_tensors_are_rejected_with_a_warning(make_ldm_host):
     before = snapshot(*all_roots(host))
     tensors = adapter_tensors("lora", torch.zeros(32, 32))
     tensors["lora_up.weight"][0, 0] = float("nan")
-    write_lora(host.lora_dir / "nan.safetensors", spell("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q", tensors))
+    write_lora(
+        host.lora_dir / "nan.safetensors", spell("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q", tensors)
+    )
     report = loader_for(host).apply([NetworkSpec("nan")])
     assert not report.files[0].applied and any("NaN" in w for w in report.warnings)
     assert snapshot(*all_roots(host)) == before
@@ -170,7 +178,9 @@ def test_weights_reloaded_behind_our_back_invalidate_the_backup(make_ldm_host):
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1, text_encoder=False))
     loader = loader_for(host)
     loader.apply([NetworkSpec("a")])
-    other = {k: v + 0.01 if v.is_floating_point() else v for k, v in make_ldm_host("sd1").parts().unet.state_dict().items()}
+    other = {
+        k: v + 0.01 if v.is_floating_point() else v for k, v in make_ldm_host("sd1").parts().unet.state_dict().items()
+    }
     unet.load_state_dict(other)  # A1111 loading another checkpoint into the same modules
     loader.apply([NetworkSpec("a", unet=0.5)])
     loader.restore()
@@ -203,3 +213,21 @@ def test_bundled_embeddings_are_reported_and_ignored(make_ldm_host):
     report = loader_for(host).apply([NetworkSpec("b")])
     assert report.files[0].applied and report.files[0].bundled_embeddings == ["mychar"]
     assert any("mychar" in w for w in report.warnings) and not report.files[0].unmatched_keys
+
+
+def test_a_weight_moved_between_devices_keeps_its_backup(make_ldm_host):
+    """lowvram moves modules (new storage, same values): still ours, so restore must still happen."""
+    host = make_ldm_host("sd1")
+    module = host.parts().unet.get_submodule("input_blocks.1.1.proj_in")
+    original = module.weight.detach().clone()
+    write_lora(
+        host.lora_dir / "x.safetensors", spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", original))
+    )
+    loader = loader_for(host)
+    loader.apply([NetworkSpec("x")])
+    patched = module.weight.detach().clone()
+    module.weight.data = module.weight.data.clone()  # what Module.to() does to each parameter
+    again = loader.apply([NetworkSpec("x")])
+    assert again.stats.dropped == 0 and torch.equal(module.weight.detach(), patched)
+    loader.restore()
+    assert torch.equal(module.weight.detach(), original)

@@ -13,15 +13,21 @@ from lora_ext.host import GenerationRequest
 from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt
 
 
-@pytest.mark.parametrize("token,expected", [
-    ("<lora:cat:0.5>", NetworkSpec("cat", 0.5, None)),
-    ("<lora:cat:0.5:0.8>", NetworkSpec("cat", 0.5, 0.8)),
-    ("<lora:cat:0.5:0.8:4>", NetworkSpec("cat", 0.5, 0.8, 4)),
-    ("<lora:cat:1:unet=0.3:dyn=2>", NetworkSpec("cat", 1.0, 0.3, 2)),
-    ("<lora:cat:te=0.2:unet=0.7:lbw=INS>", NetworkSpec("cat", 0.2, 0.7, None, "INS")),
-    ("<lora:sub/cat:1:lbw=1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1>", NetworkSpec("sub/cat", 1.0, None, None, "1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1")),
-    ("<lyco:cat:0.9>", NetworkSpec("cat", 0.9)),
-])
+@pytest.mark.parametrize(
+    "token,expected",
+    [
+        ("<lora:cat:0.5>", NetworkSpec("cat", 0.5, None)),
+        ("<lora:cat:0.5:0.8>", NetworkSpec("cat", 0.5, 0.8)),
+        ("<lora:cat:0.5:0.8:4>", NetworkSpec("cat", 0.5, 0.8, 4)),
+        ("<lora:cat:1:unet=0.3:dyn=2>", NetworkSpec("cat", 1.0, 0.3, 2)),
+        ("<lora:cat:te=0.2:unet=0.7:lbw=INS>", NetworkSpec("cat", 0.2, 0.7, None, "INS")),
+        (
+            "<lora:sub/cat:1:lbw=1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1>",
+            NetworkSpec("sub/cat", 1.0, None, None, "1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1"),
+        ),
+        ("<lyco:cat:0.9>", NetworkSpec("cat", 0.9)),
+    ],
+)
 def test_token_forms_parse_like_a1111(token, expected):
     parsed = parse_prompt(f"a photo, {token}, best")
     assert parsed.specs == [expected] and not parsed.warnings
@@ -29,26 +35,32 @@ def test_token_forms_parse_like_a1111(token, expected):
     assert expected.unet_multiplier == (expected.unet if expected.unet is not None else expected.te)
 
 
-@pytest.mark.parametrize("token,applied,message", [
-    ("<lora:x:abc>", False, "'abc' is not a number"),
-    ("<lora:x>", True, "no weight given"),
-    ("<lora::1>", False, "no LoRA name"),
-    ("<lora:x:1:0.5:two>", False, "not a whole number"),
-])
+@pytest.mark.parametrize(
+    "token,applied,message",
+    [
+        ("<lora:x:abc>", False, "'abc' is not a number"),
+        ("<lora:x>", True, "no weight given"),
+        ("<lora::1>", False, "no LoRA name"),
+        ("<lora:x:1:0.5:two>", False, "not a whole number"),
+    ],
+)
 def test_bad_tokens_become_warnings(token, applied, message):
     parsed = parse_prompt(f"x {token} <lora:good:1>")
     assert [spec.name for spec in parsed.specs] == (["x", "good"] if applied else ["good"])
     assert len(parsed.warnings) == 1 and message in parsed.warnings[0] and token in parsed.warnings[0]
 
 
-@pytest.mark.parametrize("family,values,checks", [
-    ("sd1", "INS", {"BASE": 1, "IN01": 1, "IN04": 1, "IN05": 0, "OUT11": 0, "IN00": 0}),
-    ("sd1", ",".join(["0.5"] * 26), {"IN00": 0.5, "IN03": 0.5, "OUT11": 0.5}),
-    ("sd2", "OUTS", {"BASE": 1, "OUT06": 0, "OUT07": 1, "OUT11": 1, "M00": 0}),
-    ("sdxl", "1,0,0,0,0,1,0,0,0,0,0,0.25", {"BASE": 1, "M00": 1, "OUT05": 0.25, "IN04": 0}),
-    ("sdxl", ",".join(["2"] * 20), {"IN00": 2, "OUT08": 2}),
-    ("sdxl", "MIDD", {"IN07": 1, "M00": 1, "OUT02": 1, "OUT03": 0}),
-])
+@pytest.mark.parametrize(
+    "family,values,checks",
+    [
+        ("sd1", "INS", {"BASE": 1, "IN01": 1, "IN04": 1, "IN05": 0, "OUT11": 0, "IN00": 0}),
+        ("sd1", ",".join(["0.5"] * 26), {"IN00": 0.5, "IN03": 0.5, "OUT11": 0.5}),
+        ("sd2", "OUTS", {"BASE": 1, "OUT06": 0, "OUT07": 1, "OUT11": 1, "M00": 0}),
+        ("sdxl", "1,0,0,0,0,1,0,0,0,0,0,0.25", {"BASE": 1, "M00": 1, "OUT05": 0.25, "IN04": 0}),
+        ("sdxl", ",".join(["2"] * 20), {"IN00": 2, "OUT08": 2}),
+        ("sdxl", "MIDD", {"IN07": 1, "M00": 1, "OUT02": 1, "OUT03": 0}),
+    ],
+)
 def test_block_weight_lists_and_presets(family, values, checks):
     weights = block_weights(values, family)
     assert weights is not None
@@ -79,7 +91,9 @@ def test_block_weights_scale_only_their_blocks(make_ldm_host):
     loader.prompt_hook("<lora:a:1:lbw=INS>")
     after = snapshot(*all_roots(host))
     changed = {k.split(":", 1)[1] for k, v in after.items() if v != before[k]}
-    assert any(k.startswith("input_blocks.1.1.") for k in changed) and any(k.startswith("input_blocks.4.1.") for k in changed)
+    assert any(k.startswith("input_blocks.1.1.") for k in changed) and any(
+        k.startswith("input_blocks.4.1.") for k in changed
+    )
     assert not any(k.startswith(("input_blocks.5.", "middle_block.", "output_blocks.")) for k in changed)
     assert any(k.startswith("transformer.text_model") for k in changed)  # BASE = 1
     q = unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_q").weight
@@ -107,8 +121,10 @@ def test_names_resolve_by_alias_stem_and_subfolder(make_ldm_host):
 
 def test_prompt_hook_warns_and_carries_on(make_ldm_host):
     host = make_ldm_host("sd1")
-    write_lora(host.lora_dir / "good.safetensors",
-               spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", torch.zeros(32, 32, 1, 1))))
+    write_lora(
+        host.lora_dir / "good.safetensors",
+        spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", torch.zeros(32, 32, 1, 1))),
+    )
     seen: list[str] = []
     loader = loader_for(host, warn=seen.append)
     prompt = loader.prompt_hook("cat <lora:missing:1> <lora:good:x> <lora:good:0.7>")

@@ -10,8 +10,9 @@ HELP = "show a LoRA file's format, base model, ranks, metadata and hashes"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="also read legacy .pt/.ckpt files (weights only, never code)")
+    parser.add_argument(
+        "--allow-pickle", action="store_true", help="also read legacy .pt/.ckpt files (weights only, never code)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

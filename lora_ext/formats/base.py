@@ -90,8 +90,9 @@ class Adapter:
         return None
 
     @classmethod
-    def initial(cls, base_weight: torch.Tensor, rank: int, alpha: float | None = None,
-                generator: torch.Generator | None = None) -> Adapter:
+    def initial(
+        cls, base_weight: torch.Tensor, rank: int, alpha: float | None = None, generator: torch.Generator | None = None
+    ) -> Adapter:
         """A freshly initialised adapter for ``base_weight`` whose ΔW is exactly zero."""
         raise NotImplementedError
 

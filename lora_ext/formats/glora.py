@@ -18,8 +18,9 @@ import torch
 from lora_ext.formats.base import Adapter, lora_scale, scalar
 
 
-def glora_delta(base_weight: torch.Tensor, a_in: torch.Tensor, a_out: torch.Tensor, b_left: torch.Tensor,
-                b_right: torch.Tensor) -> torch.Tensor:
+def glora_delta(
+    base_weight: torch.Tensor, a_in: torch.Tensor, a_out: torch.Tensor, b_left: torch.Tensor, b_right: torch.Tensor
+) -> torch.Tensor:
     """b_left @ b_right + (W @ a_in) @ a_out with a_in (in, r), a_out (r, in), b_left (out, r), b_right (r, in·k)."""
     base = base_weight.to(torch.float32)
     a_in, a_out = a_in.float().flatten(1), a_out.float().flatten(1)
@@ -45,8 +46,13 @@ class GloraAdapter(Adapter):
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor]) -> GloraAdapter | None:
         if not all(key in tensors for key in cls.identifying_keys):
             return None
-        return cls(a1=tensors["a1.weight"], a2=tensors["a2.weight"], b1=tensors["b1.weight"],
-                   b2=tensors["b2.weight"], network_alpha=scalar(tensors, "alpha"))
+        return cls(
+            a1=tensors["a1.weight"],
+            a2=tensors["a2.weight"],
+            b1=tensors["b1.weight"],
+            b2=tensors["b2.weight"],
+            network_alpha=scalar(tensors, "alpha"),
+        )
 
     @property
     def old_layout(self) -> bool:
@@ -83,6 +89,10 @@ class GloraAdapter(Adapter):
     def initial(cls, base_weight, rank, alpha=None, generator=None) -> GloraAdapter:
         out_dim, in_dim = base_weight.shape[0], base_weight.shape[1]
         in_numel = base_weight[0].numel()
-        return cls(a1=torch.randn(in_dim, rank, generator=generator) * 0.1, a2=torch.zeros(rank, in_dim),
-                   b1=torch.zeros(out_dim, rank), b2=torch.randn(rank, in_numel, generator=generator) * 0.1,
-                   network_alpha=alpha if alpha is not None else float(rank))
+        return cls(
+            a1=torch.randn(in_dim, rank, generator=generator) * 0.1,
+            a2=torch.zeros(rank, in_dim),
+            b1=torch.zeros(out_dim, rank),
+            b2=torch.randn(rank, in_numel, generator=generator) * 0.1,
+            network_alpha=alpha if alpha is not None else float(rank),
+        )

@@ -47,8 +47,13 @@ class FileHashes:
     lora_hash: str  # what "Lora hashes" shows: sshs_model_hash or autov3, first 12 hex
 
     def as_dict(self) -> dict[str, str]:
-        return {"sha256": self.sha256, "autov2": self.autov2, "autov3": self.autov3, "addnet": self.autov3,
-                "lora_hash": self.lora_hash}
+        return {
+            "sha256": self.sha256,
+            "autov2": self.autov2,
+            "autov3": self.autov3,
+            "addnet": self.autov3,
+            "lora_hash": self.lora_hash,
+        }
 
 
 def file_hashes(path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> FileHashes:

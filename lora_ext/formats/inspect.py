@@ -94,8 +94,11 @@ def inspect_lora(path: str | os.PathLike[str], allow_pickle: bool = False) -> di
         "ranks": dict(ranks.most_common()),
         "alphas": dict(alphas.most_common()),
         "key_styles": dict(styles.most_common()),
-        "unmatched": {"count": len(unmatched), "styles": dict(unmatched_styles.most_common()),
-                      "examples": sorted(unmatched)[:5]},
+        "unmatched": {
+            "count": len(unmatched),
+            "styles": dict(unmatched_styles.most_common()),
+            "examples": sorted(unmatched)[:5],
+        },
         "bundled_embeddings": sorted(parsed.bundled_embeddings),
         "metadata": _metadata_view(metadata),
         "trigger_words": trigger_words(metadata),
@@ -105,6 +108,7 @@ def inspect_lora(path: str | os.PathLike[str], allow_pickle: bool = False) -> di
 
 def format_report(info: dict) -> str:
     """The human-readable form of ``inspect_lora``'s dict."""
+
     def counts(mapping: dict) -> str:
         return ", ".join(f"{k}×{v}" for k, v in mapping.items()) or "-"
 
@@ -117,15 +121,19 @@ def format_report(info: dict) -> str:
         f"alphas:         {counts(info['alphas'])}",
         f"key styles:     {counts(info['key_styles'])}",
         f"unmatched keys: {info['unmatched']['count']}"
-        + (f" ({counts(info['unmatched']['styles'])}; e.g. {', '.join(info['unmatched']['examples'])})"
-           if info["unmatched"]["count"] else ""),
+        + (
+            f" ({counts(info['unmatched']['styles'])}; e.g. {', '.join(info['unmatched']['examples'])})"
+            if info["unmatched"]["count"]
+            else ""
+        ),
     ]
     if info["bundled_embeddings"]:
         lines.append(f"embeddings:     {', '.join(info['bundled_embeddings'])} (bundled; not applied)")
     lines.append(f"trigger words:  {', '.join(info['trigger_words']) or '-'}")
     hashes = info["hashes"]
-    lines.append(f"hashes:         AutoV2 {hashes['autov2']}  AutoV3/addnet {hashes['autov3'][:12]}  "
-                 f"sha256 {hashes['sha256']}")
+    lines.append(
+        f"hashes:         AutoV2 {hashes['autov2']}  AutoV3/addnet {hashes['autov3'][:12]}  sha256 {hashes['sha256']}"
+    )
     if info["metadata"]:
         lines.append("metadata:")
         for key, value in info["metadata"].items():

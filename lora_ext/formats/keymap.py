@@ -30,13 +30,20 @@ from lora_ext.host import Family, ModelParts
 
 # ---------------------------------------------------------------------------- pure name maths
 _RESNET_LDM_TO_DIFFUSERS = (
-    ("in_layers.0", "norm1"), ("in_layers.2", "conv1"), ("out_layers.0", "norm2"), ("out_layers.3", "conv2"),
-    ("emb_layers.1", "time_emb_proj"), ("skip_connection", "conv_shortcut"),
+    ("in_layers.0", "norm1"),
+    ("in_layers.2", "conv1"),
+    ("out_layers.0", "norm2"),
+    ("out_layers.3", "conv2"),
+    ("emb_layers.1", "time_emb_proj"),
+    ("skip_connection", "conv_shortcut"),
 )
 _SIMPLE_LDM_TO_DIFFUSERS = (
-    ("time_embed.0", "time_embedding.linear_1"), ("time_embed.2", "time_embedding.linear_2"),
-    ("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2"),
-    ("out.0", "conv_norm_out"), ("out.2", "conv_out"),
+    ("time_embed.0", "time_embedding.linear_1"),
+    ("time_embed.2", "time_embedding.linear_2"),
+    ("label_emb.0.0", "add_embedding.linear_1"),
+    ("label_emb.0.2", "add_embedding.linear_2"),
+    ("out.0", "conv_norm_out"),
+    ("out.2", "conv_out"),
 )
 
 
@@ -58,7 +65,7 @@ def _join(*parts: str) -> str:
 def _rename_prefix(rest: str, table: Iterable[tuple[str, str]]) -> str | None:
     for old, new in table:
         if rest == old or rest.startswith(old + "."):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     return None
 
 
@@ -77,7 +84,9 @@ def ldm_to_diffusers(name: str, layout: UnetLayout) -> str | None:
                     return _join(f"down_blocks.{level}.downsamplers.0.conv", rest[3:])
                 return None
             if kind == "0":
-                return _join(f"down_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest)
+                return _join(
+                    f"down_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest
+                )
             return _join(f"down_blocks.{level}.attentions.{index}", rest) if kind == "1" else None
         if head == "middle_block" and len(parts) >= 2:
             number, rest = int(parts[1]), ".".join(parts[2:])
@@ -91,7 +100,9 @@ def ldm_to_diffusers(name: str, layout: UnetLayout) -> str | None:
             level, index = divmod(number, 3)
             attention = layout.up_has_attention(level)
             if kind == "0":
-                return _join(f"up_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest)
+                return _join(
+                    f"up_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest
+                )
             if kind == "1" and attention:
                 return _join(f"up_blocks.{level}.attentions.{index}", rest)
             if index == 2 and (kind == "2" or (kind == "1" and not attention)):
@@ -178,15 +189,18 @@ def processor_spelling(diffusers_name: str) -> str | None:
 
 
 _OPEN_CLIP_TO_HF = (
-    ("attn.out_proj", "self_attn.out_proj"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2"),
-    ("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"),
+    ("attn.out_proj", "self_attn.out_proj"),
+    ("mlp.c_fc", "mlp.fc1"),
+    ("mlp.c_proj", "mlp.fc2"),
+    ("ln_1", "layer_norm1"),
+    ("ln_2", "layer_norm2"),
 )
 
 
 def hf_text_name(name: str) -> str:
     """A1111's ``transformer.text_model.…`` / transformers 5's flattened ``encoder.…`` → ``text_model.…``."""
     if name.startswith("transformer."):
-        name = name[len("transformer."):]
+        name = name[len("transformer.") :]
     if name.startswith(("encoder.", "embeddings.", "final_layer_norm")):
         name = "text_model." + name
     return name
@@ -283,16 +297,35 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
         if entry.part == "unet":
             ldm = entry.name if naming == "ldm" else diffusers_to_ldm(entry.name, layout)
             diffusers = entry.name if naming == "diffusers" else ldm_to_diffusers(entry.name, layout)
-            target = Target("unet", entry.name, entry.weight_attr, entry.bias_attr, None,
-                            f"unet:{ldm or entry.name}", block_id(ldm), entry.weight_shape)
+            target = Target(
+                "unet",
+                entry.name,
+                entry.weight_attr,
+                entry.bias_attr,
+                None,
+                f"unet:{ldm or entry.name}",
+                block_id(ldm),
+                entry.weight_shape,
+            )
             spellings: list[str] = []
             if ldm:
-                spellings += [f"lora_unet_{_flat(ldm)}", f"lycoris_{_flat(ldm)}", f"oft_unet_{_flat(ldm)}",
-                              f"diffusion_model.{ldm}", f"model.diffusion_model.{ldm}", ldm]
+                spellings += [
+                    f"lora_unet_{_flat(ldm)}",
+                    f"lycoris_{_flat(ldm)}",
+                    f"oft_unet_{_flat(ldm)}",
+                    f"diffusion_model.{ldm}",
+                    f"model.diffusion_model.{ldm}",
+                    ldm,
+                ]
             if diffusers:
-                spellings += [f"lora_unet_{_flat(diffusers)}", f"lycoris_{_flat(diffusers)}",
-                              f"oft_unet_{_flat(diffusers)}", f"unet.{diffusers}", f"base_model.model.{diffusers}",
-                              diffusers]
+                spellings += [
+                    f"lora_unet_{_flat(diffusers)}",
+                    f"lycoris_{_flat(diffusers)}",
+                    f"oft_unet_{_flat(diffusers)}",
+                    f"unet.{diffusers}",
+                    f"base_model.model.{diffusers}",
+                    diffusers,
+                ]
                 if processor := processor_spelling(diffusers):
                     spellings += [f"unet.{processor}", processor]
             add(spellings, target)
@@ -306,21 +339,37 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
             for slot, projection in enumerate(("q_proj", "k_proj", "v_proj")):
                 hf = f"text_model.encoder.layers.{match.group(1)}.self_attn.{projection}"
                 rows = (slot * width, (slot + 1) * width)
-                target = Target(entry.part, entry.name, entry.weight_attr, entry.bias_attr, rows,
-                                f"{entry.part}:{hf}", "BASE", (width, *entry.weight_shape[1:]))
+                target = Target(
+                    entry.part,
+                    entry.name,
+                    entry.weight_attr,
+                    entry.bias_attr,
+                    rows,
+                    f"{entry.part}:{hf}",
+                    "BASE",
+                    (width, *entry.weight_shape[1:]),
+                )
                 add(_te_spellings(hf, kohya, dotted), target)
             continue
         hf = hf_text_name(entry.name) if entry.kind == "hf_clip" else open_clip_text_name(entry.name)
         if hf is None:
             continue
-        target = Target(entry.part, entry.name, entry.weight_attr, entry.bias_attr, None, f"{entry.part}:{hf}",
-                        "BASE", entry.weight_shape)
+        target = Target(
+            entry.part,
+            entry.name,
+            entry.weight_attr,
+            entry.bias_attr,
+            None,
+            f"{entry.part}:{hf}",
+            "BASE",
+            entry.weight_shape,
+        )
         add(_te_spellings(hf, kohya, dotted), target)
     return KeyMap(family=family, by_prefix=by_prefix)
 
 
 def _te_spellings(hf: str, kohya: Sequence[str], dotted: Sequence[str]) -> list[str]:
-    flattened = hf[len("text_model."):] if hf.startswith("text_model.") else None
+    flattened = hf[len("text_model.") :] if hf.startswith("text_model.") else None
     spellings = [prefix + _flat(hf) for prefix in kohya] + [prefix + hf for prefix in dotted]
     if flattened:
         spellings += [prefix + flattened for prefix in dotted]
@@ -378,7 +427,7 @@ def entries_from_checkpoint(shapes: Mapping[str, Sequence[int]]) -> tuple[list[M
         for key, shape in shapes.items():
             if not key.startswith(prefix) or len(shape) < 1:
                 continue
-            rest = key[len(prefix):]
+            rest = key[len(prefix) :]
             for weight_attr, bias_attr in (("in_proj_weight", "in_proj_bias"), ("weight", "bias")):
                 if rest.endswith("." + weight_attr):
                     module = rest[: -len(weight_attr) - 1]

@@ -17,23 +17,57 @@ from dataclasses import dataclass, field
 import torch
 
 _LORA_SPELLINGS: tuple[tuple[str, str], ...] = (
-    (".lora_down.weight", "lora_down.weight"), (".lora_up.weight", "lora_up.weight"),
+    (".lora_down.weight", "lora_down.weight"),
+    (".lora_up.weight", "lora_up.weight"),
     (".lora_mid.weight", "lora_mid.weight"),
-    (".lora_A.default.weight", "lora_down.weight"), (".lora_B.default.weight", "lora_up.weight"),
-    (".lora_A.weight", "lora_down.weight"), (".lora_B.weight", "lora_up.weight"),
-    (".lora_A", "lora_down.weight"), (".lora_B", "lora_up.weight"),
-    (".lora_linear_layer.down.weight", "lora_down.weight"), (".lora_linear_layer.up.weight", "lora_up.weight"),
-    (".lora.down.weight", "lora_down.weight"), (".lora.up.weight", "lora_up.weight"),
-    ("_lora.down.weight", "lora_down.weight"), ("_lora.up.weight", "lora_up.weight"),
-    (".lora_magnitude_vector.default.weight", "dora_scale"), (".lora_magnitude_vector.default", "dora_scale"),
-    (".lora_magnitude_vector.weight", "dora_scale"), (".lora_magnitude_vector", "dora_scale"),
+    (".lora_A.default.weight", "lora_down.weight"),
+    (".lora_B.default.weight", "lora_up.weight"),
+    (".lora_A.weight", "lora_down.weight"),
+    (".lora_B.weight", "lora_up.weight"),
+    (".lora_A", "lora_down.weight"),
+    (".lora_B", "lora_up.weight"),
+    (".lora_linear_layer.down.weight", "lora_down.weight"),
+    (".lora_linear_layer.up.weight", "lora_up.weight"),
+    (".lora.down.weight", "lora_down.weight"),
+    (".lora.up.weight", "lora_up.weight"),
+    ("_lora.down.weight", "lora_down.weight"),
+    ("_lora.up.weight", "lora_up.weight"),
+    (".lora_magnitude_vector.default.weight", "dora_scale"),
+    (".lora_magnitude_vector.default", "dora_scale"),
+    (".lora_magnitude_vector.weight", "dora_scale"),
+    (".lora_magnitude_vector", "dora_scale"),
 )
 _PLAIN = (
-    "alpha", "scale", "dora_scale",
-    "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
-    "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2",
-    "a1.weight", "a2.weight", "b1.weight", "b2.weight", "bm.weight",
-    "oft_blocks", "oft_diag", "rescale", "on_input", "diff", "diff_b", "w_norm", "b_norm", "weight",
+    "alpha",
+    "scale",
+    "dora_scale",
+    "hada_w1_a",
+    "hada_w1_b",
+    "hada_w2_a",
+    "hada_w2_b",
+    "hada_t1",
+    "hada_t2",
+    "lokr_w1",
+    "lokr_w1_a",
+    "lokr_w1_b",
+    "lokr_w2",
+    "lokr_w2_a",
+    "lokr_w2_b",
+    "lokr_t2",
+    "a1.weight",
+    "a2.weight",
+    "b1.weight",
+    "b2.weight",
+    "bm.weight",
+    "oft_blocks",
+    "oft_diag",
+    "rescale",
+    "on_input",
+    "diff",
+    "diff_b",
+    "w_norm",
+    "b_norm",
+    "weight",
 )
 SUFFIXES: tuple[tuple[str, str], ...] = tuple(
     sorted(_LORA_SPELLINGS + tuple((f".{name}", name) for name in _PLAIN), key=lambda item: -len(item[0]))
@@ -64,7 +98,7 @@ def group_keys(state_dict: Mapping[str, torch.Tensor]) -> GroupedKeys:
     grouped = GroupedKeys()
     for key, tensor in state_dict.items():
         if key.startswith(BUNDLE_PREFIX):
-            name = key[len(BUNDLE_PREFIX):].split(".", 1)[0]
+            name = key[len(BUNDLE_PREFIX) :].split(".", 1)[0]
             grouped.bundled_embeddings.setdefault(name, []).append(key)
             continue
         split = split_key(key)

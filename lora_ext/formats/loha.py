@@ -46,9 +46,16 @@ class LohaAdapter(Adapter):
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor]) -> LohaAdapter | None:
         if not all(key in tensors for key in cls.identifying_keys):
             return None
-        return cls(w1a=tensors["hada_w1_a"], w1b=tensors["hada_w1_b"], w2a=tensors["hada_w2_a"],
-                   w2b=tensors["hada_w2_b"], t1=tensors.get("hada_t1"), t2=tensors.get("hada_t2"),
-                   network_alpha=scalar(tensors, "alpha"), scale_override=scalar(tensors, "scale"))
+        return cls(
+            w1a=tensors["hada_w1_a"],
+            w1b=tensors["hada_w1_b"],
+            w2a=tensors["hada_w2_a"],
+            w2b=tensors["hada_w2_b"],
+            t1=tensors.get("hada_t1"),
+            t2=tensors.get("hada_t2"),
+            network_alpha=scalar(tensors, "alpha"),
+            scale_override=scalar(tensors, "scale"),
+        )
 
     @property
     def rank(self) -> int:
@@ -62,11 +69,15 @@ class LohaAdapter(Adapter):
         if self.t1 is not None:
             numel = self.w1a.shape[1] * self.w1b.shape[1] * math.prod(self.t1.shape[2:])
             return self.w1a.shape[1] == base_shape[0] and numel == math.prod(base_shape)
-        return self.w1a.shape[0] == base_shape[0] and self.w1a.shape[0] * self.w1b.flatten(1).shape[1] == math.prod(base_shape)
+        return self.w1a.shape[0] == base_shape[0] and self.w1a.shape[0] * self.w1b.flatten(1).shape[1] == math.prod(
+            base_shape
+        )
 
     def delta_weight(self, base_weight: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
         delta = hadamard_delta(self.w1a, self.w1b, self.w2a, self.w2b, self.t1, self.t2)
-        return delta.reshape(base_weight.shape) * (lora_scale(self.network_alpha, self.rank, self.scale_override) * multiplier)
+        return delta.reshape(base_weight.shape) * (
+            lora_scale(self.network_alpha, self.rank, self.scale_override) * multiplier
+        )
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
         state = {"hada_w1_a": self.w1a, "hada_w1_b": self.w1b, "hada_w2_a": self.w2a, "hada_w2_b": self.w2b}
@@ -79,7 +90,10 @@ class LohaAdapter(Adapter):
     @classmethod
     def initial(cls, base_weight, rank, alpha=None, generator=None) -> LohaAdapter:
         out_dim, in_numel = base_weight.shape[0], math.prod(base_weight.shape[1:])
-        return cls(w1a=torch.randn(out_dim, rank, generator=generator) * 0.1,
-                   w1b=torch.randn(rank, in_numel, generator=generator) * 0.1,
-                   w2a=torch.zeros(out_dim, rank), w2b=torch.randn(rank, in_numel, generator=generator) * 0.1,
-                   network_alpha=alpha if alpha is not None else float(rank))
+        return cls(
+            w1a=torch.randn(out_dim, rank, generator=generator) * 0.1,
+            w1b=torch.randn(rank, in_numel, generator=generator) * 0.1,
+            w2a=torch.zeros(out_dim, rank),
+            w2b=torch.randn(rank, in_numel, generator=generator) * 0.1,
+            network_alpha=alpha if alpha is not None else float(rank),
+        )

@@ -48,9 +48,17 @@ class LokrAdapter(Adapter):
         if not (has_w1 and has_w2):
             return None
         get = tensors.get
-        return cls(w1=get("lokr_w1"), w1a=get("lokr_w1_a"), w1b=get("lokr_w1_b"), w2=get("lokr_w2"),
-                   w2a=get("lokr_w2_a"), w2b=get("lokr_w2_b"), t2=get("lokr_t2"),
-                   network_alpha=scalar(tensors, "alpha"), scale_override=scalar(tensors, "scale"))
+        return cls(
+            w1=get("lokr_w1"),
+            w1a=get("lokr_w1_a"),
+            w1b=get("lokr_w1_b"),
+            w2=get("lokr_w2"),
+            w2a=get("lokr_w2_a"),
+            w2b=get("lokr_w2_b"),
+            t2=get("lokr_t2"),
+            network_alpha=scalar(tensors, "alpha"),
+            scale_override=scalar(tensors, "scale"),
+        )
 
     @property
     def rank(self) -> int | None:
@@ -87,8 +95,15 @@ class LokrAdapter(Adapter):
         return kron_delta(w1, w2, base_weight.shape) * (scale * multiplier)
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
-        names = {"w1": "lokr_w1", "w1a": "lokr_w1_a", "w1b": "lokr_w1_b", "w2": "lokr_w2", "w2a": "lokr_w2_a",
-                 "w2b": "lokr_w2_b", "t2": "lokr_t2"}
+        names = {
+            "w1": "lokr_w1",
+            "w1a": "lokr_w1_a",
+            "w1b": "lokr_w1_b",
+            "w2": "lokr_w2",
+            "w2a": "lokr_w2_a",
+            "w2b": "lokr_w2_b",
+            "t2": "lokr_t2",
+        }
         state = {key: getattr(self, field) for field, key in names.items() if getattr(self, field) is not None}
         if self.network_alpha is not None:
             state["alpha"] = torch.tensor(float(self.network_alpha))
@@ -99,6 +114,9 @@ class LokrAdapter(Adapter):
         out_dim, in_dim = base_weight.shape[0], math.prod(base_weight.shape[1:])
         out1 = math.gcd(out_dim, factor)
         in1 = math.gcd(in_dim, factor)
-        return cls(w1=torch.randn(out1, in1, generator=generator) * 0.1,
-                   w2a=torch.zeros(out_dim // out1, rank), w2b=torch.randn(rank, in_dim // in1, generator=generator) * 0.1,
-                   network_alpha=alpha if alpha is not None else float(rank))
+        return cls(
+            w1=torch.randn(out1, in1, generator=generator) * 0.1,
+            w2a=torch.zeros(out_dim // out1, rank),
+            w2b=torch.randn(rank, in_dim // in1, generator=generator) * 0.1,
+            network_alpha=alpha if alpha is not None else float(rank),
+        )

@@ -42,8 +42,13 @@ class LoraAdapter(Adapter):
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor]) -> LoraAdapter | None:
         if "lora_up.weight" not in tensors or "lora_down.weight" not in tensors:
             return None
-        return cls(down=tensors["lora_down.weight"], up=tensors["lora_up.weight"], mid=tensors.get("lora_mid.weight"),
-                   network_alpha=scalar(tensors, "alpha"), scale_override=scalar(tensors, "scale"))
+        return cls(
+            down=tensors["lora_down.weight"],
+            up=tensors["lora_up.weight"],
+            mid=tensors.get("lora_mid.weight"),
+            network_alpha=scalar(tensors, "alpha"),
+            scale_override=scalar(tensors, "scale"),
+        )
 
     @property
     def rank(self) -> int:
@@ -73,8 +78,9 @@ class LoraAdapter(Adapter):
             return super().accumulate(into, base_weight, multiplier)
         # one fused fp32 GEMM into the weight; no ΔW temporary
         flat = into.view(into.shape[0], -1)
-        flat.addmm_(self.up.to(torch.float32).flatten(1), self.down.to(torch.float32).flatten(1),
-                    alpha=self.scale * multiplier)
+        flat.addmm_(
+            self.up.to(torch.float32).flatten(1), self.down.to(torch.float32).flatten(1), alpha=self.scale * multiplier
+        )
 
     def low_rank_factors(self, multiplier: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float] | None:
         if self.mid is not None:
@@ -84,8 +90,13 @@ class LoraAdapter(Adapter):
     def truncated(self, dyn: int | None) -> LoraAdapter:
         if dyn is None or self.mid is not None or dyn >= self.rank or dyn <= 0:
             return self
-        return LoraAdapter(down=self.down[:dyn], up=self.up[:, :dyn], network_alpha=self.network_alpha,
-                           scale_override=self.scale_override, full_rank=self.rank)
+        return LoraAdapter(
+            down=self.down[:dyn],
+            up=self.up[:, :dyn],
+            network_alpha=self.network_alpha,
+            scale_override=self.scale_override,
+            full_rank=self.rank,
+        )
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
         state = {"lora_down.weight": self.down, "lora_up.weight": self.up}
@@ -98,8 +109,9 @@ class LoraAdapter(Adapter):
         return state
 
     @classmethod
-    def initial(cls, base_weight: torch.Tensor, rank: int, alpha: float | None = None,
-                generator: torch.Generator | None = None) -> LoraAdapter:
+    def initial(
+        cls, base_weight: torch.Tensor, rank: int, alpha: float | None = None, generator: torch.Generator | None = None
+    ) -> LoraAdapter:
         out_dim, in_shape = base_weight.shape[0], tuple(base_weight.shape[1:])
         down = torch.randn((rank, *in_shape), generator=generator) / math.sqrt(math.prod(in_shape))
         up = torch.zeros((out_dim, rank, *([1] * (len(in_shape) - 1))))

@@ -46,5 +46,4 @@ class NormAdapter(Adapter):
 
     @classmethod
     def initial(cls, base_weight, rank=0, alpha=None, generator=None) -> NormAdapter:
-        return cls(w_norm=torch.zeros_like(base_weight, dtype=torch.float32),
-                   b_norm=torch.zeros(base_weight.shape[0]))
+        return cls(w_norm=torch.zeros_like(base_weight, dtype=torch.float32), b_norm=torch.zeros(base_weight.shape[0]))

@@ -73,8 +73,9 @@ class OftAdapter(Adapter):
     @classmethod
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor]) -> OftAdapter | None:
         if "oft_blocks" in tensors:
-            return cls(blocks=tensors["oft_blocks"], network_alpha=scalar(tensors, "alpha"),
-                       rescale=tensors.get("rescale"))
+            return cls(
+                blocks=tensors["oft_blocks"], network_alpha=scalar(tensors, "alpha"), rescale=tensors.get("rescale")
+            )
         if "oft_diag" in tensors:
             return cls(blocks=tensors["oft_diag"], network_alpha=scalar(tensors, "alpha"), legacy_diag=True)
         return None

@@ -37,12 +37,15 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
     """Reject files holding NaN/Inf: merged into a weight they turn every image black."""
     for key, tensor in state_dict.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise FileFormatError(f"{name}: tensor {key!r} contains NaN or infinite values",
-                                  hint="the LoRA is broken (often a diverged training run)")
+            raise FileFormatError(
+                f"{name}: tensor {key!r} contains NaN or infinite values",
+                hint="the LoRA is broken (often a diverged training run)",
+            )
 
 
-def parse_lora(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: Path | None = None,
-               identity: tuple = ()) -> ParsedLora:
+def parse_lora(
+    state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: Path | None = None, identity: tuple = ()
+) -> ParsedLora:
     """Group and parse every module; raise ``UnsupportedLoraFormat`` only if nothing at all parses."""
     name = path.name if path else "LoRA"
     check_finite(state_dict, name)
@@ -60,5 +63,14 @@ def parse_lora(state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, st
     if not adapters and not grouped.bundled_embeddings:
         raise unsupported_error(sorted(unparsed or list(state_dict)))
     source_keys = {prefix: grouped.source_keys[prefix] for prefix in adapters}
-    return ParsedLora(path, dict(metadata), adapters, source_keys, sorted(unparsed), grouped.bundled_embeddings,
-                      detect_base(grouped.modules, metadata), identity, counts)
+    return ParsedLora(
+        path,
+        dict(metadata),
+        adapters,
+        source_keys,
+        sorted(unparsed),
+        grouped.bundled_embeddings,
+        detect_base(grouped.modules, metadata),
+        identity,
+        counts,
+    )

@@ -25,8 +25,15 @@ PICKLE_SUFFIXES = (".pt", ".ckpt", ".bin", ".pth")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 _DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
@@ -62,8 +69,10 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
                 raise FileFormatError(f"{path.name}: file is too short to be a safetensors file ({size} bytes)")
             (header_size,) = struct.unpack("<Q", head)
             if header_size > min(MAX_HEADER_BYTES, size - 8):
-                raise FileFormatError(f"{path.name}: malformed safetensors header (declared {header_size} bytes, "
-                                      f"file has {size})", hint="the file is truncated or not a safetensors file")
+                raise FileFormatError(
+                    f"{path.name}: malformed safetensors header (declared {header_size} bytes, file has {size})",
+                    hint="the file is truncated or not a safetensors file",
+                )
             raw = handle.read(header_size)
     except OSError as error:
         raise FileFormatError(f"{path}: cannot read file ({error.strerror or error})") from error
@@ -79,13 +88,16 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     for key, info in header.items():
         try:
             begin, end = (int(v) for v in info["data_offsets"])
-            tensor = TensorInfo(str(info["dtype"]), tuple(int(s) for s in info["shape"]), data_offset + begin,
-                                data_offset + end)
+            tensor = TensorInfo(
+                str(info["dtype"]), tuple(int(s) for s in info["shape"]), data_offset + begin, data_offset + end
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise FileFormatError(f"{path.name}: malformed safetensors header entry {key!r}") from error
         if tensor.end > size or tensor.begin > tensor.end:
-            raise FileFormatError(f"{path.name}: file is truncated (tensor {key!r} ends at byte {tensor.end}, "
-                                  f"file has {size})", hint="download the file again")
+            raise FileFormatError(
+                f"{path.name}: file is truncated (tensor {key!r} ends at byte {tensor.end}, file has {size})",
+                hint="download the file again",
+            )
         tensors[key] = tensor
     return SafetensorsHeader(header_size, tensors, {str(k): str(v) for k, v in metadata.items()})
 
@@ -94,7 +106,9 @@ def is_safetensors(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in SAFETENSORS_SUFFIXES
 
 
-def load_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_state_dict(
+    path: str | os.PathLike[str], allow_pickle: bool = False
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors on the CPU, string metadata) of a LoRA file or checkpoint."""
     path = Path(path)
     if is_safetensors(path):
@@ -109,19 +123,24 @@ def load_state_dict(path: str | os.PathLike[str], allow_pickle: bool = False) ->
         return tensors, read_header(path).metadata
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:
-            raise FileFormatError(f"{path.name}: legacy pickle files are not loaded by default",
-                                  hint="convert it to .safetensors, or enable legacy .pt/.ckpt loading")
+            raise FileFormatError(
+                f"{path.name}: legacy pickle files are not loaded by default",
+                hint="convert it to .safetensors, or enable legacy .pt/.ckpt loading",
+            )
         return _load_pickle(path), {}
-    raise FileFormatError(f"{path.name}: unknown file type {path.suffix or '(none)'}",
-                          hint="LoRA files are .safetensors")
+    raise FileFormatError(
+        f"{path.name}: unknown file type {path.suffix or '(none)'}", hint="LoRA files are .safetensors"
+    )
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for unsafe or broken pickles
-        raise FileFormatError(f"{path.name}: not a safe weights-only pickle ({type(error).__name__})",
-                              hint="only plain tensors are accepted from .pt/.ckpt files") from error
+        raise FileFormatError(
+            f"{path.name}: not a safe weights-only pickle ({type(error).__name__})",
+            hint="only plain tensors are accepted from .pt/.ckpt files",
+        ) from error
     if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping):

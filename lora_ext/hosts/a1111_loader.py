@@ -1,0 +1,201 @@
+"""Train Tools' loader owning ``<lora:…>`` inside AUTOMATIC1111 (setting "LoRA loader").
+
+The built-in Lora extension registers its ``ExtraNetwork`` as ``lora`` (alias
+``lyco``) in ``on_before_ui``; the registry is last-write-wins and before_ui
+callbacks of user extensions run *before* the built-in's, so we register in
+``on_app_started`` (after every before_ui; again after a UI reload), keeping the
+built-in's object to delegate to when the user picks "Built-in".
+
+Before our first merge of a generation we make the built-in inert: empty
+``networks.loaded_networks`` and, for every module whose ``network_current_names``
+is not empty, let it restore its own backup. Its per-forward hook then sees
+wanted == current == () and never touches a weight again, so the two loaders never
+both patch, and our backup is never taken of built-in-patched weights. Switching
+the setting back to "Built-in" restores our patches before the built-in runs.
+See ``docs/loader.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lora_ext.loader import NetworkLoader
+from lora_ext.lora_cache import LoraCache
+from lora_ext.networks_prompt import NetworkSpec, parse_token
+
+log = logging.getLogger(__name__)
+
+SETTING_LOADER = "train_tools_lora_loader"
+SETTING_CACHE = "train_tools_lora_cache_size"
+OURS, BUILTIN = "Train Tools", "Built-in"
+PRESETS_FILE = "lbwpresets.txt"  # hako-mikan's preset file name, looked up in the LoRA folder
+
+
+def _opt(name: str, default):
+    from modules import shared
+
+    return getattr(shared.opts, name, default) if hasattr(shared, "opts") else default
+
+
+def builtin_networks():
+    """The built-in Lora's ``networks`` module, if the built-in is loaded."""
+    return sys.modules.get("networks")
+
+
+def make_builtin_inert(sd_model) -> int:
+    """Empty the built-in's loaded list and let it restore every module it merged; returns how many."""
+    networks = builtin_networks()
+    if networks is None:
+        return 0
+    loaded = getattr(networks, "loaded_networks", None)
+    if loaded:
+        loaded.clear()
+    restore = getattr(networks, "network_restore_weights_from_backup", None)
+    restored = 0
+    if sd_model is None:
+        return 0
+    import torch
+
+    with torch.no_grad():
+        for module in sd_model.modules():
+            if getattr(module, "network_current_names", ()) != ():
+                if restore is not None:
+                    restore(module)
+                module.network_current_names = ()
+                restored += 1
+    return restored
+
+
+class LoraTakeover:
+    """Our ``lora`` extra network and its lifecycle in the WebUI."""
+
+    def __init__(self, host_factory: Callable[[], object]) -> None:
+        self._host_factory = host_factory
+        self.cache = LoraCache(max_items=int(_opt(SETTING_CACHE, 4)))
+        self.loader: NetworkLoader | None = None
+        self.builtin = None  # the built-in's ExtraNetwork object, kept to delegate to
+        self.network = None  # our ExtraNetwork object
+
+    # -- state ------------------------------------------------------------------------------
+    def ours(self) -> bool:
+        return _opt(SETTING_LOADER, OURS) != BUILTIN
+
+    def _loader(self) -> NetworkLoader:
+        if self.loader is None:
+            host = self._host_factory()
+            self.loader = NetworkLoader(
+                host.parts, lambda: [host.lora_dir], cache=self.cache, presets_path=Path(host.lora_dir) / PRESETS_FILE
+            )
+        return self.loader
+
+    def restore(self) -> None:
+        """Put back every weight we patched (model change, setting change, script unload)."""
+        if self.loader is not None:
+            self.loader.restore()
+
+    # -- callbacks ----------------------------------------------------------------------------
+    def install(self, *_args) -> None:
+        """``on_app_started``: register ours as ``lora``/``lyco``, after the built-in's before_ui."""
+        from modules import extra_networks, shared
+
+        current = extra_networks.extra_network_registry.get("lora")
+        if current is not None and current is not self.network:
+            self.builtin = current
+        if self.network is None:
+            self.network = _make_extra_network(self, extra_networks.ExtraNetwork)
+        extra_networks.register_extra_network(self.network)
+        extra_networks.register_extra_network_alias(self.network, "lyco")
+        if hasattr(shared.opts, "onchange") and not getattr(self, "_watching", False):
+            shared.opts.onchange(SETTING_LOADER, self.setting_changed, call=False)
+            if SETTING_CACHE in getattr(shared.opts, "data_labels", {}):
+                shared.opts.onchange(
+                    SETTING_CACHE, lambda: self.cache.set_limit(int(_opt(SETTING_CACHE, 4))), call=False
+                )
+            self._watching = True
+
+    def setting_changed(self) -> None:
+        """Switching to "Built-in" restores our patches at once; the built-in takes over on the next run."""
+        if not self.ours():
+            self.restore()
+
+    def model_loaded(self, _sd_model=None) -> None:
+        """``on_model_loaded``: restore what is still ours, forget the rest, rebuild the key map lazily."""
+        if self.loader is not None:
+            self.loader.restore()
+            self.loader.invalidate()
+
+    def unload(self) -> None:
+        """``on_script_unloaded``: restore and give ``lora`` back to the built-in."""
+        self.restore()
+        from modules import extra_networks
+
+        if self.builtin is not None and extra_networks.extra_network_registry.get("lora") is self.network:
+            extra_networks.register_extra_network(self.builtin)
+            extra_networks.register_extra_network_alias(self.builtin, "lyco")
+
+    # -- the extra network ------------------------------------------------------------------------
+    def activate(self, p, params_list) -> None:
+        if not self.ours():
+            self.restore()
+            if self.builtin is not None:
+                self.builtin.activate(p, params_list)
+            return
+        make_builtin_inert(getattr(p, "sd_model", None) or _shared_model())
+        warnings: list[str] = []
+        specs = [spec for params in params_list if (spec := _spec(params, warnings)) is not None]
+        auto = _opt("sd_lora", "None")
+        if auto and auto != "None" and not any(spec.name == auto for spec in specs):
+            specs.append(NetworkSpec(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
+        report = self._loader().apply(specs)
+        for message in warnings + report.warnings:
+            log.warning("Train Tools LoRA: %s", message)
+            p.comments[message] = 1
+        infotext = report.infotext()
+        if infotext and _opt("lora_add_hashes_to_infotext", True):
+            p.extra_generation_params["Lora hashes"] = infotext
+
+    def deactivate(self, p) -> None:
+        if not self.ours() and self.builtin is not None:
+            self.builtin.deactivate(p)
+
+
+def _shared_model():
+    from modules import shared
+
+    return shared.sd_model
+
+
+def _spec(params, warnings: list[str]) -> NetworkSpec | None:
+    items = [str(item) for item in getattr(params, "items", [])]
+    body = ":".join(items)
+    return parse_token(body, f"<lora:{body}>", warnings)
+
+
+def _make_extra_network(takeover: LoraTakeover, base: type):
+    """An ``ExtraNetwork`` subclass built at install time (the base class lives in the WebUI)."""
+
+    class TrainToolsLora(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__("lora")
+
+        def activate(self, p, params_list) -> None:
+            takeover.activate(p, params_list)
+
+        def deactivate(self, p) -> None:
+            takeover.deactivate(p)
+
+    return TrainToolsLora()
+
+
+def register_callbacks(host_factory: Callable[[], object]) -> LoraTakeover:
+    """Wire the takeover into the WebUI; call once from ``scripts/train_tools.py``."""
+    from modules import script_callbacks
+
+    takeover = LoraTakeover(host_factory)
+    script_callbacks.on_app_started(takeover.install)
+    script_callbacks.on_model_loaded(takeover.model_loaded)
+    script_callbacks.on_script_unloaded(takeover.unload)
+    return takeover

@@ -1,0 +1,134 @@
+"""The A1111 takeover of ``<lora:…>`` on the fake WebUI with a fake built-in Lora that merges lazily."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lora_files import adapter_tensors, spell
+from webui import install_fake_webui, reset_fake_webui
+
+PREFIX = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q"
+MODULE = "input_blocks.1.1.transformer_blocks.0.attn1.to_q"
+
+
+@pytest.fixture
+def webui(make_ldm_model, tmp_path):
+    install_fake_webui()
+    reset_fake_webui()
+    import extensions_builtin_lora_fake as builtin
+    from lora_files import write_lora
+    from modules import script_callbacks, shared
+
+    from lora_ext.hosts.a1111 import A1111Host
+    from lora_ext.hosts.a1111_loader import register_callbacks
+
+    networks = builtin.install()  # built-ins load first, so their callbacks come first
+    model = make_ldm_model("sd1")
+    shared.sd_model = model
+    lora_dir = tmp_path / "Lora"
+    shared.cmd_opts.lora_dir = str(lora_dir)
+    weight = model.model.diffusion_model.get_submodule(MODULE).weight
+    original = weight.detach().clone()
+    deltas = {}
+    for seed, name in enumerate(("a", "b")):
+        tensors = adapter_tensors("lora", original, seed=seed)
+        write_lora(lora_dir / f"{name}.safetensors", spell(PREFIX, tensors))
+        deltas[name] = float(tensors["alpha"]) / 4 * tensors["lora_up.weight"] @ tensors["lora_down.weight"]
+    host = A1111Host()
+    takeover = register_callbacks(lambda: host)
+    script_callbacks.model_loaded_callback(model)  # WebUI start: model load, before_ui, UI, app_started
+    script_callbacks.before_ui_callback()
+    script_callbacks.app_started_callback(None, None)
+    yield SimpleNamespace(
+        takeover=takeover,
+        networks=networks,
+        model=model,
+        weight=weight,
+        original=original,
+        deltas=deltas,
+        shared=shared,
+    )
+    script_callbacks.script_unloaded_callback()
+    sys.modules.pop("networks", None)
+
+
+def _generate(prompt: str):
+    from modules import processing
+
+    p = processing.StableDiffusionProcessingTxt2Img(prompt=prompt, seed=1, steps=2, width=64, height=64)
+    return processing.process_images(p)
+
+
+def _set_loader(webui, value: str) -> None:
+    from lora_ext.hosts.a1111_loader import SETTING_LOADER
+
+    webui.shared.opts.set(SETTING_LOADER, value)
+
+
+def test_train_tools_owns_lora_although_the_builtin_registered_later_in_before_ui(webui):
+    from modules import extra_networks
+
+    assert extra_networks.extra_network_registry["lora"] is webui.takeover.network
+    assert extra_networks.extra_network_aliases["lyco"] is webui.takeover.network
+    assert webui.takeover.builtin is webui.networks.extra_network_lora
+
+
+def test_generation_applies_our_merge_and_writes_lora_hashes(webui):
+    from lora_ext.formats.hashes import addnet_hash
+
+    processed = _generate("a cat <lora:a:0.5>")
+    torch.testing.assert_close(webui.weight.detach(), webui.original + 0.5 * webui.deltas["a"])
+    assert webui.networks.apply_count == 0 and webui.networks.extra_network_lora.activations == 0
+    lora_path = webui.takeover.loader.resolve("a").path
+    assert f"Lora hashes: a: {addnet_hash(lora_path)[:12]}" in processed.infotexts[0]
+    _generate("a cat")
+    assert torch.equal(webui.weight.detach(), webui.original)
+
+
+def test_builtin_merges_are_restored_before_our_first_merge(webui):
+    _set_loader(webui, "Built-in")
+    _generate("x <lora:a:1>")
+    assert webui.networks.apply_count > 0
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["a"])
+    _set_loader(webui, "Train Tools")
+    _generate("x <lora:b:1>")
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["b"])  # not a + b
+    assert webui.networks.loaded_networks == []
+    assert all(getattr(m, "network_current_names", ()) == () for m in webui.model.modules())
+    _generate("x")
+    assert torch.equal(webui.weight.detach(), webui.original)  # our backup was of the original
+
+
+def test_switching_back_to_builtin_restores_ours_first(webui):
+    _generate("x <lora:a:1>")
+    assert not torch.equal(webui.weight.detach(), webui.original)
+    _set_loader(webui, "Built-in")
+    assert torch.equal(webui.weight.detach(), webui.original)
+    _generate("x <lora:b:1>")
+    assert webui.networks.extra_network_lora.activations > 0
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["b"])
+    module = webui.model.model.diffusion_model.get_submodule(MODULE)
+    assert torch.equal(module.network_weights_backup, webui.original)
+
+
+def test_model_change_and_script_unload_restore(webui):
+    from modules import extra_networks, script_callbacks
+
+    _generate("x <lora:a:1>")
+    script_callbacks.model_loaded_callback(webui.model)
+    assert torch.equal(webui.weight.detach(), webui.original)
+    _generate("x <lora:b:1>")
+    assert not torch.equal(webui.weight.detach(), webui.original)
+    webui.takeover.unload()
+    assert torch.equal(webui.weight.detach(), webui.original)
+    assert extra_networks.extra_network_registry["lora"] is webui.networks.extra_network_lora
+
+
+def test_bad_tokens_are_shown_and_generation_goes_on(webui):
+    processed = _generate("x <lora:missing:1> <lora:a:abc> <lora:b:1>")
+    assert processed.images
+    assert "LoRA not found: missing" in processed.comments and "'abc' is not a number" in processed.comments
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["b"])
