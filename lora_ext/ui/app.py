@@ -106,7 +106,11 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
     css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
     ctx = Context(lambda: host, workspace or Workspace.standalone(), I18n(language))
     ui = Registry()
-    with gr.Blocks(title="Train Tools", analytics_enabled=False, css=css, **_head_kwargs(script)) as app:
+    # System fonts: Gradio's default theme would fetch Google Fonts, and the page makes no outside requests.
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    with gr.Blocks(title="Train Tools", analytics_enabled=False, css=css, theme=theme, **_head_kwargs(script)) as app:
         with gr.Row():
             gr.Markdown("## Train Tools")
             ui["language"] = gr.Radio(

@@ -132,7 +132,6 @@ def add_files(
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    gr.Markdown("### Dataset")
     with gr.Row():
         with gr.Column(scale=3):
             ui["drop"] = gr.File(

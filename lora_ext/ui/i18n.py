@@ -88,3 +88,9 @@ class I18n:
             if type(block).__name__ != "Tab":
                 seen.setdefault(id(block), block)
         return list(seen.values())
+
+
+if __name__ == "__main__":  # python -m lora_ext.ui.i18n: regenerate localizations/ja_JP.json
+    LOCALIZATION_FILE.parent.mkdir(exist_ok=True)
+    LOCALIZATION_FILE.write_text(localization_json(), encoding="utf-8")
+    print(f"wrote {len(JA)} entries to {LOCALIZATION_FILE}")

@@ -209,14 +209,13 @@ def build(ctx: Context, ui: Registry) -> None:
 
     from lora_ext.tagger import EXISTING_MODES
 
-    gr.Markdown("### Auto-tag")
     choices = model_choices(ctx.workspace.tagger_dir)
     with gr.Row():
         ui["tag_model"] = gr.Dropdown(
             choices=choices,
             value=choices[0],
             label="Tagger model",
-            info=f"Local folders in {ctx.workspace.tagger_dir}; others are downloaded there on first use.",
+            info="Local model folders first; the others are downloaded into the tagger folder on first use.",
             elem_id="train_tools_tag_model",
             scale=3,
         )
