@@ -197,3 +197,17 @@ def test_comparison_weights_parse_and_prompts_share_text() -> None:
         ("weight 0.8", "1girl <lora:x:0.8>"),
         ("epoch 1 @ 0.8", "1girl <lora:x-000001:0.8>"),
     ]
+
+
+def test_cancel_stops_training_after_the_current_step(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=500, cfg_sample_prompts="")
+    cancelled = None
+    last = None
+    for last in train_section.start_training(ctx, project="猫", version="v1", **values):
+        if cancelled is None and "Training: step" in last.get("train_progress", ""):
+            cancelled = train_section.cancel_training(ctx)
+    assert cancelled is not None and "Stopping" in cancelled["train_status"]
+    assert "Cancelled at step" in last["train_progress"]
+    assert not (ctx.host.lora_dir / "猫_v1.safetensors").exists()
