@@ -31,6 +31,8 @@ ARTIFACTS = REPO / "artifacts" / "browser"
 PROJECT = "猫のテスト"
 LORA = f"{PROJECT}_v1"
 BUDGET_SECONDS = 240
+# TRAIN_TOOLS_UPDATE_SCREENSHOTS=1 also refreshes the README's screenshots from this run.
+README_SHOTS = {"03-dataset-report": "dataset", "06-editor": "tag-editor", "08-trained": "train", "09-result": "result"}
 
 
 def _free_port() -> int:
@@ -304,3 +306,19 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.wait(lambda: page.find("#train_tools_gen_button").text == "Generate", "English labels again")
     elapsed = time.time() - started
     assert elapsed < BUDGET_SECONDS, f"the browser flow took {elapsed:.0f} s"
+    if os.environ.get("TRAIN_TOOLS_UPDATE_SCREENSHOTS") == "1":
+        _update_readme_screenshots()
+
+
+def _update_readme_screenshots(width: int = 900) -> None:
+    """Small palette PNGs of the key steps in docs/screenshots/."""
+    from PIL import Image
+
+    target = REPO / "docs" / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    for shot, name in README_SHOTS.items():
+        image = Image.open(ARTIFACTS / f"{shot}.png").convert("RGB")
+        if image.width > width:
+            image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
+        small = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        small.save(target / f"{name}.png", optimize=True)

@@ -132,7 +132,7 @@ def add_files(
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    with gr.Row():
+    with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             ui["drop"] = gr.File(
                 label="Drop images, folders or zips here",

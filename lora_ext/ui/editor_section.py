@@ -236,7 +236,7 @@ def build_gallery(ctx: Context, ui: Registry) -> None:
     """The captioned gallery with the per-image editor beside it (shown in the Dataset section)."""
     import gradio as gr
 
-    with gr.Row():
+    with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             ui["gallery_note"] = gr.HTML(elem_id="train_tools_gallery_note")
             ui["gallery"] = gr.Gallery(
@@ -260,7 +260,7 @@ def build(ctx: Context, ui: Registry) -> None:
     """Filters, chips and batch edits."""
     import gradio as gr
 
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["filter_positive"] = gr.Textbox(
             label="Show images with tags", placeholder="tag, tag", elem_id="train_tools_filter_positive", scale=3
         )
@@ -271,24 +271,24 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["negative_logic"] = gr.Radio(list(LOGICS), value="OR", label="Match", elem_id="train_tools_negative_logic")
         ui["apply_filter"] = gr.Button("Apply filter", elem_id="train_tools_apply_filter", scale=0)
     ui["chips"] = gr.HTML(elem_id="train_tools_chips")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["tags_text"] = gr.Textbox(label="Tags", placeholder="tag, tag", elem_id="train_tools_tags_text", scale=3)
         ui["position"] = gr.Radio(["append", "prepend"], value="append", label="Add at", elem_id="train_tools_position")
         ui["add_tags"] = gr.Button("Add tags", elem_id="train_tools_add_tags")
         ui["remove_tags"] = gr.Button("Remove tags", elem_id="train_tools_remove_tags")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["search"] = gr.Textbox(label="Search", elem_id="train_tools_search")
         ui["replacement"] = gr.Textbox(label="Replace with", elem_id="train_tools_replacement")
         ui["regex"] = gr.Checkbox(label="Regular expression", value=False, elem_id="train_tools_regex")
         ui["scope"] = gr.Radio(list(REPLACE_SCOPES), value="each", label="In", elem_id="train_tools_scope")
         ui["replace"] = gr.Button("Replace", elem_id="train_tools_replace")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["sort_key"] = gr.Radio(list(SORT_KEYS), value="frequency", label="Sort by", elem_id="train_tools_sort_key")
         ui["sort"] = gr.Button("Sort", elem_id="train_tools_sort")
         ui["dedupe"] = gr.Button("Remove duplicates", elem_id="train_tools_dedupe")
         ui["trigger"] = gr.Textbox(label="Trigger word", elem_id="train_tools_trigger")
         ui["trigger_first"] = gr.Button("Trigger word first", elem_id="train_tools_trigger_first")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["undo"] = gr.Button("Undo", elem_id="train_tools_undo")
         ui["redo"] = gr.Button("Redo", elem_id="train_tools_redo")
         ui["save"] = gr.Button("Save captions", variant="primary", elem_id="train_tools_save")

@@ -157,12 +157,12 @@ def build(ctx: Context, ui: Registry) -> None:
             scale=2,
         )
         ui["refresh_projects"] = gr.Button("Refresh", elem_id="train_tools_refresh_projects", scale=0)
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["create_project"] = gr.Button("Create project", variant="primary", elem_id="train_tools_create_project")
         ui["rename_project"] = gr.Button("Rename project", elem_id="train_tools_rename_project")
         ui["duplicate_project"] = gr.Button("Duplicate project", elem_id="train_tools_duplicate_project")
         ui["delete_project"] = gr.Button("Delete project", variant="stop", elem_id="train_tools_delete_project")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["create_version"] = gr.Button("New version", elem_id="train_tools_create_version")
         ui["rename_version"] = gr.Button("Rename version", elem_id="train_tools_rename_version")
         ui["duplicate_version"] = gr.Button("Duplicate version", elem_id="train_tools_duplicate_version")

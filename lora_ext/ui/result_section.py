@@ -186,7 +186,7 @@ def compare(
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["result_name"] = gr.Textbox(label="LoRA name", elem_id="train_tools_result_name", scale=2)
         ui["refresh_results"] = gr.Button("Refresh", elem_id="train_tools_refresh_results", scale=0)
         ui["lora_token"] = gr.Textbox(
@@ -201,10 +201,10 @@ def build(ctx: Context, ui: Registry) -> None:
         wrap=True,
     )
     gr.Markdown("**Side-by-side test**")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["compare_prompt"] = gr.Textbox(label="Test prompt", lines=2, elem_id="train_tools_compare_prompt", scale=3)
         ui["compare_negative"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="train_tools_compare_negative")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["compare_seed"] = gr.Number(label="Seed", value=1234, precision=0, elem_id="train_tools_compare_seed")
         ui["compare_steps"] = gr.Number(label="Steps", value=20, precision=0, elem_id="train_tools_compare_steps")
         ui["compare_size"] = gr.Number(label="Size", value=512, precision=0, elem_id="train_tools_compare_size")

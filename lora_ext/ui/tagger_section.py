@@ -210,7 +210,7 @@ def build(ctx: Context, ui: Registry) -> None:
     from lora_ext.tagger import EXISTING_MODES
 
     choices = model_choices(ctx.workspace.tagger_dir)
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["tag_model"] = gr.Dropdown(
             choices=choices,
             value=choices[0],
@@ -223,12 +223,12 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["existing"] = gr.Radio(
             list(EXISTING_MODES), value="overwrite", label="Existing captions", elem_id="train_tools_existing"
         )
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["general_threshold"] = gr.Slider(0, 1, value=0.35, step=0.01, label="General threshold")
         ui["general_mcut"] = gr.Checkbox(label="MCut (general)", value=False)
         ui["character_threshold"] = gr.Slider(0, 1, value=0.85, step=0.01, label="Character threshold")
         ui["character_mcut"] = gr.Checkbox(label="MCut (character)", value=False)
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["exclude"] = gr.Textbox(label="Exclude tags", placeholder="tag, tag", elem_id="train_tools_exclude")
         ui["trigger_tags"] = gr.Textbox(
             label="Trigger / tags written first", placeholder="mychar", elem_id="train_tools_trigger_tags"
@@ -237,7 +237,7 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["rating"] = gr.Radio(["off", "first", "last"], value="off", label="Rating tag")
         ui["characters_first"] = gr.Checkbox(label="Characters first", value=False)
         ui["tag_batch_size"] = gr.Number(label="Batch size", value=8, precision=0)
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["run_tagging"] = gr.Button("Auto-tag", variant="primary", elem_id="train_tools_run_tagging")
         ui["cancel_tagging"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_tagging")
         ui["unload_tagger"] = gr.Button("Unload model", elem_id="train_tools_unload_tagger")

@@ -209,7 +209,7 @@ def build(ctx: Context, ui: Registry) -> None:
         family = "sd1"
     defaults = train_fields.config_values(train_fields.preset_config(train_fields.AUTO_PRESET, family))
     ui["capabilities"] = gr.HTML(capabilities_html(ctx), elem_id="train_tools_capabilities")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
             choices=train_fields.preset_choices(),
             value=train_fields.AUTO_PRESET,
@@ -222,21 +222,21 @@ def build(ctx: Context, ui: Registry) -> None:
     with gr.Group(elem_id="train_tools_basic"):
         gr.Markdown("**Basic**")
         for row in _rows(train_fields.BASIC_FIELDS, 4):
-            with gr.Row():
+            with gr.Row(equal_height=False):
                 for name in row:
                     ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
     with gr.Accordion("Advanced", open=False, elem_id="train_tools_advanced"):
         for row in _rows(train_fields.advanced_fields(), 4):
-            with gr.Row():
+            with gr.Row(equal_height=False):
                 for name in row:
                     ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["start_training"] = gr.Button("Start training", variant="primary", elem_id="train_tools_start_training")
         ui["cancel_training"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_training")
         ui["resume_training"] = gr.Button("Resume", elem_id="train_tools_resume_training")
     ui["train_status"] = gr.HTML(elem_id="train_tools_train_status")
     ui["train_progress"] = gr.HTML(elem_id="train_tools_train_progress")
-    with gr.Row():
+    with gr.Row(equal_height=False):
         ui["loss_plot"] = gr.LinePlot(
             x="step", y="loss", color="series", title="Loss", elem_id="train_tools_loss_plot", height=220, width=480
         )
