@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from lora_files import adapter_tensors
+from lora_files import adapter_tensors, spell
 from torch import nn
 
 from lora_ext.formats import FORMATS, parse_module
@@ -102,3 +104,17 @@ def test_parse_module_does_not_modify_the_dict():
     before = dict(tensors)
     parse_module(tensors)
     assert tensors.keys() == before.keys() and all(tensors[k] is before[k] for k in before)
+
+
+def test_peft_files_take_alpha_from_adapter_metadata():
+    from lora_ext.formats.parse import parse_lora
+
+    tensors = spell(
+        "unet.down_blocks.0.attentions.0.proj_in", adapter_tensors("lora_noalpha", torch.zeros(32, 32)), "peft"
+    )
+    plain = parse_lora(tensors, {})
+    configured = parse_lora(tensors, {"lora_adapter_metadata": json.dumps({"r": 4, "lora_alpha": 2})})
+    (adapter,) = plain.adapters.values()
+    (scaled,) = configured.adapters.values()
+    base = torch.zeros(32, 32)
+    torch.testing.assert_close(scaled.delta_weight(base), 0.5 * adapter.delta_weight(base))

@@ -178,9 +178,7 @@ def test_weights_reloaded_behind_our_back_invalidate_the_backup(make_ldm_host):
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1, text_encoder=False))
     loader = loader_for(host)
     loader.apply([NetworkSpec("a")])
-    other = {
-        k: v + 0.01 if v.is_floating_point() else v for k, v in make_ldm_host("sd1").parts().unet.state_dict().items()
-    }
+    other = {k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in unet.state_dict().items()}
     unet.load_state_dict(other)  # A1111 loading another checkpoint into the same modules
     loader.apply([NetworkSpec("a", unet=0.5)])
     loader.restore()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from lora_ext.errors import FileFormatError
 from lora_ext.formats import Adapter, parse_module, unsupported_error
 from lora_ext.formats.detect import Detection, detect_base
 from lora_ext.formats.keys import group_keys
+from lora_ext.formats.lora import LoraAdapter
 
 
 @dataclass
@@ -43,6 +46,24 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
             )
 
 
+def peft_alpha(metadata: Mapping[str, str]) -> float | None:
+    """``lora_alpha`` from diffusers' ``lora_adapter_metadata`` (PEFT files carry no per-module alpha)."""
+    try:
+        config = json.loads(metadata.get("lora_adapter_metadata") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    value = config.get("lora_alpha")
+    if value is None:  # diffusers nests one config per component in some versions
+        nested = [c.get("lora_alpha") for c in config.values() if isinstance(c, dict) and c.get("lora_alpha")]
+        value = nested[0] if nested else None
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def parse_lora(
     state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: Path | None = None, identity: tuple = ()
 ) -> ParsedLora:
@@ -62,6 +83,11 @@ def parse_lora(
         counts[adapter.name] = counts.get(adapter.name, 0) + 1
     if not adapters and not grouped.bundled_embeddings:
         raise unsupported_error(sorted(unparsed or list(state_dict)))
+    default_alpha = peft_alpha(metadata)
+    if default_alpha is not None:
+        for prefix, adapter in adapters.items():
+            if isinstance(adapter, LoraAdapter) and adapter.network_alpha is None:
+                adapters[prefix] = dataclasses.replace(adapter, network_alpha=default_alpha)
     source_keys = {prefix: grouped.source_keys[prefix] for prefix in adapters}
     return ParsedLora(
         path,
