@@ -141,9 +141,15 @@ def test_tagging_refuses_while_edits_are_unsaved(ctx: Context, tmp_path: Path) -
 
 def test_selecting_an_image_shows_its_caption_and_confidences(ctx: Context, tmp_path: Path) -> None:
     _tagged(ctx, tmp_path)
-    out = editor_section.select_image(ctx, project="猫", version="v1", evt=SimpleNamespace(index=1), **NO_FILTER)
+    tagger_section.unload_tagger(ctx)
+    click = SimpleNamespace(index=1)
+    out = editor_section.select_image(ctx, project="猫", version="v1", evt=click, tag_model="tiny-tagger", **NO_FILTER)
     assert out["selected_key"] == "red.png" and "red theme" in out["caption"]
-    assert any(label.startswith("red theme") for label in out["confidences"])
+    assert any(label.startswith("red theme") for label in out["confidences"])  # loaded from disk on click
+    tagger_section.unload_tagger(ctx)
+    remote = "wd-vit-tagger-v3"  # not on disk: a click never starts a download
+    out = editor_section.select_image(ctx, project="猫", version="v1", evt=click, tag_model=remote, **NO_FILTER)
+    assert out["confidences"] is None and out["caption"]
 
 
 def test_missing_tagger_model_is_a_one_line_error(ctx: Context, tmp_path: Path) -> None:

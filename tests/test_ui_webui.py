@@ -181,3 +181,18 @@ def test_ui_jobs_hold_the_queue_lock_and_stop_on_interrupt(webui) -> None:
     shared.state.interrupt()  # the WebUI's Interrupt button
     assert job.finished_event.wait(10) and job.error is None
     assert not call_queue.queue_lock.locked() and shared.state.job == ""
+
+
+def test_default_preset_and_memory_settings_fill_the_training_form(webui) -> None:
+    shared, callbacks = webui
+    load_script()
+    callbacks.ui_settings_callback()
+    shared.opts.train_tools_default_preset = "fast-test"
+    shared.opts.train_tools_gradient_checkpointing = True
+    shared.opts.train_tools_cache_latents_to_disk = False
+    ((blocks, _, _),) = callbacks.ui_tabs_callback()
+    values = {block.elem_id: getattr(block, "value", None) for block in blocks.blocks.values() if block.elem_id}
+    assert values["train_tools_preset"] == "fast-test"
+    assert values["train_tools_cfg_resolution"] == 64 and values["train_tools_cfg_rank"] == 4
+    assert values["train_tools_cfg_gradient_checkpointing"] is True
+    assert values["train_tools_cfg_cache_latents_to_disk"] is False

@@ -198,7 +198,9 @@ def save(ctx: Context, project: str | None, version: str | None, overwrite: bool
     return _done(ctx, session, f"saved {len(result.written)} caption(s), backup #{result.backup}")
 
 
-def select_image(ctx: Context, project: str | None, version: str | None, evt: Any, **filters: str) -> Outputs:
+def select_image(
+    ctx: Context, project: str | None, version: str | None, evt: Any, tag_model: str | None = None, **filters: str
+) -> Outputs:
     """Show the clicked image's caption for editing (and its tagger confidences when a tagger is loaded)."""
     from lora_ext.ui import tagger_section
 
@@ -211,7 +213,7 @@ def select_image(ctx: Context, project: str | None, version: str | None, evt: An
     return {
         "selected_key": key,
         "caption": join_tags(session.editor.table.tags(key)),
-        "confidences": tagger_section.confidences(ctx, session.paths.dataset / key),
+        "confidences": tagger_section.confidences(ctx, session.paths.dataset / key, tag_model),
     }
 
 
@@ -320,6 +322,6 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["undo"].click, undo, base, out, ctx)
     on(ui["redo"].click, redo, base, out, ctx)
     on(ui["save"].click, save, {**base, **ui.pick("overwrite")}, out, ctx)
-    on(ui["gallery"].select, select_image, base, selection, ctx, event_arg="evt")
+    on(ui["gallery"].select, select_image, {**base, **ui.pick("tag_model")}, selection, ctx, event_arg="evt")
     on(ui["set_caption"].click, set_caption, {**base, **ui.pick("selected_key", "caption")}, out, ctx)
     on(ui["version"].change, load_version, ui.pick("project", "version"), {**out, **selection}, ctx)

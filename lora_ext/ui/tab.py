@@ -65,7 +65,11 @@ def build_sections(ctx: Context, ui: Registry) -> None:
             train_section.build(ctx, ui)
         with gr.Accordion("Result", open=True, elem_id=f"{ELEM_ID}_section_result"):
             result_section.build(ctx, ui)
-    ui["refresh_model"].click(fn=lambda: _describe(ctx.host_provider), inputs=[], outputs=[ui["model_line"]])
+    ui["refresh_model"].click(
+        fn=lambda: (_describe(ctx.host_provider), train_section.capabilities_html(ctx)),
+        inputs=[],
+        outputs=[ui["model_line"], ui["capabilities"]],
+    )
     for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section):
         section.wire(ctx, ui)
 

@@ -41,8 +41,8 @@ def _resolve(ctx: Context, model: str) -> str:
     return str(folder if folder.is_dir() else Path(model).expanduser())
 
 
-def load_tagger(ctx: Context, model: str) -> Any:
-    """The loaded tagger for ``model``, loading (or downloading) it on first use."""
+def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
+    """The loaded tagger for ``model``, loading (or, when allowed, downloading) it on first use."""
     from lora_ext.tagger import Tagger
 
     source = _resolve(ctx, model)
@@ -51,7 +51,7 @@ def load_tagger(ctx: Context, model: str) -> Any:
             if ctx.tagger is not None:
                 ctx.tagger.unload()
             ctx.tagger, ctx.tagger_source = None, None
-            ctx.tagger = Tagger.load(source, ctx.workspace.tagger_dir)
+            ctx.tagger = Tagger.load(source, ctx.workspace.tagger_dir, download=download)
             ctx.tagger_source = source
         return ctx.tagger
 
@@ -193,11 +193,19 @@ def refresh_models(ctx: Context, model: str) -> Outputs:
     return {"tag_model": gr.update(choices=choices, value=model if model in choices else choices[0])}
 
 
-def confidences(ctx: Context, image_path: Path) -> dict[str, float] | None:
-    """Confidence per tag for one image from the loaded tagger (None when no tagger is loaded yet)."""
+def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dict[str, float] | None:
+    """Confidence per tag for one image: the loaded tagger, else ``model`` if it is on disk (never a download).
+
+    None when no tagger is available without downloading one.
+    """
     from lora_ext.tagger import TagOptions
 
     tagger = ctx.tagger
+    if tagger is None and model:
+        try:
+            tagger = load_tagger(ctx, model, download=False)
+        except LoraExtError:
+            return None
     if tagger is None:
         return None
     scored = tagger.tag_image(image_path, TagOptions(general_threshold=0.0, character_threshold=0.0, max_tags=40))

@@ -40,13 +40,32 @@ def capabilities_html(ctx: Context) -> str:
     return message("Ready to train on the loaded model.", "ok") + "".join(notes)
 
 
+def _family(ctx: Context) -> str:
+    try:
+        return ctx.host.info.family
+    except LoraExtError:
+        return "sd1"
+
+
+def preset_defaults(ctx: Context, preset_name: str) -> Any:
+    """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
+    config = train_fields.preset_config(preset_name, _family(ctx))
+    setting = ctx.workspace.setting
+    return config.replace(
+        gradient_checkpointing=bool(setting("train_tools_gradient_checkpointing", config.gradient_checkpointing)),
+        cache_latents_to_disk=bool(setting("train_tools_cache_latents_to_disk", config.cache_latents_to_disk)),
+    )
+
+
+def default_preset(ctx: Context) -> str:
+    """The "Default training preset" setting when it names a preset, else ``auto``."""
+    name = ctx.workspace.setting("train_tools_default_preset", train_fields.AUTO_PRESET)
+    return name if name in train_fields.preset_choices() else train_fields.AUTO_PRESET
+
+
 def apply_preset(ctx: Context, preset_name: str) -> Outputs:
     """Fill every field from the preset (``auto``: the beginner defaults of the loaded model's family)."""
-    try:
-        family = ctx.host.info.family
-    except LoraExtError:
-        family = "sd1"
-    config = train_fields.preset_config(preset_name, family)
+    config = preset_defaults(ctx, preset_name)
     return {f"{PREFIX}{name}": value for name, value in train_fields.config_values(config).items()}
 
 
@@ -203,16 +222,13 @@ def _one_line(error: BaseException) -> str:
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    try:
-        family = ctx.host.info.family
-    except LoraExtError:
-        family = "sd1"
-    defaults = train_fields.config_values(train_fields.preset_config(train_fields.AUTO_PRESET, family))
+    preset_name = default_preset(ctx)
+    defaults = train_fields.config_values(preset_defaults(ctx, preset_name))
     ui["capabilities"] = gr.HTML(capabilities_html(ctx), elem_id="train_tools_capabilities")
     with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
             choices=train_fields.preset_choices(),
-            value=train_fields.AUTO_PRESET,
+            value=preset_name,
             label="Preset",
             info="auto: beginner defaults for the loaded model's family",
             elem_id="train_tools_preset",
