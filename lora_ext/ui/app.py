@@ -169,7 +169,9 @@ def serve(
         quiet=True,
     )
     ctx, _ui = app.train_tools
-    app.app.include_router(build_router(lambda: host, api_credentials or {}, context=ctx, loader=loader))
+    # gradio 3 serves ``server_app`` (made at launch); ``app.app`` is another FastAPI instance.
+    server = getattr(app, "server_app", None) or app.app
+    server.include_router(build_router(lambda: host, api_credentials or {}, context=ctx, loader=loader))
     if block:
         app.block_thread()
     return app
