@@ -227,7 +227,8 @@ def run(arch: str, quick: bool) -> dict[str, str]:
         exact = exact and fingerprint(parts) == original
     results = {key: min(r[key] for r in rounds) for key in rounds[0]}
     for key, value in results.items():
-        print(f"[{arch}] {key:>22}: {value:10.2f} ms", flush=True)
+        first = rounds[0][key]
+        print(f"[{arch}] {key:>22}: {value:10.2f} ms (best of {len(rounds)}; first round {first:.2f} ms)", flush=True)
     print(f"[{arch}] modules={touched} restore_exact={exact}", flush=True)
     summary = {f"{arch}_{k}": f"{v:.3f}" if k == "same_ms" else f"{v:.0f}" for k, v in results.items()}
     summary[f"{arch}_modules"] = str(touched)

@@ -88,6 +88,7 @@ class AppliedPatches:
 
     backup_device: str | torch.device = "cpu"
     _states: dict[int, _ParamState] = field(default_factory=dict)
+    _scratch: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # reused fp32 row-block buffers
 
     def __len__(self) -> int:
         return len(self._states)
@@ -116,9 +117,9 @@ class AppliedPatches:
                 if state is None:
                     # the backup is taken inside the merge (block by block on the fast path)
                     state = _ParamState(param, torch.empty_like(param, device=self.backup_device))
-                    self._merge(state, patches, take_backup=True)
+                    self._merge(state, patches, self._scratch, take_backup=True)
                 else:
-                    self._merge(state, patches)
+                    self._merge(state, patches, self._scratch)
                 state.signature = signature
                 state.mark_written()
                 self._states[key] = state
@@ -132,14 +133,14 @@ class AppliedPatches:
         return 1
 
     @staticmethod
-    def _merge(state: _ParamState, patches: Sequence[ParamPatch], take_backup: bool = False) -> None:
+    def _merge(state: _ParamState, patches: Sequence[ParamPatch], scratch: dict, take_backup: bool = False) -> None:
         param = state.param
         factors = [
             patch.adapter.low_rank_factors(patch.multiplier) if patch.rows is None and not patch.is_bias else None
             for patch in patches
         ]
         if param.dim() >= 2 and param.is_contiguous() and all(f is not None for f in factors):
-            _merge_low_rank_in_blocks(param, state.backup, factors, take_backup)  # type: ignore[arg-type]
+            _merge_low_rank_in_blocks(param, state.backup, factors, take_backup, scratch)  # type: ignore[arg-type]
             return
         if take_backup:
             state.backup.copy_(param.detach())
@@ -181,6 +182,7 @@ def _merge_low_rank_in_blocks(
     backup: torch.Tensor,
     factors: Sequence[tuple[torch.Tensor, torch.Tensor, float]],
     take_backup: bool,
+    scratch: dict[torch.device, torch.Tensor],
 ) -> None:
     """W = round(W₀ + Σ sᵢ·upᵢ@downᵢ), computed a block of rows at a time.
 
@@ -194,13 +196,19 @@ def _merge_low_rank_in_blocks(
     flat_backup = backup.view(rows, -1)
     step = max(1, ROW_BLOCK_ELEMENTS // max(1, flat_param.shape[1]))
     device_factors = [(up.to(param.device), down.to(param.device), scale) for up, down, scale in factors]
+    buffer = scratch.get(param.device)
+    needed = step * flat_param.shape[1]
+    if buffer is None or buffer.numel() < needed:
+        # one fp32 block buffer, reused for every block and call: fresh memory would page-fault each time
+        buffer = scratch[param.device] = torch.empty(max(needed, ROW_BLOCK_ELEMENTS), device=param.device)
     for start in range(0, rows, step):
         stop = min(rows, start + step)
+        work = buffer[: (stop - start) * flat_param.shape[1]].view(stop - start, -1)
         if take_backup:
             flat_backup[start:stop].copy_(flat_param[start:stop])
-            work = flat_param[start:stop].to(torch.float32, copy=True)
+            work.copy_(flat_param[start:stop])
         else:
-            work = flat_backup[start:stop].to(param.device, torch.float32, copy=True)
+            work.copy_(flat_backup[start:stop])
         for up, down, scale in device_factors:
             work.addmm_(up[start:stop], down, alpha=scale)
         flat_param[start:stop].copy_(work)
