@@ -194,3 +194,26 @@ def test_bf16_alpha_and_tensors_are_read(make_host):
     loader_for(host).apply([NetworkSpec("b")])
     up, down = tensors["lora_up.weight"].float(), tensors["lora_down.weight"].float()
     torch.testing.assert_close(module.weight.detach(), before + float(tensors["alpha"]) / 4 * up @ down)
+
+
+@pytest.mark.parametrize("file_dims", [2, 4])
+def test_lora_shape_is_reshaped_to_a_1x1_conv_or_linear_target(make_host, file_dims):
+    """SD1's proj_in is a 1×1 conv, SD2/SDXL's a Linear: files of either shape apply to both."""
+    host = make_host("ldm", torch.float32)
+    conv = _module(host, "ldm", "conv1x1")  # (32, 32, 1, 1)
+    linear = _module(host, "ldm", "linear")  # (32, 32)
+    state, expected = {}, []
+    for seed, (slot, module) in enumerate((("conv1x1", conv), ("linear", linear))):
+        shape = (32, 32) if file_dims == 2 else (32, 32, 1, 1)
+        tensors = adapter_tensors("lora", torch.zeros(shape), seed=seed)
+        state.update(spell(LDM_TARGETS[slot][2], tensors))
+        delta = (
+            float(tensors["alpha"]) / 4 * tensors["lora_up.weight"].flatten(1) @ tensors["lora_down.weight"].flatten(1)
+        )
+        expected.append((module, module.weight.detach() + delta.reshape(module.weight.shape)))
+    write_lora(host.lora_dir / "shape.safetensors", state)
+    loader = loader_for(host)
+    assert loader.apply([NetworkSpec("shape")]).files[0].matched == 2
+    for module, weight in expected:
+        torch.testing.assert_close(module.weight.detach(), weight)
+    loader.restore()
