@@ -32,6 +32,8 @@ class A1111Host(LdmHost):
     def __init__(self) -> None:
         shared, _, paths, _ = _webui()
         super().__init__(sd_model=None, lora_dir=Path(shared.cmd_opts.lora_dir or Path(paths.models_path) / "Lora"))
+        self.lora_takeover = None  # set by scripts/train_tools.py when our loader may own <lora:…>
+        self._training = False
 
     @property
     def sd_model(self):
@@ -93,6 +95,70 @@ class A1111Host(LdmHost):
         return getattr(shared.opts, key, default)
 
     @contextlib.contextmanager
+    def training_session(self, config) -> Iterator[None]:
+        """Everything the WebUI needs around a training run (``train_lora`` wraps the run in it).
+
+        - holds ``call_queue.queue_lock`` (generation and checkpoint switches wait; previews
+          call ``process_images`` directly, since the lock is not re-entrant);
+        - makes the built-in Lora and our own loader restore every merged LoRA first, so
+          the run sees the clean checkpoint and nothing ``copy_``s into weights mid-graph;
+        - previews run with extra networks disabled and the checkpoint pinned;
+        - SDXL text encoders get ``is_trainable`` while the TE is trained (sgm runs
+          untrainable embedders under ``no_grad``);
+        - the WebUI's Interrupt button stops the run after the current step;
+        - afterwards the cached prompt conditioning is dropped if the TE was trained.
+        """
+        from modules import call_queue, processing
+
+        shared, *_ = _webui()
+        capabilities = self.capabilities()
+        if not capabilities.can_train:
+            raise HostUnavailable("the WebUI cannot train right now: " + "; ".join(capabilities.reasons))
+        with call_queue.queue_lock:
+            shared.state.begin(job="train_tools: training")
+            model = self.sd_model
+            self._restore_merged_loras(model)
+            trainable = self._sdxl_embedders(model) if getattr(config, "train_text_encoder", False) else []
+            previous = [getattr(embedder, "is_trainable", False) for embedder in trainable]
+            self._training = True
+            try:
+                for embedder in trainable:
+                    embedder.is_trainable = True
+                yield
+            finally:
+                self._training = False
+                for embedder, flag in zip(trainable, previous, strict=True):
+                    embedder.is_trainable = flag
+                if getattr(config, "train_text_encoder", False):
+                    processing.StableDiffusionProcessing.cached_c = [None, None]
+                    processing.StableDiffusionProcessing.cached_uc = [None, None]
+                shared.state.end()
+
+    def report_progress(self, step: int, total: int, text: str) -> None:
+        """Mirror training progress into ``shared.state`` (the WebUI's progress API and console)."""
+        shared, *_ = _webui()
+        shared.state.job_count = total
+        shared.state.job_no = step
+        shared.state.textinfo = text
+
+    def interrupted(self) -> bool:
+        """Whether the WebUI's Interrupt button was pressed during the current job."""
+        shared, *_ = _webui()
+        return bool(getattr(shared.state, "interrupted", False))
+
+    def _restore_merged_loras(self, model) -> None:
+        from lora_ext.hosts.a1111_loader import make_builtin_inert
+
+        if self.lora_takeover is not None:
+            self.lora_takeover.restore()
+        make_builtin_inert(model)
+
+    @staticmethod
+    def _sdxl_embedders(model) -> list:
+        conditioner = getattr(model, "conditioner", None)
+        return list(getattr(conditioner, "embedders", []))[:2] if conditioner is not None else []
+
+    @contextlib.contextmanager
     def exclusive(self, job: str) -> Iterator[WebUIJob]:
         """Hold the WebUI's queue lock and ``shared.state`` for a UI job (test generations):
 
@@ -134,6 +200,9 @@ class A1111Host(LdmHost):
             do_not_save_samples=True,
             override_settings=override,
         )
+        # While training, previews show the network being trained (live through hooks),
+        # not whatever <lora:…> tokens would merge into the weights under autograd.
+        p.disable_extra_networks = self._training
         with p:
             processed = processing.process_images(p)
         if processed.images:
@@ -146,6 +215,13 @@ class WebUIJob:
 
     def __init__(self, state: Any) -> None:
         self.state = state
+
+    def report_progress(self, step: int, total: int, text: str) -> None:
+        """Mirror training progress into ``shared.state`` (the WebUI's progress API and console)."""
+        shared, *_ = _webui()
+        shared.state.job_count = total
+        shared.state.job_no = step
+        shared.state.textinfo = text
 
     def interrupted(self) -> bool:
         return bool(self.state.interrupted)

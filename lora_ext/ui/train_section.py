@@ -83,8 +83,12 @@ def plan(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> 
     return {"plan": message(text)}
 
 
-def _events(job: Job) -> Any:
+def _events(job: Job, host: Any = None) -> Any:
     from lora_ext.training.events import TrainEvents
+
+    # The WebUI host mirrors progress into shared.state and reports its Interrupt button.
+    report = getattr(host, "report_progress", None)
+    interrupted = getattr(host, "interrupted", None)
 
     job.data.update(losses=[], log=[], previews=[], saved=[])
 
@@ -94,7 +98,9 @@ def _events(job: Job) -> Any:
         losses.append((info.step, info.loss, info.smoothed_loss))
         del losses[:-LOSS_POINTS]
         job.report(info.step, info.total_steps, f"step {info.step}/{info.total_steps}")
-        if job.cancelled():
+        if report is not None:
+            report(info.step, info.total_steps, f"Training: step {info.step}/{info.total_steps}, loss {info.loss:.4f}")
+        if job.cancelled() or (interrupted is not None and interrupted()):
             events.request_stop()
 
     def on_sample(_images: list, paths: list) -> None:
@@ -167,7 +173,7 @@ def start_training_job(
         hook = getattr(host, "prompt_hook", None)
         if hook is not None and not hasattr(host, "training_session"):
             hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
-        return train_lora(host, config, _events(job), out=out, resume=resume)
+        return train_lora(host, config, _events(job, host), out=out, resume=resume)
 
     # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
     # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
