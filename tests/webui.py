@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +15,8 @@ REPO = FAKE_ROOT.parent.parent
 
 
 def install_fake_webui() -> None:
+    # The fake WebUI's data folder (outputs/, models/) goes to a temp folder, never into the source tree.
+    os.environ.setdefault("FAKE_WEBUI_DATA", tempfile.mkdtemp(prefix="fake-webui-data-"))
     if str(FAKE_ROOT) not in sys.path:
         sys.path.insert(0, str(FAKE_ROOT))
 
