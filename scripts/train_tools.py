@@ -8,9 +8,12 @@ from modules import script_callbacks, shared
 
 from lora_ext.api import build_router, parse_credentials
 from lora_ext.hosts.a1111 import A1111Host, register_settings
+from lora_ext.hosts.a1111_loader import register_callbacks as register_lora_takeover
 from lora_ext.ui.tab import build_tab, create_context
 
 host = A1111Host()
+# Our loader owns <lora:…> (setting "LoRA loader"); training restores its patches through the host.
+host.lora_takeover = register_lora_takeover(lambda: host)
 context = create_context(lambda: host)  # shared by the tab and the API: one long job at a time
 
 

@@ -101,3 +101,14 @@ def test_tab_builds_under_gradio_3(webui):
     blocks, _, _ = callbacks.ui_tabs_callback()[0]
     assert gr.__version__ == "3.41.2"
     assert isinstance(blocks, gr.Blocks)
+
+
+def test_script_wires_the_lora_takeover_into_the_host(webui):
+    from lora_ext.hosts.a1111_loader import LoraTakeover
+
+    _, callbacks = webui
+    module = load_script()
+    assert isinstance(module.host.lora_takeover, LoraTakeover)
+    names = [c.callback.__name__ for c in callbacks.callback_map["callbacks_model_loaded"]]
+    assert "model_loaded" in names
+    assert any(c.callback.__name__ == "unload" for c in callbacks.callback_map["callbacks_script_unloaded"])
