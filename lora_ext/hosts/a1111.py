@@ -137,14 +137,12 @@ class A1111Host(LdmHost):
     def report_progress(self, step: int, total: int, text: str) -> None:
         """Mirror training progress into ``shared.state`` (the WebUI's progress API and console)."""
         shared, *_ = _webui()
-        shared.state.job_count = total
-        shared.state.job_no = step
-        shared.state.textinfo = text
+        WebUIJob(shared.state).progress(step, total, text)
 
     def interrupted(self) -> bool:
         """Whether the WebUI's Interrupt button was pressed during the current job."""
         shared, *_ = _webui()
-        return bool(getattr(shared.state, "interrupted", False))
+        return WebUIJob(shared.state).interrupted()
 
     def _restore_merged_loras(self, model) -> None:
         from lora_ext.hosts.a1111_loader import make_builtin_inert
@@ -215,13 +213,6 @@ class WebUIJob:
 
     def __init__(self, state: Any) -> None:
         self.state = state
-
-    def report_progress(self, step: int, total: int, text: str) -> None:
-        """Mirror training progress into ``shared.state`` (the WebUI's progress API and console)."""
-        shared, *_ = _webui()
-        shared.state.job_count = total
-        shared.state.job_no = step
-        shared.state.textinfo = text
 
     def interrupted(self) -> bool:
         return bool(self.state.interrupted)
