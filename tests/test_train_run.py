@@ -104,7 +104,7 @@ CASES = [
     ("ldm", "sd1", "eps", "lora", True),
     ("ldm", "sd1", "eps", "locon", False),
     ("ldm", "sd2", "v", "lora", True),
-    ("ldm", "sdxl", "eps", "lora", True),  # the tiny SDXL learns little through attention alone
+    ("ldm", "sdxl", "eps", "lora", True),
     ("ldm", "sdxl", "eps", "locon", False),
     ("diffusers", "sd1", "eps", "lora", True),
     ("diffusers", "sdxl", "eps", "locon", False),
@@ -121,12 +121,20 @@ def test_every_family_trains_saves_the_contract_and_hands_the_model_back(
     image, caption = tmp_path / "data" / "1_toy" / "img0.png", "toy, gradient 0, colour"
     before = fingerprint(*host_roots(host))
     loss_before = eval_loss(host, image, caption)
+    # The tiny SDXL-like UNet has no attention on its top level, so attention-only LoRA needs
+    # a few more steps at a higher rate to overfit the toy image measurably.
+    slow_learner = (family, network) == ("sdxl", "lora")
     config = fast_config(
-        tmp_path / "data", network_type=network, train_text_encoder=text_encoder, max_steps=10, trigger_word="toy"
+        tmp_path / "data",
+        network_type=network,
+        train_text_encoder=text_encoder,
+        max_steps=20 if slow_learner else 10,
+        unet_lr=3e-2 if slow_learner else 1e-2,
+        trigger_word="toy",
     )
     result = train_lora(host, config, out=host.lora_dir / "toy.safetensors")
 
-    assert result.status == "finished" and result.steps == 10
+    assert result.status == "finished" and result.steps == config.max_steps
     assert fingerprint(*host_roots(host)) == before
     with safe_open(str(result.path), "pt") as handle:
         keys, metadata = list(handle.keys()), handle.metadata()
@@ -167,11 +175,7 @@ def test_every_family_trains_saves_the_contract_and_hands_the_model_back(
     finally:
         loader.restore()
     assert fingerprint(*host_roots(host)) == before
-    # Overfitting one image for 10 steps: LoCon (which also adapts the ResBlocks) drops the loss by 25-30 %,
-    # attention-only LoRA by about 10 %. On the tiny SDXL-like UNet (no attention at the top level)
-    # attention-only LoRA barely moves it, so there we only require that the applied file changes it.
-    if (family, network) == ("sdxl", "lora"):
-        assert abs(loss_after - loss_before) > 1e-4
-        return
+    # Overfitting one image: LoCon (which also adapts the ResBlocks) drops the loss by 25-30 %,
+    # attention-only LoRA by about 10 %.
     expected = 0.8 if network == "locon" else 0.95
     assert loss_after < loss_before * expected
