@@ -144,3 +144,19 @@ def test_interrupt_button_is_reported(webui):
     assert host.interrupted()
     host.report_progress(3, 10, "step 3/10")
     assert (shared.state.job_no, shared.state.job_count) == (3, 10)
+
+
+def test_vae_runs_in_fp32_during_the_session_and_returns_exactly(webui, tmp_path):
+    import torch
+    from train_support import fingerprint
+
+    from lora_ext.hosts.a1111 import A1111Host
+
+    _, load = webui
+    model = load("sd1")
+    model.first_stage_model.half()
+    before = fingerprint(model)
+    with A1111Host().training_session(_config(tmp_path, vae_fp32=True)):
+        assert next(model.first_stage_model.parameters()).dtype == torch.float32
+    assert next(model.first_stage_model.parameters()).dtype == torch.float16
+    assert fingerprint(model) == before

@@ -101,3 +101,16 @@ def test_single_file_without_offline_configs_names_missing_files(make_checkpoint
         load_pipeline(str(path))
     message = caught.value.one_line()
     assert "stable-diffusion-v1-5" in message and "unet/config.json" in message
+
+
+def test_standalone_training_session_restores_loras_and_upcasts_the_vae(make_standalone_host):
+    from types import SimpleNamespace
+
+    host = make_standalone_host("sd1")
+    host.pipeline.vae.half()
+    seen = []
+    host.prompt_hook = lambda prompt: seen.append(prompt) or prompt
+    with host.training_session(SimpleNamespace(vae_fp32=True)):
+        assert host.pipeline.vae.dtype == torch.float32
+    assert seen == [""]
+    assert host.pipeline.vae.dtype == torch.float16

@@ -15,7 +15,7 @@ from typing import Any
 
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import GenerationRequest, HostCapabilities
-from lora_ext.hosts.ldm import LdmHost
+from lora_ext.hosts.ldm import LdmHost, vae_in_fp32
 
 SETTINGS_SECTION = ("train_tools", "Train Tools")
 
@@ -103,6 +103,7 @@ class A1111Host(LdmHost):
         - makes the built-in Lora and our own loader restore every merged LoRA first, so
           the run sees the clean checkpoint and nothing ``copy_``s into weights mid-graph;
         - previews run with extra networks disabled and the checkpoint pinned;
+        - the VAE runs in fp32 when ``config.vae_fp32`` (cast back exactly afterwards);
         - SDXL text encoders get ``is_trainable`` while the TE is trained (sgm runs
           untrainable embedders under ``no_grad``);
         - the WebUI's Interrupt button stops the run after the current step;
@@ -124,7 +125,8 @@ class A1111Host(LdmHost):
             try:
                 for embedder in trainable:
                     embedder.is_trainable = True
-                yield
+                with vae_in_fp32(model.first_stage_model, getattr(config, "vae_fp32", False)):
+                    yield
             finally:
                 self._training = False
                 for embedder, flag in zip(trainable, previous, strict=True):

@@ -10,7 +10,8 @@ It imports nothing from the WebUI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -193,6 +194,20 @@ class LdmHost:
         )
         vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype
         return latents_to_pil(self.sd_model.decode_first_stage(latents.to(vae_dtype)))
+
+
+@contextlib.contextmanager
+def vae_in_fp32(vae: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Run the VAE in fp32 for the duration (SDXL's fp16 VAE overflows); fp16/bf16 → fp32 → back is exact."""
+    dtype = next(vae.parameters()).dtype
+    if not enabled or dtype == torch.float32:
+        yield
+        return
+    vae.to(torch.float32)
+    try:
+        yield
+    finally:
+        vae.to(dtype)
 
 
 def strip_extra_networks(prompt: str) -> str:

@@ -7,7 +7,8 @@ because diffusers converts OpenCLIP weights to the CLIP layout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from lora_ext.host import (
     SizeCondition,
     TextEncoderPart,
 )
-from lora_ext.hosts.ldm import strip_extra_networks
+from lora_ext.hosts.ldm import strip_extra_networks, vae_in_fp32
 
 # The hub repositories whose config files diffusers needs to build a pipeline
 # around a single-file checkpoint; offline, these must be in a local folder.
@@ -174,6 +175,14 @@ class StandaloneHost:
 
     def tokenizer(self) -> object | None:
         return self.pipeline.tokenizer
+
+    @contextlib.contextmanager
+    def training_session(self, config) -> Iterator[None]:
+        """Train on the clean model (our LoRAs restored first) with the VAE in fp32 when asked."""
+        if self.prompt_hook is not None:
+            self.prompt_hook("")  # no <lora:…> tokens: the loader restores every merged LoRA
+        with vae_in_fp32(self.pipeline.vae, getattr(config, "vae_fp32", False)):
+            yield
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         vae = self.pipeline.vae
