@@ -216,24 +216,14 @@ def build_router(
     @router.post("/projects/{project}/versions/{version}/tag")
     def tag(project: str, version: str, body: dict[str, Any] | None = None) -> dict:
         from lora_ext.tagger import WriteOptions
-        from lora_ext.ui.tagger_section import model_choices, start_tagging, tag_options
+        from lora_ext.ui.tagger_section import form_defaults, model_choices, start_tagging, tag_options
 
         def run() -> dict:
             options = dict(body or {})
             model = options.pop("model", None) or model_choices(ctx().workspace.tagger_dir)[0]
             write = WriteOptions(existing=options.pop("existing", "overwrite"))
             batch_size = int(options.pop("batch_size", 8))
-            defaults = {
-                "general_threshold": 0.35,
-                "character_threshold": 0.85,
-                "general_mcut": False,
-                "character_mcut": False,
-                "exclude": "",
-                "trigger_tags": "",
-                "max_tags": 0,
-                "rating": "off",
-                "characters_first": False,
-            }
+            defaults = form_defaults()
             unknown = set(options) - set(defaults)
             if unknown:
                 raise DatasetError(f"unknown tagging options: {', '.join(sorted(unknown))}")

@@ -56,6 +56,24 @@ def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
         return ctx.tagger
 
 
+def form_defaults() -> dict[str, Any]:
+    """The tagging form's starting values (one per ``OPTION_NAMES``), taken from ``TagOptions``' own defaults."""
+    from lora_ext.tagger import TagOptions
+
+    options = TagOptions()
+    return {
+        "general_threshold": options.general_threshold,
+        "character_threshold": options.character_threshold,
+        "general_mcut": options.general_mcut,
+        "character_mcut": options.character_mcut,
+        "exclude": ", ".join(options.exclude),
+        "trigger_tags": ", ".join(options.always_first),
+        "max_tags": options.max_tags or 0,
+        "rating": options.rating,
+        "characters_first": options.characters_first,
+    }
+
+
 def tag_options(
     general_threshold: float,
     character_threshold: float,
@@ -231,19 +249,24 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["existing"] = gr.Radio(
             list(EXISTING_MODES), value="overwrite", label="Existing captions", elem_id="train_tools_existing"
         )
+    start = form_defaults()
     with gr.Row(equal_height=False):
-        ui["general_threshold"] = gr.Slider(0, 1, value=0.35, step=0.01, label="General threshold")
-        ui["general_mcut"] = gr.Checkbox(label="MCut (general)", value=False)
-        ui["character_threshold"] = gr.Slider(0, 1, value=0.85, step=0.01, label="Character threshold")
-        ui["character_mcut"] = gr.Checkbox(label="MCut (character)", value=False)
+        ui["general_threshold"] = gr.Slider(
+            0, 1, value=start["general_threshold"], step=0.01, label="General threshold"
+        )
+        ui["general_mcut"] = gr.Checkbox(label="MCut (general)", value=start["general_mcut"])
+        ui["character_threshold"] = gr.Slider(
+            0, 1, value=start["character_threshold"], step=0.01, label="Character threshold"
+        )
+        ui["character_mcut"] = gr.Checkbox(label="MCut (character)", value=start["character_mcut"])
     with gr.Row(equal_height=False):
         ui["exclude"] = gr.Textbox(label="Exclude tags", placeholder="tag, tag", elem_id="train_tools_exclude")
         ui["trigger_tags"] = gr.Textbox(
             label="Trigger / tags written first", placeholder="mychar", elem_id="train_tools_trigger_tags"
         )
-        ui["max_tags"] = gr.Number(label="Max tags (0: no limit)", value=0, precision=0)
-        ui["rating"] = gr.Radio(["off", "first", "last"], value="off", label="Rating tag")
-        ui["characters_first"] = gr.Checkbox(label="Characters first", value=False)
+        ui["max_tags"] = gr.Number(label="Max tags (0: no limit)", value=start["max_tags"], precision=0)
+        ui["rating"] = gr.Radio(["off", "first", "last"], value=start["rating"], label="Rating tag")
+        ui["characters_first"] = gr.Checkbox(label="Characters first", value=start["characters_first"])
         ui["tag_batch_size"] = gr.Number(label="Batch size", value=8, precision=0)
     with gr.Row(equal_height=False):
         ui["run_tagging"] = gr.Button("Auto-tag", variant="primary", elem_id="train_tools_run_tagging")
