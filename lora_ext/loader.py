@@ -129,6 +129,7 @@ class NetworkLoader:
         allow_pickle: bool = False,
         warn: Callable[[str], None] | None = None,
         backup_device: str | torch.device = "cpu",
+        keep_backups: bool = True,
     ) -> None:
         self._parts = parts
         self._lora_dirs = lora_dirs
@@ -136,7 +137,7 @@ class NetworkLoader:
         self.presets_path = presets_path
         self.allow_pickle = allow_pickle
         self._warn = warn
-        self.patches = AppliedPatches(backup_device=backup_device)
+        self.patches = AppliedPatches(backup_device=backup_device, keep_backups=keep_backups)
         self.last_report = LoadReport()
         self._model_key: tuple | None = None
         self._keymap: KeyMap | None = None
@@ -182,7 +183,7 @@ class NetworkLoader:
         key = (id(parts.unet), *(id(encoder.root) for encoder in parts.text_encoders))
         if key != self._model_key or self._keymap is None:
             if self._model_key is not None:
-                self.patches.restore()  # the old model may still be alive (checkpoint cache): leave it clean
+                self.patches.release()  # the old model may still be alive (checkpoint cache): leave it clean
             self._model_key, self._keymap, self._params = key, keymap_for_parts(parts), {}
             self._last_request = None
         return parts, self._keymap
@@ -203,9 +204,9 @@ class NetworkLoader:
         self._params = {}
         self._last_request = None
 
-    def restore(self) -> int:
-        """Put every patched weight back to its original, bit-exact."""
-        restored = self.patches.restore()
+    def restore(self, release: bool = False) -> int:
+        """Put every patched weight back to its original, bit-exact; ``release`` also frees the backups."""
+        restored = self.patches.release() if release else self.patches.restore()
         self._last_request = None
         self.last_report = LoadReport()
         return restored

@@ -9,7 +9,10 @@ ever undone by subtraction, which drifts (reference §4.5).
 
 Each parameter remembers the patch set it holds (its *signature*), so a new
 request re-merges only parameters whose set changed and an identical request
-does nothing. A parameter whose ``_version`` moved since our last write was
+does nothing. Backups outlive a restore (``keep_backups``, as the WebUI's own Lora
+keeps them): the next LoRA on the same weights merges straight from them instead of
+copying the original again into freshly allocated memory, which is most of the cost
+of a first apply. ``release`` gives that memory back. A parameter whose ``_version`` moved since our last write was
 changed by someone else; if it no longer holds the values we wrote (a checkpoint
 loaded into the same modules) its backup is stale and is dropped without being
 written back, while a parameter merely moved between devices (lowvram) is kept.
@@ -44,7 +47,7 @@ class ParamPatch:
 class _ParamState:
     param: torch.Tensor
     backup: torch.Tensor
-    signature: tuple = ()
+    signature: tuple = ()  # the patches the parameter holds; () = it holds its original
     version: int = -1
     data_ptr: int = 0
     sample: torch.Tensor | None = None  # a few values of what we wrote
@@ -80,6 +83,7 @@ class PatchStats:
     restored: int = 0
     unchanged: int = 0
     dropped: int = 0  # backups discarded because the weight was replaced behind our back
+    backed_up: int = 0  # originals copied into new backups by this call
 
 
 @dataclass
@@ -87,26 +91,35 @@ class AppliedPatches:
     """Backups of original weights and the patch set each patched parameter holds."""
 
     backup_device: str | torch.device = "cpu"
+    keep_backups: bool = True  # keep a parameter's backup after restoring it (the next merge needs no copy)
     _states: dict[int, _ParamState] = field(default_factory=dict)
     _scratch: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # reused fp32 row-block buffers
 
     def __len__(self) -> int:
+        """How many parameters hold patches now."""
+        return sum(1 for state in self._states.values() if state.signature)
+
+    @property
+    def backed_up(self) -> int:
+        """How many parameters have a backup (patched or kept after a restore)."""
         return len(self._states)
 
+    @property
+    def backup_bytes(self) -> int:
+        """Memory the backups hold."""
+        return sum(state.backup.numel() * state.backup.element_size() for state in self._states.values())
+
     def intact(self) -> bool:
-        """True when every patched parameter still holds exactly what we wrote."""
+        """True when every parameter we track still holds exactly what we last wrote or saw."""
         return all(state.intact() for state in self._states.values())
 
     def apply(self, wanted: Sequence[tuple[torch.Tensor, Sequence[ParamPatch]]]) -> PatchStats:
         """Bring every parameter to its wanted patch set; parameters not listed go back to their original."""
         stats = PatchStats()
-        for key, state in list(self._states.items()):
-            if not state.intact() and not state.still_ours():
-                del self._states[key]  # new weights were loaded into it: they are the original now
-                stats.dropped += 1
+        stats.dropped = self._drop_stale()
         wanted_by_id = {id(param): (param, list(patches)) for param, patches in wanted if patches}
         for key in [key for key in self._states if key not in wanted_by_id]:
-            stats.restored += self._pop_and_restore(key)
+            stats.restored += self._restore_one(key)
         with torch.no_grad():
             for key, (param, patches) in wanted_by_id.items():
                 signature = tuple(patch.signature for patch in patches)
@@ -118,6 +131,7 @@ class AppliedPatches:
                     # the backup is taken inside the merge (block by block on the fast path)
                     state = _ParamState(param, torch.empty_like(param, device=self.backup_device))
                     self._merge(state, patches, self._scratch, take_backup=True)
+                    stats.backed_up += 1
                 else:
                     self._merge(state, patches, self._scratch)
                 state.signature = signature
@@ -126,11 +140,26 @@ class AppliedPatches:
                 stats.merged += 1
         return stats
 
-    def _pop_and_restore(self, key: int) -> int:
-        state = self._states.pop(key)
-        with torch.no_grad():
-            state.param.copy_(state.backup.to(state.param.device))
-        return 1
+    def _drop_stale(self) -> int:
+        """Forget backups of parameters someone else rewrote: the new values are the original now."""
+        stale = [key for key, state in self._states.items() if not state.intact() and not state.still_ours()]
+        for key in stale:
+            del self._states[key]
+        return len(stale)
+
+    def _restore_one(self, key: int) -> int:
+        """Write one backup back (bit-exact); keep or drop the backup; 1 if the weight changed."""
+        state = self._states[key]
+        written = 0
+        if state.signature:
+            with torch.no_grad():
+                state.param.copy_(state.backup)
+            state.signature = ()
+            state.mark_written()
+            written = 1
+        if not self.keep_backups:
+            del self._states[key]
+        return written
 
     @staticmethod
     def _merge(state: _ParamState, patches: Sequence[ParamPatch], scratch: dict, take_backup: bool = False) -> None:
@@ -159,15 +188,22 @@ class AppliedPatches:
         param.copy_(work)  # the one rounding to the storage dtype
 
     def restore(self) -> int:
-        """Write every backup back (bit-exact) and forget them; returns how many parameters were restored."""
-        restored = 0
-        with torch.no_grad():
-            for state in self._states.values():
-                if state.intact() or state.still_ours():
-                    state.param.copy_(state.backup)
-                    restored += 1
+        """Write every patched parameter's backup back (bit-exact); returns how many were written."""
+        self._drop_stale()
+        return sum(self._restore_one(key) for key in list(self._states))
+
+    def release(self) -> int:
+        """Restore, then free every backup (memory back; the next apply copies originals again)."""
+        restored = self.restore()
         self._states.clear()
         return restored
+
+    def drop_clean(self) -> int:
+        """Free the backups of parameters that hold their original now; returns how many."""
+        clean = [key for key, state in self._states.items() if not state.signature]
+        for key in clean:
+            del self._states[key]
+        return len(clean)
 
     def invalidate(self) -> None:
         """Forget every backup without writing (the weights were replaced, e.g. a new checkpoint)."""

@@ -22,7 +22,7 @@ def webui(make_ldm_model, tmp_path):
     from lora_files import write_lora
     from modules import script_callbacks, shared
 
-    from lora_ext.hosts.a1111 import A1111Host
+    from lora_ext.hosts.a1111 import A1111Host, register_settings
     from lora_ext.hosts.a1111_loader import register_callbacks
 
     networks = builtin.install()  # built-ins load first, so their callbacks come first
@@ -41,6 +41,7 @@ def webui(make_ldm_model, tmp_path):
     takeover = register_callbacks(lambda: host)
     script_callbacks.model_loaded_callback(model)  # WebUI start: model load, before_ui, UI, app_started
     script_callbacks.before_ui_callback()
+    register_settings()  # the UI's on_ui_settings pass, before app_started (as in the WebUI)
     script_callbacks.app_started_callback(None, None)
     yield SimpleNamespace(
         takeover=takeover,
@@ -132,3 +133,24 @@ def test_bad_tokens_are_shown_and_generation_goes_on(webui):
     assert processed.images
     assert "LoRA not found: missing" in processed.comments and "'abc' is not a number" in processed.comments
     torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["b"])
+
+
+def test_backups_are_kept_between_generations_and_freed_when_the_setting_goes_off(webui):
+    from lora_ext.hosts.a1111_loader import SETTING_KEEP_BACKUPS
+
+    _generate("x <lora:a:1>")
+    _generate("x")
+    patches = webui.takeover.loader.patches
+    assert torch.equal(webui.weight.detach(), webui.original) and patches.backed_up > 0
+    _generate("x <lora:b:1>")
+    assert webui.takeover.loader.last_report.stats.backed_up == 0  # merged from the kept backup
+    webui.shared.opts.set(SETTING_KEEP_BACKUPS, False)
+    assert patches.backed_up == len(patches) > 0  # only the patched weights keep theirs
+    _generate("x")
+    assert patches.backed_up == 0 and torch.equal(webui.weight.detach(), webui.original)
+
+
+def test_switching_to_builtin_frees_our_backups(webui):
+    _generate("x <lora:a:1>")
+    _set_loader(webui, "Built-in")
+    assert webui.takeover.loader.patches.backed_up == 0

@@ -118,3 +118,23 @@ def test_peft_files_take_alpha_from_adapter_metadata():
     (scaled,) = configured.adapters.values()
     base = torch.zeros(32, 32)
     torch.testing.assert_close(scaled.delta_weight(base), 0.5 * adapter.delta_weight(base))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_single_non_finite_value_is_found_in_any_dtype(dtype, bad):
+    from lora_ext.errors import FileFormatError
+    from lora_ext.formats.parse import check_finite
+
+    tensors = {"a.lora_down.weight": torch.ones(4, 8, dtype=dtype), "b.lora_up.weight": torch.ones(8, 4, dtype=dtype)}
+    tensors["b.lora_up.weight"][3, 1] = bad
+    with pytest.raises(FileFormatError, match="'b.lora_up.weight'"):
+        check_finite(tensors, "x.safetensors")
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    from lora_ext.formats.parse import check_finite
+
+    huge = torch.full((4, 4), 3e38, dtype=torch.float32)  # finite, but the fp32 sum overflows to inf
+    assert not torch.isfinite(huge.sum())
+    check_finite({"a.lora_up.weight": huge, "a.alpha": torch.tensor(4, dtype=torch.int64)}, "x.safetensors")

@@ -229,3 +229,53 @@ def test_a_weight_moved_between_devices_keeps_its_backup(make_ldm_host):
     assert again.stats.dropped == 0 and torch.equal(module.weight.detach(), patched)
     loader.restore()
     assert torch.equal(module.weight.detach(), original)
+
+
+def test_backups_outlive_a_restore_and_the_next_lora_merges_from_them(make_ldm_host):
+    host = make_ldm_host("sd1")
+    host.sd_model.half()
+    before = snapshot(*all_roots(host))
+    keymap = keymap_for_parts(host.parts())
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
+    write_lora(host.lora_dir / "b.safetensors", lora_for_model(keymap, seed=2))
+    loader = loader_for(host)
+    first = loader.apply([NetworkSpec("b")])
+    b_alone = snapshot(*all_roots(host))
+    loader.restore()
+    assert snapshot(*all_roots(host)) == before and loader.patches.backed_up == first.stats.backed_up > 0
+    sizes = {f"{i}:{n}": p.numel() for i, r in enumerate(all_roots(host)) for n, p in r.named_parameters()}
+    changed = [name for name, digest in b_alone.items() if before[name] != digest]
+    assert loader.patches.backup_bytes == 2 * sum(sizes[name] for name in changed)  # fp16: exactly what was touched
+    assert len(loader.patches) == 0  # nothing patched, backups kept
+    loader.apply([NetworkSpec("a")])
+    again = loader.apply([NetworkSpec("b")])
+    assert again.stats.backed_up == 0 and again.stats.merged == first.stats.merged
+    assert snapshot(*all_roots(host)) == b_alone  # merged from the kept backups: same bits as the first time
+    assert loader.restore(release=True) > 0 and loader.patches.backed_up == 0
+    assert snapshot(*all_roots(host)) == before
+
+
+def test_without_keep_backups_a_restore_frees_them(make_ldm_host):
+    host = make_ldm_host("sd1")
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
+    loader = loader_for(host, keep_backups=False)
+    taken = loader.apply([NetworkSpec("a")]).stats.backed_up
+    loader.restore()
+    assert taken > 0 and loader.patches.backed_up == 0
+    assert loader.apply([NetworkSpec("a")]).stats.backed_up == taken
+
+
+def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(make_ldm_host):
+    """Weights replaced while no LoRA is applied: the kept backup is stale and must never be written back."""
+    host = make_ldm_host("sd1")
+    unet = host.parts().unet
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
+    loader = loader_for(host)
+    loader.apply([NetworkSpec("a")])
+    loader.restore()
+    other = {k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in unet.state_dict().items()}
+    unet.load_state_dict(other)
+    report = loader.apply([NetworkSpec("a")])
+    assert report.stats.dropped > 0 and report.stats.backed_up == report.stats.dropped
+    loader.restore()
+    assert all(torch.equal(unet.state_dict()[k], v) for k, v in other.items())

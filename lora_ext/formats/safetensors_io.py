@@ -112,7 +112,7 @@ def load_state_dict(
     """(tensors on the CPU, string metadata) of a LoRA file or checkpoint."""
     path = Path(path)
     if is_safetensors(path):
-        read_header(path)
+        header = read_header(path)
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -120,7 +120,7 @@ def load_state_dict(
             tensors = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as error:
             raise FileFormatError(f"{path.name}: cannot read safetensors data ({error})") from error
-        return tensors, read_header(path).metadata
+        return tensors, header.metadata
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise FileFormatError(

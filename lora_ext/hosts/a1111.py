@@ -251,6 +251,12 @@ def register_settings() -> None:
     add("train_tools_gradient_checkpointing", True, "Gradient checkpointing while training (less VRAM, ~20% slower)")
     add("train_tools_cache_latents_to_disk", True, "Cache training latents on disk")
     add(
+        "train_tools_keep_lora_backups",
+        True,
+        "Keep original weights after a LoRA is removed",
+        info="the next LoRA applies without copying them again (as the built-in Lora does); off: less RAM",
+    )
+    add(
         "train_tools_lora_cache_size",
         4,
         "LoRA files kept parsed in memory",

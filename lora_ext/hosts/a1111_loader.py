@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SETTING_LOADER = "train_tools_lora_loader"
 SETTING_CACHE = "train_tools_lora_cache_size"
+SETTING_KEEP_BACKUPS = "train_tools_keep_lora_backups"
 OURS, BUILTIN = "Train Tools", "Built-in"
 PRESETS_FILE = "lbwpresets.txt"  # hako-mikan's preset file name, looked up in the LoRA folder
 
@@ -87,14 +88,18 @@ class LoraTakeover:
         if self.loader is None:
             host = self._host_factory()
             self.loader = NetworkLoader(
-                host.parts, lambda: [host.lora_dir], cache=self.cache, presets_path=Path(host.lora_dir) / PRESETS_FILE
+                host.parts,
+                lambda: [host.lora_dir],
+                cache=self.cache,
+                presets_path=Path(host.lora_dir) / PRESETS_FILE,
+                keep_backups=bool(_opt(SETTING_KEEP_BACKUPS, True)),
             )
         return self.loader
 
     def restore(self) -> None:
-        """Put back every weight we patched (model change, setting change, script unload)."""
+        """Put back every weight we patched and free the backups (setting change, training, unload)."""
         if self.loader is not None:
-            self.loader.restore()
+            self.loader.restore(release=True)
 
     # -- callbacks ----------------------------------------------------------------------------
     def install(self, *_args) -> None:
@@ -114,6 +119,8 @@ class LoraTakeover:
                 shared.opts.onchange(
                     SETTING_CACHE, lambda: self.cache.set_limit(int(_opt(SETTING_CACHE, 4))), call=False
                 )
+            if SETTING_KEEP_BACKUPS in getattr(shared.opts, "data_labels", {}):
+                shared.opts.onchange(SETTING_KEEP_BACKUPS, self.keep_backups_changed, call=False)
             self._watching = True
 
     def setting_changed(self) -> None:
@@ -121,10 +128,18 @@ class LoraTakeover:
         if not self.ours():
             self.restore()
 
+    def keep_backups_changed(self) -> None:
+        """Turning "keep backups" off frees the backups of weights that hold no LoRA right now."""
+        if self.loader is not None:
+            keep = bool(_opt(SETTING_KEEP_BACKUPS, True))
+            self.loader.patches.keep_backups = keep
+            if not keep:
+                self.loader.patches.drop_clean()
+
     def model_loaded(self, _sd_model=None) -> None:
         """``on_model_loaded``: restore what is still ours, forget the rest, rebuild the key map lazily."""
         if self.loader is not None:
-            self.loader.restore()
+            self.loader.restore(release=True)
             self.loader.invalidate()
 
     def unload(self) -> None:
