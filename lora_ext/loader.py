@@ -22,6 +22,7 @@ from lora_ext.errors import LoraExtError
 from lora_ext.formats.detect import from_metadata, incompatible
 from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
+from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import ModelParts
 from lora_ext.lora_cache import LoraCache, file_identity
@@ -295,12 +296,13 @@ class NetworkLoader:
         matched = []
         for prefix, adapter in parsed.adapters.items():
             target = keymap.lookup(prefix)
+            placement = None if target is None else place(adapter, target)
             if target is None:
                 report.unmatched_keys += parsed.source_keys[prefix]
-            elif not adapter.fits(target.shape):
+            elif placement is None:
                 report.shape_mismatches.append(prefix)
             else:
-                matched.append((prefix, target, adapter))
+                matched.append((prefix, target, placement, adapter))
         report.unmatched_keys += parsed.unparsed_keys
         if not matched or len(report.shape_mismatches) > len(matched):
             report.skipped = "matches no module of this model" if not report.shape_mismatches else "shape mismatch"
@@ -317,7 +319,7 @@ class NetworkLoader:
                 f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})"
             )
         blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings) if spec.lbw else None
-        for prefix, target, adapter in matched:
+        for prefix, target, placement, adapter in matched:
             multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
             if blocks is not None:
                 multiplier *= blocks.ratio(target.block)
@@ -328,11 +330,11 @@ class NetworkLoader:
             weight, bias = self._param(parts, target)
             source = (parsed.identity, prefix, spec.dyn)
             wanted.setdefault(id(weight), (weight, []))[1].append(
-                ParamPatch(adapter, multiplier, target.rows, False, source)
+                ParamPatch(adapter, multiplier, placement, False, source)
             )
             if adapter.has_bias and bias is not None:
                 wanted.setdefault(id(bias), (bias, []))[1].append(
-                    ParamPatch(adapter, multiplier, target.rows, True, source)
+                    ParamPatch(adapter, multiplier, placement, True, source)
                 )
         report.short_hash = self._short_hash(parsed.identity, entry.path, parsed.metadata)
         return report

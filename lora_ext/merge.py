@@ -20,10 +20,10 @@ import torch
 
 from lora_ext.errors import FileFormatError, IncompatibleBaseModel, UsageError
 from lora_ext.fileio import atomic_path
-from lora_ext.formats import Adapter
 from lora_ext.formats.detect import incompatible
 from lora_ext.formats.keymap import build_keymap, entries_from_checkpoint
 from lora_ext.formats.parse import parse_lora
+from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import (
     dtype_name,
     is_safetensors,
@@ -34,6 +34,7 @@ from lora_ext.formats.safetensors_io import (
     tensor_bytes,
     torch_dtype,
 )
+from lora_ext.patcher import ParamPatch, add_deltas
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -54,14 +55,6 @@ class MergeSummary:
     family: str = ""
 
 
-@dataclass(frozen=True)
-class _Patch:
-    adapter: Adapter
-    weight: float
-    rows: tuple[int, int] | None
-    is_bias: bool
-
-
 def parse_lora_argument(text: str) -> MergeSource:
     """``PATH[:WEIGHT]``; a trailing ``:number`` is the weight, so ``C:\\x.safetensors`` still works."""
     path, sep, tail = text.rpartition(":")
@@ -79,11 +72,11 @@ def _plan(
     allow_pickle: bool,
     warn: Callable[[str], None],
     summary: MergeSummary,
-) -> dict[str, list[_Patch]]:
+) -> dict[str, list[ParamPatch]]:
     entries, prefixes = entries_from_checkpoint(base_keys)
     keymap = build_keymap(entries, "ldm")
     summary.family = keymap.family
-    plan: dict[str, list[_Patch]] = {}
+    plan: dict[str, list[ParamPatch]] = {}
     for source in sources:
         tensors, metadata = load_state_dict(source.path, allow_pickle=allow_pickle)
         parsed = parse_lora(tensors, metadata, path=source.path)
@@ -99,7 +92,8 @@ def _plan(
             if target is None:
                 unmatched += parsed.source_keys[prefix]
                 continue
-            if not adapter.fits(target.shape):
+            placement = place(adapter, target)
+            if placement is None:
                 raise IncompatibleBaseModel(
                     f"{name}: module {prefix} does not fit the base weight "
                     f"{'.'.join([target.module, target.weight_attr])} of shape "
@@ -107,10 +101,10 @@ def _plan(
                     hint="the LoRA was made for another base model",
                 )
             key = f"{prefixes[target.part]}{target.module}.{target.weight_attr}"
-            plan.setdefault(key, []).append(_Patch(adapter, source.weight, target.rows, False))
+            plan.setdefault(key, []).append(ParamPatch(adapter, source.weight, placement))
             if adapter.has_bias and target.bias_attr:
                 bias_key = f"{prefixes[target.part]}{target.module}.{target.bias_attr}"
-                plan.setdefault(bias_key, []).append(_Patch(adapter, source.weight, target.rows, True))
+                plan.setdefault(bias_key, []).append(ParamPatch(adapter, source.weight, placement, is_bias=True))
             matched += 1
         if matched == 0:
             raise IncompatibleBaseModel(
@@ -128,18 +122,10 @@ def _plan(
     return plan
 
 
-def _merged(original: torch.Tensor, patches: Sequence[_Patch], out_dtype: torch.dtype) -> torch.Tensor:
+def _merged(original: torch.Tensor, patches: Sequence[ParamPatch], out_dtype: torch.dtype) -> torch.Tensor:
     work = original.to(torch.float32, copy=True)
     needs_base = any(patch.adapter.needs_base for patch in patches)
-    base = original.to(torch.float32) if needs_base else work
-    for patch in patches:
-        rows = slice(None) if patch.rows is None else slice(*patch.rows)
-        if patch.is_bias:
-            delta = patch.adapter.delta_bias(base[rows], patch.weight)
-            if delta is not None:
-                work[rows].add_(delta)
-        else:
-            patch.adapter.accumulate(work[rows], base[rows], patch.weight)
+    add_deltas(work, original.to(torch.float32) if needs_base else work, patches)
     if not bool(torch.isfinite(work).all()):
         raise FileFormatError("the merge produced NaN or infinite weights", hint="lower the LoRA weights")
     return work.to(out_dtype)

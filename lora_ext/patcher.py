@@ -26,21 +26,23 @@ from dataclasses import dataclass, field
 import torch
 
 from lora_ext.formats import Adapter
+from lora_ext.formats.placement import WHOLE, Placement
 
 
 @dataclass(frozen=True)
 class ParamPatch:
-    """One adapter's contribution to one parameter (or to a row slice of it)."""
+    """One adapter's contribution to one parameter (or to a region of it: ``Placement``)."""
 
     adapter: Adapter
     multiplier: float
-    rows: tuple[int, int] | None = None
+    placement: Placement = WHOLE
     is_bias: bool = False
     source: Hashable = None  # identifies the adapter (file identity, module prefix, dyn)
 
     @property
     def signature(self) -> tuple:
-        return (self.source if self.source is not None else id(self.adapter), self.multiplier, self.rows, self.is_bias)
+        identity = self.source if self.source is not None else id(self.adapter)
+        return (identity, self.multiplier, self.placement, self.is_bias)
 
 
 @dataclass
@@ -165,7 +167,7 @@ class AppliedPatches:
     def _merge(state: _ParamState, patches: Sequence[ParamPatch], scratch: dict, take_backup: bool = False) -> None:
         param = state.param
         factors = [
-            patch.adapter.low_rank_factors(patch.multiplier) if patch.rows is None and not patch.is_bias else None
+            patch.adapter.low_rank_factors(patch.multiplier) if patch.placement.whole and not patch.is_bias else None
             for patch in patches
         ]
         if param.dim() >= 2 and param.is_contiguous() and all(f is not None for f in factors):
@@ -176,15 +178,7 @@ class AppliedPatches:
         work = state.backup.to(param.device, torch.float32, copy=True)
         needs_base = any(patch.adapter.needs_base for patch in patches)
         original = state.backup.to(param.device, torch.float32) if needs_base else work
-        for patch in patches:
-            rows = slice(None) if patch.rows is None else slice(*patch.rows)
-            into, base = work[rows], original[rows]
-            if patch.is_bias:
-                delta = patch.adapter.delta_bias(base, patch.multiplier)
-                if delta is not None:
-                    into.add_(delta)
-            else:
-                patch.adapter.accumulate(into, base, patch.multiplier)
+        add_deltas(work, original, patches)
         param.copy_(work)  # the one rounding to the storage dtype
 
     def restore(self) -> int:
@@ -208,6 +202,22 @@ class AppliedPatches:
     def invalidate(self) -> None:
         """Forget every backup without writing (the weights were replaced, e.g. a new checkpoint)."""
         self._states.clear()
+
+
+def add_deltas(work: torch.Tensor, original: torch.Tensor, patches: Sequence[ParamPatch]) -> None:
+    """``work += Σ ΔW`` in fp32, each ΔW computed against ``original`` (the unpatched weight)."""
+    for patch in patches:
+        into, base = patch.placement.region(work), patch.placement.region(original)
+        if patch.is_bias:
+            delta = patch.adapter.delta_bias(base, patch.multiplier)
+            if delta is not None:
+                into.add_(delta)
+        elif into.is_contiguous():
+            patch.adapter.accumulate(into, base, patch.multiplier)
+        else:  # a strided region (inpaint input channels, a transposed projection): ΔW in a temporary
+            delta = torch.zeros(into.shape, dtype=into.dtype, device=into.device)
+            patch.adapter.accumulate(delta, base.contiguous(), patch.multiplier)
+            into.add_(delta)
 
 
 ROW_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of fp32 per block: the block stays in cache from read to write

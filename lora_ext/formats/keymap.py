@@ -240,7 +240,8 @@ class Target:
     rows: tuple[int, int] | None
     canonical: str  # "unet:<ldm name>" or "te0:text_model.…"; stable across namings
     block: str | None  # LBW block id; "BASE" for text encoders
-    shape: tuple[int, ...]  # of the (sliced) weight
+    shape: tuple[int, ...]  # of the (sliced) weight, as a LoRA sees it: (out, in, …)
+    transposed: bool = False  # stored (in, out): OpenCLIP's ``text_projection`` parameter
 
     @property
     def is_text_encoder(self) -> bool:
@@ -351,6 +352,21 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
                 )
                 add(_te_spellings(hf, kohya, dotted), target)
             continue
+        if entry.kind == "open_clip" and entry.weight_attr == "text_projection":
+            # used as x @ P: stored (in, out), where HF's Linear (and every LoRA) is (out, in)
+            target = Target(
+                entry.part,
+                entry.name,
+                entry.weight_attr,
+                None,
+                None,
+                f"{entry.part}:text_projection",
+                "BASE",
+                tuple(reversed(entry.weight_shape)),
+                transposed=True,
+            )
+            add(_te_spellings("text_projection", kohya, dotted), target)
+            continue
         hf = hf_text_name(entry.name) if entry.kind == "hf_clip" else open_clip_text_name(entry.name)
         if hf is None:
             continue
@@ -384,6 +400,9 @@ def _module_entries(part: str, kind: str, root: torch.nn.Module) -> list[ModuleE
             bias = "in_proj_bias" if module.in_proj_bias is not None else None
             entries.append(ModuleEntry(part, kind, name, tuple(module.in_proj_weight.shape), "in_proj_weight", bias))
             continue
+        projection = getattr(module, "text_projection", None)
+        if kind == "open_clip" and isinstance(projection, torch.nn.Parameter) and projection.dim() == 2:
+            entries.append(ModuleEntry(part, kind, name, tuple(projection.shape), "text_projection", None))
         weight = getattr(module, "weight", None)
         if isinstance(weight, torch.nn.Parameter) and weight.dim() >= 1:
             bias = "bias" if isinstance(getattr(module, "bias", None), torch.nn.Parameter) else None
@@ -428,6 +447,10 @@ def entries_from_checkpoint(shapes: Mapping[str, Sequence[int]]) -> tuple[list[M
             if not key.startswith(prefix) or len(shape) < 1:
                 continue
             rest = key[len(prefix) :]
+            if kind == "open_clip" and rest.endswith(".text_projection") and len(shape) == 2:
+                module = rest[: -len(".text_projection")]
+                entries.append(ModuleEntry(part, kind, module, tuple(int(s) for s in shape), "text_projection", None))
+                continue
             for weight_attr, bias_attr in (("in_proj_weight", "in_proj_bias"), ("weight", "bias")):
                 if rest.endswith("." + weight_attr):
                     module = rest[: -len(weight_attr) - 1]
