@@ -22,6 +22,7 @@ from lora_ext.errors import LoraExtError
 from lora_ext.formats.detect import from_metadata, incompatible
 from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
+from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import ModelParts
@@ -104,11 +105,12 @@ def scan_lora_dirs(dirs: Sequence[Path], allow_pickle: bool = False) -> list[Lor
                 except LoraExtError:
                     metadata = {}
             relative = path.relative_to(root).with_suffix("").as_posix()
+            peft_folder = path.stem == WEIGHTS_STEM and sidecar_path(path) is not None and path.parent != root
             entries.append(
                 LoraEntry(
                     path.stem,
                     relative,
-                    metadata.get("ss_output_name") or path.stem,
+                    metadata.get("ss_output_name") or (path.parent.name if peft_folder else path.stem),
                     path,
                     _sd_version(metadata),
                     metadata,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +12,10 @@ import torch
 from lora_ext.errors import FileFormatError
 from lora_ext.formats import Adapter, parse_module, unsupported_error
 from lora_ext.formats.detect import Detection, detect_base
+from lora_ext.formats.dora import DoraAdapter
 from lora_ext.formats.keys import group_keys
 from lora_ext.formats.lora import LoraAdapter
+from lora_ext.formats.peft_config import PeftSettings, read_peft_settings
 
 
 @dataclass
@@ -55,22 +56,22 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
             )
 
 
-def peft_alpha(metadata: Mapping[str, str]) -> float | None:
-    """``lora_alpha`` from diffusers' ``lora_adapter_metadata`` (PEFT files carry no per-module alpha)."""
-    try:
-        config = json.loads(metadata.get("lora_adapter_metadata") or "{}")
-    except ValueError:
-        return None
-    if not isinstance(config, dict):
-        return None
-    value = config.get("lora_alpha")
-    if value is None:  # diffusers nests one config per component in some versions
-        nested = [c.get("lora_alpha") for c in config.values() if isinstance(c, dict) and c.get("lora_alpha")]
-        value = nested[0] if nested else None
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
+def _with_peft_scale(adapter: Adapter, prefix: str, settings: PeftSettings) -> Adapter:
+    """A LoRA (or a DoRA around one) without its own alpha takes the PEFT config's scale."""
+    if isinstance(adapter, DoraAdapter):
+        inner = _with_peft_scale(adapter.inner, prefix, settings)
+        return adapter if inner is adapter.inner else dataclasses.replace(adapter, inner=inner)
+    if not isinstance(adapter, LoraAdapter) or adapter.network_alpha is not None or adapter.scale_override is not None:
+        return adapter
+    config = settings.config_for(prefix)
+    alpha = None if config is None else config.alpha_for(prefix)
+    if alpha is None:
+        return adapter
+    if config.use_rslora:  # alpha/√r: not expressible as an alpha over the rank
+        return dataclasses.replace(
+            adapter, network_alpha=alpha, scale_override=settings.scale_for(prefix, adapter.rank)
+        )
+    return dataclasses.replace(adapter, network_alpha=alpha)
 
 
 def parse_lora(
@@ -92,11 +93,9 @@ def parse_lora(
         counts[adapter.name] = counts.get(adapter.name, 0) + 1
     if not adapters and not grouped.bundled_embeddings:
         raise unsupported_error(sorted(unparsed or list(state_dict)))
-    default_alpha = peft_alpha(metadata)
-    if default_alpha is not None:
-        for prefix, adapter in adapters.items():
-            if isinstance(adapter, LoraAdapter) and adapter.network_alpha is None:
-                adapters[prefix] = dataclasses.replace(adapter, network_alpha=default_alpha)
+    settings = read_peft_settings(path, metadata)
+    if settings is not None:
+        adapters = {prefix: _with_peft_scale(adapter, prefix, settings) for prefix, adapter in adapters.items()}
     source_keys = {prefix: grouped.source_keys[prefix] for prefix in adapters}
     return ParsedLora(
         path,
