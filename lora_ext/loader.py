@@ -10,6 +10,7 @@ bad token, unreadable file, another base model) become warnings in the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -57,11 +58,16 @@ class FileReport:
     shape_mismatches: list[str] = field(default_factory=list)
     bundled_embeddings: list[str] = field(default_factory=list)
     skipped: str | None = None
-    short_hash: str | None = None
+    hasher: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def applied(self) -> bool:
         return self.skipped is None and self.matched > 0
+
+    @property
+    def short_hash(self) -> str | None:
+        """A1111's short hash: from the metadata, or hashed from the file on first use (then cached)."""
+        return self.hasher() if self.hasher is not None else None
 
 
 @dataclass
@@ -338,7 +344,8 @@ class NetworkLoader:
                 wanted.setdefault(id(bias), (bias, []))[1].append(
                     ParamPatch(adapter, multiplier, placement, True, source)
                 )
-        report.short_hash = self._short_hash(parsed.identity, entry.path, parsed.metadata)
+        # hashing the file costs a second read: only when the infotext asks for it
+        report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)
         return report
 
     def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str:

@@ -279,3 +279,20 @@ def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(ma
     assert report.stats.dropped > 0 and report.stats.backed_up == report.stats.dropped
     loader.restore()
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in other.items())
+
+
+def test_a_file_is_hashed_only_when_the_infotext_asks_and_then_once(make_ldm_host, monkeypatch):
+    import lora_ext.loader as loader_module
+
+    host = make_ldm_host("sd1")
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
+    calls = []
+    real = loader_module.lora_short_hash
+    monkeypatch.setattr(loader_module, "lora_short_hash", lambda *args: calls.append(args) or real(*args))
+    loader = loader_for(host)
+    report = loader.apply([NetworkSpec("a")])
+    assert report.files[0].applied and calls == []
+    first = report.infotext()
+    assert first.startswith("a: ") and len(calls) == 1
+    loader.apply([NetworkSpec("a", unet=0.5)])
+    assert loader.last_report.infotext() == first and len(calls) == 1

@@ -168,9 +168,10 @@ class LoraTakeover:
         for message in warnings + report.warnings:
             log.warning("Train Tools LoRA: %s", message)
             p.comments[message] = 1
-        infotext = report.infotext()
-        if infotext and _opt("lora_add_hashes_to_infotext", True):
-            p.extra_generation_params["Lora hashes"] = infotext
+        if any(f.applied for f in report.files) and _opt("lora_add_hashes_to_infotext", True):
+            # a callable is evaluated when the infotext is written (WebUI ≥ 1.7), so an unseen
+            # file is hashed after sampling has started rather than before the first step
+            p.extra_generation_params["Lora hashes"] = lambda **_: report.infotext() or None
 
     def deactivate(self, p) -> None:
         if not self.ours() and self.builtin is not None:

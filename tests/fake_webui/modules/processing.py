@@ -88,5 +88,8 @@ def process_images(p):
 
     pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
-    infotext = ", ".join(f"{k}: {v}" for k, v in p.extra_generation_params.items())
+    params = {}
+    for key, value in p.extra_generation_params.items():  # as create_infotext: callables get **locals()
+        params[key] = value(p=p, index=0) if callable(value) else value
+    infotext = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
     return Processed(p, images, infotext)
