@@ -58,7 +58,7 @@ class FileReport:
     shape_mismatches: list[str] = field(default_factory=list)
     bundled_embeddings: list[str] = field(default_factory=list)
     skipped: str | None = None
-    hasher: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    hasher: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def applied(self) -> bool:
@@ -348,7 +348,12 @@ class NetworkLoader:
         report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)
         return report
 
-    def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str:
+    def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str | None:
+        """The hash for the infotext; None (left out) if the file went away since it was applied."""
         if identity not in self._hashes:
-            self._hashes[identity] = lora_short_hash(path, metadata)
+            try:
+                self._hashes[identity] = lora_short_hash(path, metadata)
+            except (OSError, LoraExtError) as error:
+                log.warning("cannot hash %s for the infotext: %s", path.name, error)
+                return None
         return self._hashes[identity]

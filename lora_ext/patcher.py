@@ -12,8 +12,10 @@ request re-merges only parameters whose set changed and an identical request
 does nothing. Backups outlive a restore (``keep_backups``, as the WebUI's own Lora
 keeps them): the next LoRA on the same weights merges straight from them instead of
 copying the original again into freshly allocated memory, which is most of the cost
-of a first apply. ``release`` gives that memory back. A parameter whose ``_version`` moved since our last write was
-changed by someone else; if it no longer holds the values we wrote (a checkpoint
+of a first apply. ``release`` gives that memory back.
+
+A parameter whose ``_version`` moved since our last write (or restore) was changed by
+someone else; if it no longer holds the values we wrote (a checkpoint
 loaded into the same modules) its backup is stale and is dropped without being
 written back, while a parameter merely moved between devices (lowvram) is kept.
 """

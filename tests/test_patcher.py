@@ -296,3 +296,13 @@ def test_a_file_is_hashed_only_when_the_infotext_asks_and_then_once(make_ldm_hos
     assert first.startswith("a: ") and len(calls) == 1
     loader.apply([NetworkSpec("a", unet=0.5)])
     assert loader.last_report.infotext() == first and len(calls) == 1
+
+
+def test_a_file_deleted_after_apply_is_left_out_of_the_infotext(make_ldm_host):
+    host = make_ldm_host("sd1")
+    keymap = keymap_for_parts(host.parts())
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
+    write_lora(host.lora_dir / "b.safetensors", lora_for_model(keymap, seed=2, text_encoder=False))
+    report = loader_for(host).apply([NetworkSpec("a"), NetworkSpec("b")])
+    (host.lora_dir / "a.safetensors").unlink()
+    assert report.infotext().startswith("b: ") and "a:" not in report.infotext()
