@@ -58,6 +58,7 @@ class FileReport:
     shape_mismatches: list[str] = field(default_factory=list)
     bundled_embeddings: list[str] = field(default_factory=list)
     skipped: str | None = None
+    random_blocks: bool = False  # block weights drawn from R/U: drawn again next time
     hasher: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -247,7 +248,8 @@ class NetworkLoader:
             report.files.append(file_report)
         report.stats = self.patches.apply(list(wanted.values()))
         self.cache.trim(keep=len(specs))
-        self._last_request = request
+        # random block weights are drawn again for every generation: never "unchanged"
+        self._last_request = None if any(f.random_blocks for f in report.files) else request
         self.last_report = report
         return report
 
@@ -326,7 +328,11 @@ class NetworkLoader:
                 f"LoRA {spec.name}: {len(report.unmatched_keys)} keys unmatched and "
                 f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})"
             )
-        blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings) if spec.lbw else None
+        blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings, x=spec.x) if spec.lbw else None
+        if blocks is not None and blocks.random:
+            report.random_blocks = True
+            drawn = ", ".join(f"{block}={ratio:g}" for block, ratio in blocks.ratios.items())
+            warnings.append(f"LoRA {spec.name}: random block weights this time: {drawn}")
         for prefix, target, placement, adapter in matched:
             multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
             if blocks is not None:

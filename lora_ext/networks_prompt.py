@@ -4,7 +4,11 @@ Syntax (A1111 plus hako-mikan's named LBW argument)::
 
     <lora:NAME:W>              te = unet = W
     <lora:NAME:TE:UNET:DYN>    positional
-    <lora:NAME:TE:unet=U:dyn=D:lbw=PRESET_OR_LIST>   named values override positional ones
+    <lora:NAME:TE:unet=U:dyn=D:lbw=PRESET_OR_LIST:x=V>   named values override positional ones
+
+A block weight is a number or one of LBW's special values: ``R`` (random 0…1),
+``U`` (random −0.5…1.5), ``X`` / ``X+0.2`` / ``X-0.2`` (the token's ``x=``, default 1,
+plus or minus an offset). Random values are drawn again for every generation.
 
 Items are split on ``:``; an item with exactly one ``=`` is named (A1111's
 ``ExtraNetworkParams``). Bad tokens never raise: they become warnings and the
@@ -14,6 +18,7 @@ rest of the prompt is generated.
 from __future__ import annotations
 
 import os
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,6 +92,7 @@ class BlockWeights:
     """Ratio per LBW block id; modules outside every block (time_embed, out, label_emb) keep 1."""
 
     ratios: Mapping[str, float]
+    random: bool = False  # drawn from R/U values: a new draw for every generation
 
     def ratio(self, block: str | None) -> float:
         if block is None:
@@ -106,6 +112,7 @@ class NetworkSpec:
     unet: float | None = None
     dyn: int | None = None
     lbw: str | None = None  # a preset name or a comma list, resolved against the model family
+    x: float = 1.0  # the value of X in block weights
 
     @property
     def unet_multiplier(self) -> float:
@@ -145,6 +152,11 @@ def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | Non
     if len(positional) == 1 and not ({"te", "unet"} & named.keys()):
         warnings.append(f"{token}: no weight given; using 1.0 (write <lora:{name}:1> to silence this)")
     values: dict[str, float | int | None] = {}
+    if "x" in named:
+        x = _number(named["x"], token, "x value", warnings)
+        if x is None:
+            return None
+        values["x"] = x
     for index, what in ((1, "te"), (2, "unet"), (3, "dyn")):
         text = named.get(what, positional[index] if len(positional) > index else None)
         if text is None or text == "":
@@ -162,6 +174,7 @@ def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | Non
         unet=None if unet is None else float(unet),
         dyn=None if values.get("dyn") is None else int(values["dyn"]),
         lbw=lbw or None,
+        x=float(values.get("x", 1.0)),
     )
 
 
@@ -176,45 +189,74 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     return result
 
 
-def read_user_presets(path: str | os.PathLike[str] | None) -> dict[str, tuple[float, ...]]:
-    """``NAME:v1,v2,…`` lines (hako-mikan's format); blank lines and ``#`` comments ignored; bad lines skipped."""
+SPECIAL_VALUE = re.compile(r"^(?:R|U|X(?:\s*([+-])\s*(\d+(?:\.\d*)?|\.\d+))?)$", re.IGNORECASE)
+BlockValue = float | str
+
+
+def _block_value(text: BlockValue, x: float, draw: random.Random) -> tuple[float, bool] | None:
+    """(ratio, drawn at random) of one list item, or None if it is neither a number nor R/U/X."""
+    if isinstance(text, float | int):
+        return float(text), False
+    text = text.strip()
+    try:
+        return float(text), False
+    except ValueError:
+        pass
+    match = SPECIAL_VALUE.match(text)
+    if match is None:
+        return None
+    letter = text[0].upper()
+    if letter == "R":
+        return round(draw.uniform(0.0, 1.0), 3), True
+    if letter == "U":
+        return round(draw.uniform(-0.5, 1.5), 3), True
+    offset = float(match.group(2) or 0.0) * (-1 if match.group(1) == "-" else 1)
+    return x + offset, False
+
+
+def read_user_presets(path: str | os.PathLike[str] | None) -> dict[str, tuple[BlockValue, ...]]:
+    """``NAME:v1,v2,…`` lines (hako-mikan's format: numbers or R/U/X); blank, ``#`` and bad lines skipped."""
     if path is None or not Path(path).is_file():
         return {}
-    presets: dict[str, tuple[float, ...]] = {}
+    presets: dict[str, tuple[BlockValue, ...]] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("#") or ":" not in line:
             continue
         name, values = line.split(":", 1)
-        try:
-            presets[name.strip()] = tuple(float(v) for v in values.split(",") if v.strip())
-        except ValueError:
-            continue
+        items = tuple(v.strip() for v in values.split(",") if v.strip())
+        if items and all(_block_value(item, 1.0, random.Random(0)) is not None for item in items):
+            presets[name.strip()] = items
     return presets
 
 
 def block_weights(
     value: str,
     family: str,
-    user_presets: Mapping[str, tuple[float, ...]] | None = None,
+    user_presets: Mapping[str, tuple[BlockValue, ...]] | None = None,
     warnings: list[str] | None = None,
+    x: float = 1.0,
+    draw: random.Random | None = None,
 ) -> BlockWeights | None:
     """Resolve an ``lbw=`` value (preset or list) for a model family; None (and a warning) if unusable."""
     warnings = warnings if warnings is not None else []
     family_key = "sdxl" if family == "sdxl" else "sd"
     presets = {**PRESETS[family_key], **(user_presets or {})}
-    values = presets.get(value.strip())
-    if values is None:
-        try:
-            values = tuple(float(v) for v in value.split(",") if v.strip())
-        except ValueError:
-            warnings.append(f"lbw={value}: not a preset name or a list of numbers; block weights ignored")
-            return None
+    items = presets.get(value.strip())
+    if items is None:
+        items = tuple(v for v in value.split(",") if v.strip())
+    draw = draw or random.Random()
+    resolved = [_block_value(item, x, draw) for item in items]
+    if not resolved or any(r is None for r in resolved):
+        warnings.append(f"lbw={value}: not a preset name or a list of numbers (or R, U, X); block weights ignored")
+        return None
     lengths = LENGTHS_FOR.get(family, (17, 26))
-    if len(values) not in lengths:
+    if len(resolved) not in lengths:
         warnings.append(
-            f"lbw={value}: {len(values)} values, but a {family} model takes "
+            f"lbw={value}: {len(resolved)} values, but a {family} model takes "
             f"{' or '.join(map(str, lengths))}; block weights ignored"
         )
         return None
-    return BlockWeights(dict(zip(BLOCK_IDS[len(values)], values, strict=True)))
+    ratios = [ratio for ratio, _ in resolved]  # type: ignore[misc]
+    drawn = any(is_random for _, is_random in resolved)  # type: ignore[misc]
+    return BlockWeights(dict(zip(BLOCK_IDS[len(ratios)], ratios, strict=True)), random=drawn)

@@ -151,3 +151,52 @@ def test_generation_honours_tokens_and_restores_without_them(make_ldm_host, make
     again = _image(host, "a cat <lora:nothing_here:1>")
     assert np.array_equal(plain, again)
     assert snapshot(*all_roots(host)) == before
+
+
+def test_x_values_take_the_tokens_x_and_offsets():
+    spec = parse_prompt("<lora:a:1:lbw=LIST:x=0.5>").specs[0]
+    assert spec.x == 0.5 and spec.lbw == "LIST"
+    values = ",".join(["X", "x+0.25", "X - 0.5", "0"] + ["1"] * 13)
+    weights = block_weights(values, "sd1", x=spec.x)
+    assert weights is not None and not weights.random
+    assert [weights.ratio(b) for b in ("BASE", "IN01", "IN02", "IN04", "IN05")] == [0.5, 0.75, 0.0, 0.0, 1.0]
+
+
+def test_r_and_u_values_are_drawn_in_their_ranges_and_mark_the_weights_random(tmp_path):
+    import random as random_module
+
+    from lora_ext.networks_prompt import read_user_presets
+
+    presets = tmp_path / "lbw.txt"
+    presets.write_text("RANDOMIN:1," + ",".join(["R"] * 6) + "," + ",".join(["U"] * 10) + "\nBAD:1,Q\n")
+    user = read_user_presets(presets)
+    assert set(user) == {"RANDOMIN"}
+    draws = [block_weights("RANDOMIN", "sd1", user, draw=random_module.Random(seed)) for seed in range(20)]
+    assert all(w is not None and w.random for w in draws)
+    r_values = [w.ratio("IN01") for w in draws]
+    u_values = [w.ratio("OUT11") for w in draws]
+    assert all(0 <= v <= 1 for v in r_values) and all(-0.5 <= v <= 1.5 for v in u_values)
+    assert len(set(r_values)) > 10 and min(u_values) < 0 < 1 < max(u_values)  # really drawn, over the full range
+
+
+def test_unknown_block_values_are_ignored_with_a_warning():
+    warnings: list[str] = []
+    assert block_weights(",".join(["1"] * 16 + ["Q"]), "sd1", warnings=warnings) is None
+    assert "R, U, X" in warnings[0]
+
+
+def test_random_block_weights_are_drawn_again_for_every_generation(make_ldm_host):
+    host = make_ldm_host("sd1")
+    unet = host.parts().unet
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=4))
+    loader = loader_for(host)
+    q = unet.get_submodule("input_blocks.1.1.transformer_blocks.0.attn1.to_q").weight
+    prompt = "<lora:a:1:lbw=" + ",".join(["1"] + ["R"] * 16) + ">"
+    seen = set()
+    for _ in range(4):
+        loader.prompt_hook(prompt)
+        assert not loader.last_report.unchanged and any(
+            "random block weights" in w for w in loader.last_report.warnings
+        )
+        seen.add(q.detach().sum().item())
+    assert len(seen) > 1
