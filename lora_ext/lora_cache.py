@@ -7,13 +7,17 @@ from collections import OrderedDict
 from pathlib import Path
 
 from lora_ext.formats.parse import ParsedLora, parse_lora
+from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.safetensors_io import load_state_dict
 
 
-def file_identity(path: Path) -> tuple[str, int, int]:
-    """(path, mtime_ns, size): any rewrite of the file changes it."""
+def file_identity(path: Path) -> tuple:
+    """(path, mtime_ns, size[, the PEFT config's mtime_ns]): rewriting the file (or its config) changes it."""
     stat = os.stat(path)
-    return (str(path), stat.st_mtime_ns, stat.st_size)
+    identity: tuple = (str(path), stat.st_mtime_ns, stat.st_size)
+    if Path(path).stem == WEIGHTS_STEM and (config := sidecar_path(Path(path))) is not None:
+        identity += (config.stat().st_mtime_ns,)
+    return identity
 
 
 class LoraCache:

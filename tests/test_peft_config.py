@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -101,3 +102,18 @@ def test_a_per_key_alpha_in_the_file_wins_over_the_config():
 def test_alpha_patterns_match_a_dotted_tail_of_the_module_name(pattern, module, matches):
     settings = PeftSettings.from_mapping({"lora_alpha": 1, "alpha_pattern": {pattern: 5}})
     assert (settings.config_for(module).alpha_for(module) == 5) is matches
+
+
+def test_editing_the_adapter_config_reloads_the_lora(make_standalone_host):
+    host = make_standalone_host("sd1")
+    weight = host.parts().unet.get_submodule(K).weight
+    original = weight.detach().clone()
+    modules = _peft_folder(host, {"lora_alpha": 8})
+    loader = loader_for(host)
+    loader.apply([NetworkSpec("my_style")])
+    config = host.lora_dir / "my_style" / "adapter_config.json"
+    config.write_text(json.dumps({"lora_alpha": 2}), encoding="utf-8")
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    loader.apply([NetworkSpec("my_style")])
+    expected = original + 2 / RANK * _unscaled(modules[K])
+    torch.testing.assert_close(weight.detach(), expected, rtol=1e-5, atol=1e-6)

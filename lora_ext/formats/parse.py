@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,9 +69,7 @@ def _with_peft_scale(adapter: Adapter, prefix: str, settings: PeftSettings) -> A
     if alpha is None:
         return adapter
     if config.use_rslora:  # alpha/√r: not expressible as an alpha over the rank
-        return dataclasses.replace(
-            adapter, network_alpha=alpha, scale_override=settings.scale_for(prefix, adapter.rank)
-        )
+        return dataclasses.replace(adapter, network_alpha=alpha, scale_override=alpha / math.sqrt(adapter.rank))
     return dataclasses.replace(adapter, network_alpha=alpha)
 
 

@@ -3,16 +3,16 @@
 A PEFT ``save_pretrained`` folder holds ``adapter_model.safetensors`` and, beside it,
 ``adapter_config.json``; newer diffusers files carry the same settings in the
 ``lora_adapter_metadata`` header entry, one config per component (``unet.lora_alpha``,
-``text_encoder.lora_alpha``, …; nested dicts are accepted too). From each: ``lora_alpha`` for every module, ``alpha_pattern`` overriding it per module
-(keys matched against the end of the module name, as PEFT does), and ``use_rslora``
-(scale alpha/√r instead of alpha/r). The rank is read from the tensors, which is what
+``text_encoder.lora_alpha``, …; nested dicts are accepted too). From each:
+``lora_alpha`` for every module, ``alpha_pattern`` overriding it per module (keys
+matched against the end of the module name, as PEFT does), and ``use_rslora`` (scale
+alpha/√r instead of alpha/r). The rank is read from the tensors, which is what
 ``r``/``rank_pattern`` say as well.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,20 +77,13 @@ class PeftSettings:
         return cls(configs) if configs else None
 
     def config_for(self, module: str) -> PeftConfig | None:
+        """The config of the component ``module`` belongs to (the longest matching name), else the general one."""
         components = [name for name in self.by_component if name and module.startswith(name + ".")]
         if components:
             return self.by_component[max(components, key=len)]  # text_encoder_2 before text_encoder
         return self.by_component.get("") or (
             next(iter(self.by_component.values())) if len(self.by_component) == 1 else None
         )
-
-    def scale_for(self, module: str, rank: int) -> float | None:
-        """alpha/r (alpha/√r with rsLoRA) for one file module, or None when no config covers it."""
-        config = self.config_for(module)
-        alpha = None if config is None else config.alpha_for(module)
-        if alpha is None or rank <= 0:
-            return None
-        return alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
 
 
 def _matches(key: str, module: str) -> bool:
