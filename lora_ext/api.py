@@ -216,12 +216,13 @@ def build_router(
     @router.post("/projects/{project}/versions/{version}/tag")
     def tag(project: str, version: str, body: dict[str, Any] | None = None) -> dict:
         from lora_ext.tagger import WriteOptions
-        from lora_ext.ui.tagger_section import form_defaults, model_choices, start_tagging, tag_options
+        from lora_ext.tagger.models import default_model
+        from lora_ext.ui.tagger_section import form_defaults, start_tagging, tag_options
 
         def run() -> dict:
             options = dict(body or {})
-            model = options.pop("model", None) or model_choices(ctx().workspace.tagger_dir)[0]
-            write = WriteOptions(existing=options.pop("existing", "overwrite"))
+            model = options.pop("model", None) or default_model(ctx().workspace.tagger_dir)
+            write = WriteOptions(existing=options.pop("existing", WriteOptions().existing))
             batch_size = int(options.pop("batch_size", 8))
             defaults = form_defaults()
             unknown = set(options) - set(defaults)

@@ -227,3 +227,26 @@ def test_help_does_not_import_numpy_or_pil() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_folder_name_in_the_tagger_folder_is_found_as_the_ui_lists_it(
+    tmp_path: Path, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lora_ext.tagger.models import model_choices
+
+    tagger_dir = tmp_path / "wd14_tagger"
+    build_tiny_tagger(tagger_dir / "tiny-tagger")
+    monkeypatch.chdir(tmp_path)  # "tiny-tagger" is no folder here: only the tagger folder has it
+    assert model_choices(tagger_dir)[0] == "tiny-tagger"
+    folder = images(tmp_path / "data", red=RED)
+    assert tag(folder, "tiny-tagger", "--model-dir", str(tagger_dir)) == 0
+    assert "red theme" in caption(folder, "red")
+
+
+def test_without_model_the_first_local_model_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tagger_dir = tmp_path / "wd14_tagger"
+    build_tiny_tagger(tagger_dir / "tiny-tagger")
+    monkeypatch.setenv("TRAIN_TOOLS_TAGGER_DIR", str(tagger_dir))
+    folder = images(tmp_path / "data", blue=BLUE)
+    assert cli.main(["tag", str(folder)]) == 0
+    assert "hatsune miku" in caption(folder, "blue")

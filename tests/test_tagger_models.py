@@ -176,3 +176,17 @@ def test_hub_probe_follows_the_configured_endpoint(monkeypatch: pytest.MonkeyPat
     assert hub_resolves()
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://mirror.invalid")
     assert not hub_resolves()
+
+
+def test_the_preselected_model_is_a_local_one_else_the_small_v3_default(tmp_path: Path) -> None:
+    from lora_ext.tagger.models import DEFAULT_MODEL, default_model, model_choices
+
+    assert default_model(tmp_path) == DEFAULT_MODEL
+    spec = find_spec(DEFAULT_MODEL)
+    assert spec is not None and spec.generation == "v3" and "large" not in spec.name
+    (tmp_path / "mine").mkdir()
+    for name in ("model.onnx", "selected_tags.csv"):
+        (tmp_path / "mine" / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    assert default_model(tmp_path) == "mine"
+    assert model_choices(tmp_path)[0] == "mine" and "empty" not in model_choices(tmp_path)

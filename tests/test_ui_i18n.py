@@ -87,3 +87,11 @@ def test_language_switch_relabels_everything_and_back(app) -> None:
     assert set(updates) == set(ctx.i18n.components)
     back = switch_language(ctx, "English")
     assert back[ui["project"]]["label"] == "Project" and back[ui["start_training"]]["value"] == "Start training"
+
+
+def test_tagging_form_starts_on_skip_and_the_small_v3_model(app) -> None:
+    from lora_ext.tagger.models import DEFAULT_MODEL
+
+    _ctx, ui = app().train_tools
+    assert ui["existing"].value == "skip"  # as the CLI, the REST API and the README
+    assert ui["tag_model"].value == DEFAULT_MODEL

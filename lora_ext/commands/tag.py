@@ -44,10 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", help="folder of images")
     parser.add_argument(
         "--model",
-        required=True,
-        help="model name (e.g. wd-vit-tagger-v3) or a folder with model.onnx + selected_tags.csv",
+        help="a pinned model (e.g. wd-swinv2-tagger-v3), a folder name in the tagger folder, or a folder path "
+        "holding model.onnx + selected_tags.csv (default: the first model in the tagger folder, else wd-swinv2-tagger-v3)",
     )
-    parser.add_argument("--model-dir", type=Path, help="where models are downloaded (default: the user cache folder)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="the tagger folder: one sub-folder per model, pinned models are downloaded into it "
+        "(default: $TRAIN_TOOLS_TAGGER_DIR, else models/wd14_tagger in the Train Tools data folder)",
+    )
     parser.add_argument("--general-threshold", type=_probability, default=0.35, help="general tags above this (0.35)")
     parser.add_argument(
         "--character-threshold", type=_probability, default=0.85, help="character tags above this (0.85)"
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lora_ext.errors import UsageError
     from lora_ext.tagger import Tagger, TagOptions, WriteOptions
+    from lora_ext.tagger.models import default_model, default_model_dir
     from lora_ext.tagger.postprocess import split_tag_list
 
     directory = Path(args.directory).expanduser()
@@ -102,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)  # its retry chatter would bury the one-line error
     try:
-        tagger = Tagger.load(args.model, args.model_dir, threads=args.threads)
+        model_dir = args.model_dir or default_model_dir()
+        tagger = Tagger.load(args.model or default_model(model_dir), model_dir, threads=args.threads)
     finally:
         hub_logger.setLevel(level)
     try:

@@ -49,6 +49,10 @@ MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("wd-v1-4-vit-tagger-v2", "SmilingWolf/wd-v1-4-vit-tagger-v2", "v2.0", "v2", 0.3537, False),
 )
 
+# Preselected when no model is on disk yet: the most accurate of the base-size v3 models (SwinV2 v3 has the
+# highest F1 of vit/swinv2/convnext v3 on its card); the large ones take several times as long per image.
+DEFAULT_MODEL = "wd-swinv2-tagger-v3"
+
 Downloader = Callable[..., Any]  # the signature of huggingface_hub.hf_hub_download
 
 
@@ -71,6 +75,26 @@ def find_spec(name: str) -> ModelSpec | None:
 def model_names() -> tuple[str, ...]:
     """Registry names, in display order."""
     return tuple(spec.name for spec in MODELS)
+
+
+def local_models(model_dir: Path) -> list[str]:
+    """Names of the folders in ``model_dir`` that hold both model files, alphabetically."""
+    if not model_dir.is_dir():
+        return []
+    entries = sorted(os.scandir(model_dir), key=lambda item: item.name.casefold())
+    return [entry.name for entry in entries if entry.is_dir() and folder_files(Path(entry.path)) is not None]
+
+
+def model_choices(model_dir: Path) -> list[str]:
+    """What a model may be picked from: local folders first, then the pinned models not downloaded yet."""
+    local = local_models(model_dir)
+    return local + [name for name in model_names() if name not in local]
+
+
+def default_model(model_dir: Path) -> str:
+    """The model to preselect: one already in ``model_dir``, else ``DEFAULT_MODEL``."""
+    local = local_models(model_dir)
+    return local[0] if local else DEFAULT_MODEL
 
 
 def default_model_dir() -> Path:
@@ -108,7 +132,7 @@ def resolve_model(
     text = os.fspath(model)
     spec = find_spec(text)
     if spec is None:
-        return _user_folder(Path(text).expanduser())
+        return _user_folder(_named_folder(text, Path(model_dir)))
     local = folder_files(Path(model_dir) / spec.name)
     if local is not None:
         return ModelFiles(spec.name, local.onnx_path, local.labels_path, spec)
@@ -117,6 +141,14 @@ def resolve_model(
 
         reachable = reachable or hub_resolves
     return _from_hub(spec, Path(model_dir), download, downloader, reachable or (lambda: True))
+
+
+def _named_folder(text: str, model_dir: Path) -> Path:
+    """A bare name that is a folder in ``model_dir`` means that folder (as the UI lists it); anything else is a path."""
+    plain = text and not os.path.isabs(text) and os.sep not in text and "/" not in text and text not in (".", "..")
+    if plain and (model_dir / text).is_dir():
+        return model_dir / text
+    return Path(text).expanduser()
 
 
 def _user_folder(folder: Path) -> ModelFiles:

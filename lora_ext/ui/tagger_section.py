@@ -4,7 +4,6 @@ progress with images/s and cancel, and per-image confidence bars."""
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,36 +15,18 @@ from lora_ext.ui.registry import Registry
 from lora_ext.ui.workspace import Context
 
 
-def model_choices(tagger_dir: Path) -> list[str]:
-    """Local model folders (holding model.onnx and selected_tags.csv) first, then the pinned v3 and v2 models."""
-    from lora_ext.tagger import model_names
-    from lora_ext.tagger.models import folder_files
-
-    local: list[str] = []
-    if tagger_dir.is_dir():
-        for entry in sorted(os.scandir(tagger_dir), key=lambda item: item.name.casefold()):
-            if entry.is_dir() and folder_files(Path(entry.path)) is not None:
-                local.append(entry.name)
-    return local + [name for name in model_names() if name not in local]
-
-
-def _resolve(ctx: Context, model: str) -> str:
-    """A registry name stays a name (looked up in the tagger folder); a local folder becomes its path."""
-    from lora_ext.tagger.models import find_spec
-
+def _resolve(model: str) -> str:
+    """The model as the tagger loads it: a registry name or a folder name in the tagger folder, or a path."""
     if not model:
         raise DatasetError("No tagger model is selected.", hint="pick one in the model list")
-    if find_spec(model) is not None:
-        return model
-    folder = ctx.workspace.tagger_dir / model
-    return str(folder if folder.is_dir() else Path(model).expanduser())
+    return model
 
 
 def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
     """The loaded tagger for ``model``, loading (or, when allowed, downloading) it on first use."""
     from lora_ext.tagger import Tagger
 
-    source = _resolve(ctx, model)
+    source = _resolve(model)
     with ctx.lock:
         if ctx.tagger is None or ctx.tagger_source != source:
             if ctx.tagger is not None:
@@ -207,8 +188,11 @@ def unload_tagger(ctx: Context) -> Outputs:
 def refresh_models(ctx: Context, model: str) -> Outputs:
     import gradio as gr
 
-    choices = model_choices(ctx.workspace.tagger_dir)
-    return {"tag_model": gr.update(choices=choices, value=model if model in choices else choices[0])}
+    from lora_ext.tagger.models import default_model, model_choices
+
+    folder = ctx.workspace.tagger_dir
+    choices = model_choices(folder)
+    return {"tag_model": gr.update(choices=choices, value=model if model in choices else default_model(folder))}
 
 
 def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dict[str, float] | None:
@@ -233,13 +217,14 @@ def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dic
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    from lora_ext.tagger import EXISTING_MODES
+    from lora_ext.tagger import EXISTING_MODES, WriteOptions
+    from lora_ext.tagger.models import default_model, model_choices
 
-    choices = model_choices(ctx.workspace.tagger_dir)
+    folder = ctx.workspace.tagger_dir
     with gr.Row(equal_height=False):
         ui["tag_model"] = gr.Dropdown(
-            choices=choices,
-            value=choices[0],
+            choices=model_choices(folder),
+            value=default_model(folder),
             label="Tagger model",
             info="Local model folders first; the others are downloaded into the tagger folder on first use.",
             elem_id="train_tools_tag_model",
@@ -247,7 +232,10 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["refresh_tag_models"] = gr.Button("Refresh", elem_id="train_tools_refresh_tag_models", scale=0)
         ui["existing"] = gr.Radio(
-            list(EXISTING_MODES), value="overwrite", label="Existing captions", elem_id="train_tools_existing"
+            list(EXISTING_MODES),
+            value=WriteOptions().existing,
+            label="Existing captions",
+            elem_id="train_tools_existing",
         )
     start = form_defaults()
     with gr.Row(equal_height=False):
