@@ -54,8 +54,8 @@ def test_inspect_json_reports_everything(tmp_path, capsys):
     assert info["unmatched"]["count"] == 1 and info["unmatched"]["examples"] == ["odd.key.nobody.reads"]
     assert info["unmatched"]["styles"] == {"other": 1}
     assert info["bundled_embeddings"] == ["hero"]
-    assert info["trigger_words"][:3] == ["inkwash", "sketch", "ink"]
-    assert "1girl" in info["trigger_words"]
+    assert info["trigger_words"] == ["inkwash"]  # named by the author: no guess from the tags
+    assert info["top_tags"] == [["sketch", 35], ["ink", 30], ["1girl", 12]]
     assert info["metadata"]["ss_output_name"] == "inkstyle" and "unrelated_key" not in info["metadata"]
     data = path.read_bytes()
     header = 8 + int.from_bytes(data[:8], "little")
@@ -118,3 +118,21 @@ def test_legacy_pt_is_read_weights_only_when_allowed(tmp_path, capsys):
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
     assert main(["inspect", str(tmp_path / "evil.pt"), "--allow-pickle"]) == 2
     assert "pwned" not in capsys.readouterr().out
+
+
+def test_trigger_words_come_from_the_activation_text_else_the_most_frequent_tags(tmp_path, capsys):
+    many = {f"tag{i}": 100 - i for i in range(40)}
+    path = write_lora(
+        tmp_path / "many.safetensors",
+        spell("lora_unet_down_blocks_0_attentions_0_proj_out", adapter_tensors("lora", torch.zeros(32, 32))),
+        {"ss_base_model_version": "sd_v1", "ss_tag_frequency": {"10_x": many}},
+    )
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["trigger_words"] == ["tag0", "tag1", "tag2"]
+    assert len(info["top_tags"]) == 8 and info["top_tags"][0] == ["tag0", 100]
+    path.with_suffix(".json").write_text(json.dumps({"activation text": "mychar, red scarf"}), encoding="utf-8")
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "trigger words:  mychar, red scarf" in text and "top tags:       tag0 (100), tag1 (99)" in text
+    assert "tag20" not in text

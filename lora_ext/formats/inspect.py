@@ -20,15 +20,12 @@ _KNOWN_PREFIX = re.compile(
 )
 _TEXT_ENCODER = re.compile(r"^(lora_te[12]?_|text_encoder(_2)?\.|text_encoders\.)")
 _BIG_VALUES = ("ssmd_cover_images", "modelspec.thumbnail")
-TOP_TAGS = 10
+TOP_TAGS = 8  # kohya files carry every tag of the dataset: a trigger is among the most frequent few
+GUESSED_TRIGGERS = 3
 
 
-def trigger_words(metadata: dict[str, str]) -> list[str]:
-    """``modelspec.trigger_phrase``, ``ssmd_keywords``, then the most frequent ``ss_tag_frequency`` tags."""
-    words: list[str] = []
-    for key in ("modelspec.trigger_phrase", "ssmd_keywords"):
-        if metadata.get(key):
-            words += [w.strip() for w in metadata[key].split(",") if w.strip()]
+def tag_counts(metadata: dict[str, str]) -> Counter[str]:
+    """``ss_tag_frequency`` summed over the dataset folders (a damaged entry counts as none)."""
     try:
         frequency = json.loads(metadata.get("ss_tag_frequency") or "{}")
     except ValueError:
@@ -40,8 +37,26 @@ def trigger_words(metadata: dict[str, str]) -> list[str]:
                 for tag, count in tags.items():
                     if isinstance(count, int | float):
                         counts[tag.strip()] += int(count)
-    words += [tag for tag, _ in counts.most_common(TOP_TAGS) if tag not in words]
-    return words
+    return counts
+
+
+def activation_text(path: Path) -> str:
+    """The ``activation text`` of the WebUI's ``.json`` sidecar beside the file ('' when there is none)."""
+    try:
+        sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    text = sidecar.get("activation text") if isinstance(sidecar, dict) else None
+    return text.strip() if isinstance(text, str) else ""
+
+
+def trigger_words(metadata: dict[str, str], activation: str = "") -> list[str]:
+    """The words the author named (activation text, ``modelspec.trigger_phrase``, ``ssmd_keywords``), else a guess:
+    the few most frequent training tags."""
+    words: list[str] = []
+    for text in (activation, metadata.get("modelspec.trigger_phrase", ""), metadata.get("ssmd_keywords", "")):
+        words += [w.strip() for w in (text or "").split(",") if w.strip() and w.strip() not in words]
+    return words or [tag for tag, _ in tag_counts(metadata).most_common(GUESSED_TRIGGERS)]
 
 
 def _metadata_view(metadata: dict[str, str]) -> dict[str, str]:
@@ -101,7 +116,8 @@ def inspect_lora(path: str | os.PathLike[str], allow_pickle: bool = False) -> di
         },
         "bundled_embeddings": sorted(parsed.bundled_embeddings),
         "metadata": _metadata_view(metadata),
-        "trigger_words": trigger_words(metadata),
+        "trigger_words": trigger_words(metadata, activation_text(path)),
+        "top_tags": [[tag, count] for tag, count in tag_counts(metadata).most_common(TOP_TAGS)],
         "hashes": file_hashes(path, metadata).as_dict(),
     }
 
@@ -130,6 +146,8 @@ def format_report(info: dict) -> str:
     if info["bundled_embeddings"]:
         lines.append(f"embeddings:     {', '.join(info['bundled_embeddings'])} (bundled; not applied)")
     lines.append(f"trigger words:  {', '.join(info['trigger_words']) or '-'}")
+    if info["top_tags"]:
+        lines.append(f"top tags:       {', '.join(f'{tag} ({count})' for tag, count in info['top_tags'])}")
     hashes = info["hashes"]
     lines.append(
         f"hashes:         AutoV2 {hashes['autov2']}  AutoV3/addnet {hashes['autov3'][:12]}  sha256 {hashes['sha256']}"
