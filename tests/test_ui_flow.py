@@ -170,11 +170,19 @@ def test_train_then_results_list_the_file_with_hash(ctx: Context, tmp_path: Path
     final = _last(train_section.start_training(ctx, project="猫", version="v1", **values))
     assert "Finished: 2 steps" in final["train_progress"]
     assert final["result_name"] == "猫_v1" and final["lora_token"] == "<lora:猫_v1:0.8>"
-    (row,) = final["result_files"]
+    assert final["result_files"]["headers"] == ["File", "Saved at", "Size", "AutoV2", "SHA-256"]
+    (row,) = final["result_files"]["data"]
     assert row[0] == "猫_v1.safetensors" and len(row[3]) == 10
     assert (ctx.host.lora_dir / "猫_v1.safetensors").is_file()
     assert ctx.version("猫", "v1").config.joinpath("train.toml").is_file()
     assert result_section.refresh(ctx, "猫", "v1")["result_name"] == "猫_v1"  # remembered in the manifest
+
+
+def test_the_file_table_keeps_its_headers_when_empty_and_in_japanese(ctx: Context) -> None:
+    empty = result_section.refresh(ctx, None, None)["result_files"]
+    assert empty["headers"] == ["File", "Saved at", "Size", "AutoV2", "SHA-256"] and len(empty["data"][0]) == 5
+    ctx.i18n.language = "ja"
+    assert result_section.refresh(ctx, None, None)["result_files"]["headers"][:3] == ["ファイル", "保存時点", "サイズ"]
 
 
 def test_training_refuses_when_the_host_cannot_train(ctx: Context, tmp_path: Path) -> None:

@@ -270,6 +270,8 @@ JA: dict[str, str] = {
     "Negative prompt": "ネガティブプロンプト",
     "Steps": "ステップ数",
     "Size": "サイズ",
+    "File": "ファイル",
+    "Saved at": "保存時点",
     "Weights": "ウェイト",
     "Also each saved epoch (at 0.8)": "保存した各エポックも（0.8 で）",
     "Generate comparison": "比較画像を生成",

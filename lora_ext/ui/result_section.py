@@ -19,6 +19,7 @@ from lora_ext.ui.registry import Registry
 from lora_ext.ui.workspace import Context
 
 DEFAULT_WEIGHTS = "0, 0.5, 0.8, 1.0"
+FILE_COLUMNS = ("File", "Saved at", "Size", "AutoV2", "SHA-256")
 _EPOCH_FILE = re.compile(r"^(?P<stem>.+)-(?P<kind>step)?(?P<number>\d{6,8})$")
 
 
@@ -82,10 +83,19 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
     """The file table and the copy line for the version's LoRA."""
     name = _output_name(ctx, project, version, result_name)
     if not name:
-        return {"result_name": "", "result_files": [], "lora_token": ""}
+        return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": ""}
     files = output_files(ctx.host.lora_dir, name, ctx.hashes)
     rows = [[item.path.name, item.label, f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files]
-    return {"result_name": name, "result_files": rows, "lora_token": f"<lora:{name}:0.8>" if files else ""}
+    return {
+        "result_name": name,
+        "result_files": file_table(ctx, rows),
+        "lora_token": f"<lora:{name}:0.8>" if files else "",
+    }
+
+
+def file_table(ctx: Context, rows: list[list[str]]) -> dict[str, Any]:
+    """The file table with its headers: a bare list would make gradio number the columns (or drop them when empty)."""
+    return {"headers": [ctx.tr(column) for column in FILE_COLUMNS], "data": rows or [[""] * len(FILE_COLUMNS)]}
 
 
 def parse_weights(text: str) -> list[float]:
@@ -194,8 +204,8 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["copy_token"] = gr.Button("Copy", elem_id="train_tools_copy_token", scale=0)
     ui["result_files"] = gr.Dataframe(
-        headers=["File", "Saved at", "Size", "AutoV2", "SHA-256"],
-        datatype=["str", "str", "str", "str", "str"],
+        headers=[ctx.tr(column) for column in FILE_COLUMNS],
+        datatype=["str"] * len(FILE_COLUMNS),
         interactive=False,
         elem_id="train_tools_result_files",
         wrap=True,
@@ -249,4 +259,4 @@ def _refresh_for_version(ctx: Context, project: str | None, version: str | None)
     try:
         return refresh(ctx, project, version)
     except LoraExtError:
-        return {"result_name": "", "result_files": [], "lora_token": ""}
+        return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": ""}
