@@ -204,7 +204,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     # 2. Drop three images, one of them broken: the report names the skipped file and why.
     files = write_images(tmp_path / "drop")
     page.find("#train_tools_drop input[type=file]").send_keys("\n".join(str(path) for path in files))
-    page.wait_text("train_tools_report", "2 image(s) added, 1 skipped")
+    page.wait_text("train_tools_dataset_status", "2 image(s) added, 1 skipped")
     report = page.text("train_tools_report")
     assert "broken.png" in report and "Skipped" in report
     page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")

@@ -79,7 +79,8 @@ def test_ingest_reports_the_broken_image(ctx: Context, tmp_path: Path) -> None:
     projects.create_project(ctx, name="猫")
     files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
     out = dataset_section.add_files(ctx, project="猫", version="v1", files=files, target_folder="")
-    assert "2 image(s) added, 1 skipped" in out["report"]
+    assert "2 image(s) added, 1 skipped" in out["dataset_status"]
+    assert "image(s) added" not in out["report"]  # the counts are said once, in the status line
     assert "broken.png" in out["report"] and "Skipped" in out["report"]
     assert str(tmp_path) not in out["report"]  # upload temp paths are shown by file name
     assert len(out["gallery"]) == 2

@@ -73,11 +73,12 @@ def _shown(source: str, names: dict[str, str]) -> str:
 
 
 def report_html(report: IngestReport, names: dict[str, str] | None = None) -> str:
-    """The ingestion report: counts, then every skipped file with its reason, then notices."""
+    """The ingestion report: every skipped file with its reason, then what was added and the notices.
+
+    The counts are the section's status line (``report.summary()``), said once, not repeated here."""
     names = names or {}
     kind = "ok" if not report.skipped else "warn"
     parts = [f'<div class="tt-report tt-report-{kind}" id="train_tools_report_body">']
-    parts.append(f"<p class='tt-report-summary'><b>{html.escape(report.summary())}</b></p>")
     if report.folders:
         folders = ", ".join(f"{name} (×{repeats})" for name, repeats in report.folders.items())
         parts.append(f"<p>Repeat folders: {html.escape(folders)}</p>")
