@@ -4,6 +4,9 @@ Routes added to the WebUI's app in ``on_app_started`` are not covered by
 ``--api-auth`` (only the WebUI's own ``Api.add_api_route`` adds it), so every
 route here depends on ``require_auth``, built from the same credentials.
 
+Every request body is capped (``MAX_JSON_BODY``; the API takes no uploads, only
+JSON) by the router's route class: a larger body is answered 413 before it is read.
+
 The API shares the UI's ``Context``: a job started here shows in the page and
 the other way round, and only one long job runs at a time.
 """
@@ -18,6 +21,7 @@ from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
 
 PREFIX = "/train-tools/v1"
+MAX_JSON_BODY = 1024 * 1024  # bytes; the largest real body (a training form or a list of paths) is a few KiB
 
 
 def parse_credentials(api_auth: str | None) -> dict[str, str]:
@@ -30,6 +34,12 @@ def parse_credentials(api_auth: str | None) -> dict[str, str]:
     return credentials
 
 
+def credentials_match(credentials: dict[str, str], user: str, password: str) -> bool:
+    """``user:password`` is one of ``credentials`` (constant-time on the password)."""
+    expected = credentials.get(user)
+    return expected is not None and secrets.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
+
+
 def auth_dependency(credentials: dict[str, str]):
     """A FastAPI dependency: HTTP Basic against ``credentials``; open when there are none."""
     from fastapi import Depends, HTTPException, status
@@ -40,9 +50,8 @@ def auth_dependency(credentials: dict[str, str]):
     def require_auth(given: HTTPBasicCredentials | None = Depends(basic)) -> None:
         if not credentials:
             return
-        if given is not None and given.username in credentials:
-            if secrets.compare_digest(given.password, credentials[given.username]):
-                return
+        if given is not None and credentials_match(credentials, given.username, given.password):
+            return
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="Incorrect username or password",
@@ -50,6 +59,40 @@ def auth_dependency(credentials: dict[str, str]):
         )
 
     return require_auth
+
+
+def body_limit_route(limit: int):
+    """An ``APIRoute`` class answering 413 to a body over ``limit`` bytes (declared or actually sent)."""
+    from fastapi import HTTPException, Request
+    from fastapi.routing import APIRoute
+
+    def too_large() -> HTTPException:
+        return HTTPException(status_code=413, detail=f"Request body too large (the limit is {limit // 1024} KiB).")
+
+    class BodyLimitRoute(APIRoute):
+        def get_route_handler(self) -> Callable:
+            handler = super().get_route_handler()
+
+            async def limited(request: Request) -> Any:
+                declared = request.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise too_large()
+                received = 0
+                receive = request.receive
+
+                async def counted() -> Any:  # a chunked body has no length to trust: count what arrives
+                    nonlocal received
+                    message = await receive()
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise too_large()  # FastAPI re-raises an HTTPException met while reading the body
+                    return message
+
+                return await handler(Request(request.scope, counted))
+
+            return limited
+
+    return BodyLimitRoute
 
 
 def job_status(job: Any) -> dict[str, Any]:
@@ -130,7 +173,11 @@ def build_router(
         paths: list[str]
         target_folder: str = ""
 
-    router = APIRouter(prefix=PREFIX, dependencies=[Depends(auth_dependency(credentials))])
+    router = APIRouter(
+        prefix=PREFIX,
+        dependencies=[Depends(auth_dependency(credentials))],
+        route_class=body_limit_route(MAX_JSON_BODY),
+    )
     state: dict[str, Any] = {"ctx": context}
 
     def ctx() -> Context:

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-auth",
         default=None,
         metavar="USER:PASS[,USER:PASS]",
-        help="require HTTP Basic auth on the REST API under /train-tools/v1/ (as the WebUI's --api-auth)",
+        help="require these credentials on every route: the page shows a login form, the REST API under"
+        " /train-tools/v1/ takes HTTP Basic (as the WebUI's --api-auth)",
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import GenerationRequest, Host
+from lora_ext.ui import compat
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.i18n import LANGUAGES, I18n
 from lora_ext.ui.registry import Registry
@@ -90,12 +91,6 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     wire(ui["gen_button"].click, run, ui.pick(*names), ui.pick("gen_image", "gen_info"), ctx)
 
 
-def _head_kwargs(script: str) -> dict[str, Any]:
-    import gradio as gr
-
-    return {"head": f"<script>{script}</script>"} if int(gr.__version__.split(".")[0]) >= 4 else {}
-
-
 def build_app(host: Host, loader: Any = None, language: str = "en", workspace: Workspace | None = None):
     """The standalone Blocks: language switch, Train Tools tab, Generate tab."""
     import gradio as gr
@@ -110,7 +105,9 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
     theme = gr.themes.Default(
         font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
     )
-    with gr.Blocks(title="Train Tools", analytics_enabled=False, css=css, theme=theme, **_head_kwargs(script)) as app:
+    with gr.Blocks(
+        title="Train Tools", analytics_enabled=False, css=css, theme=theme, **compat.head_kwargs(script)
+    ) as app:
         with gr.Row():
             gr.Markdown("## Train Tools")
             ui["language"] = gr.Radio(
@@ -129,21 +126,11 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
             inputs=[ui["language"]],
             outputs=ctx.i18n.components,
         )
-        if script and "head" not in _head_kwargs(script):
+        if script and "head" not in compat.head_kwargs(script):
             # gradio 3 has no way to add a <script> to the page; run the file once on load instead.
             app.load(fn=None, inputs=None, outputs=None, _js=f"() => {{ {script}\n }}")
     app.train_tools = (ctx, ui)
     return app
-
-
-def _queue(app: Any) -> None:
-    """Several events at once: a long job's progress poll must not hold up Cancel or the editor."""
-    import gradio as gr
-
-    if int(gr.__version__.split(".")[0]) >= 4:
-        app.queue(default_concurrency_limit=4)
-    else:
-        app.queue(concurrency_count=4)
 
 
 def serve(
@@ -155,11 +142,27 @@ def serve(
     language: str = "en",
     api_credentials: dict[str, str] | None = None,
 ):
-    """Launch on ``address:port`` (loopback by default) with the REST API; returns the app when not blocking."""
-    from lora_ext.api import build_router
+    """Launch on ``address:port`` (loopback by default) with the REST API; returns the app when not blocking.
 
+    With ``api_credentials`` every route asks for them: the page shows gradio's login
+    form (same users), the REST API takes HTTP Basic; see ``lora_ext.ui.gate``.
+    """
+    from starlette.middleware import Middleware
+
+    from lora_ext.api import build_router, credentials_match
+    from lora_ext.ui.gate import Gate
+
+    credentials = dict(api_credentials or {})
     app = build_app(host, loader, language)
-    _queue(app)
+    # Several events at once: a long job's progress poll must not hold up Cancel or the editor.
+    compat.enable_queue(app, concurrency=4)
+    ctx, _ui = app.train_tools
+    login = {}
+    if credentials:
+        login = {
+            "auth": lambda user, password: credentials_match(credentials, user, password),
+            "auth_message": "Train Tools: sign in with a user given to --api-auth.",
+        }
     app.launch(
         server_name=address,
         server_port=port,
@@ -167,11 +170,26 @@ def serve(
         show_api=False,
         inbrowser=False,
         quiet=True,
+        # The gate is built into the server app, so no request ever reaches a route before it.
+        app_kwargs={"middleware": [Middleware(Gate, credentials=credentials)]},
+        **login,
+        **compat.file_route_paths(shown=shown_folders(ctx), private=private_folders(ctx)),
     )
-    ctx, _ui = app.train_tools
     # gradio 3 serves ``server_app`` (made at launch); ``app.app`` is another FastAPI instance.
     server = getattr(app, "server_app", None) or app.app
-    server.include_router(build_router(lambda: host, api_credentials or {}, context=ctx, loader=loader))
+    server.include_router(build_router(lambda: host, credentials, context=ctx, loader=loader))
     if block:
         app.block_thread()
     return app
+
+
+def shown_folders(ctx: Context) -> list[Path]:
+    """Where the files the page shows live: datasets, previews and results (projects), LoRAs (Lora folder)."""
+    return [ctx.workspace.projects_root, Path(ctx.host.lora_dir)]
+
+
+def private_folders(ctx: Context) -> list[Path]:
+    """Folders the file route must never serve: the working folder (gradio 3's default) and the data folder."""
+    from lora_ext import paths
+
+    return [Path.cwd(), paths.data_dir(), ctx.workspace.projects_root]
