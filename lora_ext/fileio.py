@@ -131,17 +131,16 @@ def _as_disk_full(error: BaseException, target: Path) -> DiskFull | None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], *, sweep: bool = True) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success rename it over ``target``.
 
-    On any exception the temp file is removed and ``target`` is left untouched; a full
-    disk raises ``DiskFull``. ``sweep`` first removes stale temp files of ours in the
-    folder (a writer of many files into one folder sweeps it once itself instead).
+    Stale temp files of ours in the folder are removed first. On any exception the temp
+    file is removed and ``target`` is left untouched; a full disk raises ``DiskFull``.
+    (A writer of many files into one folder uses ``create_temp`` and sweeps it once.)
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if sweep:
-        remove_stale_temps(target.parent)
+    remove_stale_temps(target.parent)
     tmp = create_temp(target)
     try:
         new_file_mode = tmp.stat().st_mode & 0o7777  # what the umask gave it
