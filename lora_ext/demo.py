@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
+
+from lora_ext.fileio import temp_name_for
 
 DEMO_NAME = "demo (tiny random model)"
 TINY_WIDTH = 32  # text-encoder width and the UNet's first level
@@ -199,7 +200,8 @@ def ensure_demo_model(folder: Path) -> Path:
     if (folder / "model_index.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging = folder.with_name(temp_name_for(folder))
+    staging.mkdir()  # not mkdtemp: its 0700 would hide the model from another user
     try:
         build_tiny_pipeline("sd1").save_pretrained(str(staging), safe_serialization=True)
         (staging / "DEMO_MODEL.txt").write_text(

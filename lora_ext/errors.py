@@ -8,6 +8,9 @@ debug mode.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class LoraExtError(Exception):
     """Base of every error the user is meant to read."""
@@ -75,3 +78,21 @@ class Cancelled(LoraExtError):
 
 class MissingDependency(LoraExtError):
     """An optional package that the chosen option needs is not installed."""
+
+
+class DiskFull(LoraExtError, OSError):
+    """A write that failed because the disk (or the user's quota) is full; the original file is untouched.
+
+    It is an ``OSError`` too (errno ``ENOSPC``), so code that already handles a failed write
+    (rolling back, skipping one caption) goes on doing so.
+    """
+
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        name, folder = os.path.basename(target), os.path.dirname(target) or "."
+        LoraExtError.__init__(
+            self, f"Not enough disk space to write {name}.", hint=f"free some space on the disk that holds {folder}"
+        )
+        self.errno, self.strerror, self.filename = errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(target)
+
+    def __str__(self) -> str:
+        return self.user_message

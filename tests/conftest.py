@@ -26,6 +26,14 @@ def train_tools_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fake_webui_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake WebUI's data folder (outputs/, models/) for the whole run, inside pytest's temp folder."""
+    data = tmp_path_factory.mktemp("fake-webui-data")
+    os.environ["FAKE_WEBUI_DATA"] = str(data)
+    return data
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lora_ext.demo import write_tiny_clip_tokenizer

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 
@@ -73,3 +78,22 @@ def test_diffusers_pipelines_have_diffusers_names(make_pipeline):
     assert "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q" in _names(sdxl.unet)
     assert not any(name.startswith("down_blocks.0.attentions") for name in _names(sdxl.unet))
     assert sdxl.text_encoder_2.config.projection_dim == 32
+
+
+def test_a_test_run_leaves_no_fake_webui_data_folder_in_the_system_temp_folder(tmp_path):
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "FAKE_WEBUI_DATA"}
+    env.update(TMPDIR=str(system_temp), TEMP=str(system_temp), TMP=str(system_temp))
+    repo = Path(__file__).resolve().parent.parent
+    test = "tests/test_install.py::test_installs_cpu_onnxruntime_when_none_present_and_torch_is_cpu"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert sorted(path.name for path in system_temp.glob("fake-webui-data-*")) == []

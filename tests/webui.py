@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +18,11 @@ REPO = FAKE_ROOT.parent.parent
 
 def install_fake_webui() -> None:
     # The fake WebUI's data folder (outputs/, models/) goes to a temp folder, never into the source tree.
-    os.environ.setdefault("FAKE_WEBUI_DATA", tempfile.mkdtemp(prefix="fake-webui-data-"))
+    # Under pytest, conftest points it into pytest's own temp folder; anywhere else it is removed at exit.
+    if "FAKE_WEBUI_DATA" not in os.environ:
+        data = tempfile.mkdtemp(prefix="fake-webui-data-")
+        atexit.register(shutil.rmtree, data, ignore_errors=True)
+        os.environ["FAKE_WEBUI_DATA"] = data
     if str(FAKE_ROOT) not in sys.path:
         sys.path.insert(0, str(FAKE_ROOT))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -23,10 +22,10 @@ from lora_ext.dataset.layout import CAPTION_EXTENSION, CAPTION_EXTENSIONS, is_im
 from lora_ext.dataset.names import sanitize_filename, unique_stem, validate_name
 from lora_ext.dataset.sources import Entry, Refused, collect_entries
 from lora_ext.errors import DatasetError
-from lora_ext.fileio import write_text_atomic
+from lora_ext.fileio import create_temp, remove_stale_temps, write_text_atomic
 
 INDEX_NAME = ".ingest-index.json"
-TEMP_SUFFIX = ".ingest.tmp"
+LEGACY_TEMP_SUFFIX = ".ingest.tmp"  # temp files of earlier versions; ours now come from fileio
 
 
 @dataclass(frozen=True)
@@ -181,9 +180,8 @@ def _write_pair(image_path: Path, image_data: bytes, caption_path: Path, caption
     try:
         writes = ([(caption_path, caption.encode("utf-8"))] if caption else []) + [(image_path, image_data)]
         for target, data in writes:
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-            temps.append(Path(name))
-            _write_file(handle, data)
+            temps.append(create_temp(target))
+            _write_file(temps[-1], data)
         for temp, (target, _data) in zip(temps, writes, strict=True):
             os.replace(temp, target)
             placed.append(target)
@@ -193,8 +191,8 @@ def _write_pair(image_path: Path, image_data: bytes, caption_path: Path, caption
         raise
 
 
-def _write_file(descriptor: int, data: bytes) -> None:
-    with open(descriptor, "wb") as handle:
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
         handle.write(data)
         if not hasattr(os, "sync"):  # elsewhere one os.sync() at the end replaces an fsync per file
             handle.flush()
@@ -215,6 +213,7 @@ class _Ingester:
         if folder not in self.stems:
             path = self.dataset_dir / folder
             names = os.listdir(path) if path.is_dir() else []
+            remove_stale_temps(path)  # once per folder written, not once per file
             self.stems[folder] = {os.path.splitext(name)[0].casefold() for name in names}
         return self.stems[folder]
 
@@ -277,7 +276,7 @@ def ingest(
         dataset.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DatasetError(f"The dataset folder {dataset} cannot be created: {error.strerror or error}.") from None
-    for stray in [*dataset.glob(f".*{TEMP_SUFFIX}"), *dataset.glob(f"*/.*{TEMP_SUFFIX}")]:
+    for stray in [*dataset.glob(f".*{LEGACY_TEMP_SUFFIX}"), *dataset.glob(f"*/.*{LEGACY_TEMP_SUFFIX}")]:
         stray.unlink(missing_ok=True)  # left by a crash during an earlier ingestion
     ingester = _Ingester(dataset, options)
     with ExitStack() as open_zips:
