@@ -1,2 +1,3 @@
-"""Host adapters. Only ``a1111.py`` may import the WebUI's ``modules``; the others wrap
-``ldm``-style model objects (``ldm.py``) or diffusers pipelines (``standalone.py``)."""
+"""Host adapters. Only the WebUI ones (``webui.py``, ``a1111.py``, ``a1111_loader.py``, ``unsupported.py``,
+``detect.py``) import the WebUI's ``modules``, always inside functions; the others wrap ``ldm``-style
+model objects (``ldm.py``) or diffusers pipelines (``standalone.py``)."""

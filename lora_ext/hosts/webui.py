@@ -1,0 +1,206 @@
+"""What every AUTOMATIC1111-style WebUI offers a host, whatever model stack sits behind it.
+
+Folders, Settings, the queue lock and ``shared.state`` (progress, Interrupt) and
+generation through ``processing.process_images`` exist with the same meaning in
+A1111, Forge and reForge (``shared/reference/forge-host.md`` §1a), so they live
+here once: ``A1111Host`` adds the ldm model surface on top, and
+``UnsupportedWebUIHost`` (``hosts/unsupported.py``) uses them as they are while it
+refuses to train. Every WebUI import is inside a function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lora_ext.errors import HostUnavailable
+from lora_ext.host import GenerationRequest
+
+SETTINGS_SECTION = ("train_tools", "Train Tools")
+LORA_LOADER_CHOICES = ("Train Tools", "Built-in")
+# Forge's placeholder in ``shared.sd_model`` until the first generation loads the checkpoint
+PLACEHOLDER_MODELS = ("FakeInitialModel",)
+
+
+def _webui():
+    from modules import devices, paths, sd_unet, shared
+
+    return shared, devices, paths, sd_unet
+
+
+def is_placeholder(model) -> bool:
+    """Whether ``shared.sd_model`` is Forge's stand-in for "nothing loaded yet"."""
+    return type(model).__name__ in PLACEHOLDER_MODELS
+
+
+class WebUIHostBase:
+    """The WebUI-generic half of a host: folders, settings, queue lock, progress, ``process_images``."""
+
+    def __init__(self) -> None:
+        self.lora_takeover = None  # set by register_callbacks() when our loader owns <lora:…>
+        self._training = False
+
+    def register_callbacks(self) -> None:
+        """Our part of the WebUI's callbacks besides the tab and the API: the Settings section."""
+        from modules import script_callbacks
+
+        script_callbacks.on_ui_settings(self.register_settings)
+
+    def register_settings(self) -> None:
+        """``on_ui_settings``: our section; the loader's options only where our loader owns ``<lora:…>``."""
+        register_settings(lora_loader=self.lora_takeover is not None)
+
+    @property
+    def sd_model(self):
+        shared, *_ = _webui()
+        model = shared.sd_model
+        if model is None or is_placeholder(model):
+            raise HostUnavailable("no checkpoint is loaded in the WebUI", hint="pick one in the checkpoint dropdown")
+        return model
+
+    def identity(self) -> tuple[str, str | None, str | None, bool]:
+        model = self.sd_model
+        info = getattr(model, "sd_checkpoint_info", None)
+        name = getattr(info, "name_for_extra", None) or "model"
+        return name, getattr(model, "sd_model_hash", None), getattr(info, "hash", None), False
+
+    @property
+    def lora_dir(self) -> Path:
+        shared, _, paths, _ = _webui()
+        return Path(shared.cmd_opts.lora_dir or Path(paths.models_path) / "Lora")
+
+    @property
+    def models_dir(self) -> Path:
+        _, _, paths, _ = _webui()
+        return Path(paths.models_path)
+
+    @property
+    def outputs_dir(self) -> Path:
+        """``outputs/train_tools`` under the WebUI's data folder."""
+        _, _, paths, _ = _webui()
+        return Path(paths.data_path) / "outputs" / "train_tools"
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A value from the WebUI's Settings (its default when unset), read on each use."""
+        shared, *_ = _webui()
+        return getattr(shared.opts, key, default)
+
+    def report_progress(self, step: int, total: int, text: str) -> None:
+        """Mirror training progress into ``shared.state`` (the WebUI's progress API and console)."""
+        shared, *_ = _webui()
+        WebUIJob(shared.state).progress(step, total, text)
+
+    def interrupted(self) -> bool:
+        """Whether the WebUI's Interrupt button was pressed during the current job."""
+        shared, *_ = _webui()
+        return WebUIJob(shared.state).interrupted()
+
+    @contextlib.contextmanager
+    def exclusive(self, job: str) -> Iterator[WebUIJob]:
+        """Hold the WebUI's queue lock and ``shared.state`` for a UI job (test generations):
+
+        generation and checkpoint switches wait for it, the progress shows in the
+        WebUI's own progress API, and the Interrupt button stops it.
+        """
+        from modules import call_queue
+
+        shared, *_ = _webui()
+        with call_queue.queue_lock:
+            shared.state.begin(job=f"train_tools: {job}")
+            try:
+                yield WebUIJob(shared.state)
+            finally:
+                shared.state.end()
+
+    def generate(self, request: GenerationRequest) -> list:
+        """Images from the WebUI's own pipeline; ``<lora:…>`` is handled by whichever loader owns it.
+
+        The caller must already hold the queue lock (it is not re-entrant).
+        """
+        from modules import processing
+
+        shared, *_ = _webui()
+        model = self.sd_model
+        info = getattr(model, "sd_checkpoint_info", None)
+        override = {"sd_model_checkpoint": info.title} if info is not None and getattr(info, "title", None) else {}
+        p = processing.StableDiffusionProcessingTxt2Img(
+            sd_model=model,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            seed=request.seed,
+            steps=request.steps,
+            cfg_scale=request.cfg_scale,
+            width=request.width,
+            height=request.height,
+            batch_size=request.batch_size,
+            do_not_save_grid=True,
+            do_not_save_samples=True,
+            override_settings=override,
+        )
+        # While training, previews show the network being trained (live through hooks),
+        # not whatever <lora:…> tokens would merge into the weights under autograd.
+        p.disable_extra_networks = self._training
+        with p:
+            processed = processing.process_images(p)
+        if processed.images:
+            shared.state.assign_current_image(processed.images[0])
+        return list(processed.images)
+
+
+class WebUIJob:
+    """What a UI job sees of ``shared.state`` while it holds the queue lock."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def interrupted(self) -> bool:
+        return bool(self.state.interrupted)
+
+    def progress(self, done: int, total: int, text: str) -> None:
+        self.state.job_count = total
+        self.state.job_no = done
+        self.state.textinfo = text
+
+
+def register_settings(lora_loader: bool = True) -> None:
+    """The Train Tools section of the WebUI's Settings (``on_ui_settings``).
+
+    ``lora_loader``: also the options of our ``<lora:…>`` loader (only where it owns the token).
+    """
+    from modules import shared
+
+    def add(key: str, default, label: str, component=None, component_args=None, info: str | None = None) -> None:
+        option = shared.OptionInfo(default, label, component, component_args, section=SETTINGS_SECTION)
+        shared.opts.add_option(key, option.info(info) if info else option)
+
+    import gradio as gr
+
+    if lora_loader:
+        add(
+            "train_tools_lora_loader",
+            LORA_LOADER_CHOICES[0],
+            "LoRA loader for <lora:…> prompts",
+            gr.Radio,
+            {"choices": list(LORA_LOADER_CHOICES)},
+            info="Train Tools: more formats, block weights, exact fast switching; Built-in: the WebUI's own Lora",
+        )
+    add("train_tools_tagger_dir", "", "Tagger model folder (empty: models/wd14_tagger)")
+    add("train_tools_default_preset", "auto", "Default training preset ('auto' picks by model family)")
+    add("train_tools_gradient_checkpointing", True, "Gradient checkpointing while training (less VRAM, ~20% slower)")
+    add("train_tools_cache_latents_to_disk", True, "Cache training latents on disk")
+    if lora_loader:
+        add(
+            "train_tools_keep_lora_backups",
+            True,
+            "Keep original weights after a LoRA is removed",
+            info="the next LoRA applies without copying them again (as the built-in Lora does); off: less RAM",
+        )
+        add(
+            "train_tools_lora_cache_size",
+            4,
+            "LoRA files kept parsed in memory",
+            gr.Slider,
+            {"minimum": 0, "maximum": 32, "step": 1},
+        )

@@ -1,0 +1,1 @@
+"""Forge2's diffusion engines."""

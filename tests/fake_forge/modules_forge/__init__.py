@@ -1,0 +1,1 @@
+"""Forge's own package (its presence is what tells Forge and reForge from A1111)."""

@@ -1,0 +1,1 @@
+"""reForge's ComfyUI copy behind the A1111 shell."""

@@ -1,0 +1,1 @@
+"""reForge ships modules_forge too."""

@@ -1,0 +1,182 @@
+"""A fake Forge (or reForge) around the fake WebUI: its packages on ``sys.path``, its placeholder
+model, its lazy-loading ``process_images`` and a built-in LoRA that writes no weight.
+
+Use ``with fake_forge(FORGE_ROOT) as forge:`` (or ``REFORGE_ROOT``); everything is undone
+afterwards, so no later test sees a Forge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from webui import install_fake_webui, reset_fake_webui
+
+TESTS = Path(__file__).resolve().parent
+FORGE_ROOT = TESTS / "fake_forge"
+REFORGE_ROOT = TESTS / "fake_reforge"
+FORGE_PACKAGES = ("modules_forge", "backend", "ldm_patched")
+
+
+class FakeInitialModel:
+    """Forge's ``shared.sd_model`` until the first generation loads the checkpoint (truthy, no weights)."""
+
+    def __init__(self):
+        self.cond_stage_model = None
+        self.chunk_length = 75
+
+    def get_prompt_lengths_on_ui(self, prompt):
+        count = len(prompt.replace(" ", ",").split(","))
+        return count, math.ceil(max(count, 1) / self.chunk_length) * self.chunk_length
+
+
+def make_builtin_lora() -> types.ModuleType:
+    """Forge's ``sd_forge_lora``: ``networks.loaded_networks`` and an ``ExtraNetworkLora`` that only
+    records patches in ``forge_objects_after_applying_lora`` (Forge merges them at load time with its
+    own backups; here they act per forward, so the weights stay as loaded)."""
+    from modules import extra_networks
+
+    networks = types.ModuleType("networks")
+    networks.loaded_networks = []
+    networks.activations = []
+
+    class ExtraNetworkLora(extra_networks.ExtraNetwork):
+        def __init__(self):
+            super().__init__("lora")
+
+        def activate(self, p, params_list):
+            wanted = {
+                str(params.items[0]): float(params.items[1]) if len(params.items) > 1 else 1.0 for params in params_list
+            }
+            networks.activations.append(wanted)
+            networks.loaded_networks[:] = list(wanted)
+            from modules import shared
+
+            model = p.sd_model or shared.sd_model
+            unet = model.forge_objects_original.unet.clone()
+            unet.lora_patches = wanted
+            model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()
+            model.forge_objects_after_applying_lora.unet = unet
+            model.current_lora_hash = str(sorted(wanted.items()))
+            if wanted:
+                p.extra_generation_params["Lora hashes"] = ", ".join(f"{name}: forge" for name in wanted)
+
+        def deactivate(self, p):
+            pass
+
+    def before_ui():
+        networks.extra_network_lora = ExtraNetworkLora()
+        extra_networks.register_extra_network(networks.extra_network_lora)
+        extra_networks.register_extra_network_alias(networks.extra_network_lora, "lyco")
+
+    networks.before_ui = before_ui
+    return networks
+
+
+def forge_process_images(forge: SimpleNamespace):
+    """Forge's ``process_images``: load the model if it is still the placeholder (``on_model_loaded``
+    fires then), activate extra networks and sample, all under ``torch.inference_mode()``."""
+    from modules import extra_networks, processing, script_callbacks, shared
+
+    def process_images(p):
+        with torch.inference_mode():
+            if isinstance(shared.sd_model, FakeInitialModel):  # forge_model_reload()
+                shared.sd_model = forge.engine
+                script_callbacks.model_loaded_callback(shared.sd_model)
+            model = p.sd_model = shared.sd_model
+            prompts, p.extra_network_data = extra_networks.parse_prompts([p.prompt])
+            model.forge_objects = model.forge_objects_original.shallow_copy()
+            if not p.disable_extra_networks:
+                extra_networks.activate(p, p.extra_network_data)
+            model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
+            strength = sum(model.forge_objects.unet.lora_patches.values())
+            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            kmodel = model.forge_objects.unet.model
+            generator = torch.Generator("cpu").manual_seed(int(p.seed))
+            x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
+            alphas = kmodel.predictor.alphas_cumprod.float()
+            timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
+            sigmas = ((1 - alphas) / alphas).sqrt()
+            x = x * sigmas[timesteps[0]]
+            for i, t in enumerate(timesteps):
+                sigma = sigmas[t]
+                eps = kmodel.diffusion_model(x / (sigma**2 + 1).sqrt(), timesteps=t.expand(x.shape[0]), context=cond)
+                eps = eps.float()
+                sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
+                x = x + eps * (sigma_next - sigma)
+            # a stand-in for the LoRA's effect, applied online (the tiny UNet's output barely moves the image)
+            decoded = model.decode_first_stage(x) + 0.25 * strength
+            if not p.disable_extra_networks and p.extra_network_data:
+                extra_networks.deactivate(p, p.extra_network_data)
+        from PIL import Image
+
+        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
+        params = {k: v(p=p, index=0) if callable(v) else v for k, v in p.extra_generation_params.items()}
+        return processing.Processed(p, images, ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None))
+
+    return process_images
+
+
+@contextlib.contextmanager
+def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
+    """The fake WebUI turned into Forge (``FORGE_ROOT``) or reForge (``REFORGE_ROOT``), undone afterwards."""
+    install_fake_webui()
+    reset_fake_webui()
+    from modules import processing, script_callbacks, shared
+
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    networks = make_builtin_lora()
+    sys.modules["networks"] = networks
+    script_callbacks.on_before_ui(networks.before_ui)  # built-ins load first, so their callbacks come first
+    forge = SimpleNamespace(root=root, networks=networks, engine=None)
+    if root == FORGE_ROOT:
+        shared.sd_model = FakeInitialModel()
+        monkeypatch.setattr(processing, "process_images", forge_process_images(forge))
+    try:
+        yield forge
+    finally:
+        sys.path.remove(str(root))
+        for name in list(sys.modules):
+            if name.split(".")[0] in (*FORGE_PACKAGES, "networks"):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        reset_fake_webui()
+
+
+class Patcher:
+    """reForge's ComfyUI-style ``ModelPatcher``, as far as its built-in LoRA uses it."""
+
+    def __init__(self, model, lora_patches=None):
+        self.model = model
+        self.lora_patches = dict(lora_patches or {})
+
+    def clone(self):
+        return Patcher(self.model, self.lora_patches)
+
+
+class ForgeObjects(SimpleNamespace):
+    def shallow_copy(self):
+        return ForgeObjects(**vars(self))
+
+
+def reforge_model(tiny_ldm_model):
+    """reForge's ``sd_model``: the ldm shell with ``forge_objects``, weights made under inference mode."""
+    import copy
+
+    with torch.inference_mode():
+        model = copy.deepcopy(tiny_ldm_model)
+    model.forge_objects = ForgeObjects(
+        unet=Patcher(model.model), clip=Patcher(model.cond_stage_model), vae=Patcher(model.first_stage_model)
+    )
+    model.forge_objects_original = model.forge_objects.shallow_copy()
+    model.forge_objects_after_applying_lora = model.forge_objects.shallow_copy()
+    return model

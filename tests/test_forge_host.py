@@ -1,0 +1,191 @@
+"""On Forge and reForge (not supported yet) installing Train Tools does no harm: the WebUI's own LoRA
+keeps ``<lora:…>``, no callback of ours touches the model, and training is refused with the reason."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from forge import FORGE_ROOT, REFORGE_ROOT, FakeInitialModel, fake_forge, reforge_model
+from webui import load_script
+
+REASON_FORGE = "training on Forge is not supported yet: "
+REASON_REFORGE = "training on reForge is not supported yet: "
+
+
+def _checkpoint(model, sd_models):
+    model.sd_checkpoint_info = sd_models.CheckpointInfo("/m/tiny.safetensors", "tiny", shorthash="abcdef1234")
+    model.sd_model_hash = "abcdef1234"
+    return model
+
+
+@pytest.fixture
+def forge(make_ldm_model, monkeypatch, tmp_path):
+    with fake_forge(FORGE_ROOT, monkeypatch) as forge:
+        from backend.diffusion_engine.sd15 import StableDiffusion
+        from modules import paths, sd_models, shared
+
+        monkeypatch.setattr(paths, "data_path", str(tmp_path / "webui"))
+        monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui" / "models"))
+        monkeypatch.setattr(shared.cmd_opts, "lora_dir", str(tmp_path / "webui" / "models" / "Lora"))
+        forge.engine = _checkpoint(StableDiffusion(make_ldm_model("sd1")), sd_models)
+        forge.tensors = {
+            f"{part}.{key}": tensor
+            for part, module in forge.engine.modules_for_tests().items()
+            for key, tensor in [*module.named_parameters(), *module.named_buffers()]
+        }
+        yield forge
+
+
+@pytest.fixture
+def reforge(make_ldm_model, monkeypatch):
+    with fake_forge(REFORGE_ROOT, monkeypatch) as forge:
+        from modules import sd_models, shared
+
+        forge.engine = shared.sd_model = _checkpoint(reforge_model(make_ldm_model("sd1")), sd_models)
+        forge.tensors = dict([*forge.engine.named_parameters(), *forge.engine.named_buffers()])
+        yield forge
+
+
+def _snapshot(tensors: dict) -> dict:
+    """Every tensor's bytes, identity and inference flag (read inside inference mode, as Forge would)."""
+    import torch
+
+    with torch.inference_mode():
+        return {
+            key: (id(tensor), tensor.is_inference(), tensor.detach().cpu().contiguous().numpy().tobytes())
+            for key, tensor in tensors.items()
+        }
+
+
+def _generate(prompt: str):
+    from modules import processing
+
+    p = processing.StableDiffusionProcessingTxt2Img(prompt=prompt, seed=3, steps=2, width=64, height=64)
+    processed = processing.process_images(p)
+    return processed.images[0].tobytes(), processed.infotexts[0], dict(p.comments)
+
+
+def _client(callbacks):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    callbacks.app_started_callback(None, app)
+    return TestClient(app)
+
+
+def _start_webui():
+    """What the WebUI does after loading scripts: Settings, before_ui, the tabs, app_started."""
+    from modules import script_callbacks
+
+    script_callbacks.ui_settings_callback()
+    script_callbacks.before_ui_callback()
+    tabs = script_callbacks.ui_tabs_callback()
+    return tabs, _client(script_callbacks)
+
+
+PROMPTS = ("a cat", "a cat <lora:x:0.8>")
+
+
+def test_detects_forge_reforge_and_a1111_from_what_the_webui_exposes(make_ldm_model, monkeypatch):
+    from webui import install_fake_webui, reset_fake_webui
+
+    install_fake_webui()
+    reset_fake_webui()
+    from modules import shared
+
+    from lora_ext.hosts.detect import WebUI, detect_webui
+
+    shared.sd_model = make_ldm_model("sd1")
+    assert detect_webui() is WebUI.A1111
+    with fake_forge(FORGE_ROOT, monkeypatch):
+        assert detect_webui() is WebUI.FORGE
+    with fake_forge(REFORGE_ROOT, monkeypatch):
+        assert detect_webui() is WebUI.REFORGE
+    assert detect_webui() is WebUI.A1111  # nothing of the fake Forge is left behind
+    # without the packages, the model's own layout decides
+    shared.sd_model = FakeInitialModel()
+    assert detect_webui() is WebUI.FORGE
+    shared.sd_model = reforge_model(make_ldm_model("sd1"))
+    assert detect_webui() is WebUI.REFORGE
+    reset_fake_webui()
+
+
+def test_on_forge_the_script_leaves_lora_to_forge_and_registers_nothing_that_touches_the_model(forge):
+    from modules import extra_networks, script_callbacks
+
+    module = load_script()
+    ours = {name: [c.callback for c in callbacks] for name, callbacks in script_callbacks.callback_map.items()}
+    assert module.host.lora_takeover is None
+    assert ours["callbacks_model_loaded"] == [] and ours["callbacks_script_unloaded"] == []
+    _start_webui()
+    assert extra_networks.extra_network_registry["lora"] is forge.networks.extra_network_lora
+    assert extra_networks.extra_network_aliases["lyco"] is forge.networks.extra_network_lora
+    from modules import shared
+
+    assert "train_tools_lora_loader" not in shared.opts.data_labels  # no loader of ours to choose
+    assert "train_tools_tagger_dir" in shared.opts.data_labels
+
+
+def test_a_forge_generation_with_and_without_a_token_is_exactly_as_without_us_and_writes_no_weight(forge, caplog):
+    from modules import script_callbacks, shared
+
+    before = _snapshot(forge.tensors)
+    script_callbacks.before_ui_callback()  # Forge alone; its first generation loads the model
+    baseline = [_generate(prompt) for prompt in PROMPTS]
+    assert baseline[0][0] != baseline[1][0] and "Lora hashes: x: forge" in baseline[1][1]
+    shared.sd_model = FakeInitialModel()  # a fresh start, now with Train Tools
+    forge.networks.activations.clear()
+    load_script()
+    with caplog.at_level(logging.DEBUG):
+        _start_webui()
+        ours = [_generate(prompt) for prompt in PROMPTS]
+        script_callbacks.script_unloaded_callback()
+    assert ours == baseline  # same images, same infotext ("Lora hashes" from Forge), no error in the comments
+    assert all(not comments for _, _, comments in ours)
+    assert forge.networks.activations == [{}, {"x": 0.8}]
+    assert not [record for record in caplog.records if record.name.startswith("lora_ext")]
+    after = _snapshot(forge.tensors)
+    assert after == before  # every tensor: same object, still an inference tensor, same bytes
+    assert all(inference for _, inference, _ in after.values())
+
+
+def test_forge_host_route_refuses_training_with_the_reason_before_and_after_the_first_generation(forge):
+    load_script()
+    tabs, client = _start_webui()
+    first = client.get("/train-tools/v1/host")
+    assert first.status_code == 200
+    assert first.json()["can_train"] is False and first.json()["name"] == "no checkpoint loaded yet"
+    (reason,) = first.json()["reasons"]
+    assert reason.startswith(REASON_FORGE)
+    _generate(PROMPTS[1])  # Forge loads the checkpoint now
+    after = client.get("/train-tools/v1/host").json()
+    assert after["name"] == "tiny" and after["family"] == "sd1" and after["short_hash"] == "abcdef1234"
+    assert after["can_train"] is False and after["reasons"] == [reason]
+    # the Train section says so; the dataset side keeps working
+    ((blocks, _, _),) = tabs
+    html = {block.elem_id: getattr(block, "value", None) for block in blocks.blocks.values() if block.elem_id}
+    assert "Training is not possible: " + REASON_FORGE in html["train_tools_capabilities"]
+    assert client.post("/train-tools/v1/projects", json={"name": "p"}).status_code == 200
+    refused = client.post("/train-tools/v1/projects/p/versions/v1/train", json={"preset": "fast-test"})
+    assert refused.status_code == 409 and REASON_FORGE in refused.json()["detail"]
+
+
+def test_on_reforge_lora_stays_reforge_s_no_weight_is_written_and_training_is_refused(reforge, caplog):
+    from modules import extra_networks
+
+    before = _snapshot(reforge.tensors)
+    module = load_script()
+    assert module.host.lora_takeover is None
+    with caplog.at_level(logging.DEBUG):
+        _, client = _start_webui()
+        results = [_generate(prompt) for prompt in PROMPTS]
+    assert extra_networks.extra_network_registry["lora"] is reforge.networks.extra_network_lora
+    assert reforge.networks.activations == [{}, {"x": 0.8}] and "Lora hashes: x: forge" in results[1][1]
+    assert all(not comments for _, _, comments in results)
+    assert not [record for record in caplog.records if record.name.startswith("lora_ext")]
+    assert _snapshot(reforge.tensors) == before
+    host = client.get("/train-tools/v1/host").json()
+    assert host["name"] == "tiny" and host["can_train"] is False
+    assert len(host["reasons"]) == 1 and host["reasons"][0].startswith(REASON_REFORGE)
