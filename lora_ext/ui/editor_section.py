@@ -188,11 +188,12 @@ def redo(ctx: Context, project: str | None, version: str | None, **filters: str)
 def save(ctx: Context, project: str | None, version: str | None, overwrite: bool, **filters: str) -> Outputs:
     """Write every changed caption atomically, after a numbered backup."""
     session = _session(ctx, project, version, filters)
+    table = session.editor.table  # an edit made while this save runs stays unsaved, and is saved next time
     try:
-        result = session.store.save(session.editor.table, overwrite_external=bool(overwrite))
+        result = session.store.save(table, overwrite_external=bool(overwrite))
     except CaptionsChangedOnDisk as error:
         raise DatasetError(error.user_message, hint="tick 'Overwrite changes made outside' and save again") from None
-    session.editor.mark_saved()
+    session.editor.mark_saved(table)
     if not result.written:
         return _done(ctx, session, "nothing to save")
     return _done(ctx, session, f"saved {len(result.written)} caption(s), backup #{result.backup}")
