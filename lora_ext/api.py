@@ -173,6 +173,9 @@ def build_router(
         paths: list[str]
         target_folder: str = ""
 
+    class CaptionsBody(BaseModel):
+        captions: dict[str, str]
+
     router = APIRouter(
         prefix=PREFIX,
         dependencies=[Depends(auth_dependency(credentials))],
@@ -237,6 +240,18 @@ def build_router(
             }
 
         return guarded(read, 404)
+
+    @router.put("/projects/{project}/versions/{version}/captions")
+    def save_captions(project: str, version: str, body: CaptionsBody) -> dict:
+        def run() -> dict:
+            version_paths = ctx().version(project, version)
+            result = ctx().store.caption_store(project, version).update(body.captions)
+            session = ctx().editors.get((version_paths.project, version_paths.version))
+            if session is not None and not session.editor.is_dirty:
+                ctx().session(version_paths.project, version_paths.version, reload=True)  # the page shows it
+            return {"written": list(result.written), "backup": result.backup}
+
+        return guarded(run)
 
     @router.post("/projects/{project}/versions/{version}/ingest")
     def ingest_paths(project: str, version: str, body: IngestBody) -> dict:

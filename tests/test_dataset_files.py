@@ -209,8 +209,8 @@ def test_interrupted_save_that_cannot_be_completed_is_rolled_back(
 
 def test_crash_before_the_journal_changes_nothing(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _store(dataset)
+    editor = _edit_all(store)  # loading creates the dataset's hidden lock file, which stays
     original = {path: path.read_bytes() for path in dataset.rglob("*") if path.is_file()}
-    editor = _edit_all(store)
 
     def crashing(path: Path, text: str) -> None:
         raise SimulatedCrash

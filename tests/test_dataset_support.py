@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from lora_ext.locking import LOCK_NAME
+
 
 def image_bytes(
     color: int | tuple[int, ...] = (200, 30, 30),
@@ -39,4 +41,7 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    """Every file under ``folder`` but a dataset's lock file (``.train-tools.lock``, made by the first lock)."""
+    return sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file() and path.name != LOCK_NAME
+    )

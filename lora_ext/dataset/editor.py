@@ -3,15 +3,21 @@
 The editor owns no files. Every operation turns the current ``CaptionTable`` into
 a new one and keeps the old one on the undo stack; batch operations touch only
 the rows the current filter shows. Saving is ``CaptionStore.save(editor.table)``
-followed by ``editor.mark_saved()``.
+followed by ``editor.mark_saved(table)`` with the table that was saved.
+
+One editor can be shared by concurrent requests (the page keeps one per open
+version), so every operation that reads the current table and replaces it runs
+under the editor's own lock: two edits at once both land, one after the other.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from lora_ext.dataset import captions
 from lora_ext.dataset.captions import SortKey, Tags
@@ -21,6 +27,18 @@ from lora_ext.errors import DatasetError
 ReplaceScope = Literal["selected", "each", "caption"]
 REPLACE_SCOPES: tuple[ReplaceScope, ...] = ("selected", "each", "caption")
 DEFAULT_HISTORY = 500
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialised(method: _Method) -> _Method:
+    """Run ``method`` under the editor's lock: a read-modify-write of the table is never interleaved."""
+
+    @functools.wraps(method)
+    def locked(self: Editor, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,7 @@ class Editor:
         self._undo: list[tuple[str, CaptionTable]] = []
         self._redo: list[tuple[str, CaptionTable]] = []
         self._history_limit = history_limit
+        self._lock = threading.RLock()
 
     # --- state -------------------------------------------------------------------------
 
@@ -53,6 +72,7 @@ class Editor:
     def filter(self) -> TagFilter:
         return self._filter
 
+    @_serialised
     def set_filter(self, tag_filter: TagFilter) -> tuple[str, ...]:
         """Show only the rows ``tag_filter`` accepts; returns their keys."""
         self._filter = tag_filter
@@ -86,6 +106,7 @@ class Editor:
     def unsaved_keys(self) -> tuple[str, ...]:
         return self._table.changed_keys(self._saved)
 
+    @_serialised
     def mark_saved(self, table: CaptionTable | None = None) -> None:
         """Record ``table`` (the current one by default) as what is on disk."""
         self._saved = self._table if table is None else table
@@ -104,6 +125,7 @@ class Editor:
         """Labels of the operations that can be undone, oldest first."""
         return tuple(label for label, _table in self._undo)
 
+    @_serialised
     def undo(self) -> str | None:
         """Go back one operation; returns its label, or ``None`` when there is nothing to undo."""
         if not self._undo:
@@ -113,6 +135,7 @@ class Editor:
         self._table = previous
         return label
 
+    @_serialised
     def redo(self) -> str | None:
         """Re-apply the last undone operation; returns its label or ``None``."""
         if not self._redo:
@@ -132,6 +155,7 @@ class Editor:
         self._table = new_table
         return EditResult(label, changed)
 
+    @_serialised
     def apply(
         self, label: str, edit: Callable[[Tags], Tags], touches: Callable[[frozenset[str]], bool] | None = None
     ) -> EditResult:
@@ -149,6 +173,7 @@ class Editor:
         }
         return self._commit(label, self._table.with_rows(updates))
 
+    @_serialised
     def replace_table(self, table: CaptionTable, label: str = "restore backup") -> EditResult:
         """Make ``table`` (same images, e.g. ``CaptionStore.backup_as_table``) current, as one undoable edit."""
         if table.keys != self._table.keys:
@@ -157,6 +182,7 @@ class Editor:
 
     # --- per-image ---------------------------------------------------------------------
 
+    @_serialised
     def set_caption(self, key: str, caption: str | Sequence[str]) -> EditResult:
         """Replace one image's caption (text or tags), whatever the filter shows."""
         tags = captions.parse_tags(caption) if isinstance(caption, str) else tuple(caption)
@@ -165,6 +191,7 @@ class Editor:
 
     # --- batch -------------------------------------------------------------------------
 
+    @_serialised
     def add_tags(self, tags: Sequence[str] | str, position: Literal["prepend", "append"] = "append") -> EditResult:
         """Add tags to the shown rows that lack them, at the start or the end."""
         new_tags = captions.parse_tags(tags) if isinstance(tags, str) else tuple(tags)
@@ -177,6 +204,7 @@ class Editor:
             touches=lambda tag_set: not wanted <= tag_set,
         )
 
+    @_serialised
     def remove_tags(self, tags: Sequence[str] | str) -> EditResult:
         """Remove tags from the shown rows."""
         unwanted = frozenset(captions.parse_tags(tags) if isinstance(tags, str) else tags)
@@ -186,6 +214,7 @@ class Editor:
             touches=lambda tag_set: not unwanted.isdisjoint(tag_set),
         )
 
+    @_serialised
     def rename_tag(self, old: str, new: str) -> EditResult:
         """Change one tag into another in place in the shown rows (``new`` empty removes it)."""
         return self.apply(
@@ -194,6 +223,7 @@ class Editor:
             touches=lambda tag_set: old in tag_set,
         )
 
+    @_serialised
     def replace(
         self,
         search: str,
@@ -235,10 +265,12 @@ class Editor:
             touches=lambda tag_set: not changed.isdisjoint(tag_set),
         )
 
+    @_serialised
     def dedupe(self) -> EditResult:
         """Remove repeated tags in the shown rows."""
         return self.apply("remove duplicates", captions.dedupe_tags)
 
+    @_serialised
     def sort(self, key: SortKey = "alphabetical", *, reverse: bool = False) -> EditResult:
         """Sort the tags of the shown rows; ``frequency`` counts over the whole dataset."""
         frequencies = self._table.counts if key == "frequency" else None
@@ -249,6 +281,7 @@ class Editor:
         rank = {tag: position for position, tag in enumerate(ordered)}
         return self.apply(f"sort by {key}", lambda row: tuple(sorted(row, key=rank.__getitem__)))
 
+    @_serialised
     def trigger_first(self, triggers: Sequence[str] | str) -> EditResult:
         """Put the trigger word(s) first in the shown rows, adding them where missing."""
         words = captions.parse_tags(triggers) if isinstance(triggers, str) else tuple(triggers)
@@ -256,6 +289,7 @@ class Editor:
             raise DatasetError("The trigger word is empty.", hint="type the trigger word")
         return self.apply(f"trigger first {', '.join(words)}", lambda row: captions.trigger_first(row, words))
 
+    @_serialised
     def truncate_tokens(self, max_tokens: int, count_tokens: Callable[[str], int] | None) -> EditResult:
         """Cut the shown captions to ``max_tokens`` CLIP tokens with the host's tokenizer."""
         if count_tokens is None:

@@ -8,6 +8,15 @@ Saving is all-or-nothing across files:
 3. each caption is written to a temp file beside it and renamed over it;
 4. everything is flushed to disk, then the journal is deleted.
 
+The whole save, like loading, holds the dataset's lock (``lora_ext.locking.dataset_lock``),
+so saves from other threads or programs, ingestion, tagging and training's read
+of the captions never interleave with it. A save writes only the captions whose
+text differs from what this store loaded (or last saved): twenty saves of twenty
+different edits, each from its own stale snapshot, all land. A caption another
+writer changed since this store read it is a conflict (``CaptionsChangedOnDisk``),
+never silently overwritten. Temp files carry a name unique to the save, and a
+failed save puts back only the files it had already replaced.
+
 A crash before step 2 changes nothing (the save never happened). A crash after
 it is completed on the next open by writing every file again from the journal;
 if that fails (a file became read-only, say), every file is put back from the
@@ -20,7 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +41,7 @@ from lora_ext.dataset.layout import CAPTION_EXTENSION, CAPTION_EXTENSIONS, is_im
 from lora_ext.dataset.table import CaptionTable
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import write_bytes_atomic, write_text_atomic
+from lora_ext.locking import dataset_lock
 
 __all__ = ["BackupInfo", "CaptionStore", "CaptionsChangedOnDisk", "LoadResult", "RecoveryReport", "SaveResult"]
 
@@ -137,6 +148,10 @@ class CaptionStore:
         """Finish or undo any interrupted save, then read every caption (images are not opened)."""
         if not self.dataset_dir.is_dir():
             raise DatasetError(f"The dataset folder {self.dataset_dir} does not exist.")
+        with dataset_lock(self.dataset_dir):
+            return self._load()
+
+    def _load(self) -> LoadResult:
         recovery = self.recover()
         disk: dict[str, CaptionFile] = {}
         captions: dict[str, Tags] = {}
@@ -214,6 +229,28 @@ class CaptionStore:
         Raises ``CaptionsChangedOnDisk`` when another program changed one of those
         files since loading, unless ``overwrite_external`` is set.
         """
+        if not self.dataset_dir.is_dir():
+            raise DatasetError(f"The dataset folder {self.dataset_dir} does not exist.")
+        with dataset_lock(self.dataset_dir):
+            return self._save(table, overwrite_external)
+
+    def update(self, captions: Mapping[str, str | Sequence[str]]) -> SaveResult:
+        """Set the captions of the given images on top of the files as they are now, in one locked step.
+
+        For callers without an editor (the REST API): nothing stale can be written,
+        because the files are read again under the same lock that the write holds.
+        """
+        if not self.dataset_dir.is_dir():
+            raise DatasetError(f"The dataset folder {self.dataset_dir} does not exist.")
+        with dataset_lock(self.dataset_dir):
+            table = self._load().table
+            updates = {
+                table.index_of(key): parse_tags(value) if isinstance(value, str) else tuple(value)
+                for key, value in captions.items()
+            }
+            return self._save(table.with_rows(updates), overwrite_external=False)
+
+    def _save(self, table: CaptionTable, overwrite_external: bool) -> SaveResult:
         unknown = [key for key in table.keys if key not in self._disk]
         if unknown:
             raise DatasetError(f"{unknown[0]} was not loaded from this dataset.", hint="reload the dataset")
@@ -232,10 +269,11 @@ class CaptionStore:
             write_text_atomic(self.journal_path, json.dumps({"backup": backup, "entries": entries}, ensure_ascii=False))
         except OSError as error:
             raise DatasetError(f"Saving the captions failed ({error.strerror}); nothing was changed.") from None
+        written: list[str] = []
         try:
-            self._write_entries(entries)
+            self._write_entries(entries, written)
         except OSError as error:
-            self._roll_back(backup, entries)
+            self._roll_back(backup, written)
             self.journal_path.unlink()
             raise DatasetError(f"Saving the captions failed ({error.strerror}); nothing was changed.") from None
         self.journal_path.unlink()
@@ -244,26 +282,31 @@ class CaptionStore:
         self.backups.prune()
         return SaveResult(tuple(targets), backup)
 
-    def _write_entries(self, entries: list[dict[str, str]]) -> None:
-        """Temp file + rename for each journalled caption, then one flush to disk."""
+    def _write_entries(self, entries: list[dict[str, str]], written: list[str]) -> None:
+        """Temp file + rename for each journalled caption, then one flush to disk.
+
+        ``written`` collects each caption path as soon as its file is replaced, so a
+        failure part-way can put back exactly those.
+        """
+        token = uuid.uuid4().hex[:12]  # unique per save: no two writers ever share a temp file
         targets = []
         for entry in entries:
             target = self.dataset_dir / entry["target"]
-            temp = target.with_name(f".{target.name}{TEMP_MARK}.tmp")
+            temp = target.with_name(f".{target.name}{TEMP_MARK}{token}.tmp")
             try:
                 temp.write_bytes(entry["text"].encode("utf-8"))
                 _commit_file(temp, target)
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
+            written.append(entry["target"])
             targets.append(target)
         _flush_to_disk(targets)
 
-    def _roll_back(self, backup: int, entries: list[dict[str, str]]) -> None:
-        """Put every journalled caption back as backup ``backup`` holds it."""
+    def _roll_back(self, backup: int, written: list[str]) -> None:
+        """Put the captions in ``written`` back as backup ``backup`` holds them."""
         previous = self.backups.read(backup)
-        for entry in entries:
-            relative = entry["target"]
+        for relative in written:
             text = previous.get(relative)
             if text is None:
                 (self.dataset_dir / relative).unlink(missing_ok=True)
@@ -274,6 +317,12 @@ class CaptionStore:
 
     def recover(self) -> RecoveryReport:
         """Complete (or, failing that, roll back) a save that was interrupted; remove stray temp files."""
+        if not self.dataset_dir.is_dir():
+            return RecoveryReport()
+        with dataset_lock(self.dataset_dir):
+            return self._recover()
+
+    def _recover(self) -> RecoveryReport:
         if not self.journal_path.exists():
             return RecoveryReport(removed_temp_files=self._remove_stray_temps())
         try:
@@ -286,10 +335,11 @@ class CaptionStore:
             ) from None
         action: Literal["completed", "rolled_back"] = "completed"
         try:
-            self._write_entries(entries)
+            self._write_entries(entries, [])
         except OSError:
             try:
-                self._roll_back(backup, entries)
+                # Which files the crashed save had replaced is unknown: put back every one it meant to write.
+                self._roll_back(backup, [entry["target"] for entry in entries])
             except OSError as error:
                 raise DatasetError(
                     f"An interrupted caption save could not be completed or undone ({error}).",

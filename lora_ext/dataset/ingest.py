@@ -23,6 +23,7 @@ from lora_ext.dataset.names import sanitize_filename, unique_stem, validate_name
 from lora_ext.dataset.sources import Entry, Refused, collect_entries
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import create_temp, remove_stale_temps, write_text_atomic
+from lora_ext.locking import dataset_lock
 
 INDEX_NAME = ".ingest-index.json"
 LEGACY_TEMP_SUFFIX = ".ingest.tmp"  # temp files of earlier versions; ours now come from fileio
@@ -267,7 +268,11 @@ def ingest(
     options: IngestOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
-    """Add dropped files, folders and zips to ``dataset_dir``; returns what was added and skipped, with reasons."""
+    """Add dropped files, folders and zips to ``dataset_dir``; returns what was added and skipped, with reasons.
+
+    Runs under the dataset's lock: a caption save, a tagging write or training's
+    read of the captions waits until the drop is in.
+    """
     options = options or IngestOptions()
     if options.target_folder:
         validate_name(options.target_folder, "folder name")
@@ -276,6 +281,16 @@ def ingest(
         dataset.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DatasetError(f"The dataset folder {dataset} cannot be created: {error.strerror or error}.") from None
+    with dataset_lock(dataset):
+        return _ingest(sources, dataset, options, progress)
+
+
+def _ingest(
+    sources: Sequence[str | os.PathLike[str]],
+    dataset: Path,
+    options: IngestOptions,
+    progress: Callable[[int, int], None] | None,
+) -> IngestReport:
     for stray in [*dataset.glob(f".*{LEGACY_TEMP_SUFFIX}"), *dataset.glob(f"*/.*{LEGACY_TEMP_SUFFIX}")]:
         stray.unlink(missing_ok=True)  # left by a crash during an earlier ingestion
     ingester = _Ingester(dataset, options)

@@ -6,11 +6,14 @@ any size. PIL's decoders and resize, and onnxruntime's ``run``, release the GIL,
 so threads overlap for real. Captions are written by one writer thread, in file
 order (an atomic write fsyncs, which would otherwise stall inference), and the
 run returns only once they are all on disk, so a cancelled run leaves every
-caption either untouched or complete.
+caption either untouched or complete. Given the dataset folder, each batch of
+writes holds its lock (``lora_ext.locking``), so a caption save or training's
+read of the captions never interleaves with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from lora_ext.errors import ConfigError, FileFormatError
+from lora_ext.locking import dataset_lock
 from lora_ext.tagger.captions import (
     EXISTING_MODES,
     ExistingMode,
@@ -116,6 +120,7 @@ class _Run:
     write: WriteOptions
     report: TagReport
     progress: ProgressCallback | None
+    dataset_dir: Path | None = None  # whose lock each batch of writes holds
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
     writes: deque[Future[None]] = field(default_factory=deque)
@@ -140,8 +145,10 @@ class _Run:
             self.writes.popleft().result()
 
     def write_batch(self, paths: list[Path], captions: list[list[str]]) -> None:
-        for path, tags in zip(paths, captions, strict=True):
-            self.write_one(path, tags)
+        lock = dataset_lock(self.dataset_dir) if self.dataset_dir is not None else contextlib.nullcontext()
+        with lock:
+            for path, tags in zip(paths, captions, strict=True):
+                self.write_one(path, tags)
 
     def write_one(self, image: Path, tags: list[str]) -> None:
         target = caption_path(image, self.write.extension)
@@ -201,15 +208,19 @@ def tag_files(
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    dataset_dir: Path | None = None,
 ) -> TagReport:
-    """Tag ``paths`` and write their captions; bad files are skipped with a reason, never fatal."""
+    """Tag ``paths`` and write their captions; bad files are skipped with a reason, never fatal.
+
+    ``dataset_dir``: the dataset folder the images belong to, whose lock the writes hold.
+    """
     report = TagReport(total=0)
     todo = [path for path in _unique_captions(paths, write, report) if _needs_tagging(path, write, report)]
     report.total = len(todo)
     batch = batch_size if session.dynamic_batch else 1
     if batch_size > 1 and not session.dynamic_batch:
         report.warnings.append("this model's batch size is fixed to 1, so images are tagged one at a time")
-    run = _Run(session, labels, options, write, report, progress)
+    run = _Run(session, labels, options, write, report, progress, dataset_dir)
     workers = workers or default_workers()
     window = 2 * batch + workers  # prepared arrays held at most: the next batch is ready when inference ends
     with (

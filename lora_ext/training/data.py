@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from lora_ext.config import TrainConfig
 from lora_ext.errors import DatasetError
 from lora_ext.host import Conditioning, Host, SizeCondition
+from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
 
@@ -116,7 +117,16 @@ def _folders(root: Path, default_repeats: int) -> list[tuple[Path, int, str]]:
 
 
 def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
-    """Records for every readable image under ``root``; unreadable ones go to ``skipped``."""
+    """Records for every readable image under ``root``; unreadable ones go to ``skipped``.
+
+    The captions are read under the dataset's lock, so a save, an ingestion or a
+    tagging run is never seen half done; training itself does not hold it.
+    """
+    with dataset_lock(root):
+        return _scan(root, config, buckets, is_reg)
+
+
+def _scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
     result = ScanResult()
     for folder, repeats, class_tokens in _folders(root, config.default_repeats):
         captions = []

@@ -89,14 +89,27 @@ class JobRunner:
         job = self.current
         return job.name if job is not None and not job.finished and job.uses_model else None
 
-    def start(self, name: str, work: Callable[[Job], Any], host: Any = None, uses_model: bool = True) -> Job:
-        """Run ``work(job)`` in a thread (inside ``host.exclusive`` when the host has one)."""
+    def start(
+        self,
+        name: str,
+        work: Callable[[Job], Any],
+        host: Any = None,
+        uses_model: bool = True,
+        prepare: Callable[[], None] | None = None,
+    ) -> Job:
+        """Run ``work(job)`` in a thread (inside ``host.exclusive`` when the host has one).
+
+        ``prepare`` runs once the job is sure to start and before it does (saving its
+        settings, say), so a job refused because another one runs writes nothing.
+        """
         with self._lock:
             if self.busy():
                 assert self.current is not None
                 raise LoraExtError(
                     f"{self.current.name} is still running", hint="wait for it to finish or cancel it first"
                 )
+            if prepare is not None:
+                prepare()  # under the lock: no other job can start in between
             job = Job(name, uses_model=uses_model)
             self.current = job
 

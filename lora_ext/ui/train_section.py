@@ -165,9 +165,11 @@ def start_training_job(
         raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
     default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
     config = train_fields.build_config(values, str(paths.dataset), default_output)
-    save_config(config, paths.config / "train.toml")
     out = host.lora_dir / f"{config.output_name}.safetensors"
-    ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
+
+    def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
+        save_config(config, paths.config / "train.toml")
+        ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
 
     def work(job: Job) -> Any:
         hook = getattr(host, "prompt_hook", None)
@@ -178,7 +180,7 @@ def start_training_job(
     # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
     # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
     lock_host = None if hasattr(host, "training_session") else host
-    return ctx.jobs.start("Training", work, lock_host), config
+    return ctx.jobs.start("Training", work, lock_host, prepare=remember_settings), config
 
 
 def start_training(
