@@ -75,3 +75,7 @@ class Cancelled(LoraExtError):
 
 class MissingDependency(LoraExtError):
     """An optional package that the chosen option needs is not installed."""
+
+
+class UnsafePath(DatasetError):
+    """A path that would lead out of its folder: ``..``, an absolute path, or a link pointing elsewhere."""

@@ -127,6 +127,7 @@ class Tagger:
             workers=workers,
             progress=progress,
             cancel=cancel,
+            root=folder,
         )
 
     def tag_paths(
@@ -139,8 +140,12 @@ class Tagger:
         workers: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelSignal = None,
+        root: Path | None = None,
     ) -> TagReport:
-        """Tag the given image files (a selection in the dataset editor) and write their captions."""
+        """Tag the given image files (a selection in the dataset editor) and write their captions.
+
+        With ``root`` (the dataset folder), no caption is written through a link leading out of it.
+        """
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         report = tag_files(
@@ -153,6 +158,7 @@ class Tagger:
             workers=workers,
             progress=progress,
             cancel=cancel,
+            root=Path(root) if root is not None else None,
         )
         report.warnings[:0] = list(self.pop_warnings())
         return report
