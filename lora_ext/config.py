@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lora_ext.errors import ConfigError
+from lora_ext.dataset.names import validate_name
+from lora_ext.errors import ConfigError, DatasetError
 
 CONFIG_VERSION = 1
 
@@ -119,6 +120,8 @@ class TrainConfig:
     vae_fp32: bool = _f(False, "Keep latent encoding in fp32 (recommended for SDXL with fp16).")
 
     def __post_init__(self) -> None:
+        if self.output_name:  # a file name in the LoRA folder, checked like a project name; "" = chosen later
+            object.__setattr__(self, "output_name", _output_name(self.output_name))
         _check(self)
 
     # -- serialisation ------------------------------------------------------------------------
@@ -170,6 +173,14 @@ def _coerce(spec: dataclasses.Field, value: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"setting {spec.name} must be a {kind}, not {value!r}") from error
+
+
+def _output_name(name: str) -> str:
+    """``name`` as the file stem of a LoRA: the project-name rules (no path, no ``..``, not too long)."""
+    try:
+        return validate_name(name, "output name")
+    except DatasetError as error:
+        raise ConfigError(error.user_message, hint=error.hint) from None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -96,3 +96,7 @@ class DiskFull(LoraExtError, OSError):
 
     def __str__(self) -> str:
         return self.user_message
+
+
+class UnsafePath(DatasetError):
+    """A path that would lead out of its folder: ``..``, an absolute path, or a link pointing elsewhere."""

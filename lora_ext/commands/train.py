@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 HELP = "train a LoRA on a dataset folder with a diffusers or single-file model (or the demo model)"
 
@@ -42,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace, family: str, warn=None):
     """The TrainConfig the flags describe, layered as the module docstring says."""
-    from pathlib import Path
-
     from lora_ext.config import TrainConfig, default_config, load_settings, preset
     from lora_ext.errors import UsageError
 
@@ -68,16 +67,27 @@ def build_config(args: argparse.Namespace, family: str, warn=None):
         data["max_steps"] = args.steps
     elif args.epochs is not None:
         data["max_steps"] = 0
+    data["output_name"] = _name_of(Path(args.out))
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"override {item!r} is not KEY=VALUE")
         if key not in data:
             raise UsageError(f"unknown setting {key!r}", hint="see TrainConfig in lora_ext/config.py")
-        data[key] = value
+        data[key] = value  # output_name=… included: TrainConfig refuses one that is not a plain name
     data["dataset_dir"] = args.dataset
-    data["output_name"] = Path(args.out).stem
     return TrainConfig.from_dict(data, warn=warn)
+
+
+def _name_of(out: Path) -> str:
+    """The output name for ``--out``: its stem, made a valid name if it is not one (the path itself is kept)."""
+    from lora_ext.dataset.names import sanitize_filename, validate_name
+    from lora_ext.errors import DatasetError
+
+    try:
+        return validate_name(out.stem, "output name")
+    except DatasetError:
+        return sanitize_filename(out.stem, fallback="lora")
 
 
 class ProgressBar:
@@ -110,7 +120,6 @@ class ProgressBar:
 
 def run(args: argparse.Namespace) -> int:
     import signal
-    from pathlib import Path
 
     from lora_ext.config import save_config
     from lora_ext.hosts.standalone import StandaloneHost

@@ -18,6 +18,7 @@ from pathlib import Path
 from lora_ext.dataset.layout import CAPTION_EXTENSIONS, list_images, parse_repeat_folder, repeat_folder_name
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import atomic_path
+from lora_ext.paths import is_inside
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def _plan(dataset_dir: Path, default_repeats: int, name: str) -> list[tuple[Path
         plan.append((image, f"{target}/{file_name}"))
         for extension in CAPTION_EXTENSIONS:
             caption = image.with_suffix(extension)
+            if not is_inside(dataset_dir, caption.relative_to(dataset_dir)):
+                break  # a caption linking out of the dataset is never copied into an export
             if caption.is_file():
                 plan.append((caption, f"{target}/{Path(file_name).stem}.txt"))
                 break

@@ -42,6 +42,7 @@ from lora_ext.dataset.table import CaptionTable
 from lora_ext.errors import DatasetError
 from lora_ext.fileio import write_bytes_atomic, write_text_atomic
 from lora_ext.locking import dataset_lock
+from lora_ext.paths import is_inside, resolve_inside
 
 __all__ = ["BackupInfo", "CaptionStore", "CaptionsChangedOnDisk", "LoadResult", "RecoveryReport", "SaveResult"]
 
@@ -72,6 +73,7 @@ class CaptionFile:
     size: int
     digest: str
     tags: Tags
+    linked: bool = False  # a link to a file outside the dataset: never read, never written
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,12 @@ class CaptionStore:
                 disk[prefix + name] = state
                 captions[prefix + name] = state.tags
         self._disk = disk
-        return LoadResult(CaptionTable.from_captions(captions), recovery, self._shared_caption_notices(disk))
+        linked = sorted({state.path for state in disk.values() if state.linked})
+        notices = self._shared_caption_notices(disk) + tuple(
+            f"the caption {path} links outside the dataset folder: it is not shown and cannot be saved"
+            for path in linked
+        )
+        return LoadResult(CaptionTable.from_captions(captions), recovery, notices)
 
     def _folders(self) -> list[Path]:
         folders = [self.dataset_dir]
@@ -179,6 +186,8 @@ class CaptionStore:
         return folders
 
     def _read_caption(self, relative: str) -> CaptionFile:
+        if not is_inside(self.dataset_dir, relative):
+            return CaptionFile(relative, False, 0, 0, "", (), linked=True)
         path = self.dataset_dir / relative
         try:
             data = path.read_bytes()
@@ -260,6 +269,8 @@ class CaptionStore:
         targets = [self._disk[key].path for key in changed]
         if len(set(targets)) != len(targets):
             raise DatasetError("Two images that share one caption file were given different captions.")
+        for target in targets:  # before the backup reads them: a linked caption is neither read nor written
+            resolve_inside(self.dataset_dir, target, "the dataset folder")
         conflicts = self.changed_on_disk(changed)
         if conflicts and not overwrite_external:
             raise CaptionsChangedOnDisk(conflicts)
@@ -291,7 +302,7 @@ class CaptionStore:
         token = uuid.uuid4().hex[:12]  # unique per save: no two writers ever share a temp file
         targets = []
         for entry in entries:
-            target = self.dataset_dir / entry["target"]
+            target = resolve_inside(self.dataset_dir, entry["target"], "the dataset folder")  # the journal is a file
             temp = target.with_name(f".{target.name}{TEMP_MARK}{token}.tmp")
             try:
                 temp.write_bytes(entry["text"].encode("utf-8"))
@@ -308,6 +319,7 @@ class CaptionStore:
         previous = self.backups.read(backup)
         for relative in written:
             text = previous.get(relative)
+            resolve_inside(self.dataset_dir, relative, "the dataset folder")
             if text is None:
                 (self.dataset_dir / relative).unlink(missing_ok=True)
             else:
@@ -354,6 +366,8 @@ class CaptionStore:
             return 0
         removed = 0
         for folder in self._folders():
+            if not is_inside(self.dataset_dir, folder.relative_to(self.dataset_dir)):
+                continue  # a linked folder: nothing is deleted through it
             for path in folder.glob(f".*{TEMP_MARK}*"):
                 path.unlink(missing_ok=True)
                 removed += 1

@@ -111,6 +111,8 @@ def _normalise_mode(image: Image.Image, background: tuple[int, int, int]) -> tup
         has_alpha = "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
         notices.append("palette image converted to RGB")
+        if not has_alpha:
+            return image, notices
         mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         notices.append("16-bit image reduced to 8-bit")

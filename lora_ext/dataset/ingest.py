@@ -21,9 +21,10 @@ from lora_ext.dataset.images import DEFAULT_MAX_PIXELS, prepare_image, unsupport
 from lora_ext.dataset.layout import CAPTION_EXTENSION, CAPTION_EXTENSIONS, is_image_name, parse_repeat_folder
 from lora_ext.dataset.names import sanitize_filename, unique_stem, validate_name
 from lora_ext.dataset.sources import Entry, Refused, collect_entries
-from lora_ext.errors import DatasetError
+from lora_ext.errors import DatasetError, UnsafePath
 from lora_ext.fileio import create_temp, remove_stale_temps, write_text_atomic
 from lora_ext.locking import dataset_lock
+from lora_ext.paths import is_inside, resolve_inside
 
 INDEX_NAME = ".ingest-index.json"
 LEGACY_TEMP_SUFFIX = ".ingest.tmp"  # temp files of earlier versions; ours now come from fileio
@@ -111,6 +112,16 @@ def _existing_images(dataset_dir: Path) -> set[str]:
         prefix = "" if folder == dataset_dir else f"{folder.name}/"
         found.update(prefix + item.name for item in folder.iterdir() if item.is_file() and is_image_name(item.name))
     return found
+
+
+def _inside_dataset(dataset_dir: Path, folder: str, name: str = "") -> Path:
+    """Where ``folder/name`` is written; a folder (or file) linking out of the dataset is refused with the reason."""
+    try:
+        return resolve_inside(
+            dataset_dir, "/".join(part for part in (folder, name) if part) or ".", "the dataset folder"
+        )
+    except UnsafePath as error:
+        raise UnsafePath(f"refused: {error.user_message}", hint=error.hint) from None
 
 
 def _target_folder(entry: Entry, options: IngestOptions) -> str:
@@ -240,10 +251,10 @@ class _Ingester:
             stem = unique_stem(stem, self.taken_stems(folder))
             if stem.casefold() != os.path.splitext(entry.name)[0].casefold():
                 notices.append(f"renamed to {stem}{prepared.extension}")
-            folder_path = self.dataset_dir / folder
+            folder_path = _inside_dataset(self.dataset_dir, folder)
             folder_path.mkdir(parents=True, exist_ok=True)
-            image_path = folder_path / f"{stem}{prepared.extension}"
-            caption_path = folder_path / f"{stem}{CAPTION_EXTENSION}"
+            image_path = _inside_dataset(self.dataset_dir, folder, f"{stem}{prepared.extension}")
+            caption_path = _inside_dataset(self.dataset_dir, folder, f"{stem}{CAPTION_EXTENSION}")
             _write_pair(image_path, prepared.data, caption_path, caption)
         except DatasetError as error:
             self.skip(entry.display, error.user_message)
@@ -274,9 +285,9 @@ def ingest(
     read of the captions waits until the drop is in.
     """
     options = options or IngestOptions()
-    if options.target_folder:
-        validate_name(options.target_folder, "folder name")
     dataset = Path(dataset_dir)
+    if options.target_folder:
+        _inside_dataset(dataset, validate_name(options.target_folder, "folder name"))
     try:
         dataset.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -292,7 +303,8 @@ def _ingest(
     progress: Callable[[int, int], None] | None,
 ) -> IngestReport:
     for stray in [*dataset.glob(f".*{LEGACY_TEMP_SUFFIX}"), *dataset.glob(f"*/.*{LEGACY_TEMP_SUFFIX}")]:
-        stray.unlink(missing_ok=True)  # left by a crash during an earlier ingestion
+        if is_inside(dataset, stray.relative_to(dataset)):  # never deleted through a linked folder
+            stray.unlink(missing_ok=True)  # left by a crash during an earlier ingestion
     ingester = _Ingester(dataset, options)
     with ExitStack() as open_zips:
         entries: list[Entry] = []

@@ -38,36 +38,51 @@ def is_reserved(name: str) -> bool:
     return stem in _RESERVED
 
 
+MAX_SHOWN_CHARS = 40  # how much of a refused name a message repeats: enough to recognise it
+
+
+def shown(name: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``name`` quoted for a message, cut to ``limit`` characters (a 5 000-character name is not echoed)."""
+    return repr(name if len(name) <= limit else name[:limit] + "…")
+
+
+def forbidden_characters(name: str) -> list[str]:
+    """The characters of ``name`` that Windows does not allow in a file name (``<>:"|?*``), sorted."""
+    return sorted({char for char in name if char in _FORBIDDEN_CHARS})
+
+
 def validate_name(name: str, kind: str = "name") -> str:
     """Return ``name`` NFC-normalised and stripped, or raise ``DatasetError`` saying why it is refused."""
     if not isinstance(name, str):
         raise DatasetError(f"The {kind} must be text.")
     cleaned = unicodedata.normalize("NFC", name).strip()
+    # Length first: every later message quotes the name, and a huge one is refused whatever else is wrong.
+    if len(cleaned) > MAX_NAME_CHARS or len(cleaned.encode("utf-8")) > MAX_NAME_BYTES:
+        raise DatasetError(
+            f"The {kind} {shown(cleaned)} is too long ({len(cleaned)} characters).",
+            hint=f"use at most {MAX_NAME_CHARS} characters",
+        )
+    quoted = shown(cleaned)
     if not cleaned:
         raise DatasetError(f"The {kind} is empty.", hint="type a name")
     if cleaned in (".", ".."):
-        raise DatasetError(f"The {kind} {cleaned!r} is not allowed.", hint="choose a name with letters or digits")
+        raise DatasetError(f"The {kind} {quoted} is not allowed.", hint="choose a name with letters or digits")
     if cleaned.startswith("."):
-        raise DatasetError(f"The {kind} {cleaned!r} starts with a dot, which hides it.", hint="remove the dot")
+        raise DatasetError(f"The {kind} {quoted} starts with a dot, which hides it.", hint="remove the dot")
     if any(char in _SEPARATORS for char in cleaned):
-        raise DatasetError(f"The {kind} {cleaned!r} contains a path separator (/ or \\).", hint="remove the slash")
+        raise DatasetError(f"The {kind} {quoted} contains a path separator (/ or \\).", hint="remove the slash")
     if any(_is_control(char) for char in cleaned):
         raise DatasetError(f"The {kind} contains control characters.", hint="retype the name without them")
-    bad = sorted({char for char in cleaned if char in _FORBIDDEN_CHARS})
+    bad = forbidden_characters(cleaned)
     if bad:
         raise DatasetError(
-            f"The {kind} {cleaned!r} contains characters Windows does not allow: {' '.join(bad)}",
+            f"The {kind} {quoted} contains characters Windows does not allow: {' '.join(bad)}",
             hint="remove them",
         )
     if is_reserved(cleaned):
-        raise DatasetError(f"The {kind} {cleaned!r} is a reserved device name on Windows.", hint="add a letter to it")
+        raise DatasetError(f"The {kind} {quoted} is a reserved device name on Windows.", hint="add a letter to it")
     if cleaned.endswith("."):
-        raise DatasetError(f"The {kind} {cleaned!r} ends with a dot, which Windows drops.", hint="remove the dot")
-    if len(cleaned) > MAX_NAME_CHARS or len(cleaned.encode("utf-8")) > MAX_NAME_BYTES:
-        raise DatasetError(
-            f"The {kind} is too long ({len(cleaned)} characters).",
-            hint=f"use at most {MAX_NAME_CHARS} characters",
-        )
+        raise DatasetError(f"The {kind} {quoted} ends with a dot, which Windows drops.", hint="remove the dot")
     return cleaned
 
 

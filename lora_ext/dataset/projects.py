@@ -132,7 +132,8 @@ def _copy_tree(source: Path, destination: Path, skip: frozenset[str] = frozenset
     staging = destination.with_name(f".copy-{destination.name}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        shutil.copytree(source, staging, ignore=ignore)
+        # Links are copied as links: following one would copy a file from elsewhere into the project.
+        shutil.copytree(source, staging, symlinks=True, ignore=ignore)
         os.replace(staging, destination)
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,13 +2,14 @@
 
 Nothing is read beyond directory listings and zip headers here; each entry
 carries a ``read`` function that ingestion calls once. Zip entries that would
-land outside the dataset (``../x.png``, ``/etc/x``, ``C:x``), links and encrypted
-entries are refused here, before anything is extracted.
+land outside the dataset (``../x.png``, ``/etc/x``, ``C:/x``), names Windows
+cannot hold (``a:b.png``, ``q?.png``), links and encrypted entries are refused here, before anything is extracted.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 import zlib
@@ -17,8 +18,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from lora_ext.dataset.names import forbidden_characters
 from lora_ext.errors import DatasetError
 
+_DRIVE = re.compile(r"^[A-Za-z]:[/\\]")  # "C:/x" or "C:\x": an absolute path on Windows
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
 
@@ -72,8 +75,11 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
 
 def _zip_refusal(name: str, info: zipfile.ZipInfo) -> str | None:
     parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or ".." in parts:
         return "refused: the path would escape the dataset folder"
+    bad = sorted({char for part in parts for char in forbidden_characters(part)})
+    if bad:  # "a:b.png", "q?.png": names no Windows folder can hold, and "C:x" is drive-relative there
+        return f"refused: invalid name (contains {' '.join(bad)}, which Windows does not allow)"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "refused: links inside zips are not followed"
     if info.flag_bits & 0x1:

@@ -144,7 +144,8 @@ class Tagger:
     ) -> TagReport:
         """Tag the given image files (a selection in the dataset editor) and write their captions.
 
-        ``dataset_dir``: the dataset folder they belong to; its lock covers the caption writes.
+        ``dataset_dir``: the dataset folder they belong to; its lock covers the caption writes, and no
+        caption is written through a link leading out of it.
         """
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
@@ -158,7 +159,7 @@ class Tagger:
             workers=workers,
             progress=progress,
             cancel=cancel,
-            dataset_dir=dataset_dir,
+            dataset_dir=Path(dataset_dir) if dataset_dir is not None else None,
         )
         report.warnings[:0] = list(self.pop_warnings())
         return report

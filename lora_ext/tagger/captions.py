@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from lora_ext.errors import FileFormatError
+from lora_ext.errors import FileFormatError, UnsafePath
 from lora_ext.fileio import write_text_atomic
+from lora_ext.paths import resolve_inside
 from lora_ext.tagger.postprocess import dedupe_tags
 
 ExistingMode = Literal["skip", "overwrite", "append", "prepend"]
@@ -26,6 +27,21 @@ MAX_BACKUPS = 1000
 def caption_path(image_path: Path, extension: str = CAPTION_EXTENSION) -> Path:
     """The caption file of an image: same folder, same stem, ``extension``."""
     return image_path.with_suffix(extension)
+
+
+def safe_caption_path(image_path: Path, extension: str = CAPTION_EXTENSION, root: Path | None = None) -> Path:
+    """``caption_path``, refused (``UnsafePath``) when it leads out of ``root`` (default: the image's folder).
+
+    A caption that is a link to a file elsewhere, or one inside a linked folder, is
+    neither read nor written: its text would end up in the dataset, its target overwritten.
+    """
+    target = caption_path(image_path, extension)
+    base = root if root is not None else image_path.parent
+    try:
+        relative = target.relative_to(base)
+    except ValueError:
+        raise UnsafePath(f"{target.name} is not inside the tagged folder.") from None
+    return resolve_inside(base, relative, "the tagged folder")
 
 
 def split_caption(text: str) -> list[str]:

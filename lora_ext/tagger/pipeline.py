@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lora_ext.errors import ConfigError, FileFormatError
+from lora_ext.errors import ConfigError, FileFormatError, UnsafePath
 from lora_ext.locking import dataset_lock
 from lora_ext.tagger.captions import (
     EXISTING_MODES,
@@ -34,6 +34,7 @@ from lora_ext.tagger.captions import (
     has_caption,
     merge_caption,
     read_caption,
+    safe_caption_path,
     save_caption,
 )
 from lora_ext.tagger.labels import Labels
@@ -120,7 +121,7 @@ class _Run:
     write: WriteOptions
     report: TagReport
     progress: ProgressCallback | None
-    dataset_dir: Path | None = None  # whose lock each batch of writes holds
+    dataset_dir: Path | None = None  # whose lock each batch of writes holds; captions never lead out of it
     started: float = field(default_factory=time.perf_counter)
     done: int = 0
     writes: deque[Future[None]] = field(default_factory=deque)
@@ -153,13 +154,14 @@ class _Run:
     def write_one(self, image: Path, tags: list[str]) -> None:
         target = caption_path(image, self.write.extension)
         try:
+            target = safe_caption_path(image, self.write.extension, self.dataset_dir)
             existing = read_caption(target)
             text = merge_caption(existing, tags, self.write.existing)
             if text is None:
                 self.report.kept.append(image)
                 return
             self.report.changed += save_caption(target, text, existing, self.write.backup)
-        except FileFormatError as error:
+        except (FileFormatError, UnsafePath) as error:
             self.report.skipped.append((image, error.user_message))
             return
         except OSError as error:
@@ -182,12 +184,13 @@ def _unique_captions(paths: Iterable[Path], write: WriteOptions, report: TagRepo
     return unique
 
 
-def _needs_tagging(image: Path, write: WriteOptions, report: TagReport) -> bool:
-    if write.existing != "skip":
-        return True
+def _needs_tagging(image: Path, write: WriteOptions, report: TagReport, root: Path | None) -> bool:
     try:
-        existing = read_caption(caption_path(image, write.extension))
-    except FileFormatError as error:
+        target = safe_caption_path(image, write.extension, root)
+        if write.existing != "skip":
+            return True
+        existing = read_caption(target)
+    except (FileFormatError, UnsafePath) as error:
         report.skipped.append((image, error.user_message))
         return False
     if has_caption(existing):
@@ -212,10 +215,11 @@ def tag_files(
 ) -> TagReport:
     """Tag ``paths`` and write their captions; bad files are skipped with a reason, never fatal.
 
-    ``dataset_dir``: the dataset folder the images belong to, whose lock the writes hold.
+    ``dataset_dir``: the dataset folder the images belong to: the writes hold its lock, and no caption is
+    read or written through a link leading out of it (default: each image's own folder).
     """
     report = TagReport(total=0)
-    todo = [path for path in _unique_captions(paths, write, report) if _needs_tagging(path, write, report)]
+    todo = [path for path in _unique_captions(paths, write, report) if _needs_tagging(path, write, report, dataset_dir)]
     report.total = len(todo)
     batch = batch_size if session.dynamic_batch else 1
     if batch_size > 1 and not session.dynamic_batch:

@@ -18,8 +18,10 @@ from typing import Literal
 import torch
 
 from lora_ext.config import TrainConfig
+from lora_ext.dataset.names import sanitize_filename
 from lora_ext.errors import ConfigError, HostUnavailable
 from lora_ext.host import Host
+from lora_ext.paths import resolve_inside
 from lora_ext.training import buckets, checkpoint, loop, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.events import TrainEvents
@@ -66,11 +68,13 @@ class TrainResult:
 
 
 def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> Path:
+    """Where the LoRA goes: ``out`` as given (a command-line choice), else ``<output_name>.safetensors``
+    inside the host's LoRA folder, never through a link that leads out of it."""
     if out:
         path = Path(out)
         return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
-    name = config.output_name or Path(config.dataset_dir).name or "lora"
-    return host.lora_dir / f"{name}.safetensors"
+    name = config.output_name or sanitize_filename(Path(config.dataset_dir).name, fallback="lora")
+    return resolve_inside(host.lora_dir, f"{name}.safetensors", "the LoRA folder")
 
 
 def network_spec(config: TrainConfig) -> NetworkSpec:

@@ -153,7 +153,7 @@ def start_training_job(
 ) -> tuple[Job, Any]:
     """Check, save the settings with the version, and train in a background job (also used by the REST API)."""
     from lora_ext.config import save_config
-    from lora_ext.training.run import train_lora
+    from lora_ext.training.run import output_path_for, train_lora
 
     paths = ctx.version(project, version)
     session = ctx.editors.get((paths.project, paths.version))
@@ -165,7 +165,7 @@ def start_training_job(
         raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
     default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
     config = train_fields.build_config(values, str(paths.dataset), default_output)
-    out = host.lora_dir / f"{config.output_name}.safetensors"
+    out = output_path_for(host, config, None)  # inside the LoRA folder, or refused before anything is written
 
     def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
         save_config(config, paths.config / "train.toml")
