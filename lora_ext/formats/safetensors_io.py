@@ -112,15 +112,7 @@ def load_state_dict(
     """(tensors on the CPU, string metadata) of a LoRA file or checkpoint."""
     path = Path(path)
     if is_safetensors(path):
-        header = read_header(path)
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as error:
-            raise FileFormatError(f"{path.name}: cannot read safetensors data ({error})") from error
-        return tensors, header.metadata
+        return load_tensors(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise FileFormatError(
@@ -131,6 +123,20 @@ def load_state_dict(
     raise FileFormatError(
         f"{path.name}: unknown file type {path.suffix or '(none)'}", hint="LoRA files are .safetensors"
     )
+
+
+def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, string metadata) of a safetensors file, whatever its name ends in."""
+    path = Path(path)
+    header = read_header(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise FileFormatError(f"{path.name}: cannot read safetensors data ({error})") from error
+    return tensors, header.metadata
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
