@@ -25,7 +25,7 @@ from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
 from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.placement import place
-from lora_ext.formats.safetensors_io import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, read_header
+from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import ModelParts
 from lora_ext.lora_cache import LoraCache, file_identity
 from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
@@ -94,16 +94,15 @@ def _sd_version(metadata: dict[str, str]) -> str:
     return "SD1" if metadata else "Unknown"  # A1111: any metadata → SD1
 
 
-def scan_lora_dirs(dirs: Sequence[Path], allow_pickle: bool = False) -> list[LoraEntry]:
+def scan_lora_dirs(dirs: Sequence[Path]) -> list[LoraEntry]:
     """Every LoRA file below ``dirs`` (sub-folders included), sorted by relative name."""
-    suffixes = SAFETENSORS_SUFFIXES + (PICKLE_SUFFIXES if allow_pickle else ())
     entries: list[LoraEntry] = []
     for root in dirs:
         root = Path(root)
         if not root.is_dir():
             continue
         for path in sorted(root.rglob("*")):
-            if path.suffix.lower() not in suffixes or not path.is_file():
+            if path.suffix.lower() not in SAFETENSORS_SUFFIXES or not path.is_file():
                 continue
             metadata: dict[str, str] = {}
             if path.suffix.lower() in SAFETENSORS_SUFFIXES:
@@ -136,16 +135,14 @@ class NetworkLoader:
         *,
         cache: LoraCache | None = None,
         presets_path: Path | None = None,
-        allow_pickle: bool = False,
         warn: Callable[[str], None] | None = None,
         backup_device: str | torch.device = "cpu",
         keep_backups: bool = True,
     ) -> None:
         self._parts = parts
         self._lora_dirs = lora_dirs
-        self.cache = cache if cache is not None else LoraCache(allow_pickle=allow_pickle)
+        self.cache = cache if cache is not None else LoraCache()
         self.presets_path = presets_path
-        self.allow_pickle = allow_pickle
         self._warn = warn
         self.patches = AppliedPatches(backup_device=backup_device, keep_backups=keep_backups)
         self.last_report = LoadReport()
@@ -171,7 +168,7 @@ class NetworkLoader:
     def available(self, refresh: bool = False) -> list[LoraEntry]:
         """LoRA files in the LoRA folder(s); rescanned on ``refresh``."""
         if refresh or self._entries is None:
-            self._entries = scan_lora_dirs(self.lora_dirs(), self.allow_pickle)
+            self._entries = scan_lora_dirs(self.lora_dirs())
         return list(self._entries)
 
     def resolve(self, name: str) -> LoraEntry | None:

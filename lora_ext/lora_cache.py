@@ -23,9 +23,8 @@ def file_identity(path: Path) -> tuple:
 class LoraCache:
     """Parsed files, most recently used last; ``max_items`` 0 keeps only what the current call needs."""
 
-    def __init__(self, max_items: int = 5, allow_pickle: bool = False) -> None:
+    def __init__(self, max_items: int = 5) -> None:
         self.max_items = max_items
-        self.allow_pickle = allow_pickle
         self._items: OrderedDict[str, ParsedLora] = OrderedDict()
         self.loads = 0  # how many times a file was read and parsed (for tests and the bench)
 
@@ -45,7 +44,7 @@ class LoraCache:
         if cached is not None and cached.identity == identity:
             self._items.move_to_end(key)
             return cached
-        tensors, metadata = load_state_dict(path, allow_pickle=self.allow_pickle)
+        tensors, metadata = load_state_dict(path)
         parsed = parse_lora(tensors, metadata, path=path, identity=identity)
         self.loads += 1
         self._items[key] = parsed

@@ -69,7 +69,6 @@ def parse_lora_argument(text: str) -> MergeSource:
 def _plan(
     base_keys: dict[str, tuple[int, ...]],
     sources: Sequence[MergeSource],
-    allow_pickle: bool,
     warn: Callable[[str], None],
     summary: MergeSummary,
 ) -> dict[str, list[ParamPatch]]:
@@ -78,7 +77,7 @@ def _plan(
     summary.family = keymap.family
     plan: dict[str, list[ParamPatch]] = {}
     for source in sources:
-        tensors, metadata = load_state_dict(source.path, allow_pickle=allow_pickle)
+        tensors, metadata = load_state_dict(source.path)
         parsed = parse_lora(tensors, metadata, path=source.path)
         name = source.path.name
         if incompatible(parsed.detection, keymap.family):
@@ -136,7 +135,6 @@ def merge_checkpoint(
     sources: Sequence[MergeSource],
     out: Path,
     save_dtype: torch.dtype | None = None,
-    allow_pickle: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> MergeSummary:
     """Write ``out`` = ``base`` with every source LoRA baked in."""
@@ -147,7 +145,7 @@ def merge_checkpoint(
         raise UsageError("--out must differ from the base checkpoint")
     header = read_header(base)
     summary = MergeSummary(out=out)
-    plan = _plan({key: info.shape for key, info in header.tensors.items()}, sources, allow_pickle, warn, summary)
+    plan = _plan({key: info.shape for key, info in header.tensors.items()}, sources, warn, summary)
 
     order = sorted(header.tensors, key=lambda key: header.tensors[key].begin)
     layout: dict[str, dict] = {}

@@ -105,19 +105,25 @@ def test_inspect_refuses_broken_and_pickle_files_in_one_line(tmp_path, capsys, c
     assert len(err) == 1 and all(word in err[0] for word in words), err
 
 
-def test_legacy_pt_is_read_weights_only_when_allowed(tmp_path, capsys):
-    path = tmp_path / "old.pt"
-    torch.save(spell("lora_te_text_model_encoder_layers_0_mlp_fc1", adapter_tensors("lora", torch.zeros(64, 32))), path)
-    assert main(["inspect", str(path), "--json", "--allow-pickle"]) == 0
-    assert json.loads(capsys.readouterr().out)["formats"] == {"lora": 1}
+def test_legacy_pickles_are_never_opened_not_even_weights_only(tmp_path, capsys):
+    marker = tmp_path / "pwned"
 
     class Evil:
         def __reduce__(self):
-            return (print, ("pwned",))
+            return (open, (str(marker), "w"))
 
-    torch.save({"x": Evil()}, tmp_path / "evil.pt")
-    assert main(["inspect", str(tmp_path / "evil.pt"), "--allow-pickle"]) == 2
-    assert "pwned" not in capsys.readouterr().out
+    plain = tmp_path / "old.pt"
+    torch.save(
+        spell("lora_te_text_model_encoder_layers_0_mlp_fc1", adapter_tensors("lora", torch.zeros(64, 32))), plain
+    )
+    torch.save({"x": Evil()}, tmp_path / "evil.ckpt")
+    for path in (plain, tmp_path / "evil.ckpt"):
+        assert main(["inspect", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "never loaded" in err[0], err
+    assert not marker.exists()
+    with pytest.raises(SystemExit):  # the old opt-in is gone
+        main(["inspect", str(plain), "--allow-pickle"])
 
 
 def test_trigger_words_come_from_the_activation_text_else_the_most_frequent_tags(tmp_path, capsys):

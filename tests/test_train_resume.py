@@ -64,6 +64,9 @@ def test_same_seed_gives_the_same_file_and_resume_is_exact(host_and_data, tmp_pa
     events = TrainEvents(on_progress=lambda info: events.request_stop() if info.step == STEPS // 2 else None)
     stopped = train_lora(host, config, events, out=out)
     assert stopped.status == "cancelled" and stopped.steps == STEPS // 2
+    # The state sits in the run's working folder, not in the LoRA folder the WebUI lists.
+    assert stopped.state_path == tmp_path / "c" / "x-training" / "resume" / "state.json"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["x-training"]
     resumed = train_lora(host, config, out=out, resume=True)
     assert resumed.status == "finished" and resumed.steps == STEPS
     after = load_file(str(resumed.path))

@@ -10,9 +10,6 @@ HELP = "show a LoRA file's format, base model, ranks, metadata and hashes"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument(
-        "--allow-pickle", action="store_true", help="also read legacy .pt/.ckpt files (weights only, never code)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +17,6 @@ def run(args: argparse.Namespace) -> int:
 
     from lora_ext.formats.inspect import format_report, inspect_lora
 
-    info = inspect_lora(args.path, allow_pickle=args.allow_pickle)
+    info = inspect_lora(args.path)
     print(json.dumps(info, indent=2) if args.json else format_report(info))
     return 0

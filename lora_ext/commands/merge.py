@@ -23,9 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dtype of the merged weights (default: the base's)",
     )
-    parser.add_argument(
-        "--allow-pickle", action="store_true", help="also read legacy .pt/.ckpt LoRAs (weights only, never code)"
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     sources = [parse_lora_argument(text) for text in args.lora]
     save_dtype = SAVE_DTYPES[args.save_dtype] if args.save_dtype else None
-    summary = merge_checkpoint(
-        Path(args.base), sources, Path(args.out), save_dtype=save_dtype, allow_pickle=args.allow_pickle, warn=warn
-    )
+    summary = merge_checkpoint(Path(args.base), sources, Path(args.out), save_dtype=save_dtype, warn=warn)
     matched = ", ".join(f"{name}: {count} modules" for name, count in summary.matched.items())
     print(
         f"merged into {summary.out} ({summary.family}; {summary.touched} weights changed, "

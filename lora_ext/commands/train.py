@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, help="training resolution")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--network", choices=("lora", "locon"), help="network type")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT's .trainstate")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the state saved in OUT's NAME-training/resume/ folder"
+    )
     parser.add_argument("--save-config", metavar="FILE", help="also write the final settings to FILE (.toml/.json)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--config-dir", help="offline diffusers config folder for single-file checkpoints")

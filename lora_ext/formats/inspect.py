@@ -74,10 +74,10 @@ def _number_key(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def inspect_lora(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict:
+def inspect_lora(path: str | os.PathLike[str]) -> dict:
     """Formats, base model, ranks/alphas, module counts, key styles, unmatched keys, metadata, triggers, hashes."""
     path = Path(path)
-    tensors, metadata = load_state_dict(path, allow_pickle=allow_pickle)
+    tensors, metadata = load_state_dict(path)
     parsed = parse_lora(tensors, metadata, path=path)
     ranks: Counter[str] = Counter()
     alphas: Counter[str] = Counter()

@@ -1,10 +1,10 @@
 """Safe reading of LoRA files and checkpoints.
 
-``.safetensors`` is read by default; its header is validated first (length,
-JSON, offsets inside the file) so a truncated or malformed file gives one clear
+Only ``.safetensors`` is read; its header is validated first (length, JSON,
+offsets inside the file) so a truncated or malformed file gives one clear
 ``FileFormatError`` instead of a crash deep in a C extension. Legacy pickles
-(``.pt``/``.ckpt``) are read only when the caller allows them, and then only
-through ``torch.load(weights_only=True)``, which refuses arbitrary objects.
+(``.pt``/``.ckpt``) are refused by name and never opened: even torch's
+weights-only loading runs an unpickler over a file a user may have been handed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,46 +106,33 @@ def is_safetensors(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in SAFETENSORS_SUFFIXES
 
 
-def load_state_dict(
-    path: str | os.PathLike[str], allow_pickle: bool = False
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors on the CPU, string metadata) of a LoRA file or checkpoint."""
+def load_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, string metadata) of a LoRA file or checkpoint; a pickle is refused, never opened."""
     path = Path(path)
     if is_safetensors(path):
-        header = read_header(path)
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as error:
-            raise FileFormatError(f"{path.name}: cannot read safetensors data ({error})") from error
-        return tensors, header.metadata
+        return load_tensors(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise FileFormatError(
-                f"{path.name}: legacy pickle files are not loaded by default",
-                hint="convert it to .safetensors, or enable legacy .pt/.ckpt loading",
-            )
-        return _load_pickle(path), {}
+        raise FileFormatError(
+            f"{path.name}: legacy pickle files (.pt/.ckpt) are never loaded, since a pickle can run code",
+            hint="use the .safetensors version of this LoRA",
+        )
     raise FileFormatError(
         f"{path.name}: unknown file type {path.suffix or '(none)'}", hint="LoRA files are .safetensors"
     )
 
 
-def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, string metadata) of a safetensors file, whatever its name ends in."""
+    path = Path(path)
+    header = read_header(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for unsafe or broken pickles
-        raise FileFormatError(
-            f"{path.name}: not a safe weights-only pickle ({type(error).__name__})",
-            hint="only plain tensors are accepted from .pt/.ckpt files",
-        ) from error
-    if isinstance(loaded, Mapping) and "state_dict" in loaded and isinstance(loaded["state_dict"], Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping):
-        raise FileFormatError(f"{path.name}: the pickle does not hold a state dict")
-    return {str(k): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise FileFormatError(f"{path.name}: cannot read safetensors data ({error})") from error
+    return tensors, header.metadata
 
 
 def read_tensor(handle, info: TensorInfo) -> torch.Tensor:

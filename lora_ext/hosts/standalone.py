@@ -68,13 +68,17 @@ def load_pipeline(model: str, config_dir: Path | None = None, dtype: torch.dtype
     dtype = dtype or torch.float32
     if model == "demo":
         folder = _ensure_demo()
-        return DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtype, safety_checker=None)
+        return DiffusionPipeline.from_pretrained(
+            str(folder), torch_dtype=dtype, safety_checker=None, use_safetensors=True
+        )
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"{path} is not a diffusers model folder (it has no model_index.json)")
         try:
-            return DiffusionPipeline.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True)
+            return DiffusionPipeline.from_pretrained(
+                str(path), torch_dtype=dtype, local_files_only=True, use_safetensors=True
+            )
         except (OSError, ValueError) as error:
             raise ModelLoadError(f"could not load the diffusers folder {path}: {error}") from error
     if not path.is_file():

@@ -22,7 +22,7 @@ from lora_ext.dataset.names import sanitize_filename
 from lora_ext.errors import ConfigError, HostUnavailable
 from lora_ext.host import Host
 from lora_ext.paths import resolve_inside
-from lora_ext.training import buckets, checkpoint, loop, save
+from lora_ext.training import buckets, checkpoint, loop, paths, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.events import TrainEvents
 from lora_ext.training.inject import attached
@@ -130,13 +130,14 @@ def _load_init_weights(network: LoraNetwork, path: str) -> None:
 
 
 def _resume_state(config: TrainConfig, output_path: Path) -> dict | None:
-    path = checkpoint.state_path(output_path)
-    state = checkpoint.load_state(path)
+    state = checkpoint.load_state(output_path)
     saved = state["config"]
+    if not isinstance(saved, dict):
+        raise ConfigError(f"cannot resume {output_path.stem}: the saved state has no settings")
     changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
     if changed:
         raise ConfigError(
-            f"cannot resume {path.name}: these settings differ from the saved run: {', '.join(changed)}",
+            f"cannot resume {output_path.stem}: these settings differ from the saved run: {', '.join(changed)}",
             hint="resume with the same settings, or start a new run",
         )
     return state
@@ -195,7 +196,7 @@ def train_lora(
     out: str | Path | None = None,
     resume: bool = False,
 ) -> TrainResult:
-    """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the output's ``.trainstate``."""
+    """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the run's saved state (``checkpoint``)."""
     events = events or TrainEvents()
     _check_host(host, config)
     output_path = output_path_for(host, config, out)
@@ -216,7 +217,7 @@ def train_lora(
         optimizer = build_optimizer(config, _param_groups(network, config))
         autocast_dtype = _autocast_dtype(config, host)
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-        work_dir = output_path.with_name(output_path.stem + "-training")
+        work_dir = paths.work_dir(output_path)
         parts = TrainingParts(
             host,
             network,

@@ -206,7 +206,7 @@ def start_training(
         done = f"Finished: {result.steps} steps, final loss {result.final_loss:.4f} → {result.path}"
         final["train_progress"] = progress_html(1.0, done, "done")
     else:
-        where = f"; resume continues from {result.state_path.name}" if result.state_path else ""
+        where = f"; Resume continues from the state in {result.state_path.parent}" if result.state_path else ""
         final["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
     final["train_status"] = skipped
     yield {**final, **result_section.refresh(ctx, project, version, config.output_name)}
