@@ -158,8 +158,11 @@ class Host(Protocol):
         """The first text encoder's Hugging Face CLIP tokenizer, or None (for caption token counts)."""
         ...
 
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] → scaled latents (B, 4, H/8, W/8)."""
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] → scaled latents (B, 4, H/8, W/8): a posterior sample drawn from ``generator``.
+
+        A CPU ``generator``; ``None`` draws from torch's global one (shared by every thread of the process).
+        """
         ...
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:

@@ -144,7 +144,7 @@ def test_disk_latent_cache_is_reused_and_invalidated_when_the_image_changes(make
     assert len(cache_files) == 1
     calls = []
     original = host.encode_images
-    host.encode_images = lambda pixels: calls.append(pixels.shape) or original(pixels)
+    host.encode_images = lambda pixels, generator=None: calls.append(pixels.shape) or original(pixels, generator)
     again = build_dataset(host, config, encode_text=False).latent(0, False)[0]
     assert torch.equal(first, again) and len(calls) == 1  # only the VAE probe, no image encode
     image = tmp_path / "1_x" / "img0.png"

@@ -130,3 +130,23 @@ def test_lora_gradients_survive_non_reentrant_checkpointing(make_ldm_host, layou
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
     assert all("forward" not in m.__dict__ for m in host.unet.modules())
+
+
+def test_checkpointing_recomputes_with_the_same_dropout_masks(make_ldm_host):
+    host = make_ldm_host("sd1")
+    wake_zero_layers(host)
+    spec = NetworkSpec(rank=2, alpha=2.0, dropout=0.3, rank_dropout=0.3, train_text_encoder=False)
+    network = build_network(host.parts(), "sd1", spec)
+    _randomise(network)
+    network.train()
+    with torch.no_grad():
+        conditioning = host.encode_prompts(["a cat"])
+    grads = []
+    for checkpointing in (False, True):
+        network.zero_grad()
+        network.reseed(5)
+        with attached(network, host.parts(), gradient_checkpointing=checkpointing):
+            _unet_output(host, conditioning).pow(2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in network.parameters()]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)

@@ -126,9 +126,14 @@ class LdmHost:
         return getattr(self.parts().text_encoders[0].root, "tokenizer", None)
 
     # -- model calls -----------------------------------------------------------------
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         vae_dtype = next(self.sd_model.first_stage_model.parameters()).dtype
         posterior = self.sd_model.encode_first_stage(pixels.to(self.device, vae_dtype))
+        if generator is not None and not isinstance(posterior, torch.Tensor):
+            # ldm's DiagonalGaussianDistribution.sample(), with the noise from ``generator``. (sgm's
+            # encode_first_stage samples inside and hands back a tensor: that draw stays global.)
+            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
+            posterior = posterior.mean + posterior.std * noise
         return self.sd_model.get_first_stage_encoding(posterior).float()
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:

@@ -188,10 +188,10 @@ class StandaloneHost:
         with vae_in_fp32(self.pipeline.vae, getattr(config, "vae_fp32", False)):
             yield
 
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         vae = self.pipeline.vae
         posterior = vae.encode(pixels.to(self.device, vae.dtype)).latent_dist
-        return (posterior.sample() * vae.config.scaling_factor).float()
+        return (posterior.sample(generator=generator) * vae.config.scaling_factor).float()
 
     def _tokens(self, tokenizer, prompts: Sequence[str]) -> torch.Tensor:
         batch = tokenizer(

@@ -240,9 +240,7 @@ class TrainingDataset:
         """A fingerprint of the VAE: the hash of a fixed probe image's latent."""
         if self._vae_key is None:
             probe = torch.linspace(-1, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
-            with torch.random.fork_rng(devices=_cuda_devices(self.host)), torch.no_grad():
-                torch.manual_seed(0)
-                latent = self.host.encode_images(probe).float().cpu()
+            latent = self._encode_pixels(probe, 0)
             self._vae_key = hashlib.sha256((latent * 1000).round().numpy().tobytes()).hexdigest()[:16]
         return self._vae_key
 
@@ -283,13 +281,20 @@ class TrainingDataset:
     def _encode(self, record: ImageRecord, index: int, flip: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         pixels, alpha = load_pixels(record, flip, self.config.masked_loss)
         # The cached latent is one sample of the VAE posterior, drawn from a seed of its own.
-        with torch.random.fork_rng(devices=_cuda_devices(self.host)), torch.no_grad():
-            torch.manual_seed(self.config.seed * 7919 + index * 2 + int(flip))
-            latent = self.host.encode_images(pixels[None]).float().cpu()[0]
+        latent = self._encode_pixels(pixels[None], self.config.seed * 7919 + index * 2 + int(flip))[0]
         mask = None
         if alpha is not None:
             mask = F.adaptive_avg_pool2d(alpha[None], latent.shape[-2:])[0]
         return latent, mask
+
+    def _encode_pixels(self, pixels: torch.Tensor, seed: int) -> torch.Tensor:
+        """Latents for (B, 3, H, W) pixels, the posterior sample drawn from a generator seeded with ``seed``.
+
+        The global generators are seeded too, inside ``fork_rng``, for a host whose VAE samples from them.
+        """
+        with torch.random.fork_rng(devices=_cuda_devices(self.host)), torch.no_grad():
+            torch.manual_seed(seed)
+            return self.host.encode_images(pixels, torch.Generator().manual_seed(seed)).float().cpu()
 
     def _read_disk_cache(self, record: ImageRecord, flip: bool):
         from safetensors import safe_open

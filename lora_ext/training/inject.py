@@ -102,7 +102,7 @@ def attach(network: LoraNetwork, parts: ModelParts, gradient_checkpointing: bool
             attachment.handles.append(target.module.register_forward_hook(post_hook))
         if gradient_checkpointing:
             for block in checkpointed_blocks(parts.unet):
-                _wrap_with_checkpoint(block, attachment)
+                _wrap_with_checkpoint(block, attachment, network.generator)
     except BaseException:
         detach(attachment)
         raise
@@ -150,20 +150,29 @@ def checkpointed_blocks(unet: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def _wrap_with_checkpoint(block: nn.Module, attachment: Attachment) -> None:
+def _wrap_with_checkpoint(block: nn.Module, attachment: Attachment, generator: torch.Generator) -> None:
     """Route the block's forward through non-reentrant ``torch.utils.checkpoint``.
 
     Non-reentrant checkpointing gives gradients to every parameter used inside,
     including the LoRA modules the hooks call; the reentrant kind and ldm's own
     ``CheckpointFunction`` drop them. The override is an instance attribute, so
     the block (and its name) stay the same and ``detach`` simply deletes it.
+    ``checkpoint`` replays only torch's global generators, so the recomputation
+    restarts the network's dropout ``generator`` where the first pass found it:
+    backward sees the masks the forward used.
     """
     original = block.forward
 
     def forward(*args, **kwargs):
         if not torch.is_grad_enabled():
             return original(*args, **kwargs)
-        return checkpoint(original, *args, use_reentrant=False, **kwargs)
+        state = generator.get_state()
+
+        def replay(*inner_args, **inner_kwargs):
+            generator.set_state(state)
+            return original(*inner_args, **inner_kwargs)
+
+        return checkpoint(replay, *args, use_reentrant=False, **kwargs)
 
     block.__dict__["forward"] = forward
     attachment.forwards.append(block)

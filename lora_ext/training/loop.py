@@ -25,7 +25,7 @@ def train(
         step = steps.batches_for_step(dataset, plan, config, parts.progress.step)  # 1. the batches of this step
         loss = 0.0
         for items, seed in zip(step.items, step.seeds, strict=True):
-            batch = steps.get_batch(dataset, items, seed)
+            batch = steps.get_batch(parts, dataset, items, seed)
             latents, conditioning = steps.latents_and_conditioning(parts, batch)  # 2. latents and conditioning
             noisy, timesteps, target, weights = steps.noise_and_timesteps(parts, config, latents, seed)  # 3. noise, t
             micro_loss = steps.predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)  # 4.

@@ -5,6 +5,11 @@ to the layer's output through a forward hook (``y + up(down(x)) · scale``, as
 kohya's monkey-patched forward does), or, for OpenCLIP's fused attention, adds
 ``delta_weight()`` to a slice of ``in_proj_weight`` (see ``inject.py``).
 Parameters are fp32 whatever the base model's dtype.
+
+Dropout masks come from the network's own generator, reseeded for every
+micro-batch, never from torch's global generator: that one is shared by every
+thread of the process (a generation, a tagger, another extension), so a draw
+from it depends on what else runs at the same time.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lora_ext.host import ModelParts
@@ -27,6 +31,7 @@ UNET_CONV_CLASSES = frozenset({"ResBlock", "ResnetBlock2D", "Downsample", "Downs
 TEXT_ENCODER_CLASSES = frozenset({"CLIPAttention", "CLIPSdpaAttention", "CLIPFlashAttention2", "CLIPMLP"})
 
 Projection = Literal["q", "k", "v", "out"]
+DROPOUT_STREAM = 0x6C6F7261  # mixed into a micro-batch's seed, so masks and noise never share a stream
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,20 @@ class NetworkSpec:
 
 
 class LoraModule(nn.Module):
-    """``lora_down`` → (dropout) → ``lora_up``, scaled by ``alpha / rank``."""
+    """``lora_down`` → (dropout) → ``lora_up``, scaled by ``alpha / rank``; masks drawn from ``generator``."""
 
     def __init__(
-        self, lora_name: str, base: nn.Module | tuple[int, int], rank: int, alpha: float, spec: NetworkSpec
+        self,
+        lora_name: str,
+        base: nn.Module | tuple[int, int],
+        rank: int,
+        alpha: float,
+        spec: NetworkSpec,
+        generator: torch.Generator,
+        init_generator: torch.Generator,
     ) -> None:
         super().__init__()
+        self.generator = generator
         self.lora_name = lora_name
         if isinstance(base, nn.Conv2d):
             self.is_conv = True
@@ -62,7 +75,7 @@ class LoraModule(nn.Module):
             self.lora_down = nn.Linear(in_features, rank, bias=False)
             self.lora_up = nn.Linear(rank, out_features, bias=False)
         # kohya's initialisation: the network starts as the identity.
-        nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5), generator=init_generator)
         nn.init.zeros_(self.lora_up.weight)
         self.register_buffer("alpha", torch.tensor(float(alpha)))
         self.rank = rank
@@ -75,8 +88,16 @@ class LoraModule(nn.Module):
     def scale(self) -> float:
         return float(self.alpha) / self.rank
 
+    def _uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Uniform [0, 1) draws from the network's generator (CPU, so the stream is the same on every device)."""
+        return torch.rand(shape, generator=self.generator).to(device)
+
     def _skipped(self) -> bool:
-        return self.training and self.module_dropout > 0 and float(torch.rand(())) < self.module_dropout
+        return (
+            self.training
+            and self.module_dropout > 0
+            and float(torch.rand((), generator=self.generator)) < self.module_dropout
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | None:
         """The amount to add to the base layer's output for input ``x`` (``None`` when dropped)."""
@@ -85,7 +106,8 @@ class LoraModule(nn.Module):
         hidden = self.lora_down(x.to(self.lora_down.weight.dtype))
         scale = self.scale * self.multiplier
         if self.training and self.dropout > 0:
-            hidden = F.dropout(hidden, p=self.dropout)
+            keep = (self._uniform(tuple(hidden.shape), hidden.device) >= self.dropout).to(hidden.dtype)
+            hidden = hidden * keep / (1 - self.dropout)
         if self.training and self.rank_dropout > 0:
             # One mask per sample over the rank channels; shape broadcasts over tokens or pixels.
             shape = (
@@ -93,7 +115,7 @@ class LoraModule(nn.Module):
                 if self.is_conv
                 else (hidden.shape[0],) + (1,) * (hidden.dim() - 2) + (self.rank,)
             )
-            mask = (torch.rand(shape, device=hidden.device) > self.rank_dropout).to(hidden.dtype)
+            mask = (self._uniform(shape, hidden.device) > self.rank_dropout).to(hidden.dtype)
             hidden = hidden * mask
             scale = scale / (1 - self.rank_dropout)
         return self.lora_up(hidden) * scale
@@ -106,7 +128,7 @@ class LoraModule(nn.Module):
         up = self.lora_up.weight.flatten(1)
         scale = self.scale * self.multiplier
         if self.training and self.rank_dropout > 0:
-            mask = (torch.rand(self.rank, device=down.device) > self.rank_dropout).to(down.dtype)
+            mask = (self._uniform((self.rank,), down.device) > self.rank_dropout).to(down.dtype)
             down = down * mask[:, None]
             scale = scale / (1 - self.rank_dropout)
         return up @ down * scale
@@ -131,19 +153,25 @@ class FusedAttentionTarget:
 class LoraNetwork(nn.Module):
     """All LoRA modules of a run, keyed by their kohya names."""
 
-    def __init__(self, spec: NetworkSpec) -> None:
+    def __init__(self, spec: NetworkSpec, seed: int = 0) -> None:
         super().__init__()
         self.spec = spec
+        self._init_generator = torch.Generator().manual_seed(seed)  # lora_down's initial weights
         self.loras = nn.ModuleDict()
         self.hook_targets: list[HookTarget] = []
         self.fused_targets: list[FusedAttentionTarget] = []
         self.text_encoder_names: set[str] = set()
+        self.generator = torch.Generator()  # dropout masks; see reseed()
+
+    def reseed(self, seed: int) -> None:
+        """Start the dropout masks of one micro-batch from ``seed`` (a stream apart from the noise's)."""
+        self.generator.manual_seed(seed ^ DROPOUT_STREAM)
 
     def add(self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool) -> LoraModule:
         if lora_name in self.loras:
             raise ValueError(f"two layers map to the LoRA name {lora_name}")
         rank, alpha = (self.spec.conv_rank, self.spec.conv_alpha) if conv3x3 else (self.spec.rank, self.spec.alpha)
-        module = LoraModule(lora_name, base, rank, alpha, self.spec)
+        module = LoraModule(lora_name, base, rank, alpha, self.spec, self.generator, self._init_generator)
         self.loras[lora_name] = module
         if text_encoder:
             self.text_encoder_names.add(lora_name)
@@ -188,9 +216,12 @@ def _conv_kind(module: nn.Module) -> str | None:
     return None
 
 
-def build_network(parts: ModelParts, family: str, spec: NetworkSpec) -> LoraNetwork:
-    """Create LoRA modules for every layer kohya targets in ``parts`` (nothing is attached yet)."""
-    network = LoraNetwork(spec)
+def build_network(parts: ModelParts, family: str, spec: NetworkSpec, seed: int = 0) -> LoraNetwork:
+    """Create LoRA modules for every layer kohya targets in ``parts`` (nothing is attached yet).
+
+    The initial weights come from ``seed`` alone, in module order, never from the global generator.
+    """
+    network = LoraNetwork(spec, seed)
     if spec.train_unet:
         _add_unet(network, parts, family, spec)
     if spec.train_text_encoder:

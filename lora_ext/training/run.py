@@ -208,9 +208,7 @@ def train_lora(
         dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)
         for skipped in dataset.train.skipped + dataset.reg.skipped:
             events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
-        with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
-            torch.manual_seed(config.seed)
-            network = build_network(host.parts(), host.info.family, spec).to(host.device, torch.float32)
+        network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
         if config.init_weights:
             _load_init_weights(network, config.init_weights)
         plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))

@@ -77,7 +77,13 @@ def batches_for_step(dataset: TrainingDataset, plan: TrainPlan, config: TrainCon
     return StepBatches(epoch, chosen, seeds, within == plan.steps_per_epoch - 1)
 
 
-def get_batch(dataset: TrainingDataset, items: list[tuple[int, bool]], seed: int) -> Batch:
+def get_batch(parts: TrainingParts, dataset: TrainingDataset, items: list[tuple[int, bool]], seed: int) -> Batch:
+    """The micro-batch, with every random draw of it (captions, dropout masks) started from ``seed``.
+
+    Nothing draws from a global generator: those are shared by every thread of the
+    process, so what they give depends on what else runs at the same time.
+    """
+    parts.network.reseed(seed)  # before the text encoder runs: its LoRAs draw masks too
     return dataset.make_batch(items, random.Random(seed))
 
 
@@ -98,7 +104,6 @@ def latents_and_conditioning(parts: TrainingParts, batch: Batch) -> tuple[torch.
 def noise_and_timesteps(parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, seed: int):
     """(noisy latents, timesteps, target, per-sample weights) for one batch."""
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # LoRA dropout draws from the global generator
     noise = losses.sample_noise(latents, generator, config.noise_offset)
     timesteps = losses.sample_timesteps(latents.shape[0], generator, config.min_timestep, config.max_timestep)
     return _noised(parts, config, latents, noise, timesteps)
