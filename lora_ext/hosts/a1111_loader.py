@@ -171,9 +171,10 @@ class LoraTakeover:
             p.comments[message] = 1
         if any(f.applied for f in report.files) and _opt("lora_add_hashes_to_infotext", True):
             # without a token in the prompt (only "sd_lora") the WebUI never calls deactivate: resolve now
-            hashes = LoraHashes(report) if getattr(p, "extra_network_data", None) else LoraHashes(report)()
-            if hashes:
-                p.extra_generation_params[HASHES_KEY] = hashes
+            hashes = LoraHashes(report)
+            value = hashes if getattr(p, "extra_network_data", None) else hashes()
+            if value:
+                p.extra_generation_params[HASHES_KEY] = value
 
     def deactivate(self, p) -> None:
         if not self.ours():
