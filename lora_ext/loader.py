@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,7 @@ class NetworkLoader:
         self._entries: list[LoraEntry] | None = None
         self._last_request: tuple | None = None
         self._hashes: dict[tuple, str] = {}
+        self._last_warnings: list[str] = []
 
     @classmethod
     def for_host(cls, host, **kwargs) -> NetworkLoader:
@@ -236,10 +238,11 @@ class NetworkLoader:
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
         request = self._request_key(resolved)
         if request is not None and request == self._last_request and self.patches.intact():
-            return LoadReport(files=self.last_report.files, unchanged=True)
+            # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
+            return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
         report = LoadReport()
         wanted: dict[int, tuple[torch.Tensor, list[ParamPatch]]] = {}
-        user_presets = read_user_presets(self.presets_path)
+        user_presets = read_user_presets(self.presets_path, report.warnings)
         for spec, entry in resolved:
             file_report = self._collect(spec, entry, parts, keymap, user_presets, wanted, report.warnings)
             report.files.append(file_report)
@@ -248,6 +251,7 @@ class NetworkLoader:
         # random block weights are drawn again for every generation: never "unchanged"
         self._last_request = None if any(f.random_blocks for f in report.files) else request
         self.last_report = report
+        self._last_warnings = list(report.warnings)
         return report
 
     def _request_key(self, resolved) -> tuple | None:
@@ -263,10 +267,11 @@ class NetworkLoader:
         return (self._model_key, tuple(key), self._presets_identity())
 
     def _presets_identity(self) -> tuple | None:
-        if self.presets_path is None or not Path(self.presets_path).is_file():
+        try:
+            stat = os.stat(self.presets_path) if self.presets_path is not None else None
+        except OSError:
             return None
-        stat = os.stat(self.presets_path)
-        return (stat.st_mtime_ns, stat.st_size)
+        return None if stat is None else (stat.st_mtime_ns, stat.st_size)
 
     def _collect(
         self,
@@ -286,9 +291,11 @@ class NetworkLoader:
         report.path = entry.path
         try:
             parsed = self.cache.get(entry.path)
-        except LoraExtError as error:
+        except LoraExtError as error:  # gone, unreadable, truncated, corrupt: before any weight is touched
             report.skipped = error.one_line()
             warnings.append(f"LoRA {spec.name} skipped: {error.one_line()}")
+            if not entry.path.is_file():
+                self._entries = None  # removed since the list was scanned: look again next time
             return report
         report.bundled_embeddings = sorted(parsed.bundled_embeddings)
         if report.bundled_embeddings:
@@ -330,10 +337,12 @@ class NetworkLoader:
             report.random_blocks = True
             drawn = ", ".join(f"{block}={ratio:g}" for block, ratio in blocks.ratios.items())
             warnings.append(f"LoRA {spec.name}: random block weights this time: {drawn}")
-        for prefix, target, placement, adapter in matched:
-            multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
-            if blocks is not None:
-                multiplier *= blocks.ratio(target.block)
+        multipliers = [self._multiplier(spec, blocks, target) for _, target, _, _ in matched]
+        if not all(math.isfinite(multiplier) for multiplier in multipliers):  # 1e200 × a block weight of 1e200
+            report.skipped = "weight too large"
+            warnings.append(f"LoRA {spec.name} skipped: its weight times a block weight is too large to merge")
+            return report
+        for (prefix, target, placement, adapter), multiplier in zip(matched, multipliers, strict=True):
             report.matched += 1
             if multiplier == 0:
                 continue  # a zero block weight or strength: nothing to merge
@@ -350,6 +359,11 @@ class NetworkLoader:
         # hashing the file costs a second read: only when the infotext asks for it
         report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)
         return report
+
+    @staticmethod
+    def _multiplier(spec: NetworkSpec, blocks, target: Target) -> float:
+        multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
+        return multiplier * blocks.ratio(target.block) if blocks is not None else multiplier
 
     def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str | None:
         """The hash for the infotext; None (left out) if the file went away since it was applied."""

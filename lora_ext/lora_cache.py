@@ -6,9 +6,10 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+from lora_ext.errors import LoraExtError
 from lora_ext.formats.parse import ParsedLora, parse_lora
 from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
-from lora_ext.formats.safetensors_io import load_state_dict
+from lora_ext.formats.safetensors_io import load_state_dict, unreadable
 
 
 def file_identity(path: Path) -> tuple:
@@ -36,16 +37,28 @@ class LoraCache:
         self.trim()
 
     def get(self, path: str | os.PathLike[str], identity: tuple | None = None) -> ParsedLora:
-        """The parsed file; read again if its mtime or size changed."""
+        """The parsed file; read again if its mtime or size changed.
+
+        Every way a file can fail to load (gone since the list was scanned, unreadable, truncated,
+        corrupt, unsupported) raises a ``LoraExtError``, so the loader skips just this LoRA.
+        """
         path = Path(path)
-        identity = identity or file_identity(path)
         key = str(path)
+        try:
+            identity = identity or file_identity(path)
+        except OSError as error:
+            self._items.pop(key, None)  # a file that went away must not be served from memory
+            raise unreadable(path, error) from error
         cached = self._items.get(key)
         if cached is not None and cached.identity == identity:
             self._items.move_to_end(key)
             return cached
-        tensors, metadata = load_state_dict(path)
-        parsed = parse_lora(tensors, metadata, path=path, identity=identity)
+        try:
+            tensors, metadata = load_state_dict(path)
+            parsed = parse_lora(tensors, metadata, path=path, identity=identity)
+        except LoraExtError:
+            self._items.pop(key, None)  # the file on disk changed into something unusable: forget the old one
+            raise
         self.loads += 1
         self._items[key] = parsed
         self._items.move_to_end(key)

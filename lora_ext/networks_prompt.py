@@ -17,6 +17,7 @@ rest of the prompt is generated.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -126,13 +127,25 @@ class ParsedPrompt:
     warnings: list[str] = field(default_factory=list)
 
 
-def _number(text: str, token: str, what: str, warnings: list[str], integer: bool = False) -> float | int | None:
+def finite_number(text: str, integer: bool = False) -> float | int | None:
+    """``text`` as a finite number (or a whole number), else None.
+
+    ``float`` also accepts ``nan``, ``inf``, ``-infinity`` and overflows ``1e309`` to ``inf``;
+    merged into a weight any of them turns the whole image into NaN, so they are refused like ``abc``.
+    """
     try:
-        return int(text) if integer else float(text)
+        value = int(text) if integer else float(text)
     except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _number(text: str, token: str, what: str, warnings: list[str], integer: bool = False) -> float | int | None:
+    value = finite_number(text, integer)
+    if value is None:
         kind = "a whole number" if integer else "a number"
         warnings.append(f"{token}: {what} {text!r} is not {kind}; this LoRA was skipped")
-        return None
+    return value
 
 
 def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | None:
@@ -194,14 +207,13 @@ BlockValue = float | str
 
 
 def _block_value(text: BlockValue, x: float, draw: random.Random) -> tuple[float, bool] | None:
-    """(ratio, drawn at random) of one list item, or None if it is neither a number nor R/U/X."""
+    """(ratio, drawn at random) of one list item, or None if it is neither a finite number nor R/U/X."""
     if isinstance(text, float | int):
-        return float(text), False
+        return (float(text), False) if math.isfinite(text) else None
     text = text.strip()
-    try:
-        return float(text), False
-    except ValueError:
-        pass
+    number = finite_number(text)
+    if number is not None:
+        return float(number), False
     match = SPECIAL_VALUE.match(text)
     if match is None:
         return None
@@ -211,15 +223,27 @@ def _block_value(text: BlockValue, x: float, draw: random.Random) -> tuple[float
     if letter == "U":
         return round(draw.uniform(-0.5, 1.5), 3), True
     offset = float(match.group(2) or 0.0) * (-1 if match.group(1) == "-" else 1)
-    return x + offset, False
+    value = x + offset  # "X+999…9" (400 digits) overflows to inf
+    return (value, False) if math.isfinite(value) else None
 
 
-def read_user_presets(path: str | os.PathLike[str] | None) -> dict[str, tuple[BlockValue, ...]]:
-    """``NAME:v1,v2,…`` lines (hako-mikan's format: numbers or R/U/X); blank, ``#`` and bad lines skipped."""
+def read_user_presets(
+    path: str | os.PathLike[str] | None, warnings: list[str] | None = None
+) -> dict[str, tuple[BlockValue, ...]]:
+    """``NAME:v1,v2,…`` lines (hako-mikan's format: numbers or R/U/X); blank, ``#`` and bad lines skipped.
+
+    A file that cannot be read (removed meanwhile, no permission, not UTF-8) is a warning, never an error.
+    """
     if path is None or not Path(path).is_file():
         return {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        if warnings is not None:
+            warnings.append(f"LBW presets {Path(path).name} not read ({error}); only the built-in presets are used")
+        return {}
     presets: dict[str, tuple[BlockValue, ...]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or ":" not in line:
             continue

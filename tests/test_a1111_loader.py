@@ -154,3 +154,44 @@ def test_switching_to_builtin_frees_our_backups(webui):
     _generate("x <lora:a:1>")
     _set_loader(webui, "Built-in")
     assert webui.takeover.loader.patches.backed_up == 0
+
+
+def test_a_lora_deleted_between_generations_is_a_comment_and_the_other_still_applies(webui):
+    _generate("x <lora:a:1> <lora:b:1>")
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["a"] + webui.deltas["b"])
+    webui.takeover.loader.resolve("b").path.unlink()
+    processed = _generate("x <lora:a:1> <lora:b:1>")
+    assert processed.images
+    assert "b.safetensors" in processed.comments and "error activating" not in processed.comments
+    torch.testing.assert_close(webui.weight.detach(), webui.original + webui.deltas["a"])
+    assert "Lora hashes: a: " in processed.infotexts[0] and "b: " not in processed.infotexts[0]
+
+
+def test_non_finite_weights_are_refused_like_abc_and_touch_no_weight(webui):
+    for value in ("nan", "inf", "1e309", "te=inf", "1:unet=nan", "1:dyn=inf"):
+        processed = _generate(f"x <lora:a:{value}>")
+        assert processed.images and "is not a" in processed.comments and value in processed.comments
+        assert torch.equal(webui.weight.detach(), webui.original), value
+
+
+def test_api_info_carries_lora_hashes_as_a_string_hashing_only_used_files(webui, monkeypatch):
+    import json
+
+    from lora_ext import loader as loader_module
+    from lora_ext.formats.hashes import addnet_hash
+
+    hashed = []
+    real_hash = loader_module.lora_short_hash
+    monkeypatch.setattr(
+        loader_module, "lora_short_hash", lambda path, meta: hashed.append(path.name) or real_hash(path, meta)
+    )
+    expected = f"a: {addnet_hash(webui.shared.cmd_opts.lora_dir + '/a.safetensors')[:12]}"
+    for _ in range(2):
+        info = json.loads(_generate("a cat <lora:a:0.5>").js())  # what /sdapi/v1/txt2img returns as "info"
+        assert info["extra_generation_params"]["Lora hashes"] == expected
+    assert hashed == ["a.safetensors"]  # b is never hashed, a once (cached by file identity)
+    info = json.loads(_generate("a cat").js())
+    assert "Lora hashes" not in info["extra_generation_params"]
+    webui.shared.opts.sd_lora = "a"  # added to every prompt, without a token: the WebUI never calls deactivate
+    info = json.loads(_generate("a cat").js())
+    assert info["extra_generation_params"]["Lora hashes"] == expected

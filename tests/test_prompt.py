@@ -200,3 +200,64 @@ def test_random_block_weights_are_drawn_again_for_every_generation(make_ldm_host
         )
         seen.add(q.detach().sum().item())
     assert len(seen) > 1
+
+
+NON_FINITE = ["nan", "NaN", "inf", "-inf", "Infinity", "1e309", "-1e309"]
+
+
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize(
+    "form",
+    ["<lora:x:{}>", "<lora:x:1:{}>", "<lora:x:te={}>", "<lora:x:1:unet={}>", "<lora:x:1:x={}>", "<lora:x:1:dyn={}>"],
+)
+def test_non_finite_weights_are_refused_with_the_same_warning_as_abc(form, value):
+    like_abc = parse_prompt(f"{form.format('abc')} <lora:good:1>").warnings
+    parsed = parse_prompt(f"{form.format(value)} <lora:good:1>")
+    assert [spec.name for spec in parsed.specs] == ["good"]
+    assert parsed.warnings == [warning.replace("abc", value) for warning in like_abc]
+
+
+@pytest.mark.parametrize("value", [*NON_FINITE, "X+" + "9" * 400])
+def test_non_finite_block_weights_are_refused_like_abc_and_never_become_a_preset(tmp_path, value):
+    from lora_ext.networks_prompt import read_user_presets
+
+    like_abc: list[str] = []
+    warnings: list[str] = []
+    assert block_weights(",".join(["1"] * 16 + ["abc"]), "sd1", warnings=like_abc) is None
+    assert block_weights(",".join(["1"] * 16 + [value]), "sd1", warnings=warnings) is None
+    assert warnings == [warning.replace("abc", value) for warning in like_abc]
+    presets = tmp_path / "lbw.txt"
+    presets.write_text("BROKEN:" + ",".join(["1"] * 16 + [value]) + "\n")
+    assert read_user_presets(presets) == {}
+
+
+def test_non_finite_weights_leave_every_weight_untouched(make_ldm_host):
+    host = make_ldm_host("sd1")
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=4))
+    seen: list[str] = []
+    loader = loader_for(host, warn=seen.append)
+    before = snapshot(*all_roots(host))
+    tokens = ["<lora:a:nan>", "<lora:a:inf>", "<lora:a:-inf>", "<lora:a:1e309>", "<lora:a:te=inf>"]
+    tokens += ["<lora:a:1:unet=nan>", "<lora:a:1:dyn=inf>", "<lora:a:1:x=nan:lbw=X,X,X,X,X,X,X,X,X,X,X,X,X,X,X,X,X>"]
+    tokens += ["<lora:a:1e200:lbw=" + ",".join(["1e200"] * 17) + ">"]  # finite values whose product is not
+    for token in tokens:
+        seen.clear()
+        assert loader.prompt_hook(f"cat {token}") == "cat "
+        assert snapshot(*all_roots(host)) == before, token
+        assert len(seen) == 1 and ("is not a" in seen[0] or "too large" in seen[0]), (token, seen)
+
+
+def test_a_non_finite_block_weight_is_ignored_exactly_like_abc(make_ldm_host):
+    host = make_ldm_host("sd1")
+    write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=4))
+    seen: list[str] = []
+    loader = loader_for(host, warn=seen.append)
+    ones = ",".join(["1"] * 16)
+    loader.prompt_hook(f"<lora:a:0.5:lbw={ones},abc>")
+    like_abc, abc_warnings = snapshot(*all_roots(host)), list(seen)
+    for value in ("nan", "inf", "1e309"):
+        loader.restore()
+        seen.clear()
+        loader.prompt_hook(f"<lora:a:0.5:lbw={ones},{value}>")
+        assert snapshot(*all_roots(host)) == like_abc
+        assert seen == [warning.replace("abc", value) for warning in abc_warnings]

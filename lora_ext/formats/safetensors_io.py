@@ -58,6 +58,11 @@ class SafetensorsHeader:
         return 8 + self.header_size
 
 
+def unreadable(path: str | os.PathLike[str], error: OSError) -> FileFormatError:
+    """The one-line error for a file that cannot be opened or read: removed meanwhile, no permission, I/O error."""
+    return FileFormatError(f"{path}: cannot read file ({error.strerror or error})")
+
+
 def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     """Parse and validate a safetensors header without reading tensor data."""
     path = Path(path)
@@ -75,7 +80,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
                 )
             raw = handle.read(header_size)
     except OSError as error:
-        raise FileFormatError(f"{path}: cannot read file ({error.strerror or error})") from error
+        raise unreadable(path, error) from error
     try:
         header = json.loads(raw.decode("utf-8"))
         if not isinstance(header, dict):

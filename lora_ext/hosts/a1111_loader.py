@@ -32,6 +32,7 @@ SETTING_LOADER = "train_tools_lora_loader"
 SETTING_CACHE = "train_tools_lora_cache_size"
 SETTING_KEEP_BACKUPS = "train_tools_keep_lora_backups"
 OURS, BUILTIN = "Train Tools", "Built-in"
+HASHES_KEY = "Lora hashes"
 PRESETS_FILE = "lbwpresets.txt"  # hako-mikan's preset file name, looked up in the LoRA folder
 
 
@@ -169,13 +170,46 @@ class LoraTakeover:
             log.warning("Train Tools LoRA: %s", message)
             p.comments[message] = 1
         if any(f.applied for f in report.files) and _opt("lora_add_hashes_to_infotext", True):
-            # a callable is evaluated when the infotext is written (WebUI ≥ 1.7), so an unseen
-            # file is hashed after sampling has started rather than before the first step
-            p.extra_generation_params["Lora hashes"] = lambda **_: report.infotext() or None
+            # without a token in the prompt (only "sd_lora") the WebUI never calls deactivate: resolve now
+            hashes = LoraHashes(report)
+            value = hashes if getattr(p, "extra_network_data", None) else hashes()
+            if value:
+                p.extra_generation_params[HASHES_KEY] = value
 
     def deactivate(self, p) -> None:
-        if not self.ours() and self.builtin is not None:
-            self.builtin.deactivate(p)
+        if not self.ours():
+            if self.builtin is not None:
+                self.builtin.deactivate(p)
+            return
+        resolve_hashes(p.extra_generation_params)
+
+
+class LoraHashes:
+    """The "Lora hashes" value, computed when first asked for.
+
+    The WebUI (≥ 1.7) calls a callable in ``extra_generation_params`` when it writes an
+    infotext, after sampling has started, so an unseen file is not hashed before the first
+    step. But ``Processed.js()`` (the API's ``info``) serialises a callable as ``null``:
+    ``deactivate``, which the WebUI calls after the infotexts and before it builds
+    ``Processed``, swaps this object for its string (hashes cached by file identity).
+    """
+
+    def __init__(self, report) -> None:
+        self._report = report
+
+    def __call__(self, **_) -> str | None:
+        return self._report.infotext() or None
+
+
+def resolve_hashes(params: dict) -> None:
+    """Replace a pending ``LoraHashes`` by its string (or drop the key when nothing could be hashed)."""
+    value = params.get(HASHES_KEY)
+    if isinstance(value, LoraHashes):
+        text = value()
+        if text:
+            params[HASHES_KEY] = text
+        else:
+            del params[HASHES_KEY]
 
 
 def _shared_model():

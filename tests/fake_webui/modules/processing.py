@@ -6,6 +6,8 @@ sample, then deactivate. Sampling here is a plain Euler loop over
 ``shared.sd_model.apply_model``.
 """
 
+import json
+
 import torch
 
 from modules import extra_networks, sd_models, shared
@@ -55,6 +57,12 @@ class Processed:
         self.seed = p.seed
         self.infotexts = [infotext] * len(images)
         self.comments = "".join(f"{k}: {v}\n" for k, v in p.comments.items())
+        self.extra_generation_params = p.extra_generation_params  # the same dict, as in the WebUI
+
+    def js(self):
+        """The API's ``info`` (``/sdapi/v1/txt2img``): anything JSON cannot hold, a callable too, becomes null."""
+        obj = {"seed": self.seed, "infotexts": self.infotexts, "extra_generation_params": self.extra_generation_params}
+        return json.dumps(obj, default=lambda o: None)
 
 
 process_log = []
