@@ -140,11 +140,28 @@
         return new Promise((resolve, reject) => reader.readEntries(resolve, reject));
     }
 
+    // Gradio's upload keeps only letters, digits and "._- " of a name; any other character travels as
+    // __ttc<hex>__ and lora_ext/ui/dataset_section.py decode_upload_name puts it back ("coffee (1).jpg").
+    function encodeName(name) {
+        let out = "";
+        for (const char of name) {
+            out += /[\p{L}\p{N}._\- ]/u.test(char) ? char : "__ttc" + char.codePointAt(0).toString(16) + "__";
+        }
+        return out;
+    }
+
+    function uploadName(folders, name) {
+        return folders.concat([name]).map(encodeName).join(PATH_MARK);
+    }
+
+    function renamed(file, name) {
+        return new File([file], name, {type: file.type, lastModified: file.lastModified});
+    }
+
     async function collect(entry, folders, out) {
         if (entry.isFile) {
             const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
-            const name = folders.length ? folders.concat([file.name]).join(PATH_MARK) : file.name;
-            out.push(new File([file], name, {type: file.type, lastModified: file.lastModified}));
+            out.push(renamed(file, uploadName(folders, file.name)));
             return;
         }
         const reader = entry.createReader();
@@ -166,8 +183,8 @@
             return;
         }
         const entries = Array.from(items).map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
-        if (!entries.some((entry) => entry.isDirectory)) {
-            return; // plain files and zips: Gradio's own upload handles them
+        if (!entries.some((entry) => entry.isDirectory || encodeName(entry.name) !== entry.name)) {
+            return; // plain files and zips with plain names: Gradio's own upload handles them
         }
         event.preventDefault();
         event.stopPropagation();
@@ -182,5 +199,22 @@
             input.files = transfer.files;
             input.dispatchEvent(new Event("change", {bubbles: true}));
         });
+    }, true);
+
+    // Files picked with the file dialog: the same renaming, before Gradio's own change handler reads them.
+    document.addEventListener("change", function (event) {
+        const input = event.target;
+        if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.closest("#train_tools_drop")) {
+            return;
+        }
+        const files = Array.from(input.files || []);
+        if (!files.some((file) => encodeName(file.name) !== file.name)) {
+            return; // plain names, or already renamed (the dispatch below comes back here)
+        }
+        event.stopImmediatePropagation();
+        const transfer = new DataTransfer();
+        files.forEach((file) => transfer.items.add(renamed(file, encodeName(file.name))));
+        input.files = transfer.files;
+        input.dispatchEvent(new Event("change", {bubbles: true}));
     }, true);
 })();

@@ -96,6 +96,36 @@ def test_dropped_folder_keeps_its_repeat_folder(tmp_path: Path) -> None:
     assert (tmp_path / "staging" / "mychar" / "10_cat" / "a.png").is_file() and names[sources[0]] == "mychar"
 
 
+def test_uploaded_names_come_back_as_the_user_named_them_and_the_first_duplicate_stays(
+    ctx: Context, tmp_path: Path
+) -> None:
+    projects.create_project(ctx, name="猫")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    red, _blue, _broken = write_images(tmp_path / "src")
+    # What javascript/train_tools.js sends for "coffee (1).png" and "coffee.png" (the same picture), in drop order.
+    first = uploads / "coffee __ttc28__1__ttc29__.png"
+    second = uploads / "coffee.png"
+    first.write_bytes(red.read_bytes())
+    second.write_bytes(red.read_bytes())
+    files = [SimpleNamespace(name=str(path)) for path in (first, second)]
+    out = dataset_section.add_files(ctx, project="猫", version="v1", files=files, target_folder="")
+    dataset = ctx.version("猫", "v1").dataset
+    assert sorted(path.name for path in dataset.glob("*.png")) == ["coffee (1).png"]
+    assert "coffee.png" in out["report"] and "duplicate of" in out["report"]
+    assert "__ttc" not in out["report"] and "renamed" not in out["report"]
+
+
+def test_an_escaped_name_that_would_leave_its_folder_is_taken_as_it_came(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    sneaky = uploads / "__ttc2e____ttc2e____ttc2f__x.png"  # "../x.png" once decoded
+    sneaky.write_bytes(b"x")
+    sources, _names = dataset_section.rebuild_folders([str(sneaky)], tmp_path / "staging")
+    assert sources == [str(sneaky)] and not (tmp_path / "staging").exists()
+    assert dataset_section.decode_upload_name("a__ttc3042__b") == "aあb"
+
+
 def _tagged(ctx: Context, tmp_path: Path) -> None:
     projects.create_project(ctx, name="猫")
     files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]

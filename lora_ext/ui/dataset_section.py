@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,19 @@ from lora_ext.ui.registry import Registry
 from lora_ext.ui.workspace import Context
 
 PATH_MARK = "__ttd__"  # must survive Gradio's upload-name cleaning (letters, digits, "._- " only)
+# Gradio's upload keeps only letters, digits and "._- " of a file name ("coffee (1).jpg" → "coffee 1.jpg");
+# javascript/train_tools.js writes any other character as __ttc<hex>__, and decode_upload_name puts it back.
+_ESCAPED_CHAR = re.compile(r"__ttc([0-9a-f]{1,6})__")
+
+
+def decode_upload_name(part: str) -> str:
+    """One name (or folder) as the user's browser had it: ``coffee __ttc28__1__ttc29__.jpg`` → ``coffee (1).jpg``."""
+
+    def char(match: re.Match[str]) -> str:
+        code = int(match.group(1), 16)
+        return chr(code) if code <= sys.maxunicode else match.group(0)
+
+    return _ESCAPED_CHAR.sub(char, part)
 
 
 def _uploaded_path(item: Any) -> str:
@@ -31,35 +46,43 @@ def _uploaded_path(item: Any) -> str:
     return str(getattr(item, "name", item))
 
 
+def _original_parts(base: str) -> list[str] | None:
+    """The folders and file name an upload stands for, as the user named them; None when it is a plain name."""
+    parts = [decode_upload_name(part) for part in base.split(PATH_MARK) if part]
+    if parts == [base]:
+        return None
+    unsafe = any(part in (".", "..") or any(char in part for char in "/\\\0") for part in parts)
+    return None if unsafe or not parts else parts
+
+
 def rebuild_folders(uploaded: Sequence[str], staging: Path) -> tuple[list[str], dict[str, str]]:
-    """Sources to ingest, with marked uploads moved back into their folders under ``staging``.
+    """Sources to ingest, in the order they were dropped: uploads renamed back to the user's names, and marked
+    uploads moved back into their folders under ``staging``.
 
     Returns (sources, {path shown by ingestion: name to show the user}).
     """
     sources: list[str] = []
     names: dict[str, str] = {}
-    tops: dict[str, None] = {}
     for path in uploaded:
         base = os.path.basename(path)
-        if PATH_MARK not in base:
-            sources.append(path)
-            names[path] = base
-            continue
-        parts = [part for part in base.split(PATH_MARK) if part]
-        if len(parts) < 2 or any(part in (".", "..") for part in parts):
+        parts = _original_parts(base)
+        if parts is None:
             sources.append(path)
             names[path] = base
             continue
         target = staging.joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # the same name dropped twice: keep both, the second in its own staging folder
+            target = Path(tempfile.mkdtemp(dir=staging)).joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(path, target)
         except OSError:
             shutil.copyfile(path, target)
-        tops[parts[0]] = None
-    for top in tops:
-        sources.append(str(staging / top))
-        names[str(staging / top)] = top
+        top = target.parents[len(parts) - 2] if len(parts) > 1 else target
+        if str(top) not in names:
+            sources.append(str(top))
+            names[str(top)] = parts[0]
     return sources, names
 
 
