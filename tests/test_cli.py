@@ -53,3 +53,18 @@ def test_module_entry_point_runs():
     assert result.returncode == 0
     for command in cli.COMMANDS:
         assert command in result.stdout
+
+
+def test_a_busy_port_is_one_line_naming_the_option_before_any_model_loads(capsys) -> None:
+    import socket
+
+    from lora_ext.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["ui", "--model", "/nonexistent/model", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"error: port {port} is busy: use --port N (make run PORT=N)"), err
+    assert len(err) == 1 and "GRADIO_SERVER_PORT" not in err[0]

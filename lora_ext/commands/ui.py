@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local folder with the diffusers config files for a single-file checkpoint (offline use)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7861)
+    parser.add_argument("--port", type=int, default=7861, help="port to serve on (default 7861; make run PORT=N)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--lang", default="en", choices=("en", "ja"), help="UI language (switchable in the page)")
     parser.add_argument(
@@ -37,19 +37,36 @@ def run(args: argparse.Namespace) -> int:
     from lora_ext.loader import NetworkLoader
     from lora_ext.ui.app import serve
 
+    ensure_port_free(args.host, args.port)  # before the model loads: a busy port is known at once
     if args.model == "demo":
         print("Building the demo model (tiny, random weights; for trying the flow)…", flush=True)
     config_dir = Path(args.config_dir) if args.config_dir else None
     host = StandaloneHost.load(args.model, config_dir=config_dir, device=args.device)
     loader = NetworkLoader.for_host(host)
-    print(f"Train Tools on http://{args.host}:{args.port} — model: {host.info.name} ({host.info.family})", flush=True)
-    serve(
+    app = serve(
         host,
         args.host,
         args.port,
-        block=True,
+        block=False,
         loader=loader,
         language=args.lang,
         api_credentials=parse_credentials(args.api_auth),
     )
+    # Printed once the server answers, so the address is never shown for a server that failed to start.
+    print(f"Train Tools on http://{args.host}:{args.port} — model: {host.info.name} ({host.info.family})", flush=True)
+    app.block_thread()
     return 0
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise ``UsageError`` when ``host:port`` cannot be bound (another server has it)."""
+    import socket
+
+    from lora_ext.errors import UsageError
+    from lora_ext.ui.app import port_busy_message
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UsageError(port_busy_message(port), hint=error.strerror or None) from None

@@ -147,10 +147,7 @@ def serve(
     With ``api_credentials`` every route asks for them: the page shows gradio's login
     form (same users), the REST API takes HTTP Basic; see ``lora_ext.ui.gate``.
     """
-    from starlette.middleware import Middleware
-
     from lora_ext.api import build_router, credentials_match
-    from lora_ext.ui.gate import Gate
 
     credentials = dict(api_credentials or {})
     app = build_app(host, loader, language)
@@ -163,6 +160,29 @@ def serve(
             "auth": lambda user, password: credentials_match(credentials, user, password),
             "auth_message": "Train Tools: sign in with a user given to --api-auth.",
         }
+    try:
+        _launch(app, address, port, credentials, login, ctx)
+    except OSError as error:  # gradio's own message points at GRADIO_SERVER_PORT, which our users never set
+        from lora_ext.errors import UsageError
+
+        raise UsageError(port_busy_message(port)) from error
+    # gradio 3 serves ``server_app`` (made at launch); ``app.app`` is another FastAPI instance.
+    server = getattr(app, "server_app", None) or app.app
+    server.include_router(build_router(lambda: host, credentials, context=ctx, loader=loader))
+    if block:
+        app.block_thread()
+    return app
+
+
+def port_busy_message(port: int) -> str:
+    return f"port {port} is busy: use --port N (make run PORT=N)"
+
+
+def _launch(app: Any, address: str, port: int, credentials: dict[str, str], login: dict, ctx: Context) -> None:
+    from starlette.middleware import Middleware
+
+    from lora_ext.ui.gate import Gate
+
     app.launch(
         server_name=address,
         server_port=port,
@@ -175,12 +195,6 @@ def serve(
         **login,
         **compat.file_route_paths(shown=shown_folders(ctx), private=private_folders(ctx)),
     )
-    # gradio 3 serves ``server_app`` (made at launch); ``app.app`` is another FastAPI instance.
-    server = getattr(app, "server_app", None) or app.app
-    server.include_router(build_router(lambda: host, credentials, context=ctx, loader=loader))
-    if block:
-        app.block_thread()
-    return app
 
 
 def shown_folders(ctx: Context) -> list[Path]:
