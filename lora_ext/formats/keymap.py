@@ -8,10 +8,8 @@ with ``unet.``/``base_model.model.`` prefixes and the attention-processor form,
 ComfyUI ``diffusion_model.…``, and the text-encoder forms — and store them in one
 dict. Matching a file is then a lookup, never a chain of string replacements.
 
-UNet names are converted between ldm (``input_blocks.4.1…``) and diffusers
-(``down_blocks.1.attentions.0…``) with a layout read from the module names (how
-many levels, which carry attention), which is what makes SDXL's upsamplers
-(``output_blocks.2.2.conv``) come out right where A1111's SD1 rule does not.
+The name maths (ldm ↔ diffusers with a layout read from the model, HF CLIP names,
+kohya's flattened spelling) lives in ``unet_names``, which the trainer writes with.
 
 OpenCLIP text encoders (SD2, SDXL bigG) have a fused ``attn.in_proj_weight``;
 the HF names ``self_attn.{q,k,v}_proj`` map to its row slices [0:d], [d:2d],
@@ -26,193 +24,27 @@ from dataclasses import dataclass
 
 import torch
 
+from lora_ext.formats.unet_names import (
+    block_id,
+    flat,
+    hf_text_name,
+    kohya_text_names,
+    kohya_unet_name,
+    layout_from_names,
+    open_clip_attention_names,
+    open_clip_text_name,
+    unet_name_pair,
+)
 from lora_ext.host import Family, ModelParts
 
-# ---------------------------------------------------------------------------- pure name maths
-_RESNET_LDM_TO_DIFFUSERS = (
-    ("in_layers.0", "norm1"),
-    ("in_layers.2", "conv1"),
-    ("out_layers.0", "norm2"),
-    ("out_layers.3", "conv2"),
-    ("emb_layers.1", "time_emb_proj"),
-    ("skip_connection", "conv_shortcut"),
-)
-_SIMPLE_LDM_TO_DIFFUSERS = (
-    ("time_embed.0", "time_embedding.linear_1"),
-    ("time_embed.2", "time_embedding.linear_2"),
-    ("label_emb.0.0", "add_embedding.linear_1"),
-    ("label_emb.0.2", "add_embedding.linear_2"),
-    ("out.0", "conv_norm_out"),
-    ("out.2", "conv_out"),
-)
 
-
-@dataclass(frozen=True)
-class UnetLayout:
-    """How many resolution levels the UNet has and which down levels carry attention."""
-
-    levels: int
-    attention_levels: frozenset[int]
-
-    def up_has_attention(self, up_level: int) -> bool:
-        return (self.levels - 1 - up_level) in self.attention_levels
-
-
-def _join(*parts: str) -> str:
-    return ".".join(part for part in parts if part)
-
-
-def _rename_prefix(rest: str, table: Iterable[tuple[str, str]]) -> str | None:
-    for old, new in table:
-        if rest == old or rest.startswith(old + "."):
-            return new + rest[len(old) :]
-    return None
-
-
-def ldm_to_diffusers(name: str, layout: UnetLayout) -> str | None:
-    """``input_blocks.1.1.proj_in`` → ``down_blocks.0.attentions.0.proj_in``; None if there is no counterpart."""
-    parts = name.split(".")
-    head = parts[0]
-    try:
-        if head == "input_blocks" and len(parts) >= 3:
-            number, kind, rest = int(parts[1]), parts[2], ".".join(parts[3:])
-            if number == 0:
-                return _join("conv_in", rest) if kind == "0" else None
-            level, index = divmod(number - 1, 3)
-            if index == 2:
-                if kind == "0" and (rest == "op" or rest.startswith("op.")):
-                    return _join(f"down_blocks.{level}.downsamplers.0.conv", rest[3:])
-                return None
-            if kind == "0":
-                return _join(
-                    f"down_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest
-                )
-            return _join(f"down_blocks.{level}.attentions.{index}", rest) if kind == "1" else None
-        if head == "middle_block" and len(parts) >= 2:
-            number, rest = int(parts[1]), ".".join(parts[2:])
-            if number == 1:
-                return _join("mid_block.attentions.0", rest)
-            if number in (0, 2):
-                return _join(f"mid_block.resnets.{number // 2}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest)
-            return None
-        if head == "output_blocks" and len(parts) >= 3:
-            number, kind, rest = int(parts[1]), parts[2], ".".join(parts[3:])
-            level, index = divmod(number, 3)
-            attention = layout.up_has_attention(level)
-            if kind == "0":
-                return _join(
-                    f"up_blocks.{level}.resnets.{index}", _rename_prefix(rest, _RESNET_LDM_TO_DIFFUSERS) or rest
-                )
-            if kind == "1" and attention:
-                return _join(f"up_blocks.{level}.attentions.{index}", rest)
-            if index == 2 and (kind == "2" or (kind == "1" and not attention)):
-                return _join(f"up_blocks.{level}.upsamplers.0", rest)
-            return None
-    except ValueError:
-        return None
-    return _rename_prefix(name, _SIMPLE_LDM_TO_DIFFUSERS)
-
-
-def diffusers_to_ldm(name: str, layout: UnetLayout) -> str | None:
-    """The inverse of ``ldm_to_diffusers``."""
-    parts = name.split(".")
-    head = parts[0]
-    resnet_back = tuple((new, old) for old, new in _RESNET_LDM_TO_DIFFUSERS)
-    try:
-        if head == "conv_in":
-            return _join("input_blocks.0.0", ".".join(parts[1:]))
-        if head == "down_blocks" and len(parts) >= 4:
-            level, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
-            if kind == "resnets":
-                return _join(f"input_blocks.{3 * level + index + 1}.0", _rename_prefix(rest, resnet_back) or rest)
-            if kind == "attentions":
-                return _join(f"input_blocks.{3 * level + index + 1}.1", rest)
-            if kind == "downsamplers" and (rest == "conv" or rest.startswith("conv.")):
-                return _join(f"input_blocks.{3 * level + 3}.0.op", rest[4:])
-            return None
-        if head == "mid_block" and len(parts) >= 3:
-            kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
-            if kind == "attentions":
-                return _join("middle_block.1", rest)
-            if kind == "resnets":
-                return _join(f"middle_block.{2 * index}", _rename_prefix(rest, resnet_back) or rest)
-            return None
-        if head == "up_blocks" and len(parts) >= 4:
-            level, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
-            if kind == "resnets":
-                return _join(f"output_blocks.{3 * level + index}.0", _rename_prefix(rest, resnet_back) or rest)
-            if kind == "attentions":
-                return _join(f"output_blocks.{3 * level + index}.1", rest)
-            if kind == "upsamplers":
-                slot = 2 if layout.up_has_attention(level) else 1
-                return _join(f"output_blocks.{3 * level + 2}.{slot}", rest)
-            return None
-    except ValueError:
-        return None
-    return _rename_prefix(name, tuple((new, old) for old, new in _SIMPLE_LDM_TO_DIFFUSERS))
-
-
-def layout_from_names(names: Iterable[str], naming: str) -> UnetLayout:
-    """Levels and attention levels from a UNet's module (or key) names."""
-    names = list(names)
-    if naming == "ldm":
-        numbers = [int(m.group(1)) for n in names if (m := re.match(r"input_blocks\.(\d+)\.", n + "."))]
-        levels = (max(numbers, default=0) + 2) // 3
-        attention = {i for i in range(levels) if any(n.startswith(f"input_blocks.{3 * i + 1}.1.") for n in names)}
-    else:
-        numbers = [int(m.group(1)) for n in names if (m := re.match(r"down_blocks\.(\d+)\.", n + "."))]
-        levels = max(numbers, default=-1) + 1
-        attention = {i for i in range(levels) if any(n.startswith(f"down_blocks.{i}.attentions.") for n in names)}
-    return UnetLayout(levels=levels, attention_levels=frozenset(attention))
-
-
-def block_id(ldm_name: str | None) -> str | None:
-    """LoRA Block Weight id of a UNet module from its ldm name (IN04, M00, OUT11); None outside the blocks."""
-    if ldm_name is None:
-        return None
-    if match := re.match(r"input_blocks\.(\d+)\.", ldm_name):
-        return f"IN{int(match.group(1)):02d}"
-    if ldm_name.startswith("middle_block."):
-        return "M00"
-    if match := re.match(r"output_blocks\.(\d+)\.", ldm_name):
-        return f"OUT{int(match.group(1)):02d}"
-    return None
-
-
+# ---------------------------------------------------------------------------- spellings
 def processor_spelling(diffusers_name: str) -> str | None:
     """Old diffusers attention-processor name: ``attn1.to_q`` → ``attn1.processor.to_q``, ``to_out.0`` → ``processor.to_out``."""
     if match := re.fullmatch(r"(.*\.attn\d)\.(to_q|to_k|to_v)", diffusers_name):
         return f"{match.group(1)}.processor.{match.group(2)}"
     if match := re.fullmatch(r"(.*\.attn\d)\.to_out\.0", diffusers_name):
         return f"{match.group(1)}.processor.to_out"
-    return None
-
-
-_OPEN_CLIP_TO_HF = (
-    ("attn.out_proj", "self_attn.out_proj"),
-    ("mlp.c_fc", "mlp.fc1"),
-    ("mlp.c_proj", "mlp.fc2"),
-    ("ln_1", "layer_norm1"),
-    ("ln_2", "layer_norm2"),
-)
-
-
-def hf_text_name(name: str) -> str:
-    """A1111's ``transformer.text_model.…`` / transformers 5's flattened ``encoder.…`` → ``text_model.…``."""
-    if name.startswith("transformer."):
-        name = name[len("transformer.") :]
-    if name.startswith(("encoder.", "embeddings.", "final_layer_norm")):
-        name = "text_model." + name
-    return name
-
-
-def open_clip_text_name(name: str) -> str | None:
-    """``model.transformer.resblocks.3.mlp.c_fc`` → ``text_model.encoder.layers.3.mlp.fc1`` (not for the fused attn)."""
-    if match := re.fullmatch(r"model\.transformer\.resblocks\.(\d+)\.(.+)", name):
-        renamed = _rename_prefix(match.group(2), _OPEN_CLIP_TO_HF)
-        return None if renamed is None else f"text_model.encoder.layers.{match.group(1)}.{renamed}"
-    if name == "model.ln_final":
-        return "text_model.final_layer_norm"
     return None
 
 
@@ -269,18 +101,14 @@ def family_of(entries: Sequence[ModuleEntry]) -> Family:
     return "sd2" if parts.get("te0") == "open_clip" else "sd1"
 
 
-def _te_prefixes(family: Family, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(kohya prefixes, dotted prefixes) a file may use for one text encoder."""
+def _te_dotted_prefixes(family: Family, part: str) -> tuple[str, ...]:
+    """Dotted prefixes a file may use for one text encoder (the kohya ones come from ``kohya_text_names``)."""
     if family == "sdxl":
         if part == "te0":
-            return ("lora_te1_",), ("text_encoder.", "text_encoders.clip_l.transformer.")
-        return ("lora_te2_",), ("text_encoder_2.", "text_encoders.clip_g.transformer.")
+            return ("text_encoder.", "text_encoders.clip_l.transformer.")
+        return ("text_encoder_2.", "text_encoders.clip_g.transformer.")
     clip = "clip_h" if family == "sd2" else "clip_l"
-    return ("lora_te_", "lora_te1_"), ("text_encoder.", f"text_encoders.{clip}.transformer.")
-
-
-def _flat(name: str) -> str:
-    return name.replace(".", "_")
+    return ("text_encoder.", f"text_encoders.{clip}.transformer.")
 
 
 def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
@@ -296,8 +124,7 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
 
     for entry in entries:
         if entry.part == "unet":
-            ldm = entry.name if naming == "ldm" else diffusers_to_ldm(entry.name, layout)
-            diffusers = entry.name if naming == "diffusers" else ldm_to_diffusers(entry.name, layout)
+            ldm, diffusers = unet_name_pair(entry.name, naming, layout)
             target = Target(
                 "unet",
                 entry.name,
@@ -311,18 +138,18 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
             spellings: list[str] = []
             if ldm:
                 spellings += [
-                    f"lora_unet_{_flat(ldm)}",
-                    f"lycoris_{_flat(ldm)}",
-                    f"oft_unet_{_flat(ldm)}",
+                    kohya_unet_name(ldm),
+                    f"lycoris_{flat(ldm)}",
+                    f"oft_unet_{flat(ldm)}",
                     f"diffusion_model.{ldm}",
                     f"model.diffusion_model.{ldm}",
                     ldm,
                 ]
             if diffusers:
                 spellings += [
-                    f"lora_unet_{_flat(diffusers)}",
-                    f"lycoris_{_flat(diffusers)}",
-                    f"oft_unet_{_flat(diffusers)}",
+                    kohya_unet_name(diffusers),
+                    f"lycoris_{flat(diffusers)}",
+                    f"oft_unet_{flat(diffusers)}",
                     f"unet.{diffusers}",
                     f"base_model.model.{diffusers}",
                     diffusers,
@@ -331,14 +158,14 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
                     spellings += [f"unet.{processor}", processor]
             add(spellings, target)
             continue
-        kohya, dotted = _te_prefixes(family, entry.part)
+        index, dotted = int(entry.part[2:]), _te_dotted_prefixes(family, entry.part)
         if entry.kind == "open_clip" and entry.weight_attr == "in_proj_weight":
-            match = re.fullmatch(r"model\.transformer\.resblocks\.(\d+)\.attn", entry.name)
-            if not match:
+            names = open_clip_attention_names(entry.name)
+            if names is None:
                 continue
             width = entry.weight_shape[0] // 3
-            for slot, projection in enumerate(("q_proj", "k_proj", "v_proj")):
-                hf = f"text_model.encoder.layers.{match.group(1)}.self_attn.{projection}"
+            for slot, projection in enumerate(("q", "k", "v")):
+                hf = names[projection]
                 rows = (slot * width, (slot + 1) * width)
                 target = Target(
                     entry.part,
@@ -350,7 +177,7 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
                     "BASE",
                     (width, *entry.weight_shape[1:]),
                 )
-                add(_te_spellings(hf, kohya, dotted), target)
+                add(_te_spellings(family, index, hf, dotted), target)
             continue
         if entry.kind == "open_clip" and entry.weight_attr == "text_projection":
             # used as x @ P: stored (in, out), where HF's Linear (and every LoRA) is (out, in)
@@ -365,7 +192,7 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
                 tuple(reversed(entry.weight_shape)),
                 transposed=True,
             )
-            add(_te_spellings("text_projection", kohya, dotted), target)
+            add(_te_spellings(family, index, "text_projection", dotted), target)
             continue
         hf = hf_text_name(entry.name) if entry.kind == "hf_clip" else open_clip_text_name(entry.name)
         if hf is None:
@@ -380,13 +207,13 @@ def build_keymap(entries: Sequence[ModuleEntry], naming: str) -> KeyMap:
             "BASE",
             entry.weight_shape,
         )
-        add(_te_spellings(hf, kohya, dotted), target)
+        add(_te_spellings(family, index, hf, dotted), target)
     return KeyMap(family=family, by_prefix=by_prefix)
 
 
-def _te_spellings(hf: str, kohya: Sequence[str], dotted: Sequence[str]) -> list[str]:
+def _te_spellings(family: Family, index: int, hf: str, dotted: Sequence[str]) -> list[str]:
     flattened = hf[len("text_model.") :] if hf.startswith("text_model.") else None
-    spellings = [prefix + _flat(hf) for prefix in kohya] + [prefix + hf for prefix in dotted]
+    spellings = [*kohya_text_names(family, index, hf), *(prefix + hf for prefix in dotted)]
     if flattened:
         spellings += [prefix + flattened for prefix in dotted]
     return spellings

@@ -22,8 +22,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lora_ext.formats import unet_names
 from lora_ext.host import ModelParts
-from lora_ext.training import kohya_names
 
 # kohya's target classes, in both namings (ldm / diffusers).
 UNET_ATTENTION_CLASSES = frozenset({"SpatialTransformer", "Transformer2DModel"})
@@ -235,6 +235,7 @@ def build_network(parts: ModelParts, family: str, spec: NetworkSpec, seed: int =
 
 def _add_unet(network: LoraNetwork, parts: ModelParts, family: str, spec: NetworkSpec) -> None:
     classes = UNET_ATTENTION_CLASSES | (UNET_CONV_CLASSES if spec.conv_rank > 0 else frozenset())
+    layout = unet_names.layout_from_names((name for name, _ in parts.unet.named_modules()), parts.naming)
     seen: set[int] = set()
     for parent_name, parent in parts.unet.named_modules():
         if type(parent).__name__ not in classes:
@@ -244,7 +245,8 @@ def _add_unet(network: LoraNetwork, parts: ModelParts, family: str, spec: Networ
             if kind is None or id(child) in seen:
                 continue
             full_name = f"{parent_name}.{child_name}" if child_name else parent_name
-            lora_name = kohya_names.unet_lora_name(family, parts.naming, full_name)
+            ldm, diffusers = unet_names.unet_name_pair(full_name, parts.naming, layout)
+            lora_name = unet_names.trained_unet_name(family, ldm, diffusers)
             if lora_name is None:
                 continue
             seen.add(id(child))
@@ -259,29 +261,31 @@ def _add_hf_clip(network: LoraNetwork, root: nn.Module, family: str, index: int)
         for child_name, child in parent.named_children():
             if not isinstance(child, nn.Linear):
                 continue
-            lora_name = kohya_names.hf_clip_lora_name(family, index, f"{parent_name}.{child_name}")
-            if lora_name is not None:
-                network.add(lora_name, child, conv3x3=False, text_encoder=True)
-                network.hook_targets.append(HookTarget(lora_name, child))
+            hf_name = unet_names.hf_text_name(f"{parent_name}.{child_name}")
+            lora_name = unet_names.trained_text_name(family, index, hf_name)
+            network.add(lora_name, child, conv3x3=False, text_encoder=True)
+            network.hook_targets.append(HookTarget(lora_name, child))
 
 
 def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: int) -> None:
+    attentions: list[str] = []  # their out_proj is one of the fused target's four LoRAs
     for name, module in root.named_modules():
         if isinstance(module, nn.MultiheadAttention):
-            if not module._qkv_same_embed_dim:
+            attentions.append(name + ".")
+            hf_names = unet_names.open_clip_attention_names(name)
+            if not module._qkv_same_embed_dim or hf_names is None:
                 continue
             width = module.embed_dim
-            names: dict[str, str] = {}
-            for projection in ("q", "k", "v", "out"):
-                lora_name = kohya_names.open_clip_lora_name(family, index, name, projection)
-                if lora_name is None:
-                    break
+            names = {
+                projection: unet_names.trained_text_name(family, index, hf_name)
+                for projection, hf_name in hf_names.items()
+            }
+            for lora_name in names.values():
                 network.add(lora_name, (width, width), conv3x3=False, text_encoder=True)
-                names[projection] = lora_name
-            if len(names) == 4:
-                network.fused_targets.append(FusedAttentionTarget(module, names))
-        elif isinstance(module, nn.Linear):
-            lora_name = kohya_names.open_clip_lora_name(family, index, name)
-            if lora_name is not None:
+            network.fused_targets.append(FusedAttentionTarget(module, names))
+        elif isinstance(module, nn.Linear) and not name.startswith(tuple(attentions)):
+            hf_name = unet_names.open_clip_text_name(name)
+            if hf_name is not None:
+                lora_name = unet_names.trained_text_name(family, index, hf_name)
                 network.add(lora_name, module, conv3x3=False, text_encoder=True)
                 network.hook_targets.append(HookTarget(lora_name, module))
