@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from lora_ext.app.jobs import JobRunner, format_seconds
 from lora_ext.errors import DatasetError, HostUnavailable
-from lora_ext.ui.common import bind, user_message
-from lora_ext.ui.jobs import JobRunner, format_seconds, progress_html
+from lora_ext.ui.common import bind, progress_html, user_message
 
 
 def test_bind_passes_inputs_by_name_and_maps_outputs_by_name() -> None:
@@ -106,8 +106,8 @@ def test_progress_text_helpers() -> None:
 
 @pytest.fixture
 def generate_ctx(make_standalone_host, tmp_path: Path):
+    from lora_ext.app.context import Context, Workspace
     from lora_ext.loader import NetworkLoader
-    from lora_ext.ui.workspace import Context, Workspace
 
     host = make_standalone_host("sd1")
     loader = NetworkLoader.for_host(host)

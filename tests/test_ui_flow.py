@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 from ui_fixtures import write_images, write_tagger
 
+from lora_ext.app import results
+from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
-from lora_ext.ui.workspace import Context, Workspace
+from lora_ext.ui.i18n import I18n
 
 NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}
 TAG_OPTIONS = {
@@ -31,7 +33,7 @@ def ctx(make_standalone_host, tmp_path: Path) -> Context:
     host = make_standalone_host("sd1")
     workspace = Workspace(tmp_path / "projects", tmp_path / "tagger")
     write_tagger(workspace.tagger_dir)
-    return Context(lambda: host, workspace)
+    return Context(lambda: host, workspace, i18n=I18n())
 
 
 def _last(generator):
@@ -199,14 +201,14 @@ def test_training_refuses_when_the_host_cannot_train(ctx: Context, tmp_path: Pat
 
 
 def test_comparison_weights_parse_and_prompts_share_text() -> None:
-    assert result_section.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
+    assert results.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
     with pytest.raises(LoraExtError, match="not a weight"):
-        result_section.parse_weights("0, lots")
+        results.parse_weights("0, lots")
     files = [
-        result_section.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
-        result_section.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
+        results.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
+        results.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
     ]
-    requests = result_section.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
+    requests = results.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
     assert requests == [
         ("weight 0", "1girl <lora:x:0>"),
         ("weight 0.8", "1girl <lora:x:0.8>"),

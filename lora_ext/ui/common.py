@@ -134,3 +134,20 @@ def choose(current: str | None, choices: list[str]) -> str | None:
     if current in choices:
         return current
     return choices[0] if choices else None
+
+
+def follow(job: Any, render: Callable[[Any], dict[str, Any]], interval: float = 0.5) -> Iterator[dict[str, Any]]:
+    """Yield ``render(job)`` every ``interval`` seconds until the job ends, then once more."""
+    while not job.finished_event.wait(interval):
+        yield render(job)
+    yield render(job)
+
+
+def progress_html(fraction: float, text: str, state: str = "running") -> str:
+    """A progress bar (styled by style.css) with one line of text."""
+    percent = f"{100 * max(0.0, min(1.0, fraction)):.1f}"
+    return (
+        f'<div class="tt-progress tt-progress-{state}" data-fraction="{percent}">'
+        f'<div class="tt-progress-bar" style="width:{percent}%"></div>'
+        f'<div class="tt-progress-text">{html.escape(text)}</div></div>'
+    )

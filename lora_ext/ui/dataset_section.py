@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lora_ext.app.context import Context
 from lora_ext.dataset.ingest import IngestOptions, IngestReport, ingest
 from lora_ext.errors import DatasetError
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 PATH_MARK = "__ttd__"  # must survive Gradio's upload-name cleaning (letters, digits, "._- " only)
 

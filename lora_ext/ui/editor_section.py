@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from lora_ext.app import tagging
+from lora_ext.app.context import Context, EditorSession
 from lora_ext.dataset.captions import SORT_KEYS, join_tags, parse_tags
 from lora_ext.dataset.editor import REPLACE_SCOPES
 from lora_ext.dataset.files import CaptionsChangedOnDisk
@@ -19,7 +21,6 @@ from lora_ext.errors import DatasetError
 from lora_ext.locking import dataset_lock
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context, EditorSession
 
 GALLERY_LIMIT = 120
 CHIP_LIMIT = 300
@@ -209,8 +210,6 @@ def select_image(
     ctx: Context, project: str | None, version: str | None, evt: Any, tag_model: str | None = None, **filters: str
 ) -> Outputs:
     """Show the clicked image's caption for editing (and its tagger confidences when a tagger is loaded)."""
-    from lora_ext.ui import tagger_section
-
     session = _session(ctx, project, version, filters)
     keys = session.editor.visible_keys()
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
@@ -220,7 +219,7 @@ def select_image(
     return {
         "selected_key": key,
         "caption": join_tags(session.editor.table.tags(key)),
-        "confidences": tagger_section.confidences(ctx, session.paths.dataset / key, tag_model),
+        "confidences": tagging.confidences(ctx, session.paths.dataset / key, tag_model),
     }
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_ext.app.context import Context
 from lora_ext.ui.common import Outputs, choose, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 
 def _choices(ctx: Context, project: str | None, version: str | None = None) -> Outputs:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lora_ext.app import context as app_context
+from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
 from lora_ext.ui.i18n import I18n
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context, Workspace
 
 ELEM_ID = "train_tools"
 
@@ -75,13 +76,8 @@ def build_sections(ctx: Context, ui: Registry) -> None:
 
 
 def create_context(host_provider: Callable[[], Host], workspace: Workspace | None = None) -> Context:
-    """The state the tab and the REST API share (one job at a time, open editors, loaded tagger)."""
-    if workspace is None:
-        try:
-            workspace = Workspace.for_host(host_provider())
-        except LoraExtError:
-            workspace = Workspace.standalone()
-    return Context(host_provider, workspace, I18n())
+    """The state the tab and the REST API share, with the page's translator (English until switched)."""
+    return app_context.create_context(host_provider, workspace, I18n())
 
 
 def build_tab(host_provider: Callable[[], Host], context: Context | None = None):

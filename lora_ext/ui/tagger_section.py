@@ -5,81 +5,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from lora_ext.errors import DatasetError, LoraExtError
-from lora_ext.ui.common import Outputs, message
-from lora_ext.ui.jobs import Job, follow, format_seconds, progress_html
+from lora_ext.app import tagging
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job, format_seconds
+from lora_ext.app.tagging import OPTION_NAMES
+from lora_ext.errors import LoraExtError
+from lora_ext.ui.common import Outputs, follow, message, progress_html
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
-
-
-def _resolve(model: str) -> str:
-    """The model as the tagger loads it: a registry name or a folder name in the tagger folder, or a path."""
-    if not model:
-        raise DatasetError("No tagger model is selected.", hint="pick one in the model list")
-    return model
-
-
-def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
-    """The loaded tagger for ``model``, loading (or, when allowed, downloading) it on first use."""
-    from lora_ext.tagger import Tagger
-
-    source = _resolve(model)
-    with ctx.lock:
-        if ctx.tagger is None or ctx.tagger_source != source:
-            if ctx.tagger is not None:
-                ctx.tagger.unload()
-            ctx.tagger, ctx.tagger_source = None, None
-            ctx.tagger = Tagger.load(source, ctx.workspace.tagger_dir, download=download)
-            ctx.tagger_source = source
-        return ctx.tagger
-
-
-def form_defaults() -> dict[str, Any]:
-    """The tagging form's starting values (one per ``OPTION_NAMES``), taken from ``TagOptions``' own defaults."""
-    from lora_ext.tagger import TagOptions
-
-    options = TagOptions()
-    return {
-        "general_threshold": options.general_threshold,
-        "character_threshold": options.character_threshold,
-        "general_mcut": options.general_mcut,
-        "character_mcut": options.character_mcut,
-        "exclude": ", ".join(options.exclude),
-        "trigger_tags": ", ".join(options.always_first),
-        "max_tags": options.max_tags or 0,
-        "rating": options.rating,
-        "characters_first": options.characters_first,
-    }
-
-
-def tag_options(
-    general_threshold: float,
-    character_threshold: float,
-    general_mcut: bool,
-    character_mcut: bool,
-    exclude: str,
-    trigger_tags: str,
-    max_tags: float,
-    rating: str,
-    characters_first: bool,
-) -> Any:
-    from lora_ext.tagger import TagOptions
-    from lora_ext.tagger.postprocess import split_tag_list
-
-    return TagOptions(
-        general_threshold=float(general_threshold),
-        character_threshold=float(character_threshold),
-        general_mcut=bool(general_mcut),
-        character_mcut=bool(character_mcut),
-        exclude=split_tag_list(exclude),
-        always_first=split_tag_list(trigger_tags),
-        characters_first=bool(characters_first),
-        max_tags=int(max_tags) if max_tags and int(max_tags) > 0 else None,
-        rating=rating or "off",
-    )
 
 
 def _render(job: Job) -> Outputs:
@@ -112,38 +46,6 @@ def report_html(report: Any) -> str:
     return body
 
 
-def start_tagging(
-    ctx: Context, project: str | None, version: str | None, model: str, options: Any, write: Any, batch_size: int = 8
-) -> Job:
-    """Tag every image of a version in a background job (also used by the REST API)."""
-    paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before auto-tagging")
-
-    def work(job: Job) -> Any:
-        tagger = load_tagger(ctx, model)
-
-        def progress(done: int, total: int, rate: float) -> None:
-            job.data["rate"] = rate
-            job.report(done, total, f"{done}/{total} images, {rate:.1f} images/s")
-
-        report = tagger.tag_dataset(
-            paths.dataset,
-            options,
-            write,
-            recursive=True,
-            batch_size=max(1, batch_size),
-            progress=progress,
-            cancel=job.cancelled,
-        )
-        ctx.session(paths.project, paths.version, reload=True)
-        return report
-
-    # The tagger does not touch the SD model, so it does not take the WebUI's queue slot.
-    return ctx.jobs.start("Auto-tagging", work, uses_model=False)
-
-
 def run_tagging(
     ctx: Context,
     project: str | None,
@@ -157,8 +59,10 @@ def run_tagging(
     from lora_ext.tagger import WriteOptions
     from lora_ext.ui import editor_section
 
-    options = tag_options(**option_values)
-    job = start_tagging(ctx, project, version, model, options, WriteOptions(existing=existing), int(batch_size or 1))
+    options = tagging.tag_options(**option_values)
+    job = tagging.start_tagging(
+        ctx, project, version, model, options, WriteOptions(existing=existing), int(batch_size or 1)
+    )
     yield from follow(job, _render)
     if job.error is not None:
         if isinstance(job.error, LoraExtError):
@@ -178,10 +82,7 @@ def cancel_job(ctx: Context) -> Outputs:
 
 
 def unload_tagger(ctx: Context) -> Outputs:
-    with ctx.lock:
-        if ctx.tagger is not None:
-            ctx.tagger.unload()
-        ctx.tagger, ctx.tagger_source = None, None
+    tagging.unload_tagger(ctx)
     return {"tag_report": message("Tagger model unloaded.")}
 
 
@@ -193,25 +94,6 @@ def refresh_models(ctx: Context, model: str) -> Outputs:
     folder = ctx.workspace.tagger_dir
     choices = model_choices(folder)
     return {"tag_model": gr.update(choices=choices, value=model if model in choices else default_model(folder))}
-
-
-def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dict[str, float] | None:
-    """Confidence per tag for one image: the loaded tagger, else ``model`` if it is on disk (never a download).
-
-    None when no tagger is available without downloading one.
-    """
-    from lora_ext.tagger import TagOptions
-
-    tagger = ctx.tagger
-    if tagger is None and model:
-        try:
-            tagger = load_tagger(ctx, model, download=False)
-        except LoraExtError:
-            return None
-    if tagger is None:
-        return None
-    scored = tagger.tag_image(image_path, TagOptions(general_threshold=0.0, character_threshold=0.0, max_tags=40))
-    return {f"{tag.tag} ({tag.category})": float(tag.confidence) for tag in scored}
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -237,7 +119,7 @@ def build(ctx: Context, ui: Registry) -> None:
             label="Existing captions",
             elem_id="train_tools_existing",
         )
-    start = form_defaults()
+    start = tagging.form_defaults()
     with gr.Row(equal_height=False):
         ui["general_threshold"] = gr.Slider(
             0, 1, value=start["general_threshold"], step=0.01, label="General threshold"
@@ -262,19 +144,6 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["unload_tagger"] = gr.Button("Unload model", elem_id="train_tools_unload_tagger")
     ui["tag_progress"] = gr.HTML(elem_id="train_tools_tag_progress")
     ui["tag_report"] = gr.HTML(elem_id="train_tools_tag_report")
-
-
-OPTION_NAMES = (
-    "general_threshold",
-    "character_threshold",
-    "general_mcut",
-    "character_mcut",
-    "exclude",
-    "trigger_tags",
-    "max_tags",
-    "rating",
-    "characters_first",
-)
 
 
 def wire(ctx: Context, ui: Registry) -> None:
