@@ -53,6 +53,18 @@ def test_user_errors_become_one_line_toasts_and_bugs_are_logged(caplog: pytest.L
     assert "unexpected error" in caplog.text
 
 
+def test_with_a_status_area_an_error_is_one_line_there_and_every_other_output_keeps_its_content() -> None:
+    import gradio as gr
+
+    def refuse(ctx, *, name: str) -> dict:
+        raise DatasetError("The project  is\nempty.", hint="type a name")
+
+    outputs = {"gallery": "GALLERY", "name": "NAME", "status": "STATUS"}
+    shown = bind(refuse, ["name"], outputs, context=1, status="STATUS")("")
+    assert shown["STATUS"] == '<div class="tt-msg tt-msg-error">The project is empty. (type a name)</div>'
+    assert shown["GALLERY"] == gr.update() and shown["NAME"] == gr.update()
+
+
 def test_generator_handlers_stream_named_outputs_and_errors() -> None:
     import gradio as gr
 

@@ -88,7 +88,8 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
         return generate(ctx, loader, **values)
 
     names = ("gen_prompt", "gen_negative", "gen_seed", "gen_steps", "gen_width", "gen_height", "gen_cfg")
-    wire(ui["gen_button"].click, run, ui.pick(*names), ui.pick("gen_image", "gen_info"), ctx)
+    outputs = ui.pick("gen_image", "gen_info")
+    wire(ui["gen_button"].click, run, ui.pick(*names), outputs, ctx, status=ui["gen_info"])
 
 
 def build_app(host: Host, loader: Any = None, language: str = "en", workspace: Workspace | None = None):

@@ -165,5 +165,6 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     inputs = {**ui.pick("project", "version"), "files": ui["drop"], **ui.pick("target_folder")}
     outputs = {**ui.pick("drop", "paths_text", "report", "dataset_status"), **editor_section.view_outputs(ui)}
-    on(ui["drop"].upload, add_files, inputs, outputs, ctx)
-    on(ui["add_paths"].click, add_files, {**inputs, "path_text": ui["paths_text"]}, outputs, ctx)
+    status = ui["dataset_status"]
+    on(ui["drop"].upload, add_files, inputs, outputs, ctx, status=status)
+    on(ui["add_paths"].click, add_files, {**inputs, "path_text": ui["paths_text"]}, outputs, ctx, status=status)

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from lora_ext.app import results
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
-from lora_ext.ui.common import Outputs, follow, progress_html
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
 
 DEFAULT_WEIGHTS = "0, 0.5, 0.8, 1.0"
@@ -52,8 +51,8 @@ def compare(
     compare_size: float,
     compare_weights: str,
     include_epochs: bool,
-) -> Iterator[Outputs]:
-    """Generate the same prompt and seed at each weight (and each saved epoch) with the host's generator."""
+) -> Outputs:
+    """Start the same prompt and seed at each weight (and each saved epoch); the page then follows the job."""
     job = results.start_comparison(
         ctx,
         project,
@@ -67,22 +66,37 @@ def compare(
         compare_weights,
         include_epochs,
     )
+    return {
+        "result_status": "",
+        "compare_progress": progress_html(0.0, "Starting…"),
+        "compare_gallery": [],
+        "job_seen": f"{job.id}:running",
+    }
 
-    def render(job: Job) -> Outputs:
+
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A test generation as the page shows it: the images so far, then all of them and the time taken."""
+    images = list(job.data.get("images", []))
+    if not job.finished:
         text = f"Generating {job.done + 1}/{job.total}: {job.text}" if job.total else "Starting…"
-        return {
-            "compare_progress": progress_html(job.fraction, text),
-            "compare_gallery": list(job.data.get("images", [])),
-        }
-
-    yield from follow(job, render)
+        return {"compare_progress": progress_html(job.fraction, text), "compare_gallery": images}
     if job.error is not None:
-        raise job.error
+        line = user_message(job.error)
+        return {
+            "compare_progress": progress_html(job.fraction, line, "error"),
+            "compare_gallery": images,
+            "result_status": message(line, "error"),
+        }
     elapsed = time.strftime("%M:%S", time.gmtime(job.elapsed))
-    yield {
+    return {
         "compare_gallery": job.result,
         "compare_progress": progress_html(1.0, f"{len(job.result)} images in {elapsed}", "done"),
     }
+
+
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("compare_progress", "compare_gallery", "result_status")
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -115,6 +129,7 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["include_epochs"] = gr.Checkbox(label="Also each saved epoch (at 0.8)", value=True)
     ui["compare"] = gr.Button("Generate comparison", variant="primary", elem_id="train_tools_compare")
+    ui["result_status"] = gr.HTML(elem_id="train_tools_result_status")
     ui["compare_progress"] = gr.HTML(elem_id="train_tools_compare_progress")
     ui["compare_gallery"] = gr.Gallery(
         label="Comparison", columns=4, height=300, object_fit="contain", elem_id="train_tools_compare_gallery"
@@ -124,14 +139,17 @@ def build(ctx: Context, ui: Registry) -> None:
 def wire(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire as on
 
+    status = ui["result_status"]
+    refreshing = ui.pick("project", "version", "result_name")
+    on(ui["refresh_results"].click, refresh, refreshing, refresh_outputs(ui), ctx, status=status)
     on(
-        ui["refresh_results"].click,
-        refresh,
-        ui.pick("project", "version", "result_name"),
+        ui["version"].change,
+        _refresh_for_version,
+        ui.pick("project", "version"),
         refresh_outputs(ui),
         ctx,
+        status=status,
     )
-    on(ui["version"].change, _refresh_for_version, ui.pick("project", "version"), refresh_outputs(ui), ctx)
     inputs = ui.pick(
         "project",
         "version",
@@ -144,7 +162,8 @@ def wire(ctx: Context, ui: Registry) -> None:
         "compare_weights",
         "include_epochs",
     )
-    on(ui["compare"].click, compare, inputs, ui.pick("compare_gallery", "compare_progress"), ctx)
+    started = ui.pick("result_status", "compare_gallery", "compare_progress", "job_seen")
+    on(ui["compare"].click, compare, inputs, started, ctx, status=status)
 
 
 def _refresh_for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:

@@ -2,7 +2,8 @@
 
 Flow, top to bottom: project/version → dataset (drop zone, report, gallery) →
 auto-tag → tag editor → train → result. Each section module builds its
-components into a shared ``Registry`` and wires named handlers; this file only
+components into a shared ``Registry`` and wires named handlers; ``live`` reopens
+the page where the user left off and follows long jobs; this file only
 assembles them.
 """
 
@@ -46,13 +47,22 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     """Build every section inside the current Blocks context and wire them."""
     import gradio as gr
 
-    from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
+    from lora_ext.ui import (
+        dataset_section,
+        editor_section,
+        live,
+        projects,
+        result_section,
+        tagger_section,
+        train_section,
+    )
 
     with gr.Column(elem_id=ELEM_ID):
         with gr.Row():
             ui["model_line"] = gr.Markdown(_describe(ctx.host_provider), elem_id=f"{ELEM_ID}_model")
             ui["refresh_model"] = gr.Button("Refresh model info", elem_id=f"{ELEM_ID}_refresh_model", scale=0)
         ui["job_status"] = gr.HTML(elem_id=f"{ELEM_ID}_job_status")
+        live.build(ctx, ui)
         with gr.Accordion("Project", open=True, elem_id=f"{ELEM_ID}_section_project"):
             projects.build(ctx, ui)
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
@@ -71,7 +81,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         inputs=[],
         outputs=[ui["model_line"], ui["capabilities"]],
     )
-    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section):
+    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section, live):
         section.wire(ctx, ui)
 
 

@@ -4,27 +4,40 @@ progress with images/s and cancel, and per-image confidence bars."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from typing import Any
 
 from lora_ext.app import tagging
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.app.tagging import OPTION_NAMES
-from lora_ext.errors import LoraExtError
-from lora_ext.ui.common import Outputs, follow, message, progress_html
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
 
 
-def _render(job: Job) -> Outputs:
-    if job.finished:
-        return {}
-    eta = ""
-    rate = job.data.get("rate", 0.0)
-    if rate > 0 and job.total > job.done:
-        eta = f" · ETA {format_seconds((job.total - job.done) / rate)}"
-    text = f"Tagging: {job.done}/{job.total} images · {rate:.1f} images/s{eta}" if job.total else "Loading the tagger…"
-    return {"tag_progress": progress_html(job.fraction, text)}
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A tagging job as the page shows it: progress with images/s while it runs, then its report."""
+    if not job.finished:
+        eta = ""
+        rate = job.data.get("rate", 0.0)
+        if rate > 0 and job.total > job.done:
+            eta = f" · ETA {format_seconds((job.total - job.done) / rate)}"
+        text = (
+            f"Tagging: {job.done}/{job.total} images · {rate:.1f} images/s{eta}" if job.total else "Loading the tagger…"
+        )
+        return {"tag_progress": progress_html(job.fraction, text)}
+    if job.error is not None:
+        line = user_message(job.error)
+        return {"tag_progress": progress_html(0, line, "error"), "tag_status": message(line, "error")}
+    report = job.result
+    return {
+        "tag_progress": progress_html(1.0, "Auto-tagging finished" if not report.cancelled else "Cancelled", "done"),
+        "tag_report": report_html(report),
+    }
+
+
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("tag_progress", "tag_report", "tag_status")
 
 
 def report_html(report: Any) -> str:
@@ -54,25 +67,18 @@ def run_tagging(
     existing: str,
     batch_size: float,
     **option_values: Any,
-) -> Iterator[Outputs]:
-    """Tag every image of the version in the background, showing progress until it ends."""
+) -> Outputs:
+    """Start tagging every image of the version in the background; the page then follows the job."""
     from lora_ext.tagger import WriteOptions
-    from lora_ext.ui import editor_section
 
     options = tagging.tag_options(**option_values)
     job = tagging.start_tagging(
         ctx, project, version, model, options, WriteOptions(existing=existing), int(batch_size or 1)
     )
-    yield from follow(job, _render)
-    if job.error is not None:
-        if isinstance(job.error, LoraExtError):
-            yield {"tag_progress": progress_html(0, job.error.one_line(), "error")}
-        raise job.error
-    report = job.result
-    yield {
-        **editor_section.view(ctx, project, version),
-        "tag_progress": progress_html(1.0, "Auto-tagging finished" if not report.cancelled else "Cancelled", "done"),
-        "tag_report": report_html(report),
+    return {
+        "tag_status": "",
+        "tag_progress": progress_html(0.0, "Loading the tagger…"),
+        "job_seen": f"{job.id}:running",
     }
 
 
@@ -142,12 +148,12 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["run_tagging"] = gr.Button("Auto-tag", variant="primary", elem_id="train_tools_run_tagging")
         ui["cancel_tagging"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_tagging")
         ui["unload_tagger"] = gr.Button("Unload model", elem_id="train_tools_unload_tagger")
+    ui["tag_status"] = gr.HTML(elem_id="train_tools_tag_status")
     ui["tag_progress"] = gr.HTML(elem_id="train_tools_tag_progress")
     ui["tag_report"] = gr.HTML(elem_id="train_tools_tag_report")
 
 
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui import editor_section
     from lora_ext.ui.common import wire as on
 
     inputs = {
@@ -157,8 +163,16 @@ def wire(ctx: Context, ui: Registry) -> None:
         "batch_size": ui["tag_batch_size"],
         **ui.pick(*OPTION_NAMES),
     }
-    outputs = {**ui.pick("tag_progress", "tag_report"), **editor_section.view_outputs(ui)}
-    on(ui["run_tagging"].click, run_tagging, inputs, outputs, ctx)
-    on(ui["cancel_tagging"].click, cancel_job, {}, ui.pick("job_status"), ctx)
-    on(ui["unload_tagger"].click, unload_tagger, {}, ui.pick("tag_report"), ctx)
-    on(ui["refresh_tag_models"].click, refresh_models, {"model": ui["tag_model"]}, ui.pick("tag_model"), ctx)
+    status = ui["tag_status"]
+    on(
+        ui["run_tagging"].click,
+        run_tagging,
+        inputs,
+        ui.pick("tag_status", "tag_progress", "job_seen"),
+        ctx,
+        status=status,
+    )
+    on(ui["cancel_tagging"].click, cancel_job, {}, ui.pick("job_status"), ctx, status=status)
+    on(ui["unload_tagger"].click, unload_tagger, {}, ui.pick("tag_report"), ctx, status=status)
+    refresh = {"model": ui["tag_model"]}
+    on(ui["refresh_tag_models"].click, refresh_models, refresh, ui.pick("tag_model"), ctx, status=status)

@@ -3,7 +3,6 @@ Start / Cancel / Resume with a live progress bar, ETA, loss chart and preview ga
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from lora_ext.app import training
@@ -11,7 +10,7 @@ from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.app.train_settings import config_values, preset_choices
 from lora_ext.ui import train_fields
-from lora_ext.ui.common import Outputs, follow, message, progress_html
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
 
 PREFIX = "cfg_"
@@ -58,6 +57,7 @@ def _loss_frame(job: Job) -> Any:
 
 
 def render_training(job: Job) -> Outputs:
+    """The progress bar, loss chart, log and previews of a running training."""
     info = job.data.get("progress")
     log = job.data.get("log", [])
     if info is None:
@@ -78,45 +78,51 @@ def render_training(job: Job) -> Outputs:
     }
 
 
-def start_training(
-    ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any
-) -> Iterator[Outputs]:
-    """Train in the background and follow the progress, loss and previews until it ends."""
-    from lora_ext.ui import result_section
-
-    job, config = training.start_training_job(ctx, project, version, _values(cfg), resume)
-    yield {"train_progress": progress_html(0.0, "Training: starting…"), "previews": []}
-    yield from follow(job, render_training)
-    final = render_training(job)
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A training job as the page shows it, running or finished (its end read from the job, not an event)."""
+    out = render_training(job)
+    if not job.finished:
+        return out
     if job.error is not None:
-        final["train_progress"] = progress_html(job.fraction, f"Training failed: {_one_line(job.error)}", "error")
-        yield final
-        raise job.error
+        line = user_message(job.error)
+        out["train_progress"] = progress_html(job.fraction, f"Training failed: {line}", "error")
+        out["train_status"] = message(line, "error")
+        return out
     result = job.result
-    skipped = "".join(message(f"Skipped {item.path}: {item.reason}", "warn") for item in result.skipped)
     if result.status == "finished":
         done = f"Finished: {result.steps} steps, final loss {result.final_loss:.4f} → {result.path}"
-        final["train_progress"] = progress_html(1.0, done, "done")
+        out["train_progress"] = progress_html(1.0, done, "done")
     else:
         where = f"; resume continues from {result.state_path.name}" if result.state_path else ""
-        final["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
-    final["train_status"] = skipped
-    yield {**final, **result_section.refresh(ctx, project, version, config.output_name)}
+        out["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
+    out["train_status"] = "".join(message(f"Skipped {item.path}: {item.reason}", "warn") for item in result.skipped)
+    return out
 
 
-def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Iterator[Outputs]:
-    yield from start_training(ctx, project, version, resume=True, **cfg)
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status")
+
+
+def start_training(ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any) -> Outputs:
+    """Start training in the background and return at once; the page then follows the job (``ui/live.py``)."""
+    job, _config = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    return {
+        "train_status": "",  # an old error goes when a new job starts
+        "train_progress": progress_html(0.0, "Training: starting…"),
+        "train_log": "",
+        "previews": [],
+        "job_seen": f"{job.id}:running",
+    }
+
+
+def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    return start_training(ctx, project, version, resume=True, **cfg)
 
 
 def cancel_training(ctx: Context) -> Outputs:
     cancelled = ctx.jobs.cancel()
     return {"train_status": message("Stopping after the current step…" if cancelled else "Nothing is running.", "warn")}
-
-
-def _one_line(error: BaseException) -> str:
-    from lora_ext.ui.common import user_message
-
-    return user_message(error)
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -165,23 +171,23 @@ def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
     return [names[index : index + width] for index in range(0, len(names), width)]
 
 
+# The settings the step plan depends on.
+PLANNED = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
+
+
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui import result_section
     from lora_ext.ui.common import wire as on
 
     fields = field_components(ui)
     inputs = {**ui.pick("project", "version"), **fields}
-    outputs = {
-        **ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status"),
-        **result_section.refresh_outputs(ui),
-    }
-    on(ui["start_training"].click, start_training, inputs, outputs, ctx)
-    on(ui["resume_training"].click, resume_training, inputs, outputs, ctx)
-    on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx)
-    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx)
-    planned = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
-    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*planned)}
-    for name in planned:
-        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx)
-    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx)
-    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx)
+    started = ui.pick("train_progress", "train_log", "previews", "train_status", "job_seen")
+    status = ui["train_status"]
+    on(ui["start_training"].click, start_training, inputs, started, ctx, status=status)
+    on(ui["resume_training"].click, resume_training, inputs, started, ctx, status=status)
+    on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
+    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
+    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*PLANNED)}
+    for name in PLANNED:
+        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
