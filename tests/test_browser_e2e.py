@@ -299,7 +299,10 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.fill("train_tools_compare_prompt", " ")
     page.click("train_tools_compare")
     page.wait_text("train_tools_result_status", "The test prompt is empty")
-    assert page.find("#train_tools_compare_weights input").get_attribute("value") == "0, 0.5, 0.8, 1"
+    assert (
+        page.find("#train_tools_compare_weights textarea, #train_tools_compare_weights input").get_attribute("value")
+        == "0, 0.5, 0.8, 1"
+    )
     assert len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_compare_gallery img")) == 4
     assert "4 images" in page.text("train_tools_compare_progress")
     assert "Error" not in page.visible_text()
