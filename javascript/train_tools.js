@@ -135,6 +135,38 @@
         }
     }, true);
 
+    // --- long jobs: the page only starts them; it follows them by pressing the hidden poll button (lora_ext/ui/live.py) ---
+    // A poll is one short event, so a dropped connection or a sleeping laptop only skips a poll. On load the hidden
+    // restore button reopens the last-used version and re-attaches to the running or last-finished job.
+    const POLL_RUNNING_MS = 1500;
+    const POLL_IDLE_MS = 10000; // notices a job started in another tab or through the REST API
+    let restored = false;
+    let lastPoll = 0;
+
+    function jobRunning() {
+        const box = field("train_tools_job_seen");
+        return Boolean(box && /:running$/.test(box.value));
+    }
+
+    setInterval(function () {
+        if (!byId("train_tools_poll")) {
+            return;
+        }
+        const now = Date.now();
+        if (!restored) {
+            restored = true;
+            lastPoll = now;
+            press("train_tools_restore");
+            return;
+        }
+        const running = jobRunning();
+        if ((!running && document.hidden) || now - lastPoll < (running ? POLL_RUNNING_MS : POLL_IDLE_MS)) {
+            return;
+        }
+        lastPoll = now;
+        press("train_tools_poll");
+    }, 500);
+
     // --- folders dropped on the drop zone: send every file, its folders folded into its name ---
     function readEntries(reader) {
         return new Promise((resolve, reject) => reader.readEntries(resolve, reject));

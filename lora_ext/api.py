@@ -7,8 +7,11 @@ route here depends on ``require_auth``, built from the same credentials.
 Every request body is capped (``MAX_JSON_BODY``; the API takes no uploads, only
 JSON) by the router's route class: a larger body is answered 413 before it is read.
 
-The API shares the UI's ``Context``: a job started here shows in the page and
-the other way round, and only one long job runs at a time.
+The API shares the page's ``Context`` (``lora_ext.app``): a job started here
+shows in the page and the other way round, and only one long job runs at a time.
+The routes are module-level functions that take the ``Context`` from a
+dependency; ``build_router`` puts them under the prefix with auth and the
+``Context`` of this mount.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime.
@@ -17,6 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+
+from lora_ext.app import tagging, training
+from lora_ext.app.context import Context, create_context
+from lora_ext.app.jobs import job_status
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
 
@@ -95,266 +104,229 @@ def body_limit_route(limit: int):
     return BodyLimitRoute
 
 
-def job_status(job: Any) -> dict[str, Any]:
-    """A job as JSON: progress, and the outcome once finished."""
-    if job is None:
-        return {"name": None, "running": False}
-    status: dict[str, Any] = {
-        "name": job.name,
-        "running": not job.finished,
-        "done": job.done,
-        "total": job.total,
-        "fraction": round(job.fraction, 4),
-        "text": job.text,
-        "elapsed_seconds": round(job.elapsed, 1),
-        "cancel_requested": job.cancel_event.is_set(),
+class Services:
+    """What the routes of one mount work on: the shared ``Context`` (made on first use) and the loader."""
+
+    def __init__(self, host_provider: Callable[[], Host], context: Any = None, loader: Any = None) -> None:
+        self.host_provider = host_provider
+        self.context = context
+        self.loader = loader
+
+    def ctx(self) -> Context:
+        if self.context is None:
+            self.context = create_context(self.host_provider)
+        return self.context
+
+
+_SCOPE_KEY = "train_tools.services"
+
+
+def _services(request: Request) -> Services:
+    return request.scope[_SCOPE_KEY]
+
+
+def _ctx(request: Request) -> Context:
+    return _services(request).ctx()
+
+
+def _host(request: Request) -> Host:
+    return _services(request).host_provider()
+
+
+def _guarded(call: Callable[[], Any], status_code: int = 400) -> Any:
+    try:
+        return call()
+    except LoraExtError as error:
+        raise HTTPException(status_code=status_code, detail=error.one_line()) from error
+
+
+class NameBody(BaseModel):
+    name: str
+
+
+class IngestBody(BaseModel):
+    paths: list[str]
+    target_folder: str = ""
+
+
+class CaptionsBody(BaseModel):
+    captions: dict[str, str]
+
+
+routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
+
+
+@routes.get("/host")
+def host_info(request: Request) -> dict:
+    info = _guarded(lambda: _host(request).info, 409)
+    capabilities = _host(request).capabilities()
+    return {
+        "name": info.name,
+        "family": info.family,
+        "prediction": info.prediction,
+        "naming": info.naming,
+        "short_hash": info.short_hash,
+        "is_demo": info.is_demo,
+        "can_train": capabilities.can_train,
+        "reasons": capabilities.reasons,
     }
-    info = job.data.get("progress")
-    if info is not None:
-        status["training"] = {
-            "step": info.step,
-            "total_steps": info.total_steps,
-            "epoch": info.epoch,
-            "epochs": info.epochs,
-            "loss": info.loss,
-            "smoothed_loss": info.smoothed_loss,
-            "lr": info.lr,
-            "its_per_second": info.its_per_second,
-            "eta_seconds": info.eta_seconds,
-        }
-    if job.finished:
-        if job.error is not None:
-            message = job.error.one_line() if isinstance(job.error, LoraExtError) else repr(job.error)
-            status["error"] = message
-        else:
-            status["result"] = _result(job.result)
-    return status
 
 
-def _result(result: Any) -> Any:
-    if result is None:
-        return None
-    if hasattr(result, "status") and hasattr(result, "steps"):  # training.run.TrainResult
+@routes.get("/projects")
+def list_projects(ctx: Context = Depends(_ctx)) -> list:
+    store = ctx.store
+    return [{"name": name, "versions": store.list_versions(name)} for name in store.list_projects()]
+
+
+@routes.post("/projects")
+def create_project(body: NameBody, ctx: Context = Depends(_ctx)) -> dict:
+    created = _guarded(lambda: ctx.store.create_project(body.name))
+    return {"name": created, "versions": ctx.store.list_versions(created)}
+
+
+@routes.post("/projects/{project}/versions")
+def create_version(project: str, body: NameBody, ctx: Context = Depends(_ctx)) -> dict:
+    paths = _guarded(lambda: ctx.store.create_version(project, body.name))
+    return {"project": paths.project, "version": paths.version}
+
+
+@routes.get("/projects/{project}/versions/{version}")
+def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> dict:
+    def read() -> dict:
+        session = ctx.session(project, version, reload=True)
         return {
-            "status": result.status,
-            "path": str(result.path) if result.path else None,
-            "steps": result.steps,
-            "total_steps": result.total_steps,
-            "final_loss": result.final_loss,
-            "saved": [str(path) for path in result.saved],
-            "skipped": [{"path": str(item.path), "reason": item.reason} for item in result.skipped],
+            "project": session.paths.project,
+            "version": session.paths.version,
+            "manifest": ctx.store.read_manifest(project, version),
+            "images": len(session.editor.table),
+            "captions": {key: ", ".join(tags) for key, tags in session.editor.table.as_dict().items()},
         }
-    if hasattr(result, "tagged"):  # tagger.TagReport
+
+    return _guarded(read, 404)
+
+
+@routes.put("/projects/{project}/versions/{version}/captions")
+def save_captions(project: str, version: str, body: CaptionsBody, ctx: Context = Depends(_ctx)) -> dict:
+    def run() -> dict:
+        paths = ctx.version(project, version)
+        result = ctx.store.caption_store(project, version).update(body.captions)
+        session = ctx.editors.get((paths.project, paths.version))
+        if session is not None and not session.editor.is_dirty:
+            ctx.session(paths.project, paths.version, reload=True)  # the page shows it
+        return {"written": list(result.written), "backup": result.backup}
+
+    return _guarded(run)
+
+
+@routes.post("/projects/{project}/versions/{version}/ingest")
+def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = Depends(_ctx)) -> dict:
+    from lora_ext.dataset.ingest import IngestOptions, ingest
+
+    def run() -> dict:
+        paths = ctx.version(project, version)
+        session = ctx.editors.get((paths.project, paths.version))
+        if session is not None and session.editor.is_dirty:
+            raise DatasetError("The caption editor has unsaved changes.", hint="save them in the page first")
+        report = ingest(body.paths, paths.dataset, IngestOptions(target_folder=body.target_folder or None))
+        ctx.session(paths.project, paths.version, reload=True)
         return {
-            "total": result.total,
-            "tagged": len(result.tagged),
-            "kept": len(result.kept),
-            "changed": result.changed,
-            "cancelled": result.cancelled,
-            "skipped": [{"path": str(path), "reason": reason} for path, reason in result.skipped],
-            "warnings": list(result.warnings),
+            "summary": report.summary(),
+            "added": [{"source": item.source, "stored": item.stored} for item in report.added],
+            "skipped": [{"source": item.source, "reason": item.reason} for item in report.skipped],
+            "notices": list(report.notices),
+            "folders": report.folders,
         }
-    return str(result)
+
+    return _guarded(run)
+
+
+@routes.post("/projects/{project}/versions/{version}/tag")
+def tag(project: str, version: str, body: dict[str, Any] | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    from lora_ext.tagger import WriteOptions
+    from lora_ext.tagger.models import default_model
+
+    def run() -> dict:
+        options = dict(body or {})
+        model = options.pop("model", None) or default_model(ctx.workspace.tagger_dir)
+        write = WriteOptions(existing=options.pop("existing", WriteOptions().existing))
+        batch_size = int(options.pop("batch_size", 8))
+        defaults = tagging.form_defaults()
+        unknown = set(options) - set(defaults)
+        if unknown:
+            raise DatasetError(f"unknown tagging options: {', '.join(sorted(unknown))}")
+        chosen = tagging.tag_options(**{**defaults, **options})
+        return job_status(tagging.start_tagging(ctx, project, version, model, chosen, write, batch_size))
+
+    return _guarded(run, 409)
+
+
+@routes.post("/projects/{project}/versions/{version}/train")
+def train_start(project: str, version: str, body: dict[str, Any] | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    def run() -> dict:
+        settings = dict(body or {})
+        resume = bool(settings.pop("resume", False))
+        values = training.preset_settings(ctx, settings.pop("preset", ""), settings)
+        job, config = training.start_training_job(ctx, project, version, values, resume)
+        return {**job_status(job), "output_name": config.output_name}
+
+    return _guarded(run, 409)
+
+
+@routes.get("/train/status")
+@routes.get("/jobs/current")
+def current_job(ctx: Context = Depends(_ctx)) -> dict:
+    return job_status(ctx.jobs.current)
+
+
+@routes.post("/train/cancel")
+@routes.post("/jobs/cancel")
+def cancel_job(ctx: Context = Depends(_ctx)) -> dict:
+    return {"cancelled": ctx.jobs.cancel(), **job_status(ctx.jobs.current)}
+
+
+@routes.get("/loras")
+def list_loras(request: Request) -> list:
+    from lora_ext.loader import scan_lora_dirs
+
+    loader = _services(request).loader
+    entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([_host(request).lora_dir])
+    return [
+        {
+            "name": entry.name,
+            "alias": entry.alias,
+            "path": str(entry.path),
+            "size": Path(entry.path).stat().st_size,
+            "sd_version": entry.sd_version,
+            "prompt": f"<lora:{entry.alias or entry.name}:0.8>",
+        }
+        for entry in entries
+    ]
+
+
+@routes.get("/loras/{name:path}")
+def inspect(name: str, request: Request) -> dict:
+    from lora_ext.formats.inspect import inspect_lora
+    from lora_ext.loader import scan_lora_dirs
+
+    lora_dir = _host(request).lora_dir
+    entry = next((e for e in scan_lora_dirs([lora_dir]) if name in (e.name, e.relative, e.alias)), None)
+    if entry is None:
+        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {lora_dir}")
+    return _guarded(lambda: inspect_lora(entry.path), 422)
 
 
 def build_router(
     host_provider: Callable[[], Host], credentials: dict[str, str], context: Any = None, loader: Any = None
-):
-    """The API router; every route requires auth when credentials are set."""
-    from fastapi import APIRouter, Depends, HTTPException
-    from pydantic import BaseModel
+) -> APIRouter:
+    """The routes under ``PREFIX``; every route requires auth when credentials are set.
 
-    from lora_ext.ui.workspace import Context, Workspace
+    Auth runs first, then the mount's ``Services`` are put on the request for the routes' dependencies.
+    """
+    services = Services(host_provider, context, loader)
 
-    class NameBody(BaseModel):
-        name: str
+    def attach(request: Request) -> None:
+        request.scope[_SCOPE_KEY] = services
 
-    class IngestBody(BaseModel):
-        paths: list[str]
-        target_folder: str = ""
-
-    class CaptionsBody(BaseModel):
-        captions: dict[str, str]
-
-    router = APIRouter(
-        prefix=PREFIX,
-        dependencies=[Depends(auth_dependency(credentials))],
-        route_class=body_limit_route(MAX_JSON_BODY),
-    )
-    state: dict[str, Any] = {"ctx": context}
-
-    def ctx() -> Context:
-        if state["ctx"] is None:
-            try:
-                workspace = Workspace.for_host(host_provider())
-            except LoraExtError:
-                workspace = Workspace.standalone()
-            state["ctx"] = Context(host_provider, workspace)
-        return state["ctx"]
-
-    def guarded(call: Callable[[], Any], status_code: int = 400) -> Any:
-        try:
-            return call()
-        except LoraExtError as error:
-            raise HTTPException(status_code=status_code, detail=error.one_line()) from error
-
-    @router.get("/host")
-    def host_info() -> dict:
-        info = guarded(lambda: host_provider().info, 409)
-        return {
-            "name": info.name,
-            "family": info.family,
-            "prediction": info.prediction,
-            "naming": info.naming,
-            "short_hash": info.short_hash,
-            "is_demo": info.is_demo,
-            "can_train": host_provider().capabilities().can_train,
-            "reasons": host_provider().capabilities().reasons,
-        }
-
-    @router.get("/projects")
-    def list_projects() -> list:
-        store = ctx().store
-        return [{"name": name, "versions": store.list_versions(name)} for name in store.list_projects()]
-
-    @router.post("/projects")
-    def create_project(body: NameBody) -> dict:
-        created = guarded(lambda: ctx().store.create_project(body.name))
-        return {"name": created, "versions": ctx().store.list_versions(created)}
-
-    @router.post("/projects/{project}/versions")
-    def create_version(project: str, body: NameBody) -> dict:
-        paths = guarded(lambda: ctx().store.create_version(project, body.name))
-        return {"project": paths.project, "version": paths.version}
-
-    @router.get("/projects/{project}/versions/{version}")
-    def version_info(project: str, version: str) -> dict:
-        def read() -> dict:
-            session = ctx().session(project, version, reload=True)
-            return {
-                "project": session.paths.project,
-                "version": session.paths.version,
-                "manifest": ctx().store.read_manifest(project, version),
-                "images": len(session.editor.table),
-                "captions": {key: ", ".join(tags) for key, tags in session.editor.table.as_dict().items()},
-            }
-
-        return guarded(read, 404)
-
-    @router.put("/projects/{project}/versions/{version}/captions")
-    def save_captions(project: str, version: str, body: CaptionsBody) -> dict:
-        def run() -> dict:
-            version_paths = ctx().version(project, version)
-            result = ctx().store.caption_store(project, version).update(body.captions)
-            session = ctx().editors.get((version_paths.project, version_paths.version))
-            if session is not None and not session.editor.is_dirty:
-                ctx().session(version_paths.project, version_paths.version, reload=True)  # the page shows it
-            return {"written": list(result.written), "backup": result.backup}
-
-        return guarded(run)
-
-    @router.post("/projects/{project}/versions/{version}/ingest")
-    def ingest_paths(project: str, version: str, body: IngestBody) -> dict:
-        from lora_ext.dataset.ingest import IngestOptions, ingest
-
-        def run() -> dict:
-            version_paths = ctx().version(project, version)
-            session = ctx().editors.get((version_paths.project, version_paths.version))
-            if session is not None and session.editor.is_dirty:
-                raise DatasetError("The caption editor has unsaved changes.", hint="save them in the page first")
-            options = IngestOptions(target_folder=body.target_folder or None)
-            report = ingest(body.paths, version_paths.dataset, options)
-            ctx().session(version_paths.project, version_paths.version, reload=True)
-            return {
-                "summary": report.summary(),
-                "added": [{"source": item.source, "stored": item.stored} for item in report.added],
-                "skipped": [{"source": item.source, "reason": item.reason} for item in report.skipped],
-                "notices": list(report.notices),
-                "folders": report.folders,
-            }
-
-        return guarded(run)
-
-    @router.post("/projects/{project}/versions/{version}/tag")
-    def tag(project: str, version: str, body: dict[str, Any] | None = None) -> dict:
-        from lora_ext.tagger import WriteOptions
-        from lora_ext.tagger.models import default_model
-        from lora_ext.ui.tagger_section import form_defaults, start_tagging, tag_options
-
-        def run() -> dict:
-            options = dict(body or {})
-            model = options.pop("model", None) or default_model(ctx().workspace.tagger_dir)
-            write = WriteOptions(existing=options.pop("existing", WriteOptions().existing))
-            batch_size = int(options.pop("batch_size", 8))
-            defaults = form_defaults()
-            unknown = set(options) - set(defaults)
-            if unknown:
-                raise DatasetError(f"unknown tagging options: {', '.join(sorted(unknown))}")
-            job = start_tagging(
-                ctx(), project, version, model, tag_options(**{**defaults, **options}), write, batch_size
-            )
-            return job_status(job)
-
-        return guarded(run, 409)
-
-    @router.post("/projects/{project}/versions/{version}/train")
-    def train_start(project: str, version: str, body: dict[str, Any] | None = None) -> dict:
-        from lora_ext.ui import train_fields
-        from lora_ext.ui.train_section import start_training_job
-
-        def run() -> dict:
-            settings = dict(body or {})
-            resume = bool(settings.pop("resume", False))
-            preset_name = settings.pop("preset", train_fields.AUTO_PRESET)
-            family = host_provider().info.family
-            values = {**train_fields.config_values(train_fields.preset_config(preset_name, family)), **settings}
-            job, config = start_training_job(ctx(), project, version, values, resume)
-            return {**job_status(job), "output_name": config.output_name}
-
-        return guarded(run, 409)
-
-    @router.get("/train/status")
-    def train_status() -> dict:
-        return job_status(ctx().jobs.current)
-
-    @router.post("/train/cancel")
-    def train_cancel() -> dict:
-        return {"cancelled": ctx().jobs.cancel(), **job_status(ctx().jobs.current)}
-
-    @router.get("/jobs/current")
-    def current_job() -> dict:
-        return job_status(ctx().jobs.current)
-
-    @router.post("/jobs/cancel")
-    def cancel_job() -> dict:
-        return {"cancelled": ctx().jobs.cancel(), **job_status(ctx().jobs.current)}
-
-    @router.get("/loras")
-    def list_loras() -> list:
-        from lora_ext.loader import scan_lora_dirs
-
-        entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([host_provider().lora_dir])
-        return [
-            {
-                "name": entry.name,
-                "alias": entry.alias,
-                "path": str(entry.path),
-                "size": Path(entry.path).stat().st_size,
-                "sd_version": entry.sd_version,
-                "prompt": f"<lora:{entry.alias or entry.name}:0.8>",
-            }
-            for entry in entries
-        ]
-
-    @router.get("/loras/{name:path}")
-    def inspect(name: str) -> dict:
-        from lora_ext.formats.inspect import inspect_lora
-        from lora_ext.loader import scan_lora_dirs
-
-        entries = scan_lora_dirs([host_provider().lora_dir])
-        entry = next((e for e in entries if name in (e.name, e.relative, e.alias)), None)
-        if entry is None:
-            raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {host_provider().lora_dir}")
-        return guarded(lambda: inspect_lora(entry.path), 422)
-
+    router = APIRouter(prefix=PREFIX, dependencies=[Depends(auth_dependency(credentials)), Depends(attach)])
+    router.include_router(routes)
     return router

@@ -1,9 +1,13 @@
 """The whole flow in a real headless Chromium against the standalone app on the demo model and a tiny tagger.
 
 Japanese project → drop 3 images (one broken) → skip report → auto-tag → remove a
-tag and undo (Ctrl+Z) → train 4 steps at 64 px with progress → the LoRA is in the
-Lora folder → Generate with ``<lora:name:0.8>`` differs from weight 0. A
-screenshot of each step goes to ``artifacts/browser/``.
+tag and undo (Ctrl+Z) → train 4 steps at 64 px, reloading the page while it runs:
+the page reopens on the project and re-attaches to the job until it has finished →
+the LoRA is in the Lora folder → a comparison, then an error that leaves it intact →
+Generate with ``<lora:name:0.8>`` differs from weight 0. A screenshot of each step
+goes to ``artifacts/browser/``.
+
+The machine running it may be busy: every wait is generous, none is a timing assert.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO / "artifacts" / "browser"
 PROJECT = "猫のテスト"
 LORA = f"{PROJECT}_v1"
-BUDGET_SECONDS = 240
 # TRAIN_TOOLS_UPDATE_SCREENSHOTS=1 also refreshes the README's screenshots from this run.
 README_SHOTS = {"03-dataset-report": "dataset", "06-editor": "tag-editor", "08-trained": "train", "09-result": "result"}
 
@@ -65,7 +68,7 @@ def server(home: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 600
         while time.time() < deadline:
             assert process.poll() is None, (home / "server.log").read_text("utf-8")
             try:
@@ -133,7 +136,7 @@ class Page:
     def text(self, elem_id: str) -> str:
         return self.find(f"#{elem_id}").text
 
-    def wait(self, condition: Callable[[], object], what: str, timeout: float = 90) -> object:
+    def wait(self, condition: Callable[[], object], what: str, timeout: float = 300) -> object:
         deadline = time.time() + timeout
         last_error: Exception | None = None
         while time.time() < deadline:
@@ -147,7 +150,7 @@ class Page:
         self.shot("timeout")
         raise AssertionError(f"timed out waiting for {what} ({last_error})")
 
-    def wait_text(self, elem_id: str, needle: str, timeout: float = 90) -> None:
+    def wait_text(self, elem_id: str, needle: str, timeout: float = 300) -> None:
         self.wait(lambda: needle in self.text(elem_id), f"{needle!r} in #{elem_id}", timeout)
 
     def fill(self, elem_id: str, value: str) -> None:
@@ -165,9 +168,16 @@ class Page:
         self.click(elem_id)
         self.find(f"#{elem_id} input").click()
         option = self.wait(
-            lambda: self.find(f"#{elem_id} li[data-value='{value}']"), f"option {value} in #{elem_id}", 10
+            lambda: self.find(f"#{elem_id} li[data-value='{value}']"), f"option {value} in #{elem_id}", 60
         )
         option.click()
+
+    def restored(self) -> None:
+        """Wait until the page has reopened where the user left off (``ui/live.py`` restore, pressed on load)."""
+        self.wait(lambda: self.find("#train_tools_first_step [data-restored='1']"), "the page to be restored")
+
+    def visible_text(self) -> str:
+        return self.find("body").text
 
     def shot(self, name: str, elem_id: str | None = None) -> Path:
         path = ARTIFACTS / f"{name}.png"
@@ -184,14 +194,17 @@ def _image_src(page: Page) -> str:
     return page.find("#train_tools_gen_image img").get_attribute("src") or ""
 
 
+@pytest.mark.timeout(1800)  # a busy 2-core machine: generous, never a timing assert
 def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    started = time.time()
     page = Page(browser)
     browser.get(server)
     page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
+    page.restored()
+    # No project yet: the sections that need one say what to do first.
+    assert "Create a project first" in page.text("train_tools_first_step")
     page.shot("01-start")
 
     # 1. A project with a Japanese name.
@@ -243,9 +256,18 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.fill("train_tools_cfg_max_steps", "4")
     page.wait_text("train_tools_plan", "max steps 4")
     page.click("train_tools_start_training")
-    page.wait_text("train_tools_train_progress", "Training:", 60)
+    page.wait_text("train_tools_train_progress", "Training:")
     page.shot("07-training", "train_tools_section_train")
-    page.wait_text("train_tools_train_progress", "Finished: 4 steps", 150)
+    # Reload while it runs (the start event returned at once; the job runs on the server): the page reopens on
+    # the project it was on (the page was built before the project existed) and re-attaches to the job.
+    browser.refresh()
+    page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab after the reload")
+    page.restored()
+    assert page.find("#train_tools_project input").get_attribute("value") == PROJECT
+    assert page.find("#train_tools_version input").get_attribute("value") == "v1"
+    page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")
+    page.wait_text("train_tools_train_progress", "Finished: 4 steps", 900)
+    assert "Error" not in page.visible_text()
     page.shot("08-trained", "train_tools_section_train")
 
     # 6. The LoRA is in the Lora folder and the result shows it with its prompt token.
@@ -270,9 +292,20 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
         page.fill(elem_id, value)
     page.fill("train_tools_compare_weights", "0, 0.5, 0.8, 1")
     page.click("train_tools_compare")
-    page.wait_text("train_tools_compare_progress", "4 images", 90)
+    page.wait_text("train_tools_compare_progress", "4 images", 600)
     assert len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_compare_gallery img")) == 4
     page.shot("09-result", "train_tools_section_result")
+    # An error is one line in the section's status area; the form and the last results stay as they were.
+    page.fill("train_tools_compare_prompt", " ")
+    page.click("train_tools_compare")
+    page.wait_text("train_tools_result_status", "The test prompt is empty")
+    assert (
+        page.find("#train_tools_compare_weights textarea, #train_tools_compare_weights input").get_attribute("value")
+        == "0, 0.5, 0.8, 1"
+    )
+    assert len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_compare_gallery img")) == 4
+    assert "4 images" in page.text("train_tools_compare_progress")
+    assert "Error" not in page.visible_text()
 
     # 7. Generate with <lora:name:0.8> and with weight 0: the images differ.
     tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Generate"][0]
@@ -296,7 +329,6 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
                 browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gen_image img") and _image_src(page) != before
             ),
             f"an image at weight {weight}",
-            90,
         )
         images[weight] = _image_src(page)
         if weight == "0.8":
@@ -310,8 +342,6 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.shot("11-japanese")
     page.find("#train_tools_language input[value='English']").click()
     page.wait(lambda: page.find("#train_tools_gen_button").text == "Generate", "English labels again")
-    elapsed = time.time() - started
-    assert elapsed < BUDGET_SECONDS, f"the browser flow took {elapsed:.0f} s"
     if os.environ.get("TRAIN_TOOLS_UPDATE_SCREENSHOTS") == "1":
         _update_readme_screenshots()
 

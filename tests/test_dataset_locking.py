@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from test_dataset_support import write_image
 
+from lora_ext.app.context import Context, Workspace
 from lora_ext.dataset.editor import Editor
 from lora_ext.dataset.files import CaptionsChangedOnDisk, CaptionStore
 from lora_ext.errors import DatasetError
 from lora_ext.ui import editor_section
-from lora_ext.ui.workspace import Context, Workspace
 
 THREADS = 20
 NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from lora_ext.app.jobs import JobRunner, format_seconds
 from lora_ext.errors import DatasetError, HostUnavailable
-from lora_ext.ui.common import bind, user_message
-from lora_ext.ui.jobs import JobRunner, format_seconds, progress_html
+from lora_ext.ui.common import bind, progress_html, user_message
 
 
 def test_bind_passes_inputs_by_name_and_maps_outputs_by_name() -> None:
@@ -51,6 +51,18 @@ def test_user_errors_become_one_line_toasts_and_bugs_are_logged(caplog: pytest.L
     with pytest.raises(gr.Error, match="Unexpected error: KeyError"):
         bind(crash, [], {}, context=1)()
     assert "unexpected error" in caplog.text
+
+
+def test_with_a_status_area_an_error_is_one_line_there_and_every_other_output_keeps_its_content() -> None:
+    import gradio as gr
+
+    def refuse(ctx, *, name: str) -> dict:
+        raise DatasetError("The project  is\nempty.", hint="type a name")
+
+    outputs = {"gallery": "GALLERY", "name": "NAME", "status": "STATUS"}
+    shown = bind(refuse, ["name"], outputs, context=1, status="STATUS")("")
+    assert shown["STATUS"] == '<div class="tt-msg tt-msg-error">The project is empty. (type a name)</div>'
+    assert shown["GALLERY"] == gr.update() and shown["NAME"] == gr.update()
 
 
 def test_generator_handlers_stream_named_outputs_and_errors() -> None:
@@ -106,8 +118,8 @@ def test_progress_text_helpers() -> None:
 
 @pytest.fixture
 def generate_ctx(make_standalone_host, tmp_path: Path):
+    from lora_ext.app.context import Context, Workspace
     from lora_ext.loader import NetworkLoader
-    from lora_ext.ui.workspace import Context, Workspace
 
     host = make_standalone_host("sd1")
     loader = NetworkLoader.for_host(host)

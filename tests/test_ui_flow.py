@@ -8,9 +8,11 @@ from types import SimpleNamespace
 import pytest
 from ui_fixtures import write_images, write_tagger
 
+from lora_ext.app import results
+from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import DatasetError, LoraExtError
-from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
-from lora_ext.ui.workspace import Context, Workspace
+from lora_ext.ui import dataset_section, editor_section, live, projects, result_section, tagger_section, train_section
+from lora_ext.ui.i18n import I18n
 
 NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}
 TAG_OPTIONS = {
@@ -31,12 +33,14 @@ def ctx(make_standalone_host, tmp_path: Path) -> Context:
     host = make_standalone_host("sd1")
     workspace = Workspace(tmp_path / "projects", tmp_path / "tagger")
     write_tagger(workspace.tagger_dir)
-    return Context(lambda: host, workspace)
+    return Context(lambda: host, workspace, i18n=I18n())
 
 
-def _last(generator):
-    results = list(generator)
-    return results[-1] if results else None
+def _finished(ctx: Context, started: dict, project: str = "猫", version: str = "v1") -> dict:
+    """What the page shows once the job ``started`` began has ended: the poll after it finished."""
+    assert started["job_seen"].endswith(":running")
+    assert ctx.jobs.current.finished_event.wait(600)
+    return live.poll(ctx, project=project, version=version, job_seen=started["job_seen"])
 
 
 def _value(update):
@@ -130,11 +134,10 @@ def _tagged(ctx: Context, tmp_path: Path) -> None:
     projects.create_project(ctx, name="猫")
     files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
     dataset_section.add_files(ctx, project="猫", version="v1", files=files, target_folder="")
-    _last(
-        tagger_section.run_tagging(
-            ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
-        )
+    started = tagger_section.run_tagging(
+        ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
     )
+    assert "Auto-tagging finished" in _finished(ctx, started)["tag_progress"]
 
 
 def test_auto_tag_then_remove_a_tag_and_undo(ctx: Context, tmp_path: Path) -> None:
@@ -163,10 +166,8 @@ def test_tagging_refuses_while_edits_are_unsaved(ctx: Context, tmp_path: Path) -
     _tagged(ctx, tmp_path)
     editor_section.remove_tags(ctx, project="猫", version="v1", tags_text="1girl", **NO_FILTER)
     with pytest.raises(DatasetError, match="unsaved"):
-        _last(
-            tagger_section.run_tagging(
-                ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
-            )
+        tagger_section.run_tagging(
+            ctx, project="猫", version="v1", model="tiny-tagger", existing="overwrite", batch_size=8, **TAG_OPTIONS
         )
 
 
@@ -185,11 +186,11 @@ def test_selecting_an_image_shows_its_caption_and_confidences(ctx: Context, tmp_
 
 def test_missing_tagger_model_is_a_one_line_error(ctx: Context, tmp_path: Path) -> None:
     projects.create_project(ctx, name="x")
-    generator = tagger_section.run_tagging(
+    started = tagger_section.run_tagging(
         ctx, project="x", version="v1", model="no-such-folder", existing="skip", batch_size=1, **TAG_OPTIONS
     )
-    with pytest.raises(LoraExtError, match="unknown tagger model"):
-        _last(generator)
+    shown = _finished(ctx, started, "x")
+    assert "unknown tagger model" in shown["tag_status"] and "tt-msg-error" in shown["tag_status"]
 
 
 def test_train_then_results_list_the_file_with_hash(ctx: Context, tmp_path: Path) -> None:
@@ -198,7 +199,7 @@ def test_train_then_results_list_the_file_with_hash(ctx: Context, tmp_path: Path
     values.update(cfg_max_steps=2, cfg_output_name="", cfg_sample_prompts="")
     plan = train_section.plan(ctx, project="猫", version="v1", **values)
     assert "max steps 2" in plan["plan"]
-    final = _last(train_section.start_training(ctx, project="猫", version="v1", **values))
+    final = _finished(ctx, train_section.start_training(ctx, project="猫", version="v1", **values))
     assert "Finished: 2 steps" in final["train_progress"]
     assert final["result_name"] == "猫_v1" and final["lora_token"] == "<lora:猫_v1:0.8>"
     assert final["result_files"]["headers"] == ["File", "Saved at", "Size", "AutoV2", "SHA-256"]
@@ -225,18 +226,18 @@ def test_training_refuses_when_the_host_cannot_train(ctx: Context, tmp_path: Pat
     assert "--lowvram" in train_section.capabilities_html(ctx)
     values = train_section.apply_preset(ctx, preset_name="fast-test")
     with pytest.raises(LoraExtError, match="--lowvram"):
-        _last(train_section.start_training(ctx, project="p", version="v1", **values))
+        train_section.start_training(ctx, project="p", version="v1", **values)
 
 
 def test_comparison_weights_parse_and_prompts_share_text() -> None:
-    assert result_section.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
+    assert results.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
     with pytest.raises(LoraExtError, match="not a weight"):
-        result_section.parse_weights("0, lots")
+        results.parse_weights("0, lots")
     files = [
-        result_section.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
-        result_section.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
+        results.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
+        results.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
     ]
-    requests = result_section.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
+    requests = results.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
     assert requests == [
         ("weight 0", "1girl <lora:x:0>"),
         ("weight 0.8", "1girl <lora:x:0.8>"),
@@ -248,11 +249,12 @@ def test_cancel_stops_training_after_the_current_step(ctx: Context, tmp_path: Pa
     _tagged(ctx, tmp_path)
     values = train_section.apply_preset(ctx, preset_name="fast-test")
     values.update(cfg_max_steps=500, cfg_sample_prompts="")
-    cancelled = None
-    last = None
-    for last in train_section.start_training(ctx, project="猫", version="v1", **values):
-        if cancelled is None and "Training: step" in last.get("train_progress", ""):
-            cancelled = train_section.cancel_training(ctx)
-    assert cancelled is not None and "Stopping" in cancelled["train_status"]
-    assert "Cancelled at step" in last["train_progress"]
+    started = train_section.start_training(ctx, project="猫", version="v1", **values)
+    shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    while "Training: step" not in shown["train_progress"]:
+        assert not ctx.jobs.current.finished_event.wait(0.2)
+        shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    cancelled = train_section.cancel_training(ctx)
+    assert "Stopping" in cancelled["train_status"]
+    assert "Cancelled at step" in _finished(ctx, started)["train_progress"]
     assert not (ctx.host.lora_dir / "猫_v1.safetensors").exists()

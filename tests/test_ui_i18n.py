@@ -38,8 +38,8 @@ def test_headings_are_translated_by_their_words() -> None:
 
 @pytest.fixture
 def app(make_standalone_host, tmp_path: Path):
+    from lora_ext.app.context import Workspace
     from lora_ext.ui.app import build_app
-    from lora_ext.ui.workspace import Workspace
 
     def make(language: str = "en"):
         host = make_standalone_host("sd1")

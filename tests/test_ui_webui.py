@@ -160,8 +160,8 @@ def test_api_refuses_a_second_job_and_unknown_options(webui, tmp_path: Path) -> 
 def test_ui_jobs_hold_the_queue_lock_and_stop_on_interrupt(webui) -> None:
     from modules import call_queue
 
+    from lora_ext.app.jobs import JobRunner
     from lora_ext.hosts.a1111 import A1111Host
-    from lora_ext.ui.jobs import JobRunner
 
     shared, _ = webui
     inside = threading.Event()

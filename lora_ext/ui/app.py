@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import GenerationRequest, Host
 from lora_ext.ui import compat
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.i18n import LANGUAGES, I18n
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context, Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "javascript" / "train_tools.js"
@@ -88,7 +88,8 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
         return generate(ctx, loader, **values)
 
     names = ("gen_prompt", "gen_negative", "gen_seed", "gen_steps", "gen_width", "gen_height", "gen_cfg")
-    wire(ui["gen_button"].click, run, ui.pick(*names), ui.pick("gen_image", "gen_info"), ctx)
+    outputs = ui.pick("gen_image", "gen_info")
+    wire(ui["gen_button"].click, run, ui.pick(*names), outputs, ctx, status=ui["gen_info"])
 
 
 def build_app(host: Host, loader: Any = None, language: str = "en", workspace: Workspace | None = None):
@@ -99,7 +100,7 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
 
     script = SCRIPT.read_text(encoding="utf-8") if SCRIPT.is_file() else ""
     css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
-    ctx = Context(lambda: host, workspace or Workspace.standalone(), I18n(language))
+    ctx = Context(lambda: host, workspace or Workspace.standalone(), i18n=I18n(language))
     ui = Registry()
     # System fonts: Gradio's default theme would fetch Google Fonts, and the page makes no outside requests.
     theme = gr.themes.Default(

@@ -5,6 +5,11 @@ or gr.update(...)}``; ``wire`` maps components to those names, so reordering
 inputs can never shift values (no positional ``*args`` anywhere). This is the
 only place that catches errors: a ``LoraExtError`` becomes its one-line message,
 anything else is logged with its traceback and shown as one line too.
+
+An error is a line, not a pill: with a ``status`` component (the section's status
+area) the line goes there once, in red, with a toast, and every other output keeps
+its last good content. (Raising ``gr.Error`` would turn every output into a red
+"Error" pill, one of them over the message itself.)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from lora_ext.errors import LoraExtError
+from lora_ext.ui import compat
 
 log = logging.getLogger("train_tools.ui")
 
@@ -58,16 +64,31 @@ def _map_outputs(result: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -
     return {outputs[name]: value for name, value in result.items()}
 
 
+def _failed(error: BaseException, outputs: Mapping[str, Any], status: Any) -> dict[Any, Any]:
+    """The outputs after ``error``: one line in ``status`` (and a toast), no change anywhere else."""
+    import gradio as gr
+
+    if status is None:
+        raise ui_error(error) from error
+    if not isinstance(error, LoraExtError):
+        log.error("Train Tools: unexpected error in the UI", exc_info=error)
+    line = user_message(error)
+    compat.toast(line)
+    return {**{component: gr.update() for component in outputs.values()}, status: message(line, "error")}
+
+
 def bind(
     handler: Callable[..., Any],
     input_names: list[str],
     outputs: Mapping[str, Any],
     context: Any = None,
     event_arg: str | None = None,
+    status: Any = None,
 ) -> Callable[..., Any]:
     """A Gradio ``fn`` calling ``handler(context, **named inputs)`` and mapping its named outputs.
 
-    ``event_arg`` passes Gradio's ``SelectData`` to the handler under that name.
+    ``event_arg`` passes Gradio's ``SelectData`` to the handler under that name. ``status``
+    (a component among ``outputs``) receives the one-line error; without one an error is a toast.
     """
     call = functools.partial(handler, context) if context is not None else handler
 
@@ -81,7 +102,7 @@ def bind(
                 for result in call(**named(values), **event):
                     yield _map_outputs(result, outputs)
             except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
-                raise ui_error(error) from error
+                yield _failed(error, outputs, status)
 
         fn: Callable[..., Any] = run_generator
     else:
@@ -90,7 +111,7 @@ def bind(
             try:
                 return _map_outputs(call(**named(values), **event), outputs)
             except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
-                raise ui_error(error) from error
+                return _failed(error, outputs, status)
 
         fn = run
     if event_arg is None:
@@ -120,12 +141,18 @@ def wire(
     outputs: Mapping[str, Any] | None = None,
     context: Any = None,
     event_arg: str | None = None,
+    status: Any = None,
     **kwargs: Any,
 ):
-    """``event(fn, inputs, outputs)`` with ``handler`` called by input name and returning outputs by name."""
+    """``event(fn, inputs, outputs)`` with ``handler`` called by input name and returning outputs by name.
+
+    ``status``: the section's status component, where an error is shown as one line (added to the outputs).
+    """
     inputs = dict(inputs or {})
     outputs = dict(outputs or {})
-    fn = bind(handler, list(inputs), outputs, context, event_arg)
+    if status is not None and all(component is not status for component in outputs.values()):
+        outputs["__status__"] = status
+    fn = bind(handler, list(inputs), outputs, context, event_arg, status)
     return event(fn=fn, inputs=list(inputs.values()), outputs=list(outputs.values()), **kwargs)
 
 
@@ -134,3 +161,13 @@ def choose(current: str | None, choices: list[str]) -> str | None:
     if current in choices:
         return current
     return choices[0] if choices else None
+
+
+def progress_html(fraction: float, text: str, state: str = "running") -> str:
+    """A progress bar (styled by style.css) with one line of text."""
+    percent = f"{100 * max(0.0, min(1.0, fraction)):.1f}"
+    return (
+        f'<div class="tt-progress tt-progress-{state}" data-fraction="{percent}">'
+        f'<div class="tt-progress-bar" style="width:{percent}%"></div>'
+        f'<div class="tt-progress-text">{html.escape(text)}</div></div>'
+    )

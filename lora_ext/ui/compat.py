@@ -22,6 +22,20 @@ def head_kwargs(script: str) -> dict[str, Any]:
     return {"head": f"<script>{script}</script>"} if gradio_major() >= 4 else {}
 
 
+def toast(text: str) -> None:
+    """A warning toast for the event being handled (``gr.Warning``: gradio 3.41+ and 4; shown for queued events).
+
+    gradio 3 drops it with a Python warning when the event is not queued; the status line still says it.
+    """
+    import warnings
+
+    import gradio as gr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gr.Warning(text)
+
+
 def enable_queue(app: Any, concurrency: int) -> None:
     """Several events at once (gradio 4: ``default_concurrency_limit``; gradio 3: ``concurrency_count``)."""
     if gradio_major() >= 4:

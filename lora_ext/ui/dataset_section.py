@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lora_ext.app.context import Context
 from lora_ext.dataset.ingest import IngestOptions, IngestReport, ingest
 from lora_ext.errors import DatasetError
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 PATH_MARK = "__ttd__"  # must survive Gradio's upload-name cleaning (letters, digits, "._- " only)
 # Gradio's upload keeps only letters, digits and "._- " of a file name ("coffee (1).jpg" → "coffee 1.jpg");
@@ -188,5 +188,6 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     inputs = {**ui.pick("project", "version"), "files": ui["drop"], **ui.pick("target_folder")}
     outputs = {**ui.pick("drop", "paths_text", "report", "dataset_status"), **editor_section.view_outputs(ui)}
-    on(ui["drop"].upload, add_files, inputs, outputs, ctx)
-    on(ui["add_paths"].click, add_files, {**inputs, "path_text": ui["paths_text"]}, outputs, ctx)
+    status = ui["dataset_status"]
+    on(ui["drop"].upload, add_files, inputs, outputs, ctx, status=status)
+    on(ui["add_paths"].click, add_files, {**inputs, "path_text": ui["paths_text"]}, outputs, ctx, status=status)

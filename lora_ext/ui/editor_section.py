@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from lora_ext.app import recent, tagging
+from lora_ext.app.context import Context, EditorSession
 from lora_ext.dataset.captions import SORT_KEYS, join_tags, parse_tags
 from lora_ext.dataset.editor import REPLACE_SCOPES
 from lora_ext.dataset.files import CaptionsChangedOnDisk
@@ -19,7 +21,6 @@ from lora_ext.errors import DatasetError
 from lora_ext.locking import dataset_lock
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context, EditorSession
 
 GALLERY_LIMIT = 120
 CHIP_LIMIT = 300
@@ -107,14 +108,16 @@ def view(ctx: Context, project: str | None, version: str | None, note: str = "")
 
 
 def _done(ctx: Context, session: EditorSession, text: str) -> Outputs:
-    return {**view(ctx, session.paths.project, session.paths.version, text)}
+    """The views after an edit; an error line from an earlier edit goes."""
+    return {**view(ctx, session.paths.project, session.paths.version, text), "editor_status": ""}
 
 
 def load_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
-    """Open the selected version (re-reading its captions unless edits are pending)."""
+    """Open the selected version (re-reading its captions unless edits are pending); the page reopens on it."""
     if project and version:
         session = ctx.editors.get((project, version))
         ctx.session(project, version, reload=session is None or not session.editor.is_dirty)
+        recent.remember(ctx.workspace.projects_root, project, version)
     return {**view(ctx, project, version), "selected_key": "", "caption": "", "confidences": None}
 
 
@@ -209,8 +212,6 @@ def select_image(
     ctx: Context, project: str | None, version: str | None, evt: Any, tag_model: str | None = None, **filters: str
 ) -> Outputs:
     """Show the clicked image's caption for editing (and its tagger confidences when a tagger is loaded)."""
-    from lora_ext.ui import tagger_section
-
     session = _session(ctx, project, version, filters)
     keys = session.editor.visible_keys()
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
@@ -220,7 +221,7 @@ def select_image(
     return {
         "selected_key": key,
         "caption": join_tags(session.editor.table.tags(key)),
-        "confidences": tagger_section.confidences(ctx, session.paths.dataset / key, tag_model),
+        "confidences": tagging.confidences(ctx, session.paths.dataset / key, tag_model),
     }
 
 
@@ -305,13 +306,17 @@ def build(ctx: Context, ui: Registry) -> None:
             label="Overwrite changes made outside", value=False, elem_id="train_tools_overwrite"
         )
     ui["editor_state"] = gr.HTML(elem_id="train_tools_editor_state")
+    ui["editor_status"] = gr.HTML(elem_id="train_tools_editor_status")
 
 
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui.common import wire as on
+    from lora_ext.ui.common import wire
+
+    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context, **kwargs: Any) -> None:
+        wire(event, handler, inputs, outputs, context, status=ui["editor_status"], **kwargs)
 
     base = {**ui.pick("project", "version"), **ui.pick(*FILTER_NAMES)}
-    out = view_outputs(ui)
+    out = {**view_outputs(ui), **ui.pick("editor_status")}
     selection = ui.pick("selected_key", "caption", "confidences")
     for name in ("filter_positive", "filter_negative"):
         on(ui[name].submit, apply_filter, base, out, ctx)

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_ext.app import recent
+from lora_ext.app.context import Context
 from lora_ext.ui.common import Outputs, choose, message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
+
+FIRST_STEP = "Create a project first: type a name above and press Create project."
+
+
+def first_step_html(projects: list[str], restored: bool = False) -> str:
+    """The line saying what to do first while there is no project; ``data-ready`` greys out the sections.
+
+    ``data-restored`` marks the page as reopened by ``ui/live.py`` since it loaded.
+    """
+    ready = "1" if projects else "0"
+    text = "" if projects else message(FIRST_STEP, "warn")
+    marks = f'data-ready="{ready}"' + (' data-restored="1"' if restored else "")
+    return f'<div class="tt-first-step" {marks}>{text}</div>'
 
 
 def _choices(ctx: Context, project: str | None, version: str | None = None) -> Outputs:
@@ -20,6 +34,7 @@ def _choices(ctx: Context, project: str | None, version: str | None = None) -> O
     return {
         "project": gr.update(choices=projects, value=project),
         "version": gr.update(choices=versions, value=version),
+        "first_step": first_step_html(projects),
     }
 
 
@@ -140,16 +155,13 @@ def build(ctx: Context, ui: Registry) -> None:
     """The picker row and its buttons."""
     import gradio as gr
 
-    projects = ctx.store.list_projects()
-    first = projects[0] if projects else None
-    versions = ctx.store.list_versions(first) if first else []
+    # The page is built once; on each load ``ui/live.py`` re-reads the lists and the last-used version.
+    projects, first, versions, version = recent.opening_selection(ctx.store)
     with gr.Row(elem_id="train_tools_project_row"):
         ui["project"] = gr.Dropdown(
             label="Project", choices=projects, value=first, elem_id="train_tools_project", scale=2
         )
-        ui["version"] = gr.Dropdown(
-            label="Version", choices=versions, value=versions[-1] if versions else None, elem_id="train_tools_version"
-        )
+        ui["version"] = gr.Dropdown(label="Version", choices=versions, value=version, elem_id="train_tools_version")
         ui["name"] = gr.Textbox(
             label="Name",
             placeholder="New name for create / rename / duplicate (any language)",
@@ -174,13 +186,17 @@ def build(ctx: Context, ui: Registry) -> None:
     ui["confirm_row"] = confirm_row
     ui["delete_target"] = gr.Textbox(visible=False)
     ui["project_status"] = gr.HTML(elem_id="train_tools_project_status")
+    ui["first_step"] = gr.HTML(first_step_html(projects), elem_id="train_tools_first_step")
 
 
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui.common import wire as on
+    from lora_ext.ui.common import wire
 
-    picker = ui.pick("project", "version")
-    status = ui.pick("project", "version", "name", "project_status")
+    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context) -> None:
+        wire(event, handler, inputs, outputs, context, status=ui["project_status"])
+
+    picker = ui.pick("project", "version", "first_step")
+    status = ui.pick("project", "version", "first_step", "name", "project_status")
     on(ui["refresh_projects"].click, refresh, ui.pick("project", "version"), picker, ctx)
     on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version"), ctx)
     on(ui["create_project"].click, create_project, ui.pick("name"), status, ctx)
@@ -197,7 +213,7 @@ def wire(ctx: Context, ui: Registry) -> None:
         ui["confirm_delete"].click,
         confirm_delete,
         ui.pick("delete_target", "project", "version"),
-        {**confirm, **ui.pick("project", "version", "project_status")},
+        {**confirm, **ui.pick("project", "version", "first_step", "project_status")},
         ctx,
     )
 

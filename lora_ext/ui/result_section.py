@@ -3,88 +3,29 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from lora_ext.errors import ConfigError, LoraExtError
-from lora_ext.host import GenerationRequest
-from lora_ext.ui.common import Outputs
-from lora_ext.ui.jobs import Job, follow, progress_html
+from lora_ext.app import results
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job
+from lora_ext.errors import LoraExtError
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 DEFAULT_WEIGHTS = "0, 0.5, 0.8, 1.0"
 FILE_COLUMNS = ("File", "Saved at", "Size", "AutoV2", "SHA-256")
-_EPOCH_FILE = re.compile(r"^(?P<stem>.+)-(?P<kind>step)?(?P<number>\d{6,8})$")
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    path: Path
-    size: int
-    sha256: str
-    label: str  # "final", "epoch 2", "step 100"
-
-    @property
-    def autov2(self) -> str:
-        return self.sha256[:10]
 
 
 def refresh_outputs(ui: Registry) -> dict[str, Any]:
     return ui.pick("result_name", "result_files", "lora_token")
 
 
-def _sha256(path: Path, cache: dict[tuple, str]) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in cache:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        cache[key] = digest.hexdigest()
-    return cache[key]
-
-
-def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = None) -> list[OutputFile]:
-    """The final file ``name.safetensors`` and its intermediate saves (``name-000002``, ``name-step00000100``)."""
-    cache = {} if cache is None else cache
-    found: list[OutputFile] = []
-    if not name or not lora_dir.is_dir():
-        return found
-    for path in sorted(lora_dir.glob("*.safetensors")):
-        if path.stem == name:
-            label = "final"
-        else:
-            match = _EPOCH_FILE.match(path.stem)
-            if not match or match.group("stem") != name:
-                continue
-            number = int(match.group("number"))
-            label = f"step {number}" if match.group("kind") else f"epoch {number}"
-        found.append(OutputFile(path, path.stat().st_size, _sha256(path, cache), label))
-    found.sort(key=lambda item: (item.label == "final", item.path.stat().st_mtime))
-    return found
-
-
-def _output_name(ctx: Context, project: str | None, version: str | None, name: str | None) -> str:
-    if name:
-        return name
-    if project and version:
-        return str(ctx.store.read_manifest(project, version).get("output_name") or "")
-    return ""
-
-
 def refresh(ctx: Context, project: str | None, version: str | None, result_name: str | None = None) -> Outputs:
     """The file table and the copy line for the version's LoRA."""
-    name = _output_name(ctx, project, version, result_name)
+    name, files = results.version_files(ctx, project, version, result_name)
     if not name:
         return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": ""}
-    files = output_files(ctx.host.lora_dir, name, ctx.hashes)
     rows = [[item.path.name, item.label, f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files]
     return {
         "result_name": name,
@@ -96,35 +37,6 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
 def file_table(ctx: Context, rows: list[list[str]]) -> dict[str, Any]:
     """The file table with its headers: a bare list would make gradio number the columns (or drop them when empty)."""
     return {"headers": [ctx.tr(column) for column in FILE_COLUMNS], "data": rows or [[""] * len(FILE_COLUMNS)]}
-
-
-def parse_weights(text: str) -> list[float]:
-    """``"0, 0.5, 0.8, 1"`` → [0.0, 0.5, 0.8, 1.0]."""
-    weights: list[float] = []
-    for part in re.split(r"[,\s]+", text or ""):
-        if not part:
-            continue
-        try:
-            weights.append(float(part))
-        except ValueError:
-            raise ConfigError(f"{part!r} is not a weight", hint="write numbers such as 0, 0.5, 0.8, 1") from None
-    if not weights:
-        raise ConfigError("No weights to compare.", hint="write numbers such as 0, 0.5, 0.8, 1")
-    return weights
-
-
-def comparison_requests(
-    name: str, files: list[OutputFile], prompt: str, weights: list[float], include_epochs: bool, epoch_weight: float
-) -> list[tuple[str, str]]:
-    """(caption, full prompt) for every image of the comparison, same prompt text everywhere."""
-    requests = [(f"weight {weight:g}", f"{prompt} <lora:{name}:{weight:g}>") for weight in weights]
-    if include_epochs:
-        for item in files:
-            if item.label != "final":
-                requests.append(
-                    (f"{item.label} @ {epoch_weight:g}", f"{prompt} <lora:{item.path.stem}:{epoch_weight:g}>")
-                )
-    return requests
 
 
 def compare(
@@ -139,58 +51,52 @@ def compare(
     compare_size: float,
     compare_weights: str,
     include_epochs: bool,
-) -> Iterator[Outputs]:
-    """Generate the same prompt and seed at each weight (and each saved epoch) with the host's generator."""
-    name = _output_name(ctx, project, version, result_name)
-    if not name:
-        raise ConfigError("There is no trained LoRA for this version yet.", hint="train first, or type its name")
-    host = ctx.host
-    files = output_files(host.lora_dir, name, ctx.hashes)
-    if not files:
-        raise ConfigError(f"{name}.safetensors is not in {host.lora_dir}.", hint="train first, or check the name")
-    if not compare_prompt.strip():
-        raise ConfigError("The test prompt is empty.", hint="type a prompt, e.g. the trigger word and a few tags")
-    requests = comparison_requests(
-        name, files, compare_prompt.strip(), parse_weights(compare_weights), include_epochs, 0.8
+) -> Outputs:
+    """Start the same prompt and seed at each weight (and each saved epoch); the page then follows the job."""
+    job = results.start_comparison(
+        ctx,
+        project,
+        version,
+        result_name,
+        compare_prompt,
+        compare_negative,
+        int(compare_seed),
+        int(compare_steps),
+        int(compare_size),
+        compare_weights,
+        include_epochs,
     )
-    size = int(compare_size)
+    return {
+        "result_status": "",
+        "compare_progress": progress_html(0.0, "Starting…"),
+        "compare_gallery": [],
+        "job_seen": f"{job.id}:running",
+    }
 
-    def work(job: Job) -> list[tuple[Any, str]]:
-        images: list[tuple[Any, str]] = []
-        job.data["images"] = images
-        for index, (caption, prompt) in enumerate(requests):
-            if job.cancelled():
-                break
-            job.report(index, len(requests), caption)
-            request = GenerationRequest(
-                prompt=prompt,
-                negative_prompt=compare_negative,
-                seed=int(compare_seed),
-                steps=int(compare_steps),
-                width=size,
-                height=size,
-            )
-            images.append((host.generate(request)[0], caption))
-        job.report(len(images), len(requests), "done")
-        return images
 
-    job = ctx.jobs.start("Test generation", work, host)
-
-    def render(job: Job) -> Outputs:
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A test generation as the page shows it: the images so far, then all of them and the time taken."""
+    images = list(job.data.get("images", []))
+    if not job.finished:
         text = f"Generating {job.done + 1}/{job.total}: {job.text}" if job.total else "Starting…"
-        return {
-            "compare_progress": progress_html(job.fraction, text),
-            "compare_gallery": list(job.data.get("images", [])),
-        }
-
-    yield from follow(job, render)
+        return {"compare_progress": progress_html(job.fraction, text), "compare_gallery": images}
     if job.error is not None:
-        raise job.error
+        line = user_message(job.error)
+        return {
+            "compare_progress": progress_html(job.fraction, line, "error"),
+            "compare_gallery": images,
+            "result_status": message(line, "error"),
+        }
     elapsed = time.strftime("%M:%S", time.gmtime(job.elapsed))
-    yield {
+    return {
         "compare_gallery": job.result,
         "compare_progress": progress_html(1.0, f"{len(job.result)} images in {elapsed}", "done"),
     }
+
+
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("compare_progress", "compare_gallery", "result_status")
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -223,6 +129,7 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["include_epochs"] = gr.Checkbox(label="Also each saved epoch (at 0.8)", value=True)
     ui["compare"] = gr.Button("Generate comparison", variant="primary", elem_id="train_tools_compare")
+    ui["result_status"] = gr.HTML(elem_id="train_tools_result_status")
     ui["compare_progress"] = gr.HTML(elem_id="train_tools_compare_progress")
     ui["compare_gallery"] = gr.Gallery(
         label="Comparison", columns=4, height=300, object_fit="contain", elem_id="train_tools_compare_gallery"
@@ -232,14 +139,17 @@ def build(ctx: Context, ui: Registry) -> None:
 def wire(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire as on
 
+    status = ui["result_status"]
+    refreshing = ui.pick("project", "version", "result_name")
+    on(ui["refresh_results"].click, refresh, refreshing, refresh_outputs(ui), ctx, status=status)
     on(
-        ui["refresh_results"].click,
-        refresh,
-        ui.pick("project", "version", "result_name"),
+        ui["version"].change,
+        _refresh_for_version,
+        ui.pick("project", "version"),
         refresh_outputs(ui),
         ctx,
+        status=status,
     )
-    on(ui["version"].change, _refresh_for_version, ui.pick("project", "version"), refresh_outputs(ui), ctx)
     inputs = ui.pick(
         "project",
         "version",
@@ -252,7 +162,8 @@ def wire(ctx: Context, ui: Registry) -> None:
         "compare_weights",
         "include_epochs",
     )
-    on(ui["compare"].click, compare, inputs, ui.pick("compare_gallery", "compare_progress"), ctx)
+    started = ui.pick("result_status", "compare_gallery", "compare_progress", "job_seen")
+    on(ui["compare"].click, compare, inputs, started, ctx, status=status)
 
 
 def _refresh_for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:

@@ -2,7 +2,8 @@
 
 Flow, top to bottom: project/version → dataset (drop zone, report, gallery) →
 auto-tag → tag editor → train → result. Each section module builds its
-components into a shared ``Registry`` and wires named handlers; this file only
+components into a shared ``Registry`` and wires named handlers; ``live`` reopens
+the page where the user left off and follows long jobs; this file only
 assembles them.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lora_ext.app import context as app_context
+from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
 from lora_ext.ui.i18n import I18n
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context, Workspace
 
 ELEM_ID = "train_tools"
 
@@ -45,13 +47,22 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     """Build every section inside the current Blocks context and wire them."""
     import gradio as gr
 
-    from lora_ext.ui import dataset_section, editor_section, projects, result_section, tagger_section, train_section
+    from lora_ext.ui import (
+        dataset_section,
+        editor_section,
+        live,
+        projects,
+        result_section,
+        tagger_section,
+        train_section,
+    )
 
     with gr.Column(elem_id=ELEM_ID):
         with gr.Row():
             ui["model_line"] = gr.Markdown(_describe(ctx.host_provider), elem_id=f"{ELEM_ID}_model")
             ui["refresh_model"] = gr.Button("Refresh model info", elem_id=f"{ELEM_ID}_refresh_model", scale=0)
         ui["job_status"] = gr.HTML(elem_id=f"{ELEM_ID}_job_status")
+        live.build(ctx, ui)
         with gr.Accordion("Project", open=True, elem_id=f"{ELEM_ID}_section_project"):
             projects.build(ctx, ui)
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
@@ -70,18 +81,13 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         inputs=[],
         outputs=[ui["model_line"], ui["capabilities"]],
     )
-    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section):
+    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section, live):
         section.wire(ctx, ui)
 
 
 def create_context(host_provider: Callable[[], Host], workspace: Workspace | None = None) -> Context:
-    """The state the tab and the REST API share (one job at a time, open editors, loaded tagger)."""
-    if workspace is None:
-        try:
-            workspace = Workspace.for_host(host_provider())
-        except LoraExtError:
-            workspace = Workspace.standalone()
-    return Context(host_provider, workspace, I18n())
+    """The state the tab and the REST API share, with the page's translator (English until switched)."""
+    return app_context.create_context(host_provider, workspace, I18n())
 
 
 def build_tab(host_provider: Callable[[], Host], context: Context | None = None):

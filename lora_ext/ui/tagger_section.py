@@ -4,93 +4,40 @@ progress with images/s and cancel, and per-image confidence bars."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from lora_ext.errors import DatasetError, LoraExtError
-from lora_ext.ui.common import Outputs, message
-from lora_ext.ui.jobs import Job, follow, format_seconds, progress_html
+from lora_ext.app import tagging
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job, format_seconds
+from lora_ext.app.tagging import OPTION_NAMES
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 
-def _resolve(model: str) -> str:
-    """The model as the tagger loads it: a registry name or a folder name in the tagger folder, or a path."""
-    if not model:
-        raise DatasetError("No tagger model is selected.", hint="pick one in the model list")
-    return model
-
-
-def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
-    """The loaded tagger for ``model``, loading (or, when allowed, downloading) it on first use."""
-    from lora_ext.tagger import Tagger
-
-    source = _resolve(model)
-    with ctx.lock:
-        if ctx.tagger is None or ctx.tagger_source != source:
-            if ctx.tagger is not None:
-                ctx.tagger.unload()
-            ctx.tagger, ctx.tagger_source = None, None
-            ctx.tagger = Tagger.load(source, ctx.workspace.tagger_dir, download=download)
-            ctx.tagger_source = source
-        return ctx.tagger
-
-
-def form_defaults() -> dict[str, Any]:
-    """The tagging form's starting values (one per ``OPTION_NAMES``), taken from ``TagOptions``' own defaults."""
-    from lora_ext.tagger import TagOptions
-
-    options = TagOptions()
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A tagging job as the page shows it: progress with images/s while it runs, then its report."""
+    if not job.finished:
+        eta = ""
+        rate = job.data.get("rate", 0.0)
+        if rate > 0 and job.total > job.done:
+            eta = f" · ETA {format_seconds((job.total - job.done) / rate)}"
+        text = (
+            f"Tagging: {job.done}/{job.total} images · {rate:.1f} images/s{eta}" if job.total else "Loading the tagger…"
+        )
+        return {"tag_progress": progress_html(job.fraction, text)}
+    if job.error is not None:
+        line = user_message(job.error)
+        return {"tag_progress": progress_html(0, line, "error"), "tag_status": message(line, "error")}
+    report = job.result
     return {
-        "general_threshold": options.general_threshold,
-        "character_threshold": options.character_threshold,
-        "general_mcut": options.general_mcut,
-        "character_mcut": options.character_mcut,
-        "exclude": ", ".join(options.exclude),
-        "trigger_tags": ", ".join(options.always_first),
-        "max_tags": options.max_tags or 0,
-        "rating": options.rating,
-        "characters_first": options.characters_first,
+        "tag_progress": progress_html(1.0, "Auto-tagging finished" if not report.cancelled else "Cancelled", "done"),
+        "tag_report": report_html(report),
     }
 
 
-def tag_options(
-    general_threshold: float,
-    character_threshold: float,
-    general_mcut: bool,
-    character_mcut: bool,
-    exclude: str,
-    trigger_tags: str,
-    max_tags: float,
-    rating: str,
-    characters_first: bool,
-) -> Any:
-    from lora_ext.tagger import TagOptions
-    from lora_ext.tagger.postprocess import split_tag_list
-
-    return TagOptions(
-        general_threshold=float(general_threshold),
-        character_threshold=float(character_threshold),
-        general_mcut=bool(general_mcut),
-        character_mcut=bool(character_mcut),
-        exclude=split_tag_list(exclude),
-        always_first=split_tag_list(trigger_tags),
-        characters_first=bool(characters_first),
-        max_tags=int(max_tags) if max_tags and int(max_tags) > 0 else None,
-        rating=rating or "off",
-    )
-
-
-def _render(job: Job) -> Outputs:
-    if job.finished:
-        return {}
-    eta = ""
-    rate = job.data.get("rate", 0.0)
-    if rate > 0 and job.total > job.done:
-        eta = f" · ETA {format_seconds((job.total - job.done) / rate)}"
-    text = f"Tagging: {job.done}/{job.total} images · {rate:.1f} images/s{eta}" if job.total else "Loading the tagger…"
-    return {"tag_progress": progress_html(job.fraction, text)}
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("tag_progress", "tag_report", "tag_status")
 
 
 def report_html(report: Any) -> str:
@@ -112,38 +59,6 @@ def report_html(report: Any) -> str:
     return body
 
 
-def start_tagging(
-    ctx: Context, project: str | None, version: str | None, model: str, options: Any, write: Any, batch_size: int = 8
-) -> Job:
-    """Tag every image of a version in a background job (also used by the REST API)."""
-    paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before auto-tagging")
-
-    def work(job: Job) -> Any:
-        tagger = load_tagger(ctx, model)
-
-        def progress(done: int, total: int, rate: float) -> None:
-            job.data["rate"] = rate
-            job.report(done, total, f"{done}/{total} images, {rate:.1f} images/s")
-
-        report = tagger.tag_dataset(
-            paths.dataset,
-            options,
-            write,
-            recursive=True,
-            batch_size=max(1, batch_size),
-            progress=progress,
-            cancel=job.cancelled,
-        )
-        ctx.session(paths.project, paths.version, reload=True)
-        return report
-
-    # The tagger does not touch the SD model, so it does not take the WebUI's queue slot.
-    return ctx.jobs.start("Auto-tagging", work, uses_model=False)
-
-
 def run_tagging(
     ctx: Context,
     project: str | None,
@@ -152,23 +67,18 @@ def run_tagging(
     existing: str,
     batch_size: float,
     **option_values: Any,
-) -> Iterator[Outputs]:
-    """Tag every image of the version in the background, showing progress until it ends."""
+) -> Outputs:
+    """Start tagging every image of the version in the background; the page then follows the job."""
     from lora_ext.tagger import WriteOptions
-    from lora_ext.ui import editor_section
 
-    options = tag_options(**option_values)
-    job = start_tagging(ctx, project, version, model, options, WriteOptions(existing=existing), int(batch_size or 1))
-    yield from follow(job, _render)
-    if job.error is not None:
-        if isinstance(job.error, LoraExtError):
-            yield {"tag_progress": progress_html(0, job.error.one_line(), "error")}
-        raise job.error
-    report = job.result
-    yield {
-        **editor_section.view(ctx, project, version),
-        "tag_progress": progress_html(1.0, "Auto-tagging finished" if not report.cancelled else "Cancelled", "done"),
-        "tag_report": report_html(report),
+    options = tagging.tag_options(**option_values)
+    job = tagging.start_tagging(
+        ctx, project, version, model, options, WriteOptions(existing=existing), int(batch_size or 1)
+    )
+    return {
+        "tag_status": "",
+        "tag_progress": progress_html(0.0, "Loading the tagger…"),
+        "job_seen": f"{job.id}:running",
     }
 
 
@@ -178,10 +88,7 @@ def cancel_job(ctx: Context) -> Outputs:
 
 
 def unload_tagger(ctx: Context) -> Outputs:
-    with ctx.lock:
-        if ctx.tagger is not None:
-            ctx.tagger.unload()
-        ctx.tagger, ctx.tagger_source = None, None
+    tagging.unload_tagger(ctx)
     return {"tag_report": message("Tagger model unloaded.")}
 
 
@@ -193,25 +100,6 @@ def refresh_models(ctx: Context, model: str) -> Outputs:
     folder = ctx.workspace.tagger_dir
     choices = model_choices(folder)
     return {"tag_model": gr.update(choices=choices, value=model if model in choices else default_model(folder))}
-
-
-def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dict[str, float] | None:
-    """Confidence per tag for one image: the loaded tagger, else ``model`` if it is on disk (never a download).
-
-    None when no tagger is available without downloading one.
-    """
-    from lora_ext.tagger import TagOptions
-
-    tagger = ctx.tagger
-    if tagger is None and model:
-        try:
-            tagger = load_tagger(ctx, model, download=False)
-        except LoraExtError:
-            return None
-    if tagger is None:
-        return None
-    scored = tagger.tag_image(image_path, TagOptions(general_threshold=0.0, character_threshold=0.0, max_tags=40))
-    return {f"{tag.tag} ({tag.category})": float(tag.confidence) for tag in scored}
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -237,7 +125,7 @@ def build(ctx: Context, ui: Registry) -> None:
             label="Existing captions",
             elem_id="train_tools_existing",
         )
-    start = form_defaults()
+    start = tagging.form_defaults()
     with gr.Row(equal_height=False):
         ui["general_threshold"] = gr.Slider(
             0, 1, value=start["general_threshold"], step=0.01, label="General threshold"
@@ -260,25 +148,12 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["run_tagging"] = gr.Button("Auto-tag", variant="primary", elem_id="train_tools_run_tagging")
         ui["cancel_tagging"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_tagging")
         ui["unload_tagger"] = gr.Button("Unload model", elem_id="train_tools_unload_tagger")
+    ui["tag_status"] = gr.HTML(elem_id="train_tools_tag_status")
     ui["tag_progress"] = gr.HTML(elem_id="train_tools_tag_progress")
     ui["tag_report"] = gr.HTML(elem_id="train_tools_tag_report")
 
 
-OPTION_NAMES = (
-    "general_threshold",
-    "character_threshold",
-    "general_mcut",
-    "character_mcut",
-    "exclude",
-    "trigger_tags",
-    "max_tags",
-    "rating",
-    "characters_first",
-)
-
-
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui import editor_section
     from lora_ext.ui.common import wire as on
 
     inputs = {
@@ -288,8 +163,16 @@ def wire(ctx: Context, ui: Registry) -> None:
         "batch_size": ui["tag_batch_size"],
         **ui.pick(*OPTION_NAMES),
     }
-    outputs = {**ui.pick("tag_progress", "tag_report"), **editor_section.view_outputs(ui)}
-    on(ui["run_tagging"].click, run_tagging, inputs, outputs, ctx)
-    on(ui["cancel_tagging"].click, cancel_job, {}, ui.pick("job_status"), ctx)
-    on(ui["unload_tagger"].click, unload_tagger, {}, ui.pick("tag_report"), ctx)
-    on(ui["refresh_tag_models"].click, refresh_models, {"model": ui["tag_model"]}, ui.pick("tag_model"), ctx)
+    status = ui["tag_status"]
+    on(
+        ui["run_tagging"].click,
+        run_tagging,
+        inputs,
+        ui.pick("tag_status", "tag_progress", "job_seen"),
+        ctx,
+        status=status,
+    )
+    on(ui["cancel_tagging"].click, cancel_job, {}, ui.pick("job_status"), ctx, status=status)
+    on(ui["unload_tagger"].click, unload_tagger, {}, ui.pick("tag_report"), ctx, status=status)
+    refresh = {"model": ui["tag_model"]}
+    on(ui["refresh_tag_models"].click, refresh_models, refresh, ui.pick("tag_model"), ctx, status=status)

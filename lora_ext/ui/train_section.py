@@ -3,19 +3,17 @@ Start / Cancel / Resume with a live progress bar, ETA, loss chart and preview ga
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from lora_ext.dataset.names import sanitize_filename
-from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
+from lora_ext.app import training
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job, format_seconds
+from lora_ext.app.train_settings import config_values, preset_choices
 from lora_ext.ui import train_fields
-from lora_ext.ui.common import Outputs, message
-from lora_ext.ui.jobs import Job, follow, format_seconds, progress_html
+from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
-from lora_ext.ui.workspace import Context
 
 PREFIX = "cfg_"
-LOSS_POINTS = 2000
 
 
 def field_components(ui: Registry) -> dict[str, Any]:
@@ -29,91 +27,22 @@ def _values(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def capabilities_html(ctx: Context) -> str:
     """Whether the host can train now, and why not."""
-    try:
-        host = ctx.host
-        capabilities = host.capabilities()
-    except LoraExtError as error:
-        return message(f"Training is not possible: {error.one_line()}", "error")
-    if not capabilities.can_train:
-        return message("Training is not possible: " + "; ".join(capabilities.reasons), "error")
-    notes = [message(reason, "warn") for reason in capabilities.reasons]
+    can_train, reasons = training.capability_lines(ctx)
+    if not can_train:
+        return message("Training is not possible: " + "; ".join(reasons), "error")
+    notes = [message(reason, "warn") for reason in reasons]
     return message("Ready to train on the loaded model.", "ok") + "".join(notes)
-
-
-def _family(ctx: Context) -> str:
-    try:
-        return ctx.host.info.family
-    except LoraExtError:
-        return "sd1"
-
-
-def preset_defaults(ctx: Context, preset_name: str) -> Any:
-    """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
-    config = train_fields.preset_config(preset_name, _family(ctx))
-    setting = ctx.workspace.setting
-    return config.replace(
-        gradient_checkpointing=bool(setting("train_tools_gradient_checkpointing", config.gradient_checkpointing)),
-        cache_latents_to_disk=bool(setting("train_tools_cache_latents_to_disk", config.cache_latents_to_disk)),
-    )
-
-
-def default_preset(ctx: Context) -> str:
-    """The "Default training preset" setting when it names a preset, else ``auto``."""
-    name = ctx.workspace.setting("train_tools_default_preset", train_fields.AUTO_PRESET)
-    return name if name in train_fields.preset_choices() else train_fields.AUTO_PRESET
 
 
 def apply_preset(ctx: Context, preset_name: str) -> Outputs:
     """Fill every field from the preset (``auto``: the beginner defaults of the loaded model's family)."""
-    config = preset_defaults(ctx, preset_name)
-    return {f"{PREFIX}{name}": value for name, value in train_fields.config_values(config).items()}
+    config = training.preset_defaults(ctx, preset_name)
+    return {f"{PREFIX}{name}": value for name, value in config_values(config).items()}
 
 
 def plan(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
     """Computed steps and an estimated time for the selected version and settings."""
-    if not project or not version:
-        return {"plan": message("Pick a project and version to see the number of steps.")}
-    paths = ctx.version(project, version)
-    _samples, _per_epoch, total, text = train_fields.planned_steps(_values(cfg), paths.dataset)
-    speed = ctx.measured_speed
-    if speed and total:
-        text += f" · ≈ {format_seconds(total / speed)} at {speed:.2f} steps/s (measured)"
-    elif total:
-        text += " · time: measured during the first steps"
-    return {"plan": message(text)}
-
-
-def _events(job: Job, host: Any = None) -> Any:
-    from lora_ext.training.events import TrainEvents
-
-    # The WebUI host mirrors progress into shared.state and reports its Interrupt button.
-    report = getattr(host, "report_progress", None)
-    interrupted = getattr(host, "interrupted", None)
-
-    job.data.update(losses=[], log=[], previews=[], saved=[])
-
-    def on_progress(info: Any) -> None:
-        job.data["progress"] = info
-        losses = job.data["losses"]
-        losses.append((info.step, info.loss, info.smoothed_loss))
-        del losses[:-LOSS_POINTS]
-        job.report(info.step, info.total_steps, f"step {info.step}/{info.total_steps}")
-        if report is not None:
-            report(info.step, info.total_steps, f"Training: step {info.step}/{info.total_steps}, loss {info.loss:.4f}")
-        if job.cancelled() or (interrupted is not None and interrupted()):
-            events.request_stop()
-
-    def on_sample(_images: list, paths: list) -> None:
-        job.data["previews"] += [str(path) for path in paths]
-
-    events = TrainEvents(
-        on_progress=on_progress,
-        on_status=lambda text: job.data["log"].append(text),
-        on_saved=lambda path: job.data["saved"].append(str(path)),
-        on_sample=on_sample,
-    )
-    job.on_cancel.append(events.request_stop)
-    return events
+    return {"plan": message(training.plan_text(ctx, project, version, _values(cfg)))}
 
 
 def _loss_frame(job: Job) -> Any:
@@ -128,6 +57,7 @@ def _loss_frame(job: Job) -> Any:
 
 
 def render_training(job: Job) -> Outputs:
+    """The progress bar, loss chart, log and previews of a running training."""
     info = job.data.get("progress")
     log = job.data.get("log", [])
     if info is None:
@@ -148,72 +78,46 @@ def render_training(job: Job) -> Outputs:
     }
 
 
-def start_training_job(
-    ctx: Context, project: str | None, version: str | None, values: dict[str, Any], resume: bool = False
-) -> tuple[Job, Any]:
-    """Check, save the settings with the version, and train in a background job (also used by the REST API)."""
-    from lora_ext.config import save_config
-    from lora_ext.training.run import output_path_for, train_lora
-
-    paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
-    host = ctx.host
-    capabilities = host.capabilities()
-    if not capabilities.can_train:
-        raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
-    default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
-    config = train_fields.build_config(values, str(paths.dataset), default_output)
-    out = output_path_for(host, config, None)  # inside the LoRA folder, or refused before anything is written
-
-    def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
-        save_config(config, paths.config / "train.toml")
-        ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
-
-    def work(job: Job) -> Any:
-        hook = getattr(host, "prompt_hook", None)
-        if hook is not None and not hasattr(host, "training_session"):
-            hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
-        return train_lora(host, config, _events(job, host), out=out, resume=resume)
-
-    # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
-    # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
-    lock_host = None if hasattr(host, "training_session") else host
-    return ctx.jobs.start("Training", work, lock_host, prepare=remember_settings), config
-
-
-def start_training(
-    ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any
-) -> Iterator[Outputs]:
-    """Train in the background and follow the progress, loss and previews until it ends."""
-    from lora_ext.ui import result_section
-
-    job, config = start_training_job(ctx, project, version, _values(cfg), resume)
-    yield {"train_progress": progress_html(0.0, "Training: starting…"), "previews": []}
-    yield from follow(job, render_training)
-    info = job.data.get("progress")
-    if info is not None and info.its_per_second > 0:
-        ctx.measured_speed = info.its_per_second
-    final = render_training(job)
+def render_job(ctx: Context, job: Job) -> Outputs:
+    """A training job as the page shows it, running or finished (its end read from the job, not an event)."""
+    out = render_training(job)
+    if not job.finished:
+        return out
     if job.error is not None:
-        final["train_progress"] = progress_html(job.fraction, f"Training failed: {_one_line(job.error)}", "error")
-        yield final
-        raise job.error
+        line = user_message(job.error)
+        out["train_progress"] = progress_html(job.fraction, f"Training failed: {line}", "error")
+        out["train_status"] = message(line, "error")
+        return out
     result = job.result
-    skipped = "".join(message(f"Skipped {item.path}: {item.reason}", "warn") for item in result.skipped)
     if result.status == "finished":
         done = f"Finished: {result.steps} steps, final loss {result.final_loss:.4f} → {result.path}"
-        final["train_progress"] = progress_html(1.0, done, "done")
+        out["train_progress"] = progress_html(1.0, done, "done")
     else:
         where = f"; Resume continues from the state in {result.state_path.parent}" if result.state_path else ""
-        final["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
-    final["train_status"] = skipped
-    yield {**final, **result_section.refresh(ctx, project, version, config.output_name)}
+        out["train_progress"] = progress_html(job.fraction, f"Cancelled at step {result.steps}{where}", "cancelled")
+    out["train_status"] = "".join(message(f"Skipped {item.path}: {item.reason}", "warn") for item in result.skipped)
+    return out
 
 
-def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Iterator[Outputs]:
-    yield from start_training(ctx, project, version, resume=True, **cfg)
+def job_outputs(ui: Registry) -> dict[str, Any]:
+    """The components ``render_job`` fills."""
+    return ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status")
+
+
+def start_training(ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any) -> Outputs:
+    """Start training in the background and return at once; the page then follows the job (``ui/live.py``)."""
+    job, _config = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    return {
+        "train_status": "",  # an old error goes when a new job starts
+        "train_progress": progress_html(0.0, "Training: starting…"),
+        "train_log": "",
+        "previews": [],
+        "job_seen": f"{job.id}:running",
+    }
+
+
+def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    return start_training(ctx, project, version, resume=True, **cfg)
 
 
 def cancel_training(ctx: Context) -> Outputs:
@@ -221,21 +125,15 @@ def cancel_training(ctx: Context) -> Outputs:
     return {"train_status": message("Stopping after the current step…" if cancelled else "Nothing is running.", "warn")}
 
 
-def _one_line(error: BaseException) -> str:
-    from lora_ext.ui.common import user_message
-
-    return user_message(error)
-
-
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
-    preset_name = default_preset(ctx)
-    defaults = train_fields.config_values(preset_defaults(ctx, preset_name))
+    preset_name = training.default_preset(ctx)
+    defaults = config_values(training.preset_defaults(ctx, preset_name))
     ui["capabilities"] = gr.HTML(capabilities_html(ctx), elem_id="train_tools_capabilities")
     with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
-            choices=train_fields.preset_choices(),
+            choices=preset_choices(),
             value=preset_name,
             label="Preset",
             info="auto: beginner defaults for the loaded model's family",
@@ -273,23 +171,23 @@ def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
     return [names[index : index + width] for index in range(0, len(names), width)]
 
 
+# The settings the step plan depends on.
+PLANNED = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
+
+
 def wire(ctx: Context, ui: Registry) -> None:
-    from lora_ext.ui import result_section
     from lora_ext.ui.common import wire as on
 
     fields = field_components(ui)
     inputs = {**ui.pick("project", "version"), **fields}
-    outputs = {
-        **ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status"),
-        **result_section.refresh_outputs(ui),
-    }
-    on(ui["start_training"].click, start_training, inputs, outputs, ctx)
-    on(ui["resume_training"].click, resume_training, inputs, outputs, ctx)
-    on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx)
-    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx)
-    planned = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
-    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*planned)}
-    for name in planned:
-        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx)
-    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx)
-    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx)
+    started = ui.pick("train_progress", "train_log", "previews", "train_status", "job_seen")
+    status = ui["train_status"]
+    on(ui["start_training"].click, start_training, inputs, started, ctx, status=status)
+    on(ui["resume_training"].click, resume_training, inputs, started, ctx, status=status)
+    on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
+    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
+    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*PLANNED)}
+    for name in PLANNED:
+        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)

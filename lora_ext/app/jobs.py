@@ -1,7 +1,8 @@
 """Long jobs (tagging, training, test generations) in a background thread, one at a time.
 
-The page follows a job by polling it (a generator handler yields a snapshot
-every half second), so a job survives a closed tab and the UI stays responsive.
+A job lives on the server, not in a page event: the page and the REST API start
+it, then follow it by reading its status (``JobRunner.current`` / ``latest``), so
+it survives a closed tab, a dropped connection and a reload.
 Where the host has its own job slot (the WebUI's queue lock and ``shared.state``,
 see ``hosts/a1111.py``: ``host.exclusive(name)``) the job runs inside it, so
 generation and checkpoint switches wait for it and Interrupt stops it.
@@ -32,6 +33,7 @@ class Job:
     """One running or finished long job and what the page shows about it."""
 
     name: str
+    id: int = 0  # 1, 2, … in the order jobs were started (the page tells a new job from one it has shown)
     started: float = field(default_factory=time.monotonic)
     done: int = 0
     total: int = 0
@@ -80,6 +82,12 @@ class JobRunner:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.current: Job | None = None
+        self._latest: dict[str, Job] = {}  # the last job of each name, running or finished
+        self._started = 0
+
+    def latest(self, name: str) -> Job | None:
+        """The last job called ``name`` (running or finished), for a page that re-attaches."""
+        return self._latest.get(name)
 
     def busy(self) -> bool:
         return self.current is not None and not self.current.finished
@@ -110,8 +118,9 @@ class JobRunner:
                 )
             if prepare is not None:
                 prepare()  # under the lock: no other job can start in between
-            job = Job(name, uses_model=uses_model)
-            self.current = job
+            self._started += 1
+            job = Job(name, id=self._started, uses_model=uses_model)
+            self.current = self._latest[name] = job
 
         def target() -> None:
             try:
@@ -145,13 +154,6 @@ def _exclusive(host: Any, name: str) -> Iterator[HostJob | None]:
         yield host_job
 
 
-def follow(job: Job, render: Callable[[Job], dict[str, Any]], interval: float = 0.5) -> Iterator[dict[str, Any]]:
-    """Yield ``render(job)`` every ``interval`` seconds until the job ends, then once more."""
-    while not job.finished_event.wait(interval):
-        yield render(job)
-    yield render(job)
-
-
 def format_seconds(seconds: float) -> str:
     """``75`` → ``1:15``; ``3700`` → ``1:01:40``."""
     seconds = max(0, int(round(seconds)))
@@ -160,13 +162,64 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def progress_html(fraction: float, text: str, state: str = "running") -> str:
-    """A progress bar (styled by style.css) with one line of text."""
-    import html
+def job_status(job: Any) -> dict[str, Any]:
+    """A job as JSON (what the REST API answers): progress, and the outcome once finished."""
+    if job is None:
+        return {"name": None, "running": False}
+    status: dict[str, Any] = {
+        "name": job.name,
+        "id": job.id,
+        "running": not job.finished,
+        "done": job.done,
+        "total": job.total,
+        "fraction": round(job.fraction, 4),
+        "text": job.text,
+        "elapsed_seconds": round(job.elapsed, 1),
+        "cancel_requested": job.cancel_event.is_set(),
+    }
+    info = job.data.get("progress")
+    if info is not None:
+        status["training"] = {
+            "step": info.step,
+            "total_steps": info.total_steps,
+            "epoch": info.epoch,
+            "epochs": info.epochs,
+            "loss": info.loss,
+            "smoothed_loss": info.smoothed_loss,
+            "lr": info.lr,
+            "its_per_second": info.its_per_second,
+            "eta_seconds": info.eta_seconds,
+        }
+    if job.finished:
+        if job.error is not None:
+            message = job.error.one_line() if isinstance(job.error, LoraExtError) else repr(job.error)
+            status["error"] = message
+        else:
+            status["result"] = _result(job.result)
+    return status
 
-    percent = f"{100 * max(0.0, min(1.0, fraction)):.1f}"
-    return (
-        f'<div class="tt-progress tt-progress-{state}" data-fraction="{percent}">'
-        f'<div class="tt-progress-bar" style="width:{percent}%"></div>'
-        f'<div class="tt-progress-text">{html.escape(text)}</div></div>'
-    )
+
+def _result(result: Any) -> Any:
+    if result is None:
+        return None
+    if hasattr(result, "status") and hasattr(result, "steps"):  # training.run.TrainResult
+        return {
+            "status": result.status,
+            "path": str(result.path) if result.path else None,
+            "steps": result.steps,
+            "total_steps": result.total_steps,
+            "final_loss": result.final_loss,
+            "saved": [str(path) for path in result.saved],
+            "skipped": [{"path": str(item.path), "reason": item.reason} for item in result.skipped],
+        }
+    if hasattr(result, "tagged"):  # tagger.TagReport
+        return {
+            "total": result.total,
+            "tagged": len(result.tagged),
+            "kept": len(result.kept),
+            "changed": result.changed,
+            "cancelled": result.cancelled,
+            "skipped": [{"path": str(path), "reason": reason} for path, reason in result.skipped],
+            "warnings": list(result.warnings),
+        }
+    return str(result)

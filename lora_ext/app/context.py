@@ -1,9 +1,11 @@
-"""What the UI works on besides the model: the project store, folders, settings, open editors, loaded tagger.
+"""What the use cases work on besides the model: the project store, folders, settings, open editors, jobs.
 
-One ``Context`` is built per UI build and handed to every handler as its first
-argument. It holds no WebUI objects; host-specific folders and settings come
-from the host (A1111: ``outputs_dir``, ``models_dir``, ``setting``) or from
-``lora_ext.paths`` in the standalone app.
+One ``Context`` is shared by the page and the REST API (one long job at a time,
+the same open editors and loaded tagger) and handed to every handler as its first
+argument. It holds no WebUI or Gradio objects; host-specific folders and settings
+come from the host (A1111: ``outputs_dir``, ``models_dir``, ``setting``) or from
+``lora_ext.paths`` in the standalone app. The page's language is a translator
+handed in by the UI (``i18n``); the app layer itself never translates.
 """
 
 from __future__ import annotations
@@ -15,22 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from lora_ext import paths
+from lora_ext.app.jobs import JobRunner
 from lora_ext.dataset.editor import Editor
 from lora_ext.dataset.files import CaptionStore
 from lora_ext.dataset.projects import ProjectStore, VersionPaths
-from lora_ext.errors import DatasetError
+from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
-from lora_ext.ui.i18n import I18n
-from lora_ext.ui.jobs import JobRunner
 
 
 def _no_settings(key: str, default: Any) -> Any:
     return default
 
 
+def _untranslated(text: str) -> str:
+    return text
+
+
 @dataclass(frozen=True)
 class Workspace:
-    """Folders the UI reads and writes, and a reader for host settings (read on each use: they can change)."""
+    """Folders the app reads and writes, and a reader for host settings (read on each use: they can change)."""
 
     projects_root: Path
     default_tagger_dir: Path
@@ -75,7 +80,7 @@ class Context:
 
     host_provider: Callable[[], Host]
     workspace: Workspace
-    i18n: I18n = field(default_factory=I18n)
+    i18n: Callable[[str], str] = _untranslated  # the UI hands in its ``I18n`` (current language)
     jobs: JobRunner = field(default_factory=JobRunner)
     editors: dict[tuple[str, str], EditorSession] = field(default_factory=dict)
     tagger: Any = None  # the loaded lora_ext.tagger.Tagger, kept between clicks
@@ -122,3 +127,15 @@ class Context:
 
     def tr(self, text: str) -> str:
         return self.i18n(text)
+
+
+def create_context(
+    host_provider: Callable[[], Host], workspace: Workspace | None = None, i18n: Callable[[str], str] | None = None
+) -> Context:
+    """The state the page and the REST API share (one job at a time, open editors, loaded tagger)."""
+    if workspace is None:
+        try:
+            workspace = Workspace.for_host(host_provider())
+        except LoraExtError:
+            workspace = Workspace.standalone()
+    return Context(host_provider, workspace, i18n or _untranslated)

@@ -1,0 +1,146 @@
+"""Training as a use case: settings from a preset, the step plan, and a training run started as a job.
+
+The page and the REST API both start a training here and follow the returned
+``Job``: its ``data`` holds the live progress (``progress``), the loss history
+(``losses``), the log, the preview images and the saved files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_ext.app import train_settings
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job, format_seconds
+from lora_ext.config import TrainConfig
+from lora_ext.dataset.names import sanitize_filename
+from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
+
+JOB_NAME = "Training"
+LOSS_POINTS = 2000
+
+
+def family(ctx: Context) -> str:
+    """The loaded model's family (``sd1`` when there is no model yet)."""
+    try:
+        return ctx.host.info.family
+    except LoraExtError:
+        return "sd1"
+
+
+def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
+    """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
+    config = train_settings.preset_config(preset_name, family(ctx))
+    setting = ctx.workspace.setting
+    return config.replace(
+        gradient_checkpointing=bool(setting("train_tools_gradient_checkpointing", config.gradient_checkpointing)),
+        cache_latents_to_disk=bool(setting("train_tools_cache_latents_to_disk", config.cache_latents_to_disk)),
+    )
+
+
+def default_preset(ctx: Context) -> str:
+    """The "Default training preset" setting when it names a preset, else ``auto``."""
+    name = ctx.workspace.setting("train_tools_default_preset", train_settings.AUTO_PRESET)
+    return name if name in train_settings.preset_choices() else train_settings.AUTO_PRESET
+
+
+def capability_lines(ctx: Context) -> tuple[bool, list[str]]:
+    """(whether the host can train now, the reasons or notes to show)."""
+    try:
+        capabilities = ctx.host.capabilities()
+    except LoraExtError as error:
+        return False, [error.one_line()]
+    return capabilities.can_train, list(capabilities.reasons)
+
+
+def plan_text(ctx: Context, project: str | None, version: str | None, values: dict[str, Any]) -> str:
+    """Computed steps and an estimated time for the selected version and settings."""
+    if not project or not version:
+        return "Pick a project and version to see the number of steps."
+    paths = ctx.version(project, version)
+    _samples, _per_epoch, total, text = train_settings.planned_steps(values, paths.dataset)
+    speed = ctx.measured_speed
+    if speed and total:
+        text += f" · ≈ {format_seconds(total / speed)} at {speed:.2f} steps/s (measured)"
+    elif total:
+        text += " · time: measured during the first steps"
+    return text
+
+
+def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The preset's settings with ``changes`` over them (the REST API's body); needs the loaded model."""
+    base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, ctx.host.info.family)
+    return {**train_settings.config_values(base), **changes}
+
+
+def _events(job: Job, host: Any = None) -> Any:
+    from lora_ext.training.events import TrainEvents
+
+    # The WebUI host mirrors progress into shared.state and reports its Interrupt button.
+    report = getattr(host, "report_progress", None)
+    interrupted = getattr(host, "interrupted", None)
+
+    job.data.update(losses=[], log=[], previews=[], saved=[])
+
+    def on_progress(info: Any) -> None:
+        job.data["progress"] = info
+        losses = job.data["losses"]
+        losses.append((info.step, info.loss, info.smoothed_loss))
+        del losses[:-LOSS_POINTS]
+        job.report(info.step, info.total_steps, f"step {info.step}/{info.total_steps}")
+        if report is not None:
+            report(info.step, info.total_steps, f"Training: step {info.step}/{info.total_steps}, loss {info.loss:.4f}")
+        if job.cancelled() or (interrupted is not None and interrupted()):
+            events.request_stop()
+
+    def on_sample(_images: list, paths: list) -> None:
+        job.data["previews"] += [str(path) for path in paths]
+
+    events = TrainEvents(
+        on_progress=on_progress,
+        on_status=lambda text: job.data["log"].append(text),
+        on_saved=lambda path: job.data["saved"].append(str(path)),
+        on_sample=on_sample,
+    )
+    job.on_cancel.append(events.request_stop)
+    return events
+
+
+def start_training_job(
+    ctx: Context, project: str | None, version: str | None, values: dict[str, Any], resume: bool = False
+) -> tuple[Job, TrainConfig]:
+    """Check, save the settings with the version, and train in a background job."""
+    from lora_ext.config import save_config
+    from lora_ext.training.run import output_path_for, train_lora
+
+    paths = ctx.version(project, version)
+    session = ctx.editors.get((paths.project, paths.version))
+    if session is not None and session.editor.is_dirty:
+        raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
+    host = ctx.host
+    capabilities = host.capabilities()
+    if not capabilities.can_train:
+        raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
+    default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
+    config = train_settings.build_config(values, str(paths.dataset), default_output)
+    out = output_path_for(host, config, None)  # inside the LoRA folder, or refused before anything is written
+
+    def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
+        save_config(config, paths.config / "train.toml")
+        ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
+
+    def work(job: Job) -> Any:
+        job.data.update(project=paths.project, version=paths.version, output_name=config.output_name)
+        hook = getattr(host, "prompt_hook", None)
+        if hook is not None and not hasattr(host, "training_session"):
+            hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
+        result = train_lora(host, config, _events(job, host), out=out, resume=resume)
+        info = job.data.get("progress")
+        if info is not None and info.its_per_second > 0:
+            ctx.measured_speed = info.its_per_second  # for the next plan's time estimate
+        return result
+
+    # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
+    # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
+    lock_host = None if hasattr(host, "training_session") else host
+    return ctx.jobs.start(JOB_NAME, work, lock_host, prepare=remember_settings), config

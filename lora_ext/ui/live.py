@@ -1,0 +1,132 @@
+"""Following long jobs and reopening where the user left off: the page's two short, repeatable events.
+
+A job runs on the server (``lora_ext.app.jobs``); the page never waits for it in a
+long event (a dropped connection would end that event and show red "Error"
+pills). Instead ``javascript/train_tools.js`` presses two hidden buttons:
+
+- *restore*, once when the page loads: fills the project and version lists with
+  the last-used version selected, the gallery, editor, result and train plan, and
+  re-attaches to the latest job of each kind (running or finished);
+- *poll*, every 1.5 s while a job runs (every 10 s otherwise, to notice a job
+  started elsewhere): shows the current job's progress and, once, its end.
+
+Both are ordinary gradio events (``queue=False``: one short HTTP request each), so
+they carry the page's login cookie like every other event, and a poll lost to a
+dropped connection is simply followed by the next one. The hidden ``job_seen``
+box holds ``"<job id>:running"`` or ``"<job id>:done"``: what this page has shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lora_ext.app import recent, results, tagging, training
+from lora_ext.app.context import Context
+from lora_ext.app.jobs import Job
+from lora_ext.errors import LoraExtError
+from lora_ext.ui import editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui.common import Outputs
+from lora_ext.ui.registry import Registry
+
+RENDERERS = {
+    training.JOB_NAME: train_section.render_job,
+    tagging.JOB_NAME: tagger_section.render_job,
+    results.JOB_NAME: result_section.render_job,
+}
+
+
+def seen_state(job: Job) -> str:
+    return f"{job.id}:{'done' if job.finished else 'running'}"
+
+
+def _render(ctx: Context, job: Job, project: str | None, version: str | None, final: bool) -> Outputs:
+    out = RENDERERS[job.name](ctx, job)
+    if final and job.finished and job.error is None:
+        # What the finished job changed for the version the page shows (not another version's view).
+        same = (job.data.get("project"), job.data.get("version")) == (project, version)
+        if job.name == training.JOB_NAME:
+            out.update(_quiet(result_section.refresh, ctx, project, version))
+        elif job.name == tagging.JOB_NAME and same:
+            out.update(_quiet(editor_section.view, ctx, project, version))
+    return out
+
+
+def _quiet(view: Any, ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """A view of the selected version, or nothing when it went away meanwhile (renamed, deleted)."""
+    try:
+        return view(ctx, project, version)
+    except LoraExtError:
+        return {}
+
+
+def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) -> Outputs:
+    """The current job's progress; its end once (``job_seen`` says what this page has shown already)."""
+    job = ctx.jobs.current
+    if job is None:
+        return {}
+    state = seen_state(job)
+    if job.finished and state == job_seen:
+        return {}  # shown already: an idle page's poll changes nothing
+    return {**_render(ctx, job, project, version, final=True), "job_seen": state}
+
+
+def restore(ctx: Context, **cfg: Any) -> Outputs:
+    """The page as the user left it: last-used version, its views, and the latest job of each kind."""
+    import gradio as gr
+
+    choices, project, versions, version = recent.opening_selection(ctx.store)
+    out: Outputs = {
+        "project": gr.update(choices=choices, value=project),
+        "version": gr.update(choices=versions, value=version),
+        "first_step": projects.first_step_html(choices, restored=True),
+        **_quiet(editor_section.load_version, ctx, project, version),
+        **_quiet(result_section.refresh, ctx, project, version),
+    }
+    try:
+        out.update(train_section.plan(ctx, project, version, **cfg))
+    except LoraExtError:
+        pass  # the version went away between listing and planning: the next change plans again
+    for name in RENDERERS:
+        job = ctx.jobs.latest(name)
+        if job is not None:
+            out.update(_render(ctx, job, project, version, final=False))
+    current = ctx.jobs.current
+    out["job_seen"] = seen_state(current) if current is not None else ""
+    return out
+
+
+def outputs(ui: Registry) -> dict[str, Any]:
+    """Everything a job's progress or end can change."""
+    return {
+        **train_section.job_outputs(ui),
+        **tagger_section.job_outputs(ui),
+        **result_section.job_outputs(ui),
+        **result_section.refresh_outputs(ui),
+        **editor_section.view_outputs(ui),
+        **ui.pick("job_seen"),
+    }
+
+
+def build(ctx: Context, ui: Registry) -> None:
+    """The hidden buttons the page's script presses, and the box saying which job the page has shown."""
+    import gradio as gr
+
+    # Hidden by style.css, not ``visible=False``: gradio 4 leaves invisible components out of the page.
+    hidden = ["tt-hidden"]
+    ui["job_seen"] = gr.Textbox(value="", elem_id="train_tools_job_seen", elem_classes=hidden, show_label=False)
+    ui["poll"] = gr.Button("", elem_id="train_tools_poll", elem_classes=hidden)
+    ui["restore"] = gr.Button("", elem_id="train_tools_restore", elem_classes=hidden)
+
+
+def wire(ctx: Context, ui: Registry) -> None:
+    from lora_ext.ui.common import wire as on
+
+    quiet = {"queue": False, "show_progress": "hidden"}
+    status = ui["job_status"]
+    on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
+    restored = {
+        **outputs(ui),
+        **ui.pick("project", "version", "first_step", "selected_key", "caption", "confidences", "plan"),
+    }
+    plan_inputs = ui.pick(*train_section.PLANNED)
+    on(ui["restore"].click, restore, plan_inputs, restored, ctx, status=status, **quiet)

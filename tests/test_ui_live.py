@@ -1,0 +1,139 @@
+"""The page follows server-side jobs by short polls and reopens where the user left off (``lora_ext/ui/live.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from ui_fixtures import write_images
+
+from lora_ext.app import recent
+from lora_ext.app.context import Context, Workspace
+from lora_ext.ui import dataset_section, editor_section, live, projects, train_section
+from lora_ext.ui.i18n import I18n
+
+PLAN = {
+    "cfg_default_repeats": 1,
+    "cfg_epochs": 1,
+    "cfg_max_steps": 0,
+    "cfg_batch_size": 1,
+    "cfg_gradient_accumulation": 1,
+}
+
+
+@pytest.fixture
+def host(make_standalone_host):
+    return make_standalone_host("sd1")
+
+
+def _context(host, root: Path) -> Context:
+    return Context(lambda: host, Workspace(root / "projects", root / "tagger"), i18n=I18n())
+
+
+@pytest.fixture
+def ctx(host, tmp_path: Path) -> Context:
+    return _context(host, tmp_path)
+
+
+def _value(update):
+    return update["value"] if isinstance(update, dict) else update
+
+
+def _with_images(ctx: Context, tmp_path: Path, project: str = "猫") -> None:
+    projects.create_project(ctx, name=project)
+    files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
+    dataset_section.add_files(ctx, project=project, version="v1", files=files, target_folder="")
+
+
+def test_a_training_started_through_the_rest_api_is_shown_by_a_fresh_page_load(ctx: Context, tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lora_ext.api import build_router
+
+    _with_images(ctx, tmp_path)
+    app = FastAPI()
+    app.include_router(build_router(ctx.host_provider, {}, context=ctx))
+    body = {"preset": "fast-test", "max_steps": 2, "sample_prompts": ""}
+    answer = TestClient(app).post("/train-tools/v1/projects/猫/versions/v1/train", json=body)
+    assert answer.status_code == 200, answer.text
+    loaded = live.restore(ctx, **PLAN)  # the page loads while the job may still run: it re-attaches
+    job = ctx.jobs.current
+    assert loaded["job_seen"].startswith(f"{job.id}:") and "Train" in loaded["train_progress"]
+    assert job.finished_event.wait(600) and job.error is None
+    reloaded = live.restore(ctx, **PLAN)  # a reload after the end shows the result, read from the job
+    assert "Finished: 2 steps" in reloaded["train_progress"] and reloaded["job_seen"] == f"{job.id}:done"
+    assert reloaded["lora_token"] == "<lora:猫_v1:0.8>"
+    assert "Error" not in str(reloaded)
+
+
+def test_a_poll_shows_the_end_once_and_an_idle_poll_changes_nothing(ctx: Context, tmp_path: Path) -> None:
+    _with_images(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=2, cfg_sample_prompts="")
+    started = train_section.start_training(ctx, project="猫", version="v1", **values)
+    assert ctx.jobs.current.finished_event.wait(600)
+    ended = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    assert "Finished: 2 steps" in ended["train_progress"] and ended["result_name"] == "猫_v1"
+    assert live.poll(ctx, project="猫", version="v1", job_seen=ended["job_seen"]) == {}
+    # Another tab that has not seen this job yet (or a page that lost its last poll) gets the end too.
+    assert "Finished: 2 steps" in live.poll(ctx, project="猫", version="v1", job_seen="")["train_progress"]
+
+
+def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ctx: Context, tmp_path: Path) -> None:
+    _with_images(ctx, tmp_path)
+    projects.create_project(ctx, name="b")
+    projects.create_version(ctx, project="b", name="v2")
+    editor_section.load_version(ctx, project="猫", version="v1")  # what the version's change event does
+    loaded = live.restore(_context(host, tmp_path), **PLAN)  # a new server process on the same data folder
+    assert _value(loaded["project"]) == "猫" and _value(loaded["version"]) == "v1"
+    assert loaded["project"]["choices"] == ["b", "猫"]
+    assert len(loaded["gallery"]) == 2 and "2 images" in loaded["editor_state"]  # filled without a change event
+    assert "2 images" in loaded["plan"]
+    editor_section.load_version(ctx, project="b", version="v2")
+    assert recent.recall(ctx.workspace.projects_root) == ("b", "v2")
+    assert ctx.store.list_projects() == ["b", "猫"]  # the remembered selection is not a project
+
+
+def test_without_a_project_the_page_says_what_to_do_first(ctx: Context) -> None:
+    loaded = live.restore(ctx, **PLAN)
+    assert 'data-ready="0"' in loaded["first_step"] and "Create a project first" in loaded["first_step"]
+    created = projects.create_project(ctx, name="p")
+    assert 'data-ready="1"' in created["first_step"] and "Create a project first" not in created["first_step"]
+
+
+def test_a_refused_start_is_one_error_line_that_leaves_the_train_outputs_alone(ctx: Context) -> None:
+    import gradio as gr
+
+    from lora_ext.host import HostCapabilities
+    from lora_ext.ui.common import bind
+
+    projects.create_project(ctx, name="p")
+    ctx.host.capabilities = lambda: HostCapabilities(can_train=False, reasons=["the WebUI runs with --lowvram"])
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    names = ("train_progress", "train_log", "previews", "train_status", "job_seen")
+    outputs = {name: name.upper() for name in names}
+    fn = bind(train_section.start_training, ["project", "version", *values], outputs, ctx, status="TRAIN_STATUS")
+    shown = fn("p", "v1", *values.values())
+    assert "--lowvram" in shown["TRAIN_STATUS"] and shown["TRAIN_STATUS"].count("tt-msg-error") == 1
+    assert all(shown[name.upper()] == gr.update() for name in names if name != "train_status")
+    assert ctx.jobs.current is None
+
+
+def test_a_comparison_runs_as_a_job_and_the_poll_shows_its_images(ctx: Context, tmp_path: Path) -> None:
+    from lora_ext.ui import result_section
+
+    _with_images(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=1, cfg_sample_prompts="")
+    started = train_section.start_training(ctx, project="猫", version="v1", **values)
+    assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
+    live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    form = {"compare_negative": "", "compare_seed": 1, "compare_steps": 2, "compare_size": 64, "include_epochs": True}
+    started = result_section.compare(
+        ctx, "猫", "v1", result_name="", compare_prompt="1girl", compare_weights="0, 1", **form
+    )
+    assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
+    shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    assert "2 images" in shown["compare_progress"] and len(shown["compare_gallery"]) == 2
