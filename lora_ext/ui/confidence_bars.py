@@ -37,7 +37,7 @@ def bars_html(scores: Scores | None, general_threshold: float | None, character_
     rows = []
     for tag, category, confidence in scores:
         line = _threshold(category, general_threshold, character_threshold)
-        below = line is not None and confidence < line
+        below = line is not None and confidence <= line  # tagging keeps a tag only when it is over (strict >)
         marker = ""
         if line is not None:
             marker = (
