@@ -65,7 +65,8 @@
         setField(id, tags.join(", "));
     }
 
-    // --- tag chips: click shows only images with the tag, Shift+click hides them, Ctrl+click collects it ---
+    // --- tag chips: click shows only images with the tag, Shift+click hides them (click the struck-through chip to
+    // show them again), Ctrl+click collects it ---
     document.addEventListener("click", function (event) {
         const chip = event.target.closest && event.target.closest(".tt-chip");
         if (!chip || !chip.closest("#train_tools")) {
@@ -82,7 +83,9 @@
             setField("train_tools_tags_text", tags.join(", "));
             return;
         }
-        toggleTag(event.shiftKey ? "train_tools_filter_negative" : "train_tools_filter_positive", tag);
+        // A hidden tag's chip (struck through, data-hidden) shows its images again on any click.
+        const hiding = event.shiftKey || chip.dataset.hidden === "1";
+        toggleTag(hiding ? "train_tools_filter_negative" : "train_tools_filter_positive", tag);
         setTimeout(() => press("train_tools_apply_filter"), 0);
     }, true);
 

@@ -246,7 +246,32 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.wait_text("train_tools_gallery_note", "Showing 1 of 1 images (filtered from 2)")
     page.find("#train_tools_chips .tt-chip[data-tag='blue theme']").click()
     page.wait_text("train_tools_gallery_note", "Showing 2 of 2 images")
+    # Shift+click hides the tag's images; its chip stays, struck through, and a click shows them again.
+    blue = page.find("#train_tools_chips .tt-chip[data-tag='blue theme']")
+    ActionChains(browser).key_down(Keys.SHIFT).click(blue).key_up(Keys.SHIFT).perform()
+    page.wait_text("train_tools_gallery_note", "Showing 1 of 1 images (filtered from 2)", 120)
+    hidden_chip = "#train_tools_chips .tt-chip-off.tt-chip-hidden[data-tag='blue theme']"
+    page.wait(lambda: page.find(hidden_chip), "the struck-through chip of the hidden tag", 120)
+    page.find(hidden_chip).click()
+    page.wait_text("train_tools_gallery_note", "Showing 2 of 2 images", 120)
+    assert not browser.find_elements(page.by.CSS_SELECTOR, hidden_chip)
     page.shot("06-editor", "train_tools_section_editor")
+
+    # 4b. The Caption box follows a batch replace and its undo (the box never puts an old caption back).
+    def caption_box() -> str:
+        return page.find("#train_tools_caption textarea").get_attribute("value") or ""
+
+    red_thumb = "#train_tools_gallery button.thumbnail-lg img[alt*='red theme']"
+    page.wait(lambda: page.find(red_thumb), "the red image's thumbnail", 120)
+    page.find(red_thumb).click()
+    page.wait(lambda: "red theme" in caption_box(), "the red image's caption in the box", 120)
+    page.fill("train_tools_search", "red theme")
+    page.fill("train_tools_replacement", "crimson")
+    page.click("train_tools_replace")
+    page.wait(lambda: "crimson" in caption_box() and "red theme" not in caption_box(), "the replaced caption", 120)
+    page.click("train_tools_undo")
+    page.wait(lambda: "red theme" in caption_box() and "crimson" not in caption_box(), "the caption after undo", 120)
+    page.wait_text("train_tools_editor_state", "undid replace", 120)
 
     # 5. Train 4 steps at 64 px with the fast-test preset; progress is visible while it runs.
     page.choose("train_tools_preset", "fast-test")

@@ -77,7 +77,9 @@ def test_twenty_parallel_page_saves_of_different_edits_keep_every_edit(ctx: Cont
     names = _images(paths.dataset)
 
     def edit_and_save(index: int) -> object:
-        editor_section.set_caption(ctx, "cat", "v1", selected_key=names[index], caption=f"edit {index}", **NO_FILTER)
+        loaded = ", ".join(ctx.session("cat", "v1").editor.table.tags(names[index]))  # what the box was loaded from
+        box = {"selected_key": names[index], "caption": f"edit {index}", "caption_base": loaded}
+        editor_section.set_caption(ctx, "cat", "v1", **box, **NO_FILTER)
         return editor_section.save(ctx, "cat", "v1", overwrite=False, **NO_FILTER)
 
     _, errors = _run_together(edit_and_save)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,7 +12,16 @@ from ui_fixtures import write_images, write_tagger
 from lora_ext.app import results
 from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import DatasetError, LoraExtError
-from lora_ext.ui import dataset_section, editor_section, live, projects, result_section, tagger_section, train_section
+from lora_ext.ui import (
+    confidence_bars,
+    dataset_section,
+    editor_section,
+    live,
+    projects,
+    result_section,
+    tagger_section,
+    train_section,
+)
 from lora_ext.ui.i18n import I18n
 
 NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}
@@ -177,11 +187,117 @@ def test_selecting_an_image_shows_its_caption_and_confidences(ctx: Context, tmp_
     click = SimpleNamespace(index=1)
     out = editor_section.select_image(ctx, project="猫", version="v1", evt=click, tag_model="tiny-tagger", **NO_FILTER)
     assert out["selected_key"] == "red.png" and "red theme" in out["caption"]
-    assert any(label.startswith("red theme") for label in out["confidences"])  # loaded from disk on click
+    assert 'data-tag="red theme"' in out["confidences"]  # loaded from disk on click
+    assert out["caption_base"] == out["caption"]  # the box remembers what it was loaded from
     tagger_section.unload_tagger(ctx)
     remote = "wd-vit-tagger-v3"  # not on disk: a click never starts a download
     out = editor_section.select_image(ctx, project="猫", version="v1", evt=click, tag_model=remote, **NO_FILTER)
-    assert out["confidences"] is None and out["caption"]
+    assert out["confidences"] == confidence_bars.EMPTY and out["confidence_scores"] is None and out["caption"]
+
+
+def _select_red(ctx: Context) -> dict:
+    """Click red.png in the gallery (blue.png comes first); the box as the page then holds it."""
+    out = editor_section.select_image(ctx, project="猫", version="v1", evt=SimpleNamespace(index=1), **NO_FILTER)
+    assert out["selected_key"] == "red.png"
+    return {name: out[name] for name in editor_section.BOX_NAMES}
+
+
+def test_batch_replace_undo_and_redo_refresh_the_caption_box(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    box = _select_red(ctx)
+    assert "red theme" in box["caption"]
+    edit = {"search": "red theme", "replacement": "crimson", "regex": False, "scope": "each"}
+    out = editor_section.replace(ctx, project="猫", version="v1", **edit, **box, **NO_FILTER)
+    assert "crimson" in out["caption"] and "red theme" not in out["caption"]
+    assert out["caption_base"] == out["caption"] and out["selected_key"] == "red.png"
+    box = {name: out[name] for name in editor_section.BOX_NAMES}
+    undone = editor_section.undo(ctx, project="猫", version="v1", **box, **NO_FILTER)
+    assert "red theme" in undone["caption"] and undone["caption_base"] == undone["caption"]
+    box = {name: undone[name] for name in editor_section.BOX_NAMES}
+    redone = editor_section.redo(ctx, project="猫", version="v1", **box, **NO_FILTER)
+    assert "crimson" in redone["caption"] and "red theme" not in redone["caption"]
+
+
+def test_apply_caption_on_a_stale_box_asks_first_and_changes_nothing(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    stale = _select_red(ctx)  # the box as a page holds it when a batch edit did not refresh it (another tab)
+    edit = {"search": "red theme", "replacement": "crimson", "regex": False, "scope": "each"}
+    editor_section.replace(ctx, project="猫", version="v1", **edit, **NO_FILTER)
+    editor = ctx.session("猫", "v1").editor
+    after_replace = editor.table
+    asked = editor_section.set_caption(ctx, project="猫", version="v1", **stale, **NO_FILTER)
+    assert "changed since" in asked["caption_note"] and "crimson" in asked["caption_note"]
+    assert "caption" not in asked  # the box keeps the user's text
+    assert editor.table is after_replace and "red theme" not in editor.table.tags("red.png")
+    # A second press, now that the user was told, applies the box's text.
+    confirmed = {**stale, "caption_base": asked["caption_base"]}
+    applied = editor_section.set_caption(ctx, project="猫", version="v1", **confirmed, **NO_FILTER)
+    assert "red theme" in editor.table.tags("red.png") and applied["caption_note"] == ""
+
+
+def test_typing_in_the_box_survives_a_batch_edit_and_apply_then_asks(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    box = _select_red(ctx)
+    typed = {**box, "caption": box["caption"] + ", my typing"}
+    edit = {"search": "red theme", "replacement": "crimson", "regex": False, "scope": "each"}
+    out = editor_section.replace(ctx, project="猫", version="v1", **edit, **typed, **NO_FILTER)
+    assert out["caption"] == typed["caption"] and out["caption_base"] == box["caption"]
+    assert "not applied" in out["caption_note"]
+    kept = {name: out[name] for name in editor_section.BOX_NAMES}
+    asked = editor_section.set_caption(ctx, project="猫", version="v1", **kept, **NO_FILTER)
+    assert "changed since" in asked["caption_note"]
+    assert "my typing" not in ctx.session("猫", "v1").editor.table.tags("red.png")
+
+
+def test_a_hidden_tag_stays_as_a_struck_through_chip(ctx: Context, tmp_path: Path) -> None:
+    _tagged(ctx, tmp_path)
+    hidden = {**NO_FILTER, "filter_negative": "red theme"}  # what Shift+click on its chip sends
+    out = editor_section.apply_filter(ctx, project="猫", version="v1", **hidden)
+    assert len(out["gallery"]) == 1
+    chip = 'class="tt-chip tt-chip-off tt-chip-hidden" data-tag="red theme" data-hidden="1"'
+    assert chip in out["chips"]
+    assert (
+        'data-tag="red theme" data-hidden="1" title="hidden: click to show again">red theme<span class="tt-count">1<'
+        in (out["chips"])
+    )
+
+
+def test_refresh_of_tagger_models_keeps_the_selection_and_lists_a_new_folder(ctx: Context, tmp_path: Path) -> None:
+    write_tagger(ctx.workspace.tagger_dir, "another-tagger")
+    out = tagger_section.refresh_models(ctx, model="tiny-tagger")
+    assert out["tag_model"]["value"] == "tiny-tagger"
+    assert out["tag_model"]["choices"][:2] == ["another-tagger", "tiny-tagger"]
+    assert "2 model folder(s)" in out["tag_report"]
+    remote = tagger_section.refresh_models(ctx, model="wd-vit-tagger-v3")
+    assert remote["tag_model"]["value"] == "wd-vit-tagger-v3"
+    shutil.rmtree(ctx.workspace.tagger_dir / "tiny-tagger")
+    gone = tagger_section.refresh_models(ctx, model="tiny-tagger")
+    assert gone["tag_model"]["value"] == "another-tagger" and "tiny-tagger" not in gone["tag_model"]["choices"]
+    assert "tiny-tagger is no longer there, so another-tagger is selected" in gone["tag_report"]
+
+
+def _line_in_row(bars: str, tag: str) -> str:
+    row = bars.split(f'data-tag="{tag}"', 1)[1].split('<div class="tt-conf-row', 1)[0]
+    return row
+
+
+def test_the_threshold_is_a_line_on_the_confidence_bars(ctx: Context, tmp_path: Path) -> None:
+    scores = [("red theme", "general", 0.9), ("mychar", "character", 0.5), ("general", "rating", 0.8)]
+    bars = confidence_bars.bars_html(scores, 0.35, 0.85)
+    assert 'class="tt-conf-line" style="left:35.0%"' in _line_in_row(bars, "red theme")
+    assert 'style="width:90.0%"' in _line_in_row(bars, "red theme")
+    assert 'class="tt-conf-line" style="left:85.0%"' in _line_in_row(bars, "mychar")
+    assert '<div class="tt-conf-row tt-conf-below" data-tag="mychar"' in bars  # under its threshold: dimmed
+    assert "tt-conf-line" not in _line_in_row(bars, "general")  # ratings have no threshold
+    # Through the handlers: the General threshold is an input of the click, and moving it redraws the line.
+    _tagged(ctx, tmp_path)
+    click = SimpleNamespace(index=1)
+    out = editor_section.select_image(
+        ctx, project="猫", version="v1", evt=click, general_threshold=0.4, character_threshold=0.85, **NO_FILTER
+    )
+    assert 'class="tt-conf-line" style="left:40.0%"' in _line_in_row(out["confidences"], "red theme")
+    moved = editor_section.render_confidences(ctx, out["confidence_scores"], 0.6, 0.85)
+    assert 'class="tt-conf-line" style="left:60.0%"' in _line_in_row(moved["confidences"], "red theme")
 
 
 def test_missing_tagger_model_is_a_one_line_error(ctx: Context, tmp_path: Path) -> None:

@@ -135,8 +135,9 @@ def start_tagging(
     return ctx.jobs.start(JOB_NAME, work, uses_model=False)
 
 
-def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dict[str, float] | None:
-    """Confidence per tag for one image: the loaded tagger, else ``model`` if it is on disk (never a download).
+def confidences(ctx: Context, image_path: Path, model: str | None = None) -> list[tuple[str, str, float]] | None:
+    """(tag, category, confidence) for one image, most confident first: the loaded tagger, else ``model`` if it is
+    on disk (never a download).
 
     None when no tagger is available without downloading one.
     """
@@ -151,4 +152,4 @@ def confidences(ctx: Context, image_path: Path, model: str | None = None) -> dic
     if tagger is None:
         return None
     scored = tagger.tag_image(image_path, TagOptions(general_threshold=0.0, character_threshold=0.0, max_tags=40))
-    return {f"{tag.tag} ({tag.category})": float(tag.confidence) for tag in scored}
+    return [(tag.tag, tag.category, float(tag.confidence)) for tag in scored]

@@ -19,17 +19,26 @@ from lora_ext.dataset.files import CaptionsChangedOnDisk
 from lora_ext.dataset.table import LOGICS, TagFilter
 from lora_ext.errors import DatasetError
 from lora_ext.locking import dataset_lock
+from lora_ext.ui import confidence_bars
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
 
 GALLERY_LIMIT = 120
 CHIP_LIMIT = 300
 FILTER_NAMES = ("filter_positive", "positive_logic", "filter_negative", "negative_logic")
+# The per-image box: ``caption_base`` (hidden) is the caption the box was loaded from, so an edit made
+# since (a batch edit, undo, redo, another tab) is noticed before *Apply caption* writes over it.
+BOX_NAMES = ("selected_key", "caption", "caption_base")
 
 
 def view_outputs(ui: Registry) -> dict[str, Any]:
     """The components ``view`` fills."""
     return ui.pick("gallery", "gallery_note", "chips", "editor_state")
+
+
+def edit_outputs(ui: Registry) -> dict[str, Any]:
+    """The components an edit fills: the view and the per-image box, refreshed with the image's caption now."""
+    return {**view_outputs(ui), **ui.pick(*BOX_NAMES, "caption_note")}
 
 
 def _filter(filter_positive: str, positive_logic: str, filter_negative: str, negative_logic: str) -> TagFilter:
@@ -43,8 +52,41 @@ def _filter(filter_positive: str, positive_logic: str, filter_negative: str, neg
 
 def _session(ctx: Context, project: str | None, version: str | None, filters: dict[str, str]) -> EditorSession:
     session = ctx.session(project, version)
-    session.editor.set_filter(_filter(**filters))
+    session.editor.set_filter(_filter(**{name: filters[name] for name in FILTER_NAMES}))
     return session
+
+
+def _current_caption(session: EditorSession, key: str) -> str | None:
+    """The image's caption as the editor holds it now; None when the image is no longer in the version."""
+    try:
+        return join_tags(session.editor.table.tags(key))
+    except DatasetError:
+        return None
+
+
+def refreshed_box(session: EditorSession, selected_key: str = "", caption: str = "", caption_base: str = "") -> Outputs:
+    """The per-image box after an edit: it shows the image's caption now, unless it holds typing not applied yet.
+
+    Typing in the box is kept (never thrown away by a batch edit); its ``caption_base`` then stays the old
+    caption, so *Apply caption* asks before writing it over the newer one.
+    """
+    if not selected_key:
+        return {"selected_key": "", "caption": caption, "caption_base": caption_base, "caption_note": ""}
+    current = _current_caption(session, selected_key)
+    if current is None:
+        note = message(f"{selected_key} is no longer in this version.", "warn")
+        return {"selected_key": "", "caption": "", "caption_base": "", "caption_note": note}
+    typed = parse_tags(caption or "") != parse_tags(caption_base or "")
+    if not typed:
+        return {"selected_key": selected_key, "caption": current, "caption_base": current, "caption_note": ""}
+    note = ""
+    if parse_tags(caption_base or "") != parse_tags(current):
+        note = message(
+            f"The caption of {selected_key} changed; the box keeps your text, not applied yet "
+            "(Apply caption asks first).",
+            "warn",
+        )
+    return {"selected_key": selected_key, "caption": caption, "caption_base": caption_base, "caption_note": note}
 
 
 def chips_html(session: EditorSession) -> str:
@@ -52,20 +94,32 @@ def chips_html(session: EditorSession) -> str:
     editor = session.editor
     counts = editor.tag_counts()
     tag_filter = editor.filter
-    if not counts:
+    # A hidden tag (Shift+click) hides every image that has it, so it has no count among the shown ones:
+    # it stays as a struck-through chip (first, never cut by the limit) that a click shows again.
+    hidden = sorted(tag for tag in tag_filter.negative if tag not in counts)
+    if not counts and not hidden:
         return '<div class="tt-chips tt-empty" id="train_tools_chips_body">No tags yet.</div>'
+    totals = editor.tag_counts(visible_only=False) if hidden else counts
     chips = []
+    for tag in hidden:
+        escaped = html.escape(tag, quote=True)
+        chips.append(
+            f'<button type="button" class="tt-chip tt-chip-off tt-chip-hidden" data-tag="{escaped}" '
+            f'data-hidden="1" title="hidden: click to show again">'
+            f'{escaped}<span class="tt-count">{totals.get(tag, 0)}</span></button>'
+        )
     for tag, count in counts.most_common(CHIP_LIMIT):
         state = " tt-chip-on" if tag in tag_filter.positive else " tt-chip-off" if tag in tag_filter.negative else ""
         escaped = html.escape(tag, quote=True)
+        hidden_mark = ' data-hidden="1" title="hidden: click to show again"' if tag in tag_filter.negative else ""
         chips.append(
-            f'<button type="button" class="tt-chip{state}" data-tag="{escaped}">'
+            f'<button type="button" class="tt-chip{state}" data-tag="{escaped}"{hidden_mark}>'
             f'{escaped}<span class="tt-count">{count}</span></button>'
         )
     more = f'<span class="tt-more">+{len(counts) - CHIP_LIMIT} more</span>' if len(counts) > CHIP_LIMIT else ""
     hint = (
-        '<div class="tt-hint">Click: show only · Shift+click: hide · Ctrl+click: put in the tag box · '
-        "Ctrl+Z / Ctrl+Y: undo / redo · Ctrl+S: save</div>"
+        '<div class="tt-hint">Click: show only · Shift+click: hide (click the struck-through chip to show again) · '
+        "Ctrl+click: put in the tag box · Ctrl+Z / Ctrl+Y: undo / redo · Ctrl+S: save</div>"
     )
     return f'<div class="tt-chips" id="train_tools_chips_body">{"".join(chips)}{more}</div>{hint}'
 
@@ -107,9 +161,11 @@ def view(ctx: Context, project: str | None, version: str | None, note: str = "")
     }
 
 
-def _done(ctx: Context, session: EditorSession, text: str) -> Outputs:
-    """The views after an edit; an error line from an earlier edit goes."""
-    return {**view(ctx, session.paths.project, session.paths.version, text), "editor_status": ""}
+def _done(ctx: Context, session: EditorSession, text: str, values: dict[str, Any]) -> Outputs:
+    """The view and the refreshed per-image box after an edit (``values``: the box's names from the page);
+    an error line from an earlier edit goes."""
+    box = refreshed_box(session, **{name: values.get(name) or "" for name in BOX_NAMES})
+    return {**view(ctx, session.paths.project, session.paths.version, text), **box, "editor_status": ""}
 
 
 def load_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
@@ -118,7 +174,8 @@ def load_version(ctx: Context, project: str | None, version: str | None) -> Outp
         session = ctx.editors.get((project, version))
         ctx.session(project, version, reload=session is None or not session.editor.is_dirty)
         recent.remember(ctx.workspace.projects_root, project, version)
-    return {**view(ctx, project, version), "selected_key": "", "caption": "", "confidences": None}
+    empty_box = {"selected_key": "", "caption": "", "caption_base": "", "caption_note": ""}
+    return {**view(ctx, project, version), **empty_box, "confidences": "", "confidence_scores": None}
 
 
 def apply_filter(ctx: Context, project: str | None, version: str | None, **filters: str) -> Outputs:
@@ -133,13 +190,13 @@ def add_tags(
 ) -> Outputs:
     session = _session(ctx, project, version, filters)
     result = session.editor.add_tags(_tags(tags_text), position)
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def remove_tags(ctx: Context, project: str | None, version: str | None, tags_text: str, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     result = session.editor.remove_tags(_tags(tags_text))
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def replace(
@@ -156,37 +213,37 @@ def replace(
         raise DatasetError("The search text is empty.", hint="type what to replace")
     session = _session(ctx, project, version, filters)
     result = session.editor.replace(search, replacement, regex=regex, scope=scope)
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def sort_tags(ctx: Context, project: str | None, version: str | None, sort_key: str, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     result = session.editor.sort(sort_key)
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def dedupe(ctx: Context, project: str | None, version: str | None, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     result = session.editor.dedupe()
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def trigger_first(ctx: Context, project: str | None, version: str | None, trigger: str, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     result = session.editor.trigger_first(trigger)
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", filters)
 
 
 def undo(ctx: Context, project: str | None, version: str | None, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     label = session.editor.undo()
-    return _done(ctx, session, f"undid {label}" if label else "nothing to undo")
+    return _done(ctx, session, f"undid {label}" if label else "nothing to undo", filters)
 
 
 def redo(ctx: Context, project: str | None, version: str | None, **filters: str) -> Outputs:
     session = _session(ctx, project, version, filters)
     label = session.editor.redo()
-    return _done(ctx, session, f"redid {label}" if label else "nothing to redo")
+    return _done(ctx, session, f"redid {label}" if label else "nothing to redo", filters)
 
 
 def save(ctx: Context, project: str | None, version: str | None, overwrite: bool, **filters: str) -> Outputs:
@@ -204,35 +261,77 @@ def save(ctx: Context, project: str | None, version: str | None, overwrite: bool
             raise DatasetError(error.user_message, hint=hint) from None
         session.editor.mark_saved(table)
     if not result.written:
-        return _done(ctx, session, "nothing to save")
-    return _done(ctx, session, f"saved {len(result.written)} caption(s), backup #{result.backup}")
+        return _done(ctx, session, "nothing to save", filters)
+    return _done(ctx, session, f"saved {len(result.written)} caption(s), backup #{result.backup}", filters)
 
 
 def select_image(
-    ctx: Context, project: str | None, version: str | None, evt: Any, tag_model: str | None = None, **filters: str
+    ctx: Context,
+    project: str | None,
+    version: str | None,
+    evt: Any,
+    tag_model: str | None = None,
+    general_threshold: float | None = None,
+    character_threshold: float | None = None,
+    **filters: str,
 ) -> Outputs:
     """Show the clicked image's caption for editing (and its tagger confidences when a tagger is loaded)."""
     session = _session(ctx, project, version, filters)
     keys = session.editor.visible_keys()
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
     if not 0 <= index < len(keys):
-        return {"selected_key": "", "caption": "", "confidences": None}
+        empty_box = {"selected_key": "", "caption": "", "caption_base": "", "caption_note": ""}
+        return {**empty_box, "confidences": "", "confidence_scores": None}
     key = keys[index]
+    caption = join_tags(session.editor.table.tags(key))
+    scores = tagging.confidences(ctx, session.paths.dataset / key, tag_model)
     return {
         "selected_key": key,
-        "caption": join_tags(session.editor.table.tags(key)),
-        "confidences": tagging.confidences(ctx, session.paths.dataset / key, tag_model),
+        "caption": caption,
+        "caption_base": caption,
+        "caption_note": "",
+        "confidences": confidence_bars.bars_html(scores, general_threshold, character_threshold),
+        "confidence_scores": scores,
     }
 
 
-def set_caption(
-    ctx: Context, project: str | None, version: str | None, selected_key: str, caption: str, **filters: str
+def render_confidences(
+    ctx: Context, confidence_scores: Any, general_threshold: float | None, character_threshold: float | None
 ) -> Outputs:
+    """Redraw the shown image's confidence bars with the threshold lines where the sliders are now."""
+    return {"confidences": confidence_bars.bars_html(confidence_scores, general_threshold, character_threshold)}
+
+
+def set_caption(
+    ctx: Context,
+    project: str | None,
+    version: str | None,
+    selected_key: str,
+    caption: str,
+    caption_base: str,
+    **filters: str,
+) -> Outputs:
+    """Write the box's text as the image's caption — after asking, when the caption changed since the box was loaded.
+
+    A batch edit, undo, redo or another tab may have changed the image after its caption was put in the box;
+    the first press then changes nothing and says so (the box keeps its text), a second press applies it.
+    """
     if not selected_key:
         raise DatasetError("No image is selected.", hint="click an image in the gallery first")
     session = _session(ctx, project, version, filters)
+    current = _current_caption(session, selected_key)
+    if current is None:
+        raise DatasetError(f"{selected_key} is no longer in this version.", hint="click an image in the gallery")
+    if parse_tags(caption_base or "") != parse_tags(current):
+        shown = current if len(current) <= 80 else current[:77] + "…"
+        note = message(
+            f"The caption of {selected_key} changed since it was put in this box (now: {shown or '(empty)'}). "
+            "Nothing was applied: press Apply caption again to replace it with the box's text.",
+            "warn",
+        )
+        return {"caption_base": current, "caption_note": note}
     result = session.editor.set_caption(selected_key, caption)
-    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed")
+    return _done(ctx, session, f"{result.label}: {result.changed} image(s) changed", {"selected_key": selected_key})
 
 
 def _tags(text: str) -> tuple[str, ...]:
@@ -260,10 +359,11 @@ def build_gallery(ctx: Context, ui: Registry) -> None:
         with gr.Column(scale=2):
             ui["selected_key"] = gr.Textbox(label="Selected image", interactive=False, elem_id="train_tools_selected")
             ui["caption"] = gr.Textbox(label="Caption", lines=3, elem_id="train_tools_caption")
+            ui["caption_base"] = gr.State("")
             ui["set_caption"] = gr.Button("Apply caption", elem_id="train_tools_set_caption")
-            ui["confidences"] = gr.Label(
-                label="Tagger confidence", num_top_classes=20, elem_id="train_tools_confidences"
-            )
+            ui["caption_note"] = gr.HTML(elem_id="train_tools_caption_note")
+            ui["confidences"] = gr.HTML(label="Tagger confidence", elem_id="train_tools_confidences")
+            ui["confidence_scores"] = gr.State(None)
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -317,7 +417,11 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     base = {**ui.pick("project", "version"), **ui.pick(*FILTER_NAMES)}
     out = {**view_outputs(ui), **ui.pick("editor_status")}
-    selection = ui.pick("selected_key", "caption", "confidences")
+    edited = {**edit_outputs(ui), **ui.pick("editor_status")}
+    box = ui.pick(*BOX_NAMES)
+    edit = {**base, **box}
+    thresholds = ui.pick("general_threshold", "character_threshold")
+    selection = {**edited, **ui.pick("confidences", "confidence_scores")}
     for name in ("filter_positive", "filter_negative"):
         on(ui[name].submit, apply_filter, base, out, ctx)
         on(ui[name].blur, apply_filter, base, out, ctx)
@@ -325,15 +429,24 @@ def wire(ctx: Context, ui: Registry) -> None:
         on(ui[name].change, apply_filter, base, out, ctx)
     # Chip clicks (JS) fill the filter boxes and press this button.
     on(ui["apply_filter"].click, apply_filter, base, out, ctx)
-    on(ui["add_tags"].click, add_tags, {**base, **ui.pick("tags_text", "position")}, out, ctx)
-    on(ui["remove_tags"].click, remove_tags, {**base, **ui.pick("tags_text")}, out, ctx)
-    on(ui["replace"].click, replace, {**base, **ui.pick("search", "replacement", "regex", "scope")}, out, ctx)
-    on(ui["sort"].click, sort_tags, {**base, **ui.pick("sort_key")}, out, ctx)
-    on(ui["dedupe"].click, dedupe, base, out, ctx)
-    on(ui["trigger_first"].click, trigger_first, {**base, **ui.pick("trigger")}, out, ctx)
-    on(ui["undo"].click, undo, base, out, ctx)
-    on(ui["redo"].click, redo, base, out, ctx)
-    on(ui["save"].click, save, {**base, **ui.pick("overwrite")}, out, ctx)
-    on(ui["gallery"].select, select_image, {**base, **ui.pick("tag_model")}, selection, ctx, event_arg="evt")
-    on(ui["set_caption"].click, set_caption, {**base, **ui.pick("selected_key", "caption")}, out, ctx)
-    on(ui["version"].change, load_version, ui.pick("project", "version"), {**out, **selection}, ctx)
+    on(ui["add_tags"].click, add_tags, {**edit, **ui.pick("tags_text", "position")}, edited, ctx)
+    on(ui["remove_tags"].click, remove_tags, {**edit, **ui.pick("tags_text")}, edited, ctx)
+    on(ui["replace"].click, replace, {**edit, **ui.pick("search", "replacement", "regex", "scope")}, edited, ctx)
+    on(ui["sort"].click, sort_tags, {**edit, **ui.pick("sort_key")}, edited, ctx)
+    on(ui["dedupe"].click, dedupe, edit, edited, ctx)
+    on(ui["trigger_first"].click, trigger_first, {**edit, **ui.pick("trigger")}, edited, ctx)
+    on(ui["undo"].click, undo, edit, edited, ctx)
+    on(ui["redo"].click, redo, edit, edited, ctx)
+    on(ui["save"].click, save, {**edit, **ui.pick("overwrite")}, edited, ctx)
+    select_inputs = {**base, **ui.pick("tag_model"), **thresholds}
+    on(ui["gallery"].select, select_image, select_inputs, selection, ctx, event_arg="evt")
+    on(ui["set_caption"].click, set_caption, edit, edited, ctx)
+    for name in thresholds:
+        on(
+            ui[name].change,
+            render_confidences,
+            {**ui.pick("confidence_scores"), **thresholds},
+            ui.pick("confidences"),
+            ctx,
+        )
+    on(ui["version"].change, load_version, ui.pick("project", "version"), selection, ctx)

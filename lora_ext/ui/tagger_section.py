@@ -92,14 +92,27 @@ def unload_tagger(ctx: Context) -> Outputs:
     return {"tag_report": message("Tagger model unloaded.")}
 
 
-def refresh_models(ctx: Context, model: str) -> Outputs:
+def refresh_models(ctx: Context, model: str | None) -> Outputs:
+    """The model list again, with folders added since; the selection stays while it is still listed.
+
+    gradio 3.41's dropdown takes ``choices`` and ``value`` in one update and allows no custom value (a value
+    not listed shows dimmed and a blur clears it), so the value sent is always one of the new choices.
+    """
     import gradio as gr
 
-    from lora_ext.tagger.models import default_model, model_choices
+    from lora_ext.tagger.models import default_model, local_models, model_choices
 
     folder = ctx.workspace.tagger_dir
     choices = model_choices(folder)
-    return {"tag_model": gr.update(choices=choices, value=model if model in choices else default_model(folder))}
+    local = local_models(folder)
+    found = f"{len(local)} model folder(s) in {folder}"
+    if model in choices:
+        return {"tag_model": gr.update(choices=choices, value=model), "tag_report": message(f"{found}.")}
+    picked = default_model(folder)
+    if not model:
+        return {"tag_model": gr.update(choices=choices, value=picked), "tag_report": message(f"{found}.")}
+    note = message(f"{found}; {model} is no longer there, so {picked} is selected.", "warn")
+    return {"tag_model": gr.update(choices=choices, value=picked), "tag_report": note}
 
 
 def build(ctx: Context, ui: Registry) -> None:
@@ -175,4 +188,4 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["cancel_tagging"].click, cancel_job, {}, ui.pick("job_status"), ctx, status=status)
     on(ui["unload_tagger"].click, unload_tagger, {}, ui.pick("tag_report"), ctx, status=status)
     refresh = {"model": ui["tag_model"]}
-    on(ui["refresh_tag_models"].click, refresh_models, refresh, ui.pick("tag_model"), ctx, status=status)
+    on(ui["refresh_tag_models"].click, refresh_models, refresh, ui.pick("tag_model", "tag_report"), ctx, status=status)
