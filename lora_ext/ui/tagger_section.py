@@ -66,16 +66,16 @@ def tag_options(
     rating: str,
     characters_first: bool,
 ) -> Any:
+    from lora_ext.dataset.captions import parse_tags
     from lora_ext.tagger import TagOptions
-    from lora_ext.tagger.postprocess import split_tag_list
 
     return TagOptions(
         general_threshold=float(general_threshold),
         character_threshold=float(character_threshold),
         general_mcut=bool(general_mcut),
         character_mcut=bool(character_mcut),
-        exclude=split_tag_list(exclude),
-        always_first=split_tag_list(trigger_tags),
+        exclude=parse_tags(exclude),
+        always_first=parse_tags(trigger_tags),
         characters_first=bool(characters_first),
         max_tags=int(max_tags) if max_tags and int(max_tags) > 0 else None,
         rating=rating or "off",

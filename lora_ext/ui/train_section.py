@@ -287,7 +287,14 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["resume_training"].click, resume_training, inputs, outputs, ctx)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx)
     on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx)
-    planned = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
+    planned = (
+        "cfg_default_repeats",
+        "cfg_epochs",
+        "cfg_max_steps",
+        "cfg_batch_size",
+        "cfg_gradient_accumulation",
+        "cfg_reg_dir",
+    )
     plan_inputs = {**ui.pick("project", "version"), **ui.pick(*planned)}
     for name in planned:
         on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx)
