@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from lora_ext.dataset.captions import dedupe_tags, join_tags, parse_tags
+from lora_ext.dataset.layout import CAPTION_EXTENSION
 from lora_ext.errors import FileFormatError, UnsafePath
 from lora_ext.fileio import write_text_atomic
 from lora_ext.paths import resolve_inside
 
 ExistingMode = Literal["skip", "overwrite", "append", "prepend"]
 EXISTING_MODES: tuple[ExistingMode, ...] = ("skip", "overwrite", "append", "prepend")
-CAPTION_EXTENSION = ".txt"
 MAX_BACKUPS = 1000
 
 
