@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lora_ext.dataset.captions import join_tags
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
 
@@ -236,7 +237,7 @@ def build_router(
                 "version": session.paths.version,
                 "manifest": ctx().store.read_manifest(project, version),
                 "images": len(session.editor.table),
-                "captions": {key: ", ".join(tags) for key, tags in session.editor.table.as_dict().items()},
+                "captions": {key: join_tags(tags) for key, tags in session.editor.table.as_dict().items()},
             }
 
         return guarded(read, 404)

@@ -39,6 +39,7 @@ def load_tagger(ctx: Context, model: str, download: bool = True) -> Any:
 
 def form_defaults() -> dict[str, Any]:
     """The tagging form's starting values (one per ``OPTION_NAMES``), taken from ``TagOptions``' own defaults."""
+    from lora_ext.dataset.captions import join_tags
     from lora_ext.tagger import TagOptions
 
     options = TagOptions()
@@ -47,8 +48,8 @@ def form_defaults() -> dict[str, Any]:
         "character_threshold": options.character_threshold,
         "general_mcut": options.general_mcut,
         "character_mcut": options.character_mcut,
-        "exclude": ", ".join(options.exclude),
-        "trigger_tags": ", ".join(options.always_first),
+        "exclude": join_tags(options.exclude),
+        "trigger_tags": join_tags(options.always_first),
         "max_tags": options.max_tags or 0,
         "rating": options.rating,
         "characters_first": options.characters_first,
