@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from lora_ext.app import tagging, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
+from lora_ext.dataset.captions import join_tags
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
 
@@ -199,7 +200,7 @@ def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> di
             "version": session.paths.version,
             "manifest": ctx.store.read_manifest(project, version),
             "images": len(session.editor.table),
-            "captions": {key: ", ".join(tags) for key, tags in session.editor.table.as_dict().items()},
+            "captions": {key: join_tags(tags) for key, tags in session.editor.table.as_dict().items()},
         }
 
     return _guarded(read, 404)

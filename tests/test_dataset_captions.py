@@ -20,6 +20,21 @@ def test_dedupe_keeps_the_first_occurrence() -> None:
     assert c.dedupe_tags(["b", "a", "b", "c", "a"]) == ("b", "a", "c")
 
 
+def test_case_spaces_and_underscores_do_not_make_two_tags() -> None:
+    assert c.dedupe_tags(["Long_Hair", "smile", "long  hair", " LONG HAIR ", ""]) == ("Long_Hair", "smile")
+    assert c.add_tags(("long hair",), ["Long_Hair", "smile"]) == ("long hair", "smile")
+    assert c.trigger_first(("a", "SKS"), ["sks"]) == ("sks", "a")
+
+
+def test_parse_accepts_several_texts_or_none() -> None:
+    assert c.parse_tags(["a, b ,c", "d\ne,,"]) == ("a", "b", "c", "d", "e")
+    assert c.parse_tags(None) == ()
+
+
+def test_a_caption_file_of_several_lines_is_one_caption() -> None:
+    assert c.caption_text("a,b\r\n\nc ,  d\n") == "a, b, c, d"
+
+
 def test_add_prepends_or_appends_only_missing_tags() -> None:
     assert c.add_tags(("a", "b"), ["b", "x", "x"], "prepend") == ("x", "a", "b")
     assert c.add_tags(("a", "b"), ["y", "a"], "append") == ("a", "b", "y")
@@ -85,6 +100,7 @@ def test_trigger_first_moves_or_adds_the_trigger_once() -> None:
 def test_escape_for_prompt_escapes_attention_syntax() -> None:
     assert c.escape_for_prompt(r"ranni (elden ring) [x] \o/") == r"ranni \(elden ring\) \[x\] \\o/"
     assert c.caption_to_prompt(("a (b)", "c")) == r"a \(b\), c"
+    assert c.escape_for_prompt("re:zero, 16:9") == "re:zero, 16:9"  # ":" is no escape in A1111: kept as is
 
 
 def _word_tokens(text: str) -> int:

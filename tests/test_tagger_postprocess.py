@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from onnx_tagger_fixture import LABEL_ROWS, write_selected_tags
 
+from lora_ext.dataset.captions import escape_for_prompt, parse_tags
 from lora_ext.errors import ConfigError, TaggerUnavailable
 from lora_ext.tagger.labels import Labels, read_labels
 from lora_ext.tagger.postprocess import (
@@ -15,10 +16,8 @@ from lora_ext.tagger.postprocess import (
     TagOptions,
     caption_tags,
     display_name,
-    escape_for_prompt,
     mcut_threshold,
     score_tags,
-    split_tag_list,
 )
 
 
@@ -185,8 +184,8 @@ def test_impossible_options_are_refused_with_a_sentence(options: dict[str, objec
 
 
 def test_tag_lists_split_on_commas() -> None:
-    assert split_tag_list(["a, b ,c", "d,,"]) == ("a", "b", "c", "d")
-    assert split_tag_list(None) == ()
+    assert parse_tags(["a, b ,c", "d,,"]) == ("a", "b", "c", "d")
+    assert parse_tags(None) == ()
 
 
 def test_exclude_removes_a_kaomoji_given_as_written() -> None:

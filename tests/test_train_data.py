@@ -11,11 +11,15 @@ from PIL import Image
 from train_support import make_dataset
 
 from lora_ext.config import TrainConfig
+from lora_ext.dataset.captions import parse_tags
+from lora_ext.dataset.files import CaptionStore
 from lora_ext.errors import DatasetError
 from lora_ext.training import buckets, loss
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
 from lora_ext.training.data import build_dataset
 from lora_ext.training.outputs import parse_sample_prompts
+from lora_ext.training.plan import make_plan
+from lora_ext.ui import train_fields
 
 
 def data_config(root, **changes) -> TrainConfig:
@@ -85,6 +89,7 @@ def test_caption_dropout_empties_the_caption():
 
 def test_trigger_word_is_moved_first_not_duplicated():
     assert with_trigger("a, sks, b", "sks") == "sks, a, b"
+    assert with_trigger("a, SKS, b, sks", "sks") == "sks, a, b"  # the same tag by the editor's rule
     assert tag_frequency(["A, b", "a"]) == {"a": 2, "b": 1}
 
 
@@ -127,6 +132,32 @@ def test_regularisation_images_are_cycled_and_weighted(make_ldm_host, tmp_path):
     assert len(dataset.samples) == 8
     batch = dataset.make_batch([(len(dataset.train.records), False)], random.Random(0))
     assert batch.loss_weights.tolist() == [0.25]
+
+
+def test_a_two_line_caption_trains_on_all_its_tags(make_ldm_host, tmp_path):
+    root = tmp_path / "data"
+    make_dataset(root, count=1, folder="2_x")
+    (root / "2_x" / "img0.txt").write_bytes("\ufeffsks, red hair\r\nsmile,  outdoors\n".encode())
+    dataset = build_dataset(make_ldm_host("sd1"), data_config(root), encode_text=False)
+    shown_in_editor = CaptionStore(root).load().table.tags("2_x/img0.png")
+    (record,) = dataset.records
+    assert parse_tags(record.caption) == shown_in_editor == ("sks", "red hair", "smile", "outdoors")
+    assert dataset.make_batch([(0, False)], random.Random(0)).captions == ["sks, red hair, smile, outdoors"]
+    assert dataset.train.folders[0].tag_frequency == {"sks": 1, "red hair": 1, "smile": 1, "outdoors": 1}
+
+
+def test_the_ui_step_estimate_is_the_trainers_plan(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "train", count=3, folder="2_x")
+    make_dataset(tmp_path / "train", count=2, folder="")  # top level: default repeats
+    make_dataset(tmp_path / "reg", count=1, folder="1_person")
+    values = {"resolution": 64, "min_bucket_reso": 32, "max_bucket_reso": 128, "default_repeats": 3, "epochs": 2}
+    values.update(batch_size=2, gradient_accumulation=2, reg_dir=str(tmp_path / "reg"))
+    samples, per_epoch, total, _text = train_fields.planned_steps(values, tmp_path / "train")
+    config = train_fields.build_config(values, str(tmp_path / "train"), "x")
+    dataset = build_dataset(make_ldm_host("sd1"), config, encode_text=False)
+    trainer = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))
+    assert (samples, per_epoch, total) == (trainer.num_train_images, trainer.steps_per_epoch, trainer.total_steps)
+    assert total == 2 * 6  # (3 × 2 + 2 × 3) samples, doubled by the reg images, / batch 2 / accumulation 2
 
 
 def test_empty_dataset_is_a_dataset_error(make_ldm_host, tmp_path):

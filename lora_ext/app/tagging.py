@@ -11,6 +11,7 @@ from typing import Any
 
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
+from lora_ext.dataset.captions import join_tags, parse_tags
 from lora_ext.errors import DatasetError, LoraExtError
 
 JOB_NAME = "Auto-tagging"
@@ -67,8 +68,8 @@ def form_defaults() -> dict[str, Any]:
         "character_threshold": options.character_threshold,
         "general_mcut": options.general_mcut,
         "character_mcut": options.character_mcut,
-        "exclude": ", ".join(options.exclude),
-        "trigger_tags": ", ".join(options.always_first),
+        "exclude": join_tags(options.exclude),
+        "trigger_tags": join_tags(options.always_first),
         "max_tags": options.max_tags or 0,
         "rating": options.rating,
         "characters_first": options.characters_first,
@@ -87,15 +88,14 @@ def tag_options(
     characters_first: bool,
 ) -> Any:
     from lora_ext.tagger import TagOptions
-    from lora_ext.tagger.postprocess import split_tag_list
 
     return TagOptions(
         general_threshold=float(general_threshold),
         character_threshold=float(character_threshold),
         general_mcut=bool(general_mcut),
         character_mcut=bool(character_mcut),
-        exclude=split_tag_list(exclude),
-        always_first=split_tag_list(trigger_tags),
+        exclude=parse_tags(exclude),
+        always_first=parse_tags(trigger_tags),
         characters_first=bool(characters_first),
         max_tags=int(max_tags) if max_tags and int(max_tags) > 0 else None,
         rating=rating or "off",

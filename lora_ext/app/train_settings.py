@@ -7,7 +7,6 @@ positions, and the step count shown before starting comes from the same values.
 
 from __future__ import annotations
 
-import math
 from dataclasses import MISSING, fields
 from typing import Any
 
@@ -59,24 +58,24 @@ def build_config(values: dict[str, Any], dataset_dir: str, default_output: str) 
 
 
 def planned_steps(config_values_: dict[str, Any], dataset_dir: Any) -> tuple[int, int, int, str]:
-    """(images × repeats, steps per epoch, total steps, explanation) for the form's current values.
+    """(samples per epoch, steps per epoch, total steps, explanation) for the form's current values.
 
-    Bucketing can add a few batches (a batch never mixes buckets); the trainer's
-    plan is exact, this is the estimate shown before starting.
+    The count is the trainer's own (``training.plan.estimate_plan``) over the folders' image counts.
     """
-    repeats = max(1, int(config_values_.get("default_repeats") or 1))
-    batch = max(1, int(config_values_.get("batch_size") or 1))
-    accumulation = max(1, int(config_values_.get("gradient_accumulation") or 1))
-    epochs = max(1, int(config_values_.get("epochs") or 1))
-    max_steps = int(config_values_.get("max_steps") or 0)
-    folders = dataset_folders(dataset_dir, repeats) if dataset_dir.is_dir() else []
+    from pathlib import Path
+
+    from lora_ext.training.plan import estimate_plan
+
+    config = build_config(config_values_, str(dataset_dir), "estimate")
+    folders = dataset_folders(Path(dataset_dir), config.default_repeats) if Path(dataset_dir).is_dir() else []
+    reg_dir = Path(config.reg_dir) if config.reg_dir else None
+    reg_folders = dataset_folders(reg_dir, config.default_repeats) if reg_dir and reg_dir.is_dir() else []
     images = sum(folder.image_count for folder in folders)
-    samples = sum(folder.image_count * folder.repeats for folder in folders)
-    per_epoch = max(1, math.ceil(math.ceil(samples / batch) / accumulation)) if samples else 0
-    total = max_steps if max_steps > 0 else epochs * per_epoch
-    if max_steps > 0:
-        text = f"{images} images, {samples} samples per epoch; max steps {max_steps}"
+    plan = estimate_plan(config, folders, reg_folders)
+    samples, per_epoch, total = (plan.num_train_images, plan.steps_per_epoch, plan.total_steps) if images else (0, 0, 0)
+    if config.max_steps > 0:
+        text = f"{images} images, {samples} samples per epoch; max steps {config.max_steps}"
     else:
-        text = f"{images} images × repeats = {samples} samples × {epochs} epochs / batch {batch * accumulation}"
+        text = f"{images} images × repeats = {samples} samples × {plan.epochs} epochs / batch {plan.effective_batch}"
         text += f" = {total} steps"
     return samples, per_epoch, total, text

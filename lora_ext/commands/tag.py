@@ -83,10 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from lora_ext.dataset.captions import parse_tags
     from lora_ext.errors import UsageError
     from lora_ext.tagger import Tagger, TagOptions, WriteOptions
     from lora_ext.tagger.models import default_model, default_model_dir
-    from lora_ext.tagger.postprocess import split_tag_list
 
     directory = Path(args.directory).expanduser()
     if not directory.is_dir():
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         general_mcut=args.mcut or args.general_mcut,
         character_mcut=args.mcut or args.character_mcut,
         replace_underscores=not args.keep_underscores,
-        exclude=split_tag_list(args.exclude),
-        always_first=split_tag_list(args.add),
+        exclude=parse_tags(args.exclude),
+        always_first=parse_tags(args.add),
         characters_first=args.characters_first,
         max_tags=args.max_tags,
         rating=args.rating,

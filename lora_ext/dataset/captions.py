@@ -1,6 +1,18 @@
-"""Pure functions over tags and caption text.
+"""Pure functions over tags and caption text: the one caption vocabulary of the editor, tagger and trainer.
 
 A caption is a comma-separated list of tags; a tag list is a ``tuple[str, ...]``.
+The rules every part of the extension shares live here and only here:
+
+- **split**: ``parse_tags`` — commas *and line breaks* separate tags, so a caption
+  file of several lines is one caption holding every line's tags (the editor shows
+  them all, the trainer trains on them all, the tagger's append keeps them all);
+- **join**: ``join_tags`` with ``", "``, kohya's and the taggers' separator;
+- **same tag**: ``tag_key`` — case, runs of spaces and ``_`` versus space do not
+  make two tags (CLIP lower-cases and folds white space; ``long_hair`` is the
+  Danbooru spelling of ``long hair``); ``dedupe_tags`` keeps the first spelling;
+- **escape**: ``escape_for_prompt`` — only for text pasted into a prompt, never for
+  caption files (kohya does not unescape: the backslashes would be trained).
+
 Every function here returns a new value and never touches its inputs or the disk.
 """
 
@@ -21,17 +33,24 @@ SORT_KEYS: tuple[SortKey, ...] = ("alphabetical", "frequency", "length")
 SEPARATOR = ", "
 
 _SPLIT = re.compile(r"[,\n\r]")
-# A1111's prompt parser treats these as attention syntax; a literal one needs a backslash.
+# A1111's prompt parser (modules/prompt_parser.re_attention) reads ( ) [ ] as attention and
+# \ as the escape; each has a backslash escape there. ":" is not escaped: it is syntax only
+# as ":1.2)" inside brackets, which escaped brackets already rule out, and "\:" is no escape
+# sequence (the backslash would stay in the prompt).
 _PROMPT_SPECIAL = re.compile(r"([\\()\[\]])")
 
 
-def parse_tags(text: str) -> Tags:
+def parse_tags(text: str | Iterable[str] | None) -> Tags:
     """Caption text → tags: split on commas and line breaks, strip spaces, drop empty ones.
 
-    Tags are interned: a dataset repeats a few thousand distinct tags hundreds of
-    thousands of times, and shared string objects make set and dict lookups cheap.
+    ``text`` may also be several such texts (repeated CLI options, a JSON list) or
+    ``None`` (no tags). Tags are interned: a dataset repeats a few thousand distinct
+    tags hundreds of thousands of times, and shared string objects make lookups cheap.
     """
-    return tuple(sys.intern(tag) for tag in (part.strip() for part in _SPLIT.split(text)) if tag)
+    if text is None:
+        return ()
+    parts = _SPLIT.split(text) if isinstance(text, str) else [part for piece in text for part in _SPLIT.split(piece)]
+    return tuple(sys.intern(tag) for tag in (part.strip() for part in parts) if tag)
 
 
 def join_tags(tags: Iterable[str], separator: str = SEPARATOR) -> str:
@@ -39,15 +58,33 @@ def join_tags(tags: Iterable[str], separator: str = SEPARATOR) -> str:
     return separator.join(tags)
 
 
-def dedupe_tags(tags: Sequence[str]) -> Tags:
-    """Drop repeated tags, keeping the first occurrence of each."""
-    return tuple(dict.fromkeys(tags))
+def caption_text(text: str) -> str:
+    """A caption file's text as one caption: every line's tags, joined (what the trainer encodes)."""
+    return join_tags(parse_tags(text))
+
+
+def tag_key(tag: str) -> str:
+    """The form two tags are compared in: case-, space- and underscore-insensitive."""
+    return " ".join(tag.strip().lower().replace("_", " ").split())
+
+
+def dedupe_tags(tags: Iterable[str]) -> Tags:
+    """Drop empty and repeated tags (compared by ``tag_key``), keeping the first occurrence's spelling."""
+    seen: set[str] = set()
+    kept: list[str] = []
+    for tag in tags:
+        tag = tag.strip()
+        key = tag_key(tag)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(tag)
+    return tuple(kept)
 
 
 def add_tags(tags: Sequence[str], new_tags: Sequence[str], position: Literal["prepend", "append"] = "append") -> Tags:
-    """Add ``new_tags`` that are not already present, at the start or the end."""
-    present = set(tags)
-    missing = tuple(tag for tag in dict.fromkeys(new_tags) if tag not in present)
+    """Add ``new_tags`` that are not already present (by ``tag_key``), at the start or the end."""
+    present = {tag_key(tag) for tag in tags}
+    missing = tuple(tag for tag in dedupe_tags(new_tags) if tag_key(tag) not in present)
     return missing + tuple(tags) if position == "prepend" else tuple(tags) + missing
 
 
@@ -145,10 +182,10 @@ def sort_tags(
 
 
 def trigger_first(tags: Sequence[str], triggers: Sequence[str]) -> Tags:
-    """Put the trigger word(s) first, once each, adding them if missing."""
-    wanted = tuple(dict.fromkeys(tag.strip() for tag in triggers if tag.strip()))
-    wanted_set = set(wanted)
-    return wanted + tuple(tag for tag in tags if tag not in wanted_set)
+    """Put the trigger word(s) first, once each (any spelling of it by ``tag_key`` goes), adding them if missing."""
+    wanted = dedupe_tags(triggers)
+    wanted_keys = {tag_key(tag) for tag in wanted}
+    return wanted + tuple(tag for tag in tags if tag_key(tag) not in wanted_keys)
 
 
 def escape_for_prompt(tag: str) -> str:

@@ -51,25 +51,21 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def list_images(dataset_dir: Path) -> list[str]:
-    """Relative POSIX paths of every image in the dataset (top level and one folder deep), sorted.
+def folder_images(folder: Path) -> list[Path]:
+    """The images directly inside ``folder``, sorted by name (``os.scandir`` only: nothing is opened)."""
+    with os.scandir(folder) as entries:
+        return [folder / name for name in sorted(e.name for e in entries if e.is_file() and is_image_name(e.name))]
 
-    Uses ``os.scandir`` only: nothing is opened or decoded.
-    """
+
+def list_images(dataset_dir: Path) -> list[str]:
+    """Relative POSIX paths of every image in the dataset (top level and one folder deep), sorted."""
     if not dataset_dir.is_dir():
         raise DatasetError(f"The dataset folder {dataset_dir} does not exist.")
-    found: list[str] = []
+    found = [path.name for path in folder_images(dataset_dir)]
     with os.scandir(dataset_dir) as entries:
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                with os.scandir(entry.path) as inner:
-                    found.extend(
-                        f"{entry.name}/{item.name}" for item in inner if item.is_file() and is_image_name(item.name)
-                    )
-            elif entry.is_file() and is_image_name(entry.name):
-                found.append(entry.name)
+            if entry.is_dir() and not entry.name.startswith("."):
+                found.extend(f"{entry.name}/{path.name}" for path in folder_images(Path(entry.path)))
     found.sort()
     return found
 

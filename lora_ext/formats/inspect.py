@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from lora_ext.dataset.captions import dedupe_tags, parse_tags
 from lora_ext.formats.hashes import file_hashes
 from lora_ext.formats.keys import key_style
 from lora_ext.formats.parse import parse_lora
@@ -53,9 +54,8 @@ def activation_text(path: Path) -> str:
 def trigger_words(metadata: dict[str, str], activation: str = "") -> list[str]:
     """The words the author named (activation text, ``modelspec.trigger_phrase``, ``ssmd_keywords``), else a guess:
     the few most frequent training tags."""
-    words: list[str] = []
-    for text in (activation, metadata.get("modelspec.trigger_phrase", ""), metadata.get("ssmd_keywords", "")):
-        words += [w.strip() for w in (text or "").split(",") if w.strip() and w.strip() not in words]
+    named = (activation, metadata.get("modelspec.trigger_phrase") or "", metadata.get("ssmd_keywords") or "")
+    words = list(dedupe_tags(parse_tags(named)))
     return words or [tag for tag, _ in tag_counts(metadata).most_common(GUESSED_TRIGGERS)]
 
 

@@ -16,7 +16,7 @@ from lora_ext.tagger.api import Tagger
 from lora_ext.tagger.captions import EXISTING_MODES, ExistingMode
 from lora_ext.tagger.models import MODELS, ModelSpec, default_model_dir, model_names
 from lora_ext.tagger.pipeline import TagReport, WriteOptions
-from lora_ext.tagger.postprocess import ScoredTag, TagOptions, escape_for_prompt
+from lora_ext.tagger.postprocess import ScoredTag, TagOptions
 
 __all__ = [
     "EXISTING_MODES",
@@ -29,6 +29,5 @@ __all__ = [
     "Tagger",
     "WriteOptions",
     "default_model_dir",
-    "escape_for_prompt",
     "model_names",
 ]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lora_ext.dataset.captions import join_tags
 from lora_ext.errors import TaggerUnavailable, UsageError
-from lora_ext.tagger.captions import SEPARATOR
 from lora_ext.tagger.labels import Labels, read_labels
 from lora_ext.tagger.models import Downloader, ModelFiles, default_model_dir, resolve_model
 from lora_ext.tagger.pipeline import (
@@ -101,7 +101,7 @@ class Tagger:
         if not isinstance(image, Image.Image):
             image = open_image(Path(image))
         scores = score_tags(self.probabilities(image), self.labels, options)
-        return SEPARATOR.join(caption_tags(scores, options))
+        return join_tags(caption_tags(scores, options))
 
     def tag_dataset(
         self,

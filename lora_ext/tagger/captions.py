@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from lora_ext.dataset.captions import dedupe_tags, join_tags, parse_tags
+from lora_ext.dataset.layout import CAPTION_EXTENSION
 from lora_ext.errors import FileFormatError, UnsafePath
 from lora_ext.fileio import write_text_atomic
 from lora_ext.paths import resolve_inside
-from lora_ext.tagger.postprocess import dedupe_tags
 
 ExistingMode = Literal["skip", "overwrite", "append", "prepend"]
 EXISTING_MODES: tuple[ExistingMode, ...] = ("skip", "overwrite", "append", "prepend")
-SEPARATOR = ", "
-CAPTION_EXTENSION = ".txt"
 MAX_BACKUPS = 1000
 
 
@@ -44,11 +43,6 @@ def safe_caption_path(image_path: Path, extension: str = CAPTION_EXTENSION, root
     return resolve_inside(base, relative, "the tagged folder")
 
 
-def split_caption(text: str) -> list[str]:
-    """Caption text → tags (commas and line breaks separate tags)."""
-    return [tag.strip() for tag in text.replace("\n", ",").split(",") if tag.strip()]
-
-
 def has_caption(existing: str | None) -> bool:
     """An empty or whitespace-only caption file counts as no caption."""
     return existing is not None and bool(existing.strip())
@@ -63,10 +57,10 @@ def merge_caption(existing: str | None, new_tags: Sequence[str], mode: ExistingM
     elif mode == "skip":
         return None
     elif mode == "append":
-        tags = dedupe_tags([*split_caption(existing or ""), *new_tags])
+        tags = dedupe_tags([*parse_tags(existing or ""), *new_tags])
     else:
-        tags = dedupe_tags([*new_tags, *split_caption(existing or "")])
-    return SEPARATOR.join(tags)
+        tags = dedupe_tags([*new_tags, *parse_tags(existing or "")])
+    return join_tags(tags)
 
 
 def read_caption(path: Path) -> str | None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lora_ext.dataset.layout import CAPTION_EXTENSION
+from lora_ext.dataset.layout import IMAGE_EXTENSIONS as DATASET_IMAGE_EXTENSIONS
 from lora_ext.errors import ConfigError, FileFormatError, UnsafePath
 from lora_ext.locking import dataset_lock
 from lora_ext.tagger.captions import (
@@ -42,7 +44,8 @@ from lora_ext.tagger.postprocess import TagOptions, caption_tags, score_tags
 from lora_ext.tagger.preprocess import DEFAULT_MAX_PIXELS, load_model_input
 from lora_ext.tagger.session import TaggerSession
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".avif"})
+# The dataset's image types, plus those a tagger run over any folder also reads (as the WD14 taggers do).
+IMAGE_EXTENSIONS = DATASET_IMAGE_EXTENSIONS | {".gif", ".tif", ".tiff", ".jfif", ".avif"}
 
 # Batches whose captions may wait for the writer thread; beyond this, inference waits for it.
 MAX_QUEUED_WRITES = 4
@@ -57,7 +60,7 @@ class WriteOptions:
 
     existing: ExistingMode = "skip"
     backup: bool = True  # keep <caption>.NNN.bak of every non-empty caption that is replaced
-    extension: str = ".txt"
+    extension: str = CAPTION_EXTENSION
 
     def __post_init__(self) -> None:
         if self.existing not in EXISTING_MODES:

@@ -3,18 +3,18 @@
 Order of work (reference §8): split by category → thresholds (fixed, strict
 ``>``, or MCut) → underscore → space (kaomoji kept) → exclude → sort by
 confidence → max tags; then the caption adds always-first tags and the optional
-rating, de-duplicated. Escaping of brackets is only for prompts, never for
-``.txt`` captions (it would put literal backslashes into training captions).
+rating, de-duplicated. Splitting, de-duplication, tag comparison and prompt
+escaping are the dataset's caption vocabulary (``lora_ext.dataset.captions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
 
+from lora_ext.dataset.captions import dedupe_tags, tag_key
 from lora_ext.errors import ConfigError
 from lora_ext.tagger.labels import Category, Labels
 
@@ -93,16 +93,6 @@ def display_name(name: str, replace_underscores: bool = True) -> str:
     return name.replace("_", " ")
 
 
-def escape_for_prompt(tag: str) -> str:
-    """Escape ``\\``, ``(`` and ``)`` so a tag can go into an A1111 prompt (not into captions)."""
-    return tag.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-
-def tag_key(tag: str) -> str:
-    """The form two tags are compared in: case-, space- and underscore-insensitive."""
-    return " ".join(tag.strip().lower().replace("_", " ").split())
-
-
 def is_excluded(name: str, excluded_keys: frozenset[str]) -> bool:
     """True when the name is in the exclude list (given as keys).
 
@@ -166,19 +156,6 @@ def _by_confidence(indexed: list[tuple[int, ScoredTag]]) -> list[ScoredTag]:
     return [tag for _, tag in sorted(indexed, key=lambda pair: (-pair[1].confidence, pair[0]))]
 
 
-def dedupe_tags(tags: Iterable[str]) -> list[str]:
-    """Drop empty and repeated tags (compared by ``tag_key``), keeping first occurrences."""
-    seen: set[str] = set()
-    kept: list[str] = []
-    for tag in tags:
-        tag = tag.strip()
-        key = tag_key(tag)
-        if key and key not in seen:
-            seen.add(key)
-            kept.append(tag)
-    return kept
-
-
 def caption_tags(scores: TagScores, options: TagOptions) -> list[str]:
     """The tags to write for one image, in order: always-first, rating (first), tags, rating (last)."""
     rating = [scores.ratings[0].tag] if scores.ratings and options.rating != "off" else []
@@ -188,12 +165,4 @@ def caption_tags(scores: TagScores, options: TagOptions) -> list[str]:
     ordered += [t.tag for t in scores.tags]
     if options.rating == "last":
         ordered += rating
-    return dedupe_tags(ordered)
-
-
-def split_tag_list(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"a, b ,c"`` (or a list of such strings) → ``("a", "b", "c")``."""
-    if text is None:
-        return ()
-    parts = [text] if isinstance(text, str) else list(text)
-    return tuple(tag.strip() for part in parts for tag in part.split(",") if tag.strip())
+    return list(dedupe_tags(ordered))

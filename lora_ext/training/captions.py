@@ -1,8 +1,10 @@
 """Caption processing for training: pure functions of (caption, options, rng).
 
-Order as sd-scripts: caption dropout, split on commas, keep the first
+Order as sd-scripts: caption dropout, split into tags, keep the first
 ``keep_tokens`` tags fixed, shuffle the rest, tag dropout, join. The trigger
-word is put first (and kept) before any of that.
+word is put first (and kept) before any of that. Splitting, joining and "is this
+tag already there" are the dataset's caption vocabulary (``lora_ext.dataset.captions``),
+so the trainer sees a caption's tags exactly as the editor shows them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from lora_ext.dataset.captions import join_tags, parse_tags, trigger_first
 
 
 @dataclass(frozen=True)
@@ -27,19 +31,11 @@ class CaptionOptions:
         return not self.shuffle and self.caption_dropout_rate == 0 and self.tag_dropout_rate == 0
 
 
-def split_tags(caption: str) -> list[str]:
-    return [tag.strip() for tag in caption.split(",") if tag.strip()]
-
-
 def with_trigger(caption: str, trigger_word: str) -> str:
-    """Put ``trigger_word`` first unless the caption already has it as a tag."""
-    trigger = trigger_word.strip()
-    if not trigger:
+    """Put ``trigger_word`` first, once: moved there when the caption has it, added when not."""
+    if not trigger_word.strip():
         return caption
-    tags = split_tags(caption)
-    if trigger in tags:
-        tags.remove(trigger)
-    return ", ".join([trigger, *tags])
+    return join_tags(trigger_first(parse_tags(caption), (trigger_word,)))
 
 
 def process_caption(caption: str, options: CaptionOptions, rng: random.Random) -> str:
@@ -50,18 +46,18 @@ def process_caption(caption: str, options: CaptionOptions, rng: random.Random) -
         return ""
     if options.is_static:
         return caption
-    tags = split_tags(caption)
-    fixed, flexible = tags[:keep], tags[keep:]
+    tags = parse_tags(caption)
+    fixed, flexible = list(tags[:keep]), list(tags[keep:])
     if options.shuffle:
         rng.shuffle(flexible)
     if options.tag_dropout_rate > 0:
         flexible = [tag for tag in flexible if rng.random() >= options.tag_dropout_rate]
-    return ", ".join(fixed + flexible)
+    return join_tags(fixed + flexible)
 
 
 def tag_frequency(captions: Iterable[str]) -> dict[str, int]:
-    """kohya's ``ss_tag_frequency`` counts for one folder: comma-split, stripped, lower-cased."""
+    """kohya's ``ss_tag_frequency`` counts for one folder: every occurrence of each tag, lower-cased."""
     counts: Counter[str] = Counter()
     for caption in captions:
-        counts.update(tag.lower() for tag in split_tags(caption))
+        counts.update(tag.lower() for tag in parse_tags(caption))
     return dict(counts)

@@ -1,9 +1,11 @@
 """The training dataset: folders → records → per-epoch batches of latents and captions.
 
-Folders follow kohya: ``N_name`` sub-folders repeat their images ``N`` times per
-epoch and use ``name`` as the caption of images without a caption file; images
-at the top level use ``default_repeats`` and the folder's own name. Unreadable
-images are skipped and reported, never fatal.
+Folders follow kohya, as ``dataset/layout.py`` reads them: ``N_name`` sub-folders
+repeat their images ``N`` times per epoch and use ``name`` as the caption of images
+without a caption file; images at the top level use ``default_repeats`` and the
+folder's own name. A caption file's lines are all one caption (the editor's rule,
+``dataset.captions.caption_text``), not kohya's first line only. Unreadable images
+are skipped and reported, never fatal.
 
 All randomness is derived from (seed, epoch, batch) so that a resumed run draws
 exactly what an uninterrupted one would.
@@ -22,13 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from lora_ext.config import TrainConfig
+from lora_ext.dataset.captions import caption_text
+from lora_ext.dataset.layout import CAPTION_EXTENSIONS, dataset_folders, folder_images
 from lora_ext.errors import DatasetError
 from lora_ext.host import Conditioning, Host, SizeCondition
 from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 CACHE_FOLDER = ".train-tools-cache"
 CACHE_FORMAT = 1
 
@@ -82,14 +85,14 @@ class ScanResult:
 
 
 def _read_caption(image: Path, extension: str) -> str | None:
-    for suffix in dict.fromkeys((extension, ".txt", ".caption")):
+    """The caption the trainer encodes for ``image``: every line's tags (the editor's rule), or None."""
+    for suffix in dict.fromkeys((extension, *CAPTION_EXTENSIONS)):
         path = image.with_suffix(suffix)
         if path.is_file():
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                return caption_text(path.read_bytes().decode("utf-8-sig"))
             except (OSError, UnicodeDecodeError):
                 return None
-            return lines[0].strip() if lines else ""
     return None
 
 
@@ -99,21 +102,6 @@ def _image_size(path: Path) -> bucketing.Size:
     with Image.open(path) as image:
         image.load()  # decode now, so a truncated file is reported here and not mid-run
         return image.size
-
-
-def _folders(root: Path, default_repeats: int) -> list[tuple[Path, int, str]]:
-    import re
-
-    if not root.is_dir():
-        raise DatasetError(f"the dataset folder {root} does not exist")
-    found: list[tuple[Path, int, str]] = []
-    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in root.iterdir() if p.is_file()):
-        found.append((root, default_repeats, root.name))
-    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        match = re.match(r"^(\d+)_(.+)$", child.name)
-        if match and int(match[1]) > 0:
-            found.append((child, int(match[1]), match[2]))
-    return found
 
 
 def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
@@ -128,14 +116,11 @@ def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, 
 
 def _scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
     result = ScanResult()
-    for folder, repeats, class_tokens in _folders(root, config.default_repeats):
+    for folder in dataset_folders(root, config.default_repeats, root.name):
+        repeats, class_tokens = folder.repeats, folder.class_tokens
         captions = []
         count = 0
-        for path in sorted(
-            p
-            for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-        ):
+        for path in folder_images(folder.path):
             try:
                 size = _image_size(path)
             except Exception as error:  # noqa: BLE001 - PIL raises many types for bad files; skip and name it
@@ -149,13 +134,20 @@ def _scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None,
             )
             result.records.append(
                 ImageRecord(
-                    path, caption, folder.name, repeats, is_reg, size, placement, f"{stat.st_size}:{stat.st_mtime_ns}"
+                    path,
+                    caption,
+                    folder.path.name,
+                    repeats,
+                    is_reg,
+                    size,
+                    placement,
+                    f"{stat.st_size}:{stat.st_mtime_ns}",
                 )
             )
             captions.append(caption)
             count += 1
         if count:
-            result.folders.append(FolderInfo(folder.name, repeats, count, is_reg, tag_frequency(captions)))
+            result.folders.append(FolderInfo(folder.path.name, repeats, count, is_reg, tag_frequency(captions)))
     return result
 
 

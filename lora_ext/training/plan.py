@@ -1,15 +1,19 @@
 """Numbers derived from a config and a dataset, computed once by a pure function.
 
 The trainer never writes these back into the config (diffusers mutates
-``args.max_train_steps`` mid-run; we don't).
+``args.max_train_steps`` mid-run; we don't). ``make_plan`` is the one count:
+the trainer calls it with the batches it built, the UI's estimate (``estimate_plan``)
+with the batches the folders' image counts and repeats give.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lora_ext.config import TrainConfig
+from lora_ext.dataset.layout import DatasetFolder
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,26 @@ def make_plan(config: TrainConfig, batches_per_epoch: int, num_train_images: int
         config.batch_size * config.gradient_accumulation,
         num_train_images,
     )
+
+
+def epoch_samples(folders: Sequence[DatasetFolder], reg_folders: Sequence[DatasetFolder] = ()) -> int:
+    """Samples in one epoch: each image × its folder's repeats, doubled when there are regularisation images.
+
+    Regularisation images are cycled to as many samples as the training images give
+    (kohya), whatever their own repeats; ``TrainingDataset`` builds its epoch the same way.
+    """
+    samples = sum(folder.image_count * folder.repeats for folder in folders)
+    has_reg = any(folder.image_count for folder in reg_folders)
+    return samples * 2 if has_reg else samples
+
+
+def estimate_plan(
+    config: TrainConfig, folders: Sequence[DatasetFolder], reg_folders: Sequence[DatasetFolder] = ()
+) -> TrainPlan:
+    """The plan before any image is opened, from image counts and repeats (``dataset.layout.dataset_folders``).
+
+    A batch never mixes aspect-ratio buckets, so the trainer's exact plan can have a
+    few more batches per epoch when the images fall into several buckets.
+    """
+    samples = epoch_samples(folders, reg_folders)
+    return make_plan(config, math.ceil(samples / config.batch_size), samples)

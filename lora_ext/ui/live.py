@@ -126,7 +126,8 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
     restored = {
         **outputs(ui),
-        **ui.pick("project", "version", "first_step", "selected_key", "caption", "confidences", "plan"),
+        **ui.pick("project", "version", "first_step", "plan"),
+        **ui.pick("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores"),
     }
     plan_inputs = ui.pick(*train_section.PLANNED)
     on(ui["restore"].click, restore, plan_inputs, restored, ctx, status=status, **quiet)

@@ -172,7 +172,14 @@ def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
 
 
 # The settings the step plan depends on.
-PLANNED = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
+PLANNED = (
+    "cfg_default_repeats",
+    "cfg_epochs",
+    "cfg_max_steps",
+    "cfg_batch_size",
+    "cfg_gradient_accumulation",
+    "cfg_reg_dir",
+)
 
 
 def wire(ctx: Context, ui: Registry) -> None:
