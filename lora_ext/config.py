@@ -121,6 +121,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self)
 
+    @property
+    def trained_conv_rank(self) -> int:
+        """The rank of the trained 3×3 convolutions: ``conv_rank`` for LoCon, 0 (none) for plain LoRA."""
+        return self.conv_rank if self.network_type == "locon" else 0
+
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """All fields plus ``config_version``; JSON-serialisable."""
