@@ -152,3 +152,18 @@ def work(ctx, host):
 def test_the_code_reaches_hosts_only_through_the_declared_seam(path):
     where = str(path.relative_to(ROOT.parent))
     assert seam_violations(path.read_text(encoding="utf-8"), where) == []
+
+
+def test_setting_keys_are_spelled_once_in_the_settings_table():
+    from lora_ext import settings
+
+    keys = {setting.key for setting in settings.SETTINGS}
+    assert len(keys) == len(settings.SETTINGS)
+    spelled = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {node.value}"
+        for path in sorted(ROOT.rglob("*.py"))
+        if path != ROOT / "settings.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and node.value in keys
+    ]
+    assert spelled == []
