@@ -124,6 +124,11 @@ class TrainConfig:
             object.__setattr__(self, "output_name", _output_name(self.output_name))
         _check(self)
 
+    @property
+    def trained_conv_rank(self) -> int:
+        """The rank of the trained 3×3 convolutions: ``conv_rank`` for LoCon, 0 (none) for plain LoRA."""
+        return self.conv_rank if self.network_type == "locon" else 0
+
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """All fields plus ``config_version``; JSON-serialisable."""

@@ -1,9 +1,14 @@
 """The host interface: the only thing the core knows about a model.
 
 A host is whatever owns the loaded Stable Diffusion model: the A1111 WebUI
-(``hosts/a1111.py``), a diffusers pipeline (``hosts/standalone.py``) or the tiny
-test models (``tests/tinyhost.py``). The core trains, patches and previews
-through this protocol and never imports a host's own modules.
+(``hosts/a1111.py``), a WebUI we cannot train on yet (``hosts/unsupported.py``),
+a diffusers pipeline (``hosts/standalone.py``) or a bare ``sd_model`` such as the
+tiny test models (``hosts/ldm.py``). Every host derives from ``Host``: the model
+calls are abstract, and everything a host *may* offer around the model (a
+training session, a job slot, progress mirroring, an interrupt flag, settings,
+data folders, a ``<lora:…>`` prompt hook) is a method with a default here. The
+core calls those methods; it never probes a host with ``getattr``/``hasattr`` nor
+sets attributes on it, and it never imports a host's own modules.
 
 Module names are given in the host's own naming (``ldm``: ``input_blocks.1.1…``;
 ``diffusers``: ``down_blocks.0.attentions.0…``) relative to the part's root, so
@@ -12,14 +17,18 @@ that key mapping is a pure function of (family, naming, part kind, name).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import abc
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+    from lora_ext.config import TrainConfig
 
 Family = Literal["sd1", "sd2", "sdxl"]
 Prediction = Literal["eps", "v"]
@@ -120,6 +129,50 @@ class HostCapabilities:
     reasons: list[str] = field(default_factory=list)
 
 
+def training_capabilities(
+    *,
+    lowvram: bool = False,
+    medvram: bool = False,
+    fp8_weights: bool = False,
+    alternate_unet: str | None = None,
+    model_loaded: bool = True,
+    refused: str | None = None,
+) -> HostCapabilities:
+    """What a host may do, as pure rules over its memory and weight-storage modes (every host answers with this).
+
+    Refuse what cannot work; under medvram allow UNet-only training (conditioning is
+    computed first). ``refused``: the host cannot train at all, and this says why.
+    """
+    reasons: list[str] = []
+    if refused:
+        reasons.append(refused)
+    if lowvram:
+        reasons.append(
+            "the WebUI runs with --lowvram, which moves UNet blocks off the GPU between forward and "
+            "backward; restart without --lowvram to train"
+        )
+    if fp8_weights:
+        reasons.append(
+            "the model's weights are stored in fp8 (Settings → Optimizations → FP8 weight); "
+            "turn it off and reload the model to train"
+        )
+    if alternate_unet:
+        reasons.append(
+            f"an alternate UNet ({alternate_unet}) replaces the model's own; set Settings → SD Unet to None to train"
+        )
+    if not model_loaded:
+        reasons.append("no checkpoint is loaded")
+    can_train = not reasons
+    if medvram and can_train:
+        reasons.append("--medvram swaps the text encoder out while the UNet runs, so only the UNet can be trained")
+    return HostCapabilities(
+        can_train=can_train,
+        can_train_text_encoder=can_train and not medvram,
+        can_generate=model_loaded,
+        reasons=reasons,
+    )
+
+
 ProgressCallback = Callable[[int, int, str], None]
 
 # Called with a raw prompt before generation: applies the ``<lora:…>`` networks it
@@ -127,52 +180,124 @@ ProgressCallback = Callable[[int, int, str], None]
 PromptHook = Callable[[str], str]
 
 
-@runtime_checkable
-class Host(Protocol):
-    """The loaded model and its surroundings, as the core sees them."""
+class HostJob(Protocol):
+    """What ``Host.exclusive(job)`` yields while a UI job holds the host's job slot (A1111: ``shared.state``)."""
 
+    def interrupted(self) -> bool: ...
+
+    def progress(self, done: int, total: int, text: str) -> None: ...
+
+
+class Host(abc.ABC):
+    """The loaded model and its surroundings, as the core sees them.
+
+    The model members are abstract. The rest are what a host may offer, each with the
+    default of a host that has nothing around its model (the standalone app, tests).
+    """
+
+    _prompt_hook: PromptHook | None = None  # set through set_prompt_hook / a host's constructor
+
+    # -- the model: every host implements these --------------------------------------------------
     @property
+    @abc.abstractmethod
     def info(self) -> ModelInfo: ...
 
     @property
+    @abc.abstractmethod
     def device(self) -> torch.device: ...
 
     @property
+    @abc.abstractmethod
     def dtype(self) -> torch.dtype:
         """The dtype the model's weights are stored in."""
-        ...
 
     @property
+    @abc.abstractmethod
     def alphas_cumprod(self) -> torch.Tensor:
         """The training noise schedule, (1000,) float32 on the CPU."""
-        ...
 
     @property
+    @abc.abstractmethod
     def lora_dir(self) -> Path: ...
 
+    @abc.abstractmethod
     def parts(self) -> ModelParts: ...
 
-    def capabilities(self) -> HostCapabilities: ...
-
-    def tokenizer(self) -> object | None:
-        """The first text encoder's Hugging Face CLIP tokenizer, or None (for caption token counts)."""
-        ...
-
+    @abc.abstractmethod
     def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] → scaled latents (B, 4, H/8, W/8): a posterior sample drawn from ``generator``.
 
         A CPU ``generator``; ``None`` draws from torch's global one (shared by every thread of the process).
         """
-        ...
 
+    @abc.abstractmethod
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
         """Captions → conditioning; ``sizes`` is used by SDXL only."""
-        ...
 
+    @abc.abstractmethod
     def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
         """The denoiser's output (ε or v, per ``info.prediction``)."""
-        ...
 
+    @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> list[Image.Image]:
         """Images for a prompt, with ``<lora:…>`` tokens honoured by the host."""
-        ...
+
+    # -- what a host may offer: the defaults ---------------------------------------------------------
+    def capabilities(self) -> HostCapabilities:
+        """What the host can do right now (default: everything)."""
+        return training_capabilities()
+
+    def tokenizer(self) -> object | None:
+        """The first text encoder's Hugging Face CLIP tokenizer, or None (for caption token counts)."""
+        return None
+
+    @contextlib.contextmanager
+    def training_session(self, config: TrainConfig) -> Iterator[None]:
+        """Held around a whole training run: the host's own locks and state for the run.
+
+        It also stands in for ``exclusive``: a training job takes no other job slot.
+        Default: restore every LoRA the prompt hook merged, so the run sees the clean model.
+        """
+        self.restore_prompt_networks()
+        yield
+
+    @contextlib.contextmanager
+    def exclusive(self, job: str) -> Iterator[HostJob | None]:
+        """Held around a UI job that uses the model (test generations); default: no job slot (yields None)."""
+        yield None
+
+    def report_progress(self, step: int, total: int, text: str) -> None:
+        """Mirror training progress into the host's own progress display; default: nothing to mirror."""
+        return None
+
+    def interrupted(self) -> bool:
+        """Whether the host's own Interrupt button was pressed during the current job; default: never."""
+        return False
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        """A value from the host's settings (``lora_ext/settings.py`` names them); default: ``default``."""
+        return default
+
+    @property
+    def outputs_dir(self) -> Path | None:
+        """The host's folder for our outputs (projects live under it); None: the standalone folders apply."""
+        return None
+
+    @property
+    def models_dir(self) -> Path | None:
+        """The host's models folder (the tagger folder lives under it); None: next to ``outputs_dir``."""
+        return None
+
+    # -- the <lora:…> prompt hook ------------------------------------------------------------------
+    def set_prompt_hook(self, hook: PromptHook | None) -> None:
+        """Install who applies ``<lora:…>`` tokens before this host generates (our ``NetworkLoader``)."""
+        self._prompt_hook = hook
+
+    def apply_prompt_hook(self, prompt: str) -> str:
+        """The raw prompt through the prompt hook (which applies its networks); unchanged without a hook."""
+        return self._prompt_hook(prompt) if self._prompt_hook is not None else prompt
+
+    def restore_prompt_networks(self) -> None:
+        """Put back every weight the prompt hook merged (an empty prompt names no network)."""
+        if self._prompt_hook is not None:
+            self._prompt_hook("")

@@ -27,7 +27,7 @@ from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
 from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
-from lora_ext.host import ModelParts
+from lora_ext.host import Host, ModelParts
 from lora_ext.lora_cache import LoraCache, file_identity
 from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
 from lora_ext.patcher import AppliedPatches, ParamPatch, PatchStats
@@ -156,10 +156,10 @@ class NetworkLoader:
         self._last_warnings: list[str] = []
 
     @classmethod
-    def for_host(cls, host, **kwargs) -> NetworkLoader:
-        """A loader over ``host.parts()`` and ``host.lora_dir``, installed as the host's ``prompt_hook``."""
+    def for_host(cls, host: Host, **kwargs) -> NetworkLoader:
+        """A loader over ``host.parts()`` and ``host.lora_dir``, installed as the host's prompt hook."""
         loader = cls(host.parts, lambda: [host.lora_dir], **kwargs)
-        host.prompt_hook = loader.prompt_hook
+        host.set_prompt_hook(loader.prompt_hook)
         return loader
 
     # -- the list of LoRAs -----------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_prompt_hook_sees_the_raw_prompt(make_standalone_host):
 
     host = make_standalone_host("sd1")
     seen = []
-    host.prompt_hook = lambda prompt: seen.append(prompt) or prompt
+    host.set_prompt_hook(lambda prompt: seen.append(prompt) or prompt)
     host.generate(GenerationRequest(prompt="a <lora:foo:0.5> cat", width=64, height=64, steps=2))
     assert seen == ["a <lora:foo:0.5> cat"]
 
@@ -109,7 +109,7 @@ def test_standalone_training_session_restores_loras_and_upcasts_the_vae(make_sta
     host = make_standalone_host("sd1")
     host.pipeline.vae.half()
     seen = []
-    host.prompt_hook = lambda prompt: seen.append(prompt) or prompt
+    host.set_prompt_hook(lambda prompt: seen.append(prompt) or prompt)
     with host.training_session(SimpleNamespace(vae_fp32=True)):
         assert host.pipeline.vae.dtype == torch.float32
     assert seen == [""]

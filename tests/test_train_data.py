@@ -97,7 +97,7 @@ def test_sample_prompt_options_are_parsed():
     (prompt,) = parse_sample_prompts("# comment\na cat --n blurry --w 320 --h 256 --s 12 --l 5.5 --d 9", 512, 512, 1)
     assert (
         prompt.prompt,
-        prompt.negative,
+        prompt.negative_prompt,
         prompt.width,
         prompt.height,
         prompt.steps,

@@ -154,7 +154,7 @@ def test_fp16_with_grad_scaler_on_cuda(make_ldm_host, tmp_path):
 
 
 def test_host_checks_refuse_lowvram_fp8_and_alternate_unets_and_limit_medvram():
-    from lora_ext.training.host_checks import training_capabilities
+    from lora_ext.host import training_capabilities
 
     assert training_capabilities().can_train and not training_capabilities().reasons
     for flags, word in (
@@ -170,7 +170,7 @@ def test_host_checks_refuse_lowvram_fp8_and_alternate_unets_and_limit_medvram():
 
 def test_medvram_host_refuses_text_encoder_training_but_trains_the_unet(make_ldm_host, tmp_path):
     from lora_ext.errors import ConfigError
-    from lora_ext.training.host_checks import training_capabilities
+    from lora_ext.host import training_capabilities
 
     make_dataset(tmp_path / "data", count=1)
     host = make_ldm_host("sd1")

@@ -72,6 +72,26 @@ def test_a1111_host_follows_the_live_model_and_refuses_lowvram(webui, make_ldm_m
     assert not capabilities.can_train and "--lowvram" in capabilities.reasons[0]
 
 
+def test_a1111_host_answers_capabilities_with_the_shared_rule(webui, monkeypatch):
+    shared, _ = webui
+    from modules import devices, sd_unet
+
+    from lora_ext.host import training_capabilities
+    from lora_ext.hosts.a1111 import A1111Host
+
+    class TrtUnet:  # what the TensorRT extension leaves in sd_unet.current_unet
+        pass
+
+    host = A1111Host()
+    shared.cmd_opts.medvram = True
+    assert host.capabilities() == training_capabilities(medvram=True)
+    monkeypatch.setattr(devices, "fp8", True)
+    monkeypatch.setattr(sd_unet, "current_unet", TrtUnet())
+    refused = host.capabilities()
+    assert refused == training_capabilities(medvram=True, fp8_weights=True, alternate_unet="TrtUnet")
+    assert not refused.can_train and "TrtUnet" in refused.reasons[1]
+
+
 def test_a1111_host_without_model_says_so(webui):
     shared, _ = webui
     from lora_ext.errors import HostUnavailable

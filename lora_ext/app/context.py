@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_ext import paths
+from lora_ext import paths, settings
 from lora_ext.app.jobs import JobRunner
 from lora_ext.dataset.editor import Editor
 from lora_ext.dataset.files import CaptionStore
@@ -49,18 +49,17 @@ class Workspace:
 
     @classmethod
     def for_host(cls, host: Host) -> Workspace:
-        """The WebUI's folders when the host has them (``outputs_dir``, ``models_dir``), else the standalone ones."""
-        outputs = getattr(host, "outputs_dir", None)
+        """The host's folders when it has them (``outputs_dir``, ``models_dir``), else the standalone ones."""
+        outputs = host.outputs_dir
         if outputs is None:
             return cls.standalone()
-        setting = getattr(host, "setting", None) or _no_settings
-        models = Path(getattr(host, "models_dir", Path(outputs).parent))
-        return cls(Path(outputs) / "projects", models / "wd14_tagger", setting)
+        models = host.models_dir or outputs.parent
+        return cls(outputs / "projects", models / "wd14_tagger", host.setting)
 
     @property
     def tagger_dir(self) -> Path:
         """The tagger model folder: the "Tagger model folder" setting when set, else the default."""
-        chosen = self.setting("train_tools_tagger_dir", "")
+        chosen = self.setting(settings.TAGGER_DIR, "")
         return Path(chosen).expanduser() if chosen else self.default_tagger_dir
 
 

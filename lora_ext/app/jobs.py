@@ -15,17 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from lora_ext.errors import LoraExtError
-
-
-class HostJob(Protocol):
-    """What ``host.exclusive(name)`` yields (A1111: queue lock held, ``shared.state`` in use)."""
-
-    def interrupted(self) -> bool: ...
-
-    def progress(self, done: int, total: int, text: str) -> None: ...
+from lora_ext.host import Host, HostJob
 
 
 @dataclass
@@ -101,11 +94,11 @@ class JobRunner:
         self,
         name: str,
         work: Callable[[Job], Any],
-        host: Any = None,
+        host: Host | None = None,
         uses_model: bool = True,
         prepare: Callable[[], None] | None = None,
     ) -> Job:
-        """Run ``work(job)`` in a thread (inside ``host.exclusive`` when the host has one).
+        """Run ``work(job)`` in a thread (inside ``host.exclusive`` when a host is given).
 
         ``prepare`` runs once the job is sure to start and before it does (saving its
         settings, say), so a job refused because another one runs writes nothing.
@@ -145,12 +138,11 @@ class JobRunner:
 
 
 @contextlib.contextmanager
-def _exclusive(host: Any, name: str) -> Iterator[HostJob | None]:
-    exclusive = getattr(host, "exclusive", None) if host is not None else None
-    if exclusive is None:
+def _exclusive(host: Host | None, name: str) -> Iterator[HostJob | None]:
+    if host is None:
         yield None
         return
-    with exclusive(name) as host_job:
+    with host.exclusive(name) as host_job:
         yield host_job
 
 

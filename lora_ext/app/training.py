@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_ext import settings
 from lora_ext.app import train_settings
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.config import TrainConfig
 from lora_ext.dataset.names import sanitize_filename
 from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
+from lora_ext.host import Host
 
 JOB_NAME = "Training"
 LOSS_POINTS = 2000
@@ -33,14 +35,14 @@ def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
     config = train_settings.preset_config(preset_name, family(ctx))
     setting = ctx.workspace.setting
     return config.replace(
-        gradient_checkpointing=bool(setting("train_tools_gradient_checkpointing", config.gradient_checkpointing)),
-        cache_latents_to_disk=bool(setting("train_tools_cache_latents_to_disk", config.cache_latents_to_disk)),
+        gradient_checkpointing=bool(setting(settings.GRADIENT_CHECKPOINTING, config.gradient_checkpointing)),
+        cache_latents_to_disk=bool(setting(settings.CACHE_LATENTS_TO_DISK, config.cache_latents_to_disk)),
     )
 
 
 def default_preset(ctx: Context) -> str:
     """The "Default training preset" setting when it names a preset, else ``auto``."""
-    name = ctx.workspace.setting("train_tools_default_preset", train_settings.AUTO_PRESET)
+    name = ctx.workspace.setting(settings.DEFAULT_PRESET, train_settings.AUTO_PRESET)
     return name if name in train_settings.preset_choices() else train_settings.AUTO_PRESET
 
 
@@ -73,13 +75,10 @@ def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> 
     return {**train_settings.config_values(base), **changes}
 
 
-def _events(job: Job, host: Any = None) -> Any:
+def _events(job: Job, host: Host) -> Any:
     from lora_ext.training.events import TrainEvents
 
     # The WebUI host mirrors progress into shared.state and reports its Interrupt button.
-    report = getattr(host, "report_progress", None)
-    interrupted = getattr(host, "interrupted", None)
-
     job.data.update(losses=[], log=[], previews=[], saved=[])
 
     def on_progress(info: Any) -> None:
@@ -88,9 +87,10 @@ def _events(job: Job, host: Any = None) -> Any:
         losses.append((info.step, info.loss, info.smoothed_loss))
         del losses[:-LOSS_POINTS]
         job.report(info.step, info.total_steps, f"step {info.step}/{info.total_steps}")
-        if report is not None:
-            report(info.step, info.total_steps, f"Training: step {info.step}/{info.total_steps}, loss {info.loss:.4f}")
-        if job.cancelled() or (interrupted is not None and interrupted()):
+        host.report_progress(
+            info.step, info.total_steps, f"Training: step {info.step}/{info.total_steps}, loss {info.loss:.4f}"
+        )
+        if job.cancelled() or host.interrupted():
             events.request_stop()
 
     def on_sample(_images: list, paths: list) -> None:
@@ -131,16 +131,12 @@ def start_training_job(
 
     def work(job: Job) -> Any:
         job.data.update(project=paths.project, version=paths.version, output_name=config.output_name)
-        hook = getattr(host, "prompt_hook", None)
-        if hook is not None and not hasattr(host, "training_session"):
-            hook("")  # an empty prompt makes the loader restore every merged LoRA: train on the clean model
         result = train_lora(host, config, _events(job, host), out=out, resume=resume)
         info = job.data.get("progress")
         if info is not None and info.its_per_second > 0:
             ctx.measured_speed = info.its_per_second  # for the next plan's time estimate
         return result
 
-    # The trainer holds the host's own locks when the host has a training session; otherwise the UI job
-    # takes the host's job slot (A1111: the queue lock and shared.state, so Interrupt stops it).
-    lock_host = None if hasattr(host, "training_session") else host
-    return ctx.jobs.start(JOB_NAME, work, lock_host, prepare=remember_settings), config
+    # No job slot for the UI job: the trainer holds the host's own (``Host.training_session``;
+    # A1111: the queue lock and shared.state, and it restores merged LoRAs first).
+    return ctx.jobs.start(JOB_NAME, work, prepare=remember_settings), config

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 
 from lora_ext.errors import HostUnavailable
-from lora_ext.host import HostCapabilities
+from lora_ext.host import HostCapabilities, training_capabilities
 from lora_ext.hosts.ldm import LdmHost, vae_in_fp32
 from lora_ext.hosts.webui import (  # noqa: F401  (re-exported: the A1111 names of the generic parts)
     LORA_LOADER_CHOICES,
@@ -40,28 +40,20 @@ class A1111Host(WebUIHostBase, LdmHost):
         super().register_callbacks()
 
     def capabilities(self) -> HostCapabilities:
+        """``training_capabilities`` over the WebUI's flags: memory modes, fp8 storage, an alternate UNet."""
         shared, devices, _, sd_unet = _webui()
-        reasons: list[str] = []
-        if getattr(shared.cmd_opts, "lowvram", False):
-            reasons.append(
-                "the WebUI runs with --lowvram, which moves UNet blocks off the GPU between forward "
-                "and backward; restart without --lowvram to train"
-            )
-        if getattr(devices, "fp8", False):
-            reasons.append("FP8 weight storage is enabled (Settings → Optimizations); turn it off to train")
-        if getattr(sd_unet, "current_unet", None) is not None:
-            reasons.append("an alternate UNet (e.g. TensorRT) is active; set Settings → SD Unet to None to train")
         model = getattr(shared, "sd_model", None)
-        if model is None:
-            reasons.append("no checkpoint is loaded")
-        medvram = getattr(shared.cmd_opts, "medvram", False) or (
-            getattr(shared.cmd_opts, "medvram_sdxl", False) and getattr(model, "is_sdxl", False)
+        alternate = getattr(sd_unet, "current_unet", None)
+        return training_capabilities(
+            lowvram=bool(getattr(shared.cmd_opts, "lowvram", False)),
+            medvram=bool(
+                getattr(shared.cmd_opts, "medvram", False)
+                or (getattr(shared.cmd_opts, "medvram_sdxl", False) and getattr(model, "is_sdxl", False))
+            ),
+            fp8_weights=bool(getattr(devices, "fp8", False)),
+            alternate_unet=None if alternate is None else type(alternate).__name__,
+            model_loaded=model is not None,
         )
-        capabilities = HostCapabilities(can_train=not reasons, can_generate=model is not None, reasons=reasons)
-        if medvram:
-            capabilities.can_train_text_encoder = False
-            capabilities.reasons.append("--medvram: the text encoder cannot be trained (UNet-only training works)")
-        return capabilities
 
     @contextlib.contextmanager
     def training_session(self, config) -> Iterator[None]:
@@ -88,19 +80,19 @@ class A1111Host(WebUIHostBase, LdmHost):
             shared.state.begin(job="train_tools: training")
             model = self.sd_model
             self._restore_merged_loras(model)
-            trainable = self._sdxl_embedders(model) if getattr(config, "train_text_encoder", False) else []
+            trainable = self._sdxl_embedders(model) if config.train_text_encoder else []
             previous = [getattr(embedder, "is_trainable", False) for embedder in trainable]
             self._training = True
             try:
                 for embedder in trainable:
                     embedder.is_trainable = True
-                with vae_in_fp32(model.first_stage_model, getattr(config, "vae_fp32", False)):
+                with vae_in_fp32(model.first_stage_model, config.vae_fp32):
                     yield
             finally:
                 self._training = False
                 for embedder, flag in zip(trainable, previous, strict=True):
                     embedder.is_trainable = flag
-                if getattr(config, "train_text_encoder", False):
+                if config.train_text_encoder:
                     processing.StableDiffusionProcessing.cached_c = [None, None]
                     processing.StableDiffusionProcessing.cached_uc = [None, None]
                 shared.state.end()

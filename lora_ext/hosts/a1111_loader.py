@@ -22,16 +22,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lora_ext import settings
 from lora_ext.loader import NetworkLoader
 from lora_ext.lora_cache import LoraCache
 from lora_ext.networks_prompt import NetworkSpec, parse_token
 
 log = logging.getLogger(__name__)
 
-SETTING_LOADER = "train_tools_lora_loader"
-SETTING_CACHE = "train_tools_lora_cache_size"
-SETTING_KEEP_BACKUPS = "train_tools_keep_lora_backups"
-OURS, BUILTIN = "Train Tools", "Built-in"
+SETTING_LOADER = settings.LORA_LOADER
+SETTING_CACHE = settings.LORA_CACHE_SIZE
+SETTING_KEEP_BACKUPS = settings.KEEP_LORA_BACKUPS
+OURS, BUILTIN = settings.LORA_LOADER_CHOICES
 HASHES_KEY = "Lora hashes"
 PRESETS_FILE = "lbwpresets.txt"  # hako-mikan's preset file name, looked up in the LoRA folder
 

@@ -20,7 +20,7 @@ from lora_ext.host import (
     Conditioning,
     Family,
     GenerationRequest,
-    HostCapabilities,
+    Host,
     ModelInfo,
     ModelParts,
     PromptHook,
@@ -47,8 +47,8 @@ def _text_encoder(index: int, embedder) -> TextEncoderPart:
     return TextEncoderPart(index=index, kind=kind, root=wrapped)
 
 
-class LdmHost:
-    """The ``Host`` protocol over an A1111-style ``sd_model``."""
+class LdmHost(Host):
+    """A ``Host`` over an A1111-style ``sd_model``."""
 
     def __init__(
         self,
@@ -63,7 +63,7 @@ class LdmHost:
         self._sd_model = sd_model
         self._lora_dir = Path(lora_dir)
         self._identity = (name, short_hash, legacy_hash, is_demo)
-        self.prompt_hook = prompt_hook
+        self.set_prompt_hook(prompt_hook)
 
     @property
     def sd_model(self):
@@ -118,9 +118,6 @@ class LdmHost:
             encoders = (_text_encoder(0, self.sd_model.cond_stage_model),)
         return ModelParts(unet=self.unet, text_encoders=encoders, naming="ldm")
 
-    def capabilities(self) -> HostCapabilities:
-        return HostCapabilities()
-
     def tokenizer(self) -> object | None:
         """ldm's FrozenCLIPEmbedder (SD1, SDXL's CLIP-L) keeps its HF tokenizer at ``.tokenizer``."""
         return getattr(self.parts().text_encoders[0].root, "tokenizer", None)
@@ -170,10 +167,10 @@ class LdmHost:
     def generate(self, request: GenerationRequest) -> list:
         """Euler sampling with CFG.
 
-        ``prompt_hook`` (set by whoever owns ``<lora:…>`` here) sees the raw prompt
-        first and applies its networks; any tokens left are then removed.
+        The prompt hook (installed by whoever owns ``<lora:…>`` here) sees the raw
+        prompt first and applies its networks; any tokens left are then removed.
         """
-        prompt = self.prompt_hook(request.prompt) if self.prompt_hook else request.prompt
+        prompt = self.apply_prompt_hook(request.prompt)
         prompts = [strip_extra_networks(prompt)] * request.batch_size
         negatives = [strip_extra_networks(request.negative_prompt)] * request.batch_size
         size = SizeCondition((request.height, request.width), (0, 0), (request.height, request.width))

@@ -19,7 +19,7 @@ from lora_ext.host import (
     Conditioning,
     Family,
     GenerationRequest,
-    HostCapabilities,
+    Host,
     ModelInfo,
     ModelParts,
     PromptHook,
@@ -121,14 +121,14 @@ def _ensure_demo() -> Path:
     return ensure_demo_model(paths.demo_model_dir())
 
 
-class StandaloneHost:
-    """The ``Host`` protocol over a diffusers SD1/SD2/SDXL pipeline."""
+class StandaloneHost(Host):
+    """A ``Host`` over a diffusers SD1/SD2/SDXL pipeline."""
 
     def __init__(
         self, pipeline, name: str, lora_dir: Path, is_demo: bool = False, prompt_hook: PromptHook | None = None
     ) -> None:
         self.pipeline = pipeline
-        self.prompt_hook = prompt_hook
+        self.set_prompt_hook(prompt_hook)
         self._lora_dir = Path(lora_dir)
         prediction = "v" if pipeline.scheduler.config.get("prediction_type") == "v_prediction" else "eps"
         self._info = ModelInfo(
@@ -174,18 +174,14 @@ class StandaloneHost:
             encoders.append(TextEncoderPart(1, "hf_clip", self.pipeline.text_encoder_2))
         return ModelParts(unet=self.pipeline.unet, text_encoders=tuple(encoders), naming="diffusers")
 
-    def capabilities(self) -> HostCapabilities:
-        return HostCapabilities()
-
     def tokenizer(self) -> object | None:
         return self.pipeline.tokenizer
 
     @contextlib.contextmanager
     def training_session(self, config) -> Iterator[None]:
         """Train on the clean model (our LoRAs restored first) with the VAE in fp32 when asked."""
-        if self.prompt_hook is not None:
-            self.prompt_hook("")  # no <lora:…> tokens: the loader restores every merged LoRA
-        with vae_in_fp32(self.pipeline.vae, getattr(config, "vae_fp32", False)):
+        self.restore_prompt_networks()
+        with vae_in_fp32(self.pipeline.vae, config.vae_fp32):
             yield
 
     def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -233,7 +229,7 @@ class StandaloneHost:
 
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> list:
-        prompt = self.prompt_hook(request.prompt) if self.prompt_hook else request.prompt
+        prompt = self.apply_prompt_hook(request.prompt)
         generator = torch.Generator("cpu").manual_seed(request.seed)
         result = self.pipeline(
             prompt=strip_extra_networks(prompt),

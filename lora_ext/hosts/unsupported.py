@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lora_ext.errors import HostUnavailable
-from lora_ext.host import Conditioning, HostCapabilities, ModelInfo, ModelParts, SizeCondition
+from lora_ext.host import Conditioning, HostCapabilities, ModelInfo, ModelParts, SizeCondition, training_capabilities
 from lora_ext.hosts.ldm import detect_family
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
 
@@ -55,10 +55,7 @@ class UnsupportedWebUIHost(WebUIHostBase):
         )
 
     def capabilities(self) -> HostCapabilities:
-        return HostCapabilities(can_train=False, can_train_text_encoder=False, can_generate=True, reasons=[self.reason])
-
-    def tokenizer(self) -> object | None:
-        return None
+        return training_capabilities(refused=self.reason)
 
     # -- the model calls a trainer would make: all refused ---------------------------------------
     @property

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lora_ext import settings
 from lora_ext.errors import HostUnavailable
-from lora_ext.host import GenerationRequest
+from lora_ext.host import GenerationRequest, Host
+from lora_ext.settings import LORA_LOADER_CHOICES  # noqa: F401  (re-exported)
+from lora_ext.settings import SECTION as SETTINGS_SECTION
 
-SETTINGS_SECTION = ("train_tools", "Train Tools")
-LORA_LOADER_CHOICES = ("Train Tools", "Built-in")
 # Forge's placeholder in ``shared.sd_model`` until the first generation loads the checkpoint
 PLACEHOLDER_MODELS = ("FakeInitialModel",)
 
@@ -35,7 +36,7 @@ def is_placeholder(model) -> bool:
     return type(model).__name__ in PLACEHOLDER_MODELS
 
 
-class WebUIHostBase:
+class WebUIHostBase(Host):
     """The WebUI-generic half of a host: folders, settings, queue lock, progress, ``process_images``."""
 
     def __init__(self) -> None:
@@ -165,42 +166,21 @@ class WebUIJob:
 
 
 def register_settings(lora_loader: bool = True) -> None:
-    """The Train Tools section of the WebUI's Settings (``on_ui_settings``).
+    """The Train Tools section of the WebUI's Settings (``on_ui_settings``), from ``lora_ext/settings.py``.
 
     ``lora_loader``: also the options of our ``<lora:…>`` loader (only where it owns the token).
     """
+    import gradio as gr
     from modules import shared
 
-    def add(key: str, default, label: str, component=None, component_args=None, info: str | None = None) -> None:
-        option = shared.OptionInfo(default, label, component, component_args, section=SETTINGS_SECTION)
-        shared.opts.add_option(key, option.info(info) if info else option)
-
-    import gradio as gr
-
-    if lora_loader:
-        add(
-            "train_tools_lora_loader",
-            LORA_LOADER_CHOICES[0],
-            "LoRA loader for <lora:…> prompts",
-            gr.Radio,
-            {"choices": list(LORA_LOADER_CHOICES)},
-            info="Train Tools: more formats, block weights, exact fast switching; Built-in: the WebUI's own Lora",
-        )
-    add("train_tools_tagger_dir", "", "Tagger model folder (empty: models/wd14_tagger)")
-    add("train_tools_default_preset", "auto", "Default training preset ('auto' picks by model family)")
-    add("train_tools_gradient_checkpointing", True, "Gradient checkpointing while training (less VRAM, ~20% slower)")
-    add("train_tools_cache_latents_to_disk", True, "Cache training latents on disk")
-    if lora_loader:
-        add(
-            "train_tools_keep_lora_backups",
-            True,
-            "Keep original weights after a LoRA is removed",
-            info="the next LoRA applies without copying them again (as the built-in Lora does); off: less RAM",
-        )
-        add(
-            "train_tools_lora_cache_size",
-            4,
-            "LoRA files kept parsed in memory",
-            gr.Slider,
-            {"minimum": 0, "maximum": 32, "step": 1},
-        )
+    for setting in settings.SETTINGS:
+        if setting.loader_only and not lora_loader:
+            continue
+        component, component_args = None, None
+        if setting.choices:
+            component, component_args = gr.Radio, {"choices": list(setting.choices)}
+        elif setting.slider is not None:
+            minimum, maximum, step = setting.slider
+            component, component_args = gr.Slider, {"minimum": minimum, "maximum": maximum, "step": step}
+        option = shared.OptionInfo(setting.default, setting.label, component, component_args, section=SETTINGS_SECTION)
+        shared.opts.add_option(setting.key, option.info(setting.info) if setting.info else option)

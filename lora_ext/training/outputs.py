@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,18 +16,7 @@ from lora_ext.training.events import TrainEvents
 _OPTION = re.compile(r"\s--(n|w|h|s|l|d)\s+")
 
 
-@dataclass(frozen=True)
-class SamplePrompt:
-    prompt: str
-    negative: str = ""
-    width: int = 512
-    height: int = 512
-    steps: int = 20
-    cfg_scale: float = 7.0
-    seed: int = 0
-
-
-def parse_sample_prompts(text: str, width: int, height: int, seed: int) -> list[SamplePrompt]:
+def parse_sample_prompts(text: str, width: int, height: int, seed: int) -> list[GenerationRequest]:
     """kohya's prompt lines: ``prompt --n negative --w 512 --h 512 --s 20 --l 7 --d 1``; ``#`` comments."""
     prompts = []
     for line in text.splitlines():
@@ -41,9 +29,9 @@ def parse_sample_prompts(text: str, width: int, height: int, seed: int) -> list[
             values[key] = value.strip()
         try:
             prompts.append(
-                SamplePrompt(
+                GenerationRequest(
                     prompt=pieces[0].strip(),
-                    negative=values.get("n", ""),
+                    negative_prompt=values.get("n", ""),
                     width=int(values.get("w", width)),
                     height=int(values.get("h", height)),
                     steps=int(values.get("s", 20)),
@@ -136,16 +124,7 @@ class RunOutputs:
         paths, images = [], []
         try:
             with torch.random.fork_rng(devices=[]):
-                for index, prompt in enumerate(prompts):
-                    request = GenerationRequest(
-                        prompt=prompt.prompt,
-                        negative_prompt=prompt.negative,
-                        seed=prompt.seed,
-                        width=prompt.width,
-                        height=prompt.height,
-                        steps=prompt.steps,
-                        cfg_scale=prompt.cfg_scale,
-                    )
+                for index, request in enumerate(prompts):
                     image = self.parts.host.generate(request)[0]
                     path = self.parts.work_dir / "samples" / f"{label}_{index:02d}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,15 +2,15 @@
 
 ``train_lora(host, config, events)`` checks the host, scans the dataset, builds
 and attaches the network, trains, saves, and always hands the model back as it
-was. Hosts may provide ``training_session(config)`` (a context manager) to hold
-their own locks and undo their own state for the run — the A1111 adapter does:
-queue lock, built-in Lora restored and inert, checkpoint pinned, fp32 VAE when
-``config.vae_fp32``, SDXL embedders made trainable when the TE trains.
+was. The run is held inside ``host.training_session(config)``, where a host keeps
+its own locks and undoes its own state — the A1111 adapter: queue lock, built-in
+Lora restored and inert, checkpoint pinned, fp32 VAE when ``config.vae_fp32``,
+SDXL embedders made trainable when the TE trains; by default: the LoRAs its prompt
+hook merged are restored first.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -81,7 +81,7 @@ def network_spec(config: TrainConfig) -> NetworkSpec:
     return NetworkSpec(
         rank=config.rank,
         alpha=config.alpha,
-        conv_rank=config.conv_rank if config.network_type == "locon" else 0,
+        conv_rank=config.trained_conv_rank,
         conv_alpha=config.conv_alpha,
         dropout=config.dropout,
         rank_dropout=config.rank_dropout,
@@ -201,8 +201,7 @@ def train_lora(
     _check_host(host, config)
     output_path = output_path_for(host, config, out)
     state = _resume_state(config, output_path) if resume else None
-    session = getattr(host, "training_session", None)
-    with session(config) if session else contextlib.nullcontext():
+    with host.training_session(config):
         events.status("scanning the dataset")
         spec = network_spec(config)
         dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)

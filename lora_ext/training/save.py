@@ -80,8 +80,8 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
     """Every metadata entry of a saved file, as strings (JSON for nested values)."""
     info = facts.info
     network_args: dict[str, Any] = {}
-    if config.network_type == "locon":
-        network_args.update(conv_dim=str(config.conv_rank), conv_alpha=str(config.conv_alpha))
+    if config.trained_conv_rank:
+        network_args.update(conv_dim=str(config.trained_conv_rank), conv_alpha=str(config.conv_alpha))
     if config.rank_dropout:
         network_args["rank_dropout"] = str(config.rank_dropout)
     if config.module_dropout:
