@@ -10,6 +10,7 @@ from lora_files import adapter_tensors, spell
 from torch import nn
 
 from lora_ext.formats import FORMATS, parse_module
+from lora_ext.formats.base import Dropouts, LayerOp
 from lora_ext.formats.dora import DoraAdapter
 from lora_ext.formats.lora import LoraAdapter
 from lora_ext.patcher import AppliedPatches, ParamPatch
@@ -82,10 +83,48 @@ def test_merge_then_restore_returns_original_weights(cls, dtype):
 def test_trainable_module_reproduces_the_adapter(cls):
     layer, adapter = _sample(cls)
     module = adapter.trainable()
+    module.multiplier = 0.7
     base = layer.weight.detach().float()
-    torch.testing.assert_close(module(base, 1.0), adapter.delta_weight(base, 1.0))
-    module(base, 1.0).sum().backward()
+    torch.testing.assert_close(module.delta_weight(base), adapter.delta_weight(base, 0.7))
+    module.delta_weight(base).sum().backward()
     assert any(p.grad is not None for p in module.parameters())
+
+
+@pytest.mark.parametrize("cls", [cls for cls in ALL if cls.name != "norm"], ids=lambda c: c.name)
+def test_trainable_forward_adds_what_merging_adds(cls):
+    layer, adapter = _sample(cls)
+    module = adapter.trainable(LayerOp.of(layer))
+    module.multiplier = 0.7
+    x = torch.randn(5, 32, generator=torch.Generator().manual_seed(4))
+    base, plain = layer.weight.detach().clone(), layer(x).detach()
+    AppliedPatches().apply([(layer.weight, [ParamPatch(adapter, 0.7, source="a")])])
+    added = module(x, base)
+    assert added.abs().max() > 1e-3
+    torch.testing.assert_close(plain + added, layer(x).detach(), atol=1e-4, rtol=1e-4)
+
+
+def test_locon_trainable_forward_is_the_merged_convolution():
+    conv = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+    adapter = LoraAdapter.initial(conv.weight.detach(), rank=3, alpha=1.5, generator=torch.Generator().manual_seed(2))
+    adapter = LoraAdapter(down=adapter.down, up=torch.randn(8, 3, 1, 1), network_alpha=adapter.network_alpha)
+    module = adapter.trainable(LayerOp.of(conv), Dropouts(dropout=0.5, rank_dropout=0.5, module_dropout=0.5))
+    module.eval()  # dropouts only act in training
+    x = torch.randn(2, 6, 9, 9, generator=torch.Generator().manual_seed(3))
+    delta = adapter.delta_weight(conv.weight.detach())
+    expected = torch.nn.functional.conv2d(x, delta, None, 2, 1)
+    torch.testing.assert_close(module(x, conv.weight.detach()), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(module.delta_weight(conv.weight.detach()), delta)
+
+
+def test_trainable_lora_loads_a_saved_module_with_its_alpha():
+    base = torch.zeros(8, 4)
+    saved = LoraAdapter(down=torch.randn(2, 4), up=torch.randn(8, 2), network_alpha=0.5).to_state_dict()
+    module = LoraAdapter.initial(base, rank=2, alpha=2.0, generator=torch.Generator().manual_seed(0)).trainable()
+    assert module.load(saved)
+    assert module.frozen().alpha == 0.5
+    assert torch.equal(module.to_state_dict()["lora_up.weight"], saved["lora_up.weight"])
+    assert not module.load({"lora_down.weight": torch.randn(3, 4), "lora_up.weight": torch.randn(8, 3)})
+    assert torch.equal(module.to_state_dict()["lora_down.weight"], saved["lora_down.weight"])
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.float16, 2e-3)])

@@ -35,7 +35,7 @@ def _randomise(network, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in network.loras.values():
-            module.lora_up.weight.copy_(torch.randn(module.lora_up.weight.shape, generator=generator) * 0.1)
+            module.up.copy_(torch.randn(module.up.shape, generator=generator) * 0.1)
 
 
 def _unet_output(host, conditioning, seed: int = 0) -> torch.Tensor:
@@ -100,12 +100,15 @@ def test_open_clip_qkv_loras_equal_merging_into_the_fused_in_proj(make_ldm_host)
         for target in network.fused_targets:
             name = next(n for n, m in host.sd_model.named_modules() if m is target.module)
             attention = merged.get_submodule(name)
-            deltas = [network.loras[target.lora_names[p]].delta_weight() for p in ("q", "k", "v")]
+            chunks = dict(zip(("q", "k", "v"), attention.in_proj_weight.chunk(3), strict=True))
+            deltas = [network.loras[target.lora_names[p]].delta_weight(chunks[p]) for p in ("q", "k", "v")]
             attention.in_proj_weight += torch.cat(deltas)
-            attention.out_proj.weight += network.loras[target.lora_names["out"]].delta_weight()
+            out = attention.out_proj.weight
+            out += network.loras[target.lora_names["out"]].delta_weight(out)
         for target in network.hook_targets:  # the MLP layers
             name = next(n for n, m in host.sd_model.named_modules() if m is target.module)
-            merged.get_submodule(name).weight += network.loras[target.lora_name].delta_weight()
+            layer = merged.get_submodule(name)
+            layer.weight += network.loras[target.lora_name].delta_weight(layer.weight)
     with torch.no_grad(), attached(network, host.parts()):
         hooked = host.sd_model.get_learned_conditioning(["a cat"])
     expected = merged.get_learned_conditioning(["a cat"])

@@ -96,7 +96,7 @@ def test_training_can_start_from_an_existing_lora(make_ldm_host, tmp_path):
     assert network.load_kohya_state_dict(load_file(str(first))) == []
     state = load_file(str(first))
     name = next(iter(network.loras))
-    assert torch.equal(network.loras[name].lora_up.weight, state[f"{name}.lora_up.weight"].float())
+    assert torch.equal(network.loras[name].up, state[f"{name}.lora_up.weight"].float())
     assert train_lora(host, config, out=tmp_path / "b.safetensors").status == "finished"
 
 

@@ -36,7 +36,7 @@ def test_saved_file_applied_by_the_loader_matches_the_hooked_network(
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in network.loras.values():
-            module.lora_up.weight.copy_(torch.randn(module.lora_up.weight.shape, generator=generator) * 0.05)
+            module.up.copy_(torch.randn(module.up.shape, generator=generator) * 0.05)
     network.eval()
     base = _outputs(host)
     with attached(network, host.parts()):

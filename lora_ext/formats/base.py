@@ -1,4 +1,4 @@
-"""What every adapter format shares: the interface, the scale rule and a trainable wrapper.
+"""What every adapter format shares: the interface, the scale rule, the layer op and a trainable wrapper.
 
 An adapter holds one module's tensors (in a frozen dataclass with named fields) and
 turns them into that module's weight change. Deltas are always computed in fp32 for
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -96,17 +98,69 @@ class Adapter:
         """A freshly initialised adapter for ``base_weight`` whose ΔW is exactly zero."""
         raise NotImplementedError
 
-    def trainable(self) -> TrainableAdapter:
-        """An ``nn.Module`` holding this adapter's tensors as fp32 parameters."""
-        return TrainableAdapter(self)
+    def trainable(
+        self, op: LayerOp | None = None, dropouts: Dropouts | None = None, generator: torch.Generator | None = None
+    ) -> TrainableAdapter:
+        """An ``nn.Module`` holding this adapter's tensors as fp32 parameters, for a layer applied by ``op``."""
+        return TrainableAdapter(self, op, dropouts, generator)
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """How the adapted layer applies a weight: ``F.linear``, or ``F.conv2d`` with the layer's stride and padding."""
+
+    conv: bool = False
+    stride: int | tuple[int, ...] = 1
+    padding: int | str | tuple[int, ...] = 0
+
+    @classmethod
+    def of(cls, module: nn.Module) -> LayerOp:
+        if isinstance(module, nn.Conv2d):
+            return cls(conv=True, stride=module.stride, padding=module.padding)
+        return cls()
+
+    def __call__(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.conv:
+            return F.conv2d(x, weight, None, self.stride, self.padding)
+        return F.linear(x, weight)
+
+    def pointwise(self) -> LayerOp:
+        """The same kind of layer at stride 1 without padding (a LoRA's up projection)."""
+        return LayerOp(conv=self.conv)
+
+
+@dataclass(frozen=True)
+class Dropouts:
+    """Training-time dropout of a trainable adapter (kohya's ``dropout``, ``rank_dropout``, ``module_dropout``)."""
+
+    dropout: float = 0.0  # elements of the hidden (rank-r) activations
+    rank_dropout: float = 0.0  # whole rank channels, per sample
+    module_dropout: float = 0.0  # the whole adapter, per call
 
 
 class TrainableAdapter(nn.Module):
-    """Trainable tensors of one adapter; ``forward(base_weight)`` returns ΔW through the format's maths."""
+    """Trainable tensors of one adapter, computed through the format's maths.
 
-    def __init__(self, adapter: Adapter) -> None:
+    ``delta_weight(base_weight)`` is ΔW; ``forward(x, base_weight)`` is what the adapter
+    adds to the layer's output for input ``x`` (``None`` for either when the adapter is
+    off or dropped). Dropout masks come from ``generator`` on the CPU, so the stream is the
+    same on every device and never shared with another thread. The generic forward applies
+    ΔW with the layer's op; formats with a cheaper bypass (LoRA) override both.
+    """
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self._template = adapter
+        self.op = op or LayerOp()
+        self.dropouts = dropouts or Dropouts()
+        self.generator = generator if generator is not None else torch.Generator()
+        self.multiplier = 1.0
         self._tensor_fields: list[str] = []
         for field in dataclasses.fields(adapter):  # type: ignore[arg-type]
             value = getattr(adapter, field.name)
@@ -119,10 +173,61 @@ class TrainableAdapter(nn.Module):
         values = {name: getattr(self, name) for name in self._tensor_fields}
         return dataclasses.replace(self._template, **values)  # type: ignore[type-var]
 
-    def forward(self, base_weight: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
-        return self.adapter().delta_weight(base_weight, multiplier)
-
     def frozen(self) -> Adapter:
         """A detached copy for saving."""
         values = {name: getattr(self, name).detach().clone() for name in self._tensor_fields}
         return dataclasses.replace(self._template, **values)  # type: ignore[type-var]
+
+    def to_state_dict(self) -> dict[str, torch.Tensor]:
+        """The current values as the format's state-dict entries (detached)."""
+        return self.frozen().to_state_dict()
+
+    def load(self, tensors: Mapping[str, torch.Tensor]) -> bool:
+        """Take one module's saved tensors of this format; False (nothing changed) when they do not fit.
+
+        A scalar the file sets (alpha) replaces ours; one it leaves out keeps ours."""
+        saved = type(self._template).from_state_dict(tensors)
+        if saved is None:
+            return False
+        values = {name: getattr(saved, name) for name in self._tensor_fields}
+        if any(not _same_layout(values[name], getattr(self, name)) for name in self._tensor_fields):
+            return False
+        with torch.no_grad():
+            for name, value in values.items():
+                getattr(self, name).copy_(value.reshape(getattr(self, name).shape))
+        scalars = {
+            field.name: getattr(saved, field.name)
+            for field in dataclasses.fields(saved)  # type: ignore[arg-type]
+            if field.name not in self._tensor_fields and getattr(saved, field.name) is not None
+        }
+        self._template = dataclasses.replace(self._template, **scalars)  # type: ignore[type-var]
+        return True
+
+    def uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """Uniform [0, 1) draws from the adapter's generator (CPU), moved to ``device``."""
+        return torch.rand(shape, generator=self.generator).to(device)
+
+    def off(self) -> bool:
+        """Whether this call adds nothing: strength 0, or module dropout (one draw) says skip."""
+        if self.multiplier == 0:
+            return True
+        rate = self.dropouts.module_dropout
+        return self.training and rate > 0 and float(torch.rand((), generator=self.generator)) < rate
+
+    def delta_weight(self, base_weight: torch.Tensor) -> torch.Tensor | None:
+        if self.off():
+            return None
+        return self.adapter().delta_weight(base_weight, self.multiplier)
+
+    def forward(self, x: torch.Tensor, base_weight: torch.Tensor) -> torch.Tensor | None:
+        delta = self.delta_weight(base_weight)
+        return None if delta is None else self.op(x.to(delta.dtype), delta)
+
+
+def _same_layout(saved: torch.Tensor | None, parameter: torch.Tensor) -> bool:
+    """Same tensor up to trailing 1×1 axes (a linear up of ``(out, r)`` against ``(out, r, 1, 1)``)."""
+    if saved is None:
+        return False
+    if saved.shape == parameter.shape:
+        return True
+    return saved.dim() > 1 and parameter.dim() > 1 and saved.flatten(1).shape == parameter.flatten(1).shape

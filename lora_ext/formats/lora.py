@@ -2,18 +2,22 @@
 
 ΔW = alpha/rank · up @ down (reshaped to the target), or with a Tucker core
 ΔW[o,i,h,w] = s · Σ up[o,a]·mid[a,b,h,w]·down[b,i]. rank = down.shape[0].
+The bypass form never builds ΔW: y + s · up(down(x)), where ``down`` is applied as
+the layer is (linear, or a convolution with its kernel, stride and padding) and
+``up`` pointwise. The loader merges with the first, the trainer hooks the second.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 
-from lora_ext.formats.base import Adapter, lora_scale, scalar
+from lora_ext.formats.base import Adapter, Dropouts, LayerOp, TrainableAdapter, lora_scale, scalar
 
 
 def lora_delta(up: torch.Tensor, down: torch.Tensor, mid: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
@@ -24,6 +28,37 @@ def lora_delta(up: torch.Tensor, down: torch.Tensor, mid: torch.Tensor | None, s
     down2 = down.to(torch.float32).flatten(1)  # (r, in)
     delta = torch.einsum("n m k l, i n, m j -> i j k l", mid.to(torch.float32), up2, down2)
     return delta.reshape(shape)
+
+
+def lora_bypass(
+    x: torch.Tensor,
+    down: torch.Tensor,
+    up: torch.Tensor,
+    scale: float,
+    op: LayerOp,
+    between: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``scale · up(between(down(x)))``: what the LoRA adds to the layer's output, in the tensors' dtype.
+
+    ``down`` is applied by ``op`` (the layer's own linear or convolution), ``up`` pointwise;
+    ``between`` acts on the rank-r hidden (the trainer's dropout)."""
+    if not op.conv:
+        down, up = down.flatten(1), up.flatten(1)
+    hidden = op(x, down)
+    if between is not None:
+        hidden = between(hidden)
+    return op.pointwise()(hidden, up) * scale
+
+
+def lora_initial(
+    base_shape: torch.Size | tuple[int, ...], rank: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(down, up) for a base weight of this shape: kohya's init, down kaiming-uniform (a=√5), up zero, fp32."""
+    out_dim, in_shape = base_shape[0], tuple(base_shape[1:])
+    down = torch.empty((rank, *in_shape))
+    nn.init.kaiming_uniform_(down, a=math.sqrt(5), generator=generator)
+    up = torch.zeros((out_dim, rank, *([1] * (len(in_shape) - 1))))
+    return down, up
 
 
 @dataclass(frozen=True)
@@ -112,12 +147,70 @@ class LoraAdapter(Adapter):
     def initial(
         cls, base_weight: torch.Tensor, rank: int, alpha: float | None = None, generator: torch.Generator | None = None
     ) -> LoraAdapter:
-        out_dim, in_shape = base_weight.shape[0], tuple(base_weight.shape[1:])
-        down = torch.randn((rank, *in_shape), generator=generator) / math.sqrt(math.prod(in_shape))
-        up = torch.zeros((out_dim, rank, *([1] * (len(in_shape) - 1))))
-        return cls(down=down, up=up, network_alpha=alpha if alpha is not None else float(rank))
+        down, up = lora_initial(base_weight.shape, rank, generator)
+        alpha = float(alpha) if alpha is not None else float(rank)
+        # alpha as the saved file stores it (fp32), so training and loading scale alike
+        return cls(down=down, up=up, network_alpha=float(torch.tensor(alpha)))
 
     def bypass(self, layer_output: torch.Tensor, layer_input: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
         """Linear layers only: y + m·s·up(down(x)) without touching the weight."""
-        hidden = layer_input.to(torch.float32) @ self.down.to(torch.float32).flatten(1).T
-        return layer_output + (hidden @ self.up.to(torch.float32).flatten(1).T) * (self.scale * multiplier)
+        added = lora_bypass(
+            layer_input.to(torch.float32),
+            self.down.to(torch.float32),
+            self.up.to(torch.float32),
+            self.scale * multiplier,
+            LayerOp(),
+        )
+        return layer_output + added
+
+    def trainable(
+        self, op: LayerOp | None = None, dropouts: Dropouts | None = None, generator: torch.Generator | None = None
+    ) -> TrainableAdapter:
+        if self.mid is not None:  # Tucker: trained through ΔW
+            return super().trainable(op, dropouts, generator)
+        return TrainableLora(self, op, dropouts, generator)
+
+
+class TrainableLora(TrainableAdapter):
+    """LoRA / LoCon in training: forward is the bypass with kohya's dropouts on the hidden, never a full ΔW."""
+
+    down: nn.Parameter
+    up: nn.Parameter
+
+    def _scale(self, rank_dropout: bool) -> float:
+        scale = self.adapter().scale * self.multiplier
+        return scale / (1 - self.dropouts.rank_dropout) if rank_dropout else scale
+
+    def forward(self, x: torch.Tensor, base_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        if self.off():
+            return None
+        rank_dropout = self.training and self.dropouts.rank_dropout > 0
+        return lora_bypass(x.to(self.down.dtype), self.down, self.up, self._scale(rank_dropout), self.op, self._drop)
+
+    def _drop(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Neuron dropout, then rank dropout (one mask per sample over the rank channels)."""
+        dropout, rank_dropout = self.dropouts.dropout, self.dropouts.rank_dropout
+        if self.training and dropout > 0:
+            keep = (self.uniform(tuple(hidden.shape), hidden.device) >= dropout).to(hidden.dtype)
+            hidden = hidden * keep / (1 - dropout)
+        if self.training and rank_dropout > 0:
+            rank = self.down.shape[0]
+            # the mask's shape broadcasts over tokens or pixels
+            shape = (
+                (hidden.shape[0], rank, 1, 1)
+                if self.op.conv
+                else (hidden.shape[0],) + (1,) * (hidden.dim() - 2) + (rank,)
+            )
+            hidden = hidden * (self.uniform(shape, hidden.device) > rank_dropout).to(hidden.dtype)
+        return hidden
+
+    def delta_weight(self, base_weight: torch.Tensor) -> torch.Tensor | None:
+        """ΔW for layers that cannot take an output hook (OpenCLIP's fused q/k/v); rank dropout masks down's rows."""
+        if self.off():
+            return None
+        down = self.down.flatten(1)
+        rank_dropout = self.training and self.dropouts.rank_dropout > 0
+        if rank_dropout:
+            mask = (self.uniform((down.shape[0],), down.device) > self.dropouts.rank_dropout).to(down.dtype)
+            down = down * mask[:, None]
+        return lora_delta(self.up, down, None, base_weight.shape) * self._scale(rank_dropout)

@@ -47,7 +47,7 @@ def _roots(parts: ModelParts) -> list[nn.Module]:
 
 def _output_hook(lora):
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        delta = lora(inputs[0])
+        delta = lora(inputs[0], module.weight)
         return output if delta is None else output + delta.to(output.dtype)
 
     return hook
@@ -60,7 +60,7 @@ def _fused_hooks(target: FusedAttentionTarget, network: LoraNetwork, attachment:
 
     def pre_hook(mod: nn.MultiheadAttention, inputs: tuple) -> None:
         base = mod._parameters["in_proj_weight"]
-        deltas = [loras[p].delta_weight() for p in ("q", "k", "v")]
+        deltas = [loras[p].delta_weight(chunk) for p, chunk in zip(("q", "k", "v"), base.chunk(3), strict=True)]
         if any(delta is not None for delta in deltas):
             stacked = torch.cat(
                 [
@@ -69,9 +69,9 @@ def _fused_hooks(target: FusedAttentionTarget, network: LoraNetwork, attachment:
                 ]
             )
             mod.__dict__["in_proj_weight"] = base + stacked.to(base.dtype)
-        out_delta = loras["out"].delta_weight()
+        out_base = mod.out_proj._parameters["weight"]
+        out_delta = loras["out"].delta_weight(out_base)
         if out_delta is not None:
-            out_base = mod.out_proj._parameters["weight"]
             mod.out_proj.__dict__["weight"] = out_base + out_delta.to(out_base.dtype)
 
     def post_hook(mod: nn.MultiheadAttention, inputs: tuple, output):

@@ -1,10 +1,12 @@
-"""Trainable LoRA / LoCon modules and the network that owns them.
+"""The network of trainable LoRA / LoCon modules of a run.
 
-A ``LoraModule`` never replaces the layer it adapts: the injector adds its output
-to the layer's output through a forward hook (``y + up(down(x)) · scale``, as
-kohya's monkey-patched forward does), or, for OpenCLIP's fused attention, adds
-``delta_weight()`` to a slice of ``in_proj_weight`` (see ``inject.py``).
-Parameters are fp32 whatever the base model's dtype.
+Each module is the format's own trainable module (``LoraAdapter.initial(...).trainable(...)``,
+see ``formats/lora.py``): its forward, ΔW and saved tensors are the format's maths, so
+training and loading share one LoRA. A module never replaces the layer it adapts: the
+injector adds its output to the layer's output through a forward hook
+(``y + up(down(x)) · scale``, as kohya's monkey-patched forward does), or, for OpenCLIP's
+fused attention, adds ``delta_weight(...)`` to a slice of ``in_proj_weight`` (see
+``inject.py``). Parameters are fp32 whatever the base model's dtype.
 
 Dropout masks come from the network's own generator, reseeded for every
 micro-batch, never from torch's global generator: that one is shared by every
@@ -14,7 +16,6 @@ from it depends on what else runs at the same time.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +24,9 @@ import torch
 from torch import nn
 
 from lora_ext.formats import unet_names
+from lora_ext.formats.base import Dropouts, LayerOp, TrainableAdapter
+from lora_ext.formats.keys import group_keys
+from lora_ext.formats.lora import LoraAdapter
 from lora_ext.host import ModelParts
 
 # kohya's target classes, in both namings (ldm / diffusers).
@@ -49,91 +53,6 @@ class NetworkSpec:
     train_text_encoder: bool = True
 
 
-class LoraModule(nn.Module):
-    """``lora_down`` → (dropout) → ``lora_up``, scaled by ``alpha / rank``; masks drawn from ``generator``."""
-
-    def __init__(
-        self,
-        lora_name: str,
-        base: nn.Module | tuple[int, int],
-        rank: int,
-        alpha: float,
-        spec: NetworkSpec,
-        generator: torch.Generator,
-        init_generator: torch.Generator,
-    ) -> None:
-        super().__init__()
-        self.generator = generator
-        self.lora_name = lora_name
-        if isinstance(base, nn.Conv2d):
-            self.is_conv = True
-            self.lora_down = nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, bias=False)
-            self.lora_up = nn.Conv2d(rank, base.out_channels, 1, bias=False)
-        else:
-            in_features, out_features = (base.in_features, base.out_features) if isinstance(base, nn.Linear) else base
-            self.is_conv = False
-            self.lora_down = nn.Linear(in_features, rank, bias=False)
-            self.lora_up = nn.Linear(rank, out_features, bias=False)
-        # kohya's initialisation: the network starts as the identity.
-        nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5), generator=init_generator)
-        nn.init.zeros_(self.lora_up.weight)
-        self.register_buffer("alpha", torch.tensor(float(alpha)))
-        self.rank = rank
-        self.dropout = spec.dropout
-        self.rank_dropout = spec.rank_dropout
-        self.module_dropout = spec.module_dropout
-        self.multiplier = 1.0
-
-    @property
-    def scale(self) -> float:
-        return float(self.alpha) / self.rank
-
-    def _uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """Uniform [0, 1) draws from the network's generator (CPU, so the stream is the same on every device)."""
-        return torch.rand(shape, generator=self.generator).to(device)
-
-    def _skipped(self) -> bool:
-        return (
-            self.training
-            and self.module_dropout > 0
-            and float(torch.rand((), generator=self.generator)) < self.module_dropout
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The amount to add to the base layer's output for input ``x`` (``None`` when dropped)."""
-        if self.multiplier == 0 or self._skipped():
-            return None
-        hidden = self.lora_down(x.to(self.lora_down.weight.dtype))
-        scale = self.scale * self.multiplier
-        if self.training and self.dropout > 0:
-            keep = (self._uniform(tuple(hidden.shape), hidden.device) >= self.dropout).to(hidden.dtype)
-            hidden = hidden * keep / (1 - self.dropout)
-        if self.training and self.rank_dropout > 0:
-            # One mask per sample over the rank channels; shape broadcasts over tokens or pixels.
-            shape = (
-                (hidden.shape[0], self.rank, 1, 1)
-                if self.is_conv
-                else (hidden.shape[0],) + (1,) * (hidden.dim() - 2) + (self.rank,)
-            )
-            mask = (self._uniform(shape, hidden.device) > self.rank_dropout).to(hidden.dtype)
-            hidden = hidden * mask
-            scale = scale / (1 - self.rank_dropout)
-        return self.lora_up(hidden) * scale
-
-    def delta_weight(self) -> torch.Tensor | None:
-        """``scale · up @ down`` as a weight (Linear form), for layers that cannot take an output hook."""
-        if self.multiplier == 0 or self._skipped():
-            return None
-        down = self.lora_down.weight.flatten(1)
-        up = self.lora_up.weight.flatten(1)
-        scale = self.scale * self.multiplier
-        if self.training and self.rank_dropout > 0:
-            mask = (self._uniform((self.rank,), down.device) > self.rank_dropout).to(down.dtype)
-            down = down * mask[:, None]
-            scale = scale / (1 - self.rank_dropout)
-        return up @ down * scale
-
-
 @dataclass(frozen=True)
 class HookTarget:
     """A base layer whose output gets ``lora(x)`` added."""
@@ -153,6 +72,8 @@ class FusedAttentionTarget:
 class LoraNetwork(nn.Module):
     """All LoRA modules of a run, keyed by their kohya names."""
 
+    adapter_format = LoraAdapter  # the format trained; its ``initial`` and ``trainable`` build every module
+
     def __init__(self, spec: NetworkSpec, seed: int = 0) -> None:
         super().__init__()
         self.spec = spec
@@ -167,45 +88,40 @@ class LoraNetwork(nn.Module):
         """Start the dropout masks of one micro-batch from ``seed`` (a stream apart from the noise's)."""
         self.generator.manual_seed(seed ^ DROPOUT_STREAM)
 
-    def add(self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool) -> LoraModule:
+    def add(
+        self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool
+    ) -> TrainableAdapter:
+        """A fresh module for ``base`` (a layer, or the (out, in) shape of a fused projection)."""
         if lora_name in self.loras:
             raise ValueError(f"two layers map to the LoRA name {lora_name}")
         rank, alpha = (self.spec.conv_rank, self.spec.conv_alpha) if conv3x3 else (self.spec.rank, self.spec.alpha)
-        module = LoraModule(lora_name, base, rank, alpha, self.spec, self.generator, self._init_generator)
+        weight = torch.empty(base, device="meta") if isinstance(base, tuple) else base.weight
+        dropouts = Dropouts(self.spec.dropout, self.spec.rank_dropout, self.spec.module_dropout)
+        initial = self.adapter_format.initial(weight, rank, alpha, self._init_generator)
+        module = initial.trainable(LayerOp() if isinstance(base, tuple) else LayerOp.of(base), dropouts, self.generator)
         self.loras[lora_name] = module
         if text_encoder:
             self.text_encoder_names.add(lora_name)
         return module
 
-    def unet_modules(self) -> Iterator[LoraModule]:
+    def unet_modules(self) -> Iterator[TrainableAdapter]:
         return (m for name, m in self.loras.items() if name not in self.text_encoder_names)
 
-    def text_encoder_modules(self) -> Iterator[LoraModule]:
+    def text_encoder_modules(self) -> Iterator[TrainableAdapter]:
         return (m for name, m in self.loras.items() if name in self.text_encoder_names)
 
     def kohya_state_dict(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
-        """``<name>.lora_down.weight``, ``<name>.lora_up.weight`` and a 0-d ``<name>.alpha`` per module."""
-        state: dict[str, torch.Tensor] = {}
-        for name, module in self.loras.items():
-            state[f"{name}.lora_down.weight"] = module.lora_down.weight.detach().to("cpu", dtype).contiguous()
-            state[f"{name}.lora_up.weight"] = module.lora_up.weight.detach().to("cpu", dtype).contiguous()
-            state[f"{name}.alpha"] = module.alpha.detach().to("cpu", dtype).clone()
-        return state
+        """Every module's tensors as its format writes them (``<name>.lora_down.weight``, ``….lora_up.weight``, ``….alpha``)."""
+        return {
+            f"{name}.{key}": tensor.to("cpu", dtype).contiguous()
+            for name, module in self.loras.items()
+            for key, tensor in module.to_state_dict().items()
+        }
 
     def load_kohya_state_dict(self, state: dict[str, torch.Tensor]) -> list[str]:
         """Copy matching tensors in; returns the network's module names that the file did not cover."""
-        missing = []
-        with torch.no_grad():
-            for name, module in self.loras.items():
-                down, up = state.get(f"{name}.lora_down.weight"), state.get(f"{name}.lora_up.weight")
-                if down is None or up is None or down.shape != module.lora_down.weight.shape:
-                    missing.append(name)
-                    continue
-                module.lora_down.weight.copy_(down)
-                module.lora_up.weight.copy_(up.reshape(module.lora_up.weight.shape))
-                if f"{name}.alpha" in state:
-                    module.alpha.copy_(state[f"{name}.alpha"])
-        return missing
+        modules = group_keys(state).modules
+        return [name for name, module in self.loras.items() if not module.load(modules.get(name, {}))]
 
 
 def _conv_kind(module: nn.Module) -> str | None:
