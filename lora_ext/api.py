@@ -331,7 +331,7 @@ def build_router(
 
     @router.get("/loras")
     def list_loras() -> list:
-        from lora_ext.loader import scan_lora_dirs
+        from lora_ext.loading.loader import scan_lora_dirs
 
         entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([host_provider().lora_dir])
         return [
@@ -349,7 +349,7 @@ def build_router(
     @router.get("/loras/{name:path}")
     def inspect(name: str) -> dict:
         from lora_ext.formats.inspect import inspect_lora
-        from lora_ext.loader import scan_lora_dirs
+        from lora_ext.loading.loader import scan_lora_dirs
 
         entries = scan_lora_dirs([host_provider().lora_dir])
         entry = next((e for e in entries if name in (e.name, e.relative, e.alias)), None)

@@ -177,7 +177,7 @@ def test_non_finite_weights_are_refused_like_abc_and_touch_no_weight(webui):
 def test_api_info_carries_lora_hashes_as_a_string_hashing_only_used_files(webui, monkeypatch):
     import json
 
-    from lora_ext import loader as loader_module
+    from lora_ext.loading import loader as loader_module
     from lora_ext.formats.hashes import addnet_hash
 
     hashed = []

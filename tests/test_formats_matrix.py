@@ -12,7 +12,7 @@ from torch import nn
 from lora_ext.formats import FORMATS, parse_module
 from lora_ext.formats.dora import DoraAdapter
 from lora_ext.formats.lora import LoraAdapter
-from lora_ext.patcher import AppliedPatches, ParamPatch
+from lora_ext.loading.patcher import AppliedPatches, ParamPatch
 
 SAMPLES = {  # a representative file layout per registered format
     "lora": "lora",

@@ -22,9 +22,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lora_ext.loader import NetworkLoader
-from lora_ext.lora_cache import LoraCache
-from lora_ext.networks_prompt import NetworkSpec, parse_token
+from lora_ext.loading.cache import LoraCache
+from lora_ext.loading.loader import NetworkLoader
+from lora_ext.loading.prompt import NetworkSpec, parse_token
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import ModelParts
-from lora_ext.lora_cache import LoraCache, file_identity
-from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
-from lora_ext.patcher import AppliedPatches, ParamPatch, PatchStats
+from lora_ext.loading.cache import LoraCache, file_identity
+from lora_ext.loading.patcher import AppliedPatches, ParamPatch, PatchStats
+from lora_ext.loading.prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
 
 log = logging.getLogger(__name__)
 UNMATCHED_EXAMPLES = 5
