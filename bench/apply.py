@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lora_ext.formats.keymap import keymap_for_parts  # noqa: E402
 from lora_ext.host import ModelParts, TextEncoderPart  # noqa: E402
-from lora_ext.loader import NetworkLoader  # noqa: E402
-from lora_ext.lora_cache import LoraCache  # noqa: E402
-from lora_ext.networks_prompt import NetworkSpec  # noqa: E402
+from lora_ext.loading.cache import LoraCache  # noqa: E402
+from lora_ext.loading.loader import NetworkLoader  # noqa: E402
+from lora_ext.loading.prompt import NetworkSpec  # noqa: E402
 
 SD15_UNET = dict(
     sample_size=64,

@@ -287,7 +287,7 @@ def cancel_job(ctx: Context = Depends(_ctx)) -> dict:
 
 @routes.get("/loras")
 def list_loras(request: Request) -> list:
-    from lora_ext.loader import scan_lora_dirs
+    from lora_ext.loading.loader import scan_lora_dirs
 
     loader = _services(request).loader
     entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([_host(request).lora_dir])
@@ -307,7 +307,7 @@ def list_loras(request: Request) -> list:
 @routes.get("/loras/{name:path}")
 def inspect(name: str, request: Request) -> dict:
     from lora_ext.formats.inspect import inspect_lora
-    from lora_ext.loader import scan_lora_dirs
+    from lora_ext.loading.loader import scan_lora_dirs
 
     lora_dir = _host(request).lora_dir
     entry = next((e for e in scan_lora_dirs([lora_dir]) if name in (e.name, e.relative, e.alias)), None)

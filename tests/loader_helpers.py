@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from lora_ext.loader import NetworkLoader
+from lora_ext.loading.loader import NetworkLoader
 
 
 def snapshot(*modules: torch.nn.Module) -> dict[str, str]:

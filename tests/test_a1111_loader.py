@@ -174,11 +174,27 @@ def test_non_finite_weights_are_refused_like_abc_and_touch_no_weight(webui):
         assert torch.equal(webui.weight.detach(), webui.original), value
 
 
+def test_the_webuis_split_items_become_a_spec_as_they_are_never_rejoined(webui):
+    """A script's ``ExtraNetworkParams(items=[name, multiplier])`` (as the built-in adds ``sd_lora``): the name
+    keeps its ``:`` and the float stays a weight, as the built-in reads ``positional``; re-joining split it."""
+    import shutil
+    from pathlib import Path
+
+    from modules import extra_networks, processing
+
+    lora_dir = Path(webui.shared.cmd_opts.lora_dir)
+    shutil.copy(lora_dir / "a.safetensors", lora_dir / "v2:final.safetensors")
+    p = processing.StableDiffusionProcessingTxt2Img(prompt="x", seed=1, steps=2, width=64, height=64)
+    webui.takeover.activate(p, [extra_networks.ExtraNetworkParams(items=["v2:final", 0.5])])
+    assert p.comments == {}
+    torch.testing.assert_close(webui.weight.detach(), webui.original + 0.5 * webui.deltas["a"])
+
+
 def test_api_info_carries_lora_hashes_as_a_string_hashing_only_used_files(webui, monkeypatch):
     import json
 
-    from lora_ext import loader as loader_module
     from lora_ext.formats.hashes import addnet_hash
+    from lora_ext.loading import loader as loader_module
 
     hashed = []
     real_hash = loader_module.lora_short_hash

@@ -13,7 +13,7 @@ from lora_ext.formats import FORMATS, parse_module
 from lora_ext.formats.base import Dropouts, LayerOp
 from lora_ext.formats.dora import DoraAdapter
 from lora_ext.formats.lora import LoraAdapter
-from lora_ext.patcher import AppliedPatches, ParamPatch
+from lora_ext.loading.patcher import AppliedPatches, ParamPatch
 
 SAMPLES = {  # a representative file layout per registered format
     "lora": "lora",

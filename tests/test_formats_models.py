@@ -10,7 +10,7 @@ from lora_files import CONV3_FORMATS, LINEAR_FORMATS, adapter_tensors, expected_
 
 from lora_ext.hosts.ldm import LdmHost
 from lora_ext.hosts.standalone import StandaloneHost
-from lora_ext.networks_prompt import NetworkSpec
+from lora_ext.loading.prompt import NetworkSpec
 
 TE_MULTIPLIER, UNET_MULTIPLIER = 0.6, 0.9
 # (part, module in the host's naming, kohya-style file prefix, dotted file prefix)

@@ -11,7 +11,7 @@ from tiny_models import checkpoint_state_dict
 from lora_ext.formats.detect import detect_base
 from lora_ext.formats.keymap import build_keymap, entries_from_checkpoint, keymap_for_parts
 from lora_ext.host import ModelParts, TextEncoderPart
-from lora_ext.networks_prompt import NetworkSpec
+from lora_ext.loading.prompt import NetworkSpec
 
 SD1_KOHYA = {
     "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": "input_blocks.1.1.transformer_blocks.0.attn1.to_q",

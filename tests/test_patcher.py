@@ -11,8 +11,8 @@ from loader_helpers import all_roots, loader_for, snapshot
 from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
-from lora_ext.lora_cache import LoraCache
-from lora_ext.networks_prompt import NetworkSpec
+from lora_ext.loading.cache import LoraCache
+from lora_ext.loading.prompt import NetworkSpec
 
 
 def _host(make_ldm_host, make_standalone_host, kind: str):
@@ -189,7 +189,7 @@ def test_a_new_model_object_gets_fresh_backups_and_the_old_one_is_restored(make_
     first, second = make_ldm_host("sd1"), make_ldm_host("sd1")
     original = snapshot(*all_roots(first))
     current = {"host": first}
-    from lora_ext.loader import NetworkLoader
+    from lora_ext.loading.loader import NetworkLoader
 
     loader = NetworkLoader(lambda: current["host"].parts(), [first.lora_dir])
     first.lora_dir.mkdir(parents=True, exist_ok=True)
@@ -282,7 +282,7 @@ def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(ma
 
 
 def test_a_file_is_hashed_only_when_the_infotext_asks_and_then_once(make_ldm_host, monkeypatch):
-    import lora_ext.loader as loader_module
+    import lora_ext.loading.loader as loader_module
 
     host = make_ldm_host("sd1")
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))

@@ -13,7 +13,7 @@ from lora_files import adapter_tensors, spell, write_lora
 
 from lora_ext.formats.parse import parse_lora
 from lora_ext.formats.peft_config import PeftSettings
-from lora_ext.networks_prompt import NetworkSpec
+from lora_ext.loading.prompt import NetworkSpec
 
 Q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
 K = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k"

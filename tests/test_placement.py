@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lora_ext.cli import main
-from lora_ext.networks_prompt import NetworkSpec
+from lora_ext.loading.prompt import NetworkSpec
 
 PROJECTION = "lora_te2_text_projection"
 CONV_IN = "lora_unet_input_blocks_0_0"

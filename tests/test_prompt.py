@@ -10,7 +10,7 @@ from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
 from lora_ext.host import GenerationRequest
-from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt
+from lora_ext.loading.prompt import NetworkSpec, block_weights, parse_prompt
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_block_weight_lengths_must_suit_the_model_and_user_presets_are_read(tmp_
     assert len(warnings) == 2 and "12 or 20" in warnings[0]
     presets = tmp_path / "lbw.txt"
     presets.write_text("# mine\nHALFOUT:1,0,0,0,0,0,0,0,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5\nBROKEN:a,b\n")
-    from lora_ext.networks_prompt import read_user_presets
+    from lora_ext.loading.prompt import read_user_presets
 
     user = read_user_presets(presets)
     assert set(user) == {"HALFOUT"}
@@ -165,7 +165,7 @@ def test_x_values_take_the_tokens_x_and_offsets():
 def test_r_and_u_values_are_drawn_in_their_ranges_and_mark_the_weights_random(tmp_path):
     import random as random_module
 
-    from lora_ext.networks_prompt import read_user_presets
+    from lora_ext.loading.prompt import read_user_presets
 
     presets = tmp_path / "lbw.txt"
     presets.write_text("RANDOMIN:1," + ",".join(["R"] * 6) + "," + ",".join(["U"] * 10) + "\nBAD:1,Q\n")
@@ -219,7 +219,7 @@ def test_non_finite_weights_are_refused_with_the_same_warning_as_abc(form, value
 
 @pytest.mark.parametrize("value", [*NON_FINITE, "X+" + "9" * 400])
 def test_non_finite_block_weights_are_refused_like_abc_and_never_become_a_preset(tmp_path, value):
-    from lora_ext.networks_prompt import read_user_presets
+    from lora_ext.loading.prompt import read_user_presets
 
     like_abc: list[str] = []
     warnings: list[str] = []

@@ -28,7 +28,7 @@ def _outputs(host) -> tuple[torch.Tensor, torch.Tensor]:
 def test_saved_file_applied_by_the_loader_matches_the_hooked_network(
     make_ldm_host, make_standalone_host, naming, family, conv
 ):
-    from lora_ext.loader import NetworkLoader
+    from lora_ext.loading.loader import NetworkLoader
 
     host = make_ldm_host(family) if naming == "ldm" else make_standalone_host(family)
     wake_zero_layers(host)

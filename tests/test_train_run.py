@@ -93,7 +93,7 @@ def eval_loss(host, image: Path, caption: str) -> float:
 
 
 def apply_with_loader(host, path: Path):
-    from lora_ext.loader import NetworkLoader
+    from lora_ext.loading.loader import NetworkLoader
 
     loader = NetworkLoader.for_host(host)
     loader.prompt_hook(f"<lora:{path.stem}:1>")

@@ -119,7 +119,7 @@ def test_progress_text_helpers() -> None:
 @pytest.fixture
 def generate_ctx(make_standalone_host, tmp_path: Path):
     from lora_ext.app.context import Context, Workspace
-    from lora_ext.loader import NetworkLoader
+    from lora_ext.loading.loader import NetworkLoader
 
     host = make_standalone_host("sd1")
     loader = NetworkLoader.for_host(host)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from lora_ext.merge import SAVE_DTYPES, merge_checkpoint, parse_lora_argument
+    from lora_ext.loading.merge import SAVE_DTYPES, merge_checkpoint, parse_lora_argument
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)

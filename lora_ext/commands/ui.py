@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lora_ext.api import parse_credentials
     from lora_ext.hosts.standalone import StandaloneHost
-    from lora_ext.loader import NetworkLoader
+    from lora_ext.loading.loader import NetworkLoader
     from lora_ext.ui.app import serve
 
     ensure_port_free(args.host, args.port)  # before the model loads: a busy port is known at once

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lora_ext import settings
-from lora_ext.loader import NetworkLoader
-from lora_ext.lora_cache import LoraCache
-from lora_ext.networks_prompt import NetworkSpec, parse_token
+from lora_ext.loading.cache import LoraCache
+from lora_ext.loading.loader import NetworkLoader
+from lora_ext.loading.prompt import NetworkSpec, spec_from_params
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,9 @@ class LoraTakeover:
                 self.builtin.activate(p, params_list)
             return
         make_builtin_inert(getattr(p, "sd_model", None) or _shared_model())
-        warnings: list[str] = []
-        specs = [spec for params in params_list if (spec := _spec(params, warnings)) is not None]
+        parsed = [_spec(params) for params in params_list]
+        specs = [spec for spec, _ in parsed if spec is not None]
+        warnings = [message for _, messages in parsed for message in messages]
         auto = _opt("sd_lora", "None")
         if auto and auto != "None" and not any(spec.name == auto for spec in specs):
             specs.append(NetworkSpec(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
@@ -219,10 +220,10 @@ def _shared_model():
     return shared.sd_model
 
 
-def _spec(params, warnings: list[str]) -> NetworkSpec | None:
-    items = [str(item) for item in getattr(params, "items", [])]
-    body = ":".join(items)
-    return parse_token(body, f"<lora:{body}>", warnings)
+def _spec(params) -> tuple[NetworkSpec | None, list[str]]:
+    """The WebUI already split the token (``ExtraNetworkParams``): its items become a spec as they are."""
+    token = f"<lora:{':'.join(map(str, params.items))}>"  # only quoted in warnings
+    return spec_from_params(params.positional, params.named, token)
 
 
 def _make_extra_network(takeover: LoraTakeover, base: type):

@@ -21,7 +21,7 @@ import math
 import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,62 +140,70 @@ def finite_number(text: str, integer: bool = False) -> float | int | None:
     return value if math.isfinite(value) else None
 
 
-def _number(text: str, token: str, what: str, warnings: list[str], integer: bool = False) -> float | int | None:
-    value = finite_number(text, integer)
-    if value is None:
-        kind = "a whole number" if integer else "a number"
-        warnings.append(f"{token}: {what} {text!r} is not {kind}; this LoRA was skipped")
-    return value
-
-
-def parse_token(body: str, token: str, warnings: list[str]) -> NetworkSpec | None:
-    """One token's ``NAME:…`` body → spec, or None (with a warning) when it cannot be used."""
+def split_items(items: Iterable[object]) -> tuple[list[str], dict[str, str]]:
+    """A token's ``:``-split items → (positional, named), as A1111's ``ExtraNetworkParams`` splits them."""
     positional: list[str] = []
     named: dict[str, str] = {}
-    for item in body.split(":"):
-        parts = item.split("=", 2)
+    for item in items:
+        parts = str(item).split("=", 2)
         if len(parts) == 2:
-            named[parts[0].strip()] = parts[1].strip()
+            named[parts[0]] = parts[1]
         else:
-            positional.append(item.strip())
-    name = positional[0] if positional else ""
+            positional.append(str(item))
+    return positional, named
+
+
+def spec_from_params(
+    positional: Sequence[object], named: Mapping[str, object], token: str
+) -> tuple[NetworkSpec | None, list[str]]:
+    """Split items (``ExtraNetworkParams.positional``/``named``) → spec, or None when unusable, and warnings.
+
+    ``token`` is the text the warnings quote. Named values override positional ones.
+    """
+    values = [str(item).strip() for item in positional]
+    options = {str(key).strip(): str(value).strip() for key, value in named.items()}
+    name = values[0] if values else ""
     if not name:
-        warnings.append(f"{token}: no LoRA name given; token ignored")
-        return None
-    if len(positional) == 1 and not ({"te", "unet"} & named.keys()):
+        return None, [f"{token}: no LoRA name given; token ignored"]
+    warnings = []
+    if len(values) == 1 and not ({"te", "unet"} & options.keys()):
         warnings.append(f"{token}: no weight given; using 1.0 (write <lora:{name}:1> to silence this)")
-    values: dict[str, float | int | None] = {}
-    if "x" in named:
-        x = _number(named["x"], token, "x value", warnings)
-        if x is None:
-            return None
-        values["x"] = x
+    numbers: dict[str, float | int] = {}
+    fields = [("x", options.get("x"), "x value", False)]
     for index, what in ((1, "te"), (2, "unet"), (3, "dyn")):
-        text = named.get(what, positional[index] if len(positional) > index else None)
-        if text is None or text == "":
+        text = options.get(what, values[index] if len(values) > index else None)
+        fields.append((what, text, f"{what} value" if what in options else "weight", what == "dyn"))
+    for what, text, label, integer in fields:
+        if text is None or (text == "" and what != "x"):  # an empty weight keeps its default; ``x=`` needs a value
             continue
-        value = _number(text, token, f"{what} value" if what in named else "weight", warnings, integer=what == "dyn")
-        if value is None:
-            return None
-        values[what] = value
-    lbw = named.get("lbw", named.get("w"))
-    te = float(values.get("te", 1.0))
-    unet = values.get("unet")
-    return NetworkSpec(
+        number = finite_number(text, integer)
+        if number is None:
+            kind = "a whole number" if integer else "a number"
+            return None, [*warnings, f"{token}: {label} {text!r} is not {kind}; this LoRA was skipped"]
+        numbers[what] = number
+    unet, dyn = numbers.get("unet"), numbers.get("dyn")
+    spec = NetworkSpec(
         name=name,
-        te=te,
+        te=float(numbers.get("te", 1.0)),
         unet=None if unet is None else float(unet),
-        dyn=None if values.get("dyn") is None else int(values["dyn"]),
-        lbw=lbw or None,
-        x=float(values.get("x", 1.0)),
+        dyn=None if dyn is None else int(dyn),
+        lbw=options.get("lbw", options.get("w")) or None,
+        x=float(numbers.get("x", 1.0)),
     )
+    return spec, warnings
+
+
+def parse_token(body: str, token: str) -> tuple[NetworkSpec | None, list[str]]:
+    """One token's ``NAME:…`` body → spec, or None when it cannot be used, and its warnings."""
+    return spec_from_params(*split_items(body.split(":")), token)
 
 
 def parse_prompt(prompt: str) -> ParsedPrompt:
     """Pull every ``<lora:…>``/``<lyco:…>`` token out of ``prompt``."""
     result = ParsedPrompt(prompt=prompt)
     for match in TOKEN.finditer(prompt):
-        spec = parse_token(match.group(2), match.group(0), result.warnings)
+        spec, warnings = parse_token(match.group(2), match.group(0))
+        result.warnings += warnings
         if spec is not None:
             result.specs.append(spec)
     result.prompt = TOKEN.sub("", prompt)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,19 +20,18 @@ from pathlib import Path
 import torch
 
 from lora_ext.errors import LoraExtError
-from lora_ext.formats.detect import from_metadata, incompatible
+from lora_ext.formats.detect import from_metadata
 from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
 from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
-from lora_ext.formats.placement import place
 from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import Host, ModelParts
-from lora_ext.lora_cache import LoraCache, file_identity
-from lora_ext.networks_prompt import NetworkSpec, block_weights, parse_prompt, read_user_presets
-from lora_ext.patcher import AppliedPatches, ParamPatch, PatchStats
+from lora_ext.loading.cache import LoraCache, file_identity
+from lora_ext.loading.patcher import AppliedPatches, PatchStats
+from lora_ext.loading.prompt import NetworkSpec, parse_prompt, read_user_presets
+from lora_ext.loading.resolve import FileReport, Resolved, group_by_tensor, not_found, resolve_parsed, unreadable
 
 log = logging.getLogger(__name__)
-UNMATCHED_EXAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -46,30 +44,6 @@ class LoraEntry:
     path: Path
     sd_version: str  # "SD1" / "SD2" / "SDXL" / "Unknown", as A1111's cards show it
     metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass
-class FileReport:
-    """What happened to one requested LoRA."""
-
-    name: str
-    path: Path | None = None
-    matched: int = 0
-    unmatched_keys: list[str] = field(default_factory=list)
-    shape_mismatches: list[str] = field(default_factory=list)
-    bundled_embeddings: list[str] = field(default_factory=list)
-    skipped: str | None = None
-    random_blocks: bool = False  # block weights drawn from R/U: drawn again next time
-    hasher: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def applied(self) -> bool:
-        return self.skipped is None and self.matched > 0
-
-    @property
-    def short_hash(self) -> str | None:
-        """A1111's short hash: from the metadata, or hashed from the file on first use (then cached)."""
-        return self.hasher() if self.hasher is not None else None
 
 
 @dataclass
@@ -240,13 +214,14 @@ class NetworkLoader:
         if request is not None and request == self._last_request and self.patches.intact():
             # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
             return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
-        report = LoadReport()
-        wanted: dict[int, tuple[torch.Tensor, list[ParamPatch]]] = {}
-        user_presets = read_user_presets(self.presets_path, report.warnings)
-        for spec, entry in resolved:
-            file_report = self._collect(spec, entry, parts, keymap, user_presets, wanted, report.warnings)
-            report.files.append(file_report)
-        report.stats = self.patches.apply(list(wanted.values()))
+        preset_warnings: list[str] = []
+        user_presets = read_user_presets(self.presets_path, preset_warnings)
+        results = [self._resolve(spec, entry, parts, keymap, user_presets) for spec, entry in resolved]
+        report = LoadReport(
+            files=[result.report for result in results],
+            warnings=preset_warnings + [message for result in results for message in result.warnings],
+        )
+        report.stats = self.patches.apply(group_by_tensor(results))
         self.cache.trim(keep=len(specs))
         # random block weights are drawn again for every generation: never "unchanged"
         self._last_request = None if any(f.random_blocks for f in report.files) else request
@@ -273,97 +248,23 @@ class NetworkLoader:
             return None
         return None if stat is None else (stat.st_mtime_ns, stat.st_size)
 
-    def _collect(
-        self,
-        spec: NetworkSpec,
-        entry: LoraEntry | None,
-        parts: ModelParts,
-        keymap: KeyMap,
-        user_presets,
-        wanted,
-        warnings: list[str],
-    ) -> FileReport:
-        report = FileReport(name=spec.name)
+    def _resolve(
+        self, spec: NetworkSpec, entry: LoraEntry | None, parts: ModelParts, keymap: KeyMap, user_presets
+    ) -> Resolved:
+        """One spec against the bound model; reading the file is the one step that needs the loader's state."""
         if entry is None:
-            report.skipped = "not found"
-            warnings.append(f"LoRA not found: {spec.name} (looked in {', '.join(map(str, self.lora_dirs()))})")
-            return report
-        report.path = entry.path
+            return not_found(spec, self.lora_dirs())
         try:
             parsed = self.cache.get(entry.path)
-        except LoraExtError as error:  # gone, unreadable, truncated, corrupt: before any weight is touched
-            report.skipped = error.one_line()
-            warnings.append(f"LoRA {spec.name} skipped: {error.one_line()}")
+        except LoraExtError as error:
             if not entry.path.is_file():
                 self._entries = None  # removed since the list was scanned: look again next time
-            return report
-        report.bundled_embeddings = sorted(parsed.bundled_embeddings)
-        if report.bundled_embeddings:
-            warnings.append(f"LoRA {spec.name}: bundled embeddings ignored: {', '.join(report.bundled_embeddings)}")
-        if incompatible(parsed.detection, keymap.family):
-            report.skipped = f"made for {parsed.detection.family}, the model is {keymap.family}"
-            warnings.append(
-                f"LoRA {spec.name} skipped: it was made for {parsed.detection.family.upper()} "
-                f"but the loaded model is {keymap.family.upper()}"
-            )
-            return report
-        matched = []
-        for prefix, adapter in parsed.adapters.items():
-            target = keymap.lookup(prefix)
-            placement = None if target is None else place(adapter, target)
-            if target is None:
-                report.unmatched_keys += parsed.source_keys[prefix]
-            elif placement is None:
-                report.shape_mismatches.append(prefix)
-            else:
-                matched.append((prefix, target, placement, adapter))
-        report.unmatched_keys += parsed.unparsed_keys
-        if not matched or len(report.shape_mismatches) > len(matched):
-            report.skipped = "matches no module of this model" if not report.shape_mismatches else "shape mismatch"
-            warnings.append(
-                f"LoRA {spec.name} skipped: {len(matched)} modules match and "
-                f"{len(report.shape_mismatches)} have the wrong shape for this {keymap.family.upper()} "
-                f"model (made for another base model?)"
-            )
-            return report
-        if report.unmatched_keys or report.shape_mismatches:
-            examples = ", ".join((report.unmatched_keys + report.shape_mismatches)[:UNMATCHED_EXAMPLES])
-            warnings.append(
-                f"LoRA {spec.name}: {len(report.unmatched_keys)} keys unmatched and "
-                f"{len(report.shape_mismatches)} modules with wrong shapes were ignored (e.g. {examples})"
-            )
-        blocks = block_weights(spec.lbw, keymap.family, user_presets, warnings, x=spec.x) if spec.lbw else None
-        if blocks is not None and blocks.random:
-            report.random_blocks = True
-            drawn = ", ".join(f"{block}={ratio:g}" for block, ratio in blocks.ratios.items())
-            warnings.append(f"LoRA {spec.name}: random block weights this time: {drawn}")
-        multipliers = [self._multiplier(spec, blocks, target) for _, target, _, _ in matched]
-        if not all(math.isfinite(multiplier) for multiplier in multipliers):  # 1e200 × a block weight of 1e200
-            report.skipped = "weight too large"
-            warnings.append(f"LoRA {spec.name} skipped: its weight times a block weight is too large to merge")
-            return report
-        for (prefix, target, placement, adapter), multiplier in zip(matched, multipliers, strict=True):
-            report.matched += 1
-            if multiplier == 0:
-                continue  # a zero block weight or strength: nothing to merge
-            adapter = adapter.truncated(spec.dyn)
-            weight, bias = self._param(parts, target)
-            source = (parsed.identity, prefix, spec.dyn)
-            wanted.setdefault(id(weight), (weight, []))[1].append(
-                ParamPatch(adapter, multiplier, placement, False, source)
-            )
-            if adapter.has_bias and bias is not None:
-                wanted.setdefault(id(bias), (bias, []))[1].append(
-                    ParamPatch(adapter, multiplier, placement, True, source)
-                )
-        # hashing the file costs a second read: only when the infotext asks for it
-        report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)
-        return report
-
-    @staticmethod
-    def _multiplier(spec: NetworkSpec, blocks, target: Target) -> float:
-        multiplier = spec.te if target.is_text_encoder else spec.unet_multiplier
-        return multiplier * blocks.ratio(target.block) if blocks is not None else multiplier
+            return unreadable(spec, entry.path, error)
+        resolved = resolve_parsed(spec, entry.path, parsed, keymap, user_presets, functools.partial(self._param, parts))
+        if resolved.report.skipped is None:
+            # hashing the file costs a second read: only when the infotext asks for it
+            resolved.report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)
+        return resolved
 
     def _short_hash(self, identity: tuple, path: Path, metadata: dict[str, str]) -> str | None:
         """The hash for the infotext; None (left out) if the file went away since it was applied."""

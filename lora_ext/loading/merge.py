@@ -34,7 +34,7 @@ from lora_ext.formats.safetensors_io import (
     tensor_bytes,
     torch_dtype,
 )
-from lora_ext.patcher import ParamPatch, add_deltas
+from lora_ext.loading.patcher import ParamPatch, add_deltas
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
