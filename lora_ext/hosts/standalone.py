@@ -235,6 +235,15 @@ class StandaloneHost:
     def generate(self, request: GenerationRequest) -> list:
         prompt = self.prompt_hook(request.prompt) if self.prompt_hook else request.prompt
         generator = torch.Generator("cpu").manual_seed(request.seed)
+        extra = {}
+        if request.on_step is not None:
+            report = request.on_step
+
+            def on_step_end(_pipeline, index: int, _timestep, tensors: dict) -> dict:
+                report(index + 1, request.steps)
+                return tensors
+
+            extra["callback_on_step_end"] = on_step_end
         result = self.pipeline(
             prompt=strip_extra_networks(prompt),
             negative_prompt=strip_extra_networks(request.negative_prompt) or None,
@@ -244,5 +253,6 @@ class StandaloneHost:
             height=request.height,
             num_images_per_prompt=request.batch_size,
             generator=generator,
+            **extra,
         )
         return list(result.images)
