@@ -122,6 +122,15 @@ def job_status(job: Any) -> dict[str, Any]:
             "its_per_second": info.its_per_second,
             "eta_seconds": info.eta_seconds,
         }
+    phase = job.data.get("phase")
+    if phase is not None:  # scanning, caching, training, preview or saving, with that phase's own n/N
+        status["phase"] = {
+            "phase": phase.phase,
+            "done": phase.done,
+            "total": phase.total,
+            "text": phase.text,
+            "eta_seconds": round(phase.eta_seconds, 1),
+        }
     if job.finished:
         if job.error is not None:
             message = job.error.one_line() if isinstance(job.error, LoraExtError) else repr(job.error)
@@ -306,8 +315,9 @@ def build_router(
             settings = dict(body or {})
             resume = bool(settings.pop("resume", False))
             preset_name = settings.pop("preset", train_fields.AUTO_PRESET)
-            family = host_provider().info.family
-            values = {**train_fields.config_values(train_fields.preset_config(preset_name, family)), **settings}
+            host = host_provider()
+            machine = (host.info.family, host.device.type != "cpu", host.info.is_demo)
+            values = {**train_fields.config_values(train_fields.preset_config(preset_name, *machine)), **settings}
             job, config = start_training_job(ctx(), project, version, values, resume)
             return {**job_status(job), "output_name": config.output_name}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from lora_ext.config import resolve_preset
 from lora_ext.dataset.names import sanitize_filename
 from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
 from lora_ext.ui import train_fields
@@ -40,16 +41,18 @@ def capabilities_html(ctx: Context) -> str:
     return message("Ready to train on the loaded model.", "ok") + "".join(notes)
 
 
-def _family(ctx: Context) -> str:
+def _machine(ctx: Context) -> tuple[str, bool, bool]:
+    """(family, has a GPU, is the demo model) of the loaded model, for resolving ``auto``."""
     try:
-        return ctx.host.info.family
+        host = ctx.host
+        return host.info.family, host.device.type != "cpu", host.info.is_demo
     except LoraExtError:
-        return "sd1"
+        return "sd1", True, False
 
 
 def preset_defaults(ctx: Context, preset_name: str) -> Any:
     """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
-    config = train_fields.preset_config(preset_name, _family(ctx))
+    config = train_fields.preset_config(preset_name, *_machine(ctx))
     setting = ctx.workspace.setting
     return config.replace(
         gradient_checkpointing=bool(setting("train_tools_gradient_checkpointing", config.gradient_checkpointing)),
@@ -69,18 +72,36 @@ def apply_preset(ctx: Context, preset_name: str) -> Outputs:
     return {f"{PREFIX}{name}": value for name, value in train_fields.config_values(config).items()}
 
 
-def plan(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
-    """Computed steps and an estimated time for the selected version and settings."""
+def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
+    """Computed steps and how long the run will take on this machine, for the selected version and settings."""
     if not project or not version:
         return {"plan": message("Pick a project and version to see the number of steps.")}
     paths = ctx.version(project, version)
     _samples, _per_epoch, total, text = train_fields.planned_steps(_values(cfg), paths.dataset)
-    speed = ctx.measured_speed
-    if speed and total:
-        text += f" · ≈ {format_seconds(total / speed)} at {speed:.2f} steps/s (measured)"
-    elif total:
-        text += " · time: measured during the first steps"
-    return {"plan": message(text)}
+    notes = []
+    if preset is not None:
+        reason = resolve_preset(preset, *_machine(ctx)).reason
+        notes += [message(reason, "ok")] if reason else []
+    if total:
+        estimated = _estimate(ctx, cfg, paths.dataset)
+        if estimated is not None:
+            text += f" · {estimated.text}"
+            notes += [message(estimated.warning, "warn")] if estimated.warning else []
+    return {"plan": message(text) + "".join(notes)}
+
+
+def _estimate(ctx: Context, cfg: dict[str, Any], dataset: Any) -> Any:
+    """The run's estimate, timing steps on the host the first time (not while a job uses the model)."""
+    from lora_ext.training.estimate import estimate_for
+
+    try:
+        config = train_fields.build_config(_values(cfg), str(dataset), "estimate")
+        host = ctx.host
+    except LoraExtError:
+        return None  # a half-typed form: the estimate waits for valid settings
+    if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
+        return None
+    return estimate_for(host, config, ctx.step_costs)
 
 
 def _events(job: Job, host: Any = None) -> Any:
@@ -90,7 +111,7 @@ def _events(job: Job, host: Any = None) -> Any:
     report = getattr(host, "report_progress", None)
     interrupted = getattr(host, "interrupted", None)
 
-    job.data.update(losses=[], log=[], previews=[], saved=[])
+    job.data.update(losses=[], log=[], previews=[], saved=[], phase=None)
 
     def on_progress(info: Any) -> None:
         job.data["progress"] = info
@@ -106,8 +127,14 @@ def _events(job: Job, host: Any = None) -> Any:
     def on_sample(_images: list, paths: list) -> None:
         job.data["previews"] += [str(path) for path in paths]
 
+    def on_phase(info: Any) -> None:
+        job.data["phase"] = info
+        if info.phase != "training":  # the training line is reported by on_progress, with the loss
+            job.report(info.done, info.total, info.text)
+
     events = TrainEvents(
         on_progress=on_progress,
+        on_phase=on_phase,
         on_status=lambda text: job.data["log"].append(text),
         on_saved=lambda path: job.data["saved"].append(str(path)),
         on_sample=on_sample,
@@ -129,8 +156,13 @@ def _loss_frame(job: Job) -> Any:
 
 def render_training(job: Job) -> Outputs:
     info = job.data.get("progress")
+    phase = job.data.get("phase")
     log = job.data.get("log", [])
-    if info is None:
+    if phase is not None and phase.phase != "training":  # scanning, caching, a preview, a save: its own line
+        eta = f" · ETA {format_seconds(phase.eta_seconds)}" if phase.eta_seconds > 0 else ""
+        step = f" · step {info.step}/{info.total_steps}" if info is not None else ""
+        bar = progress_html(phase.done / max(1, phase.total), f"Training: {phase.text}{step}{eta}")
+    elif info is None:
         text = log[-1] if log else "Starting…"
         bar = progress_html(0.0, f"Training: {text}")
     else:
@@ -287,8 +319,13 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["resume_training"].click, resume_training, inputs, outputs, ctx)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx)
     on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx)
-    planned = ("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation")
-    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*planned)}
+    # Everything the step count or the time estimate depends on refreshes the plan line.
+    planned = (
+        *("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation"),
+        *("cfg_resolution", "cfg_rank", "cfg_network_type", "cfg_train_text_encoder", "cfg_sample_prompts"),
+        *("cfg_sample_every_n_epochs", "cfg_sample_every_n_steps", "cfg_gradient_checkpointing"),
+    )
+    plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
     for name in planned:
         on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx)
     on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx)
