@@ -253,6 +253,13 @@ def _literal(text: str) -> Any:
 
 # -- presets ---------------------------------------------------------------------------------
 
+# ``auto``: the family's beginner preset where a GPU trains, else ``quick``, which finishes in a few
+# minutes on a CPU (a first LoRA to see the whole flow work, not a finished one).
+AUTO_PRESET = "auto"
+QUICK_PRESET = "quick"
+QUICK_RESOLUTION = 256
+DEMO_RESOLUTION = 64  # the demo model's own image size (lora_ext/demo.py)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # ≈ 10 repeats × 10 epochs for 20 images (≈ 2000 steps at batch 1).
     "sd1-beginner": {
@@ -313,9 +320,57 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_scheduler": "constant",
         "warmup_ratio": 0.0,
     },
+    QUICK_PRESET: {
+        "rank": 8,
+        "alpha": 4.0,
+        "unet_lr": 3e-4,
+        "text_encoder_lr": 5e-5,
+        "optimizer": "AdamW",
+        "lr_scheduler": "constant",
+        "warmup_ratio": 0.0,
+        "resolution": QUICK_RESOLUTION,
+        "enable_bucket": True,
+        "min_bucket_reso": 64,
+        "max_bucket_reso": 512,
+        "default_repeats": 2,
+        "epochs": 4,
+        "max_steps": 0,
+        "train_text_encoder": False,
+        "gradient_checkpointing": False,
+    },
 }
 
 FAMILY_PRESETS = {"sd1": "sd1-beginner", "sd2": "sd2-v-beginner", "sdxl": "sdxl-beginner"}
+
+
+@dataclass(frozen=True)
+class PresetChoice:
+    """The config a preset name stands for on this machine, and why ``auto`` chose it."""
+
+    config: TrainConfig
+    name: str  # the preset applied (``auto`` resolved)
+    reason: str = ""  # one line when ``auto`` picked it, e.g. "auto picked the quick preset: …"
+
+
+def auto_preset(family: str, has_gpu: bool, is_demo: bool = False) -> tuple[str, str]:
+    """(preset name, reason) ``auto`` stands for: the quick preset on the demo model or without a GPU."""
+    if is_demo:
+        return QUICK_PRESET, f"auto picked the {QUICK_PRESET} preset: this is the demo model"
+    if not has_gpu:
+        return QUICK_PRESET, f"auto picked the {QUICK_PRESET} preset: this machine has no GPU"
+    name = FAMILY_PRESETS.get(family, "sd1-beginner")
+    return name, f"auto picked the {name} preset for this {family} model"
+
+
+def resolve_preset(name: str | None, family: str, has_gpu: bool = True, is_demo: bool = False) -> PresetChoice:
+    """A preset name (``auto`` or empty included) → its config over the family's beginner defaults."""
+    reason = ""
+    if not name or name == AUTO_PRESET:
+        name, reason = auto_preset(family, has_gpu, is_demo)
+    config = preset(name) if name in FAMILY_PRESETS.values() else preset(name, default_config(family))
+    if name == QUICK_PRESET and is_demo:
+        config = config.replace(resolution=DEMO_RESOLUTION)
+    return PresetChoice(config, name, reason)
 
 
 def preset(name: str, base: TrainConfig | None = None) -> TrainConfig:

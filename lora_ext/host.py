@@ -117,6 +117,8 @@ class GenerationRequest:
     steps: int = 20
     cfg_scale: float = 7.0
     batch_size: int = 1
+    # Called with (sampler step done, steps) by hosts that can report it (the standalone host does).
+    on_step: Callable[[int, int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -182,6 +182,15 @@ def job_status(job: Any) -> dict[str, Any]:
             "its_per_second": info.its_per_second,
             "eta_seconds": info.eta_seconds,
         }
+    phase = job.data.get("phase")
+    if phase is not None:  # scanning, caching, training, preview or saving, with that phase's own n/N
+        status["phase"] = {
+            "phase": phase.phase,
+            "done": phase.done,
+            "total": phase.total,
+            "text": phase.text,
+            "eta_seconds": round(phase.eta_seconds, 1),
+        }
     if job.finished:
         if job.error is not None:
             message = job.error.one_line() if isinstance(job.error, LoraExtError) else repr(job.error)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from typing import Any
 
-from lora_ext.config import FAMILY_PRESETS, PRESETS, TrainConfig, default_config, preset
+from lora_ext.config import AUTO_PRESET, PRESETS, TrainConfig, resolve_preset
 from lora_ext.dataset.layout import dataset_folders
 from lora_ext.errors import ConfigError
 
-AUTO_PRESET = "auto"
 # Set from the selected version, not typed.
 HIDDEN_FIELDS = ("dataset_dir",)
 
@@ -28,13 +27,10 @@ def preset_choices() -> list[str]:
     return [AUTO_PRESET, *PRESETS]
 
 
-def preset_config(name: str, family: str) -> TrainConfig:
-    """``auto`` → the beginner defaults of the model's family; else the named preset over defaults."""
-    if not name or name == AUTO_PRESET:
-        return default_config(family)
-    if name in FAMILY_PRESETS.values():
-        return preset(name)
-    return preset(name, default_config(family))
+def preset_config(name: str, family: str, has_gpu: bool = True, is_demo: bool = False) -> TrainConfig:
+    """``auto`` → the family's beginner defaults on a GPU, the quick preset on a CPU or the demo model;
+    else the named preset over the family's defaults."""
+    return resolve_preset(name, family, has_gpu, is_demo).config
 
 
 def config_values(config: TrainConfig) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from lora_ext import settings
 from lora_ext.app import train_settings
 from lora_ext.app.context import Context
-from lora_ext.app.jobs import Job, format_seconds
+from lora_ext.app.jobs import Job
 from lora_ext.config import TrainConfig
 from lora_ext.dataset.names import sanitize_filename
 from lora_ext.errors import DatasetError, HostUnavailable, LoraExtError
@@ -22,17 +22,18 @@ JOB_NAME = "Training"
 LOSS_POINTS = 2000
 
 
-def family(ctx: Context) -> str:
-    """The loaded model's family (``sd1`` when there is no model yet)."""
+def machine(ctx: Context) -> tuple[str, bool, bool]:
+    """(family, has a GPU, is the demo model) of the loaded model, for resolving ``auto``."""
     try:
-        return ctx.host.info.family
+        host = ctx.host
+        return host.info.family, host.device.type != "cpu", host.info.is_demo
     except LoraExtError:
-        return "sd1"
+        return "sd1", True, False
 
 
 def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
     """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
-    config = train_settings.preset_config(preset_name, family(ctx))
+    config = train_settings.preset_config(preset_name, *machine(ctx))
     setting = ctx.workspace.setting
     return config.replace(
         gradient_checkpointing=bool(setting(settings.GRADIENT_CHECKPOINTING, config.gradient_checkpointing)),
@@ -55,23 +56,48 @@ def capability_lines(ctx: Context) -> tuple[bool, list[str]]:
     return capabilities.can_train, list(capabilities.reasons)
 
 
-def plan_text(ctx: Context, project: str | None, version: str | None, values: dict[str, Any]) -> str:
-    """Computed steps and an estimated time for the selected version and settings."""
+def plan_text(
+    ctx: Context, project: str | None, version: str | None, values: dict[str, Any], preset_name: str | None = None
+) -> tuple[str, list[tuple[str, str]]]:
+    """Computed steps and how long the run will take on this machine; plus (note, kind) lines: auto's choice,
+    and a warning when the estimate is over an hour."""
+    from lora_ext.config import resolve_preset
+
     if not project or not version:
-        return "Pick a project and version to see the number of steps."
+        return "Pick a project and version to see the number of steps.", []
     paths = ctx.version(project, version)
     _samples, _per_epoch, total, text = train_settings.planned_steps(values, paths.dataset)
-    speed = ctx.measured_speed
-    if speed and total:
-        text += f" · ≈ {format_seconds(total / speed)} at {speed:.2f} steps/s (measured)"
-    elif total:
-        text += " · time: measured during the first steps"
-    return text
+    notes: list[tuple[str, str]] = []
+    if preset_name is not None:
+        reason = resolve_preset(preset_name, *machine(ctx)).reason
+        notes += [(reason, "ok")] if reason else []
+    if total:
+        estimated = _estimate(ctx, values, paths.dataset)
+        if estimated is not None:
+            text += f" · {estimated.text}"
+            notes += [(estimated.warning, "warn")] if estimated.warning else []
+    return text, notes
+
+
+def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
+    """The run's estimate, timing steps on the host the first time (not while a job uses the model)."""
+    from lora_ext.training.estimate import estimate_for
+
+    try:
+        config = train_settings.build_config(values, str(dataset), "estimate")
+        host = ctx.host
+    except LoraExtError:
+        return None  # a half-typed form: the estimate waits for valid settings
+    if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
+        return None
+    return estimate_for(host, config, ctx.step_costs)
 
 
 def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:
     """The preset's settings with ``changes`` over them (the REST API's body); needs the loaded model."""
-    base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, ctx.host.info.family)
+    host = ctx.host
+    has_gpu, is_demo = host.device.type != "cpu", host.info.is_demo
+    base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
     return {**train_settings.config_values(base), **changes}
 
 
@@ -79,7 +105,7 @@ def _events(job: Job, host: Host) -> Any:
     from lora_ext.training.events import TrainEvents
 
     # The WebUI host mirrors progress into shared.state and reports its Interrupt button.
-    job.data.update(losses=[], log=[], previews=[], saved=[])
+    job.data.update(losses=[], log=[], previews=[], saved=[], phase=None)
 
     def on_progress(info: Any) -> None:
         job.data["progress"] = info
@@ -96,8 +122,14 @@ def _events(job: Job, host: Host) -> Any:
     def on_sample(_images: list, paths: list) -> None:
         job.data["previews"] += [str(path) for path in paths]
 
+    def on_phase(info: Any) -> None:
+        job.data["phase"] = info
+        if info.phase != "training":  # the training line is reported by on_progress, with the loss
+            job.report(info.done, info.total, info.text)
+
     events = TrainEvents(
         on_progress=on_progress,
+        on_phase=on_phase,
         on_status=lambda text: job.data["log"].append(text),
         on_saved=lambda path: job.data["saved"].append(str(path)),
         on_sample=on_sample,

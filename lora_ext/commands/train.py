@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .safetensors file")
     parser.add_argument("--config", help="settings file (.toml or .json) with TrainConfig fields")
     parser.add_argument(
-        "--preset", help="built-in preset: sd1-beginner, sd2-v-beginner, sdxl-beginner, locon, fast-test"
+        "--preset",
+        help="built-in preset: auto (the quick one on a CPU or the demo model, else the model's beginner preset), "
+        "quick, sd1-beginner, sd2-v-beginner, sdxl-beginner, locon, fast-test",
     )
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="total optimizer steps")
@@ -43,13 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="any training setting, e.g. flip_aug=true")
 
 
-def build_config(args: argparse.Namespace, family: str, warn=None):
-    """The TrainConfig the flags describe, layered as the module docstring says."""
-    from lora_ext.config import TrainConfig, default_config, load_settings, preset
+def build_config(args: argparse.Namespace, family: str, warn=None, has_gpu: bool = True, is_demo: bool = False):
+    """The TrainConfig the flags describe, layered as the module docstring says (``auto``: for this machine)."""
+    from lora_ext.config import AUTO_PRESET, TrainConfig, default_config, load_settings, preset, resolve_preset
     from lora_ext.errors import UsageError
 
     config = default_config(family)
-    if args.preset:
+    if args.preset == AUTO_PRESET:
+        config = resolve_preset(args.preset, family, has_gpu, is_demo).config
+    elif args.preset:
         config = preset(args.preset, config)
     data = config.to_dict()
     if args.config:
@@ -99,6 +103,17 @@ class ProgressBar:
         self.enabled = enabled
         self.last = 0.0
 
+    def phase(self, info) -> None:
+        """Scanning, caching, previews and saves: their own line (training steps are the bar)."""
+        if not self.enabled or info.phase == "training":
+            return
+        now = time.monotonic()
+        if now - self.last < 0.2 and info.done < info.total:
+            return
+        self.last = now
+        sys.stderr.write(f"\r{info.text}\x1b[K" + ("\n" if info.done >= info.total else ""))
+        sys.stderr.flush()
+
     def __call__(self, info) -> None:
         if not self.enabled:
             return
@@ -136,11 +151,18 @@ def run(args: argparse.Namespace) -> int:
         config_dir=Path(args.config_dir) if args.config_dir else None,
         device=args.device,
     )
-    config = build_config(args, host.info.family, warn=warn)
+    machine = {"has_gpu": host.device.type != "cpu", "is_demo": host.info.is_demo}
+    config = build_config(args, host.info.family, warn=warn, **machine)
+    if args.preset:
+        from lora_ext.config import resolve_preset
+
+        reason = resolve_preset(args.preset, host.info.family, **machine).reason
+        if reason:
+            print(reason, file=sys.stderr)
     if args.save_config:
         save_config(config, args.save_config)
     bar = ProgressBar(not args.no_progress)
-    events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr))
+    events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr), on_phase=bar.phase)
     previous = signal.signal(signal.SIGINT, lambda *_: events.request_stop())
     try:
         result = train_lora(host, config, events, out=args.out, resume=args.resume)

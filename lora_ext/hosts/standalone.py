@@ -231,6 +231,15 @@ class StandaloneHost(Host):
     def generate(self, request: GenerationRequest) -> list:
         prompt = self.apply_prompt_hook(request.prompt)
         generator = torch.Generator("cpu").manual_seed(request.seed)
+        extra = {}
+        if request.on_step is not None:
+            report = request.on_step
+
+            def on_step_end(_pipeline, index: int, _timestep, tensors: dict) -> dict:
+                report(index + 1, request.steps)
+                return tensors
+
+            extra["callback_on_step_end"] = on_step_end
         result = self.pipeline(
             prompt=strip_extra_networks(prompt),
             negative_prompt=strip_extra_networks(request.negative_prompt) or None,
@@ -240,5 +249,6 @@ class StandaloneHost(Host):
             height=request.height,
             num_images_per_prompt=request.batch_size,
             generator=generator,
+            **extra,
         )
         return list(result.images)

@@ -358,6 +358,8 @@ class TrainingDataset:
             return
         flips = (False, True) if self.config.flip_aug else (False,)
         todo = [(i, flip) for i in range(len(self.records)) for flip in flips]
+        if progress:
+            progress(0, len(todo))
         for done, (index, flip) in enumerate(todo):
             self.latent(index, flip)
             if progress:

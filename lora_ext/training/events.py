@@ -11,6 +11,24 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+# The phases of a run, in the order they happen; previews and saves may repeat during training.
+Phase = Literal["scanning", "caching", "training", "preview", "saving"]
+PHASES: tuple[Phase, ...] = ("scanning", "caching", "training", "preview", "saving")
+
+
+@dataclass(frozen=True)
+class PhaseInfo:
+    """What the run is doing now and how far that phase is: one status line of its own."""
+
+    phase: Phase
+    done: int  # items of this phase done: images scanned or cached, steps, sampler steps, files saved
+    total: int
+    text: str  # the status line, e.g. "rendering preview 1/2 (sampler step 5/20)"
+    # Seconds left: the whole run's (previews and saves included) once steps are timed, the phase's own
+    # while caching; 0 when unknown.
+    eta_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -23,7 +41,8 @@ class ProgressInfo:
     smoothed_loss: float
     lr: float
     its_per_second: float
-    eta_seconds: float
+    eta_seconds: float  # the rest of the run: steps, and the previews and saves the plan still has
+    phase: Phase = "training"
 
 
 class TrainEvents:
@@ -35,11 +54,13 @@ class TrainEvents:
         on_status: Callable[[str], None] | None = None,
         on_saved: Callable[[Path], None] | None = None,
         on_sample: Callable[[list, list[Path]], None] | None = None,
+        on_phase: Callable[[PhaseInfo], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._on_status = on_status
         self._on_saved = on_saved
         self._on_sample = on_sample
+        self._on_phase = on_phase
         self._stop = threading.Event()
         self._save = threading.Event()
         self._sample = threading.Event()
@@ -69,8 +90,15 @@ class TrainEvents:
 
     # -- notifications (from the loop) --------------------------------------------------
     def progress(self, info: ProgressInfo) -> None:
+        """A finished optimizer step; also the training phase's status line."""
         if self._on_progress:
             self._on_progress(info)
+        text = f"training step {info.step}/{info.total_steps}"
+        self.phase(PhaseInfo(info.phase, info.step, info.total_steps, text, info.eta_seconds))
+
+    def phase(self, info: PhaseInfo) -> None:
+        if self._on_phase:
+            self._on_phase(info)
 
     def status(self, text: str) -> None:
         if self._on_status:

@@ -33,7 +33,9 @@ def train(
             loss += micro_loss.detach().item() / len(step.items)
         steps.check_finite(loss, parts)
         steps.optimizer_step(parts, config)  # 6. clip, step, zero
-        info = steps.update_progress(parts, loss, time.perf_counter() - started, step.epoch)  # 7. progress
+        info = steps.update_progress(
+            parts, loss, time.perf_counter() - started, step.epoch, outputs.pending_seconds
+        )  # 7.
         events.progress(info)
         outputs.after_step(step.epoch, step.ends_epoch)  # 8. save, sample, validate on schedule or request
         if events.stop_requested():

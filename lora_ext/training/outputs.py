@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from pathlib import Path
 
 import torch
 
 from lora_ext.config import TrainConfig
 from lora_ext.host import GenerationRequest
-from lora_ext.training import checkpoint, save, steps
+from lora_ext.training import checkpoint, estimate, save, steps
 from lora_ext.training.data import TrainingDataset
-from lora_ext.training.events import TrainEvents
+from lora_ext.training.events import PhaseInfo, TrainEvents
 
 _OPTION = re.compile(r"\s--(n|w|h|s|l|d)\s+")
 
@@ -57,6 +59,42 @@ class RunOutputs:
         self.facts_for = facts_for  # (output name, epoch) → save.RunFacts
         self.last_preview = None
         self.loss_log = parts.work_dir / "loss.csv"
+        self.preview_seconds: list[float] = []  # each render so far, for the ETA
+        self.save_seconds: list[float] = []
+        self.saves = 0
+
+    # -- the ETA of what the plan still has to do besides steps --------------------------------------
+    def _step_seconds(self) -> float:
+        progress = self.parts.progress
+        return progress.elapsed_seconds / progress.step if progress.step else 0.0
+
+    def _preview_each(self) -> float:
+        if self.preview_seconds:
+            return sum(self.preview_seconds) / len(self.preview_seconds)
+        micro_batch = self._step_seconds() / self.config.gradient_accumulation
+        forward = estimate.FORWARD_SHARE * micro_batch / self.config.batch_size
+        return estimate.preview_seconds(self.config, forward, self.config.resolution)
+
+    def _save_each(self) -> float:
+        if self.save_seconds:
+            return self.save_seconds[-1]
+        parameters = sum(p.numel() for p in self.parts.network.parameters())
+        return parameters * 4 / estimate.WRITE_BYTES_PER_SECOND
+
+    def pending_seconds(self, step: int) -> float:
+        """What the previews and saves still planned after ``step`` will take (guessed until one has run)."""
+        return estimate.pending_seconds(
+            self.config,
+            self.parts.plan,
+            step,
+            self.last_preview is not None,
+            self._preview_each(),
+            self._save_each(),
+        )
+
+    def _eta(self) -> float:
+        progress, plan = self.parts.progress, self.parts.plan
+        return (plan.total_steps - progress.step) * self._step_seconds() + self.pending_seconds(progress.step)
 
     def after_step(self, epoch: int, ends_epoch: bool) -> None:
         config, plan, progress = self.config, self.parts.plan, self.parts.progress
@@ -91,10 +129,16 @@ class RunOutputs:
             self.sample(f"e{epoch + 1:06d}_s{step:08d}")
 
     def save_lora(self, path: Path, epoch: int) -> Path:
+        started = time.perf_counter()
+        self.saves += 1
+        total = self.saves - 1 + estimate.save_count(self.config, self.parts.plan, self.parts.progress.step)
+        self.events.phase(PhaseInfo("saving", self.saves - 1, total, f"saving {path.name} ({self.saves}/{total})"))
         tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
         metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch))
         save.save_lora(path, tensors, metadata)
         save.write_sidecars(path, self.config, self.parts.host.info, self.last_preview)
+        self.save_seconds.append(time.perf_counter() - started)
+        self.events.phase(PhaseInfo("saving", self.saves, total, f"saved {path.name} ({self.saves}/{total})"))
         self.events.saved(path)
         return path
 
@@ -122,9 +166,13 @@ class RunOutputs:
         was_training = network.training
         network.eval()
         paths, images = [], []
+        started = time.perf_counter()
         try:
             with torch.random.fork_rng(devices=[]):
-                for index, request in enumerate(prompts):
+                for index, base_request in enumerate(prompts):
+                    report = self._preview_reporter(index + 1, len(prompts))
+                    report(0, base_request.steps)
+                    request = dataclasses.replace(base_request, on_step=report)
                     image = self.parts.host.generate(request)[0]
                     path = self.parts.work_dir / "samples" / f"{label}_{index:02d}.png"
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +181,16 @@ class RunOutputs:
                     images.append(image)
         finally:
             network.train(was_training)
+        self.preview_seconds.append(time.perf_counter() - started)
         self.last_preview = images[0]
         self.events.sampled(images, paths)
         return paths
+
+    def _preview_reporter(self, number: int, count: int):
+        """A sampler-step callback for preview ``number`` of ``count``: one status line with its own progress."""
+
+        def report(step: int, steps: int) -> None:
+            text = f"rendering preview {number}/{count} (sampler step {step}/{steps})"
+            self.events.phase(PhaseInfo("preview", step, steps, text, self._eta()))
+
+        return report

@@ -11,6 +11,7 @@ hook merged are restored first.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,7 @@ from lora_ext.host import Host
 from lora_ext.paths import resolve_inside
 from lora_ext.training import buckets, checkpoint, loop, paths, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
-from lora_ext.training.events import TrainEvents
+from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.inject import attached
 from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
 from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
@@ -203,8 +204,11 @@ def train_lora(
     state = _resume_state(config, output_path) if resume else None
     with host.training_session(config):
         events.status("scanning the dataset")
+        events.phase(PhaseInfo("scanning", 0, 0, "scanning the dataset"))
         spec = network_spec(config)
         dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)
+        found = len(dataset.records)
+        events.phase(PhaseInfo("scanning", found, found, f"scanning the dataset: {found} images"))
         for skipped in dataset.train.skipped + dataset.reg.skipped:
             events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
         network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
@@ -238,7 +242,7 @@ def train_lora(
         elif outputs.loss_log.is_file():
             outputs.loss_log.unlink()
         events.status("caching latents")
-        dataset.prepare()
+        dataset.prepare(_caching_reporter(events))
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
             with attached(network, host.parts(), config.gradient_checkpointing):
                 outcome = loop.train(config, parts, dataset, events, outputs)
@@ -261,6 +265,19 @@ def train_lora(
         dataset.train.skipped + dataset.reg.skipped,
         outputs.loss_log,
     )
+
+
+def _caching_reporter(events: TrainEvents):
+    """``prepare``'s progress as the caching phase's line: latents n/N with an ETA from the rate so far."""
+    started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        eta = elapsed / done * (total - done) if done else 0.0
+        text = f"caching latents {done}/{total}" + (f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}" if done else "")
+        events.phase(PhaseInfo("caching", done, total, text, eta))
+
+    return report
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,10 @@ def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:
     parts.optimizer.zero_grad(set_to_none=True)
 
 
-def update_progress(parts: TrainingParts, loss: float, seconds: float, epoch: int) -> ProgressInfo:
+def update_progress(
+    parts: TrainingParts, loss: float, seconds: float, epoch: int, pending: Callable[[int], float] | None = None
+) -> ProgressInfo:
+    """Count the step; the ETA adds ``pending(step)``: what previews and saves still to come will take."""
     progress, plan = parts.progress, parts.plan
     progress.smoothed_loss = loss if progress.step == 0 else SMOOTHING * progress.smoothed_loss + (1 - SMOOTHING) * loss
     progress.last_loss = loss
@@ -182,7 +186,7 @@ def update_progress(parts: TrainingParts, loss: float, seconds: float, epoch: in
         smoothed_loss=progress.smoothed_loss,
         lr=parts.optimizer.param_groups[0]["lr"],
         its_per_second=rate,
-        eta_seconds=remaining / rate if rate > 0 else 0.0,
+        eta_seconds=(remaining / rate if rate > 0 else 0.0) + (pending(progress.step) if pending else 0.0),
     )
 
 

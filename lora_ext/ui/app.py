@@ -6,6 +6,8 @@ to the page by the app (gradio 3: a ``load`` event with ``_js``; gradio 4: ``hea
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,12 @@ def generate(
     gen_width: float,
     gen_height: float,
     gen_cfg: float,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Outputs:
-    """One image from the host; ``<lora:…>`` tokens are applied by the loader's prompt hook."""
+    """One image from the host; ``<lora:…>`` tokens are applied by the loader's prompt hook.
+
+    ``on_step(i, n)`` hears each sampler step where the host reports them (the standalone host does).
+    """
     busy = ctx.jobs.model_busy()
     if busy:
         raise HostUnavailable(f"{busy} is using the model", hint="generate when it has finished")
@@ -45,6 +51,7 @@ def generate(
         width=int(gen_width),
         height=int(gen_height),
         cfg_scale=float(gen_cfg),
+        on_step=on_step,
     )
     image = ctx.host.generate(request)[0]
     notes = []
@@ -56,6 +63,29 @@ def generate(
         if report.infotext():
             notes.append(message(f"Lora hashes: {report.infotext()}", "ok"))
     return {"gen_image": image, "gen_info": "".join(notes) or message("No <lora:…> token in the prompt.")}
+
+
+def generate_with_progress(ctx: Context, loader: Any, interval: float = 0.5, **values: Any) -> Iterator[Outputs]:
+    """``generate`` in a thread, showing "sampler step i/n" in the info line until the image is there."""
+    from lora_ext.app.jobs import Job
+    from lora_ext.ui.common import progress_html
+
+    job = Job("Generate")
+
+    def target() -> None:
+        try:
+            job.result = generate(ctx, loader, on_step=lambda i, n: job.report(i, n, f"sampler step {i}/{n}"), **values)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the handler's thread
+            job.error = error
+        finally:
+            job.finished_event.set()
+
+    threading.Thread(target=target, name="train-tools-generate", daemon=True).start()
+    while not job.finished_event.wait(interval):
+        yield {"gen_info": progress_html(job.fraction, f"Generating: {job.text or 'starting…'}")}
+    if job.error is not None:
+        raise job.error
+    yield job.result
 
 
 def switch_language(ctx: Context, language: str) -> dict[Any, Any]:
@@ -84,8 +114,8 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
         ui["gen_info"] = gr.HTML(elem_id="train_tools_gen_info")
         ui["gen_image"] = gr.Image(label="Result", type="pil", elem_id="train_tools_gen_image")
 
-    def run(ctx: Context, **values: Any) -> Outputs:
-        return generate(ctx, loader, **values)
+    def run(ctx: Context, **values: Any) -> Iterator[Outputs]:
+        yield from generate_with_progress(ctx, loader, **values)
 
     names = ("gen_prompt", "gen_negative", "gen_seed", "gen_steps", "gen_width", "gen_height", "gen_cfg")
     outputs = ui.pick("gen_image", "gen_info")

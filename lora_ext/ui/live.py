@@ -129,5 +129,5 @@ def wire(ctx: Context, ui: Registry) -> None:
         **ui.pick("project", "version", "first_step", "plan"),
         **ui.pick("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores"),
     }
-    plan_inputs = ui.pick(*train_section.PLANNED)
+    plan_inputs = {**ui.pick("preset"), **train_section.field_components(ui)}
     on(ui["restore"].click, restore, plan_inputs, restored, ctx, status=status, **quiet)

@@ -40,9 +40,10 @@ def apply_preset(ctx: Context, preset_name: str) -> Outputs:
     return {f"{PREFIX}{name}": value for name, value in config_values(config).items()}
 
 
-def plan(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
-    """Computed steps and an estimated time for the selected version and settings."""
-    return {"plan": message(training.plan_text(ctx, project, version, _values(cfg)))}
+def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
+    """Computed steps and how long the run will take on this machine, for the selected version and settings."""
+    text, notes = training.plan_text(ctx, project, version, _values(cfg), preset)
+    return {"plan": message(text) + "".join(message(note, kind) for note, kind in notes)}
 
 
 def _loss_frame(job: Job) -> Any:
@@ -59,8 +60,13 @@ def _loss_frame(job: Job) -> Any:
 def render_training(job: Job) -> Outputs:
     """The progress bar, loss chart, log and previews of a running training."""
     info = job.data.get("progress")
+    phase = job.data.get("phase")
     log = job.data.get("log", [])
-    if info is None:
+    if phase is not None and phase.phase != "training":  # scanning, caching, a preview, a save: its own line
+        eta = f" · ETA {format_seconds(phase.eta_seconds)}" if phase.eta_seconds > 0 else ""
+        step = f" · step {info.step}/{info.total_steps}" if info is not None else ""
+        bar = progress_html(phase.done / max(1, phase.total), f"Training: {phase.text}{step}{eta}")
+    elif info is None:
         text = log[-1] if log else "Starting…"
         bar = progress_html(0.0, f"Training: {text}")
     else:
@@ -172,13 +178,11 @@ def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
 
 
 # The settings the step plan depends on.
+# Everything the step count or the time estimate depends on refreshes the plan line.
 PLANNED = (
-    "cfg_default_repeats",
-    "cfg_epochs",
-    "cfg_max_steps",
-    "cfg_batch_size",
-    "cfg_gradient_accumulation",
-    "cfg_reg_dir",
+    *("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation"),
+    *("cfg_reg_dir", "cfg_resolution", "cfg_rank", "cfg_network_type", "cfg_train_text_encoder"),
+    *("cfg_sample_prompts", "cfg_sample_every_n_epochs", "cfg_sample_every_n_steps", "cfg_gradient_checkpointing"),
 )
 
 
@@ -193,7 +197,7 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["resume_training"].click, resume_training, inputs, started, ctx, status=status)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
     on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
-    plan_inputs = {**ui.pick("project", "version"), **ui.pick(*PLANNED)}
+    plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
     for name in PLANNED:
         on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
     on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
