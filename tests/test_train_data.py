@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from train_support import make_dataset
 
+from lora_ext.app import train_settings
 from lora_ext.config import TrainConfig
 from lora_ext.dataset.captions import parse_tags
 from lora_ext.dataset.files import CaptionStore
@@ -19,7 +20,6 @@ from lora_ext.training.captions import CaptionOptions, process_caption, tag_freq
 from lora_ext.training.data import build_dataset
 from lora_ext.training.outputs import parse_sample_prompts
 from lora_ext.training.plan import make_plan
-from lora_ext.ui import train_fields
 
 
 def data_config(root, **changes) -> TrainConfig:
@@ -152,8 +152,8 @@ def test_the_ui_step_estimate_is_the_trainers_plan(make_ldm_host, tmp_path):
     make_dataset(tmp_path / "reg", count=1, folder="1_person")
     values = {"resolution": 64, "min_bucket_reso": 32, "max_bucket_reso": 128, "default_repeats": 3, "epochs": 2}
     values.update(batch_size=2, gradient_accumulation=2, reg_dir=str(tmp_path / "reg"))
-    samples, per_epoch, total, _text = train_fields.planned_steps(values, tmp_path / "train")
-    config = train_fields.build_config(values, str(tmp_path / "train"), "x")
+    samples, per_epoch, total, _text = train_settings.planned_steps(values, tmp_path / "train")
+    config = train_settings.build_config(values, str(tmp_path / "train"), "x")
     dataset = build_dataset(make_ldm_host("sd1"), config, encode_text=False)
     trainer = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))
     assert (samples, per_epoch, total) == (trainer.num_train_images, trainer.steps_per_epoch, trainer.total_steps)

@@ -294,8 +294,7 @@ def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
             host.predict(latents[:1], timesteps[:1], host.encode_prompts(["a photo"], sizes[:1]))
 
     pixels = torch.zeros(1, 3, config.resolution, config.resolution)
-    session = getattr(host, "training_session", None)
-    with session(config) if session else contextlib.nullcontext():
+    with host.training_session(config):
         with torch.random.fork_rng(devices=[]), attached(network, host.parts(), config.gradient_checkpointing):
             step_seconds = min(_timed(host, step) for _ in range(TIMED_STEPS))
             forward_seconds = _timed(host, forward)
