@@ -30,6 +30,21 @@ from lora_ext.host import (
 from lora_ext.sampling import euler_sample, latents_to_pil
 
 
+def ldm_model_info(model, identity: tuple[str, str | None, str | None, bool]) -> ModelInfo:
+    """``ModelInfo`` of an A1111-style model object from its flags and ``identity`` (name, hashes, is_demo)."""
+    name, short_hash, legacy_hash, is_demo = identity
+    prediction = "v" if getattr(model, "parameterization", "eps") == "v" else "eps"
+    return ModelInfo(
+        name=name,
+        family=detect_family(model),
+        prediction=prediction,
+        naming="ldm",
+        short_hash=short_hash,
+        legacy_hash=legacy_hash,
+        is_demo=is_demo,
+    )
+
+
 def detect_family(sd_model) -> Family:
     """SDXL has a ``conditioner``; SD2's text encoder has ``.model`` (OpenCLIP); else SD1 (A1111's rule)."""
     if getattr(sd_model, "is_sdxl", False) or hasattr(sd_model, "conditioner"):
@@ -77,18 +92,7 @@ class LdmHost(Host):
     # -- identity -----------------------------------------------------------------
     @property
     def info(self) -> ModelInfo:
-        model = self.sd_model
-        name, short_hash, legacy_hash, is_demo = self.identity()
-        prediction = "v" if getattr(model, "parameterization", "eps") == "v" else "eps"
-        return ModelInfo(
-            name=name,
-            family=detect_family(model),
-            prediction=prediction,
-            naming="ldm",
-            short_hash=short_hash,
-            legacy_hash=legacy_hash,
-            is_demo=is_demo,
-        )
+        return ldm_model_info(self.sd_model, self.identity())
 
     @property
     def unet(self) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import Conditioning, HostCapabilities, ModelInfo, ModelParts, SizeCondition, training_capabilities
-from lora_ext.hosts.ldm import detect_family
+from lora_ext.hosts.ldm import ldm_model_info
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
 
 NOT_LOADED = "no checkpoint loaded yet"
@@ -43,16 +43,7 @@ class UnsupportedWebUIHost(WebUIHostBase):
         model = shared.sd_model
         if model is None or is_placeholder(model):
             return ModelInfo(name=NOT_LOADED, family="sd1", prediction="eps", naming="ldm")
-        name, short_hash, legacy_hash, _ = self.identity()
-        prediction = "v" if getattr(model, "parameterization", "eps") == "v" else "eps"
-        return ModelInfo(
-            name=name,
-            family=detect_family(model),
-            prediction=prediction,
-            naming="ldm",
-            short_hash=short_hash,
-            legacy_hash=legacy_hash,
-        )
+        return ldm_model_info(model, self.identity())
 
     def capabilities(self) -> HostCapabilities:
         return training_capabilities(refused=self.reason)
