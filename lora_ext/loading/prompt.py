@@ -27,7 +27,7 @@ from pathlib import Path
 
 TOKEN = re.compile(r"<(lora|lyco):([^>]*)>")
 
-# LBW block ids per list length (reference §3.2). BASE = every text-encoder module.
+# LBW block ids per list length (shared/reference/lora-formats.md §3.2). BASE = every text-encoder module.
 BLOCK_IDS: dict[int, tuple[str, ...]] = {
     17: (
         "BASE",
