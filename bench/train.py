@@ -32,6 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.full_models import CLIP_L, SD15_UNET, SD15_VAE  # noqa: E402
 from lora_ext.config import TrainConfig  # noqa: E402
 from lora_ext.hosts.standalone import StandaloneHost  # noqa: E402
 from lora_ext.training.events import TrainEvents  # noqa: E402
@@ -76,32 +77,10 @@ def full_sd15_pipeline(device: str):
     from lora_ext.demo import write_tiny_clip_tokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        layers_per_block=2,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-    )
+    unet = UNet2DConditionModel(**SD15_UNET)
+    vae = AutoencoderKL(**SD15_VAE)
     tokenizer_dir = write_tiny_clip_tokenizer(Path(tempfile.mkdtemp()) / "tokenizer")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-        )
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L))
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     pipeline = StableDiffusionPipeline(
         vae=vae,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from train_support import fingerprint, make_dataset
+from train_support import fingerprint, make_dataset, tiny_train_config
 from webui import reset_fake_webui
 
 from lora_ext.config import TrainConfig
@@ -30,21 +30,7 @@ def webui(make_ldm_model, tmp_path):
 
 
 def _config(dataset, **changes) -> TrainConfig:
-    return TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        max_bucket_reso=128,
-        rank=2,
-        alpha=2.0,
-        max_steps=2,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        default_repeats=1,
-        save_dtype="fp32",
-        seed=3,
-        **changes,
-    )
+    return tiny_train_config(dataset, max_bucket_reso=128, seed=3, **changes)
 
 
 def test_training_holds_the_queue_lock_and_hands_the_model_back(webui, tmp_path):

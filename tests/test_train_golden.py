@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_support import make_dataset, wake_zero_layers
+from train_support import make_dataset, tiny_train_config, wake_zero_layers
 
 from lora_ext.config import TrainConfig
 from lora_ext.training.run import train_lora
@@ -31,25 +31,9 @@ RECORD = os.environ.get("TRAIN_GOLDEN_RECORD") == "1"
 
 
 def _config(dataset, **changes) -> TrainConfig:
-    return TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        rank=2,
-        alpha=0.3,
-        max_steps=3,
-        default_repeats=2,
-        unet_lr=1e-2,
-        text_encoder_lr=1e-2,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        dropout=0.1,
-        rank_dropout=0.25,
-        module_dropout=0.2,
-        shuffle_caption=True,
-        seed=5,
-        save_dtype="fp32",
-    ).replace(**changes)
+    dropouts = {"dropout": 0.1, "rank_dropout": 0.25, "module_dropout": 0.2}
+    settings = {"alpha": 0.3, "max_steps": 3, "default_repeats": 2, "unet_lr": 1e-2, "text_encoder_lr": 1e-2}
+    return tiny_train_config(dataset, **settings, **dropouts, shuffle_caption=True, seed=5).replace(**changes)
 
 
 CASES = {

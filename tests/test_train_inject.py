@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from train_support import fingerprint, host_roots, make_dataset, wake_zero_layers
+from train_support import fingerprint, host_roots, make_dataset, tiny_train_config, wake_zero_layers
 
 from lora_ext.config import TrainConfig
 from lora_ext.training.events import TrainEvents
@@ -16,19 +16,9 @@ from lora_ext.training.run import train_lora
 
 
 def small_config(dataset, **changes) -> TrainConfig:
-    return TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        rank=2,
-        alpha=2.0,
-        max_steps=3,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        default_repeats=1,
-        unet_lr=1e-3,
-        text_encoder_lr=1e-3,
-    ).replace(**changes)
+    return tiny_train_config(dataset, max_steps=3, unet_lr=1e-3, text_encoder_lr=1e-3, save_dtype="fp16").replace(
+        **changes
+    )
 
 
 def _randomise(network, seed: int = 0) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from train_support import make_dataset
+from train_support import make_dataset, tiny_train_config
 
 from lora_ext.config import TrainConfig
 from lora_ext.training.events import TrainEvents
@@ -16,19 +16,8 @@ from lora_ext.training.save import safetensors_hashes
 
 
 def outputs_config(dataset, **changes) -> TrainConfig:
-    return TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        rank=2,
-        alpha=1.0,
-        max_steps=4,
-        default_repeats=1,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        unet_lr=1e-3,
-        train_text_encoder=False,
-    ).replace(**changes)
+    base = tiny_train_config(dataset, alpha=1.0, max_steps=4, unet_lr=1e-3, train_text_encoder=False, save_dtype="fp16")
+    return base.replace(**changes)
 
 
 def test_intermediate_saves_previews_validation_and_pruning(make_ldm_host, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file
-from train_support import make_dataset, wake_zero_layers
+from train_support import make_dataset, tiny_train_config, wake_zero_layers
 
 from lora_ext.config import TrainConfig
 from lora_ext.errors import ConfigError
@@ -18,27 +18,21 @@ STEPS = 4
 def resume_config(dataset) -> TrainConfig:
     # Every random source is on: caption shuffle and dropout, flips, LoRA rank/module dropout, noise offset,
     # plus accumulation, warm-up and TE training.
-    return TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        rank=2,
-        alpha=2.0,
+    randomness = {"shuffle_caption": True, "caption_dropout_rate": 0.3, "flip_aug": True, "noise_offset": 0.05}
+    return tiny_train_config(
+        dataset,
+        **randomness,
+        rank_dropout=0.2,
+        module_dropout=0.2,
         max_steps=STEPS,
         default_repeats=2,
         unet_lr=1e-3,
         text_encoder_lr=1e-3,
         lr_scheduler="cosine",
         warmup_steps=1,
+        warmup_ratio=0.05,
         gradient_accumulation=2,
-        shuffle_caption=True,
-        caption_dropout_rate=0.3,
-        flip_aug=True,
-        rank_dropout=0.2,
-        module_dropout=0.2,
-        noise_offset=0.05,
         seed=11,
-        save_dtype="fp32",
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
-from train_support import fingerprint, host_roots, make_dataset, wake_zero_layers
+from train_support import fingerprint, host_roots, make_dataset, tiny_train_config, wake_zero_layers
 
 from lora_ext.config import TrainConfig
 from lora_ext.host import SizeCondition
@@ -48,27 +48,10 @@ REQUIRED_METADATA = (
 
 
 def fast_config(dataset: Path, **changes) -> TrainConfig:
-    base = TrainConfig(
-        dataset_dir=str(dataset),
-        resolution=64,
-        min_bucket_reso=64,
-        max_bucket_reso=128,
-        rank=4,
-        alpha=4.0,
-        conv_rank=4,
-        conv_alpha=4.0,
-        unet_lr=1e-2,
-        text_encoder_lr=1e-3,
-        max_steps=4,
-        lr_scheduler="constant",
-        warmup_ratio=0.0,
-        default_repeats=1,
-        min_timestep=200,
-        max_timestep=800,
-        save_dtype="fp32",
-        seed=7,
-    )
-    return base.replace(**changes)
+    ranks = {"rank": 4, "alpha": 4.0, "conv_rank": 4, "conv_alpha": 4.0}
+    timesteps = {"min_timestep": 200, "max_timestep": 800}
+    base = tiny_train_config(dataset, **ranks, **timesteps, max_bucket_reso=128, unet_lr=1e-2, text_encoder_lr=1e-3)
+    return base.replace(max_steps=4, seed=7, **changes)
 
 
 def eval_loss(host, image: Path, caption: str) -> float:

@@ -9,6 +9,26 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lora_ext.config import TrainConfig
+
+# The small, fast training every test starts from: 64 px, rank 2, two steps, no warm-up, fp32 files.
+TINY_TRAIN = {
+    "resolution": 64,
+    "min_bucket_reso": 64,
+    "rank": 2,
+    "alpha": 2.0,
+    "max_steps": 2,
+    "default_repeats": 1,
+    "lr_scheduler": "constant",
+    "warmup_ratio": 0.0,
+    "save_dtype": "fp32",
+}
+
+
+def tiny_train_config(dataset, **changes) -> TrainConfig:
+    """``TINY_TRAIN`` on ``dataset``; a test names only what it changes."""
+    return TrainConfig(dataset_dir=str(dataset), **{**TINY_TRAIN, **changes})
+
 
 def make_dataset(
     root: Path,
