@@ -4,6 +4,7 @@ gradio's cache, and the REST API refuses bodies over 1 MiB. Black-box, against t
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from webui import REPO
 USER, PASSWORD = "alice", "s3cret"
 BASIC = (USER, PASSWORD)
 API = "/train-tools/v1"
+GRADIO_MAJOR = int(importlib.metadata.version("gradio").split(".")[0])  # the server runs this same venv
 
 
 def _free_port() -> int:
@@ -95,11 +97,28 @@ def _page_config(html: str) -> dict:
 def _language_event(config: dict) -> int:
     """The fn_index of the language switch (a real handler of the page)."""
     radio = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "train_tools_language")
-    return next(i for i, dep in enumerate(config["dependencies"]) if radio in dep["targets"] and dep["backend_fn"])
+    return next(i for i, dep in enumerate(config["dependencies"]) if radio in _target_ids(dep) and dep["backend_fn"])
+
+
+def _target_ids(dependency: dict) -> list[int]:
+    """An event's components: ids in gradio 3, ``[id, event]`` pairs in gradio 4."""
+    return [target[0] if isinstance(target, list) else target for target in dependency["targets"]]
 
 
 def _predict(language_fn: int) -> dict:
     return {"fn_index": language_fn, "data": ["日本語"], "session_hash": "tt-test"}
+
+
+def _session_cookie(session: requests.Session) -> str:
+    """The "unsecure" login cookie as a Cookie header (gradio 4 suffixes its name with the app's cookie id)."""
+    (name,) = [cookie.name for cookie in session.cookies if cookie.name.startswith("access-token-unsecure")]
+    return f"{name}={session.cookies[name]}"
+
+
+def _forged_cookies(session: requests.Session) -> list[str | None]:
+    """No cookie, or made-up values under the real cookie names (gradio 3.41.2 alone lets any value in)."""
+    suffix = _session_cookie(session).split("=", 1)[0].removeprefix("access-token-unsecure")
+    return [None, f"access-token{suffix}=forged", f"access-token-unsecure{suffix}=forged"]
 
 
 def _open_queue(server: str, cookie: str | None):
@@ -108,9 +127,55 @@ def _open_queue(server: str, cookie: str | None):
     return websocket.create_connection(server.replace("http", "ws") + "/queue/join", cookie=cookie, timeout=20)
 
 
-def test_without_credentials_only_the_login_page_answers(server: str, session: requests.Session, original: Path):
+def _queue_refused(server: str, cookie: str | None, fn: int) -> None:
+    """gradio 3's queue is a websocket (refused at the handshake); gradio 4's is ``/queue/join`` + ``/queue/data``."""
+    headers = {"Cookie": cookie} if cookie else {}
+    if GRADIO_MAJOR >= 4:
+        for answer in (
+            requests.post(f"{server}/queue/join", json=_predict(fn), headers=headers, timeout=10),
+            requests.get(f"{server}/queue/data", params={"session_hash": "tt-test"}, headers=headers, timeout=10),
+        ):
+            assert answer.status_code == 401, (cookie, answer.request.url, answer.status_code)
+        return
     import websocket
 
+    with pytest.raises(websocket.WebSocketBadStatusException) as refusal:
+        _open_queue(server, cookie)
+    assert refusal.value.status_code == 403, cookie
+
+
+def _queue_event(server: str, cookie: str, fn: int) -> dict:
+    """Run the language switch through the queue as the page does; the last message (``process_completed``)."""
+    if GRADIO_MAJOR >= 4:
+        headers = {"Cookie": cookie}
+        body = {**_predict(fn), "session_hash": "tt-queue", "event_data": None}
+        joined = requests.post(f"{server}/queue/join", json=body, headers=headers, timeout=30)
+        assert joined.status_code == 200 and joined.json()["event_id"], joined.text[:300]
+        params = {"session_hash": "tt-queue"}
+        with requests.get(f"{server}/queue/data", params=params, headers=headers, stream=True, timeout=60) as events:
+            assert events.status_code == 200, events.status_code
+            for line in events.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    message = json.loads(line[len("data:") :])
+                    if message["msg"] == "process_completed":
+                        return message
+        raise AssertionError("the queue closed before the event completed")
+    queue = _open_queue(server, cookie)
+    try:
+        assert json.loads(queue.recv())["msg"] == "send_hash"
+        queue.send(json.dumps({"fn_index": fn, "session_hash": "tt-queue"}))
+        message = json.loads(queue.recv())
+        while message["msg"] != "send_data":
+            message = json.loads(queue.recv())
+        queue.send(json.dumps({**_predict(fn), "session_hash": "tt-queue", "event_data": None}))
+        while message["msg"] != "process_completed":
+            message = json.loads(queue.recv())
+        return message
+    finally:
+        queue.close()
+
+
+def test_without_credentials_only_the_login_page_answers(server: str, session: requests.Session, original: Path):
     page = requests.get(server + "/", timeout=10)
     assert page.status_code == 200 and _page_config(page.text) == {**_page_config(page.text), "auth_required": True}
     assert "components" not in _page_config(page.text)
@@ -133,6 +198,20 @@ def test_without_credentials_only_the_login_page_answers(server: str, session: r
         ("get", f"/file={original}", {}),
         ("get", "/user", {}),
         ("get", "/token", {}),
+        # gradio 4's routes (the gate answers before routing, so on gradio 3 they are refused too).
+        ("post", "/queue/join", {"json": _predict(fn)}),
+        ("get", "/queue/data?session_hash=tt-test", {}),
+        ("post", "/call/lambda", {"json": {"data": ["日本語"]}}),
+        ("get", "/heartbeat/tt-test", {}),
+        ("get", "/upload_progress?upload_id=x", {}),
+        ("get", "/stream/tt-test/0/1", {}),
+        ("post", "/component_server", {"json": {}}),
+        ("post", "/cancel", {"json": {}}),
+        ("get", "/login_check", {}),
+        ("get", "/app_id", {}),
+        ("get", "/monitoring", {}),
+        ("get", "/proxy=http://example.com/x", {}),
+        ("get", "/file/README.md", {}),
         ("get", f"{API}/host", {}),
         ("get", f"{API}/projects", {}),
         ("post", f"{API}/projects", {"json": {"name": "intruder"}}),
@@ -147,15 +226,13 @@ def test_without_credentials_only_the_login_page_answers(server: str, session: r
     assert requests.get(f"{server}{API}/projects", timeout=10).headers["WWW-Authenticate"] == "Basic"
     assert requests.get(f"{server}{API}/projects", auth=(USER, "wrong"), timeout=10).status_code == 401
     # The queue: no cookie, or a made-up one (gradio 3.41.2 alone lets any cookie value in), is refused.
-    for cookie in (None, "access-token=forged", "access-token-unsecure=forged"):
-        with pytest.raises(websocket.WebSocketBadStatusException) as refusal:
-            _open_queue(server, cookie)
-        assert refusal.value.status_code == 403, cookie
+    for cookie in _forged_cookies(session):
+        _queue_refused(server, cookie, fn)
     assert "intruder" not in requests.get(f"{server}{API}/projects", auth=BASIC, timeout=10).text
 
 
 def test_with_credentials_the_page_queue_upload_and_api_work(server: str, session: requests.Session):
-    assert session.login.status_code == 200 and session.cookies.get("access-token-unsecure"), session.login.text
+    assert session.login.status_code == 200 and _session_cookie(session), session.login.text
     page = session.get(server + "/", timeout=10)
     assert page.status_code == 200 and "auth_required" not in _page_config(page.text)
     assert "train_tools" in json.dumps(_page_config(page.text)["components"])
@@ -167,19 +244,8 @@ def test_with_credentials_the_page_queue_upload_and_api_work(server: str, sessio
     direct = session.post(f"{server}/api/predict", json=_predict(fn), timeout=30)
     assert direct.status_code == 200 and "data" in direct.json(), direct.text[:300]
     # An event through the queue: its internal call to /api/predict carries the same session.
-    queue = _open_queue(server, "access-token-unsecure=" + session.cookies["access-token-unsecure"])
-    try:
-        assert json.loads(queue.recv())["msg"] == "send_hash"
-        queue.send(json.dumps({"fn_index": fn, "session_hash": "tt-queue"}))
-        message = json.loads(queue.recv())
-        while message["msg"] != "send_data":
-            message = json.loads(queue.recv())
-        queue.send(json.dumps({**_predict(fn), "session_hash": "tt-queue", "event_data": None}))
-        while message["msg"] != "process_completed":
-            message = json.loads(queue.recv())
-        assert message["success"], message
-    finally:
-        queue.close()
+    message = _queue_event(server, _session_cookie(session), fn)
+    assert message["success"], message
     # Upload, then read the upload back: the file route serves gradio's own cache.
     uploaded = session.post(f"{server}/upload", files={"files": ("note.txt", b"hello there")}, timeout=10)
     assert uploaded.status_code == 200, uploaded.text

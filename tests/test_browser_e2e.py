@@ -121,7 +121,7 @@ def browser(home: Path) -> Iterator[object]:
 
 
 class Page:
-    """Small helpers over Selenium for Gradio 3 components found by elem_id."""
+    """Small helpers over Selenium for gradio 3 and 4 components found by elem_id."""
 
     def __init__(self, driver) -> None:
         from selenium.webdriver.common.by import By
@@ -167,9 +167,9 @@ class Page:
     def choose(self, elem_id: str, value: str) -> None:
         self.click(elem_id)
         self.find(f"#{elem_id} input").click()
-        option = self.wait(
-            lambda: self.find(f"#{elem_id} li[data-value='{value}']"), f"option {value} in #{elem_id}", 60
-        )
+        # gradio 3 renders an option as li[data-value=value]; gradio 4 as li[aria-label=label] (here label = value).
+        options = f"#{elem_id} li[data-value='{value}'], #{elem_id} li[aria-label='{value}']"
+        option = self.wait(lambda: self.find(options), f"option {value} in #{elem_id}", 60)
         option.click()
 
     def restored(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from ui_fixtures import write_images, write_tagger
-from webui import load_script, reset_fake_webui
+from webui import WEBUI_GRADIOS, load_script, reset_fake_webui
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_tab_settings_and_sections_register_in_the_webui(webui) -> None:
     for key in ("train_tools_lora_loader", "train_tools_tagger_dir", "train_tools_default_preset"):
         assert key in shared.opts.data_labels
     ((blocks, title, elem_id),) = callbacks.ui_tabs_callback()
-    assert gr.__version__ == "3.41.2" and isinstance(blocks, gr.Blocks)
+    assert gr.__version__ in WEBUI_GRADIOS and isinstance(blocks, gr.Blocks)
     assert (title, elem_id) == ("Train Tools", "train_tools")
     ids = _elem_ids(blocks)
     for wanted in (

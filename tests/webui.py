@@ -14,6 +14,8 @@ from types import ModuleType
 
 FAKE_ROOT = Path(__file__).resolve().parent / "fake_webui"
 REPO = FAKE_ROOT.parent.parent
+# The gradio each WebUI ships: A1111 v1.10.1 and reForge 3.41.2, Forge 4.40.0 (the second test venv).
+WEBUI_GRADIOS = ("3.41.2", "4.40.0")
 
 
 def install_fake_webui() -> None:

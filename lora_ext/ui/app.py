@@ -157,9 +157,7 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
             inputs=[ui["language"]],
             outputs=ctx.i18n.components,
         )
-        if script and "head" not in compat.head_kwargs(script):
-            # gradio 3 has no way to add a <script> to the page; run the file once on load instead.
-            app.load(fn=None, inputs=None, outputs=None, _js=f"() => {{ {script}\n }}")
+        compat.run_on_load(app, script)  # gradio 3 has no ``head``
     app.train_tools = (ctx, ui)
     return app
 

@@ -6,11 +6,17 @@ difference goes here as one small function with a note on which version does wha
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# An option of a Radio/Dropdown: a plain value, or ``(shown label, value)``.
+Choice = Any
 
+
+@functools.cache
 def gradio_major() -> int:
     import gradio as gr
 
@@ -18,8 +24,50 @@ def gradio_major() -> int:
 
 
 def head_kwargs(script: str) -> dict[str, Any]:
-    """``Blocks(head=…)`` adds a ``<script>`` in gradio 4; gradio 3 has no such argument (see ``load_script``)."""
+    """``Blocks(head=…)`` adds a ``<script>`` in gradio 4; gradio 3 has no such argument (see ``run_on_load``)."""
     return {"head": f"<script>{script}</script>"} if gradio_major() >= 4 else {}
+
+
+def js_kwargs(function: str) -> dict[str, Any]:
+    """An event's browser-side function: ``js=`` in gradio 4, ``_js=`` in gradio 3."""
+    return {"js": function} if gradio_major() >= 4 else {"_js": function}
+
+
+def run_on_load(app: Any, script: str) -> None:
+    """Run ``script`` once when the page loads, where ``head_kwargs`` could not add it (gradio 3)."""
+    if script and not head_kwargs(script):
+        app.load(fn=None, inputs=None, outputs=None, **js_kwargs(f"() => {{ {script}\n }}"))
+
+
+def takes_labels(component: str) -> bool:
+    """Whether a ``Radio``/``Dropdown`` shows ``(label, value)`` options: Radio on both, Dropdown on gradio 4 only.
+
+    gradio 3.41.2's Dropdown keeps plain strings (``str()`` of a pair would become the option).
+    """
+    return component == "Radio" or (component == "Dropdown" and gradio_major() >= 4)
+
+
+def choices(options: Iterable[Choice], component: str = "Radio") -> list[Choice]:
+    """``choices=`` for a ``component`` (its class name), at build time or in ``gr.update``.
+
+    Options are plain values or ``(label, value)`` pairs; the value is what handlers get
+    and return. Where the component cannot show a label (gradio 3's Dropdown) the option
+    is its value.
+    """
+    pairs = [tuple(option) if isinstance(option, (tuple, list)) else (str(option), option) for option in options]
+    if takes_labels(component):
+        return pairs
+    return [value for _label, value in pairs]
+
+
+def choice_pairs(block: Any) -> list[tuple[str, Any]]:
+    """The ``(label, value)`` options of a built Radio/Dropdown (gradio 3's Dropdown keeps values: label = value)."""
+    return [tuple(option) if isinstance(option, (tuple, list)) else (str(option), option) for option in block.choices]
+
+
+def file_path(item: Any) -> str:
+    """A path from what ``gr.File`` hands over: a temp-file wrapper in gradio 3, a path string in gradio 4."""
+    return str(getattr(item, "name", item))
 
 
 def toast(text: str) -> None:
@@ -68,7 +116,9 @@ def session_user(app: Any, cookies: dict[str, str]) -> str | None:
 PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/theme.css", "/favicon.ico", "/robots.txt", "/startup-events"})
 PUBLIC_PREFIXES = ("/assets/", "/static/")
 
-# The routes that serve a file by path (gradio 3: ``/file=`` and the deprecated ``/file/``).
+# The routes that serve a file by path (both versions: ``/file=`` and the deprecated ``/file/``). Every other
+# route (gradio 4's ``/queue/join``, ``/queue/data``, ``/heartbeat/…``, ``/stream/…``, ``/upload_progress``, ``/info``,
+# ``/config`` …; gradio 3's ``/queue/join`` websocket, ``/api/predict`` …) is simply not public.
 FILE_ROUTE_PREFIXES = ("/file=", "/file/")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from lora_ext.app.context import Context
 from lora_ext.dataset.ingest import IngestOptions, IngestReport, ingest
 from lora_ext.errors import DatasetError
+from lora_ext.ui import compat
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
 
@@ -39,11 +40,6 @@ def decode_upload_name(part: str) -> str:
         return chr(code) if code <= sys.maxunicode else match.group(0)
 
     return _ESCAPED_CHAR.sub(char, part)
-
-
-def _uploaded_path(item: Any) -> str:
-    """A path from what gr.File hands over (a temp-file wrapper in gradio 3, a path string in gradio 4)."""
-    return str(getattr(item, "name", item))
 
 
 def _original_parts(base: str) -> list[str] | None:
@@ -133,7 +129,7 @@ def add_files(
     session = ctx.editors.get((paths.project, paths.version))
     if session is not None and session.editor.is_dirty:
         raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before adding images")
-    uploaded = [_uploaded_path(item) for item in (files or [])]
+    uploaded = [compat.file_path(item) for item in (files or [])]
     typed = [line.strip().strip('"') for line in (path_text or "").splitlines() if line.strip()]
     if not uploaded and not typed:
         raise DatasetError("Nothing to add.", hint="drop images, folders or zips on the drop zone")
