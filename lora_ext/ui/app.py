@@ -6,6 +6,7 @@ to the page by the app (gradio 3: a ``load`` event with ``_js``; gradio 4: ``hea
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from lora_ext.host import GenerationRequest, Host
 from lora_ext.ui import compat
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.i18n import LANGUAGES, I18n
+from lora_ext.ui.labels_ja import GRADIO_JA
 from lora_ext.ui.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,6 +131,8 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
     from lora_ext.ui.tab import build_sections
 
     script = SCRIPT.read_text(encoding="utf-8") if SCRIPT.is_file() else ""
+    if script:  # gradio's own texts (upload hints, tab buttons): relabelled in the browser by the script
+        script = f"window.trainToolsPageText = {json.dumps(GRADIO_JA, ensure_ascii=False)};\n{script}"
     css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
     ctx = Context(lambda: host, workspace or Workspace.standalone(), i18n=I18n(language))
     ui = Registry()
