@@ -73,7 +73,7 @@ def translate(text: str, language: str) -> str:
 
 def translate_html(markup: str, language: str) -> str:
     """Every status line (``message``/``progress_html`` markup) in ``markup`` translated; the rest as it is."""
-    if language == "en" or "tt-" not in markup:
+    if language == "en" or "<" not in markup:
         return markup
 
     def line(match: re.Match[str]) -> str:
