@@ -15,7 +15,7 @@ from lora_ext.ui.messages_ja import MESSAGES
 from lora_ext.ui.train_fields import LABELS
 
 # Visible text that stays as it is in every language: names, examples and text built from live data.
-UNTRANSLATED = {"## Train Tools", "Train Tools", "mychar", "English", "日本語"}
+UNTRANSLATED = {"## Train Tools", "Train Tools", "mychar", "English", "日本語", "AutoV2", "SHA-256"}
 
 
 def test_webui_localization_file_is_generated_from_the_table() -> None:
@@ -158,6 +158,10 @@ def test_language_switch_relabels_everything_and_back(app) -> None:
     assert updates[ui["start_training"]]["value"] == "学習開始"
     assert updates[ui["cfg_rank"]]["info"] == "LoRA のランク（network_dim）。"
     assert set(updates) == set(ctx.i18n.components)
+    from lora_ext.ui.app import reopened_language
+
+    reopened = reopened_language(ctx, ui, built="en")  # a reload of the page built in English reopens in Japanese
+    assert reopened[ui["language"]]["value"] == "日本語" and reopened[ui["project"]]["label"] == "プロジェクト"
     back = switch_language(ctx, "English")
     assert back[ui["project"]]["label"] == "Project" and back[ui["start_training"]]["value"] == "Start training"
 

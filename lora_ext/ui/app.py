@@ -96,6 +96,17 @@ def switch_language(ctx: Context, language: str) -> dict[Any, Any]:
     return ctx.i18n.switch(code)
 
 
+def reopened_language(ctx: Context, ui: Registry, built: str) -> dict[Any, Any]:
+    """On page load: the language picker and every label in the app's current language (``built``: the page's)."""
+    import gradio as gr
+
+    if ctx.i18n.language == built:
+        return {component: gr.update() for component in [ui["language"], *ctx.i18n.components]}
+    updates = ctx.i18n.switch(ctx.i18n.language)
+    updates[ui["language"]] = {**updates.get(ui["language"], gr.update()), "value": LANGUAGES[ctx.i18n.language]}
+    return updates
+
+
 def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     import gradio as gr
 
@@ -128,6 +139,7 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
     """The standalone Blocks: language switch, Train Tools tab, Generate tab."""
     import gradio as gr
 
+    from lora_ext.ui import live
     from lora_ext.ui.tab import build_sections
 
     script = SCRIPT.read_text(encoding="utf-8") if SCRIPT.is_file() else ""
@@ -156,11 +168,16 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
         with gr.Tab("Generate", elem_id="tab_train_tools_generate"):
             _build_generate(ctx, ui, loader)
         ctx.i18n.localize(app)
-        ui["language"].change(
+        switched = ui["language"].change(
             fn=lambda language: switch_language(ctx, language),
             inputs=[ui["language"]],
             outputs=ctx.i18n.components,
         )
+        live.restore_on(ctx, ui, switched.then)  # the views and the jobs' lines, again in the new language
+        # The page is built once, in the language of the start; a reload reopens it in the current one.
+        built = ctx.i18n.language
+        relabelled = [ui["language"], *ctx.i18n.components]
+        app.load(fn=lambda: reopened_language(ctx, ui, built), inputs=None, outputs=relabelled)
         if script and "head" not in compat.head_kwargs(script):
             # gradio 3 has no way to add a <script> to the page; run the file once on load instead.
             app.load(fn=None, inputs=None, outputs=None, _js=f"() => {{ {script}\n }}")

@@ -59,6 +59,9 @@ MESSAGES: dict[str, str] = {
     "project name": "プロジェクト名",
     "version name": "バージョン名",
     "project": "プロジェクト",
+    "folder name": "フォルダ名",
+    "file name": "ファイル名",
+    "name": "名前",
     "version": "バージョン",
     # dataset (lora_ext/ui/dataset_section.py, lora_ext/dataset/ingest.py)
     "{added} image(s) added, {skipped} skipped": "{added} 枚の画像を追加、{skipped} 件をスキップ",
