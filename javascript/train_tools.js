@@ -252,4 +252,35 @@
         input.files = transfer.files;
         input.dispatchEvent(new Event("change", {bubbles: true}));
     }, true);
+
+    // --- standalone app: the texts gradio draws itself (upload hints, tab buttons) in the page's language ---
+    // The Python side translates labels and status lines (lora_ext/ui/i18n.py); gradio's own texts follow the
+    // browser's language, so they are relabelled here by exact text, as the WebUI's localization does with
+    // localizations/ja_JP.json. window.trainToolsPageText (English → Japanese) is set by lora_ext/ui/app.py only.
+    const PAGE_TEXT = window.trainToolsPageText || null;
+    const PAGE_TEXT_BACK = PAGE_TEXT ? Object.fromEntries(Object.entries(PAGE_TEXT).map(([en, ja]) => [ja, en])) : {};
+
+    function pageInJapanese() {
+        const checked = root().querySelector("#train_tools_language input:checked");
+        return Boolean(checked && checked.value !== "English");
+    }
+
+    function relabelPage() {
+        const table = pageInJapanese() ? PAGE_TEXT : PAGE_TEXT_BACK;
+        const walker = document.createTreeWalker(root(), NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const text = node.nodeValue.trim();
+            if (text && Object.prototype.hasOwnProperty.call(table, text)) {
+                node.nodeValue = node.nodeValue.replace(text, table[text]);
+            }
+        }
+    }
+
+    if (PAGE_TEXT) {
+        setInterval(function () {
+            if (byId("train_tools_language")) {
+                relabelPage();
+            }
+        }, 700);
+    }
 })();

@@ -21,6 +21,8 @@ CACHE_LATENTS_TO_DISK = "train_tools_cache_latents_to_disk"
 KEEP_LORA_BACKUPS = "train_tools_keep_lora_backups"
 LORA_CACHE_SIZE = "train_tools_lora_cache_size"
 
+# The WebUI's own "Localization" setting (``ja_JP``, ``None``…): the page's language follows it.
+WEBUI_LOCALIZATION = "localization"
 LORA_LOADER_CHOICES = ("Train Tools", "Built-in")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -383,3 +384,46 @@ def _update_readme_screenshots(width: int = 900) -> None:
             image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
         small = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         small.save(target / f"{name}.png", optimize=True)
+
+
+# Status lines may quote what the user or the machine named: paths, file names, prompt tokens, model names.
+_NAMED = re.compile(r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|demo-\S+|tiny-\S+)")
+
+
+@pytest.mark.timeout(900)
+def test_browser_japanese_page_shows_no_english_status_line(server: str, browser) -> None:
+    """Switched to Japanese, a short piece of the flow (a project, an error, a reload that re-attaches to the
+    finished jobs) shows every status line in Japanese, and gradio's own texts and the radio options too."""
+    page = Page(browser)
+    browser.get(server)
+    page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
+    page.restored()
+    page.find("#train_tools_language input[value='日本語']").click()
+    page.wait(lambda: page.find("#train_tools_create_project").text == "プロジェクトを作成", "Japanese labels")
+    page.fill("train_tools_name", "日本語のテスト")
+    page.click("train_tools_create_project")
+    page.wait_text("train_tools_project_status", "プロジェクト 日本語のテスト を作成しました")
+    page.click("train_tools_create_project")  # the name box is empty now: one error line, in Japanese
+    page.wait_text("train_tools_project_status", "プロジェクト名が空です")
+    # A reload reopens the page in Japanese, re-attached to the jobs of the first test (finished).
+    browser.refresh()
+    page.wait(lambda: page.find("#train_tools_create_project").text == "プロジェクトを作成", "Japanese after reload")
+    page.restored()
+    page.wait_text("train_tools_train_progress", "完了: 4 ステップ")
+    page.wait_text("train_tools_tag_progress", "自動タグ付けが完了しました")
+    page.wait(lambda: "ステップ" in page.text("train_tools_plan"), "the plan line in Japanese")
+    page.wait(lambda: "ここにファイルをドロップ" in page.visible_text(), "gradio's drop hint in Japanese")
+    page.shot("12-japanese-flow")
+    shown = page.visible_text()
+    assert "Drop File Here" not in shown and "Click to Upload" not in shown
+    assert "スキップ" in shown and "出現回数順" in shown  # radio options
+    lines = [
+        element.text
+        for element in browser.find_elements(page.by.CSS_SELECTOR, ".tt-msg, .tt-progress-text")
+        if element.text.strip()
+    ]
+    assert len(lines) >= 4, lines
+    english = [line for line in lines if re.search(r"[A-Za-z]{3,}", _NAMED.sub(" ", line))]
+    assert not english, english
+    page.find("#train_tools_language input[value='English']").click()
+    page.wait(lambda: page.find("#train_tools_create_project").text == "Create project", "English labels again")

@@ -72,6 +72,8 @@ def planned_steps(config_values_: dict[str, Any], dataset_dir: Any) -> tuple[int
     if config.max_steps > 0:
         text = f"{images} images, {samples} samples per epoch; max steps {config.max_steps}"
     else:
-        text = f"{images} images × repeats = {samples} samples × {plan.epochs} epochs / batch {plan.effective_batch}"
-        text += f" = {total} steps"
+        text = (
+            f"{images} images × repeats = {samples} samples × {plan.epochs} epochs / batch {plan.effective_batch}"
+            f" = {total} steps"
+        )
     return samples, per_epoch, total, text

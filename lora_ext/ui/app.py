@@ -6,6 +6,7 @@ to the page by the app (gradio 3: a ``load`` event with ``_js``; gradio 4: ``hea
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from lora_ext.host import GenerationRequest, Host
 from lora_ext.ui import compat
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.i18n import LANGUAGES, I18n
+from lora_ext.ui.labels_ja import GRADIO_JA
 from lora_ext.ui.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,6 +96,17 @@ def switch_language(ctx: Context, language: str) -> dict[Any, Any]:
     return ctx.i18n.switch(code)
 
 
+def reopened_language(ctx: Context, ui: Registry, built: str) -> dict[Any, Any]:
+    """On page load: the language picker and every label in the app's current language (``built``: the page's)."""
+    import gradio as gr
+
+    if ctx.i18n.language == built:
+        return {component: gr.update() for component in [ui["language"], *ctx.i18n.components]}
+    updates = ctx.i18n.switch(ctx.i18n.language)
+    updates[ui["language"]] = {**updates.get(ui["language"], gr.update()), "value": LANGUAGES[ctx.i18n.language]}
+    return updates
+
+
 def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     import gradio as gr
 
@@ -126,9 +139,12 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
     """The standalone Blocks: language switch, Train Tools tab, Generate tab."""
     import gradio as gr
 
+    from lora_ext.ui import live
     from lora_ext.ui.tab import build_sections
 
     script = SCRIPT.read_text(encoding="utf-8") if SCRIPT.is_file() else ""
+    if script:  # gradio's own texts (upload hints, tab buttons): relabelled in the browser by the script
+        script = f"window.trainToolsPageText = {json.dumps(GRADIO_JA, ensure_ascii=False)};\n{script}"
     css = STYLE.read_text(encoding="utf-8") if STYLE.is_file() else ""
     ctx = Context(lambda: host, workspace or Workspace.standalone(), i18n=I18n(language))
     ui = Registry()
@@ -152,11 +168,16 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
         with gr.Tab("Generate", elem_id="tab_train_tools_generate"):
             _build_generate(ctx, ui, loader)
         ctx.i18n.localize(app)
-        ui["language"].change(
+        switched = ui["language"].change(
             fn=lambda language: switch_language(ctx, language),
             inputs=[ui["language"]],
             outputs=ctx.i18n.components,
         )
+        live.restore_on(ctx, ui, switched.then)  # the views and the jobs' lines, again in the new language
+        # The page is built once, in the language of the start; a reload reopens it in the current one.
+        built = ctx.i18n.language
+        relabelled = [ui["language"], *ctx.i18n.components]
+        app.load(fn=lambda: reopened_language(ctx, ui, built), inputs=None, outputs=relabelled)
         compat.run_on_load(app, script)  # gradio 3 has no ``head``
     app.train_tools = (ctx, ui)
     return app

@@ -23,6 +23,7 @@ from typing import Any
 
 from lora_ext.errors import LoraExtError
 from lora_ext.ui import compat
+from lora_ext.ui.i18n import I18n
 
 log = logging.getLogger("train_tools.ui")
 
@@ -36,13 +37,14 @@ def user_message(error: BaseException) -> str:
     return f"Unexpected error: {type(error).__name__}: {' '.join(str(error).split())} (details in the console)"
 
 
-def ui_error(error: BaseException) -> Exception:
+def ui_error(error: BaseException, language: I18n | None = None) -> Exception:
     """A ``gr.Error`` (a toast in the page) for ``error``; unexpected errors are logged with a traceback."""
     import gradio as gr
 
     if not isinstance(error, LoraExtError):
         log.error("Train Tools: unexpected error in the UI", exc_info=error)
-    return gr.Error(user_message(error))
+    line = user_message(error)
+    return gr.Error(language(line) if language is not None else line)
 
 
 def message(text: str, kind: str = "info") -> str:
@@ -50,10 +52,23 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="tt-msg tt-msg-{kind}">{html.escape(text)}</div>' if text else ""
 
 
-def _map_outputs(result: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -> dict[Any, Any]:
+def page_language(context: Any) -> I18n | None:
+    """The page's translator, from the handlers' context (None: English, as built)."""
+    from lora_ext.app.context import Context
+
+    if isinstance(context, Context) and isinstance(context.i18n, I18n):
+        return context.i18n
+    return None
+
+
+def _map_outputs(
+    result: Mapping[str, Any] | None, outputs: Mapping[str, Any], language: I18n | None = None
+) -> dict[Any, Any]:
     """``{name: value}`` → ``{component: value}``; nothing to change → "no change" for every output.
 
-    (Gradio reads an empty dict as one value, not as "no outputs".)
+    Status lines are built in English everywhere; ``language`` renders them in the page's language
+    (``I18n.status``), so handlers and the app layer never translate. (Gradio reads an empty dict as
+    one value, not as "no outputs".)
     """
     import gradio as gr
 
@@ -61,18 +76,23 @@ def _map_outputs(result: Mapping[str, Any] | None, outputs: Mapping[str, Any]) -
     assert not unknown, f"handler returned outputs that are not wired: {sorted(unknown)}"
     if not result:
         return {component: gr.update() for component in outputs.values()}
-    return {outputs[name]: value for name, value in result.items()}
+    if language is None:
+        return {outputs[name]: value for name, value in result.items()}
+    return {outputs[name]: language.status(value) for name, value in result.items()}
 
 
-def _failed(error: BaseException, outputs: Mapping[str, Any], status: Any) -> dict[Any, Any]:
+def _failed(
+    error: BaseException, outputs: Mapping[str, Any], status: Any, language: I18n | None = None
+) -> dict[Any, Any]:
     """The outputs after ``error``: one line in ``status`` (and a toast), no change anywhere else."""
     import gradio as gr
 
     if status is None:
-        raise ui_error(error) from error
+        raise ui_error(error, language) from error
     if not isinstance(error, LoraExtError):
         log.error("Train Tools: unexpected error in the UI", exc_info=error)
     line = user_message(error)
+    line = language(line) if language is not None else line
     compat.toast(line)
     return {**{component: gr.update() for component in outputs.values()}, status: message(line, "error")}
 
@@ -91,6 +111,7 @@ def bind(
     (a component among ``outputs``) receives the one-line error; without one an error is a toast.
     """
     call = functools.partial(handler, context) if context is not None else handler
+    language = page_language(context)
 
     def named(values: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(input_names, values, strict=True))
@@ -100,18 +121,18 @@ def bind(
         def run_generator(*values: Any, **event: Any) -> Iterator[dict[Any, Any]]:
             try:
                 for result in call(**named(values), **event):
-                    yield _map_outputs(result, outputs)
+                    yield _map_outputs(result, outputs, language)
             except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
-                yield _failed(error, outputs, status)
+                yield _failed(error, outputs, status, language)
 
         fn: Callable[..., Any] = run_generator
     else:
 
         def run(*values: Any, **event: Any) -> dict[Any, Any]:
             try:
-                return _map_outputs(call(**named(values), **event), outputs)
+                return _map_outputs(call(**named(values), **event), outputs, language)
             except Exception as error:  # noqa: BLE001 - the UI edge: every error becomes one line
-                return _failed(error, outputs, status)
+                return _failed(error, outputs, status, language)
 
         fn = run
     if event_arg is None:

@@ -103,7 +103,7 @@ def report_html(report: IngestReport, names: dict[str, str] | None = None) -> st
         parts.append(f"<p>Repeat folders: {html.escape(folders)}</p>")
     if report.skipped:
         rows = "".join(
-            f"<tr><td>{html.escape(_shown(item.source, names))}</td><td>{html.escape(item.reason)}</td></tr>"
+            f"<tr><td>{html.escape(_shown(item.source, names))}</td><td class='tt-why'>{html.escape(item.reason)}</td></tr>"
             for item in report.skipped
         )
         parts.append(f"<table class='tt-skipped'><tr><th>Skipped</th><th>Why</th></tr>{rows}</table>")
@@ -113,7 +113,7 @@ def report_html(report: IngestReport, names: dict[str, str] | None = None) -> st
         parts.append(f"<p class='tt-added'>Added: {added}{more}</p>")
     notices = [f"{_shown(item.source, names)}: {notice}" for item in report.added for notice in item.notices]
     if notices:
-        items = "".join(f"<li>{html.escape(text)}</li>" for text in notices[:100])
+        items = "".join(f"<li class='tt-notice'>{html.escape(text)}</li>" for text in notices[:100])
         parts.append(f"<details><summary>Notices ({len(notices)})</summary><ul>{items}</ul></details>")
     parts.append("</div>")
     return "".join(parts)

@@ -280,4 +280,31 @@ JA: dict[str, str] = {
     "Width": "幅",
     "Height": "高さ",
     "CFG scale": "CFG スケール",
+    "Loss": "損失",
+    # radio options: shown translated, their values stay English (configs, the CLI and the REST API use them)
+    "skip": "スキップ",
+    "overwrite": "上書き",
+    "append": "末尾に追加",
+    "prepend": "先頭に追加",
+    "off": "オフ",
+    "first": "先頭",
+    "last": "末尾",
+    "AND": "すべて含む (AND)",
+    "OR": "いずれかを含む (OR)",
+    "NONE": "どれも含まない (NONE)",
+    "selected": "選択中のタグ",
+    "each": "すべてのタグ",
+    "caption": "キャプション全体",
+    "alphabetical": "アルファベット順",
+    "frequency": "出現回数順",
+    "length": "長さ順",
+}
+
+# Texts gradio's frontend draws itself (in the browser's language, not the page's): the WebUI's
+# localization and the standalone app's script (javascript/train_tools.js) relabel them by exact text.
+GRADIO_JA: dict[str, str] = {
+    "Drop File Here": "ここにファイルをドロップ",
+    "or": "または",
+    "Click to Upload": "クリックしてアップロード",
+    "Generate": "生成",
 }

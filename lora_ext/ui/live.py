@@ -76,6 +76,7 @@ def restore(ctx: Context, **cfg: Any) -> Outputs:
 
     choices, project, versions, version = recent.opening_selection(ctx.store)
     out: Outputs = {
+        "capabilities": train_section.capabilities_html(ctx),
         "project": gr.update(choices=choices, value=project),
         "version": gr.update(choices=versions, value=version),
         "first_step": projects.first_step_html(choices, restored=True),
@@ -124,10 +125,17 @@ def wire(ctx: Context, ui: Registry) -> None:
     quiet = {"queue": False, "show_progress": "hidden"}
     status = ui["job_status"]
     on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
+    restore_on(ctx, ui, ui["restore"].click)
+
+
+def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
+    """``restore`` on ``event``: the page load (the hidden button) and the standalone app's language switch."""
+    from lora_ext.ui.common import wire as on
+
     restored = {
         **outputs(ui),
-        **ui.pick("project", "version", "first_step", "plan"),
+        **ui.pick("capabilities", "project", "version", "first_step", "plan"),
         **ui.pick("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores"),
     }
     plan_inputs = {**ui.pick("preset"), **train_section.field_components(ui)}
-    on(ui["restore"].click, restore, plan_inputs, restored, ctx, status=status, **quiet)
+    on(event, restore, plan_inputs, restored, ctx, status=ui["job_status"], queue=False, show_progress="hidden")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from lora_ext import settings
 from lora_ext.app import context as app_context
 from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
-from lora_ext.ui.i18n import I18n
+from lora_ext.ui.i18n import I18n, webui_language
 from lora_ext.ui.registry import Registry
 
 ELEM_ID = "train_tools"
@@ -41,6 +42,16 @@ def _describe(host_provider: Callable[[], Host]) -> str:
         return describe_host(host_provider())
     except LoraExtError as error:
         return f"**Model:** none — {error.one_line()}"
+
+
+def _model_info(ctx: Context) -> tuple[str, str]:
+    """The model line and the train section's capability lines, in the page's language."""
+    from lora_ext.ui.common import page_language
+    from lora_ext.ui.train_section import capabilities_html
+
+    line, capabilities = _describe(ctx.host_provider), capabilities_html(ctx)
+    language = page_language(ctx)
+    return (language(line), language.status(capabilities)) if language is not None else (line, capabilities)
 
 
 def build_sections(ctx: Context, ui: Registry) -> None:
@@ -77,7 +88,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         with gr.Accordion("Result", open=True, elem_id=f"{ELEM_ID}_section_result"):
             result_section.build(ctx, ui)
     ui["refresh_model"].click(
-        fn=lambda: (_describe(ctx.host_provider), train_section.capabilities_html(ctx)),
+        fn=lambda: _model_info(ctx),
         inputs=[],
         outputs=[ui["model_line"], ui["capabilities"]],
     )
@@ -86,8 +97,15 @@ def build_sections(ctx: Context, ui: Registry) -> None:
 
 
 def create_context(host_provider: Callable[[], Host], workspace: Workspace | None = None) -> Context:
-    """The state the tab and the REST API share, with the page's translator (English until switched)."""
-    return app_context.create_context(host_provider, workspace, I18n())
+    """The state the tab and the REST API share, with the page's translator.
+
+    The language follows the host's "Localization" setting (the WebUI's ``ja_JP`` → Japanese), read on
+    each use: the WebUI's own localization can only relabel exact fixed texts in the browser, so the
+    labels and every status line (built with parameters) are rendered in that language here.
+    """
+    ctx = app_context.create_context(host_provider, workspace)
+    ctx.i18n = I18n(follow=lambda: webui_language(ctx.workspace.setting(settings.WEBUI_LOCALIZATION, "None")))
+    return ctx
 
 
 def build_tab(host_provider: Callable[[], Host], context: Context | None = None):

@@ -52,7 +52,7 @@ def report_html(report: Any) -> str:
     body += "".join(message(warning, "warn") for warning in report.warnings)
     if report.skipped:
         rows = "".join(
-            f"<tr><td>{html.escape(path.name)}</td><td>{html.escape(reason)}</td></tr>"
+            f"<tr><td>{html.escape(path.name)}</td><td class='tt-why'>{html.escape(reason)}</td></tr>"
             for path, reason in report.skipped
         )
         body += f"<table class='tt-skipped'><tr><th>Skipped</th><th>Why</th></tr>{rows}</table>"

@@ -166,7 +166,7 @@ def build(ctx: Context, ui: Registry) -> None:
     ui["train_progress"] = gr.HTML(elem_id="train_tools_train_progress")
     with gr.Row(equal_height=False):
         ui["loss_plot"] = gr.LinePlot(
-            x="step", y="loss", color="series", title="Loss", elem_id="train_tools_loss_plot", height=220, width=480
+            x="step", y="loss", color="series", label="Loss", elem_id="train_tools_loss_plot", height=220, width=480
         )
         ui["previews"] = gr.Gallery(label="Previews", columns=4, height=260, elem_id="train_tools_previews")
     ui["train_log"] = gr.Textbox(label="Log", lines=4, max_lines=12, interactive=False, elem_id="train_tools_log")

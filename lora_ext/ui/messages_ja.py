@@ -1,0 +1,318 @@
+"""Japanese status lines: English templates → Japanese (``lora_ext.ui.i18n`` renders them).
+
+The code builds every status line in English with f-strings; each entry here is
+that line with its values as ``{name}`` placeholders (``{name!t}``: the value is a
+line of its own and translated too). A line made of parts joined by `` · `` is
+translated part by part, so a part is an entry of its own. Lines without
+placeholders also go into ``localizations/ja_JP.json``.
+
+``tests/test_ui_i18n_status.py`` finds every line the code can show (the first
+argument of ``message`` and ``progress_html``, the trainer's phase lines, the
+errors' messages) and fails when one has no entry here.
+"""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    # model header (lora_ext/ui/tab.py)
+    "**Model:** none — {error!t}": "**モデル:** なし — {error}",
+    "**Model:** {name} — *demo model: tiny, random weights, generated locally; for trying the flow, not for real LoRAs* ({details!t})": (  # noqa: E501
+        "**モデル:** {name} — *デモモデル: ローカルで生成した小さなランダム重みのモデルです。流れを試すためのもので、"
+        "本物の LoRA には使えません* ({details})"
+    ),
+    "**Model:** {name} ({details!t})": "**モデル:** {name} ({details})",
+    "family `{family}`, prediction `{prediction}`, naming `{naming}`, hash `{hash}`": (
+        "系統 `{family}`、予測 `{prediction}`、命名 `{naming}`、ハッシュ `{hash}`"
+    ),
+    "family `{family}`, prediction `{prediction}`, naming `{naming}`": "系統 `{family}`、予測 `{prediction}`、命名 `{naming}`",
+    # errors: the one line of a LoraExtError is its message and its hint in parentheses
+    "{message!t} ({hint!t})": "{message}（{hint}）",
+    "Unexpected error: {kind}: {text} (details in the console)": "予期しないエラー: {kind}: {text}（詳細はコンソールに）",
+    # project / version (lora_ext/ui/projects.py)
+    "Created project {name}": "プロジェクト {name} を作成しました",
+    "Renamed {old} → {new}": "{old} を {new} に名前変更しました",
+    "Copied {old} → {new}": "{old} を {new} に複製しました",
+    "Copied {old} → {new} (dataset and settings)": "{old} を {new} に複製しました（データセットと設定）",
+    "Created version {name}": "バージョン {name} を作成しました",
+    "Move project {name} with all its versions to the trash?": "プロジェクト {name} をすべてのバージョンごとゴミ箱へ移動しますか？",
+    "Move version {name} to the trash?": "バージョン {name} をゴミ箱へ移動しますか？",
+    "Moved {name} to the trash: {where}": "{name} をゴミ箱へ移動しました: {where}",
+    "Create a project first: type a name above and press Create project.": (
+        "まずプロジェクトを作成してください: 上に名前を入力して「プロジェクトを作成」を押します。"
+    ),
+    "No project is selected.": "プロジェクトが選択されていません。",
+    "create or pick a project first": "先にプロジェクトを作成するか選択してください",
+    "Project {name} has no version selected.": "プロジェクト {name} のバージョンが選択されていません。",
+    "create or pick a version": "バージョンを作成するか選択してください",
+    "There is no project called {name}.": "{name} というプロジェクトはありません。",
+    "A {kind!t} called {name} already exists.": "{name} という{kind}は既にあります。",
+    "choose another name": "別の名前を選んでください",
+    "Project {project} has no version called {name}.": "プロジェクト {project} に {name} というバージョンはありません。",
+    "The {kind!t} is empty.": "{kind}が空です。",
+    "type a name": "名前を入力してください",
+    "The {kind!t} {name} is not allowed.": "{kind} {name} は使えません。",
+    "choose a name with letters or digits": "文字か数字を含む名前にしてください",
+    "The {kind!t} {name} starts with a dot, which hides it.": "{kind} {name} はドットで始まるため隠れてしまいます。",
+    "remove the dot": "ドットを削除してください",
+    "The {kind!t} {name} contains a path separator (/ or \\).": "{kind} {name} にパス区切り（/ または \\）が含まれています。",
+    "remove the slash": "スラッシュを削除してください",
+    "project name": "プロジェクト名",
+    "version name": "バージョン名",
+    "project": "プロジェクト",
+    "folder name": "フォルダ名",
+    "file name": "ファイル名",
+    "name": "名前",
+    "version": "バージョン",
+    # dataset (lora_ext/ui/dataset_section.py, lora_ext/dataset/ingest.py)
+    "{added} image(s) added, {skipped} skipped": "{added} 枚の画像を追加、{skipped} 件をスキップ",
+    "{added} image(s) added, {skipped} skipped, {notices} notice(s)": (
+        "{added} 枚の画像を追加、{skipped} 件をスキップ、{notices} 件のお知らせ"
+    ),
+    "Repeat folders: {folders}": "繰り返しフォルダ: {folders}",
+    "Skipped": "スキップ",
+    "Why": "理由",
+    "Added: {names}": "追加: {names}",
+    "Notices ({count})": "お知らせ（{count}）",
+    "{name}: {notice!t}": "{name}: {notice}",
+    "duplicate of {name}, skipped": "{name} と重複のためスキップ",
+    "caption without a matching image": "対応する画像のないキャプション",
+    "renamed to {name}": "{name} に名前変更",
+    "{first} used; {others} ignored": "{first} を使用、{others} は無視",
+    "its caption is not UTF-8 text and was not imported": "キャプションが UTF-8 テキストではないため取り込みませんでした",
+    "could not be written ({reason}); nothing was kept": "書き込めませんでした（{reason}）。何も保存されていません",
+    "the file is larger than {size} MB": "ファイルが {size} MB より大きい",
+    "the file is larger than {size} MB once unpacked": "展開すると {size} MB より大きい",
+    "zips inside a zip are not opened; unzip it first": "zip の中の zip は開きません。先に展開してください",
+    "Nothing to add.": "追加するものがありません。",
+    "drop images, folders or zips on the drop zone": "画像・フォルダ・zip をドロップ領域にドロップしてください",
+    "The caption editor has unsaved changes.": "キャプションエディタに未保存の変更があります。",
+    "save or undo them before adding images": "画像を追加する前に保存するか元に戻してください",
+    "save or undo them before auto-tagging": "自動タグ付けの前に保存するか元に戻してください",
+    "save them first: training reads the files": "先に保存してください: 学習はファイルを読み込みます",
+    # tagger (lora_ext/ui/tagger_section.py)
+    "Tagging: {done}/{total} images": "タグ付け中: {done}/{total} 枚",
+    "{rate} images/s": "{rate} 枚/秒",
+    "ETA {time}": "残り {time}",
+    "Loading the tagger…": "タガーを読み込み中…",
+    "Auto-tagging finished": "自動タグ付けが完了しました",
+    "Cancelled": "キャンセルしました",
+    "Tagged {tagged} of {total} image(s) in {seconds} s ({rate} images/s); {changed} caption(s) written, {kept} kept, {skipped} skipped": (  # noqa: E501
+        "{total} 枚中 {tagged} 枚を {seconds} 秒でタグ付け（{rate} 枚/秒）。キャプション {changed} 件を書き込み、"
+        "{kept} 件は維持、{skipped} 件をスキップ"
+    ),
+    "Cancelled: images not reached yet keep their captions.": "キャンセルしました: まだ処理していない画像のキャプションはそのままです。",
+    "Cancelling…": "キャンセル中…",
+    "Nothing is running.": "実行中のものはありません。",
+    "Tagger model unloaded.": "タガーモデルを解放しました。",
+    "{count} model folder(s) in {folder}.": "{folder} に {count} 個のモデルフォルダ。",
+    "{count} model folder(s) in {folder}; {model} is no longer there, so {picked} is selected.": (
+        "{folder} に {count} 個のモデルフォルダ。{model} が無くなったため {picked} を選択しました。"
+    ),
+    "No tagger model is selected.": "タガーモデルが選択されていません。",
+    "pick one in the model list": "モデル一覧から選んでください",
+    # editor (lora_ext/ui/editor_section.py, lora_ext/dataset/editor.py)
+    "{count} images, {tags} tags": "{count} 枚、{tags} タグ",
+    "{count} unsaved": "未保存 {count} 件",
+    "saved": "保存済み",
+    "undo: {label!t}": "元に戻す: {label}",
+    "Showing {shown} of {count} images": "{count} 枚中 {shown} 枚を表示",
+    "Showing {shown} of {count} images (filtered from {total})": "{count} 枚中 {shown} 枚を表示（全 {total} 枚から絞り込み）",
+    "No tags yet.": "まだタグがありません。",
+    "+{count} more": "ほか {count} 件",
+    "Click: show only": "クリック: これだけ表示",
+    "Shift+click: hide (click the struck-through chip to show again)": (
+        "Shift+クリック: 隠す（取り消し線のチップをクリックで再表示）"
+    ),
+    "Ctrl+click: put in the tag box": "Ctrl+クリック: タグ欄に入れる",
+    "Ctrl+Z / Ctrl+Y: undo / redo": "Ctrl+Z / Ctrl+Y: 元に戻す / やり直す",
+    "Ctrl+S: save": "Ctrl+S: 保存",
+    "{label!t}: {count} image(s) changed": "{label}: {count} 枚を変更",
+    "undid {label!t}": "元に戻しました: {label}",
+    "redid {label!t}": "やり直しました: {label}",
+    "nothing to undo": "元に戻す操作はありません",
+    "nothing to redo": "やり直す操作はありません",
+    "saved {count} caption(s), backup #{backup}": "キャプション {count} 件を保存（バックアップ #{backup}）",
+    "add {tags}": "{tags} を追加",
+    "remove {tags}": "{tags} を削除",
+    "rename {old} → {new}": "{old} → {new} に名前変更",
+    "replace {old} → {new}": "{old} → {new} に置換",
+    "remove duplicates": "重複を削除",
+    "sort by {key!t}": "{key}で並べ替え",
+    "trigger first {words}": "トリガーワード {words} を先頭に",
+    "truncate to {count} tokens": "{count} トークンに切り詰め",
+    "caption of {name}": "{name} のキャプション",
+    "{name} is no longer in this version.": "{name} はこのバージョンにもうありません。",
+    "click an image in the gallery": "ギャラリーの画像をクリックしてください",
+    "click an image in the gallery first": "先にギャラリーの画像をクリックしてください",
+    "No image is selected.": "画像が選択されていません。",
+    "The caption of {name} changed; the box keeps your text, not applied yet (Apply caption asks first).": (
+        "{name} のキャプションが変わりました。入力欄のあなたの文章はまだ反映されていません"
+        "（「キャプションを反映」は先に確認します）。"
+    ),
+    "The caption of {name} changed since it was put in this box (now: {now}). Nothing was applied: press Apply caption again to replace it with the box's text.": (  # noqa: E501
+        "{name} のキャプションはこの欄に入れた後に変わりました（現在: {now}）。何も反映していません: "
+        "入力欄の文章で置き換えるには「キャプションを反映」をもう一度押してください。"
+    ),
+    "The search text is empty.": "検索する文字列が空です。",
+    "type what to replace": "置換する文字列を入力してください",
+    "No tags given.": "タグが指定されていません。",
+    "type tags separated by commas, or Ctrl+click chips": "カンマ区切りでタグを入力するか、チップを Ctrl+クリックしてください",
+    "No tags are selected to replace in.": "置換対象のタグが選択されていません。",
+    "select tags in the filter first": "先にフィルタでタグを選択してください",
+    "(no caption)": "（キャプションなし）",
+    # train (lora_ext/ui/train_section.py, lora_ext/app/training.py, lora_ext/training/)
+    "Ready to train on the loaded model.": "読み込み中のモデルで学習できます。",
+    "Training is not possible: {reasons!t}": "学習できません: {reasons}",
+    "no checkpoint is loaded": "チェックポイントが読み込まれていません",
+    "Pick a project and version to see the number of steps.": "プロジェクトとバージョンを選ぶとステップ数が表示されます。",
+    "{images} images × repeats = {samples} samples × {epochs} epochs / batch {batch} = {total} steps": (
+        "{images} 枚 × 繰り返し = {samples} サンプル × {epochs} エポック / バッチ {batch} = {total} ステップ"
+    ),
+    "{images} images, {samples} samples per epoch; max steps {steps}": (
+        "{images} 枚、1 エポック {samples} サンプル。最大ステップ数 {steps}"
+    ),
+    "≈ {time!t} on this machine": "このマシンで約 {time}",
+    "{hours} h {minutes} min": "{hours} 時間 {minutes} 分",
+    "{minutes} min": "{minutes} 分",
+    "auto picked the {name} preset: this is the demo model": "auto は {name} プリセットを選びました: デモモデルのため",
+    "auto picked the {name} preset: this machine has no GPU": "auto は {name} プリセットを選びました: このマシンに GPU がないため",
+    "auto picked the {name} preset for this {family} model": "auto はこの {family} モデル向けに {name} プリセットを選びました",
+    "This run takes over an hour here ({estimate!t}).": "この学習はここでは 1 時間を超えます（{estimate}）。",
+    "This run takes over an hour here ({estimate!t}). Shorten it most with {shortcuts}.": (
+        "この学習はここでは 1 時間を超えます（{estimate}）。最も短くなるのは {shortcuts} です。"
+    ),
+    "Training: starting…": "学習: 開始中…",
+    "Training: {text!t}": "学習: {text}",
+    "Starting…": "開始中…",
+    "step {step}/{total}": "ステップ {step}/{total}",
+    "epoch {epoch}/{total}": "エポック {epoch}/{total}",
+    "loss {loss} (smoothed {smoothed})": "損失 {loss}（平滑化 {smoothed}）",
+    "lr {lr}": "学習率 {lr}",
+    "{rate} it/s": "{rate} it/秒",
+    "Training: step {step}/{total}": "学習: ステップ {step}/{total}",
+    "training step {step}/{total}": "学習ステップ {step}/{total}",
+    "scanning the dataset": "データセットを走査中",
+    "scanning the dataset: {count} images": "データセットを走査中: {count} 枚",
+    "caching latents": "latent をキャッシュ中",
+    "caching latents {done}/{total}": "latent をキャッシュ中 {done}/{total}",
+    "rendering preview {number}/{count} (sampler step {step}/{steps})": (
+        "プレビュー {number}/{count} を生成中（サンプラーのステップ {step}/{steps}）"
+    ),
+    "saving {name} ({number}/{count})": "{name} を保存中（{number}/{count}）",
+    "saved {name} ({number}/{count})": "{name} を保存しました（{number}/{count}）",
+    "saved training state at step {step}": "ステップ {step} の学習状態を保存しました",
+    "validation loss {loss} at step {step}": "ステップ {step} の検証損失 {loss}",
+    "resuming at step {step} of {total}": "{total} ステップ中 {step} から再開",
+    "skipped unreadable image {path}: {reason!t}": "読めない画像 {path} をスキップ: {reason}",
+    "Training failed: {line!t}": "学習に失敗しました: {line}",
+    "Finished: {steps} steps, final loss {loss} → {path}": "完了: {steps} ステップ、最終損失 {loss} → {path}",
+    "Cancelled at step {step}": "ステップ {step} でキャンセルしました",
+    "Cancelled at step {step}; Resume continues from the state in {folder}": (
+        "ステップ {step} でキャンセルしました。「再開」で {folder} の状態から続けます"
+    ),
+    "Skipped {path}: {reason!t}": "{path} をスキップ: {reason}",
+    "Stopping after the current step…": "現在のステップの後で停止します…",
+    # result and generate (lora_ext/ui/result_section.py, lora_ext/ui/app.py, lora_ext/app/results.py)
+    "Generating {number}/{total}: {text}": "生成中 {number}/{total}: {text}",
+    "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
+    "No weights to compare.": "比較するウェイトがありません。",
+    "write numbers such as 0, 0.5, 0.8, 1": "0, 0.5, 0.8, 1 のように数値を書いてください",
+    "There is no trained LoRA for this version yet.": "このバージョンにはまだ学習済みの LoRA がありません。",
+    "train first, or type its name": "先に学習するか、名前を入力してください",
+    "The test prompt is empty.": "テスト用プロンプトが空です。",
+    "type a prompt, e.g. the trigger word and a few tags": "プロンプトを入力してください（例: トリガーワードといくつかのタグ）",
+    "Generating: {text!t}": "生成中: {text}",
+    "starting…": "開始中…",
+    "sampler step {step}/{total}": "サンプラーのステップ {step}/{total}",
+    "No <lora:…> token in the prompt.": "プロンプトに <lora:…> トークンがありません。",
+    "<lora:…> tokens are not applied: the network loader is not available.": (
+        "<lora:…> トークンは適用されません: ネットワークローダーが使えません。"
+    ),
+    "Lora hashes: {hashes}": "Lora ハッシュ: {hashes}",
+    "{what} is using the model": "{what} がモデルを使用中です",
+    "generate when it has finished": "終わってから生成してください",
+    "Training": "学習",
+    "Auto-tagging": "自動タグ付け",
+    "Test generation": "テスト生成",
+    # jobs and errors met in the flow (lora_ext/app/, lora_ext/dataset/, lora_ext/training/run.py)
+    "{name!t} is still running": "{name}が実行中です",
+    "wait for it to finish or cancel it first": "終わるのを待つか、先にキャンセルしてください",
+    "{name}.safetensors is not in {folder}.": "{name}.safetensors が {folder} にありません。",
+    "train first, or check the name": "先に学習するか、名前を確認してください",
+    "done": "完了",
+    "{value} is not a weight": "{value} はウェイトではありません",
+    "unknown training settings: {names}": "不明な学習設定: {names}",
+    "That caption table holds different images.": "そのキャプション表は別の画像のものです。",
+    "reload the dataset": "データセットを読み込み直してください",
+    "Unknown position {value}.": "不明な位置 {value}。",
+    "use prepend or append": "prepend か append を使ってください",
+    "Unknown replace scope {value}.": "不明な置換範囲 {value}。",
+    "use selected, each or caption": "selected、each、caption のいずれかを使ってください",
+    "type the trigger word": "トリガーワードを入力してください",
+    "Truncating by token count needs a CLIP tokenizer.": "トークン数での切り詰めには CLIP トークナイザが必要です。",
+    "load a model in the WebUI first": "先に WebUI でモデルを読み込んでください",
+    "tick 'Overwrite changes made outside' and save again": "「外部での変更を上書き」にチェックを入れて、もう一度保存してください",
+    "The dataset folder {folder} cannot be created: {reason}.": "データセットフォルダ {folder} を作成できません: {reason}。",
+    "The {kind!t} must be text.": "{kind}は文字列でなければなりません。",
+    "The {kind!t} {name} is too long ({count} characters).": "{kind} {name} は長すぎます（{count} 文字）。",
+    "use at most {count} characters": "{count} 文字以内にしてください",
+    "The {kind!t} contains control characters.": "{kind}に制御文字が含まれています。",
+    "retype the name without them": "制御文字を除いて名前を入力し直してください",
+    "The {kind!t} {name} contains characters Windows does not allow: {chars}": (
+        "{kind} {name} に Windows で使えない文字が含まれています: {chars}"
+    ),
+    "The {kind!t} {name} is a reserved device name on Windows.": "{kind} {name} は Windows の予約デバイス名です。",
+    "add a letter to it": "文字を 1 つ加えてください",
+    "The {kind!t} {name} ends with a dot, which Windows drops.": "{kind} {name} はドットで終わるため Windows では消えてしまいます。",
+    "Copying {name} failed: {reason}.": "{name} の複製に失敗しました: {reason}。",
+    "The manifest of {name} is damaged.": "{name} のマニフェストが壊れています。",
+    "The manifest field(s) {names} cannot be changed.": "マニフェストの項目 {names} は変更できません。",
+    "{name} is not something that can be restored from the trash.": "{name} はゴミ箱から復元できるものではありません。",
+    "The projects folder could not be changed: {reason}.": "プロジェクトフォルダを変更できませんでした: {reason}。",
+    "check that the folder exists and is writable": "フォルダが存在し書き込めることを確認してください",
+    "training is not possible with the model as it is loaded now: {reasons!t}": (
+        "今読み込まれている状態のモデルでは学習できません: {reasons}"
+    ),
+    "the host refused": "ホストが拒否しました",
+    "the text encoder cannot be trained here: {reason!t}": "ここではテキストエンコーダを学習できません: {reason}",
+    "turn off train_text_encoder (UNet-only training)": "train_text_encoder をオフにしてください（UNet のみの学習）",
+    "the LoRA to start from does not exist: {path}": "開始に使う LoRA がありません: {path}",
+    "{name} has no layer that matches this model and rank": "{name} にはこのモデルとランクに合う層がありません",
+    "start from a LoRA of the same base model and rank": "同じベースモデルとランクの LoRA から始めてください",
+    "cannot resume {name}: the saved state has no settings": "{name} を再開できません: 保存された状態に設定がありません",
+    "cannot resume {name}: these settings differ from the saved run: {names}": (
+        "{name} を再開できません: 次の設定が保存された学習と違います: {names}"
+    ),
+    "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
+    "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
+    "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # training settings (lora_ext/config.py): shown when the form holds values that cannot work
+    "setting {name} must be a {kind}, not {value}": "設定 {name} は {kind} でなければなりません（{value} ではなく）",
+    "{name} must be one of {allowed}, not {value}": "{name} は {allowed} のいずれかでなければなりません（{value} ではなく）",
+    "{name} must be at least 1, not {value}": "{name} は 1 以上でなければなりません（{value} ではなく）",
+    "conv_rank must be at least 1 for LoCon": "LoCon では conv_rank を 1 以上にしてください",
+    "or choose network_type lora": "または network_type に lora を選んでください",
+    "{name} must be in [0, 1), not {value}": "{name} は [0, 1) の範囲でなければなりません（{value} ではなく）",
+    "validation_split must be in [0, 1)": "validation_split は [0, 1) の範囲でなければなりません",
+    "timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000": (
+        "タイムステップは 0 ≤ min_timestep < max_timestep ≤ 1000 を満たす必要があります"
+    ),
+    "set epochs or max_steps to at least 1": "epochs か max_steps を 1 以上にしてください",
+    "nothing to train: the UNet learning rate is 0 and the text encoder is not trained": (
+        "学習するものがありません: UNet の学習率が 0 で、テキストエンコーダも学習しません"
+    ),
+    "resolution must be a multiple of 8, not {value}": "resolution は 8 の倍数でなければなりません（{value} ではなく）",
+    "min_bucket_reso must not exceed max_bucket_reso": "min_bucket_reso は max_bucket_reso 以下にしてください",
+    "the constant schedule has no warm-up": "constant スケジュールにはウォームアップがありません",
+    "choose constant_with_warmup": "constant_with_warmup を選んでください",
+    "warmup_ratio must be in [0, 1)": "warmup_ratio は [0, 1) の範囲でなければなりません",
+    "keep_tokens and keep_last_n must not be negative": "keep_tokens と keep_last_n は負にできません",
+    "optimizer_args: {item} is not key=value": "optimizer_args: {item} は key=value 形式ではありません",
+    "unknown preset {name}": "不明なプリセット {name}",
+    "choose one of {names}": "{names} のいずれかを選んでください",
+    "cannot read the settings file {path}: {reason}": "設定ファイル {path} を読めません: {reason}",
+    "the settings file {path} is not valid {kind}: {reason}": "設定ファイル {path} は正しい {kind} ではありません: {reason}",
+    "the settings file {path} must hold a table of settings": "設定ファイル {path} には設定の表が必要です",
+    "reading TOML needs Python 3.11 or the 'tomli' package": "TOML の読み込みには Python 3.11 か 'tomli' パッケージが必要です",
+    "save the preset as .json instead": "代わりにプリセットを .json で保存してください",
+}
