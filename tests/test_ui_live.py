@@ -76,6 +76,9 @@ def test_a_poll_shows_the_end_once_and_an_idle_poll_changes_nothing(ctx: Context
     assert ctx.jobs.current.finished_event.wait(600)
     ended = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
     assert "Finished: 2 steps" in ended["train_progress"] and ended["result_name"] == "猫_v1"
+    work_dir = ctx.store.version("猫", "v1").outputs / "猫_v1"  # with the version, not in the LoRA folder
+    assert str(work_dir) in ended["result_work_dir"] and (work_dir / "loss.csv").is_file()
+    assert not [path for path in ctx.host.lora_dir.iterdir() if path.is_dir()]
     assert live.poll(ctx, project="猫", version="v1", job_seen=ended["job_seen"]) == {}
     # Another tab that has not seen this job yet (or a page that lost its last poll) gets the end too.
     assert "Finished: 2 steps" in live.poll(ctx, project="猫", version="v1", job_seen="")["train_progress"]
