@@ -5,8 +5,9 @@ long event (a dropped connection would end that event and show red "Error"
 pills). Instead ``javascript/train_tools.js`` presses two hidden buttons:
 
 - *restore*, once when the page loads: fills the project and version lists with
-  the last-used version selected, the gallery, editor, result and train plan, and
-  re-attaches to the latest job of each kind (running or finished);
+  the last-used version selected, the gallery, editor, result, the training form
+  (the version's saved settings) and plan, and re-attaches to the latest job of
+  each kind (running or finished);
 - *poll*, every 1.5 s while a job runs (every 10 s otherwise, to notice a job
   started elsewhere): shows the current job's progress and, once, its end.
 
@@ -23,9 +24,9 @@ from typing import Any
 from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
-from lora_ext.errors import LoraExtError
+from lora_ext.errors import ConfigError, LoraExtError
 from lora_ext.ui import editor_section, projects, result_section, tagger_section, train_section
-from lora_ext.ui.common import Outputs
+from lora_ext.ui.common import Outputs, message, user_message
 from lora_ext.ui.registry import Registry
 
 RENDERERS = {
@@ -83,7 +84,15 @@ def restore(ctx: Context, **cfg: Any) -> Outputs:
         **_quiet(result_section.refresh, ctx, project, version),
     }
     try:
-        out.update(train_section.plan(ctx, project, version, **cfg))
+        settings = train_section.saved_settings(ctx, project, version)  # the form as the last training had it
+    except ConfigError as error:  # a hand-edited file that is not valid: the form keeps its defaults
+        settings = {}
+        out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
+    except LoraExtError:
+        settings = {}  # the version went away meanwhile
+    out.update(settings)
+    try:
+        out.update(train_section.plan(ctx, project, version, **{**cfg, **settings}))
     except LoraExtError:
         pass  # the version went away between listing and planning: the next change plans again
     for name in RENDERERS:
@@ -126,6 +135,7 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
     restored = {
         **outputs(ui),
+        **train_section.field_components(ui),
         **ui.pick("project", "version", "first_step", "plan"),
         **ui.pick("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores"),
     }
