@@ -170,7 +170,9 @@ def test_a_settings_file_that_is_not_valid_leaves_the_form_with_one_line(host, c
     assert "train.toml" in loaded["train_status"]
 
 
-def test_the_page_load_event_fills_the_training_form(make_standalone_host, tmp_path: Path) -> None:
+def test_the_page_load_fills_the_training_form_and_a_queued_event_toasts_failures(
+    make_standalone_host, tmp_path: Path
+) -> None:
     from lora_ext.ui.app import build_app
 
     app = build_app(make_standalone_host("sd1"), workspace=Workspace(tmp_path / "projects", tmp_path / "tagger"))
@@ -183,3 +185,37 @@ def test_the_page_load_event_fills_the_training_form(make_standalone_host, tmp_p
     assert len(restore) == 1
     fields = train_section.field_components(ui).values()
     assert all(component._id in restore[0]["outputs"] for component in fields)
+    # The failure toast comes from a queued event (gradio drops a toast from the polls, which are not queued).
+    (toast,) = [dep for dep in app.get_config_file()["dependencies"] if ui["job_failure"]._id in targets(dep)]
+    assert toast["queue"] is not False and ui["job_failure"]._id in toast["inputs"]
+
+
+def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    projects.create_project(ctx, name="p")  # no images: the training job fails on the server
+
+    def failing_training() -> tuple:
+        started = train_section.start_training(ctx, project="p", version="v1", **PLAN)
+        job = ctx.jobs.current
+        assert job.finished_event.wait(600) and job.error is not None
+        return started, job
+
+    started, job = failing_training()
+    polled = live.poll(ctx, project="p", version="v1", job_seen=started["job_seen"])
+    assert polled["job_failure"].startswith(f"{job.id}: ") and "tt-msg-error" in polled["train_status"]
+    assert live.poll(ctx, project="p", version="v1", job_seen=polled["job_seen"]) == {}  # the next polls: nothing
+    other_tab = live.poll(ctx, project="p", version="v1", job_seen="")
+    assert "tt-msg-error" in other_tab["train_status"] and "job_failure" not in other_tab
+    reloaded = live.restore(ctx, **PLAN)
+    assert "tt-msg-error" in reloaded["train_status"] and "job_failure" not in reloaded
+
+    toasts: list[str] = []
+    monkeypatch.setattr(gr, "Warning", toasts.append)
+    assert live.toast_failure(ctx, job_failure=polled["job_failure"]) == {}
+    assert toasts == [polled["job_failure"].split(": ", 1)[1]] and toasts[0] in polled["train_status"]
+
+    # A failure no page has shown yet (it ended while the page was closed): the reload toasts it, once.
+    _started, second = failing_training()
+    assert live.restore(ctx, **PLAN)["job_failure"].startswith(f"{second.id}: ")
+    assert "job_failure" not in live.restore(ctx, **PLAN)

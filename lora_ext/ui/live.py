@@ -15,6 +15,8 @@ Both are ordinary gradio events (``queue=False``: one short HTTP request each), 
 they carry the page's login cookie like every other event, and a poll lost to a
 dropped connection is simply followed by the next one. The hidden ``job_seen``
 box holds ``"<job id>:running"`` or ``"<job id>:done"``: what this page has shown.
+A job that failed is toasted once (``Job.announce_failure``) through the hidden
+``job_failure`` box, whose change event is queued; its line stays in the section.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import ConfigError, LoraExtError
-from lora_ext.ui import editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui import compat, editor_section, projects, result_section, tagger_section, train_section
 from lora_ext.ui.common import Outputs, message, user_message
 from lora_ext.ui.registry import Registry
 
+FAILURE_SEPARATOR = ": "  # job_failure holds "<job id>: <line>", so two failures with the same line both toast
 RENDERERS = {
     training.JOB_NAME: train_section.render_job,
     tagging.JOB_NAME: tagger_section.render_job,
@@ -60,6 +63,22 @@ def _quiet(view: Any, ctx: Context, project: str | None, version: str | None) ->
         return {}
 
 
+def _announce(ctx: Context, job: Job | None) -> Outputs:
+    """A failed job's line for the toast, the first time any page shows its end (``job_failure``'s change
+    event shows it: a poll is not queued, and gradio only delivers toasts to queued events)."""
+    if job is None or not job.announce_failure():
+        return {}
+    return {"job_failure": f"{job.id}{FAILURE_SEPARATOR}{ctx.tr(user_message(job.error))}"}
+
+
+def toast_failure(ctx: Context, job_failure: str) -> Outputs:
+    """The toast for a failed job (its line is in the section's status area as well)."""
+    line = job_failure.partition(FAILURE_SEPARATOR)[2]
+    if line:
+        compat.toast(line)
+    return {}
+
+
 def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) -> Outputs:
     """The current job's progress; its end once (``job_seen`` says what this page has shown already)."""
     job = ctx.jobs.current
@@ -68,7 +87,7 @@ def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) 
     state = seen_state(job)
     if job.finished and state == job_seen:
         return {}  # shown already: an idle page's poll changes nothing
-    return {**_render(ctx, job, project, version, final=True), "job_seen": state}
+    return {**_render(ctx, job, project, version, final=True), "job_seen": state, **_announce(ctx, job)}
 
 
 def restore(ctx: Context, **cfg: Any) -> Outputs:
@@ -101,7 +120,7 @@ def restore(ctx: Context, **cfg: Any) -> Outputs:
             out.update(_render(ctx, job, project, version, final=False))
     current = ctx.jobs.current
     out["job_seen"] = seen_state(current) if current is not None else ""
-    return out
+    return {**out, **_announce(ctx, current)}
 
 
 def outputs(ui: Registry) -> dict[str, Any]:
@@ -112,7 +131,7 @@ def outputs(ui: Registry) -> dict[str, Any]:
         **result_section.job_outputs(ui),
         **result_section.refresh_outputs(ui),
         **editor_section.view_outputs(ui),
-        **ui.pick("job_seen"),
+        **ui.pick("job_seen", "job_failure"),
     }
 
 
@@ -123,6 +142,7 @@ def build(ctx: Context, ui: Registry) -> None:
     # Hidden by style.css, not ``visible=False``: gradio 4 leaves invisible components out of the page.
     hidden = ["tt-hidden"]
     ui["job_seen"] = gr.Textbox(value="", elem_id="train_tools_job_seen", elem_classes=hidden, show_label=False)
+    ui["job_failure"] = gr.Textbox(value="", elem_id="train_tools_job_failure", elem_classes=hidden, show_label=False)
     ui["poll"] = gr.Button("", elem_id="train_tools_poll", elem_classes=hidden)
     ui["restore"] = gr.Button("", elem_id="train_tools_restore", elem_classes=hidden)
 
@@ -141,3 +161,5 @@ def wire(ctx: Context, ui: Registry) -> None:
     }
     plan_inputs = {**ui.pick("preset"), **train_section.field_components(ui)}
     on(ui["restore"].click, restore, plan_inputs, restored, ctx, status=status, **quiet)
+    # Queued (the default), unlike the polls: gradio delivers a toast only to a queued event.
+    on(ui["job_failure"].change, toast_failure, ui.pick("job_failure"), {}, ctx, show_progress="hidden")
