@@ -281,6 +281,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     )
     page.fill("train_tools_cfg_max_steps", "4")
     page.wait_text("train_tools_plan", "max steps 4")
+    page.wait_text("train_tools_plan", "on this machine")  # how long it will take, said before it starts
     page.click("train_tools_start_training")
     page.wait_text("train_tools_train_progress", "Training:")
     page.shot("07-training", "train_tools_section_train")
@@ -291,6 +292,9 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.restored()
     assert page.find("#train_tools_project input").get_attribute("value") == PROJECT
     assert page.find("#train_tools_version input").get_attribute("value") == "v1"
+    # The form shows the settings this training started with (the version's config/train.toml), not the defaults.
+    page.wait(lambda: page.find("#train_tools_cfg_max_steps input").get_attribute("value") == "4", "the saved settings")
+    assert page.find("#train_tools_cfg_rank input").get_attribute("value") == "4"
     page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")
     page.wait_text("train_tools_train_progress", "Finished: 4 steps", 900)
     assert "Error" not in page.visible_text()
@@ -307,6 +311,9 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
         "the prompt token",
     )
     assert f"{LORA}.safetensors" in page.text("train_tools_result_files")
+    # The run's working folder is named there and kept with the version, not in the Lora folder (a folder button).
+    page.wait_text("train_tools_result_work_dir", str(Path("versions", "v1", "outputs", LORA)))
+    assert not [path.name for path in lora_file.parent.iterdir() if path.is_dir()]
     # The REST API of the standalone app sees the same LoRA and the finished job.
     with urllib.request.urlopen(f"{server}/train-tools/v1/loras", timeout=10) as response:
         assert [entry["name"] for entry in json.load(response)] == [LORA]

@@ -38,6 +38,9 @@ def test_cli_trains_the_demo_model_end_to_end(tmp_path, capsys):
     assert (config["max_steps"], config["rank"], config["flip_aug"], config["trigger_word"]) == (3, 2, True, "toy")
     assert metadata["ss_output_name"] == "toy" and metadata["ss_steps"] == "3"
     assert (tmp_path / "Lora" / "toy.json").is_file()
+    # The working folder goes beside the dataset, not into the LoRA folder the WebUI lists (sub-folders are buttons).
+    assert not [path for path in (tmp_path / "Lora").iterdir() if path.is_dir()]
+    assert (tmp_path / "toy-training" / "loss.csv").is_file()
     assert "max_steps = 3" in (tmp_path / "used.toml").read_text()
     assert "saved" in capsys.readouterr().out
 
@@ -56,9 +59,12 @@ def test_cli_exits_1_when_images_were_skipped(tmp_path, capsys):
             str(tmp_path / "o.safetensors"),
             *FAST,
             "--no-progress",
+            "--work-dir",
+            str(tmp_path / "runs" / "o"),
         ]
     )
     assert code == 1
+    assert (tmp_path / "runs" / "o" / "loss.csv").is_file() and not (tmp_path / "o-training").exists()
     assert "bad.jpg" in capsys.readouterr().err
 
 

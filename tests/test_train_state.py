@@ -16,7 +16,7 @@ from train_support import make_dataset
 
 from lora_ext.config import TrainConfig
 from lora_ext.errors import FileFormatError
-from lora_ext.training import checkpoint, paths, state_codec
+from lora_ext.training import checkpoint, state_codec
 from lora_ext.training.optim import build_optimizer, build_scheduler
 from lora_ext.training.plan import make_plan
 from lora_ext.training.run import train_lora
@@ -61,7 +61,7 @@ def small_parts(name: str, tmp_path, seed: int) -> tuple[TrainingParts, TrainCon
         None,
         False,
         output,
-        paths.work_dir(output),
+        tmp_path / "runs" / "x",
     )
     return parts, config
 
@@ -96,10 +96,10 @@ def test_saved_state_continues_bit_identically_for_each_optimizer(name, tmp_path
     first, config = small_parts(name, tmp_path, seed=0)
     for _ in range(3):
         one_step(first)
-    checkpoint.save_state(first.output_path, first, config.to_dict())
+    checkpoint.save_state(first.work_dir, first, config.to_dict())
     seed_all(99)  # the resumed process starts with other RNG states and other weights
     resumed, _ = small_parts(name, tmp_path, seed=5)
-    checkpoint.restore_state(resumed, checkpoint.load_state(resumed.output_path))
+    checkpoint.restore_state(resumed, checkpoint.load_state(resumed.work_dir))
     assert resumed.progress == first.progress
     for _ in range(3):
         one_step(resumed)
@@ -114,10 +114,10 @@ def test_saved_state_continues_bit_identically_for_each_optimizer(name, tmp_path
 def test_state_files_are_safetensors_and_strict_json_in_the_working_folder(tmp_path):
     parts, config = small_parts("AdamW", tmp_path, seed=0)
     one_step(parts)
-    record_path = checkpoint.save_state(parts.output_path, parts, config.to_dict())
+    record_path = checkpoint.save_state(parts.work_dir, parts, config.to_dict())
 
-    assert record_path == tmp_path / "Lora" / "x-training" / "resume" / "state.json"
-    assert sorted(p.name for p in (tmp_path / "Lora").iterdir()) == ["x-training"]
+    assert record_path == tmp_path / "runs" / "x" / "resume" / "state.json"
+    assert not (tmp_path / "Lora").exists()  # nothing in the LoRA folder the WebUI lists
 
     def no_constants(name):
         raise AssertionError(f"non-standard JSON constant {name}")
@@ -156,40 +156,40 @@ def test_a_crafted_pickled_trainstate_is_refused_and_never_runs(make_ldm_host, t
 
 def test_a_pickle_in_place_of_the_tensors_file_is_refused_and_never_runs(tmp_path):
     parts, config = small_parts("AdamW", tmp_path, seed=0)
-    record_path = checkpoint.save_state(parts.output_path, parts, config.to_dict())
+    record_path = checkpoint.save_state(parts.work_dir, parts, config.to_dict())
     (tensors_file,) = record_path.parent.glob("*.tensors")
     marker = tmp_path / "pwned"
     tensors_file.write_bytes(crafted_pickle(marker))
 
     with pytest.raises(FileFormatError):
-        checkpoint.load_state(parts.output_path)
+        checkpoint.load_state(parts.work_dir)
     assert not marker.exists()
 
 
 def test_a_half_updated_state_pair_is_refused_and_a_whole_one_survives_a_cut_save(tmp_path):
     parts, config = small_parts("AdamW", tmp_path, seed=0)
-    record_path = checkpoint.save_state(parts.output_path, parts, config.to_dict())
+    record_path = checkpoint.save_state(parts.work_dir, parts, config.to_dict())
     old_record = record_path.read_bytes()
     (old_tensors,) = record_path.parent.glob("*.tensors")
     kept = tmp_path / "kept.tensors"
     shutil.copy(old_tensors, kept)
     one_step(parts)
-    checkpoint.save_state(parts.output_path, parts, config.to_dict())
+    checkpoint.save_state(parts.work_dir, parts, config.to_dict())
     (new_tensors,) = record_path.parent.glob("*.tensors")
     assert new_tensors != old_tensors  # the older pair's tensors are gone once the new record is in place
 
     # A save cut after its tensors file but before its record: the previous pair is still whole.
     shutil.copy(kept, old_tensors)
     record_path.write_bytes(old_record)
-    assert checkpoint.load_state(parts.output_path)["progress"]["step"] == 0
+    assert checkpoint.load_state(parts.work_dir)["progress"]["step"] == 0
 
     # The record's tensors file missing, or another save's tensors under its name: refused as incomplete.
     old_tensors.unlink()
     with pytest.raises(FileFormatError, match="incomplete"):
-        checkpoint.load_state(parts.output_path)
+        checkpoint.load_state(parts.work_dir)
     shutil.copy(new_tensors, old_tensors)
     with pytest.raises(FileFormatError, match="another save"):
-        checkpoint.load_state(parts.output_path)
+        checkpoint.load_state(parts.work_dir)
 
 
 def _same(a, b) -> bool:

@@ -76,6 +76,9 @@ def test_a_poll_shows_the_end_once_and_an_idle_poll_changes_nothing(ctx: Context
     assert ctx.jobs.current.finished_event.wait(600)
     ended = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
     assert "Finished: 2 steps" in ended["train_progress"] and ended["result_name"] == "猫_v1"
+    work_dir = ctx.store.version("猫", "v1").outputs / "猫_v1"  # with the version, not in the LoRA folder
+    assert str(work_dir) in ended["result_work_dir"] and (work_dir / "loss.csv").is_file()
+    assert not [path for path in ctx.host.lora_dir.iterdir() if path.is_dir()]
     assert live.poll(ctx, project="猫", version="v1", job_seen=ended["job_seen"]) == {}
     # Another tab that has not seen this job yet (or a page that lost its last poll) gets the end too.
     assert "Finished: 2 steps" in live.poll(ctx, project="猫", version="v1", job_seen="")["train_progress"]
@@ -137,3 +140,82 @@ def test_a_comparison_runs_as_a_job_and_the_poll_shows_its_images(ctx: Context, 
     assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
     shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
     assert "2 images" in shown["compare_progress"] and len(shown["compare_gallery"]) == 2
+
+
+def test_a_reload_shows_the_settings_the_version_last_trained_with(host, ctx: Context, tmp_path: Path) -> None:
+    from lora_ext.app import train_settings
+
+    _with_images(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=1, cfg_rank=3, cfg_sample_prompts="", cfg_output_name="")
+    train_section.start_training(ctx, project="猫", version="v1", **values)
+    assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
+    saved = train_settings.saved_values(ctx.version("猫", "v1").config)
+    assert (saved["rank"], saved["max_steps"], saved["resolution"]) == (3, 1, 64)
+    assert saved["output_name"] == ""  # left empty: a copy of the version trains under its own name
+    assert train_settings.saved_values(tmp_path / "no-such-version" / "config") is None
+
+    defaults = train_section.apply_preset(ctx, preset_name="auto")  # what a fresh page's form holds
+    loaded = live.restore(_context(host, tmp_path), preset="auto", **defaults)  # a reload, a new server process
+    assert (loaded["cfg_rank"], loaded["cfg_max_steps"], loaded["cfg_resolution"]) == (3, 1, 64)
+    assert loaded["cfg_output_name"] == "" and "max steps 1" in loaded["plan"]
+
+
+def test_a_settings_file_that_is_not_valid_leaves_the_form_with_one_line(host, ctx: Context, tmp_path: Path) -> None:
+    _with_images(ctx, tmp_path)
+    editor_section.load_version(ctx, project="猫", version="v1")
+    (ctx.version("猫", "v1").config / "train.toml").write_text("rank = [", "utf-8")
+    loaded = live.restore(ctx, preset="auto", **PLAN)
+    assert "cfg_rank" not in loaded and loaded["train_status"].count("tt-msg-warn") == 1
+    assert "train.toml" in loaded["train_status"]
+
+
+def test_the_page_load_fills_the_training_form_and_a_queued_event_toasts_failures(
+    make_standalone_host, tmp_path: Path
+) -> None:
+    from lora_ext.ui.app import build_app
+
+    app = build_app(make_standalone_host("sd1"), workspace=Workspace(tmp_path / "projects", tmp_path / "tagger"))
+    _ctx, ui = app.train_tools
+
+    def targets(dep: dict) -> list:  # gradio 3: [id]; gradio 4: [[id, event]]
+        return [target[0] if isinstance(target, list | tuple) else target for target in dep["targets"]]
+
+    restore = [dep for dep in app.get_config_file()["dependencies"] if ui["restore"]._id in targets(dep)]
+    assert len(restore) == 1
+    fields = train_section.field_components(ui).values()
+    assert all(component._id in restore[0]["outputs"] for component in fields)
+    # The failure toast comes from a queued event (gradio drops a toast from the polls, which are not queued).
+    (toast,) = [dep for dep in app.get_config_file()["dependencies"] if ui["job_failure"]._id in targets(dep)]
+    assert toast["queue"] is not False and ui["job_failure"]._id in toast["inputs"]
+
+
+def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    projects.create_project(ctx, name="p")  # no images: the training job fails on the server
+
+    def failing_training() -> tuple:
+        started = train_section.start_training(ctx, project="p", version="v1", **PLAN)
+        job = ctx.jobs.current
+        assert job.finished_event.wait(600) and job.error is not None
+        return started, job
+
+    started, job = failing_training()
+    polled = live.poll(ctx, project="p", version="v1", job_seen=started["job_seen"])
+    assert polled["job_failure"].startswith(f"{job.id}: ") and "tt-msg-error" in polled["train_status"]
+    assert live.poll(ctx, project="p", version="v1", job_seen=polled["job_seen"]) == {}  # the next polls: nothing
+    other_tab = live.poll(ctx, project="p", version="v1", job_seen="")
+    assert "tt-msg-error" in other_tab["train_status"] and "job_failure" not in other_tab
+    reloaded = live.restore(ctx, **PLAN)
+    assert "tt-msg-error" in reloaded["train_status"] and "job_failure" not in reloaded
+
+    toasts: list[str] = []
+    monkeypatch.setattr(gr, "Warning", toasts.append)
+    assert live.toast_failure(ctx, job_failure=polled["job_failure"]) == {}
+    assert toasts == [polled["job_failure"].split(": ", 1)[1]] and toasts[0] in polled["train_status"]
+
+    # A failure no page has shown yet (it ended while the page was closed): the reload toasts it, once.
+    _started, second = failing_training()
+    assert live.restore(ctx, **PLAN)["job_failure"].startswith(f"{second.id}: ")
+    assert "job_failure" not in live.restore(ctx, **PLAN)

@@ -144,6 +144,11 @@ def test_api_runs_the_flow_projects_ingest_tag_train_and_lists_the_lora(webui, t
     inspected = client.get("/train-tools/v1/loras/dog").json()
     assert inspected["base_model"] == "sd1" and inspected["modules"] > 0
     assert client.get("/train-tools/v1/loras/nothing").status_code == 404
+    # The run's working folder stays with the version: the WebUI's Lora tab shows every sub-folder as a button.
+    lora_dir = tmp_path / "webui" / "models" / "Lora"
+    assert [path.name for path in lora_dir.iterdir() if path.is_dir()] == []
+    version = tmp_path / "webui" / "outputs" / "train_tools" / "projects" / "犬" / "versions" / "v1"
+    assert (version / "outputs" / "dog" / "loss.csv").is_file()
 
 
 def test_api_refuses_a_second_job_and_unknown_options(webui, tmp_path: Path) -> None:

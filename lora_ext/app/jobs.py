@@ -39,10 +39,21 @@ class Job:
     host_job: HostJob | None = None
     uses_model: bool = True  # False for jobs that leave the SD model alone (tagging)
     on_cancel: list[Callable[[], None]] = field(default_factory=list)
+    _failure_announced: bool = field(default=False, repr=False)
+    _announce_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def finished(self) -> bool:
         return self.finished_event.is_set()
+
+    def announce_failure(self) -> bool:
+        """True exactly once for a job that ended with an error: the one time a page toasts it
+        (polls repeat, tabs and reloads re-attach; the status line shows it every time)."""
+        if not self.finished or self.error is None:
+            return False
+        with self._announce_lock:
+            first, self._failure_announced = not self._failure_announced, True
+        return first
 
     @property
     def fraction(self) -> float:

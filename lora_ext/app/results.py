@@ -77,6 +77,17 @@ def version_files(ctx: Context, project: str | None, version: str | None, name: 
     return name, (output_files(ctx.host.lora_dir, name, ctx.hashes) if name else [])
 
 
+def work_folder(ctx: Context, project: str | None, version: str | None, name: str | None = None) -> Path | None:
+    """The working folder (loss log, previews, resume state) of the version's run, when it exists."""
+    from lora_ext.training import paths
+
+    name = output_name(ctx, project, version, name)
+    if not name:
+        return None
+    folder = paths.work_dir(ctx.version(project, version).dataset, name)
+    return folder if folder.is_dir() else None
+
+
 def parse_weights(text: str) -> list[float]:
     """``"0, 0.5, 0.8, 1"`` → [0.0, 0.5, 0.8, 1.0]."""
     weights: list[float] = []

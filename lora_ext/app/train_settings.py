@@ -8,14 +8,16 @@ positions, and the step count shown before starting comes from the same values.
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
-from lora_ext.config import AUTO_PRESET, PRESETS, TrainConfig, resolve_preset
+from lora_ext.config import AUTO_PRESET, PRESETS, TrainConfig, load_config, resolve_preset
 from lora_ext.dataset.layout import dataset_folders
 from lora_ext.errors import ConfigError
 
 # Set from the selected version, not typed.
 HIDDEN_FIELDS = ("dataset_dir",)
+SETTINGS_FILE = "train.toml"  # in the version's config/ folder: the settings its last training started with
 
 
 def setting_fields() -> list[Any]:
@@ -38,6 +40,15 @@ def config_values(config: TrainConfig) -> dict[str, Any]:
     return {spec.name: getattr(config, spec.name) for spec in setting_fields()}
 
 
+def saved_values(config_dir: Path) -> dict[str, Any] | None:
+    """The settings the version's last training started with (``config/train.toml``) for the form;
+    None when it has not trained yet. A file that is not valid raises ``ConfigError``."""
+    path = Path(config_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    return config_values(load_config(path))
+
+
 def build_config(values: dict[str, Any], dataset_dir: str, default_output: str) -> TrainConfig:
     """The config from the settings by field name; the dataset is the selected version's."""
     unknown = set(values) - {spec.name for spec in setting_fields()}
@@ -58,8 +69,6 @@ def planned_steps(config_values_: dict[str, Any], dataset_dir: Any) -> tuple[int
 
     The count is the trainer's own (``training.plan.estimate_plan``) over the folders' image counts.
     """
-    from pathlib import Path
-
     from lora_ext.training.plan import estimate_plan
 
     config = build_config(config_values_, str(dataset_dir), "estimate")

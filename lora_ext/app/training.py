@@ -157,8 +157,12 @@ def start_training_job(
     config = train_settings.build_config(values, str(paths.dataset), default_output)
     out = output_path_for(host, config, None)  # inside the LoRA folder, or refused before anything is written
 
+    # The settings as the form had them: a name left empty stays empty, so a copy of the version that
+    # reopens these settings trains under its own default name, not over this version's LoRA.
+    typed = config if str(values.get("output_name") or "").strip() else config.replace(output_name="")
+
     def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
-        save_config(config, paths.config / "train.toml")
+        save_config(typed, paths.config / train_settings.SETTINGS_FILE)
         ctx.store.update_manifest(paths.project, paths.version, {"output_name": config.output_name})
 
     def work(job: Job) -> Any:

@@ -36,7 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--network", choices=("lora", "locon"), help="network type")
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the state saved in OUT's NAME-training/resume/ folder"
+        "--work-dir",
+        metavar="DIR",
+        help="the run's working folder (loss.csv, samples/, resume/); default: NAME-training/ beside the dataset "
+        "folder (a project version's dataset: the version's outputs/NAME/), never inside the LoRA folder",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the state saved in the working folder's resume/"
     )
     parser.add_argument("--save-config", metavar="FILE", help="also write the final settings to FILE (.toml/.json)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr), on_phase=bar.phase)
     previous = signal.signal(signal.SIGINT, lambda *_: events.request_stop())
     try:
-        result = train_lora(host, config, events, out=args.out, resume=args.resume)
+        result = train_lora(host, config, events, out=args.out, resume=args.resume, work_dir=args.work_dir)
     finally:
         signal.signal(signal.SIGINT, previous)
     for skipped in result.skipped:
@@ -177,4 +183,5 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"saved {result.path} ({result.steps} steps, final loss {result.final_loss:.4f})")
+    print(f"loss log and previews: {result.work_dir}", file=sys.stderr)
     return 1 if result.skipped else 0

@@ -6,7 +6,9 @@
     <root>/<project>/versions/<version>/manifest.json
                                        /dataset/     images + .txt captions (N_name sub-folders allowed)
                                        /config/      training configs
-                                       /outputs/     LoRA files and samples
+                                       /outputs/     each run's working folder: outputs/<LoRA name>/
+                                                     (loss.csv, samples/, resume/); the LoRA files
+                                                     themselves go to the host's LoRA folder
                                        /captions/    caption save journal and numbered backups
                                        /thumbnails/  gallery thumbnails, made when first shown
     <root>/.trash/<time>-<project>[-<version>]/      what was deleted
@@ -74,6 +76,19 @@ class VersionPaths:
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
+
+    def run_dir(self, output_name: str) -> Path:
+        """The working folder of the run writing ``<output_name>.safetensors`` from this version."""
+        return self.outputs / validate_name(output_name, "output name")
+
+    @classmethod
+    def of_dataset(cls, dataset_dir: Path) -> VersionPaths | None:
+        """The version whose ``dataset/`` folder ``dataset_dir`` is (its manifest beside it), else None."""
+        dataset_dir = Path(dataset_dir)
+        root = dataset_dir.parent
+        if dataset_dir.name != "dataset" or not (root / "manifest.json").is_file():
+            return None
+        return cls(root.parent.parent.name, root.name, root)
 
 
 def _reports_disk_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -18,7 +18,9 @@ point leaves the previous pair whole, and a pair that does not belong together
 is refused as incomplete, never loaded. The ``.tensors`` suffix keeps the file
 out of every LoRA list (the WebUI's, ComfyUI's and ours scan ``.safetensors``).
 Older versions wrote a pickled ``name.trainstate`` beside the LoRA: it is
-refused by name, never opened.
+refused by name, never opened. Versions before that kept the working folder
+beside the LoRA (``paths.legacy_work_dir``); ``adopt_legacy`` moves such a run's
+folder to its place, so the run resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,9 +48,27 @@ ID_KEY = "train_tools_state_id"
 _STATE_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def state_path(output_path: Path) -> Path:
-    """The state's record file (it exists exactly when there is a state to resume)."""
-    return paths.resume_dir(output_path) / RECORD_NAME
+def state_path(work_dir: Path) -> Path:
+    """The state's record file in a run's working folder (it exists exactly when there is a state to resume)."""
+    return paths.resume_dir(work_dir) / RECORD_NAME
+
+
+def adopt_legacy(work_dir: Path, output_path: Path) -> Path | None:
+    """Move the working folder an older version left beside the LoRA to ``work_dir`` when only it holds
+    the run's state; returns where it came from (None: nothing to move)."""
+    old = paths.legacy_work_dir(output_path)
+    if state_path(work_dir).is_file() or not state_path(old).is_file():
+        return None
+    if work_dir.exists() and any(work_dir.iterdir()):
+        raise ConfigError(
+            f"cannot resume {output_path.stem}: its state is in {old} and {work_dir} is already in use",
+            hint=f"move the resume folder from {old} into {work_dir}, or start a new run",
+        )
+    work_dir.parent.mkdir(parents=True, exist_ok=True)
+    if work_dir.exists():
+        work_dir.rmdir()
+    shutil.move(str(old), str(work_dir))
+    return old
 
 
 def _tensors_path(folder: Path, state_id: str) -> Path:
@@ -93,11 +114,11 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def save_state(output_path: Path, parts: TrainingParts, config_dict: dict[str, Any]) -> Path:
-    """Write the state of ``parts`` into the run's resume folder; returns the record's path."""
+def save_state(work_dir: Path, parts: TrainingParts, config_dict: dict[str, Any]) -> Path:
+    """Write the state of ``parts`` into the resume folder of ``work_dir``; returns the record's path."""
     from safetensors.torch import save_file
 
-    folder = paths.resume_dir(output_path)
+    folder = paths.resume_dir(work_dir)
     state_id = uuid.uuid4().hex
     tree, tensors = state_codec.encode(
         {
@@ -129,13 +150,14 @@ def save_state(output_path: Path, parts: TrainingParts, config_dict: dict[str, A
     return folder / RECORD_NAME
 
 
-def load_state(output_path: Path) -> dict[str, Any]:
-    """The saved state of the run writing ``output_path``, checked whole; never unpickles anything."""
-    folder = paths.resume_dir(output_path)
+def load_state(work_dir: Path, output_path: Path | None = None) -> dict[str, Any]:
+    """The state saved in ``work_dir``, checked whole; never unpickles anything (``output_path``: the LoRA,
+    for naming an old pickled state beside it)."""
+    folder = paths.resume_dir(work_dir)
     record_path = folder / RECORD_NAME
     if not record_path.is_file():
-        legacy = paths.legacy_state_path(output_path)
-        if legacy.is_file():
+        legacy = paths.legacy_state_path(output_path) if output_path is not None else None
+        if legacy is not None and legacy.is_file():
             raise FileFormatError(
                 f"{legacy.name} is a training state from an older version saved as a pickle, "
                 "which can run code; it is not loaded",

@@ -150,7 +150,7 @@ class RunOutputs:
             self.save_state()
 
     def save_state(self) -> Path:
-        path = checkpoint.save_state(self.parts.output_path, self.parts, self.config.to_dict())
+        path = checkpoint.save_state(self.parts.work_dir, self.parts, self.config.to_dict())
         self.events.status(f"saved training state at step {self.parts.progress.step}")
         return path
 

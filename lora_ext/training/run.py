@@ -66,6 +66,7 @@ class TrainResult:
     saved: list[Path] = field(default_factory=list)
     skipped: list[SkippedImage] = field(default_factory=list)
     loss_log: Path | None = None
+    work_dir: Path | None = None  # the run's working folder (loss log, previews, resume state)
 
 
 def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> Path:
@@ -130,8 +131,11 @@ def _load_init_weights(network: LoraNetwork, path: str) -> None:
         )
 
 
-def _resume_state(config: TrainConfig, output_path: Path) -> dict | None:
-    state = checkpoint.load_state(output_path)
+def _resume_state(config: TrainConfig, output_path: Path, work_dir: Path, events: TrainEvents) -> dict | None:
+    moved_from = checkpoint.adopt_legacy(work_dir, output_path)
+    if moved_from is not None:
+        events.status(f"moved the run's working folder from {moved_from} to {work_dir}")
+    state = checkpoint.load_state(work_dir, output_path)
     saved = state["config"]
     if not isinstance(saved, dict):
         raise ConfigError(f"cannot resume {output_path.stem}: the saved state has no settings")
@@ -196,12 +200,17 @@ def train_lora(
     events: TrainEvents | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    work_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the run's saved state (``checkpoint``)."""
+    """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the run's saved state (``checkpoint``).
+
+    ``work_dir``: the run's working folder; by default ``paths.work_dir`` (with the dataset, never in the LoRA folder).
+    """
     events = events or TrainEvents()
     _check_host(host, config)
     output_path = output_path_for(host, config, out)
-    state = _resume_state(config, output_path) if resume else None
+    work_dir = Path(work_dir) if work_dir else paths.work_dir(config.dataset_dir, output_path.stem)
+    state = _resume_state(config, output_path, work_dir, events) if resume else None
     with host.training_session(config):
         events.status("scanning the dataset")
         events.phase(PhaseInfo("scanning", 0, 0, "scanning the dataset"))
@@ -218,7 +227,6 @@ def train_lora(
         optimizer = build_optimizer(config, _param_groups(network, config))
         autocast_dtype = _autocast_dtype(config, host)
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-        work_dir = paths.work_dir(output_path)
         parts = TrainingParts(
             host,
             network,
@@ -253,7 +261,7 @@ def train_lora(
                     final = outputs.save_lora(output_path, plan.epochs)
                     if config.save_state:
                         outputs.save_state()
-    state_file = checkpoint.state_path(output_path)
+    state_file = checkpoint.state_path(work_dir)
     return TrainResult(
         outcome,
         final,
@@ -264,6 +272,7 @@ def train_lora(
         [Path(p) for p in parts.progress.saved_files] + ([final] if final else []),
         dataset.train.skipped + dataset.reg.skipped,
         outputs.loss_log,
+        work_dir,
     )
 
 

@@ -5,8 +5,9 @@ long event (a dropped connection would end that event and show red "Error"
 pills). Instead ``javascript/train_tools.js`` presses two hidden buttons:
 
 - *restore*, once when the page loads: fills the project and version lists with
-  the last-used version selected, the gallery, editor, result and train plan, and
-  re-attaches to the latest job of each kind (running or finished);
+  the last-used version selected, the gallery, editor, result, the training form
+  (the version's saved settings) and plan, and re-attaches to the latest job of
+  each kind (running or finished);
 - *poll*, every 1.5 s while a job runs (every 10 s otherwise, to notice a job
   started elsewhere): shows the current job's progress and, once, its end.
 
@@ -14,6 +15,8 @@ Both are ordinary gradio events (``queue=False``: one short HTTP request each), 
 they carry the page's login cookie like every other event, and a poll lost to a
 dropped connection is simply followed by the next one. The hidden ``job_seen``
 box holds ``"<job id>:running"`` or ``"<job id>:done"``: what this page has shown.
+A job that failed is toasted once (``Job.announce_failure``) through the hidden
+``job_failure`` box, whose change event is queued; its line stays in the section.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from typing import Any
 from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
-from lora_ext.errors import LoraExtError
-from lora_ext.ui import editor_section, projects, result_section, tagger_section, train_section
-from lora_ext.ui.common import Outputs
+from lora_ext.errors import ConfigError, LoraExtError
+from lora_ext.ui import compat, editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui.common import Outputs, message, user_message
 from lora_ext.ui.registry import Registry
 
+FAILURE_SEPARATOR = ": "  # job_failure holds "<job id>: <line>", so two failures with the same line both toast
 RENDERERS = {
     training.JOB_NAME: train_section.render_job,
     tagging.JOB_NAME: tagger_section.render_job,
@@ -59,6 +63,22 @@ def _quiet(view: Any, ctx: Context, project: str | None, version: str | None) ->
         return {}
 
 
+def _announce(ctx: Context, job: Job | None) -> Outputs:
+    """A failed job's line for the toast, the first time any page shows its end (``job_failure``'s change
+    event shows it: a poll is not queued, and gradio only delivers toasts to queued events)."""
+    if job is None or not job.announce_failure():
+        return {}
+    return {"job_failure": f"{job.id}{FAILURE_SEPARATOR}{ctx.tr(user_message(job.error))}"}
+
+
+def toast_failure(ctx: Context, job_failure: str) -> Outputs:
+    """The toast for a failed job (its line is in the section's status area as well)."""
+    line = job_failure.partition(FAILURE_SEPARATOR)[2]
+    if line:
+        compat.toast(line)
+    return {}
+
+
 def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) -> Outputs:
     """The current job's progress; its end once (``job_seen`` says what this page has shown already)."""
     job = ctx.jobs.current
@@ -67,7 +87,7 @@ def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) 
     state = seen_state(job)
     if job.finished and state == job_seen:
         return {}  # shown already: an idle page's poll changes nothing
-    return {**_render(ctx, job, project, version, final=True), "job_seen": state}
+    return {**_render(ctx, job, project, version, final=True), "job_seen": state, **_announce(ctx, job)}
 
 
 def restore(ctx: Context, **cfg: Any) -> Outputs:
@@ -84,7 +104,15 @@ def restore(ctx: Context, **cfg: Any) -> Outputs:
         **_quiet(result_section.refresh, ctx, project, version),
     }
     try:
-        out.update(train_section.plan(ctx, project, version, **cfg))
+        settings = train_section.saved_settings(ctx, project, version)  # the form as the last training had it
+    except ConfigError as error:  # a hand-edited file that is not valid: the form keeps its defaults
+        settings = {}
+        out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
+    except LoraExtError:
+        settings = {}  # the version went away meanwhile
+    out.update(settings)
+    try:
+        out.update(train_section.plan(ctx, project, version, **{**cfg, **settings}))
     except LoraExtError:
         pass  # the version went away between listing and planning: the next change plans again
     for name in RENDERERS:
@@ -93,7 +121,7 @@ def restore(ctx: Context, **cfg: Any) -> Outputs:
             out.update(_render(ctx, job, project, version, final=False))
     current = ctx.jobs.current
     out["job_seen"] = seen_state(current) if current is not None else ""
-    return out
+    return {**out, **_announce(ctx, current)}
 
 
 def outputs(ui: Registry) -> dict[str, Any]:
@@ -104,7 +132,7 @@ def outputs(ui: Registry) -> dict[str, Any]:
         **result_section.job_outputs(ui),
         **result_section.refresh_outputs(ui),
         **editor_section.view_outputs(ui),
-        **ui.pick("job_seen"),
+        **ui.pick("job_seen", "job_failure"),
     }
 
 
@@ -115,6 +143,7 @@ def build(ctx: Context, ui: Registry) -> None:
     # Hidden by style.css, not ``visible=False``: gradio 4 leaves invisible components out of the page.
     hidden = ["tt-hidden"]
     ui["job_seen"] = gr.Textbox(value="", elem_id="train_tools_job_seen", elem_classes=hidden, show_label=False)
+    ui["job_failure"] = gr.Textbox(value="", elem_id="train_tools_job_failure", elem_classes=hidden, show_label=False)
     ui["poll"] = gr.Button("", elem_id="train_tools_poll", elem_classes=hidden)
     ui["restore"] = gr.Button("", elem_id="train_tools_restore", elem_classes=hidden)
 
@@ -126,6 +155,8 @@ def wire(ctx: Context, ui: Registry) -> None:
     status = ui["job_status"]
     on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
     restore_on(ctx, ui, ui["restore"].click)
+    # Queued (the default), unlike the polls: gradio delivers a toast only to a queued event.
+    on(ui["job_failure"].change, toast_failure, ui.pick("job_failure"), {}, ctx, show_progress="hidden")
 
 
 def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
@@ -134,6 +165,7 @@ def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
 
     restored = {
         **outputs(ui),
+        **train_section.field_components(ui),
         **ui.pick("capabilities", "project", "version", "first_step", "plan"),
         **ui.pick("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores"),
     }

@@ -18,20 +18,30 @@ FILE_COLUMNS = ("File", "Saved at", "Size", "AutoV2", "SHA-256")
 
 
 def refresh_outputs(ui: Registry) -> dict[str, Any]:
-    return ui.pick("result_name", "result_files", "lora_token")
+    return ui.pick("result_name", "result_files", "lora_token", "result_work_dir")
 
 
 def refresh(ctx: Context, project: str | None, version: str | None, result_name: str | None = None) -> Outputs:
     """The file table and the copy line for the version's LoRA."""
     name, files = results.version_files(ctx, project, version, result_name)
     if not name:
-        return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": ""}
+        return _empty(ctx)
     rows = [[item.path.name, item.label, f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files]
     return {
         "result_name": name,
         "result_files": file_table(ctx, rows),
         "lora_token": f"<lora:{name}:0.8>" if files else "",
+        "result_work_dir": work_dir_html(results.work_folder(ctx, project, version, name)),
     }
+
+
+def _empty(ctx: Context) -> Outputs:
+    return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": "", "result_work_dir": ""}
+
+
+def work_dir_html(folder: Any) -> str:
+    """The line naming the run's working folder (kept with the version, out of the WebUI's LoRA folder)."""
+    return message(f"Loss log, previews and resume state: {folder}") if folder is not None else ""
 
 
 def file_table(ctx: Context, rows: list[list[str]]) -> dict[str, Any]:
@@ -116,6 +126,7 @@ def build(ctx: Context, ui: Registry) -> None:
         elem_id="train_tools_result_files",
         wrap=True,
     )
+    ui["result_work_dir"] = gr.HTML(elem_id="train_tools_result_work_dir")
     gr.Markdown("**Side-by-side test**")
     with gr.Row(equal_height=False):
         ui["compare_prompt"] = gr.Textbox(label="Test prompt", lines=2, elem_id="train_tools_compare_prompt", scale=3)
@@ -170,4 +181,4 @@ def _refresh_for_version(ctx: Context, project: str | None, version: str | None)
     try:
         return refresh(ctx, project, version)
     except LoraExtError:
-        return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": ""}
+        return _empty(ctx)

@@ -8,7 +8,7 @@ from typing import Any
 from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
-from lora_ext.app.train_settings import config_values, preset_choices
+from lora_ext.app.train_settings import config_values, preset_choices, saved_values
 from lora_ext.ui import train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
@@ -38,6 +38,12 @@ def apply_preset(ctx: Context, preset_name: str) -> Outputs:
     """Fill every field from the preset (``auto``: the beginner defaults of the loaded model's family)."""
     config = training.preset_defaults(ctx, preset_name)
     return {f"{PREFIX}{name}": value for name, value in config_values(config).items()}
+
+
+def saved_settings(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """Every field from the version's saved settings (what its last training started with); nothing when none."""
+    saved = saved_values(ctx.version(project, version).config) if project and version else None
+    return {} if saved is None else {f"{PREFIX}{name}": value for name, value in saved.items()}
 
 
 def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
