@@ -120,6 +120,7 @@ def save_state(output_path: Path, parts: TrainingParts, config_dict: dict[str, A
         "config": config_tree,
         "progress": progress_tree,
         "started_at": parts.started_at,
+        "world_size": parts.plan.world_size,  # a resume may change it when the global batch stays
         "state": tree,
     }
     write_text_atomic(folder / RECORD_NAME, json.dumps(record, indent=1, allow_nan=False) + "\n")
@@ -170,6 +171,7 @@ def load_state(output_path: Path) -> dict[str, Any]:
             "config": state_codec.decode(record["config"], {}),
             "progress": state_codec.decode(record["progress"], {}),
             "started_at": float(record["started_at"]),
+            "world_size": int(record.get("world_size", 1)),
         }
     except (KeyError, TypeError, ValueError) as error:
         raise FileFormatError(f"{record_path}: malformed training state ({type(error).__name__}: {error})") from error
