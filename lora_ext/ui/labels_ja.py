@@ -280,4 +280,9 @@ JA: dict[str, str] = {
     "Width": "幅",
     "Height": "高さ",
     "CFG scale": "CFG スケール",
+    "Training here is one process on the loaded model. For several GPUs or machines, run the version's "
+    "config/train.toml with `torchrun … -m lora_ext train --config` (see the README).": (
+        "ここでの学習は読み込んだモデルで 1 プロセスです。複数の GPU やマシンでは、バージョンの config/train.toml を"
+        "`torchrun … -m lora_ext train --config` で実行してください（README を参照）。"
+    ),
 }
