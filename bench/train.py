@@ -18,8 +18,10 @@ Step times are medians over the steps after the first. The last line is
 With ``--ddp N`` it measures data-parallel training instead (issue 15): the same global
 batch (``--batch`` per process × N) in one process, then in N processes started by
 ``torchrun`` (each running this file with ``--ddp-worker``), and prints step time and
-samples/s of both and their ratio. On the CPU it shows the cost of the all-reduce and
-of splitting the cores; on a machine with N GPUs, the scaling.
+samples/s of both and their ratio. Both runs are started by ``torchrun`` (the single
+one with ``--nproc_per_node 1``), each process with its share of the CPU cores as
+threads, or ``--threads`` each. On the CPU it shows the cost of the all-reduce and of
+splitting the cores; on a machine with N GPUs, the scaling.
 """
 
 from __future__ import annotations
@@ -221,39 +223,46 @@ def ddp_worker(args) -> None:
         print(f"WORKER step_s={statistics.median(step_times):.6f}", flush=True)
 
 
-def ddp_main(args, resolution: int) -> None:
-    """1 process with the global batch against ``args.ddp`` processes of ``args.batch`` each."""
+def launch_workers(args, work: Path, resolution: int, procs: int, batch_size: int) -> float:
+    """Median step time of a run of ``procs`` processes of ``batch_size`` each, started by torchrun.
+
+    Each process gets its share of the CPU cores as OpenMP threads, so both runs use the whole machine.
+    """
     import os
     import socket
     import subprocess
 
-    procs, global_batch = args.ddp, args.batch * args.ddp
-    work = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
-    make_images(work / "data" / "1_bench", resolution, count=global_batch * 2)
-    host = load_host(args, work / "Lora", args.device)
-    config = bench_config(work / "data", resolution, args.steps, global_batch)
-    single = statistics.median(our_loop(host, config, work / "Lora" / "single.safetensors")[0])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_addr", "127.0.0.1",
         "--master_port", str(port), __file__, "--ddp-worker", "--work", str(work), "--steps", str(args.steps),
-        "--resolution", str(resolution), "--batch", str(args.batch), "--device", args.device,
+        "--resolution", str(resolution), "--batch", str(batch_size), "--device", args.device,
         *(["--full"] if args.full else []),
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // procs))}
+    threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("WORKER ")]
     if done.returncode or not lines:
         sys.exit(f"the {procs}-process run failed:\n{done.stderr[-3000:]}")
-    parallel = float(lines[-1].split("step_s=")[1])
+    return float(lines[-1].split("step_s=")[1])
+
+
+def ddp_main(args, resolution: int) -> None:
+    """1 process with the global batch against ``args.ddp`` processes of ``args.batch`` each."""
+    procs, global_batch = args.ddp, args.batch * args.ddp
+    work = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
+    make_images(work / "data" / "1_bench", resolution, count=global_batch * 2)
+    single = launch_workers(args, work, resolution, 1, global_batch)
+    parallel = launch_workers(args, work, resolution, procs, args.batch)
     print(
         f"RESULT mode=ddp model={'sd15' if args.full else 'tiny'} device={args.device} res={resolution} "
         f"steps={args.steps} global_batch={global_batch} procs={procs} "
         f"step_ms_1={single * 1000:.1f} step_ms_{procs}={parallel * 1000:.1f} "
         f"samples_per_s_1={global_batch / single:.2f} samples_per_s_{procs}={global_batch / parallel:.2f} "
-        f"speedup_{procs}_vs_1={single / parallel:.2f}"
+        f"speedup_{procs}_vs_1={single / parallel:.2f} threads={args.threads or 'shared'}"
     )
 
 
@@ -266,6 +275,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ddp", type=int, default=0, metavar="N", help="1 vs N processes on the same global batch")
     parser.add_argument("--batch", type=int, default=1, help="with --ddp: batch size per process")
+    parser.add_argument("--threads", type=int, default=0, help="with --ddp: CPU threads per process (default: shared)")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
