@@ -14,6 +14,14 @@ trained at low resolution) it measures:
 
 Step times are medians over the steps after the first. The last line is
 ``RESULT key=value …``. Usage: ``python bench/train.py [--full] [--steps 20] [--resolution 64] [--device cpu]``.
+
+With ``--ddp N`` it measures data-parallel training instead (issue 15): the same global
+batch (``--batch`` per process × N) in one process, then in N processes started by
+``torchrun`` (each running this file with ``--ddp-worker``), and prints step time and
+samples/s of both and their ratio. Both runs are started by ``torchrun`` (the single
+one with ``--nproc_per_node 1``), each process with its share of the CPU cores as
+threads, or ``--threads`` each. On the CPU it shows the cost of the all-reduce and of
+splitting the cores; on a machine with N GPUs, the scaling.
 """
 
 from __future__ import annotations
@@ -148,6 +156,95 @@ def our_loop(host, config: TrainConfig, out: Path) -> tuple[list[float], float, 
     return step_times, stamps[0] - started, sampler.peak
 
 
+def bench_config(data: Path, resolution: int, steps: int, batch_size: int) -> TrainConfig:
+    return TrainConfig(
+        dataset_dir=str(data),
+        resolution=resolution,
+        min_bucket_reso=64,
+        rank=16,
+        alpha=8.0,
+        max_steps=steps,
+        batch_size=batch_size,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        train_text_encoder=False,
+        default_repeats=1,
+        max_grad_norm=0.0,
+    )
+
+
+def load_host(args, lora_dir: Path, device: str):
+    if args.full:
+        return StandaloneHost(full_sd15_pipeline(device), name="sd15-random", lora_dir=lora_dir)
+    from lora_ext.demo import build_tiny_pipeline
+
+    return StandaloneHost(build_tiny_pipeline("sd1").to(device), name="tiny", lora_dir=lora_dir)
+
+
+def ddp_worker(args) -> None:
+    """One process of the N-process run (started by torchrun): rank 0 prints its median step time."""
+    from lora_ext.training import distributed
+
+    ranks = distributed.from_environment()
+    device = distributed.device_for(ranks, args.device)
+    group = distributed.join(ranks, torch.device(device))
+    work = Path(args.work)
+    host = load_host(args, work / "Lora", device)
+    config = bench_config(work / "data", args.resolution, args.steps, args.batch)
+    stamps: list[float] = []
+    events = TrainEvents(on_progress=lambda info: stamps.append(time.perf_counter()))
+    try:
+        train_lora(host, config, events, out=work / "Lora" / "ddp.safetensors", group=group)
+    finally:
+        group.close()
+    if ranks.is_main:
+        step_times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        print(f"WORKER step_s={statistics.median(step_times):.6f}", flush=True)
+
+
+def launch_workers(args, work: Path, resolution: int, procs: int, batch_size: int) -> float:
+    """Median step time of a run of ``procs`` processes of ``batch_size`` each, started by torchrun.
+
+    Each process gets its share of the CPU cores as OpenMP threads, so both runs use the whole machine.
+    """
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_addr", "127.0.0.1",
+        "--master_port", str(port), __file__, "--ddp-worker", "--work", str(work), "--steps", str(args.steps),
+        "--resolution", str(resolution), "--batch", str(batch_size), "--device", args.device,
+        *(["--full"] if args.full else []),
+    ]  # fmt: skip
+    threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("WORKER ")]
+    if done.returncode or not lines:
+        sys.exit(f"the {procs}-process run failed:\n{done.stderr[-3000:]}")
+    return float(lines[-1].split("step_s=")[1])
+
+
+def ddp_main(args, resolution: int) -> None:
+    """1 process with the global batch against ``args.ddp`` processes of ``args.batch`` each."""
+    procs, global_batch = args.ddp, args.batch * args.ddp
+    work = Path(tempfile.mkdtemp(prefix="bench-ddp-"))
+    make_images(work / "data" / "1_bench", resolution, count=global_batch * 2)
+    single = launch_workers(args, work, resolution, 1, global_batch)
+    parallel = launch_workers(args, work, resolution, procs, args.batch)
+    print(
+        f"RESULT mode=ddp model={'sd15' if args.full else 'tiny'} device={args.device} res={resolution} "
+        f"steps={args.steps} global_batch={global_batch} procs={procs} "
+        f"step_ms_1={single * 1000:.1f} step_ms_{procs}={parallel * 1000:.1f} "
+        f"samples_per_s_1={global_batch / single:.2f} samples_per_s_{procs}={global_batch / parallel:.2f} "
+        f"speedup_{procs}_vs_1={single / parallel:.2f} threads={args.threads or 'shared'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full-size SD1.5 architecture (random weights)")
@@ -155,8 +252,18 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=None, help="default 64 (tiny) or 256 (--full)")
     parser.add_argument("--rounds", type=int, default=2, help="alternate ours/bare this many times")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--ddp", type=int, default=0, metavar="N", help="1 vs N processes on the same global batch")
+    parser.add_argument("--batch", type=int, default=1, help="with --ddp: batch size per process")
+    parser.add_argument("--threads", type=int, default=0, help="with --ddp: CPU threads per process (default: shared)")
+    parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     resolution = args.resolution or (256 if args.full else 64)
+    if args.ddp_worker:
+        args.resolution = resolution
+        return ddp_worker(args)
+    if args.ddp:
+        return ddp_main(args, resolution)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     make_images(work / "data" / "1_bench", resolution)
 

@@ -4,6 +4,10 @@ Settings are layered: the beginner preset of the model's family, then
 ``--preset``, then ``--config FILE``, then the named flags, then ``KEY=VALUE``
 overrides (any ``TrainConfig`` field). Ctrl-C stops after the current step and
 saves a resumable state (``--resume`` continues it).
+
+Under ``torchrun`` or ``accelerate launch`` every process runs this command and
+they train data-parallel (``training/distributed.py``): the global batch is
+``batch_size × processes``, rank 0 alone prints and writes.
 """
 
 from __future__ import annotations
@@ -142,38 +146,87 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; under ``torchrun``/``accelerate launch`` this is one process of a data-parallel run.
+
+    Rank 0 prints and writes; another rank prints only an error of its own (with its
+    rank), never one every rank shares (bad arguments) or the echo of a peer's end.
+    """
+    from lora_ext.errors import LoraExtError
+    from lora_ext.training import distributed
+
+    ranks = distributed.from_environment()
+    try:
+        build_config(args, "sd1", warn=lambda message: None)  # refuse bad settings before loading a model
+        group = distributed.join(ranks, _device_of(distributed.device_for(ranks, args.device)))
+    except (LoraExtError, KeyboardInterrupt):
+        if ranks.is_main:
+            raise
+        return 2  # the same arguments on every rank: rank 0 says what is wrong
+    try:
+        return _train(args, group)
+    except (distributed.PeerStopped, KeyboardInterrupt):
+        if ranks.is_main:
+            raise
+        return 2  # rank 0, or the rank that failed, says why
+    except LoraExtError as error:
+        if ranks.is_main:
+            raise
+        print(f"error: rank {ranks.rank}: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
+    finally:
+        group.close()
+
+
+def _device_of(device: str | None):
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _train(args: argparse.Namespace, group) -> int:
     import signal
 
     from lora_ext.config import save_config
     from lora_ext.hosts.standalone import StandaloneHost
+    from lora_ext.training.distributed import device_for
     from lora_ext.training.events import TrainEvents
     from lora_ext.training.run import train_lora
 
-    warn = lambda message: print(f"warning: {message}", file=sys.stderr)  # noqa: E731
-    build_config(args, "sd1", warn=lambda message: None)  # refuse bad settings before loading a model
+    ranks = group.ranks
+    say = ranks.is_main
+    warn = (lambda message: print(f"warning: {message}", file=sys.stderr)) if say else (lambda message: None)
     host = StandaloneHost.load(
         args.model,
         lora_dir=Path(args.out).parent,
         config_dir=Path(args.config_dir) if args.config_dir else None,
-        device=args.device,
+        device=device_for(ranks, args.device),
     )
     machine = {"has_gpu": host.device.type != "cpu", "is_demo": host.info.is_demo}
     config = build_config(args, host.info.family, warn=warn, **machine)
-    if args.preset:
+    if args.preset and say:
         from lora_ext.config import resolve_preset
 
         reason = resolve_preset(args.preset, host.info.family, **machine).reason
         if reason:
             print(reason, file=sys.stderr)
-    if args.save_config:
+    if args.save_config and say:
         save_config(config, args.save_config)
-    bar = ProgressBar(not args.no_progress)
-    events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr), on_phase=bar.phase)
-    previous = signal.signal(signal.SIGINT, lambda *_: events.request_stop())
+    if say:
+        bar = ProgressBar(not args.no_progress)
+        events = TrainEvents(on_progress=bar, on_status=lambda text: print(text, file=sys.stderr), on_phase=bar.phase)
+    else:
+        events = TrainEvents()
+    # A launcher passes Ctrl-C on as SIGINT and ends the others with SIGTERM when one rank
+    # failed: both ask for a stop, which every rank agrees on after the current step.
+    stop_signals = (signal.SIGINT,) if ranks.world_size == 1 else (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda *_: events.request_stop()) for number in stop_signals}
     try:
-        result = train_lora(host, config, events, out=args.out, resume=args.resume, work_dir=args.work_dir)
+        result = train_lora(host, config, events, out=args.out, resume=args.resume, work_dir=args.work_dir, group=group)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not say:
+        return 1 if result.status == "cancelled" or result.skipped else 0
     for skipped in result.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     if result.status == "cancelled":

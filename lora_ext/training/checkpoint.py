@@ -141,6 +141,7 @@ def save_state(work_dir: Path, parts: TrainingParts, config_dict: dict[str, Any]
         "config": config_tree,
         "progress": progress_tree,
         "started_at": parts.started_at,
+        "world_size": parts.plan.world_size,  # a resume may change it when the global batch stays
         "state": tree,
     }
     write_text_atomic(folder / RECORD_NAME, json.dumps(record, indent=1, allow_nan=False) + "\n")
@@ -192,6 +193,7 @@ def load_state(work_dir: Path, output_path: Path | None = None) -> dict[str, Any
             "config": state_codec.decode(record["config"], {}),
             "progress": state_codec.decode(record["progress"], {}),
             "started_at": float(record["started_at"]),
+            "world_size": int(record.get("world_size", 1)),
         }
     except (KeyError, TypeError, ValueError) as error:
         raise FileFormatError(f"{record_path}: malformed training state ({type(error).__name__}: {error})") from error

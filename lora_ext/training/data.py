@@ -31,6 +31,7 @@ from lora_ext.host import Conditioning, Host, SizeCondition
 from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
+from lora_ext.training.distributed import SINGLE, Collectives
 
 CACHE_FOLDER = ".train-tools-cache"
 CACHE_FORMAT = 1
@@ -182,8 +183,11 @@ class TrainingDataset:
         reg: ScanResult,
         validation: list[ImageRecord],
         encode_text: bool,
+        world_size: int = 1,
     ) -> None:
         self.host = host
+        # A data-parallel run builds the batches one process with the global batch would build.
+        self.global_batch = config.batch_size * world_size
         self.config = config
         self.train = train
         self.reg = reg
@@ -219,7 +223,7 @@ class TrainingDataset:
         """Batches of (record index, flipped) for ``epoch``; the same for the same seed and epoch."""
         records = self.records
         order = bucketing.batches_for_epoch(
-            [records[i].placement.bucket for i in self.samples], self.config.batch_size, self.config.seed * 1000 + epoch
+            [records[i].placement.bucket for i in self.samples], self.global_batch, self.config.seed * 1000 + epoch
         )
         flips = random.Random(f"flip:{self.config.seed}:{epoch}")
         return [[(self.samples[i], self.config.flip_aug and flips.random() < 0.5) for i in batch] for batch in order]
@@ -323,15 +327,25 @@ class TrainingDataset:
         width, height = record.size
         return SizeCondition((height, width), (top, left), (record.placement.bucket[1], record.placement.bucket[0]))
 
-    def make_batch(self, items: Sequence[tuple[int, bool]], caption_rng: random.Random) -> Batch:
+    def make_batch(
+        self, items: Sequence[tuple[int, bool]], caption_rng: random.Random, rows: range | None = None
+    ) -> Batch:
+        """The batch of ``items`` (only ``rows`` of it: a data-parallel process's share).
+
+        Every item's caption is drawn, kept or not, so each row's caption is the one it gets in one process.
+        """
         records = self.records
+        rows = range(len(items)) if rows is None else rows
         latents, masks, captions, sizes, weights = [], [], [], [], []
-        for index, flip in items:
+        for position, (index, flip) in enumerate(items):
+            record = records[index]
+            caption = process_caption(record.caption, self.caption_options, caption_rng)
+            if position not in rows:
+                continue
             latent, mask = self.latent(index, flip)
             latents.append(latent)
             masks.append(mask)
-            record = records[index]
-            captions.append(process_caption(record.caption, self.caption_options, caption_rng))
+            captions.append(caption)
             sizes.append(self.size_condition(record, flip))
             weights.append(self.config.prior_loss_weight if record.is_reg else 1.0)
         mask_tensor = torch.stack(masks) if self.config.masked_loss and all(m is not None for m in masks) else None
@@ -352,14 +366,26 @@ class TrainingDataset:
         vector = None if parts[0].vector is None else torch.cat([p.vector for p in parts])
         return Conditioning(torch.cat([p.crossattn for p in parts]), vector)
 
-    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Fill the latent cache (and the conditioning cache) before the first step."""
+    def prepare(self, progress: Callable[[int, int], None] | None = None, group: Collectives | None = None) -> None:
+        """Fill the latent cache (and the conditioning cache) before the first step.
+
+        In a data-parallel run with the cache on disk each process encodes and writes its
+        share of the files (no two write one), then, after all are done, reads the rest.
+        """
         if not (self.config.cache_latents or self.config.cache_latents_to_disk):
             return
         flips = (False, True) if self.config.flip_aug else (False,)
         todo = [(i, flip) for i in range(len(self.records)) for flip in flips]
         if progress:
             progress(0, len(todo))
+        ranks = group.ranks if group is not None else SINGLE
+        if self.config.cache_latents_to_disk and ranks.world_size > 1:
+            share = todo[ranks.rank :: ranks.world_size]
+            for done, (index, flip) in enumerate(share):
+                self.latent(index, flip)
+                if progress:
+                    progress(min(len(todo), (done + 1) * ranks.world_size), len(todo))
+            group.barrier()
         for done, (index, flip) in enumerate(todo):
             self.latent(index, flip)
             if progress:
@@ -398,8 +424,11 @@ def _cuda_devices(host: Host) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def build_dataset(host: Host, config: TrainConfig, encode_text: bool) -> TrainingDataset:
-    """Scan the dataset (and regularisation) folders and split off validation images."""
+def build_dataset(host: Host, config: TrainConfig, encode_text: bool, world_size: int = 1) -> TrainingDataset:
+    """Scan the dataset (and regularisation) folders and split off validation images.
+
+    ``world_size``: the processes of a data-parallel run, which share each batch of ``batch_size × world_size``.
+    """
     buckets = (
         bucketing.make_buckets(
             config.resolution, config.min_bucket_reso, config.max_bucket_reso, config.bucket_reso_steps
@@ -421,4 +450,4 @@ def build_dataset(host: Host, config: TrainConfig, encode_text: bool) -> Trainin
         chosen = set(random.Random(f"validation:{config.seed}").sample(range(len(train.records)), count))
         validation = [r for i, r in enumerate(train.records) if i in chosen]
         train = ScanResult([r for i, r in enumerate(train.records) if i not in chosen], train.skipped, train.folders)
-    return TrainingDataset(host, config, train, reg, validation, encode_text)
+    return TrainingDataset(host, config, train, reg, validation, encode_text, world_size)

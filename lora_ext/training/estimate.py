@@ -123,7 +123,7 @@ def _save_seconds(config: TrainConfig, costs: StepCosts) -> float:
 # -- the estimate ------------------------------------------------------------------------------
 
 
-def dataset_plan(config: TrainConfig, dataset_dir: Path) -> tuple[TrainPlan, int]:
+def dataset_plan(config: TrainConfig, dataset_dir: Path, world_size: int = 1) -> tuple[TrainPlan, int]:
     """(the plan for ``config`` over the folder's images, images to cache), before any image is read.
 
     Batches are counted without buckets (a batch never mixes them, so the trainer may add a few).
@@ -131,7 +131,8 @@ def dataset_plan(config: TrainConfig, dataset_dir: Path) -> tuple[TrainPlan, int
     folders = dataset_folders(Path(dataset_dir), max(1, config.default_repeats)) if Path(dataset_dir).is_dir() else []
     images = sum(folder.image_count for folder in folders)
     samples = sum(folder.image_count * folder.repeats for folder in folders)
-    return make_plan(config, max(1, math.ceil(samples / config.batch_size)), samples), images
+    global_batch = config.batch_size * world_size  # each of ``world_size`` processes times its batch_size
+    return make_plan(config, max(1, math.ceil(samples / global_batch)), samples, world_size), images
 
 
 def estimate_run(config: TrainConfig, plan: TrainPlan, images: int, costs: StepCosts) -> RunEstimate:

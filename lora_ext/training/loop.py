@@ -25,12 +25,18 @@ def train(
         step = steps.batches_for_step(dataset, plan, config, parts.progress.step)  # 1. the batches of this step
         loss = 0.0
         for items, seed in zip(step.items, step.seeds, strict=True):
-            batch = steps.get_batch(parts, dataset, items, seed)
+            rows = parts.group.ranks.rows(len(items))  # this process's share (all of it in one process)
+            if not rows:
+                continue
+            batch = steps.get_batch(parts, dataset, items, seed, rows)
             latents, conditioning = steps.latents_and_conditioning(parts, batch)  # 2. latents and conditioning
-            noisy, timesteps, target, weights = steps.noise_and_timesteps(parts, config, latents, seed)  # 3. noise, t
+            noisy, timesteps, target, weights = steps.noise_and_timesteps(  # 3. noise, t
+                parts, config, latents, seed, rows, len(items)
+            )
             micro_loss = steps.predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)  # 4.
-            steps.backward(parts, micro_loss / len(step.items))  # 5. backward, accumulating
-            loss += micro_loss.detach().item() / len(step.items)
+            steps.backward(parts, steps.share_of_step(micro_loss, rows, items, len(step.items)))  # 5. accumulating
+            loss += micro_loss.detach().item() * (len(rows) / len(items)) / len(step.items)
+        loss = steps.sum_over_processes(parts, loss)  # 5b. gradients and loss summed over processes
         steps.check_finite(loss, parts)
         steps.optimizer_step(parts, config)  # 6. clip, step, zero
         info = steps.update_progress(
@@ -38,7 +44,7 @@ def train(
         )  # 7.
         events.progress(info)
         outputs.after_step(step.epoch, step.ends_epoch)  # 8. save, sample, validate on schedule or request
-        if events.stop_requested():
+        if parts.group.any(events.stop_requested()):  # every process stops after the same step
             outputs.save_state()
             return "cancelled"
     return "finished"  # 9. all steps done

@@ -62,6 +62,7 @@ class RunOutputs:
         self.preview_seconds: list[float] = []  # each render so far, for the ETA
         self.save_seconds: list[float] = []
         self.saves = 0
+        self.writes = parts.group.ranks.is_main  # the other ranks of a data-parallel run write nothing
 
     # -- the ETA of what the plan still has to do besides steps --------------------------------------
     def _step_seconds(self) -> float:
@@ -97,6 +98,8 @@ class RunOutputs:
         return (plan.total_steps - progress.step) * self._step_seconds() + self.pending_seconds(progress.step)
 
     def after_step(self, epoch: int, ends_epoch: bool) -> None:
+        if not self.writes:
+            return
         config, plan, progress = self.config, self.parts.plan, self.parts.progress
         step = progress.step
         validation = None
@@ -149,7 +152,9 @@ class RunOutputs:
         if self.config.save_state:
             self.save_state()
 
-    def save_state(self) -> Path:
+    def save_state(self) -> Path | None:
+        if not self.writes:
+            return None
         path = checkpoint.save_state(self.parts.work_dir, self.parts, self.config.to_dict())
         self.events.status(f"saved training state at step {self.parts.progress.step}")
         return path

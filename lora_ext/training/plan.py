@@ -23,8 +23,9 @@ class TrainPlan:
     total_steps: int
     epochs: int
     warmup_steps: int
-    effective_batch: int
+    effective_batch: int  # samples per optimizer step: batch_size × world_size × gradient_accumulation
     num_train_images: int  # with repeats, as ss_num_train_images
+    world_size: int = 1  # processes of a data-parallel run, each with batch_size samples of every batch
 
     def epoch_of_step(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -43,8 +44,11 @@ class TrainPlan:
         return config.sample_every_n_epochs > 0 and epoch % config.sample_every_n_epochs == 0
 
 
-def make_plan(config: TrainConfig, batches_per_epoch: int, num_train_images: int) -> TrainPlan:
-    """Steps per epoch, total steps and warm-up for ``config`` over a dataset with ``batches_per_epoch``."""
+def make_plan(config: TrainConfig, batches_per_epoch: int, num_train_images: int, world_size: int = 1) -> TrainPlan:
+    """Steps per epoch, total steps and warm-up for ``config`` over a dataset with ``batches_per_epoch``.
+
+    ``batches_per_epoch`` counts global batches: ``batch_size × world_size`` samples each.
+    """
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
     if config.max_steps > 0:
         total = config.max_steps
@@ -62,8 +66,9 @@ def make_plan(config: TrainConfig, batches_per_epoch: int, num_train_images: int
         total,
         epochs,
         warmup,
-        config.batch_size * config.gradient_accumulation,
+        config.batch_size * world_size * config.gradient_accumulation,
         num_train_images,
+        world_size,
     )
 
 
@@ -79,7 +84,10 @@ def epoch_samples(folders: Sequence[DatasetFolder], reg_folders: Sequence[Datase
 
 
 def estimate_plan(
-    config: TrainConfig, folders: Sequence[DatasetFolder], reg_folders: Sequence[DatasetFolder] = ()
+    config: TrainConfig,
+    folders: Sequence[DatasetFolder],
+    reg_folders: Sequence[DatasetFolder] = (),
+    world_size: int = 1,
 ) -> TrainPlan:
     """The plan before any image is opened, from image counts and repeats (``dataset.layout.dataset_folders``).
 
@@ -87,4 +95,5 @@ def estimate_plan(
     few more batches per epoch when the images fall into several buckets.
     """
     samples = epoch_samples(folders, reg_folders)
-    return make_plan(config, math.ceil(samples / config.batch_size), samples)
+    global_batch = config.batch_size * world_size
+    return make_plan(config, math.ceil(samples / global_batch), samples, world_size)

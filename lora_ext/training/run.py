@@ -25,6 +25,7 @@ from lora_ext.host import Host
 from lora_ext.paths import resolve_inside
 from lora_ext.training import buckets, checkpoint, loop, paths, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
+from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.inject import attached
 from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
@@ -131,19 +132,34 @@ def _load_init_weights(network: LoraNetwork, path: str) -> None:
         )
 
 
-def _resume_state(config: TrainConfig, output_path: Path, work_dir: Path, events: TrainEvents) -> dict | None:
-    moved_from = checkpoint.adopt_legacy(work_dir, output_path)
+def _resume_state(
+    config: TrainConfig, output_path: Path, work_dir: Path, events: TrainEvents, world_size: int = 1
+) -> dict | None:
+    """The saved state, if ``config`` may continue it: the same settings, the number of processes aside.
+
+    A data-parallel run may resume with another number of processes when the global batch
+    (``batch_size × world_size``) stays: the batches, and so the run, are the same.
+    """
+    # An older run's folder beside the LoRA is moved over once, by a single process (never by several ranks at once).
+    moved_from = checkpoint.adopt_legacy(work_dir, output_path) if world_size == 1 else None
     if moved_from is not None:
         events.status(f"moved the run's working folder from {moved_from} to {work_dir}")
     state = checkpoint.load_state(work_dir, output_path)
     saved = state["config"]
     if not isinstance(saved, dict):
         raise ConfigError(f"cannot resume {output_path.stem}: the saved state has no settings")
-    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES)
+    saved_batch = saved.get("batch_size", 0) * state.get("world_size", 1)
+    global_batch = config.batch_size * world_size
+    changed = sorted(
+        k
+        for k, v in config.to_dict().items()
+        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not (k == "batch_size" and saved_batch == global_batch)
+    )
     if changed:
         raise ConfigError(
             f"cannot resume {output_path.stem}: these settings differ from the saved run: {', '.join(changed)}",
-            hint="resume with the same settings, or start a new run",
+            hint="resume with the same settings, or start a new run"
+            + (" (batch_size × processes must stay the same)" if "batch_size" in changed else ""),
         )
     return state
 
@@ -179,6 +195,7 @@ def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, pa
             tag_frequency={f.name: f.tag_frequency for f in dataset.train.folders},
             bucket_info=bucket_info,
             resolution=(config.resolution, config.resolution),
+            world_size=parts.plan.world_size,
         )
 
     return facts
@@ -201,21 +218,25 @@ def train_lora(
     out: str | Path | None = None,
     resume: bool = False,
     work_dir: str | Path | None = None,
+    group: Collectives | None = None,
 ) -> TrainResult:
     """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the run's saved state (``checkpoint``).
 
     ``work_dir``: the run's working folder; by default ``paths.work_dir`` (with the dataset, never in the LoRA folder).
+    ``group``: the processes of a data-parallel run (``distributed.join``); only rank 0 writes files.
     """
     events = events or TrainEvents()
+    group = group or Collectives()
+    world_size, is_main = group.ranks.world_size, group.ranks.is_main
     _check_host(host, config)
     output_path = output_path_for(host, config, out)
     work_dir = Path(work_dir) if work_dir else paths.work_dir(config.dataset_dir, output_path.stem)
-    state = _resume_state(config, output_path, work_dir, events) if resume else None
+    state = _resume_state(config, output_path, work_dir, events, world_size) if resume else None
     with host.training_session(config):
         events.status("scanning the dataset")
         events.phase(PhaseInfo("scanning", 0, 0, "scanning the dataset"))
         spec = network_spec(config)
-        dataset = build_dataset(host, config, encode_text=spec.train_text_encoder)
+        dataset = build_dataset(host, config, encode_text=spec.train_text_encoder, world_size=world_size)
         found = len(dataset.records)
         events.phase(PhaseInfo("scanning", found, found, f"scanning the dataset: {found} images"))
         for skipped in dataset.train.skipped + dataset.reg.skipped:
@@ -223,7 +244,7 @@ def train_lora(
         network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
         if config.init_weights:
             _load_init_weights(network, config.init_weights)
-        plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))
+        plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples), world_size)
         optimizer = build_optimizer(config, _param_groups(network, config))
         autocast_dtype = _autocast_dtype(config, host)
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
@@ -239,23 +260,25 @@ def train_lora(
             spec.train_text_encoder,
             output_path,
             work_dir,
+            group=group,
         )
         outputs = RunOutputs(
             config, parts, dataset, events, _facts_factory(config, host, dataset, parts, save.new_session_id())
         )
         if state is not None:
             checkpoint.restore_state(parts, state)
-            _truncate_log(outputs.loss_log, parts.progress.step)
+            if is_main:
+                _truncate_log(outputs.loss_log, parts.progress.step)
             events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
-        elif outputs.loss_log.is_file():
+        elif is_main and outputs.loss_log.is_file():
             outputs.loss_log.unlink()
         events.status("caching latents")
-        dataset.prepare(_caching_reporter(events))
+        dataset.prepare(_caching_reporter(events), group)
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
             with attached(network, host.parts(), config.gradient_checkpointing):
                 outcome = loop.train(config, parts, dataset, events, outputs)
                 final = None
-                if outcome == "finished":
+                if outcome == "finished" and is_main:
                     if config.sample_prompts and outputs.last_preview is None:
                         outputs.sample("final")
                     final = outputs.save_lora(output_path, plan.epochs)

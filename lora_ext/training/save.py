@@ -62,6 +62,7 @@ class RunFacts:
     tag_frequency: dict[str, dict[str, int]]
     bucket_info: dict[str, Any] | None
     resolution: tuple[int, int]
+    world_size: int = 1  # processes of a data-parallel run
 
 
 def new_session_id() -> str:
@@ -149,7 +150,8 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         "ss_validate_every_n_steps": config.validate_every_n_steps or None,
         "ss_resize_interpolation": "box/lanczos",
         "ss_batch_size_per_device": config.batch_size,
-        "ss_total_batch_size": config.batch_size * config.gradient_accumulation,
+        "ss_total_batch_size": config.batch_size * facts.world_size * config.gradient_accumulation,
+        "ss_num_processes": facts.world_size,
         "ss_resolution": f"({facts.resolution[0]}, {facts.resolution[1]})",
         "ss_color_aug": False,
         "ss_flip_aug": config.flip_aug,

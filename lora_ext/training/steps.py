@@ -17,6 +17,7 @@ from lora_ext.errors import TrainingDiverged
 from lora_ext.host import Conditioning, Host
 from lora_ext.training import loss as losses
 from lora_ext.training.data import Batch, TrainingDataset
+from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import ProgressInfo
 from lora_ext.training.network import LoraNetwork
 from lora_ext.training.plan import TrainPlan
@@ -55,6 +56,7 @@ class TrainingParts:
     output_path: Path
     work_dir: Path
     started_at: float = field(default_factory=time.time)
+    group: Collectives = field(default_factory=Collectives)  # the other processes of a data-parallel run
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,28 @@ def batches_for_step(dataset: TrainingDataset, plan: TrainPlan, config: TrainCon
     return StepBatches(epoch, chosen, seeds, within == plan.steps_per_epoch - 1)
 
 
-def get_batch(parts: TrainingParts, dataset: TrainingDataset, items: list[tuple[int, bool]], seed: int) -> Batch:
-    """The micro-batch, with every random draw of it (captions, dropout masks) started from ``seed``.
+def get_batch(
+    parts: TrainingParts, dataset: TrainingDataset, items: list[tuple[int, bool]], seed: int, rows: range
+) -> Batch:
+    """This process's ``rows`` of the micro-batch, with every random draw of it (captions, dropout masks) from ``seed``.
 
     Nothing draws from a global generator: those are shared by every thread of the
-    process, so what they give depends on what else runs at the same time.
+    process, so what they give depends on what else runs at the same time. The other
+    ranks of a data-parallel run draw their dropout masks from streams of their own.
     """
-    parts.network.reseed(seed)  # before the text encoder runs: its LoRAs draw masks too
-    return dataset.make_batch(items, random.Random(seed))
+    rank = parts.group.ranks.rank
+    parts.network.reseed(seed if rank == 0 else seed * 1_000_003 + rank)  # before the text encoder runs
+    return dataset.make_batch(items, random.Random(seed), rows)
+
+
+def share_of_step(loss: torch.Tensor, rows: range, items: list, micro_batches: int) -> torch.Tensor:
+    """What this process's loss adds to the step's: its rows' mean × their share of the batch, per micro-batch.
+
+    Summed over the processes (``sum_over_processes``) it is the mean one process takes over the whole batch.
+    """
+    if len(rows) != len(items):
+        loss = loss * (len(rows) / len(items))
+    return loss / micro_batches
 
 
 def autocast(parts: TrainingParts):
@@ -102,11 +118,25 @@ def latents_and_conditioning(parts: TrainingParts, batch: Batch) -> tuple[torch.
         return latents, parts.host.encode_prompts(batch.captions, batch.sizes)
 
 
-def noise_and_timesteps(parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, seed: int):
-    """(noisy latents, timesteps, target, per-sample weights) for one batch."""
+def noise_and_timesteps(
+    parts: TrainingParts,
+    config: TrainConfig,
+    latents: torch.Tensor,
+    seed: int,
+    rows: range | None = None,
+    total: int | None = None,
+):
+    """(noisy latents, timesteps, target, per-sample weights) for one batch.
+
+    A process holding ``rows`` of a batch of ``total`` draws the whole batch's noise and
+    timesteps and keeps its rows, so each sample gets what it gets in one process.
+    """
     generator = torch.Generator().manual_seed(seed)
-    noise = losses.sample_noise(latents, generator, config.noise_offset)
-    timesteps = losses.sample_timesteps(latents.shape[0], generator, config.min_timestep, config.max_timestep)
+    whole = latents if rows is None or total == latents.shape[0] else latents[:1].expand(total, *latents.shape[1:])
+    noise = losses.sample_noise(whole, generator, config.noise_offset)
+    timesteps = losses.sample_timesteps(whole.shape[0], generator, config.min_timestep, config.max_timestep)
+    if whole is not latents:
+        noise, timesteps = noise[rows.start : rows.stop], timesteps[rows.start : rows.stop]
     return _noised(parts, config, latents, noise, timesteps)
 
 
@@ -148,6 +178,14 @@ def check_finite(loss: float, parts: TrainingParts) -> None:
             f"the loss became {loss} at step {parts.progress.step + 1} (learning rate {lr:g})",
             hint="lower the learning rate, use bf16 instead of fp16, or turn on max_grad_norm",
         )
+
+
+def sum_over_processes(parts: TrainingParts, loss: float) -> float:
+    """Sum the gradients and the loss of every process of a data-parallel run (one process: as they are)."""
+    if parts.group.ranks.world_size == 1:
+        return loss
+    parameters = [p for group in parts.optimizer.param_groups for p in group["params"]]
+    return parts.group.sum_gradients(parameters, loss)
 
 
 def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:

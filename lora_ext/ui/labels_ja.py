@@ -298,6 +298,11 @@ JA: dict[str, str] = {
     "alphabetical": "アルファベット順",
     "frequency": "出現回数順",
     "length": "長さ順",
+    "Training here is one process on the loaded model. For several GPUs or machines, run the version's "
+    "config/train.toml with `torchrun … -m lora_ext train --config` (see the README).": (
+        "ここでの学習は読み込んだモデルで 1 プロセスです。複数の GPU やマシンでは、バージョンの config/train.toml を"
+        "`torchrun … -m lora_ext train --config` で実行してください（README を参照）。"
+    ),
 }
 
 # Texts gradio's frontend draws itself (in the browser's language, not the page's): the WebUI's

@@ -137,12 +137,20 @@ def cancel_training(ctx: Context) -> Outputs:
     return {"train_status": message("Stopping after the current step…" if cancelled else "Nothing is running.", "warn")}
 
 
+# Data-parallel training is the command line's (training/distributed.py); the UI trains the loaded model.
+SINGLE_PROCESS_NOTE = (
+    "Training here is one process on the loaded model. For several GPUs or machines, run the version's "
+    "config/train.toml with `torchrun … -m lora_ext train --config` (see the README)."
+)
+
+
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
     preset_name = training.default_preset(ctx)
     defaults = config_values(training.preset_defaults(ctx, preset_name))
     ui["capabilities"] = gr.HTML(capabilities_html(ctx), elem_id="train_tools_capabilities")
+    gr.Markdown(SINGLE_PROCESS_NOTE, elem_id="train_tools_single_process")
     with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
             choices=preset_choices(),
