@@ -128,7 +128,9 @@ def free_memory(memory_required, device, keep_loaded=[], free_all=False):  # noq
 
 
 def load_models_gpu(models, memory_required=0, hard_memory_preservation=0):
+    """As Forge's: free room for all models to load first, then load each, in CPU swap when it does not fit."""
     global fake_free_memory
+    inference_memory = minimum_inference_memory() + hard_memory_preservation
     to_load, already = [], []
     for model in models:
         loaded = LoadedModel(model)
@@ -137,15 +139,20 @@ def load_models_gpu(models, memory_required=0, hard_memory_preservation=0):
             already.append(loaded)
         else:
             to_load.append(loaded)
+    if not to_load:
+        return
     for loaded in to_load:
         unload_model_clones(loaded.model)
+    total = 0
     for loaded in to_load:
         loaded.compute_inclusive_exclusive_memory()
-        need = loaded.exclusive_memory + memory_required + hard_memory_preservation
-        free_memory(need, loaded.device, already)
+        total += loaded.exclusive_memory
+    free_memory(total * 1.3 + max(inference_memory, memory_required), get_torch_device(), already)
+    for loaded in to_load:
+        free = get_free_memory(loaded.device)
         swap = -1
-        if get_free_memory(loaded.device) < need:
-            swap = max(0, int(get_free_memory(loaded.device) - memory_required - hard_memory_preservation))
+        if free - loaded.exclusive_memory - inference_memory < 0:
+            swap = int(max(0, free - inference_memory))
         loaded.model_load(swap)
         if fake_free_memory is not None:
             fake_free_memory -= min(loaded.exclusive_memory, get_free_memory(loaded.device))
