@@ -192,9 +192,10 @@ def test_a_preview_that_moves_the_model_is_re_checked_and_the_run_goes_on(forge,
     after = _state(engine)
     assert after["patch_state"] == before["patch_state"]
     assert _values(after) == _values(before)  # every tensor bit-exact, same dtype/device, still inference tensors
-    # the UNet and text encoder get their original tensor objects back (Forge itself moved the VAE)
-    assert {k: v for k, v in after["tensors"].items() if not k.startswith("vae.")} == {
-        k: v for k, v in before["tensors"].items() if not k.startswith("vae.")
+    # the UNet and text encoders get their original tensor objects back (Forge itself moved the rest)
+    ours = ("unet.diffusion_model.", "clip.")
+    assert {k: v for k, v in after["tensors"].items() if k.startswith(ours)} == {
+        k: v for k, v in before["tensors"].items() if k.startswith(ours)
     }
 
 
@@ -332,3 +333,27 @@ def test_before_the_first_generation_the_placeholder_is_refused_with_one_line(fo
     )
     with pytest.raises(HostUnavailable, match="generate one image, then train"):
         train_lora(host, _config(make_dataset(tmp_path / "data", 1)))
+
+
+def test_the_session_holds_one_copy_of_the_weights_as_ordinary_tensors_and_autograd_works(forge, tmp_path):
+    import torch
+
+    from lora_ext.host import Conditioning
+
+    engine = _load(forge)
+    before = _state(engine)
+    unet = engine.forge_objects.unet.model.diffusion_model
+    originals = list(unet.parameters())
+    host = _host()
+    with host.training_session(_config(tmp_path)):
+        current = list(unet.parameters())
+        assert not any(p.is_inference() for p in current)
+        released = [p.untyped_storage().nbytes() == 0 for p in originals]
+        assert all(released)  # the inference originals wait without their memory: one copy of the weights
+        cond = host.encode_prompts(["a cat"])
+        latents = host.encode_images(torch.zeros(1, 3, 64, 64), torch.Generator().manual_seed(0))
+        assert not cond.crossattn.is_inference() and not latents.is_inference()
+        x = latents.clone().requires_grad_(True)
+        host.predict(x, torch.tensor([10]), Conditioning(cond.crossattn)).sum().backward()
+        assert x.grad is not None
+    assert _state(engine) == before

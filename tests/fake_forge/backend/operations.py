@@ -89,7 +89,9 @@ def to_forge_operations(module: torch.nn.Module, manual_cast: bool = False) -> t
                 layer.weight, layer.bias = child.weight, child.bias
                 layer.parameters_manual_cast = manual_cast
                 setattr(parent, name, layer)
-            elif type(child) in _SUBCLASSED:
-                child.__class__ = _SUBCLASSED[type(child)]
-                child.parameters_manual_cast = manual_cast
+            else:
+                for torch_class, forge_class in _SUBCLASSED.items():
+                    if isinstance(child, torch_class) and not isinstance(child, forge_class):  # ldm's GroupNorm32 too
+                        child.__class__ = forge_class
+                        child.parameters_manual_cast = manual_cast
     return module
