@@ -60,8 +60,14 @@ def make_builtin_lora() -> types.ModuleType:
             from modules import shared
 
             model = p.sd_model or shared.sd_model
+            if getattr(model, "current_lora_hash", None) == str(sorted(wanted.items())):
+                return  # Forge's networks.load_networks: the same LoRAs as last time, nothing to do
             unet = model.forge_objects_original.unet.clone()
-            unet.lora_patches = wanted
+            if hasattr(unet, "lora_loader"):  # Forge: load_lora_for_models → add_patches (the fake's files are empty)
+                for name, multiplier in wanted.items():
+                    unet.add_patches(filename=name, patches={}, strength_patch=multiplier)
+            else:  # reForge's ComfyUI patcher
+                unet.lora_patches = wanted
             model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()
             model.forge_objects_after_applying_lora.unet = unet
             model.current_lora_hash = str(sorted(wanted.items()))
@@ -80,25 +86,49 @@ def make_builtin_lora() -> types.ModuleType:
     return networks
 
 
+def forge_model_reload(forge: SimpleNamespace):
+    """Forge's ``sd_models.forge_model_reload``: (re)load when ``forge_loading_parameters`` changed (or nothing is
+    loaded yet), fire ``on_model_loaded``; ``forge.checkpoints`` maps a checkpoint's filename to its engine."""
+    from backend import memory_management
+    from modules import script_callbacks, sd_models, shared
+
+    @torch.inference_mode()
+    def reload():
+        data = sd_models.model_data
+        current_hash = str(data.forge_loading_parameters)
+        if data.forge_hash == current_hash and not isinstance(shared.sd_model, FakeInitialModel):
+            return data.sd_model, False
+        memory_management.unload_all_models()
+        info = data.forge_loading_parameters["checkpoint_info"]
+        data.sd_model = shared.sd_model = forge.checkpoints[info.filename]
+        data.forge_hash = current_hash
+        script_callbacks.model_loaded_callback(shared.sd_model)
+        return shared.sd_model, True
+
+    return reload
+
+
 def forge_process_images(forge: SimpleNamespace):
-    """Forge's ``process_images``: load the model if it is still the placeholder (``on_model_loaded``
-    fires then), activate extra networks and sample, all under ``torch.inference_mode()``."""
-    from modules import extra_networks, processing, script_callbacks, shared
+    """Forge's ``process_images``: ``forge_model_reload()``, extra networks into ``forge_objects``, the memory
+    manager loads the UNet (moving it and merging LoRAs), and sampling — all under ``torch.inference_mode()``."""
+    from backend import memory_management
+    from modules import extra_networks, processing, sd_models
 
     def process_images(p):
         with torch.inference_mode():
-            if isinstance(shared.sd_model, FakeInitialModel):  # forge_model_reload()
-                shared.sd_model = forge.engine
-                script_callbacks.model_loaded_callback(shared.sd_model)
-            model = p.sd_model = shared.sd_model
+            model, _ = sd_models.forge_model_reload()
+            p.sd_model = model
             prompts, p.extra_network_data = extra_networks.parse_prompts([p.prompt])
             model.forge_objects = model.forge_objects_original.shallow_copy()
             if not p.disable_extra_networks:
                 extra_networks.activate(p, p.extra_network_data)
             model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
-            strength = sum(model.forge_objects.unet.lora_patches.values())
             cond = model.get_learned_conditioning(prompts * p.batch_size)
-            kmodel = model.forge_objects.unet.model
+            context, y = (cond["crossattn"], cond["vector"]) if isinstance(cond, dict) else (cond, None)
+            unet = model.forge_objects.unet
+            memory_management.load_models_gpu([unet])
+            strength = sum(key[1] for key in unet.lora_patches)
+            kmodel = unet.model
             generator = torch.Generator("cpu").manual_seed(int(p.seed))
             x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
             alphas = kmodel.predictor.alphas_cumprod.float()
@@ -107,11 +137,11 @@ def forge_process_images(forge: SimpleNamespace):
             x = x * sigmas[timesteps[0]]
             for i, t in enumerate(timesteps):
                 sigma = sigmas[t]
-                eps = kmodel.diffusion_model(x / (sigma**2 + 1).sqrt(), timesteps=t.expand(x.shape[0]), context=cond)
-                eps = eps.float()
+                xc = (x / (sigma**2 + 1).sqrt()).to(kmodel.computation_dtype)
+                eps = kmodel.diffusion_model(xc, timesteps=t.expand(x.shape[0]), context=context, y=y).float()
                 sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
                 x = x + eps * (sigma_next - sigma)
-            # a stand-in for the LoRA's effect, applied online (the tiny UNet's output barely moves the image)
+            # a stand-in for the LoRA's effect (the fake's LoRA files are empty; the tiny UNet barely moves the image)
             decoded = model.decode_first_stage(x) + 0.25 * strength
             if not p.disable_extra_networks and p.extra_network_data:
                 extra_networks.deactivate(p, p.extra_network_data)
@@ -123,6 +153,30 @@ def forge_process_images(forge: SimpleNamespace):
         return processing.Processed(p, images, ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None))
 
     return process_images
+
+
+def add_checkpoint(forge: SimpleNamespace, tiny_model, name: str = "tiny", engine: str = "sd1", storage_dtype=None):
+    """Forge's engine for a tiny model (``backend.loader.forge_loader``), registered as checkpoint ``name``."""
+    from backend.args import dynamic_args
+    from backend.loader import forge_loader
+    from modules import sd_models
+
+    dynamic_args["forge_unet_storage_dtype"] = storage_dtype
+    try:
+        model = forge_loader(tiny_model, engine=engine)
+    finally:
+        dynamic_args["forge_unet_storage_dtype"] = None
+    info = sd_models.CheckpointInfo(f"/m/{name}.safetensors", name, shorthash="abcdef1234")
+    model.sd_checkpoint_info, model.sd_model_hash, model.filename = info, "abcdef1234", info.filename
+    forge.checkpoints[info.filename] = model
+    return model
+
+
+def select_checkpoint(model) -> None:
+    """What Forge's checkpoint dropdown does: set ``forge_loading_parameters`` (no load, no queue lock)."""
+    from modules import sd_models
+
+    sd_models.model_data.forge_loading_parameters = {"checkpoint_info": model.sd_checkpoint_info}
 
 
 @contextlib.contextmanager
@@ -137,9 +191,15 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
     networks = make_builtin_lora()
     sys.modules["networks"] = networks
     script_callbacks.on_before_ui(networks.before_ui)  # built-ins load first, so their callbacks come first
-    forge = SimpleNamespace(root=root, networks=networks, engine=None)
+    forge = SimpleNamespace(root=root, networks=networks, engine=None, checkpoints={})
     if root == FORGE_ROOT:
+        from modules import sd_models
+
         shared.sd_model = FakeInitialModel()
+        model_data = SimpleNamespace(sd_model=shared.sd_model, forge_loading_parameters={}, forge_hash="")
+        monkeypatch.setattr(sd_models, "FakeInitialModel", FakeInitialModel, raising=False)
+        monkeypatch.setattr(sd_models, "model_data", model_data, raising=False)
+        monkeypatch.setattr(sd_models, "forge_model_reload", forge_model_reload(forge), raising=False)
         monkeypatch.setattr(processing, "process_images", forge_process_images(forge))
     try:
         yield forge

@@ -1,15 +1,26 @@
-"""On Forge and reForge (not supported yet) installing Train Tools does no harm: the WebUI's own LoRA
-keeps ``<lora:…>``, no callback of ours touches the model, and training is refused with the reason."""
+"""On Forge and reForge installing Train Tools does no harm: the WebUI's own LoRA keeps ``<lora:…>`` and no
+callback of ours touches the model. Forge trains once its checkpoint is loaded (``test_forge_training.py``);
+reForge refuses training with the reason."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
-from forge import FORGE_ROOT, REFORGE_ROOT, FakeInitialModel, fake_forge, reforge_model
+from forge import (
+    FORGE_ROOT,
+    REFORGE_ROOT,
+    FakeInitialModel,
+    add_checkpoint,
+    fake_forge,
+    reforge_model,
+    select_checkpoint,
+)
 from webui import load_script
 
-REASON_FORGE = "training on Forge is not supported yet: "
+PLACEHOLDER_FORGE = (
+    "Forge has not loaded the checkpoint yet (it loads on the first generation): generate one image, then train"
+)
 REASON_REFORGE = "training on reForge is not supported yet: "
 
 
@@ -22,19 +33,24 @@ def _checkpoint(model, sd_models):
 @pytest.fixture
 def forge(make_ldm_model, monkeypatch, tmp_path):
     with fake_forge(FORGE_ROOT, monkeypatch) as forge:
-        from backend.diffusion_engine.sd15 import StableDiffusion
-        from modules import paths, sd_models, shared
+        from modules import paths, shared
 
         monkeypatch.setattr(paths, "data_path", str(tmp_path / "webui"))
         monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui" / "models"))
         monkeypatch.setattr(shared.cmd_opts, "lora_dir", str(tmp_path / "webui" / "models" / "Lora"))
-        forge.engine = _checkpoint(StableDiffusion(make_ldm_model("sd1")), sd_models)
-        forge.tensors = {
-            f"{part}.{key}": tensor
-            for part, module in forge.engine.modules_for_tests().items()
-            for key, tensor in [*module.named_parameters(), *module.named_buffers()]
-        }
+        forge.engine = add_checkpoint(forge, make_ldm_model("sd1"))
+        select_checkpoint(forge.engine)
+        forge.tensors = lambda: _tensors(forge.engine)
         yield forge
+
+
+def _tensors(engine) -> dict:
+    """Every tensor Forge holds for the model, by name, read live (a move replaces the tensor objects)."""
+    return {
+        f"{part}.{key}": tensor
+        for part, module in engine.modules_for_tests().items()
+        for key, tensor in [*module.named_parameters(), *module.named_buffers()]
+    }
 
 
 @pytest.fixture
@@ -43,18 +59,23 @@ def reforge(make_ldm_model, monkeypatch):
         from modules import sd_models, shared
 
         forge.engine = shared.sd_model = _checkpoint(reforge_model(make_ldm_model("sd1")), sd_models)
-        forge.tensors = dict([*forge.engine.named_parameters(), *forge.engine.named_buffers()])
+        forge.tensors = lambda: dict([*forge.engine.named_parameters(), *forge.engine.named_buffers()])
         yield forge
 
 
-def _snapshot(tensors: dict) -> dict:
-    """Every tensor's bytes, identity and inference flag (read inside inference mode, as Forge would)."""
+def _snapshot(tensors) -> dict:
+    """Every tensor's bytes, dtype, device and inference flag, by name (read inside inference mode, as Forge would)."""
     import torch
 
     with torch.inference_mode():
         return {
-            key: (id(tensor), tensor.is_inference(), tensor.detach().cpu().contiguous().numpy().tobytes())
-            for key, tensor in tensors.items()
+            key: (
+                tensor.is_inference(),
+                tensor.dtype,
+                tensor.device,
+                tensor.detach().cpu().contiguous().numpy().tobytes(),
+            )
+            for key, tensor in tensors().items()
         }
 
 
@@ -147,29 +168,28 @@ def test_a_forge_generation_with_and_without_a_token_is_exactly_as_without_us_an
     assert forge.networks.activations == [{}, {"x": 0.8}]
     assert not [record for record in caplog.records if record.name.startswith("lora_ext")]
     after = _snapshot(forge.tensors)
-    assert after == before  # every tensor: same object, still an inference tensor, same bytes
-    assert all(inference for _, inference, _ in after.values())
+    assert after == before  # every tensor: still an inference tensor, same bytes
+    assert all(inference for inference, *_ in after.values())
 
 
-def test_forge_host_route_refuses_training_with_the_reason_before_and_after_the_first_generation(forge):
+def test_forge_host_route_refuses_training_until_forge_has_loaded_the_checkpoint_then_can_train(forge):
     load_script()
     tabs, client = _start_webui()
     first = client.get("/train-tools/v1/host")
     assert first.status_code == 200
     assert first.json()["can_train"] is False and first.json()["name"] == "no checkpoint loaded yet"
-    (reason,) = first.json()["reasons"]
-    assert reason.startswith(REASON_FORGE)
-    _generate(PROMPTS[1])  # Forge loads the checkpoint now
-    after = client.get("/train-tools/v1/host").json()
-    assert after["name"] == "tiny" and after["family"] == "sd1" and after["short_hash"] == "abcdef1234"
-    assert after["can_train"] is False and after["reasons"] == [reason]
+    assert first.json()["reasons"] == [PLACEHOLDER_FORGE]
     # the Train section says so; the dataset side keeps working
     ((blocks, _, _),) = tabs
     html = {block.elem_id: getattr(block, "value", None) for block in blocks.blocks.values() if block.elem_id}
-    assert "Training is not possible: " + REASON_FORGE in html["train_tools_capabilities"]
+    assert "Training is not possible: " + PLACEHOLDER_FORGE in html["train_tools_capabilities"]
     assert client.post("/train-tools/v1/projects", json={"name": "p"}).status_code == 200
     refused = client.post("/train-tools/v1/projects/p/versions/v1/train", json={"preset": "fast-test"})
-    assert refused.status_code == 409 and REASON_FORGE in refused.json()["detail"]
+    assert refused.status_code == 409 and PLACEHOLDER_FORGE in refused.json()["detail"]
+    _generate(PROMPTS[1])  # Forge loads the checkpoint now
+    after = client.get("/train-tools/v1/host").json()
+    assert after["name"] == "tiny" and after["family"] == "sd1" and after["short_hash"] == "abcdef1234"
+    assert after["can_train"] is True and after["reasons"] == []
 
 
 def test_on_reforge_lora_stays_reforge_s_no_weight_is_written_and_training_is_refused(reforge, caplog):

@@ -11,8 +11,10 @@ import pytest
 import lora_ext
 
 PACKAGE = Path(lora_ext.__file__).parent
-# The WebUI adapters: the only modules that may import the WebUI's own ``modules`` and ``launch``.
-WEBUI_ADAPTERS = {"hosts/a1111.py", "hosts/a1111_loader.py", "hosts/webui.py", "hosts/detect.py"}
+# The WebUI adapters: the only modules that may import the WebUI's own ``modules`` and ``launch`` (and Forge's
+# ``backend`` / ``modules_forge``).
+WEBUI_ADAPTERS = {"hosts/a1111.py", "hosts/a1111_loader.py", "hosts/webui.py", "hosts/detect.py", "hosts/forge.py"}
+WEBUI_PACKAGES = ("modules", "launch", "backend", "modules_forge")
 # The one place outside ui/ that builds gradio components: the WebUI's settings page wants them.
 GRADIO_OUTSIDE_UI = {("hosts/webui.py", "register_settings")}
 # The standalone app's CLI entry starts the page, as scripts/ does in the WebUI.
@@ -50,7 +52,7 @@ def violations(relative: str, source: str) -> list[str]:
     for names, function in imports_of(source):
         name = names[0]
         where = f"{relative}{f':{function}()' if function else ''} imports {name}"
-        if _is(names, "modules", "launch") and relative not in WEBUI_ADAPTERS:
+        if _is(names, *WEBUI_PACKAGES) and relative not in WEBUI_ADAPTERS:
             broken.append(f"{where}: only the WebUI adapters in hosts/ may import the WebUI")
         if _is(names, "gradio") and not in_ui and (relative, function) not in GRADIO_OUTSIDE_UI:
             broken.append(f"{where}: gradio belongs to ui/")
@@ -74,6 +76,7 @@ def test_lora_ext_keeps_its_import_rules() -> None:
     [
         ("training/run.py", "def f():\n    from modules import shared\n"),
         ("formats/lora.py", "import launch\n"),
+        ("training/inject.py", "def f():\n    from backend import memory_management\n"),
         ("app/jobs.py", "def f():\n    import gradio as gr\n"),
         ("hosts/webui.py", "def other():\n    import gradio\n"),
         ("api.py", "def f():\n    from lora_ext.ui.tagger_section import form_defaults\n"),
@@ -88,4 +91,5 @@ def test_a_forbidden_import_inside_a_function_is_caught(relative: str, source: s
 def test_the_allowed_places_pass() -> None:
     assert violations("hosts/webui.py", "def register_settings():\n    import gradio as gr\n") == []
     assert violations("hosts/a1111.py", "from modules import shared\n") == []
+    assert violations("hosts/forge.py", "def f():\n    from backend import memory_management\n") == []
     assert violations("ui/app.py", "import gradio\nfrom lora_ext.app import training\n") == []

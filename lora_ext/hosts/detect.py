@@ -59,11 +59,15 @@ def detect_webui() -> WebUI:
 
 
 def host_for(webui: WebUI) -> WebUIHostBase:
-    """The host for this WebUI: ``A1111Host``, or one that refuses training where we are not ready yet."""
+    """The host for this WebUI: ``A1111Host``, ``ForgeHost``, or (reForge) one that refuses training."""
     if webui is WebUI.A1111:
         from lora_ext.hosts.a1111 import A1111Host
 
         return A1111Host()
+    if webui is WebUI.FORGE:
+        from lora_ext.hosts.forge import ForgeHost
+
+        return ForgeHost()
     from lora_ext.hosts.unsupported import UnsupportedWebUIHost
 
     return UnsupportedWebUIHost(webui.label)

@@ -124,8 +124,23 @@ class LoraNetwork(nn.Module):
         return [name for name, module in self.loras.items() if not module.load(modules.get(name, {}))]
 
 
-def _conv_kind(module: nn.Module) -> str | None:
+def is_linear(module: nn.Module) -> bool:
+    """A linear layer: ``nn.Linear``, or one that only looks like it (Forge's ``ForgeOperations.Linear`` is a plain
+    ``nn.Module`` with ``in_features``/``out_features`` and a 2-D ``weight``)."""
     if isinstance(module, nn.Linear):
+        return True
+    weight = getattr(module, "weight", None)
+    return (
+        not isinstance(module, nn.modules.conv._ConvNd)
+        and isinstance(getattr(module, "in_features", None), int)
+        and isinstance(getattr(module, "out_features", None), int)
+        and isinstance(weight, torch.Tensor)
+        and weight.shape == (module.out_features, module.in_features)
+    )
+
+
+def _conv_kind(module: nn.Module) -> str | None:
+    if is_linear(module):
         return "linear"
     if isinstance(module, nn.Conv2d) and module.groups == 1:
         return "conv1x1" if module.kernel_size == (1, 1) else "conv3x3"
@@ -175,7 +190,7 @@ def _add_hf_clip(network: LoraNetwork, root: nn.Module, family: str, index: int)
         if type(parent).__name__ not in TEXT_ENCODER_CLASSES:
             continue
         for child_name, child in parent.named_children():
-            if not isinstance(child, nn.Linear):
+            if not is_linear(child):
                 continue
             hf_name = unet_names.hf_text_name(f"{parent_name}.{child_name}")
             lora_name = unet_names.trained_text_name(family, index, hf_name)
@@ -199,7 +214,7 @@ def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: in
             for lora_name in names.values():
                 network.add(lora_name, (width, width), conv3x3=False, text_encoder=True)
             network.fused_targets.append(FusedAttentionTarget(module, names))
-        elif isinstance(module, nn.Linear) and not name.startswith(tuple(attentions)):
+        elif is_linear(module) and not name.startswith(tuple(attentions)):
             hf_name = unet_names.open_clip_text_name(name)
             if hf_name is not None:
                 lora_name = unet_names.trained_text_name(family, index, hf_name)

@@ -1,0 +1,1 @@
+"""Forge's own network modules (``backend/nn``)."""

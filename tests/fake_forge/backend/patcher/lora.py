@@ -1,0 +1,68 @@
+"""``LoraLoader`` (``backend/patcher/lora.py``): restores its own backups, then merges ``lora_patches`` (fake).
+
+Same attributes and signature as Forge main: ``backup`` (param key → CPU copy of the weight
+before merging), ``online_backup``, ``loaded_hash``; ``refresh(lora_patches, offload_device,
+force_refresh)`` runs under ``torch.inference_mode()``, does nothing when the patch keys are the
+ones already merged, else puts every backup back (``set_attr_raw`` of a new ``Parameter``) and
+merges each key's patches in fp32. The merge here knows ``diff`` and ``lora``.
+"""
+
+import torch
+
+from backend import utils
+
+
+def merge_lora_to_weight(patches, weight, key="", computation_dtype=torch.float32):
+    dtype = weight.dtype
+    weight = weight.to(dtype=computation_dtype)
+    for strength, value, strength_model, _offset, _function in patches:
+        kind, args = value
+        if strength_model != 1.0:
+            weight = weight * strength_model
+        if kind == "diff":
+            delta = args[0].to(weight)
+        elif kind == "lora":
+            up, down, alpha, mid, _dora = args
+            scale = alpha / down.shape[0] if alpha is not None else 1.0
+            delta = (up.flatten(1).to(weight) @ down.flatten(1).to(weight)).reshape(weight.shape) * scale
+        else:
+            raise ValueError(f"patch type {kind} is not in the fake LoraLoader")
+        weight = weight + strength * delta
+    return weight.to(dtype)
+
+
+class LoraLoader:
+    def __init__(self, model):
+        self.model = model
+        self.backup = {}
+        self.online_backup = []
+        self.loaded_hash = str([])
+
+    @torch.inference_mode()
+    def refresh(self, lora_patches, offload_device=torch.device("cpu"), force_refresh=False):  # noqa: B008  (Forge's signature)
+        hashes = str(list(lora_patches.keys()))
+        if hashes == self.loaded_hash and not force_refresh:
+            return
+        all_patches = {}
+        for (_, _, _, online_mode), patches in lora_patches.items():
+            for key, current in patches.items():
+                all_patches[(key, online_mode)] = all_patches.get((key, online_mode), []) + current
+        for m in set(self.online_backup):
+            del m.forge_online_loras
+        self.online_backup = []
+        for k, w in self.backup.items():
+            utils.set_attr_raw(self.model, k, torch.nn.Parameter(w, requires_grad=False))
+        self.backup = {}
+        for (key, online_mode), current in all_patches.items():
+            parent, child_key, weight = utils.get_attr_with_parent(self.model, key)
+            if online_mode:
+                if not hasattr(parent, "forge_online_loras"):
+                    parent.forge_online_loras = {}
+                parent.forge_online_loras[child_key] = current
+                self.online_backup.append(parent)
+                continue
+            if key not in self.backup:
+                self.backup[key] = weight.to(device=offload_device)
+            merged = merge_lora_to_weight(current, weight, key, computation_dtype=torch.float32)
+            utils.set_attr_raw(self.model, key, torch.nn.Parameter(merged, requires_grad=False))
+        self.loaded_hash = hashes

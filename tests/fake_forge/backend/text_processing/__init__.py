@@ -1,0 +1,1 @@
+"""Forge's prompt → conditioning engines (``backend/text_processing``)."""
