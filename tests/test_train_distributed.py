@@ -55,6 +55,7 @@ def _environment() -> dict[str, str]:
 def _train_args(data: Path, out: Path, steps: int, batch_size: int, *extra: str) -> list[str]:
     return [
         "train", "--model", "demo", "--dataset", str(data), "--out", str(out), "--steps", str(steps), *SETTINGS,
+        "--work-dir", str(out.parent / f"{out.stem}-training"),
         *OVERRIDES, f"batch_size={batch_size}", *extra,
     ]  # fmt: skip
 

@@ -49,9 +49,9 @@ REQUIRED_METADATA = (
 
 def fast_config(dataset: Path, **changes) -> TrainConfig:
     ranks = {"rank": 4, "alpha": 4.0, "conv_rank": 4, "conv_alpha": 4.0}
-    timesteps = {"min_timestep": 200, "max_timestep": 800}
-    base = tiny_train_config(dataset, **ranks, **timesteps, max_bucket_reso=128, unet_lr=1e-2, text_encoder_lr=1e-3)
-    return base.replace(max_steps=4, seed=7, **changes)
+    settings = {"min_timestep": 200, "max_timestep": 800, "max_steps": 4, "seed": 7}
+    base = tiny_train_config(dataset, **ranks, **settings, max_bucket_reso=128, unet_lr=1e-2, text_encoder_lr=1e-3)
+    return base.replace(**changes)
 
 
 def eval_loss(host, image: Path, caption: str) -> float:

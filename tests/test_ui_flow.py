@@ -329,7 +329,7 @@ def test_train_then_results_list_the_file_with_hash(ctx: Context, tmp_path: Path
 def test_the_file_table_keeps_its_headers_when_empty_and_in_japanese(ctx: Context) -> None:
     empty = result_section.refresh(ctx, None, None)["result_files"]
     assert empty["headers"] == ["File", "Saved at", "Size", "AutoV2", "SHA-256"] and len(empty["data"][0]) == 5
-    ctx.i18n.language = "ja"
+    ctx.i18n.switch("ja")
     assert result_section.refresh(ctx, None, None)["result_files"]["headers"][:3] == ["ファイル", "保存時点", "サイズ"]
 
 

@@ -315,4 +315,8 @@ MESSAGES: dict[str, str] = {
     "the settings file {path} must hold a table of settings": "設定ファイル {path} には設定の表が必要です",
     "reading TOML needs Python 3.11 or the 'tomli' package": "TOML の読み込みには Python 3.11 か 'tomli' パッケージが必要です",
     "save the preset as .json instead": "代わりにプリセットを .json で保存してください",
+    # the run's working folder (training/paths.py)
+    "moved the run's working folder from {old} to {new}": "実行の作業フォルダを {old} から {new} に移しました",
+    "The saved training settings were not loaded: {error!t}": "保存された学習設定は読み込まれませんでした: {error}",
+    "Loss log, previews and resume state: {folder}": "損失ログ・プレビュー・再開用の状態: {folder}",
 }
