@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from lora_ext.errors import HostUnavailable
 from lora_ext.host import HostCapabilities, training_capabilities
 from lora_ext.hosts.ldm import LdmHost, vae_in_fp32
 from lora_ext.hosts.webui import (  # noqa: F401  (re-exported: the A1111 names of the generic parts)
@@ -70,14 +69,8 @@ class A1111Host(WebUIHostBase, LdmHost):
         - the WebUI's Interrupt button stops the run after the current step;
         - afterwards the cached prompt conditioning is dropped if the TE was trained.
         """
-        from modules import call_queue, processing
 
-        shared, *_ = _webui()
-        capabilities = self.capabilities()
-        if not capabilities.can_train:
-            raise HostUnavailable("the WebUI cannot train right now: " + "; ".join(capabilities.reasons))
-        with call_queue.queue_lock:
-            shared.state.begin(job="train_tools: training")
+        with self.training_turn("the WebUI"):
             model = self.sd_model
             self._restore_merged_loras(model)
             trainable = self._sdxl_embedders(model) if config.train_text_encoder else []
@@ -93,9 +86,7 @@ class A1111Host(WebUIHostBase, LdmHost):
                 for embedder, flag in zip(trainable, previous, strict=True):
                     embedder.is_trainable = flag
                 if config.train_text_encoder:
-                    processing.StableDiffusionProcessing.cached_c = [None, None]
-                    processing.StableDiffusionProcessing.cached_uc = [None, None]
-                shared.state.end()
+                    self.drop_cached_conditioning()
 
     def _restore_merged_loras(self, model) -> None:
         from lora_ext.hosts.a1111_loader import make_builtin_inert

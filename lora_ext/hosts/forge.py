@@ -286,14 +286,9 @@ class ForgeHost(WebUIHostBase):
 
     @contextlib.contextmanager
     def training_session(self, config) -> Iterator[None]:
-        from modules import call_queue, processing, sd_models
+        from modules import sd_models
 
-        shared, *_ = _webui()
-        capabilities = self.capabilities()
-        if not capabilities.can_train:
-            raise HostUnavailable("Forge cannot train right now: " + "; ".join(capabilities.reasons))
-        with call_queue.queue_lock:
-            shared.state.begin(job="train_tools: training")
+        with self.training_turn("Forge"):
             engine = self.engine
             roots = [engine.forge_objects.unet.model.diffusion_model, *self._text_encoders(engine)]
             self._tensors = OrdinaryTensors(roots, _merged_sources(engine, roots))
@@ -312,13 +307,7 @@ class ForgeHost(WebUIHostBase):
                 for module, loras in online:
                     module.forge_online_loras = loras
                 if config.train_text_encoder:
-                    processing.StableDiffusionProcessing.cached_c = [None] * len(
-                        processing.StableDiffusionProcessing.cached_c
-                    )
-                    processing.StableDiffusionProcessing.cached_uc = [None] * len(
-                        processing.StableDiffusionProcessing.cached_uc
-                    )
-                shared.state.end()
+                    self.drop_cached_conditioning()
 
 
 def _memory_patchers(engine) -> list:

@@ -115,6 +115,25 @@ class WebUIHostBase(Host):
             finally:
                 shared.state.end()
 
+    @contextlib.contextmanager
+    def training_turn(self, who: str) -> Iterator[None]:
+        """Refuse with the capabilities' reasons, else hold ``exclusive("training")``; drops the WebUI's cached
+        prompt conditioning afterwards (a trained text encoder makes it stale). ``who`` names the WebUI."""
+        capabilities = self.capabilities()
+        if not capabilities.can_train:
+            raise HostUnavailable(f"{who} cannot train right now: " + "; ".join(capabilities.reasons))
+        with self.exclusive("training"):
+            yield
+
+    @staticmethod
+    def drop_cached_conditioning() -> None:
+        """Forget the conditioning ``StableDiffusionProcessing`` caches between generations."""
+        from modules import processing
+
+        cls = processing.StableDiffusionProcessing
+        cls.cached_c = [None] * len(cls.cached_c)
+        cls.cached_uc = [None] * len(cls.cached_uc)
+
     def generate(self, request: GenerationRequest) -> list:
         """Images from the WebUI's own pipeline; ``<lora:…>`` is handled by whichever loader owns it.
 
