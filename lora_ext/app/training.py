@@ -56,6 +56,13 @@ def capability_lines(ctx: Context) -> tuple[bool, list[str]]:
     return capabilities.can_train, list(capabilities.reasons)
 
 
+def require_training(host: Host) -> None:
+    """Raise ``HostUnavailable`` with the host's reasons when it cannot train now."""
+    capabilities = host.capabilities()
+    if not capabilities.can_train:
+        raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
+
+
 def plan_text(
     ctx: Context, project: str | None, version: str | None, values: dict[str, Any], preset_name: str | None = None
 ) -> tuple[str, list[tuple[str, str]]]:
@@ -96,6 +103,7 @@ def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
 def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:
     """The preset's settings with ``changes`` over them (the REST API's body); needs the loaded model."""
     host = ctx.host
+    require_training(host)  # the host's own reason, before anything reads the model
     has_gpu, is_demo = host.device.type != "cpu", host.info.is_demo
     base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
     return {**train_settings.config_values(base), **changes}
@@ -150,9 +158,7 @@ def start_training_job(
     if session is not None and session.editor.is_dirty:
         raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
     host = ctx.host
-    capabilities = host.capabilities()
-    if not capabilities.can_train:
-        raise HostUnavailable("Training is not possible: " + "; ".join(capabilities.reasons))
+    require_training(host)
     default_output = sanitize_filename(f"{paths.project}_{paths.version}", fallback="lora")
     config = train_settings.build_config(values, str(paths.dataset), default_output)
     out = output_path_for(host, config, None)  # inside the LoRA folder, or refused before anything is written
