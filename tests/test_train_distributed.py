@@ -145,6 +145,25 @@ def test_two_ranks_of_batch_1_give_the_lora_of_one_process_with_batch_2_and_only
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two-training", "two.json", "two.safetensors"]
 
 
+def test_accelerate_launch_runs_the_same_data_parallel_training(data, reference, tmp_path):
+    out = tmp_path / "acc.safetensors"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()), "-m", "lora_ext", *_train_args(data, out, 3, 1),
+    ]  # fmt: skip  (accelerate's --multi_gpu starts torchrun's processes; without a GPU they use gloo)
+    launcher = subprocess.Popen(
+        command, cwd=REPO, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    code, stdout, stderr = _finish(launcher)
+    assert code == 0, stderr[-3000:]
+    _assert_same_lora(out, reference)
+    with safe_open(str(out), "pt") as handle:
+        assert handle.metadata()["ss_num_processes"] == "2"
+    assert stdout.count("saved ") == 1 and stderr.count("scanning the dataset") == 1
+    assert stderr.count("Loading pipeline components...:   0%") == 1  # one bar: rank 1 loads quietly
+
+
 def test_a_stop_in_one_rank_stops_both_and_resume_continues_exactly_under_the_launcher_and_in_one_process(
     data, tmp_path
 ):

@@ -195,6 +195,10 @@ def _train(args: argparse.Namespace, group) -> int:
     ranks = group.ranks
     say = ranks.is_main
     warn = (lambda message: print(f"warning: {message}", file=sys.stderr)) if say else (lambda message: None)
+    if not say:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()  # one "Loading pipeline components" bar, rank 0's
     host = StandaloneHost.load(
         args.model,
         lora_dir=Path(args.out).parent,
