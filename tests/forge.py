@@ -69,7 +69,7 @@ def make_builtin_lora() -> types.ModuleType:
                 for name, multiplier in wanted.items():
                     unet.add_patches(filename=name, patches={}, strength_patch=multiplier)
             else:  # reForge's ComfyUI patcher: the file stands in as a diff of ones on one UNet weight
-                for name, multiplier in wanted.items():
+                for multiplier in wanted.values():
                     weight = dict(unet.model.named_parameters())[REFORGE_BUILTIN_KEY]
                     unet.add_patches({REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}, multiplier)
             model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()

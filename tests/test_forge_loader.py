@@ -98,7 +98,9 @@ def _our_merge(forge, prompt: str) -> dict[str, torch.Tensor]:
 
 
 def _patch_types(patcher) -> set[str]:
-    return {value[1][0] for patches in patcher.lora_patches.values() for entries in patches.values() for value in entries}
+    return {
+        value[1][0] for patches in patcher.lora_patches.values() for entries in patches.values() for value in entries
+    }
 
 
 @pytest.mark.parametrize(
@@ -110,9 +112,7 @@ def _patch_types(patcher) -> set[str]:
         (f"a cat <lora:both:1:lbw={LBW}> <lora:a:0.4>", {"lora", "diff"}, {"lora"}),
     ],
 )
-def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwards(
-    forge, prompt, unet_types, te_types
-):
+def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwards(forge, prompt, unet_types, te_types):
     clean = _weights(forge)
     processed = _generate(prompt)
     assert processed.images and processed.comments == ""

@@ -161,4 +161,3 @@ def _forge_engine():
 
     model = shared.sd_model
     return model if forge_family(model) is not None else None
-

@@ -31,8 +31,9 @@ class LoadedModel:
         return self.model is other.model
 
 
-def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
-                    force_full_load=False):
+def load_models_gpu(
+    models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False
+):
     for model in models:
         loaded = LoadedModel(model)
         if loaded in current_loaded_models:

@@ -51,7 +51,9 @@ class ModelPatcher:
         p = set()
         model_sd = self.model.state_dict()
         for k in patches:
-            key, offset, function = (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+            key, offset, function = (
+                (k, None, None) if isinstance(k, str) else (k[0], k[1], k[2] if len(k) > 2 else None)
+            )
             if key in model_sd:
                 p.add(k)
                 self.patches.setdefault(key, []).append((strength_patch, patches[k], strength_model, offset, function))
