@@ -202,3 +202,49 @@ def test_training_after_a_patched_generation_trains_the_clean_base_and_hands_eve
     assert train_lora(host, config).status == "finished"
     assert seen and all(seen)
     assert _state(forge.engine) == before  # every tensor and Forge's patch state, ours included
+
+
+def test_on_sdxl_the_unet_and_first_text_encoder_patches_equal_our_merge(forge, make_ldm_model):
+    from modules import shared
+
+    forge.tiny = make_ldm_model("sdxl")
+    forge.engine = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="xl", engine="sdxl")
+    select_checkpoint(forge.engine)
+    unet = forge.tiny.model.diffusion_model
+    module = next(name for name, _ in unet.named_modules() if name.endswith("attn2.to_k"))
+    te = forge.tiny.conditioner.embedders[0].wrapped.get_submodule(TE_MODULE).weight
+    tensors = {
+        **spell(_kohya(module), adapter_tensors("loha", unet.get_submodule(module).weight, seed=7)),
+        **spell(TE_PREFIX.replace("lora_te_", "lora_te1_"), adapter_tensors("lora", te, seed=8)),
+    }
+    write_lora(forge.lora_dir / "xl.safetensors", tensors)
+    clean = _weights(forge)
+    processed = _generate("a cat <lora:xl:0.9:0.6>")
+    assert shared.sd_model is forge.engine and processed.comments == ""
+    merged, expected = _weights(forge), _our_merge_sdxl(forge, "a cat <lora:xl:0.9:0.6>")
+    assert {key.split(".")[0] for key in clean if not torch.equal(merged[key], clean[key])} == {"unet", "te"}
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _our_merge_sdxl(forge, prompt: str) -> dict[str, torch.Tensor]:
+    from lora_ext.hosts.ldm import LdmHost
+    from lora_ext.loading.loader import NetworkLoader
+
+    model = copy.deepcopy(forge.tiny)
+    NetworkLoader.for_host(LdmHost(model, forge.lora_dir)).prompt_hook(prompt)
+    te = model.conditioner.embedders[0].wrapped
+    return {
+        **{f"unet.{k}": v.detach() for k, v in model.model.diffusion_model.named_parameters()},
+        **{f"te.{k}": v.detach() for k, v in te.named_parameters()},
+    }
+
+
+def test_a_flux_engine_is_left_to_forge_s_built_in(forge):
+    from modules import extra_networks, processing
+
+    flux = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="flux", engine="flux")
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=flux, prompt="a cat")
+    forge.script.host.lora_takeover.activate(p, [extra_networks.ExtraNetworkParams(items=["x", "0.8"])])
+    assert forge.networks.activations == [{"x": 0.8}]
+    assert p.comments == {}
