@@ -3,7 +3,9 @@
 ``NetworkLoader`` owns a ``LoraCache`` (parsed files) and an ``AppliedPatches``
 (backups and current patch sets). Hosts call ``prompt_hook(prompt)`` before
 generating; it parses the tokens, applies them (or restores when there are
-none) and returns the prompt without them. Problems with one LoRA (not found,
+none) and returns the prompt without them. A host whose own patcher writes the
+weights (Forge) asks ``patch_list(specs)`` instead: the same resolution, as named
+per-parameter patches, with no weight touched. Problems with one LoRA (not found,
 bad token, unreadable file, another base model) become warnings in the
 ``LoadReport`` and the rest still applies.
 """
@@ -229,7 +231,7 @@ class NetworkLoader:
         if request is not None and request == self._last_request and self.patches.intact():
             # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
             return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
-        report, results = self._resolve_all(resolved, parts, keymap, functools.partial(self._param, parts))
+        report, results = self._resolve_all(resolved, keymap, functools.partial(self._param, parts))
         report.stats = self.patches.apply(group_by_tensor(results))
         # random block weights are drawn again for every generation: never "unchanged"
         self._last_request = None if any(f.random_blocks for f in report.files) else request
@@ -239,7 +241,7 @@ class NetworkLoader:
         """What these networks want of each parameter, by name, touching no weight (for a host's own patcher)."""
         parts, keymap = self._bind()
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
-        report, results = self._resolve_all(resolved, parts, keymap, functools.partial(self._ref, parts))
+        report, results = self._resolve_all(resolved, keymap, functools.partial(self._ref, parts))
         files = [
             FilePatches(result.report.name, result.report.path, group_by_param(result.patches))
             for result in results
@@ -247,7 +249,7 @@ class NetworkLoader:
         ]
         return PatchList(report, files)
 
-    def _resolve_all(self, resolved, parts: ModelParts, keymap: KeyMap, param) -> tuple[LoadReport, list[Resolved]]:
+    def _resolve_all(self, resolved, keymap: KeyMap, param) -> tuple[LoadReport, list[Resolved]]:
         """Every (spec, file) against the bound model: the report (warnings in order) and each spec's patches."""
         preset_warnings: list[str] = []
         user_presets = read_user_presets(self.presets_path, preset_warnings)
