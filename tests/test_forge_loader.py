@@ -240,11 +240,12 @@ def _our_merge_sdxl(forge, prompt: str) -> dict[str, torch.Tensor]:
     }
 
 
-def test_a_flux_engine_is_left_to_forge_s_built_in(forge):
+@pytest.mark.parametrize(("engine", "storage"), [("flux", None), ("sd1", "nf4"), ("sd1", "gguf")])
+def test_flux_and_a_unet_stored_as_nf4_or_gguf_are_left_to_forge_s_built_in(forge, engine, storage):
     from modules import extra_networks, processing
 
-    flux = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="flux", engine="flux")
-    p = processing.StableDiffusionProcessingTxt2Img(sd_model=flux, prompt="a cat")
-    forge.script.host.lora_takeover.activate(p, [extra_networks.ExtraNetworkParams(items=["x", "0.8"])])
-    assert forge.networks.activations == [{"x": 0.8}]
-    assert p.comments == {}
+    model = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="other", engine=engine, storage_dtype=storage)
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=model, prompt="a cat")
+    forge.script.host.lora_takeover.activate(p, [extra_networks.ExtraNetworkParams(items=["a", "0.8"])])
+    assert forge.networks.activations == [{"a": 0.8}]
+    assert p.comments == {} and model.current_lora_hash == str([("a", 0.8)])  # the built-in's own state

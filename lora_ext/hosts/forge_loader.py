@@ -6,8 +6,9 @@ no weight. As Forge's built-in does (``extensions-builtin/sd_forge_lora/networks
 ``forge_objects_original.unet``/``.clip``, hands the clones patches with ``add_patches`` and sets
 ``forge_objects``, ``forge_objects_after_applying_lora`` and ``current_lora_hash``; Forge's memory
 manager merges them when it loads the model (``LoraLoader.refresh``: its own backups, device moves,
-fp8/nf4/GGUF de- and re-quantisation, online mode). So exact restore and fast switching on Forge are
-Forge's, not ours.
+fp8 storage, online mode). So exact restore and fast switching on Forge are Forge's, not ours. Engines
+our key maps do not cover (Flux, SD3.5, Chroma…) and a UNet stored as nf4/fp4/GGUF (packed weights) stay
+with Forge's built-in (``handles``).
 
 Patches are Forge's own ``lora`` type where ΔW is a plain up·down product over the whole weight
 (the scale folded into ``alpha``, since Forge divides it by the rank), and a ``diff`` (our ΔW, fp32)
@@ -23,7 +24,7 @@ import logging
 import torch
 
 from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
-from lora_ext.hosts.forge import forge_family
+from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
 from lora_ext.loading.prompt import NetworkSpec
@@ -45,16 +46,16 @@ def forge_patch(patches: list[ParamPatch], shape: tuple[int, ...], base: torch.T
     return ("diff", (delta(patches, shape, base).cpu(),))  # kept on the CPU, as Forge keeps a LoRA file's tensors
 
 
-def _quantized(weight: torch.Tensor) -> bool:
-    return bool(getattr(weight, "bnb_quantized", False)) or getattr(weight, "gguf_cls", None) is not None
-
-
 class ForgeLoraTakeover(LoraTakeover):
     """``LoraTakeover`` whose ``apply`` hands Forge patches instead of merging into weights."""
 
     def handles(self, sd_model) -> bool:
-        """SD1/SD2/SDXL engines; Flux, SD3.5, Chroma… stay with Forge's built-in (our key maps are ldm's)."""
-        return forge_family(sd_model) is not None
+        """SD1/SD2/SDXL engines stored in fp16/bf16/fp32/fp8. Flux, SD3.5, Chroma… (our key maps are ldm's) and a
+        UNet stored as nf4/fp4/GGUF (packed weights, whose shapes are not the layers') stay with Forge's built-in."""
+        if forge_family(sd_model) is None:
+            return False
+        storage = sd_model.forge_objects.unet.model.storage_dtype
+        return not (isinstance(storage, str) and storage in QUANTIZED_STORAGE)
 
     def make_builtin_inert(self, sd_model) -> None:
         """The built-in's state is its patched clones and hash on the engine, which ``apply`` replaces."""
@@ -86,7 +87,7 @@ class ForgeLoraTakeover(LoraTakeover):
             online = _online_mode(sd_model)
             unet_patches, clip_patches = [], []
             for item in patch_list.files:
-                unet_file, clip_file = self._file_patches(item, roots, unet.model, clip.patcher.model, patch_list)
+                unet_file, clip_file = self._file_patches(item, roots, unet.model, clip.patcher.model)
                 unet_patches.append((item, unet_file))
                 clip_patches.append((item, clip_file))
             if any(patches for _, patches in unet_patches):
@@ -95,7 +96,7 @@ class ForgeLoraTakeover(LoraTakeover):
                 clip = _patched(clip, clip_patches, key, online)
         _set_objects(sd_model, unet, clip, key)
 
-    def _file_patches(self, item: FilePatches, roots: dict, unet_model, clip_model, patch_list: PatchList):
+    def _file_patches(self, item: FilePatches, roots: dict, unet_model, clip_model):
         """One file's patches keyed by Forge's parameter names, split into the UNet's and the text encoders'."""
         unet_file: dict = {}
         clip_file: dict = {}
@@ -103,10 +104,6 @@ class ForgeLoraTakeover(LoraTakeover):
             model = unet_model if ref.part == "unet" else clip_model
             forge_key = _prefix(model, roots[ref.part]) + ref.name
             base = _base_weight(model, forge_key) if needs_base(patches) else None
-            if base is not None and _quantized(base):
-                message = f"LoRA {item.name}: {ref.name} needs the base weight, which Forge stores quantised: skipped"
-                patch_list.report.warnings.append(message)
-                continue
             (unet_file if ref.part == "unet" else clip_file)[forge_key] = forge_patch(patches, ref.shape, base)
         return unet_file, clip_file
 
