@@ -44,7 +44,10 @@ SETTINGS: tuple[Setting, ...] = (
         LORA_LOADER,
         LORA_LOADER_CHOICES[0],
         "LoRA loader for <lora:…> prompts",
-        info="Train Tools: more formats, block weights, exact fast switching; Built-in: the WebUI's own Lora",
+        info=(
+            "Train Tools: more formats, block weights, exact fast switching (on Forge: merged and restored by "
+            "Forge itself); Built-in: the WebUI's own Lora"
+        ),
         choices=LORA_LOADER_CHOICES,
         loader_only=True,
     ),

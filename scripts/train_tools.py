@@ -10,9 +10,9 @@ from lora_ext.api import build_router, parse_credentials
 from lora_ext.hosts.detect import detect_webui, host_for
 from lora_ext.ui.tab import build_tab, create_context
 
-# A1111: our loader owns <lora:…>. Forge: training on its model, the token stays Forge's. reForge: training refused.
+# Our loader owns <lora:…> everywhere (on Forge through Forge's patcher). Training: A1111 and Forge; reForge refuses.
 host = host_for(detect_webui())
-host.register_callbacks()  # Settings (and, on A1111, the <lora:…> takeover)
+host.register_callbacks()  # Settings and the <lora:…> takeover
 context = create_context(lambda: host)  # shared by the tab and the API: one long job at a time
 
 

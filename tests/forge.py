@@ -23,6 +23,8 @@ TESTS = Path(__file__).resolve().parent
 FORGE_ROOT = TESTS / "fake_forge"
 REFORGE_ROOT = TESTS / "fake_reforge"
 FORGE_PACKAGES = ("modules_forge", "backend", "ldm_patched")
+# the UNet weight the fake reForge built-in patches (keys of reForge's patcher are below ``sd_model.model``)
+REFORGE_BUILTIN_KEY = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight"
 
 
 class FakeInitialModel:
@@ -66,8 +68,10 @@ def make_builtin_lora() -> types.ModuleType:
             if hasattr(unet, "lora_loader"):  # Forge: load_lora_for_models → add_patches (the fake's files are empty)
                 for name, multiplier in wanted.items():
                     unet.add_patches(filename=name, patches={}, strength_patch=multiplier)
-            else:  # reForge's ComfyUI patcher
-                unet.lora_patches = wanted
+            else:  # reForge's ComfyUI patcher: the file stands in as a diff of ones on one UNet weight
+                for multiplier in wanted.values():
+                    weight = dict(unet.model.named_parameters())[REFORGE_BUILTIN_KEY]
+                    unet.add_patches({REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}, multiplier)
             model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()
             model.forge_objects_after_applying_lora.unet = unet
             model.current_lora_hash = str(sorted(wanted.items()))
@@ -201,6 +205,8 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
         monkeypatch.setattr(sd_models, "model_data", model_data, raising=False)
         monkeypatch.setattr(sd_models, "forge_model_reload", forge_model_reload(forge), raising=False)
         monkeypatch.setattr(processing, "process_images", forge_process_images(forge))
+    else:
+        monkeypatch.setattr(processing, "process_images", reforge_process_images())
     try:
         yield forge
     finally:
@@ -212,31 +218,72 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
         reset_fake_webui()
 
 
-class Patcher:
-    """reForge's ComfyUI-style ``ModelPatcher``, as far as its built-in LoRA uses it."""
-
-    def __init__(self, model, lora_patches=None):
-        self.model = model
-        self.lora_patches = dict(lora_patches or {})
-
-    def clone(self):
-        return Patcher(self.model, self.lora_patches)
-
-
 class ForgeObjects(SimpleNamespace):
     def shallow_copy(self):
         return ForgeObjects(**vars(self))
 
 
 def reforge_model(tiny_ldm_model):
-    """reForge's ``sd_model``: the ldm shell with ``forge_objects``, weights made under inference mode."""
+    """reForge's ``sd_model``: the ldm shell with ``forge_objects`` (ComfyUI patchers over its own modules),
+    weights made under inference mode. Needs ``REFORGE_ROOT`` on ``sys.path`` (``fake_forge``)."""
     import copy
+
+    from ldm_patched.modules import model_management
+    from ldm_patched.modules.model_patcher import ModelPatcher
+    from ldm_patched.modules.sd import CLIP
 
     with torch.inference_mode():
         model = copy.deepcopy(tiny_ldm_model)
+    device = model_management.get_torch_device()
     model.forge_objects = ForgeObjects(
-        unet=Patcher(model.model), clip=Patcher(model.cond_stage_model), vae=Patcher(model.first_stage_model)
+        unet=ModelPatcher(model.model, load_device=device, offload_device=device),
+        clip=CLIP(model.cond_stage_model, load_device=device, offload_device=device),
+        vae=ModelPatcher(model.first_stage_model, load_device=device, offload_device=device),
     )
     model.forge_objects_original = model.forge_objects.shallow_copy()
     model.forge_objects_after_applying_lora = model.forge_objects.shallow_copy()
+    model.current_lora_hash = str([])
     return model
+
+
+def reforge_process_images():
+    """reForge's ``process_images``: under ``torch.inference_mode()``, ``forge_objects`` reset to the originals,
+    extra networks activated, ``forge_objects_after_applying_lora`` taken, and the memory manager loads the
+    text encoder and UNet patchers (merging their patches) before conditioning and sampling."""
+    from ldm_patched.modules import model_management
+    from modules import extra_networks, processing, shared
+
+    def process_images(p):
+        model = shared.sd_model
+        prompts, p.extra_network_data = extra_networks.parse_prompts([p.prompt])
+        p.all_prompts = prompts
+        with torch.inference_mode():
+            model.forge_objects = model.forge_objects_original.shallow_copy()
+            if not p.disable_extra_networks:
+                extra_networks.activate(p, p.extra_network_data)
+            model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
+            model_management.load_models_gpu([model.forge_objects.clip.patcher])
+            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            model_management.load_models_gpu([model.forge_objects.unet])
+            generator = torch.Generator("cpu").manual_seed(int(p.seed))
+            x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
+            alphas = model.alphas_cumprod.float()
+            timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
+            sigmas = ((1 - alphas) / alphas).sqrt()
+            x = x * sigmas[timesteps[0]]
+            for i, t in enumerate(timesteps):
+                sigma = sigmas[t]
+                eps = model.apply_model(x / (sigma**2 + 1).sqrt(), t.expand(x.shape[0]), cond).float()
+                sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
+                x = x + eps * (sigma_next - sigma)
+            decoded = model.decode_first_stage(x)
+            if not p.disable_extra_networks and p.extra_network_data:
+                extra_networks.deactivate(p, p.extra_network_data)
+        from PIL import Image
+
+        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
+        params = {k: v(p=p, index=0) if callable(v) else v for k, v in p.extra_generation_params.items()}
+        return processing.Processed(p, images, ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None))
+
+    return process_images

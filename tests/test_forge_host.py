@@ -1,6 +1,7 @@
-"""On Forge and reForge installing Train Tools does no harm: the WebUI's own LoRA keeps ``<lora:…>`` and no
-callback of ours touches the model. Forge trains once its checkpoint is loaded (``test_forge_training.py``);
-reForge refuses training with the reason."""
+"""On Forge and reForge installing Train Tools does no harm: our ``<lora:…>`` takeover registers as on A1111
+(on Forge through Forge's patcher: ``test_forge_loader.py``; reForge: ``test_reforge_loader.py``), and with the
+setting "Built-in" a generation is exactly as without us. Forge trains once its checkpoint is loaded
+(``test_forge_training.py``); reForge refuses training with the reason."""
 
 from __future__ import annotations
 
@@ -124,33 +125,39 @@ def test_detects_forge_reforge_and_a1111_from_what_the_webui_exposes(make_ldm_mo
         assert detect_webui() is WebUI.FORGE
     with fake_forge(REFORGE_ROOT, monkeypatch):
         assert detect_webui() is WebUI.REFORGE
+        reforge = reforge_model(make_ldm_model("sd1"))
     assert detect_webui() is WebUI.A1111  # nothing of the fake Forge is left behind
     # without the packages, the model's own layout decides
     shared.sd_model = FakeInitialModel()
     assert detect_webui() is WebUI.FORGE
-    shared.sd_model = reforge_model(make_ldm_model("sd1"))
+    shared.sd_model = reforge
     assert detect_webui() is WebUI.REFORGE
     reset_fake_webui()
 
 
-def test_on_forge_the_script_leaves_lora_to_forge_and_registers_nothing_that_touches_the_model(forge):
-    from modules import extra_networks, script_callbacks
+def test_on_forge_the_script_registers_the_takeover_over_forge_s_patcher_and_its_setting(forge):
+    from modules import extra_networks, script_callbacks, shared
+
+    from lora_ext.hosts.forge_loader import ForgeLoraTakeover
 
     module = load_script()
+    takeover = module.host.lora_takeover
+    assert isinstance(takeover, ForgeLoraTakeover)
     ours = {name: [c.callback for c in callbacks] for name, callbacks in script_callbacks.callback_map.items()}
-    assert module.host.lora_takeover is None
-    assert ours["callbacks_model_loaded"] == [] and ours["callbacks_script_unloaded"] == []
+    assert ours["callbacks_model_loaded"] == [takeover.model_loaded]
+    assert ours["callbacks_script_unloaded"] == [takeover.unload]
     _start_webui()
-    assert extra_networks.extra_network_registry["lora"] is forge.networks.extra_network_lora
-    assert extra_networks.extra_network_aliases["lyco"] is forge.networks.extra_network_lora
-    from modules import shared
-
-    assert "train_tools_lora_loader" not in shared.opts.data_labels  # no loader of ours to choose
+    assert extra_networks.extra_network_registry["lora"] is takeover.network
+    assert extra_networks.extra_network_aliases["lyco"] is takeover.network
+    assert takeover.builtin is forge.networks.extra_network_lora
+    assert "train_tools_lora_loader" in shared.opts.data_labels
     assert "train_tools_tagger_dir" in shared.opts.data_labels
 
 
-def test_a_forge_generation_with_and_without_a_token_is_exactly_as_without_us_and_writes_no_weight(forge, caplog):
+def test_with_the_setting_built_in_a_forge_generation_is_exactly_as_without_us(forge, caplog):
     from modules import script_callbacks, shared
+
+    from lora_ext.hosts.a1111_loader import SETTING_LOADER
 
     before = _snapshot(forge.tensors)
     script_callbacks.before_ui_callback()  # Forge alone; its first generation loads the model
@@ -161,6 +168,7 @@ def test_a_forge_generation_with_and_without_a_token_is_exactly_as_without_us_an
     load_script()
     with caplog.at_level(logging.DEBUG):
         _start_webui()
+        shared.opts.set(SETTING_LOADER, "Built-in")
         ours = [_generate(prompt) for prompt in PROMPTS]
         script_callbacks.script_unloaded_callback()
     assert ours == baseline  # same images, same infotext ("Lora hashes" from Forge), no error in the comments
@@ -193,20 +201,24 @@ def test_forge_host_route_refuses_training_until_forge_has_loaded_the_checkpoint
     assert after["can_train"] is True and after["reasons"] == []
 
 
-def test_on_reforge_lora_stays_reforge_s_no_weight_is_written_and_training_is_refused(reforge, caplog):
-    from modules import extra_networks
+def test_on_reforge_the_built_in_setting_is_reforge_s_own_lora_and_training_is_refused(reforge, caplog):
+    from modules import extra_networks, shared
+
+    from lora_ext.hosts.a1111_loader import SETTING_LOADER
+    from lora_ext.hosts.reforge import ReForgeLoraTakeover
 
     before = _snapshot(reforge.tensors)
     module = load_script()
-    assert module.host.lora_takeover is None
+    assert isinstance(module.host.lora_takeover, ReForgeLoraTakeover)
     with caplog.at_level(logging.DEBUG):
         _, client = _start_webui()
-        results = [_generate(prompt) for prompt in PROMPTS]
-    assert extra_networks.extra_network_registry["lora"] is reforge.networks.extra_network_lora
-    assert reforge.networks.activations == [{}, {"x": 0.8}] and "Lora hashes: x: forge" in results[1][1]
+        assert extra_networks.extra_network_registry["lora"] is module.host.lora_takeover.network
+        shared.opts.set(SETTING_LOADER, "Built-in")
+        results = [_generate(prompt) for prompt in (*PROMPTS, PROMPTS[0])]
+    assert reforge.networks.activations == [{}, {"x": 0.8}, {}] and "Lora hashes: x: forge" in results[1][1]
     assert all(not comments for _, _, comments in results)
     assert not [record for record in caplog.records if record.name.startswith("lora_ext")]
-    assert _snapshot(reforge.tensors) == before
+    assert _snapshot(reforge.tensors) == before  # reForge's own patcher put its backup back
     host = client.get("/train-tools/v1/host").json()
     assert host["name"] == "tiny" and host["can_train"] is False
     assert len(host["reasons"]) == 1 and host["reasons"][0].startswith(REASON_REFORGE)

@@ -13,7 +13,14 @@ import lora_ext
 PACKAGE = Path(lora_ext.__file__).parent
 # The WebUI adapters: the only modules that may import the WebUI's own ``modules`` and ``launch`` (and Forge's
 # ``backend`` / ``modules_forge``).
-WEBUI_ADAPTERS = {"hosts/a1111.py", "hosts/a1111_loader.py", "hosts/webui.py", "hosts/detect.py", "hosts/forge.py"}
+WEBUI_ADAPTERS = {
+    "hosts/a1111.py",
+    "hosts/a1111_loader.py",
+    "hosts/webui.py",
+    "hosts/detect.py",
+    "hosts/forge.py",
+    "hosts/forge_loader.py",
+}
 WEBUI_PACKAGES = ("modules", "launch", "backend", "modules_forge")
 # The one place outside ui/ that builds gradio components: the WebUI's settings page wants them.
 GRADIO_OUTSIDE_UI = {("hosts/webui.py", "register_settings")}

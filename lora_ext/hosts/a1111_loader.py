@@ -153,21 +153,38 @@ class LoraTakeover:
             extra_networks.register_extra_network(self.builtin)
             extra_networks.register_extra_network_alias(self.builtin, "lyco")
 
+    # -- what differs between WebUIs (``hosts/forge_loader.py``, ``hosts/reforge.py``) ------------------
+    def handles(self, sd_model) -> bool:
+        """Whether our loader serves this model (else the built-in does, as with the setting "Built-in")."""
+        return True
+
+    def make_builtin_inert(self, sd_model) -> None:
+        """Undo whatever the built-in applied, before our first patch of a generation."""
+        make_builtin_inert(sd_model)
+
+    def apply(self, sd_model, specs: list[NetworkSpec]):
+        """Make the model carry exactly ``specs``; returns the ``LoadReport``."""
+        return self._loader().apply(specs)
+
     # -- the extra network ------------------------------------------------------------------------
+    def _delegates(self, sd_model) -> bool:
+        return not self.ours() or not self.handles(sd_model)
+
     def activate(self, p, params_list) -> None:
-        if not self.ours():
+        model = getattr(p, "sd_model", None) or _shared_model()
+        if self._delegates(model):
             self.restore()
             if self.builtin is not None:
                 self.builtin.activate(p, params_list)
             return
-        make_builtin_inert(getattr(p, "sd_model", None) or _shared_model())
+        self.make_builtin_inert(model)
         parsed = [_spec(params) for params in params_list]
         specs = [spec for spec, _ in parsed if spec is not None]
         warnings = [message for _, messages in parsed for message in messages]
         auto = _opt("sd_lora", "None")
         if auto and auto != "None" and not any(spec.name == auto for spec in specs):
             specs.append(NetworkSpec(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
-        report = self._loader().apply(specs)
+        report = self.apply(model, specs)
         for message in warnings + report.warnings:
             log.warning("Train Tools LoRA: %s", message)
             p.comments[message] = 1
@@ -179,7 +196,7 @@ class LoraTakeover:
                 p.extra_generation_params[HASHES_KEY] = value
 
     def deactivate(self, p) -> None:
-        if not self.ours():
+        if self._delegates(getattr(p, "sd_model", None) or _shared_model()):
             if self.builtin is not None:
                 self.builtin.deactivate(p)
             return
@@ -242,11 +259,11 @@ def _make_extra_network(takeover: LoraTakeover, base: type):
     return TrainToolsLora()
 
 
-def register_callbacks(host_factory: Callable[[], object]) -> LoraTakeover:
-    """Wire the takeover into the WebUI; call once from ``scripts/train_tools.py``."""
+def register_callbacks(host_factory: Callable[[], object], takeover_class: type[LoraTakeover] = LoraTakeover):
+    """Wire the takeover into the WebUI; call once from the host's ``register_callbacks``."""
     from modules import script_callbacks
 
-    takeover = LoraTakeover(host_factory)
+    takeover = takeover_class(host_factory)
     script_callbacks.on_app_started(takeover.install)
     script_callbacks.on_model_loaded(takeover.model_loaded)
     script_callbacks.on_script_unloaded(takeover.unload)

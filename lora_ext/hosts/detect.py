@@ -59,7 +59,7 @@ def detect_webui() -> WebUI:
 
 
 def host_for(webui: WebUI) -> WebUIHostBase:
-    """The host for this WebUI: ``A1111Host``, ``ForgeHost``, or (reForge) one that refuses training."""
+    """The host for this WebUI: ``A1111Host``, ``ForgeHost``, or ``ReForgeHost`` (our loader, training refused)."""
     if webui is WebUI.A1111:
         from lora_ext.hosts.a1111 import A1111Host
 
@@ -68,6 +68,6 @@ def host_for(webui: WebUI) -> WebUIHostBase:
         from lora_ext.hosts.forge import ForgeHost
 
         return ForgeHost()
-    from lora_ext.hosts.unsupported import UnsupportedWebUIHost
+    from lora_ext.hosts.reforge import ReForgeHost
 
-    return UnsupportedWebUIHost(webui.label)
+    return ReForgeHost()

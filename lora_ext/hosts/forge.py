@@ -107,6 +107,14 @@ class ForgeHost(WebUIHostBase):
         self._tensors: OrdinaryTensors | None = None  # set while a training session runs
         self._pinned: dict | None = None  # forge_loading_parameters at the session's start
 
+    def register_callbacks(self) -> None:
+        """Settings, and our loader owning ``<lora:…>`` through Forge's patcher (``hosts/forge_loader.py``)."""
+        from lora_ext.hosts.a1111_loader import register_callbacks as register_lora_takeover
+        from lora_ext.hosts.forge_loader import ForgeLoraTakeover
+
+        self.lora_takeover = register_lora_takeover(lambda: self, ForgeLoraTakeover)
+        super().register_callbacks()
+
     # -- the model ------------------------------------------------------------------------------------
     @property
     def engine(self):

@@ -62,6 +62,16 @@ def _text_encoder(index: int, embedder) -> TextEncoderPart:
     return TextEncoderPart(index=index, kind=kind, root=wrapped)
 
 
+def ldm_parts(sd_model) -> ModelParts:
+    """The UNet and text encoders of an A1111-style model object (A1111, reForge)."""
+    if detect_family(sd_model) == "sdxl":
+        embedders = sd_model.conditioner.embedders
+        encoders = tuple(_text_encoder(i, embedders[i]) for i in range(min(2, len(embedders))))
+    else:
+        encoders = (_text_encoder(0, sd_model.cond_stage_model),)
+    return ModelParts(unet=sd_model.model.diffusion_model, text_encoders=encoders, naming="ldm")
+
+
 class LdmHost(Host):
     """A ``Host`` over an A1111-style ``sd_model``."""
 
@@ -115,12 +125,7 @@ class LdmHost(Host):
         return self._lora_dir
 
     def parts(self) -> ModelParts:
-        if self.info.family == "sdxl":
-            embedders = self.sd_model.conditioner.embedders
-            encoders = tuple(_text_encoder(i, embedders[i]) for i in range(min(2, len(embedders))))
-        else:
-            encoders = (_text_encoder(0, self.sd_model.cond_stage_model),)
-        return ModelParts(unet=self.unet, text_encoders=encoders, naming="ldm")
+        return ldm_parts(self.sd_model)
 
     def tokenizer(self) -> object | None:
         """ldm's FrozenCLIPEmbedder (SD1, SDXL's CLIP-L) keeps its HF tokenizer at ``.tokenizer``."""

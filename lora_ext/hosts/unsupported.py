@@ -1,13 +1,12 @@
-"""A host for a WebUI whose model stack Train Tools cannot train on or patch yet (reForge).
+"""A host for a WebUI whose model stack Train Tools cannot train on yet (reForge: ``hosts/reforge.py``).
 
 It keeps what is WebUI-generic (``WebUIHostBase``: folders, Settings, queue lock,
-progress, generation through the WebUI's own pipeline, so ``<lora:…>`` stays with
-the WebUI's own LoRA), answers ``capabilities()`` with ``can_train: false`` and one
-reason, and refuses every model call. It registers no ``<lora:…>`` takeover and no
-callback that touches the model: on reForge the weights are inference tensors and its
-ComfyUI patcher keeps its own backups and partial (low-VRAM) loading, so writing into them
-breaks every later image (``shared/reference/forge-host.md``). The dataset, tagger and tag
-editor need none of it. (Forge has its own host, ``hosts/forge.py``.)
+progress, generation through the WebUI's own pipeline), answers ``capabilities()`` with
+``can_train: false`` and one reason, and refuses every model call a trainer makes. On
+reForge the weights are inference tensors and its ComfyUI patcher keeps its own backups and
+partial (low-VRAM) loading (``shared/reference/forge-host.md``); training there needs its
+own host. The dataset, tagger and tag editor need none of it. (Forge has its own host,
+``hosts/forge.py``.)
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 ``NetworkLoader`` owns a ``LoraCache`` (parsed files) and an ``AppliedPatches``
 (backups and current patch sets). Hosts call ``prompt_hook(prompt)`` before
 generating; it parses the tokens, applies them (or restores when there are
-none) and returns the prompt without them. Problems with one LoRA (not found,
+none) and returns the prompt without them. A host whose own patcher writes the
+weights (Forge) asks ``patch_list(specs)`` instead: the same resolution, as named
+per-parameter patches, with no weight touched. Problems with one LoRA (not found,
 bad token, unreadable file, another base model) become warnings in the
 ``LoadReport`` and the rest still applies.
 """
@@ -27,6 +29,7 @@ from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
 from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import Host, ModelParts
 from lora_ext.loading.cache import LoraCache, file_identity
+from lora_ext.loading.patch_list import FilePatches, ParamRef, PatchList, group_by_param
 from lora_ext.loading.patcher import AppliedPatches, PatchStats
 from lora_ext.loading.prompt import NetworkSpec, parse_prompt, read_user_presets
 from lora_ext.loading.resolve import FileReport, Resolved, group_by_tensor, not_found, resolve_parsed, unreadable
@@ -171,14 +174,28 @@ class NetworkLoader:
             self._last_request = None
         return parts, self._keymap
 
+    @staticmethod
+    def _module(parts: ModelParts, target: Target) -> torch.nn.Module:
+        roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
+        return roots[target.part].get_submodule(target.module)
+
     def _param(self, parts: ModelParts, target: Target) -> tuple[torch.Tensor, torch.Tensor | None]:
         found = self._params.get(target)
         if found is None:
-            roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
-            module = roots[target.part].get_submodule(target.module)
+            module = self._module(parts, target)
             bias = getattr(module, target.bias_attr) if target.bias_attr else None
             found = self._params[target] = (getattr(module, target.weight_attr), bias)
         return found
+
+    def _ref(self, parts: ModelParts, target: Target) -> tuple[ParamRef, ParamRef | None]:
+        """The target's weight and bias by name, for ``patch_list`` (no tensor is kept: the host may replace them)."""
+        module = self._module(parts, target)
+        weight = getattr(module, target.weight_attr)
+        bias = getattr(module, target.bias_attr) if target.bias_attr else None
+        weight_ref = ParamRef(target.part, f"{target.module}.{target.weight_attr}", tuple(weight.shape))
+        if bias is None:
+            return weight_ref, None
+        return weight_ref, ParamRef(target.part, f"{target.module}.{target.bias_attr}", tuple(bias.shape))
 
     def invalidate(self) -> None:
         """The host loaded other weights into the model: drop backups without writing them back."""
@@ -214,20 +231,37 @@ class NetworkLoader:
         if request is not None and request == self._last_request and self.patches.intact():
             # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
             return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
+        report, results = self._resolve_all(resolved, keymap, functools.partial(self._param, parts))
+        report.stats = self.patches.apply(group_by_tensor(results))
+        # random block weights are drawn again for every generation: never "unchanged"
+        self._last_request = None if any(f.random_blocks for f in report.files) else request
+        return report
+
+    def patch_list(self, specs: Sequence[NetworkSpec]) -> PatchList:
+        """What these networks want of each parameter, by name, touching no weight (for a host's own patcher)."""
+        parts, keymap = self._bind()
+        resolved = [(spec, self.resolve(spec.name)) for spec in specs]
+        report, results = self._resolve_all(resolved, keymap, functools.partial(self._ref, parts))
+        files = [
+            FilePatches(result.report.name, result.report.path, group_by_param(result.patches))
+            for result in results
+            if result.patches
+        ]
+        return PatchList(report, files)
+
+    def _resolve_all(self, resolved, keymap: KeyMap, param) -> tuple[LoadReport, list[Resolved]]:
+        """Every (spec, file) against the bound model: the report (warnings in order) and each spec's patches."""
         preset_warnings: list[str] = []
         user_presets = read_user_presets(self.presets_path, preset_warnings)
-        results = [self._resolve(spec, entry, parts, keymap, user_presets) for spec, entry in resolved]
+        results = [self._resolve(spec, entry, keymap, user_presets, param) for spec, entry in resolved]
         report = LoadReport(
             files=[result.report for result in results],
             warnings=preset_warnings + [message for result in results for message in result.warnings],
         )
-        report.stats = self.patches.apply(group_by_tensor(results))
-        self.cache.trim(keep=len(specs))
-        # random block weights are drawn again for every generation: never "unchanged"
-        self._last_request = None if any(f.random_blocks for f in report.files) else request
+        self.cache.trim(keep=len(resolved))
         self.last_report = report
         self._last_warnings = list(report.warnings)
-        return report
+        return report, results
 
     def _request_key(self, resolved) -> tuple | None:
         key = []
@@ -248,9 +282,7 @@ class NetworkLoader:
             return None
         return None if stat is None else (stat.st_mtime_ns, stat.st_size)
 
-    def _resolve(
-        self, spec: NetworkSpec, entry: LoraEntry | None, parts: ModelParts, keymap: KeyMap, user_presets
-    ) -> Resolved:
+    def _resolve(self, spec: NetworkSpec, entry: LoraEntry | None, keymap: KeyMap, user_presets, param) -> Resolved:
         """One spec against the bound model; reading the file is the one step that needs the loader's state."""
         if entry is None:
             return not_found(spec, self.lora_dirs())
@@ -260,7 +292,7 @@ class NetworkLoader:
             if not entry.path.is_file():
                 self._entries = None  # removed since the list was scanned: look again next time
             return unreadable(spec, entry.path, error)
-        resolved = resolve_parsed(spec, entry.path, parsed, keymap, user_presets, functools.partial(self._param, parts))
+        resolved = resolve_parsed(spec, entry.path, parsed, keymap, user_presets, param)
         if resolved.report.skipped is None:
             # hashing the file costs a second read: only when the infotext asks for it
             resolved.report.hasher = functools.partial(self._short_hash, parsed.identity, entry.path, parsed.metadata)

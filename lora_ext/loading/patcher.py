@@ -15,13 +15,15 @@ copying the original again into freshly allocated memory, which is most of the c
 of a first apply. ``release`` gives that memory back.
 
 A parameter whose ``_version`` moved since our last write (or restore) was changed by
-someone else; if it no longer holds the values we wrote (a checkpoint
+someone else (an *inference tensor*, made under ``torch.inference_mode()`` as reForge's are, has
+no version counter: its data pointer and a sample of its values tell instead); if it no longer holds the values we wrote (a checkpoint
 loaded into the same modules) its backup is stale and is dropped without being
 written back, while a parameter merely moved between devices (lowvram) is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -58,7 +60,11 @@ class _ParamState:
 
     def intact(self) -> bool:
         """Cheap: nobody wrote to or replaced the parameter since our last write."""
-        return self.param._version == self.version and self.param.data_ptr() == self.data_ptr
+        if self.param.data_ptr() != self.data_ptr:
+            return False
+        if self.param.is_inference():  # no version counter: a few values must do
+            return self.sample is not None and torch.equal(_sample(self.param), self.sample)
+        return self.param._version == self.version
 
     def still_ours(self) -> bool:
         """Slower, for params that fail ``intact``: moved between devices (lowvram) but still holding our values?"""
@@ -68,8 +74,15 @@ class _ParamState:
         return True
 
     def mark_written(self) -> None:
-        self.version, self.data_ptr = self.param._version, self.param.data_ptr()
+        self.version = -1 if self.param.is_inference() else self.param._version
+        self.data_ptr = self.param.data_ptr()
         self.sample = _sample(self.param)
+
+
+def writable(param: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Where ``param`` may be written in place: inside ``torch.inference_mode()`` for an inference tensor
+    (outside it an in-place write raises), under ``no_grad`` otherwise."""
+    return torch.inference_mode() if param.is_inference() else torch.no_grad()
 
 
 SAMPLE_POINTS = 64
@@ -97,7 +110,7 @@ class AppliedPatches:
     backup_device: str | torch.device = "cpu"
     keep_backups: bool = True  # keep a parameter's backup after restoring it (the next merge needs no copy)
     _states: dict[int, _ParamState] = field(default_factory=dict)
-    _scratch: dict[torch.device, torch.Tensor] = field(default_factory=dict)  # reused fp32 row-block buffers
+    _scratch: dict[tuple, torch.Tensor] = field(default_factory=dict)  # reused fp32 row-block buffers
 
     def __len__(self) -> int:
         """How many parameters hold patches now."""
@@ -124,13 +137,13 @@ class AppliedPatches:
         wanted_by_id = {id(param): (param, list(patches)) for param, patches in wanted if patches}
         for key in [key for key in self._states if key not in wanted_by_id]:
             stats.restored += self._restore_one(key)
-        with torch.no_grad():
-            for key, (param, patches) in wanted_by_id.items():
-                signature = tuple(patch.signature for patch in patches)
-                state = self._states.get(key)
-                if state is not None and state.signature == signature:
-                    stats.unchanged += 1
-                    continue
+        for key, (param, patches) in wanted_by_id.items():
+            signature = tuple(patch.signature for patch in patches)
+            state = self._states.get(key)
+            if state is not None and state.signature == signature:
+                stats.unchanged += 1
+                continue
+            with writable(param):
                 if state is None:
                     # the backup is taken inside the merge (block by block on the fast path)
                     state = _ParamState(param, torch.empty_like(param, device=self.backup_device))
@@ -138,10 +151,10 @@ class AppliedPatches:
                     stats.backed_up += 1
                 else:
                     self._merge(state, patches, self._scratch)
-                state.signature = signature
-                state.mark_written()
-                self._states[key] = state
-                stats.merged += 1
+            state.signature = signature
+            state.mark_written()
+            self._states[key] = state
+            stats.merged += 1
         return stats
 
     def _drop_stale(self) -> int:
@@ -156,7 +169,7 @@ class AppliedPatches:
         state = self._states[key]
         written = 0
         if state.signature:
-            with torch.no_grad():
+            with writable(state.param):
                 state.param.copy_(state.backup)
             state.signature = ()
             state.mark_written()
@@ -230,7 +243,7 @@ def _merge_low_rank_in_blocks(
     backup: torch.Tensor,
     factors: Sequence[tuple[torch.Tensor, torch.Tensor, float]],
     take_backup: bool,
-    scratch: dict[torch.device, torch.Tensor],
+    scratch: dict[tuple, torch.Tensor],
 ) -> None:
     """W = round(W₀ + Σ sᵢ·upᵢ@downᵢ), computed a block of rows at a time.
 
@@ -244,11 +257,14 @@ def _merge_low_rank_in_blocks(
     flat_backup = backup.view(rows, -1)
     step = max(1, ROW_BLOCK_ELEMENTS // max(1, flat_param.shape[1]))
     device_factors = [(up.to(param.device), down.to(param.device), scale) for up, down, scale in factors]
-    buffer = scratch.get(param.device)
+    # an inference-mode merge gets its own buffer: one made there is an inference tensor, which the
+    # next merge outside inference mode could not write into
+    slot = (param.device, torch.is_inference_mode_enabled())
+    buffer = scratch.get(slot)
     needed = step * flat_param.shape[1]
     if buffer is None or buffer.numel() < needed:
         # one fp32 block buffer, reused for every block and call: fresh memory would page-fault each time
-        buffer = scratch[param.device] = torch.empty(max(needed, ROW_BLOCK_ELEMENTS), device=param.device)
+        buffer = scratch[slot] = torch.empty(max(needed, ROW_BLOCK_ELEMENTS), device=param.device)
     for start in range(0, rows, step):
         stop = min(rows, start + step)
         work = buffer[: (stop - start) * flat_param.shape[1]].view(stop - start, -1)

@@ -50,8 +50,10 @@ class LoraLoader:
         for m in set(self.online_backup):
             del m.forge_online_loras
         self.online_backup = []
-        for k, w in self.backup.items():
-            utils.set_attr_raw(self.model, k, torch.nn.Parameter(w, requires_grad=False))
+        for k, w in self.backup.items():  # the backup object itself goes back (re-wrapped only if not a Parameter)
+            if not isinstance(w, torch.nn.Parameter):
+                w = torch.nn.Parameter(w, requires_grad=False)
+            utils.set_attr_raw(self.model, k, w)
         self.backup = {}
         for (key, online_mode), current in all_patches.items():
             parent, child_key, weight = utils.get_attr_with_parent(self.model, key)

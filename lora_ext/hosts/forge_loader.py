@@ -1,0 +1,160 @@
+"""Train Tools' loader owning ``<lora:…>`` inside Forge, through Forge's own patcher.
+
+Our takeover keeps everything that is ours — names and aliases, every format, ``te/unet/dyn/lbw``,
+warnings, the ``Lora hashes`` infotext (``LoraTakeover``, ``NetworkLoader.patch_list``) — but writes
+no weight. As Forge's built-in does (``extensions-builtin/sd_forge_lora/networks.py``), it clones
+``forge_objects_original.unet``/``.clip``, hands the clones patches with ``add_patches`` and sets
+``forge_objects``, ``forge_objects_after_applying_lora`` and ``current_lora_hash``; Forge's memory
+manager merges them when it loads the model (``LoraLoader.refresh``: its own backups, device moves,
+fp8 storage, online mode). So exact restore and fast switching on Forge are Forge's, not ours. Engines
+our key maps do not cover (Flux, SD3.5, Chroma…) and a UNet stored as nf4/fp4/GGUF (packed weights) stay
+with Forge's built-in (``handles``).
+
+Patches are Forge's own ``lora`` type where ΔW is a plain up·down product over the whole weight
+(the scale folded into ``alpha``, since Forge divides it by the rank), and a ``diff`` (our ΔW, fp32)
+for every other format, placement or bias: Forge adds both to the weight in fp32 and rounds once,
+which is our merge. The patch filename and ``current_lora_hash`` carry a digest of everything the
+patches depend on, because ``LoraLoader.refresh`` re-merges only when the patch keys change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
+from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family
+from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
+from lora_ext.loading.patcher import ParamPatch
+from lora_ext.loading.prompt import NetworkSpec
+
+log = logging.getLogger(__name__)
+
+HASH_PREFIX = "train_tools:"  # our current_lora_hash values; Forge's own are str(list) ("[]" for none)
+NO_LORA = str([])  # what Forge's built-in leaves for "no LoRA"
+FULL_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def forge_patch(patches: list[ParamPatch], shape: tuple[int, ...], base: torch.Tensor | None):
+    """One file's patches on one parameter as a Forge patch value: ``("lora", …)`` or ``("diff", (ΔW,))``."""
+    if len(patches) == 1 and patches[0].placement.whole and not patches[0].is_bias:
+        factors = patches[0].adapter.low_rank_factors(patches[0].multiplier)
+        if factors is not None:
+            up, down, scale = factors  # (out, r), (r, in·k); Forge: strength · alpha / r · up @ down
+            return ("lora", (up, down, scale * down.shape[0], None, None))
+    return ("diff", (delta(patches, shape, base).cpu(),))  # kept on the CPU, as Forge keeps a LoRA file's tensors
+
+
+class ForgeLoraTakeover(LoraTakeover):
+    """``LoraTakeover`` whose ``apply`` hands Forge patches instead of merging into weights."""
+
+    def handles(self, sd_model) -> bool:
+        """SD1/SD2/SDXL engines stored in fp16/bf16/fp32/fp8. Flux, SD3.5, Chroma… (our key maps are ldm's) and a
+        UNet stored as nf4/fp4/GGUF (packed weights, whose shapes are not the layers') stay with Forge's built-in."""
+        if forge_family(sd_model) is None:
+            return False
+        storage = sd_model.forge_objects.unet.model.storage_dtype
+        return not (isinstance(storage, str) and storage in QUANTIZED_STORAGE)
+
+    def make_builtin_inert(self, sd_model) -> None:
+        """The built-in's state is its patched clones and hash on the engine, which ``apply`` replaces."""
+        networks = builtin_networks()
+        if networks is not None and getattr(networks, "loaded_networks", None):
+            networks.loaded_networks.clear()
+
+    def apply(self, sd_model, specs: list[NetworkSpec]):
+        patch_list = self._loader().patch_list(specs)
+        key = NO_LORA if patch_list.empty else HASH_PREFIX + patch_list.signature()
+        if sd_model.current_lora_hash != key:
+            self._set_patches(sd_model, patch_list, key)
+        return patch_list.report
+
+    def restore(self) -> None:
+        """Setting "Built-in", unload: the engine goes back to Forge's unpatched objects (Forge restores the
+        weights from its own backups when it next loads the model)."""
+        sd_model = _forge_engine()
+        if sd_model is not None and str(sd_model.current_lora_hash).startswith(HASH_PREFIX):
+            _set_objects(sd_model, sd_model.forge_objects_original.unet, sd_model.forge_objects_original.clip, NO_LORA)
+
+    # -- patches ------------------------------------------------------------------------------------------
+    def _set_patches(self, sd_model, patch_list: PatchList, key: str) -> None:
+        original = sd_model.forge_objects_original
+        unet, clip = original.unet, original.clip
+        if not patch_list.empty:
+            parts = self._host_factory().parts()
+            roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
+            online = _online_mode(sd_model)
+            unet_patches, clip_patches = [], []
+            for item in patch_list.files:
+                unet_file, clip_file = self._file_patches(item, roots, unet.model, clip.patcher.model)
+                unet_patches.append((item, unet_file))
+                clip_patches.append((item, clip_file))
+            if any(patches for _, patches in unet_patches):
+                unet = _patched(unet, unet_patches, key, online)
+            if any(patches for _, patches in clip_patches):
+                clip = _patched(clip, clip_patches, key, online)
+        _set_objects(sd_model, unet, clip, key)
+
+    def _file_patches(self, item: FilePatches, roots: dict, unet_model, clip_model):
+        """One file's patches keyed by Forge's parameter names, split into the UNet's and the text encoders'."""
+        unet_file: dict = {}
+        clip_file: dict = {}
+        for ref, patches in item.params:
+            model = unet_model if ref.part == "unet" else clip_model
+            forge_key = _prefix(model, roots[ref.part]) + ref.name
+            base = _base_weight(model, forge_key) if needs_base(patches) else None
+            (unet_file if ref.part == "unet" else clip_file)[forge_key] = forge_patch(patches, ref.shape, base)
+        return unet_file, clip_file
+
+
+def _patched(patcher, files: list[tuple[FilePatches, dict]], key: str, online: bool):
+    """A clone of ``patcher`` carrying one ``add_patches`` per file (Forge's built-in does the same)."""
+    clone = patcher.clone()
+    for index, (item, patches) in enumerate(files):
+        if patches:
+            # the name is Forge's cache key (LoraLoader.refresh): it changes whenever the patches do
+            filename = f"{item.path} [{key} #{index}]"
+            clone.add_patches(filename=filename, patches=patches, strength_patch=1.0, online_mode=online)
+    return clone
+
+
+def _set_objects(sd_model, unet, clip, key: str) -> None:
+    """What Forge's ``networks.load_networks`` leaves: the patched clones in ``forge_objects`` and a copy of
+    them in ``forge_objects_after_applying_lora`` (``process_images`` samples with that), and the hash."""
+    sd_model.forge_objects.unet, sd_model.forge_objects.clip = unet, clip
+    sd_model.forge_objects_after_applying_lora = sd_model.forge_objects.shallow_copy()
+    sd_model.current_lora_hash = key
+
+
+def _online_mode(sd_model) -> bool:
+    """Forge's rule: "online" LoRAs (merged per forward) only when asked for and the UNet is stored quantised."""
+    from backend.args import dynamic_args
+
+    storage = sd_model.forge_objects.unet.model.storage_dtype
+    return bool(dynamic_args.get("online_lora", False)) and storage not in FULL_PRECISION
+
+
+def _prefix(model: torch.nn.Module, root: torch.nn.Module) -> str:
+    """Where ``root`` (a part from ``ForgeHost.parts``) sits in a patcher's model, as a key prefix."""
+    for name, module in model.named_modules():
+        if module is root:
+            return f"{name}." if name else ""
+    raise LookupError(f"{type(root).__name__} is not inside {type(model).__name__}")  # internal invariant
+
+
+def _base_weight(model: torch.nn.Module, key: str) -> torch.Tensor:
+    """The unpatched weight: Forge's backup of it when a LoRA is merged now, else the weight itself."""
+    backup = model.lora_loader.backup.get(key)
+    if backup is not None:
+        return backup
+    from backend import utils
+
+    return utils.get_attr(model, key)
+
+
+def _forge_engine():
+    from modules import shared
+
+    model = shared.sd_model
+    return model if forge_family(model) is not None else None

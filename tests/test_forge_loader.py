@@ -1,0 +1,251 @@
+"""``<lora:…>`` on the fake Forge: our takeover hands Forge patches (``add_patches``) and Forge's own
+``LoraLoader`` merges them; the result equals our own merge, Forge restores the weights, and training after a
+patched generation hands the model and Forge's patch state back exactly."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from fastapi import FastAPI
+from forge import FORGE_ROOT, add_checkpoint, fake_forge, select_checkpoint
+from lora_files import adapter_tensors, spell, write_lora
+from webui import load_script
+
+UNET_MODULE = "input_blocks.1.1.transformer_blocks.0.attn1.to_q"  # block IN01
+TE_MODULE = "transformer.text_model.encoder.layers.0.self_attn.q_proj"
+TE_PREFIX = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+LBW = "1,0.25,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0.5"  # BASE (text encoder), IN01 = 0.25, …, OUT11 = 0.5
+
+
+def _kohya(module: str) -> str:
+    return "lora_unet_" + module.replace(".", "_")
+
+
+@pytest.fixture
+def forge(make_ldm_model, monkeypatch, tmp_path):
+    with fake_forge(FORGE_ROOT, monkeypatch) as forge:
+        from modules import paths, script_callbacks, shared
+
+        monkeypatch.setattr(paths, "data_path", str(tmp_path / "webui"))
+        monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui" / "models"))
+        lora_dir = tmp_path / "webui" / "models" / "Lora"
+        monkeypatch.setattr(shared.cmd_opts, "lora_dir", str(lora_dir))
+        forge.tiny = make_ldm_model("sd1")
+        forge.engine = add_checkpoint(forge, copy.deepcopy(forge.tiny))
+        select_checkpoint(forge.engine)
+        forge.lora_dir = lora_dir
+        _write_loras(forge.tiny, lora_dir)
+        forge.script = load_script()
+        script_callbacks.ui_settings_callback()
+        script_callbacks.before_ui_callback()
+        script_callbacks.app_started_callback(None, FastAPI())  # ours registers <lora:…> here, after the built-in
+        yield forge
+        script_callbacks.script_unloaded_callback()
+
+
+def _write_loras(tiny, lora_dir) -> None:
+    unet = tiny.model.diffusion_model
+    out_module = next(
+        name for name, _ in unet.named_modules() if name.startswith("output_blocks.") and name.endswith("attn1.to_q")
+    )
+    q = unet.get_submodule(UNET_MODULE).weight
+    out = unet.get_submodule(out_module).weight
+    te = getattr(tiny.cond_stage_model, "wrapped", tiny.cond_stage_model).get_submodule(TE_MODULE).weight
+    write_lora(lora_dir / "a.safetensors", spell(_kohya(UNET_MODULE), adapter_tensors("lora", q, seed=1)))
+    write_lora(lora_dir / "h.safetensors", spell(_kohya(UNET_MODULE), adapter_tensors("loha", q, seed=2)))
+    write_lora(lora_dir / "k.safetensors", spell(_kohya(out_module), adapter_tensors("lokr_full", out, seed=3)))
+    both = {
+        **spell(_kohya(UNET_MODULE), adapter_tensors("lora", q, seed=4)),
+        **spell(_kohya(out_module), adapter_tensors("loha", out, seed=5)),
+        **spell(TE_PREFIX, adapter_tensors("lora", te, seed=6)),
+    }
+    write_lora(lora_dir / "both.safetensors", both)
+
+
+def _generate(prompt: str):
+    from modules import processing
+
+    p = processing.StableDiffusionProcessingTxt2Img(prompt=prompt, seed=3, steps=2, width=64, height=64)
+    return processing.process_images(p)
+
+
+def _weights(forge) -> dict[str, torch.Tensor]:
+    """The UNet's and text encoder's weights as Forge holds them now, by ldm / HF name."""
+    objects = forge.engine.forge_objects_original
+    unet = objects.unet.model.diffusion_model
+    te = objects.clip.cond_stage_model["clip_l"]
+    return {
+        **{f"unet.{k}": v.detach().clone() for k, v in unet.named_parameters()},
+        **{f"te.{k}": v.detach().clone() for k, v in te.named_parameters()},
+    }
+
+
+def _our_merge(forge, prompt: str) -> dict[str, torch.Tensor]:
+    """The same prompt merged by our own loader (exact in-place merge) into a copy of the same checkpoint."""
+    from lora_ext.hosts.ldm import LdmHost
+    from lora_ext.loading.loader import NetworkLoader
+
+    model = copy.deepcopy(forge.tiny)
+    host = LdmHost(model, forge.lora_dir)
+    NetworkLoader.for_host(host).prompt_hook(prompt)
+    te = getattr(model.cond_stage_model, "wrapped", model.cond_stage_model)
+    return {
+        **{f"unet.{k}": v.detach() for k, v in model.model.diffusion_model.named_parameters()},
+        **{f"te.{k}": v.detach() for k, v in te.named_parameters()},
+    }
+
+
+def _patch_types(patcher) -> set[str]:
+    return {
+        value[1][0] for patches in patcher.lora_patches.values() for entries in patches.values() for value in entries
+    }
+
+
+@pytest.mark.parametrize(
+    ("prompt", "unet_types", "te_types"),
+    [
+        ("a cat <lora:a:0.7>", {"lora"}, None),  # Forge's own lora type
+        ("a cat <lora:h:0.5> <lora:k:-0.8>", {"diff"}, None),  # LoHa, LoKr: our ΔW as a diff
+        ("a cat <lora:both:0.6:0.3>", {"lora", "diff"}, {"lora"}),  # te 0.6, unet 0.3
+        (f"a cat <lora:both:1:lbw={LBW}> <lora:a:0.4>", {"lora", "diff"}, {"lora"}),
+    ],
+)
+def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwards(forge, prompt, unet_types, te_types):
+    clean = _weights(forge)
+    processed = _generate(prompt)
+    assert processed.images and processed.comments == ""
+    objects = forge.engine.forge_objects_after_applying_lora
+    assert objects.unet is not forge.engine.forge_objects_original.unet  # a patched clone, as Forge's built-in
+    assert _patch_types(objects.unet) == unet_types
+    if te_types is None:
+        assert objects.clip is forge.engine.forge_objects_original.clip
+    else:
+        assert _patch_types(objects.clip.patcher) == te_types
+    assert forge.engine.current_lora_hash.startswith("train_tools:")
+    merged, expected = _weights(forge), _our_merge(forge, prompt)
+    changed = [key for key in clean if not torch.equal(merged[key], clean[key])]
+    assert changed and (te_types is not None) == any(key.startswith("te.") for key in changed)
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert forge.networks.activations == []  # Forge's built-in was never asked
+
+    _generate("a cat")  # no token: Forge's LoraLoader.refresh puts its backups back
+    assert forge.engine.current_lora_hash == "[]"
+    after = _weights(forge)
+    assert all(torch.equal(after[key], clean[key]) for key in clean)
+
+
+def test_lora_hashes_and_warnings_are_ours_and_an_unchanged_request_is_not_patched_again(forge):
+    from lora_ext.formats.hashes import addnet_hash
+
+    processed = _generate("a cat <lora:a:0.7> <lora:missing:1>")
+    assert f"Lora hashes: a: {addnet_hash(forge.lora_dir / 'a.safetensors')[:12]}" in processed.infotexts[0]
+    assert "LoRA not found: missing" in processed.comments
+    patched = forge.engine.forge_objects_after_applying_lora.unet
+    loader = forge.engine.forge_objects.unet.model.lora_loader
+    loaded_hash = loader.loaded_hash
+    again = _generate("a cat <lora:a:0.7> <lora:missing:1>")
+    assert "LoRA not found: missing" in again.comments and "Lora hashes: a: " in again.infotexts[0]
+    assert forge.engine.forge_objects_after_applying_lora.unet is patched  # same request: same clone
+    assert loader.loaded_hash == loaded_hash
+    _generate("a cat <lora:a:0.5>")  # another weight: other patches, another cache key for Forge
+    assert forge.engine.forge_objects_after_applying_lora.unet is not patched
+    assert loader.loaded_hash != loaded_hash
+
+
+def test_the_setting_built_in_hands_the_token_to_forge_s_lora_and_back(forge):
+    from modules import extra_networks, shared
+
+    from lora_ext.hosts.a1111_loader import SETTING_LOADER
+
+    assert forge.script.host.lora_takeover is not None
+    assert extra_networks.extra_network_registry["lora"] is forge.script.host.lora_takeover.network
+    clean = _weights(forge)
+    _generate("a cat <lora:a:0.7>")
+    shared.opts.set(SETTING_LOADER, "Built-in")
+    assert forge.engine.current_lora_hash == "[]"  # our patches are gone from the engine at once
+    assert forge.engine.forge_objects_after_applying_lora.unet is forge.engine.forge_objects_original.unet
+    processed = _generate("a cat <lora:x:0.8>")
+    assert forge.networks.activations[-1] == {"x": 0.8} and "Lora hashes: x: forge" in processed.infotexts[0]
+    assert all(torch.equal(value, clean[key]) for key, value in _weights(forge).items())  # ours restored by Forge
+    shared.opts.set(SETTING_LOADER, "Train Tools")
+    _generate("a cat <lora:a:0.7>")
+    assert forge.networks.loaded_networks == []  # the built-in made inert
+    assert forge.engine.current_lora_hash.startswith("train_tools:")
+    merged, expected = _weights(forge), _our_merge(forge, "a cat <lora:a:0.7>")
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_training_after_a_patched_generation_trains_the_clean_base_and_hands_everything_back(forge, tmp_path):
+    from test_forge_training import _config, _state
+    from train_support import make_dataset
+
+    from lora_ext.training.run import train_lora
+
+    clean = _weights(forge)
+    _generate("a cat <lora:both:0.6:0.3>")
+    before = _state(forge.engine)
+    host = forge.script.host
+    seen = []
+    real_predict = host.predict
+
+    def predict(*args):  # the UNet holds the checkpoint's own weights while training
+        unet = forge.engine.forge_objects.unet.model.diffusion_model
+        seen.append(torch.equal(unet.get_submodule(UNET_MODULE).weight.detach(), clean[f"unet.{UNET_MODULE}.weight"]))
+        return real_predict(*args)
+
+    host.predict = predict
+    config = _config(make_dataset(tmp_path / "data", 1), max_steps=2, train_text_encoder=True)
+    assert train_lora(host, config).status == "finished"
+    assert seen and all(seen)
+    assert _state(forge.engine) == before  # every tensor and Forge's patch state, ours included
+
+
+def test_on_sdxl_the_unet_and_first_text_encoder_patches_equal_our_merge(forge, make_ldm_model):
+    from modules import shared
+
+    forge.tiny = make_ldm_model("sdxl")
+    forge.engine = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="xl", engine="sdxl")
+    select_checkpoint(forge.engine)
+    unet = forge.tiny.model.diffusion_model
+    module = next(name for name, _ in unet.named_modules() if name.endswith("attn2.to_k"))
+    te = forge.tiny.conditioner.embedders[0].wrapped.get_submodule(TE_MODULE).weight
+    tensors = {
+        **spell(_kohya(module), adapter_tensors("loha", unet.get_submodule(module).weight, seed=7)),
+        **spell(TE_PREFIX.replace("lora_te_", "lora_te1_"), adapter_tensors("lora", te, seed=8)),
+    }
+    write_lora(forge.lora_dir / "xl.safetensors", tensors)
+    clean = _weights(forge)
+    processed = _generate("a cat <lora:xl:0.9:0.6>")
+    assert shared.sd_model is forge.engine and processed.comments == ""
+    merged, expected = _weights(forge), _our_merge_sdxl(forge, "a cat <lora:xl:0.9:0.6>")
+    assert {key.split(".")[0] for key in clean if not torch.equal(merged[key], clean[key])} == {"unet", "te"}
+    for key, value in expected.items():
+        torch.testing.assert_close(merged[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _our_merge_sdxl(forge, prompt: str) -> dict[str, torch.Tensor]:
+    from lora_ext.hosts.ldm import LdmHost
+    from lora_ext.loading.loader import NetworkLoader
+
+    model = copy.deepcopy(forge.tiny)
+    NetworkLoader.for_host(LdmHost(model, forge.lora_dir)).prompt_hook(prompt)
+    te = model.conditioner.embedders[0].wrapped
+    return {
+        **{f"unet.{k}": v.detach() for k, v in model.model.diffusion_model.named_parameters()},
+        **{f"te.{k}": v.detach() for k, v in te.named_parameters()},
+    }
+
+
+@pytest.mark.parametrize(("engine", "storage"), [("flux", None), ("sd1", "nf4"), ("sd1", "gguf")])
+def test_flux_and_a_unet_stored_as_nf4_or_gguf_are_left_to_forge_s_built_in(forge, engine, storage):
+    from modules import extra_networks, processing
+
+    model = add_checkpoint(forge, copy.deepcopy(forge.tiny), name="other", engine=engine, storage_dtype=storage)
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=model, prompt="a cat")
+    forge.script.host.lora_takeover.activate(p, [extra_networks.ExtraNetworkParams(items=["a", "0.8"])])
+    assert forge.networks.activations == [{"a": 0.8}]
+    assert p.comments == {} and model.current_lora_hash == str([("a", 0.8)])  # the built-in's own state
