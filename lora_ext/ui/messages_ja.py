@@ -193,8 +193,8 @@ MESSAGES: dict[str, str] = {
     "training step {step}/{total}": "学習ステップ {step}/{total}",
     "scanning the dataset": "データセットを走査中",
     "scanning the dataset: {count} images": "データセットを走査中: {count} 枚",
-    "caching latents": "latent をキャッシュ中",
-    "caching latents {done}/{total}": "latent をキャッシュ中 {done}/{total}",
+    "caching latents": "潜在表現をキャッシュ中",
+    "caching latents {done}/{total}": "潜在表現をキャッシュ中 {done}/{total}",
     "rendering preview {number}/{count} (sampler step {step}/{steps})": (
         "プレビュー {number}/{count} を生成中（サンプラーのステップ {step}/{steps}）"
     ),
