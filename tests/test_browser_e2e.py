@@ -533,5 +533,13 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         (ARTIFACTS / "12-japanese-lines.txt").write_text("\n".join(seen) + "\n", encoding="utf-8")
         assert len(seen) >= 8, seen
         assert not _english(seen), _english(seen)
+        # Back to English with an edit not saved yet: the page is relabelled and the form keeps the edit.
+        steps = "#train_tools_cfg_max_steps input"
+        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "the settings this version trained with")
+        page.fill("train_tools_cfg_max_steps", "7")
+        page.wait_text("train_tools_plan", "最大ステップ数 7")
         page.find("#train_tools_language input[value='English']").click()
         page.wait(lambda: page.find("#train_tools_create_project").text == "Create project", "English labels again")
+        page.wait_text("train_tools_train_progress", "Finished: 4 steps")  # the job's line, shown again
+        page.wait_text("train_tools_plan", "max steps 7")
+        assert page.find(steps).get_attribute("value") == "7"
