@@ -457,7 +457,8 @@ def ja_home() -> Iterator[Path]:
 def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_path: Path) -> None:
     """Switched to Japanese on a fresh data folder, the flow (a project, an error, a drop with a broken file,
     auto-tagging, an edit and its undo, a training with a reload while it runs) shows every status line in
-    Japanese, and gradio's own texts and the radio options too. Its own app and browser: it needs no other test."""
+    Japanese, and gradio's own texts and the radio options too. Switching back keeps an unsaved edit of the
+    form; another version's settings fill it. Its own app and browser: it needs no other test."""
     with _serve(ja_home, "server-ja.log") as server, _chromium(ja_home) as browser:
         page = Page(browser)
         seen: list[str] = []
@@ -543,3 +544,12 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         page.wait_text("train_tools_train_progress", "Finished: 4 steps")  # the job's line, shown again
         page.wait_text("train_tools_plan", "max steps 7")
         assert page.find(steps).get_attribute("value") == "7"
+        # A new version has never trained: the form keeps the edit. Back on v1: the settings it trained with.
+        page.fill("train_tools_name", "v2")
+        page.click("train_tools_create_version")
+        page.wait_text("train_tools_project_status", "Created version v2")
+        page.wait_text("train_tools_plan", "0 images")  # the new version's plan: its change event has run
+        assert page.find(steps).get_attribute("value") == "7"
+        page.choose("train_tools_version", "v1")
+        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "v1's saved settings in the form")
+        page.wait_text("train_tools_plan", "max steps 4")
