@@ -419,11 +419,12 @@ def _update_readme_screenshots(width: int = 900) -> None:
         small.save(target / f"{name}.png", optimize=True)
 
 
-# Status lines may quote what the user or the machine named: paths, file names, prompt tokens, model names,
+# Status lines may quote what the user or the machine named: paths, file names, prompt tokens, model names, hashes,
 # preset names (values, never translated) and the tiny tagger's tags.
 _VALUES = "|".join(re.escape(name) for name in (AUTO_PRESET, *PRESETS, "red theme", "blue theme"))
 _NAMED = re.compile(
-    rf"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|demo-\S+|tiny-\S+)|\b(?:{_VALUES})\b"
+    r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|Lora|demo-\S+|tiny-\S+)|\b[0-9a-f]{10,}\b"
+    rf"|\b(?:{_VALUES})\b"
 )
 
 
@@ -528,6 +529,35 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         look()
         page.shot("12-japanese-flow")
         shown = page.visible_text()
+
+        # The side-by-side test, then its error line.
+        page.fill("train_tools_compare_prompt", "1girl, red theme")
+        for elem_id, value in (("train_tools_compare_steps", "2"), ("train_tools_compare_size", "64")):
+            page.fill(elem_id, value)
+        page.fill("train_tools_compare_weights", "0, 1")
+        page.click("train_tools_compare")
+        page.wait(lambda: look() or "で生成" in page.text("train_tools_compare_progress"), "the comparison", 600)
+        page.fill("train_tools_compare_prompt", " ")
+        page.click("train_tools_compare")
+        page.wait_text("train_tools_result_status", "テスト用プロンプトが空です")
+        look()
+        # The Generate tab with the LoRA: its info line.
+        tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "生成"][0]
+        tab.click()
+        page.wait(lambda: page.find("#train_tools_gen_button").is_displayed(), "the Generate tab")
+        for elem_id, value in (("train_tools_gen_steps", "2"), ("train_tools_gen_width", "64")):
+            box = page.find(f"#{elem_id} input[type=number]")
+            box.clear()
+            box.send_keys(value, "\t")
+        box = page.find("#train_tools_gen_height input[type=number]")
+        box.clear()
+        box.send_keys("64", "\t")
+        page.fill("train_tools_gen_prompt", "1girl <lora:日本語のテスト_v1:0.8>")
+        page.click("train_tools_gen_button")
+        page.wait(lambda: look() or "ハッシュ" in page.text("train_tools_gen_info"), "the generated image's line", 600)
+        look()
+        [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Train Tools"][0].click()
+        page.wait(lambda: page.find("#train_tools_create_project").is_displayed(), "the Train Tools tab again")
         assert "Drop File Here" not in shown and "Click to Upload" not in shown
         assert "Error" not in shown
         assert "スキップ" in shown and "出現回数順" in shown  # radio options

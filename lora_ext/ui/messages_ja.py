@@ -213,7 +213,12 @@ MESSAGES: dict[str, str] = {
     "Skipped {path}: {reason!t}": "{path} をスキップ: {reason}",
     "Stopping after the current step…": "現在のステップの後で停止します…",
     # result and generate (lora_ext/ui/result_section.py, lora_ext/ui/app.py, lora_ext/app/results.py)
-    "Generating {number}/{total}: {text}": "生成中 {number}/{total}: {text}",
+    "Generating {number}/{total}: {text!t}": "生成中 {number}/{total}: {text}",
+    # A comparison image's caption (the gallery, the progress line): a weight, or a saved epoch at a weight.
+    "weight {weight}": "ウェイト {weight}",
+    "{label!t} @ {weight}": "{label} @ {weight}",
+    "epoch {number}": "エポック {number}",
+    "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
     "No weights to compare.": "比較するウェイトがありません。",
     "write numbers such as 0, 0.5, 0.8, 1": "0, 0.5, 0.8, 1 のように数値を書いてください",
