@@ -311,3 +311,16 @@ def test_a_comparison_shows_its_captions_and_progress_in_the_page_language(host,
     job.finished_event.set()
     done = result_section.render_job(ctx, job)
     assert done["compare_gallery"] == [("first image", "ウェイト 0"), ("second image", "ステップ 100 @ 0.8")]
+
+
+def test_the_gallery_and_the_file_table_show_their_words_in_the_page_language(host, tmp_path: Path) -> None:
+    ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
+    _with_images(ctx, tmp_path)  # no captions yet
+    assert {caption for _image, caption in editor_section.view(ctx, "猫", "v1")["gallery"]} == {"（キャプションなし）"}
+    host.lora_dir.mkdir(parents=True, exist_ok=True)
+    for stem in ("猫_v1", "猫_v1-000002"):
+        (host.lora_dir / f"{stem}.safetensors").write_bytes(b"not read for the table")
+    from lora_ext.ui import result_section
+
+    table = result_section.refresh(ctx, "猫", "v1", result_name="猫_v1")["result_files"]
+    assert sorted(row[1] for row in table["data"]) == sorted(["最終", "エポック 2"])

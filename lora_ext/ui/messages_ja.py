@@ -217,6 +217,7 @@ MESSAGES: dict[str, str] = {
     # A comparison image's caption (the gallery, the progress line): a weight, or a saved epoch at a weight.
     "weight {weight}": "ウェイト {weight}",
     "{label!t} @ {weight}": "{label} @ {weight}",
+    "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
     "epoch {number}": "エポック {number}",
     "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",

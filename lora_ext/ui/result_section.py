@@ -26,7 +26,9 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
     name, files = results.version_files(ctx, project, version, result_name)
     if not name:
         return _empty(ctx)
-    rows = [[item.path.name, item.label, f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files]
+    rows = [
+        [item.path.name, ctx.tr(item.label), f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files
+    ]
     return {
         "result_name": name,
         "result_files": file_table(ctx, rows),
