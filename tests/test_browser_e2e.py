@@ -7,6 +7,9 @@ the LoRA is in the Lora folder → a comparison, then an error that leaves it in
 Generate with ``<lora:name:0.8>`` differs from weight 0. A screenshot of each step
 goes to ``artifacts/browser/``.
 
+The second test runs the flow again in Japanese on its own data folder, app and browser
+and fails on any status line left in English (the lines it read: ``12-japanese-lines.txt``).
+
 The machine running it may be busy: every wait is generous, none is a timing assert.
 """
 
