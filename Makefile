@@ -46,10 +46,11 @@ setup: $(VENV)/.base-installed
 
 setup-g4: $(VENV4)/.test-installed
 
+# A Japanese font too: the browser tests' screenshots (the README's) show Japanese names and the Japanese page.
 setup-test: $(VENV)/.test-installed
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -e /usr/share/fonts/opentype/ipafont-gothic ] || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-ipafont-gothic >/dev/null; }
 
 run: setup
 	$(BIN)/python -m lora_ext ui --model $(MODEL) --host $(HOST) --port $(PORT)

@@ -7,6 +7,9 @@ the LoRA is in the Lora folder → a comparison, then an error that leaves it in
 Generate with ``<lora:name:0.8>`` differs from weight 0. A screenshot of each step
 goes to ``artifacts/browser/``.
 
+The second test runs the flow again in Japanese on its own data folder, app and browser
+and fails on any status line left in English (the lines it read: ``12-japanese-lines.txt``).
+
 The machine running it may be busy: every wait is generous, none is a timing assert.
 """
 
@@ -23,11 +26,14 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from ui_fixtures import write_images, write_tagger
 from webui import REPO
+
+from lora_ext.config import AUTO_PRESET, PRESETS
 
 pytestmark = pytest.mark.browser
 
@@ -46,16 +52,20 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def home() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="train-tools-e2e-"))
+@contextmanager
+def _data_folder(prefix: str) -> Iterator[Path]:
+    """A fresh data folder (``TRAIN_TOOLS_HOME``) holding the tiny tagger in the standalone app's tagger folder."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     write_tagger(folder / "models" / "wd14_tagger")  # the standalone app's tagger folder (lora_ext.paths)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def server(home: Path) -> Iterator[str]:
+@contextmanager
+def _serve(home: Path, log_name: str) -> Iterator[str]:
+    """``python -m lora_ext ui`` on the demo model over ``home``, on a free port; its log goes to the artifacts."""
     port = _free_port()
     env = {**os.environ, "TRAIN_TOOLS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     env.pop("TRAIN_TOOLS_TAGGER_DIR", None)
@@ -85,11 +95,12 @@ def server(home: Path) -> Iterator[str]:
         process.wait(timeout=30)
         log.close()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(home / "server.log", ARTIFACTS / "server.log")
+        shutil.copyfile(home / "server.log", ARTIFACTS / log_name)
 
 
-@pytest.fixture(scope="module")
-def browser(home: Path) -> Iterator[object]:
+@contextmanager
+def _chromium(home: Path) -> Iterator[object]:
+    """Headless Chromium with its own profile in ``home`` (nothing shared between the tests' browsers)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Debian chromium + chromium-driver are not installed (make setup-test installs them)")
     from selenium import webdriver
@@ -119,6 +130,24 @@ def browser(home: Path) -> Iterator[object]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def home() -> Iterator[Path]:
+    with _data_folder("train-tools-e2e-") as folder:
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[str]:
+    with _serve(home, "server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(home: Path) -> Iterator[object]:
+    with _chromium(home) as driver:
+        yield driver
 
 
 class Page:
@@ -393,5 +422,167 @@ def _update_readme_screenshots(width: int = 900) -> None:
         small.save(target / f"{name}.png", optimize=True)
 
 
-# Status lines may quote what the user or the machine named: paths, file names, prompt tokens, model names.
-_NAMED = re.compile(r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|demo-\S+|tiny-\S+)")
+# Status lines may quote what the user or the machine named: paths, file names, prompt tokens, model names, hashes,
+# preset names (values, never translated) and the tiny tagger's tags.
+_VALUES = "|".join(re.escape(name) for name in (AUTO_PRESET, *PRESETS, "red theme", "blue theme"))
+_NAMED = re.compile(
+    r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|Lora|demo-\S+|tiny-\S+)|\b[0-9a-f]{10,}\b"
+    rf"|\b(?:{_VALUES})\b"
+)
+
+
+def _status_lines(page: Page) -> list[str]:
+    """Every status and progress line the page shows now (``ui.common.message``, ``progress_html``)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    css = ".tt-msg, .tt-progress-text, #train_tools_editor_state, #train_tools_gallery_note"
+    for _attempt in range(20):  # gradio re-renders a line while it is read: read them all again
+        try:
+            lines = [element.text for element in page.driver.find_elements(page.by.CSS_SELECTOR, css)]
+        except StaleElementReferenceException:
+            time.sleep(0.25)
+            continue
+        return [line for line in lines if line.strip()]
+    raise AssertionError("the status lines kept changing while they were read")
+
+
+def _english(lines: list[str]) -> list[str]:
+    """The lines with an English word left once the names they quote are taken out."""
+    return [line for line in lines if re.search(r"[A-Za-z]{3,}", _NAMED.sub(" ", line))]
+
+
+@pytest.fixture(scope="module")
+def ja_home() -> Iterator[Path]:
+    with _data_folder("train-tools-e2e-ja-") as folder:
+        yield folder
+
+
+@pytest.mark.timeout(1500)  # a busy 2-core machine: generous, never a timing assert
+def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_path: Path) -> None:
+    """Switched to Japanese on a fresh data folder, the flow (a project, an error, a drop with a broken file,
+    auto-tagging, an edit and its undo, a training with a reload while it runs) shows every status line in
+    Japanese, and gradio's own texts and the radio options too. Switching back keeps an unsaved edit of the
+    form; another version's settings fill it. Its own app and browser: it needs no other test."""
+    with _serve(ja_home, "server-ja.log") as server, _chromium(ja_home) as browser:
+        page = Page(browser)
+        seen: list[str] = []
+
+        def look() -> None:
+            seen.extend(line for line in _status_lines(page) if line not in seen)
+
+        browser.get(server)
+        page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
+        page.restored()
+        page.find("#train_tools_language input[value='日本語']").click()
+        page.wait(lambda: page.find("#train_tools_create_project").text == "プロジェクトを作成", "Japanese labels")
+        page.wait_text("train_tools_first_step", "まずプロジェクトを作成")
+        look()
+
+        # A project, then an error: the name box is empty now.
+        page.fill("train_tools_name", "日本語のテスト")
+        page.click("train_tools_create_project")
+        page.wait_text("train_tools_project_status", "プロジェクト 日本語のテスト を作成しました")
+        look()
+        page.click("train_tools_create_project")
+        page.wait_text("train_tools_project_status", "プロジェクト名が空です")
+        look()
+
+        # A drop with a broken file: the summary and the report.
+        files = write_images(tmp_path / "drop")
+        page.find("#train_tools_drop input[type=file]").send_keys("\n".join(str(path) for path in files))
+        page.wait_text("train_tools_dataset_status", "2 枚の画像を追加、1 件をスキップ")
+        page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")
+        look()
+
+        # Auto-tagging, then a tag removed and put back.
+        page.click("train_tools_run_tagging")
+        page.wait_text("train_tools_tag_progress", "自動タグ付けが完了しました")
+        chip = "#train_tools_chips .tt-chip[data-tag='red theme']"
+        page.wait(lambda: page.find(chip), "the red theme chip")
+        look()
+        page.fill("train_tools_tags_text", "red theme")
+        page.click("train_tools_remove_tags")
+        page.wait_text("train_tools_editor_state", "未保存 1 件")
+        look()
+        page.click("train_tools_undo")
+        page.wait(lambda: browser.find_elements(page.by.CSS_SELECTOR, chip), "undo to bring the tag back")
+        look()
+
+        # A short training; a reload while it runs reopens the page in Japanese and follows the job to its end.
+        page.choose("train_tools_preset", "fast-test")
+        page.wait(
+            lambda: page.find("#train_tools_cfg_resolution input").get_attribute("value") == "64", "the preset values"
+        )
+        page.fill("train_tools_cfg_max_steps", "4")
+        page.wait_text("train_tools_plan", "最大ステップ数 4")
+        look()
+        page.click("train_tools_start_training")
+        page.wait(lambda: re.search("学習|完了", page.text("train_tools_train_progress")), "the training line")
+        look()
+        browser.refresh()
+        page.wait(
+            lambda: page.find("#train_tools_create_project").text == "プロジェクトを作成", "Japanese after reload"
+        )
+        page.restored()
+        look()
+        # Every line the training shows on its way (phases, steps) is read while it runs.
+        page.wait(lambda: look() or "完了: 4 ステップ" in page.text("train_tools_train_progress"), "the end", 900)
+        page.wait_text("train_tools_tag_progress", "自動タグ付けが完了しました")
+        page.wait(lambda: "ここにファイルをドロップ" in page.visible_text(), "gradio's drop hint in Japanese")
+        look()
+        page.shot("12-japanese-flow")
+        shown = page.visible_text()
+
+        # The side-by-side test, then its error line.
+        page.fill("train_tools_compare_prompt", "1girl, red theme")
+        for elem_id, value in (("train_tools_compare_steps", "2"), ("train_tools_compare_size", "64")):
+            page.fill(elem_id, value)
+        page.fill("train_tools_compare_weights", "0, 1")
+        page.click("train_tools_compare")
+        page.wait(lambda: look() or "で生成" in page.text("train_tools_compare_progress"), "the comparison", 600)
+        page.fill("train_tools_compare_prompt", " ")
+        page.click("train_tools_compare")
+        page.wait_text("train_tools_result_status", "テスト用プロンプトが空です")
+        look()
+        # The Generate tab with the LoRA: its info line.
+        tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "生成"][0]
+        tab.click()
+        page.wait(lambda: page.find("#train_tools_gen_button").is_displayed(), "the Generate tab")
+        for elem_id, value in (("train_tools_gen_steps", "2"), ("train_tools_gen_width", "64")):
+            box = page.find(f"#{elem_id} input[type=number]")
+            box.clear()
+            box.send_keys(value, "\t")
+        box = page.find("#train_tools_gen_height input[type=number]")
+        box.clear()
+        box.send_keys("64", "\t")
+        page.fill("train_tools_gen_prompt", "1girl <lora:日本語のテスト_v1:0.8>")
+        page.click("train_tools_gen_button")
+        page.wait(lambda: look() or "ハッシュ" in page.text("train_tools_gen_info"), "the generated image's line", 600)
+        look()
+        [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Train Tools"][0].click()
+        page.wait(lambda: page.find("#train_tools_create_project").is_displayed(), "the Train Tools tab again")
+        assert "Drop File Here" not in shown and "Click to Upload" not in shown
+        assert "Error" not in shown
+        assert "スキップ" in shown and "出現回数順" in shown  # radio options
+        (ARTIFACTS / "12-japanese-lines.txt").write_text("\n".join(seen) + "\n", encoding="utf-8")
+        assert len(seen) >= 8, seen
+        assert not _english(seen), _english(seen)
+        # Back to English with an edit not saved yet: the page is relabelled and the form keeps the edit.
+        steps = "#train_tools_cfg_max_steps input"
+        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "the settings this version trained with")
+        page.fill("train_tools_cfg_max_steps", "7")
+        page.wait_text("train_tools_plan", "最大ステップ数 7")
+        page.find("#train_tools_language input[value='English']").click()
+        page.wait(lambda: page.find("#train_tools_create_project").text == "Create project", "English labels again")
+        page.wait_text("train_tools_train_progress", "Finished: 4 steps")  # the job's line, shown again
+        page.wait_text("train_tools_plan", "max steps 7")
+        assert page.find(steps).get_attribute("value") == "7"
+        # A new version has never trained: the form keeps the edit. Back on v1: the settings it trained with.
+        page.fill("train_tools_name", "v2")
+        page.click("train_tools_create_version")
+        page.wait_text("train_tools_project_status", "Created version v2")
+        page.wait_text("train_tools_plan", "0 images")  # the new version's plan: its change event has run
+        assert page.find(steps).get_attribute("value") == "7"
+        page.choose("train_tools_version", "v1")
+        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "v1's saved settings in the form")
+        page.wait_text("train_tools_plan", "max steps 4")

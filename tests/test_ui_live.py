@@ -219,3 +219,108 @@ def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeyp
     _started, second = failing_training()
     assert live.restore(ctx, **PLAN)["job_failure"].startswith(f"{second.id}: ")
     assert "job_failure" not in live.restore(ctx, **PLAN)
+
+
+def _save_settings(ctx: Context, project: str, version: str, **changes) -> None:
+    """The version's ``config/train.toml`` as a training started with ``changes`` would have left it."""
+    from lora_ext.app import train_settings
+    from lora_ext.config import save_config
+
+    paths = ctx.version(project, version)
+    values = {name[len("cfg_") :]: value for name, value in train_section.apply_preset(ctx, "fast-test").items()}
+    config = train_settings.build_config({**values, **changes}, str(paths.dataset), f"{project}_{version}")
+    save_config(config, paths.config / train_settings.SETTINGS_FILE)
+
+
+def test_choosing_another_version_fills_the_form_from_its_saved_settings(ctx: Context, tmp_path: Path) -> None:
+    _with_images(ctx, tmp_path)
+    projects.create_version(ctx, project="猫", name="v2")  # never trained: no settings of its own
+    _save_settings(ctx, "猫", "v1", rank=3, max_steps=1)
+    edited = {**train_section.apply_preset(ctx, preset_name="auto"), "cfg_rank": 7, "cfg_max_steps": 5}
+
+    back_to_v1 = train_section.version_form(ctx, "猫", "v1", preset="auto", **edited)
+    assert (back_to_v1["cfg_rank"], back_to_v1["cfg_max_steps"], back_to_v1["cfg_resolution"]) == (3, 1, 64)
+    assert "max steps 1" in back_to_v1["plan"] and "train_status" not in back_to_v1
+    # A version that never trained keeps what the form holds (the user's values are not thrown away).
+    to_v2 = train_section.version_form(ctx, "猫", "v2", preset="auto", **edited)
+    assert not [name for name in to_v2 if name.startswith("cfg_")] and "max steps 5" in to_v2["plan"]
+    # A settings file that is not valid: one line, and the form keeps what it holds.
+    (ctx.version("猫", "v2").config / "train.toml").write_text("rank = [", "utf-8")
+    broken = train_section.version_form(ctx, "猫", "v2", preset="auto", **edited)
+    assert not [name for name in broken if name.startswith("cfg_")] and broken["train_status"].count("tt-msg-warn") == 1
+
+
+def test_a_language_switch_shows_the_page_again_without_resetting_the_form(ctx: Context, tmp_path: Path) -> None:
+    _with_images(ctx, tmp_path)
+    _save_settings(ctx, "猫", "v1", rank=3, max_steps=1)
+    editor_section.load_version(ctx, project="猫", version="v1")
+    edited = {**train_section.apply_preset(ctx, preset_name="fast-test"), "cfg_rank": 7, "cfg_max_steps": 5}
+    assert live.restore(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload: the saved settings
+
+    relabelled = live.relabel(ctx, project="猫", version="v1", preset="fast-test", **edited)
+    assert not [name for name in relabelled if name.startswith("cfg_")]  # unsaved edits stay in the form
+    assert not {"caption", "caption_base", "selected_key", "project", "version"} & set(relabelled)
+    assert "max steps 5" in relabelled["plan"] and len(relabelled["gallery"]) == 2
+    assert 'data-restored="1"' in relabelled["first_step"]
+
+
+def test_the_version_change_fills_the_form_and_the_language_switch_never_writes_it(
+    make_standalone_host, tmp_path: Path
+) -> None:
+    from lora_ext.ui.app import build_app
+
+    app = build_app(make_standalone_host("sd1"), workspace=Workspace(tmp_path / "projects", tmp_path / "tagger"))
+    _ctx, ui = app.train_tools
+    dependencies = app.get_config_file()["dependencies"]
+
+    def targets(dep: dict) -> list:  # gradio 3: [id]; gradio 4: [[id, event]]
+        return [target[0] if isinstance(target, list | tuple) else target for target in dep["targets"]]
+
+    fields = [component._id for component in train_section.field_components(ui).values()]
+    on_version = [dep for dep in dependencies if ui["version"]._id in targets(dep)]
+    assert [dep for dep in on_version if set(fields) <= set(dep["outputs"])]
+    # The switch itself relabels the fields (labels, help, options) and never sets a value...
+    from lora_ext.ui.app import switch_language
+
+    kept = [*train_section.field_components(ui).values(), ui["caption"], ui["caption_base"]]
+    relabelled = switch_language(_ctx, "日本語")
+    assert relabelled[ui["cfg_rank"]]["label"] != ui["cfg_rank"].label
+    assert not [component for component in kept if "value" in relabelled.get(component, {})]
+    # ...and what follows it (the views, the plan, the jobs' lines) leaves the form and the caption box alone.
+    switch = {index for index, dep in enumerate(dependencies) if ui["language"]._id in targets(dep)}
+    after, added = set(), switch
+    while added:
+        added = {index for index, dep in enumerate(dependencies) if dep.get("trigger_after") in added} - after
+        after |= added
+    assert after  # the views are shown again in the new language
+    kept_ids = {component._id for component in kept}
+    assert not [index for index in after if kept_ids & set(dependencies[index]["outputs"])]
+
+
+def test_a_comparison_shows_its_captions_and_progress_in_the_page_language(host, tmp_path: Path) -> None:
+    from lora_ext.app.jobs import Job
+    from lora_ext.ui import result_section
+
+    ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
+    job = Job("Test generation", data={"images": [("first image", "weight 0")]})
+    job.report(1, 3, "epoch 2 @ 0.8")
+    running = result_section.render_job(ctx, job)
+    assert running["compare_gallery"] == [("first image", "ウェイト 0")]
+    assert "生成中 2/3: エポック 2 @ 0.8" in ctx.i18n.status(running["compare_progress"])  # the edge's translation
+    job.result = [("first image", "weight 0"), ("second image", "step 100 @ 0.8")]
+    job.finished_event.set()
+    done = result_section.render_job(ctx, job)
+    assert done["compare_gallery"] == [("first image", "ウェイト 0"), ("second image", "ステップ 100 @ 0.8")]
+
+
+def test_the_gallery_and_the_file_table_show_their_words_in_the_page_language(host, tmp_path: Path) -> None:
+    ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
+    _with_images(ctx, tmp_path)  # no captions yet
+    assert {caption for _image, caption in editor_section.view(ctx, "猫", "v1")["gallery"]} == {"（キャプションなし）"}
+    host.lora_dir.mkdir(parents=True, exist_ok=True)
+    for stem in ("猫_v1", "猫_v1-000002"):
+        (host.lora_dir / f"{stem}.safetensors").write_bytes(b"not read for the table")
+    from lora_ext.ui import result_section
+
+    table = result_section.refresh(ctx, "猫", "v1", result_name="猫_v1")["result_files"]
+    assert sorted(row[1] for row in table["data"]) == sorted(["最終", "エポック 2"])

@@ -173,7 +173,7 @@ def build_app(host: Host, loader: Any = None, language: str = "en", workspace: W
             inputs=[ui["language"]],
             outputs=ctx.i18n.components,
         )
-        live.restore_on(ctx, ui, switched.then)  # the views and the jobs' lines, again in the new language
+        live.relabel_on(ctx, ui, switched.then)  # the views and the jobs' lines, again in the new language
         # The page is built once, in the language of the start; a reload reopens it in the current one.
         built = ctx.i18n.language
         relabelled = [ui["language"], *ctx.i18n.components]

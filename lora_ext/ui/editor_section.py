@@ -148,7 +148,8 @@ def view(ctx: Context, project: str | None, version: str | None, note: str = "")
     keys = editor.visible_keys()
     dataset = session.paths.dataset
     gallery = [
-        (str(dataset / key), join_tags(editor.table.tags(key)) or "(no caption)") for key in keys[:GALLERY_LIMIT]
+        (str(dataset / key), join_tags(editor.table.tags(key)) or ctx.tr("(no caption)"))
+        for key in keys[:GALLERY_LIMIT]
     ]
     shown = f"Showing {min(len(keys), GALLERY_LIMIT)} of {len(keys)} images"
     if len(keys) != len(editor.table):

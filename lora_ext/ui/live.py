@@ -17,6 +17,12 @@ dropped connection is simply followed by the next one. The hidden ``job_seen``
 box holds ``"<job id>:running"`` or ``"<job id>:done"``: what this page has shown.
 A job that failed is toasted once (``Job.announce_failure``) through the hidden
 ``job_failure`` box, whose change event is queued; its line stays in the section.
+
+The standalone app's language switch runs *relabel*: the same views and job lines
+in the new language, on the page's version, without touching the training form or
+the caption box (what the user typed there is not saved anywhere yet). Choosing
+another version fills the form from its saved settings, as a reload does
+(``train_section.version_form``).
 """
 
 from __future__ import annotations
@@ -26,9 +32,9 @@ from typing import Any
 from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
-from lora_ext.errors import ConfigError, LoraExtError
+from lora_ext.errors import LoraExtError
 from lora_ext.ui import compat, editor_section, projects, result_section, tagger_section, train_section
-from lora_ext.ui.common import Outputs, message, user_message
+from lora_ext.ui.common import Outputs, user_message
 from lora_ext.ui.registry import Registry
 
 FAILURE_SEPARATOR = ": "  # job_failure holds "<job id>: <line>", so two failures with the same line both toast
@@ -91,30 +97,42 @@ def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) 
 
 
 def restore(ctx: Context, **cfg: Any) -> Outputs:
-    """The page as the user left it: last-used version, its views, and the latest job of each kind."""
+    """The page as the user left it: last-used version, its views, its saved settings and the latest jobs."""
     import gradio as gr
 
     choices, project, versions, version = recent.opening_selection(ctx.store)
     out: Outputs = {
-        "capabilities": train_section.capabilities_html(ctx),
         "project": gr.update(choices=choices, value=project),
         "version": gr.update(choices=versions, value=version),
-        "first_step": projects.first_step_html(choices, restored=True),
         **_quiet(editor_section.load_version, ctx, project, version),
-        **_quiet(result_section.refresh, ctx, project, version),
     }
-    try:
-        settings = train_section.saved_settings(ctx, project, version)  # the form as the last training had it
-    except ConfigError as error:  # a hand-edited file that is not valid: the form keeps its defaults
-        settings = {}
-        out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
-    except LoraExtError:
-        settings = {}  # the version went away meanwhile
-    out.update(settings)
-    try:
-        out.update(train_section.plan(ctx, project, version, **{**cfg, **settings}))
+    try:  # the form as the version's last training had it, and its plan
+        out.update(train_section.version_form(ctx, project, version, **cfg))
     except LoraExtError:
         pass  # the version went away between listing and planning: the next change plans again
+    return {**out, **_reopened(ctx, choices, project, version)}
+
+
+def relabel(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    """After a language switch: the page's views, plan and job lines again, in the new language.
+
+    Unlike ``restore`` it stays on the page's version and leaves the training form and the caption
+    box alone: what the user typed there and has not saved yet stays."""
+    out: Outputs = _quiet(editor_section.view, ctx, project, version)
+    try:
+        out.update(train_section.plan(ctx, project, version, **cfg))
+    except LoraExtError:
+        pass
+    return {**out, **_reopened(ctx, ctx.store.list_projects(), project, version)}
+
+
+def _reopened(ctx: Context, choices: list[str], project: str | None, version: str | None) -> Outputs:
+    """What ``restore`` and ``relabel`` both show: the host's line, the first step, the result, the jobs."""
+    out: Outputs = {
+        "capabilities": train_section.capabilities_html(ctx),
+        "first_step": projects.first_step_html(choices, restored=True),
+        **_quiet(result_section.refresh, ctx, project, version),
+    }
     for name in RENDERERS:
         job = ctx.jobs.latest(name)
         if job is not None:
@@ -160,7 +178,7 @@ def wire(ctx: Context, ui: Registry) -> None:
 
 
 def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
-    """``restore`` on ``event``: the page load (the hidden button) and the standalone app's language switch."""
+    """``restore`` on ``event`` (the page load: the hidden button)."""
     from lora_ext.ui.common import wire as on
 
     restored = {
@@ -171,3 +189,12 @@ def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
     }
     plan_inputs = {**ui.pick("preset"), **train_section.field_components(ui)}
     on(event, restore, plan_inputs, restored, ctx, status=ui["job_status"], queue=False, show_progress="hidden")
+
+
+def relabel_on(ctx: Context, ui: Registry, event: Any) -> None:
+    """``relabel`` on ``event`` (the standalone app's language switch): the form is read, never written."""
+    from lora_ext.ui.common import wire as on
+
+    relabelled = {**outputs(ui), **ui.pick("capabilities", "first_step", "plan")}
+    inputs = {**ui.pick("project", "version", "preset"), **train_section.field_components(ui)}
+    on(event, relabel, inputs, relabelled, ctx, status=ui["job_status"], queue=False, show_progress="hidden")

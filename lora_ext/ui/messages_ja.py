@@ -193,8 +193,8 @@ MESSAGES: dict[str, str] = {
     "training step {step}/{total}": "学習ステップ {step}/{total}",
     "scanning the dataset": "データセットを走査中",
     "scanning the dataset: {count} images": "データセットを走査中: {count} 枚",
-    "caching latents": "latent をキャッシュ中",
-    "caching latents {done}/{total}": "latent をキャッシュ中 {done}/{total}",
+    "caching latents": "潜在表現をキャッシュ中",
+    "caching latents {done}/{total}": "潜在表現をキャッシュ中 {done}/{total}",
     "rendering preview {number}/{count} (sampler step {step}/{steps})": (
         "プレビュー {number}/{count} を生成中（サンプラーのステップ {step}/{steps}）"
     ),
@@ -213,7 +213,13 @@ MESSAGES: dict[str, str] = {
     "Skipped {path}: {reason!t}": "{path} をスキップ: {reason}",
     "Stopping after the current step…": "現在のステップの後で停止します…",
     # result and generate (lora_ext/ui/result_section.py, lora_ext/ui/app.py, lora_ext/app/results.py)
-    "Generating {number}/{total}: {text}": "生成中 {number}/{total}: {text}",
+    "Generating {number}/{total}: {text!t}": "生成中 {number}/{total}: {text}",
+    # A comparison image's caption (the gallery, the progress line): a weight, or a saved epoch at a weight.
+    "weight {weight}": "ウェイト {weight}",
+    "{label!t} @ {weight}": "{label} @ {weight}",
+    "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
+    "epoch {number}": "エポック {number}",
+    "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
     "No weights to compare.": "比較するウェイトがありません。",
     "write numbers such as 0, 0.5, 0.8, 1": "0, 0.5, 0.8, 1 のように数値を書いてください",

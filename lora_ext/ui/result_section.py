@@ -26,7 +26,9 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
     name, files = results.version_files(ctx, project, version, result_name)
     if not name:
         return _empty(ctx)
-    rows = [[item.path.name, item.label, f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files]
+    rows = [
+        [item.path.name, ctx.tr(item.label), f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files
+    ]
     return {
         "result_name": name,
         "result_files": file_table(ctx, rows),
@@ -85,8 +87,11 @@ def compare(
 
 
 def render_job(ctx: Context, job: Job) -> Outputs:
-    """A test generation as the page shows it: the images so far, then all of them and the time taken."""
-    images = list(job.data.get("images", []))
+    """A test generation as the page shows it: the images so far, then all of them and the time taken.
+
+    The captions ("weight 0.8", "epoch 2 @ 0.8") are in the page's language (a gallery's captions are not status
+    lines, which the edge translates)."""
+    images = [(image, ctx.tr(caption)) for image, caption in job.data.get("images", [])]
     if not job.finished:
         text = f"Generating {job.done + 1}/{job.total}: {job.text}" if job.total else "Starting…"
         return {"compare_progress": progress_html(job.fraction, text), "compare_gallery": images}
@@ -99,7 +104,7 @@ def render_job(ctx: Context, job: Job) -> Outputs:
         }
     elapsed = time.strftime("%M:%S", time.gmtime(job.elapsed))
     return {
-        "compare_gallery": job.result,
+        "compare_gallery": [(image, ctx.tr(caption)) for image, caption in job.result],
         "compare_progress": progress_html(1.0, f"{len(job.result)} images in {elapsed}", "done"),
     }
 

@@ -9,6 +9,7 @@ from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.app.train_settings import config_values, preset_choices, saved_values
+from lora_ext.errors import ConfigError
 from lora_ext.ui import train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
@@ -44,6 +45,20 @@ def saved_settings(ctx: Context, project: str | None, version: str | None) -> Ou
     """Every field from the version's saved settings (what its last training started with); nothing when none."""
     saved = saved_values(ctx.version(project, version).config) if project and version else None
     return {} if saved is None else {f"{PREFIX}{name}": value for name, value in saved.items()}
+
+
+def version_form(
+    ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any
+) -> Outputs:
+    """The form for the selected version: the settings its last training started with (``config/train.toml``)
+    and its plan. A version that never trained keeps the form as it is (nothing typed there is lost)."""
+    out: Outputs = {}
+    try:
+        settings = saved_settings(ctx, project, version)
+    except ConfigError as error:  # a hand-edited file that is not valid: the form keeps what it holds
+        settings = {}
+        out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
+    return {**out, **settings, **plan(ctx, project, version, preset, **{**cfg, **settings})}
 
 
 def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
@@ -214,5 +229,13 @@ def wire(ctx: Context, ui: Registry) -> None:
     plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
     for name in PLANNED:
         on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
-    on(ui["version"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+    # Another version: its saved settings fill the form, as a reload does (``ui/live.py``).
+    on(
+        ui["version"].change,
+        version_form,
+        plan_inputs,
+        {**fields, **ui.pick("plan", "train_status")},
+        ctx,
+        status=status,
+    )
     on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
