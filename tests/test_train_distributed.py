@@ -151,7 +151,8 @@ def test_accelerate_launch_runs_the_same_data_parallel_training(data, reference,
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()), "-m", "lora_ext", *_train_args(data, out, 3, 1),
-    ]  # fmt: skip  (accelerate's --multi_gpu starts torchrun's processes; without a GPU they use gloo)
+    ]  # fmt: skip
+    # accelerate's --multi_gpu starts torchrun's processes; without a GPU they use gloo.
     launcher = subprocess.Popen(
         command, cwd=REPO, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
