@@ -51,5 +51,10 @@ def test_saved_file_applied_by_the_loader_matches_the_hooked_network(
         merged = _outputs(host)
     finally:
         loader.restore()
-    torch.testing.assert_close(merged[0], hooked[0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(merged[1], hooked[1], rtol=1e-4, atol=1e-5)
+    # Merged and hooked differ only in fp32 rounding (W·x + ΔW·x against (W + ΔW)·x); how much depends on the
+    # CPU's kernels (up to ~3e-5 of the output's norm through the UNet on AVX-512), so the bound is relative
+    # to what the LoRA changes: a wrong scale or a missed module moves the output by a large part of it.
+    for got, want, before in zip(merged, hooked, base, strict=True):
+        effect = float((want - before).norm())
+        assert effect > 0 or torch.equal(got, want)
+        assert float((got - want).norm()) <= 1e-3 * max(effect, 1e-6), (float((got - want).norm()), effect)
