@@ -71,7 +71,11 @@ def platform_key() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         vendor = next(
-            (line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("vendor_id")),
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("vendor_id")
+            ),
             vendor,
         )
     return f"{platform.machine()} {vendor} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
