@@ -74,7 +74,11 @@ def _snapshot(tensors) -> dict:
                 tensor.is_inference(),
                 tensor.dtype,
                 tensor.device,
-                tensor.detach().cpu().contiguous().numpy().tobytes(),
+                tensor.detach()
+                .to("cpu", copy=True)
+                .contiguous()
+                .numpy()
+                .tobytes(),  # a copy: .numpy() would pin the storage
             )
             for key, tensor in tensors().items()
         }

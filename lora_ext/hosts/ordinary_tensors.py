@@ -7,7 +7,8 @@ inference mode raise, and they have no version counter (``shared/reference/forge
 ordinary copy (same values, dtype, device, ``requires_grad``) and afterwards puts the very same
 original tensor objects back. While the copy is in place the original's storage is released
 (inside inference mode) and refilled from the copy on the way out, so the run holds one copy
-of the weights, not two. ``ensure()`` can be called again whenever the WebUI may have moved
+of the weights, not two (where a storage cannot be released — memory the tensor does not own,
+such as a mapped file or an array shared with numpy — that tensor is kept and the run holds both). ``ensure()`` can be called again whenever the WebUI may have moved
 the modules (a preview): slots it turned back into inference tensors get ordinary copies again.
 
 ``sources`` maps a module's dotted parameter name to the tensor the copy is taken from instead
