@@ -10,6 +10,8 @@ from ui_fixtures import write_images
 
 from lora_ext.app import recent
 from lora_ext.app.context import Context, Workspace
+from lora_ext.errors import HostUnavailable
+from lora_ext.host import training_capabilities
 from lora_ext.ui import dataset_section, editor_section, live, projects, train_section
 from lora_ext.ui.i18n import I18n
 
@@ -248,6 +250,36 @@ def test_choosing_another_version_fills_the_form_from_its_saved_settings(ctx: Co
     (ctx.version("猫", "v2").config / "train.toml").write_text("rank = [", "utf-8")
     broken = train_section.version_form(ctx, "猫", "v2", preset="auto", **edited)
     assert not [name for name in broken if name.startswith("cfg_")] and broken["train_status"].count("tt-msg-warn") == 1
+
+
+class _CannotTrain:
+    """A host that cannot train and cannot say its device (Forge's placeholder model, reForge): the rest is the host's."""
+
+    def __init__(self, host) -> None:
+        self._host = host
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+    @property
+    def device(self):
+        raise HostUnavailable("no checkpoint is loaded in the WebUI")
+
+    def capabilities(self):
+        return training_capabilities(refused="Forge has not loaded the checkpoint yet")
+
+
+def test_the_saved_settings_fill_the_form_even_where_the_host_cannot_train(host, tmp_path: Path) -> None:
+    setup = _context(host, tmp_path)
+    _with_images(setup, tmp_path)
+    _save_settings(setup, "猫", "v1", rank=3, max_steps=1)
+    ctx = _context(_CannotTrain(host), tmp_path)
+    edited = {**train_section.apply_preset(ctx, preset_name="fast-test"), "cfg_rank": 7}
+
+    form = train_section.version_form(ctx, "猫", "v1", preset="fast-test", **edited)
+    assert (form["cfg_rank"], form["cfg_max_steps"]) == (3, 1) and "train_status" not in form
+    assert "max steps 1" in form["plan"]  # the steps are counted; there is no estimate without a model
+    assert live.restore(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload fills it too
 
 
 def test_a_language_switch_shows_the_page_again_without_resetting_the_form(ctx: Context, tmp_path: Path) -> None:

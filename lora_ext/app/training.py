@@ -93,6 +93,8 @@ def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
     try:
         config = train_settings.build_config(values, str(dataset), "estimate")
         host = ctx.host
+        if not host.capabilities().can_train:
+            return None  # nothing to time steps on (Forge's placeholder, reForge…): the Train section says why
     except LoraExtError:
         return None  # a half-typed form: the estimate waits for valid settings
     if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
