@@ -19,8 +19,6 @@ patches depend on, because ``LoraLoader.refresh`` re-merges only when the patch 
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
@@ -28,8 +26,6 @@ from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
 from lora_ext.loading.prompt import NetworkSpec
-
-log = logging.getLogger(__name__)
 
 HASH_PREFIX = "train_tools:"  # our current_lora_hash values; Forge's own are str(list) ("[]" for none)
 NO_LORA = str([])  # what Forge's built-in leaves for "no LoRA"
@@ -64,10 +60,18 @@ class ForgeLoraTakeover(LoraTakeover):
             networks.loaded_networks.clear()
 
     def apply(self, sd_model, specs: list[NetworkSpec]):
-        patch_list = self._loader().patch_list(specs)
-        key = NO_LORA if patch_list.empty else HASH_PREFIX + patch_list.signature()
-        if sd_model.current_lora_hash != key:
-            self._set_patches(sd_model, patch_list, key)
+        try:
+            patch_list = self._loader().patch_list(specs)
+            online = _online_mode(sd_model)
+            # online mode is part of the key, as in Forge's own hash: toggling it re-patches
+            key = NO_LORA if patch_list.empty else f"{HASH_PREFIX}{patch_list.signature()}{':online' if online else ''}"
+            if sd_model.current_lora_hash != key:
+                self._set_patches(sd_model, patch_list, key, online)
+        except Exception:
+            # The WebUI shows the error and generates anyway: never with the previous prompt's LoRAs.
+            original = sd_model.forge_objects_original
+            _set_objects(sd_model, original.unet, original.clip, NO_LORA)
+            raise
         return patch_list.report
 
     def restore(self) -> None:
@@ -78,13 +82,12 @@ class ForgeLoraTakeover(LoraTakeover):
             _set_objects(sd_model, sd_model.forge_objects_original.unet, sd_model.forge_objects_original.clip, NO_LORA)
 
     # -- patches ------------------------------------------------------------------------------------------
-    def _set_patches(self, sd_model, patch_list: PatchList, key: str) -> None:
+    def _set_patches(self, sd_model, patch_list: PatchList, key: str, online: bool) -> None:
         original = sd_model.forge_objects_original
         unet, clip = original.unet, original.clip
         if not patch_list.empty:
             parts = self._host_factory().parts()
             roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
-            online = _online_mode(sd_model)
             unet_patches, clip_patches = [], []
             for item in patch_list.files:
                 unet_file, clip_file = self._file_patches(item, roots, unet.model, clip.patcher.model)
