@@ -38,15 +38,17 @@ def make_reforge_builtin_inert(sd_model) -> int:
     original = getattr(sd_model, "forge_objects_original", None)
     if original is None:
         return 0
-    sd_model.forge_objects_after_applying_lora = original.shallow_copy()
-    sd_model.current_lora_hash = NO_LORA
     restored = 0
     for patcher in (original.unet, original.clip.patcher):
         # the backup dict is shared by every clone: the original's unpatch restores what any clone merged
+        # (the built-in's patches, or another extension's add_patches: both would sit under our merge)
         if patcher.backup:  # non-empty exactly while a clone's patches are merged into the weights
             restored += len(patcher.backup)
             with torch.inference_mode():  # reForge writes its weights there (they are inference tensors)
                 patcher.unpatch_model(unpatch_weights=True)
+    # only once the weights are back: an unpatch that fails leaves the state saying what is merged
+    sd_model.forge_objects_after_applying_lora = original.shallow_copy()
+    sd_model.current_lora_hash = NO_LORA
     return restored
 
 

@@ -29,8 +29,7 @@ class UnsupportedWebUIHost(WebUIHostBase):
         self.webui_label = webui_label
         self.reason = (
             f"training on {webui_label} is not supported yet: its model stack (inference-mode weights, its own "
-            "LoRA patcher) needs its own Train Tools host; the dataset, tagger and tag editor work, and "
-            f"<lora:…> is handled by {webui_label}'s own LoRA"
+            "LoRA patcher) needs its own Train Tools host; the dataset, tagger and tag editor work"
         )
 
     def _refuse(self) -> HostUnavailable:

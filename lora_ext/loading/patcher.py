@@ -59,7 +59,9 @@ class _ParamState:
     sample: torch.Tensor | None = None  # a few values of what we wrote
 
     def intact(self) -> bool:
-        """Cheap: nobody wrote to or replaced the parameter since our last write."""
+        """Nobody wrote to or replaced the parameter since our last write. Cheap for an ordinary tensor (its
+        version counter); an inference tensor (reForge) has none, so a few values are compared (one small copy
+        to the CPU per parameter, which on a GPU waits for it)."""
         if self.param.data_ptr() != self.data_ptr:
             return False
         if self.param.is_inference():  # no version counter: a few values must do
