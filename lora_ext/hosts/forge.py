@@ -335,13 +335,13 @@ def _merged_sources(engine, roots: list[torch.nn.Module]) -> dict[int, dict[str,
         backup = getattr(getattr(module, "lora_loader", None), "backup", None) or {}
         for key, tensor in backup.items():
             for root in roots:
-                prefix = _prefix_of(module, root)
+                prefix = prefix_of(module, root)
                 if prefix is not None and key.startswith(prefix):
                     sources.setdefault(id(root), {})[key[len(prefix) :]] = tensor
     return sources
 
 
-def _prefix_of(parent: torch.nn.Module, root: torch.nn.Module) -> str | None:
+def prefix_of(parent: torch.nn.Module, root: torch.nn.Module) -> str | None:
     for name, module in parent.named_modules():
         if module is root:
             return f"{name}." if name else ""

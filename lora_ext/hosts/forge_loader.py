@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
-from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family
+from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
 from lora_ext.loading.prompt import NetworkSpec
@@ -103,9 +103,12 @@ class ForgeLoraTakeover(LoraTakeover):
         """One file's patches keyed by Forge's parameter names, split into the UNet's and the text encoders'."""
         unet_file: dict = {}
         clip_file: dict = {}
+        prefixes: dict[str, str] = {}  # per part: one walk over the model's modules, not one per parameter
         for ref, patches in item.params:
             model = unet_model if ref.part == "unet" else clip_model
-            forge_key = _prefix(model, roots[ref.part]) + ref.name
+            if ref.part not in prefixes:
+                prefixes[ref.part] = _prefix(model, roots[ref.part])
+            forge_key = prefixes[ref.part] + ref.name
             base = _base_weight(model, forge_key) if needs_base(patches) else None
             (unet_file if ref.part == "unet" else clip_file)[forge_key] = forge_patch(patches, ref.shape, base)
         return unet_file, clip_file
@@ -140,10 +143,10 @@ def _online_mode(sd_model) -> bool:
 
 def _prefix(model: torch.nn.Module, root: torch.nn.Module) -> str:
     """Where ``root`` (a part from ``ForgeHost.parts``) sits in a patcher's model, as a key prefix."""
-    for name, module in model.named_modules():
-        if module is root:
-            return f"{name}." if name else ""
-    raise LookupError(f"{type(root).__name__} is not inside {type(model).__name__}")  # internal invariant
+    prefix = prefix_of(model, root)
+    if prefix is None:
+        raise LookupError(f"{type(root).__name__} is not inside {type(model).__name__}")  # internal invariant
+    return prefix
 
 
 def _base_weight(model: torch.nn.Module, key: str) -> torch.Tensor:
