@@ -133,28 +133,17 @@ def forge_process_images(forge: SimpleNamespace):
             memory_management.load_models_gpu([unet])
             strength = sum(key[1] for key in unet.lora_patches)
             kmodel = unet.model
-            generator = torch.Generator("cpu").manual_seed(int(p.seed))
-            x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
+
+            def predict_noise(x_in, t):
+                return kmodel.diffusion_model(x_in.to(kmodel.computation_dtype), timesteps=t, context=context, y=y)
+
             alphas = kmodel.predictor.alphas_cumprod.float()
-            timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
-            sigmas = ((1 - alphas) / alphas).sqrt()
-            x = x * sigmas[timesteps[0]]
-            for i, t in enumerate(timesteps):
-                sigma = sigmas[t]
-                xc = (x / (sigma**2 + 1).sqrt()).to(kmodel.computation_dtype)
-                eps = kmodel.diffusion_model(xc, timesteps=t.expand(x.shape[0]), context=context, y=y).float()
-                sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
-                x = x + eps * (sigma_next - sigma)
+            x = processing.euler_sample(predict_noise, processing.initial_noise(p), alphas, p.steps)
             # a stand-in for the LoRA's effect (the fake's LoRA files are empty; the tiny UNet barely moves the image)
             decoded = model.decode_first_stage(x) + 0.25 * strength
             if not p.disable_extra_networks and p.extra_network_data:
                 extra_networks.deactivate(p, p.extra_network_data)
-        from PIL import Image
-
-        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
-        params = {k: v(p=p, index=0) if callable(v) else v for k, v in p.extra_generation_params.items()}
-        return processing.Processed(p, images, ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None))
+        return processing.Processed(p, processing.images_from(decoded), processing.infotext_of(p))
 
     return process_images
 
@@ -265,25 +254,15 @@ def reforge_process_images():
             model_management.load_models_gpu([model.forge_objects.clip.patcher])
             cond = model.get_learned_conditioning(prompts * p.batch_size)
             model_management.load_models_gpu([model.forge_objects.unet])
-            generator = torch.Generator("cpu").manual_seed(int(p.seed))
-            x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
-            alphas = model.alphas_cumprod.float()
-            timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
-            sigmas = ((1 - alphas) / alphas).sqrt()
-            x = x * sigmas[timesteps[0]]
-            for i, t in enumerate(timesteps):
-                sigma = sigmas[t]
-                eps = model.apply_model(x / (sigma**2 + 1).sqrt(), t.expand(x.shape[0]), cond).float()
-                sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
-                x = x + eps * (sigma_next - sigma)
+            x = processing.euler_sample(
+                lambda x_in, t: model.apply_model(x_in, t, cond),
+                processing.initial_noise(p),
+                model.alphas_cumprod.float(),
+                p.steps,
+            )
             decoded = model.decode_first_stage(x)
             if not p.disable_extra_networks and p.extra_network_data:
                 extra_networks.deactivate(p, p.extra_network_data)
-        from PIL import Image
-
-        pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
-        params = {k: v(p=p, index=0) if callable(v) else v for k, v in p.extra_generation_params.items()}
-        return processing.Processed(p, images, ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None))
+        return processing.Processed(p, processing.images_from(decoded), processing.infotext_of(p))
 
     return process_images

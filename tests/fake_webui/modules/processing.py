@@ -78,26 +78,42 @@ def process_images(p):
         if not p.disable_extra_networks:
             extra_networks.activate(p, p.extra_network_data)
         cond = model.get_learned_conditioning(prompts * p.batch_size)
-        generator = torch.Generator("cpu").manual_seed(int(p.seed))
-        x = torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
-        alphas = model.alphas_cumprod.float()
-        timesteps = torch.linspace(len(alphas) - 1, 0, p.steps).round().long()
-        sigmas = ((1 - alphas) / alphas).sqrt()
-        x = x * sigmas[timesteps[0]]
-        for i, t in enumerate(timesteps):
-            sigma = sigmas[t]
-            eps = model.apply_model(x / (sigma**2 + 1).sqrt(), t.expand(x.shape[0]), cond).float()
-            sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
-            x = x + eps * (sigma_next - sigma)
+        x = initial_noise(p)
+        x = euler_sample(lambda x_in, t: model.apply_model(x_in, t, cond), x, model.alphas_cumprod.float(), p.steps)
         decoded = model.decode_first_stage(x)
     if not p.disable_extra_networks and p.extra_network_data:
         extra_networks.deactivate(p, p.extra_network_data)
+    return Processed(p, images_from(decoded), infotext_of(p))
+
+
+# The fakes' sampling, shared with the fake Forge / reForge (tests/forge.py).
+def initial_noise(p) -> torch.Tensor:
+    generator = torch.Generator("cpu").manual_seed(int(p.seed))
+    return torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
+
+
+def euler_sample(predict_noise, x: torch.Tensor, alphas: torch.Tensor, steps: int) -> torch.Tensor:
+    """Euler over ``steps`` evenly spaced timesteps; ``predict_noise(scaled x, timesteps)`` is the model's ε."""
+    timesteps = torch.linspace(len(alphas) - 1, 0, steps).round().long()
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    x = x * sigmas[timesteps[0]]
+    for i, t in enumerate(timesteps):
+        sigma = sigmas[t]
+        eps = predict_noise(x / (sigma**2 + 1).sqrt(), t.expand(x.shape[0])).float()
+        sigma_next = sigmas[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(0.0)
+        x = x + eps * (sigma_next - sigma)
+    return x
+
+
+def images_from(decoded: torch.Tensor) -> list:
     from PIL import Image
 
     pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
+    return [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in pixels]
+
+
+def infotext_of(p) -> str:
     params = {}
     for key, value in p.extra_generation_params.items():  # as create_infotext: callables get **locals()
         params[key] = value(p=p, index=0) if callable(value) else value
-    infotext = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
-    return Processed(p, images, infotext)
+    return ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
