@@ -35,6 +35,7 @@ SETTING_KEEP_BACKUPS = settings.KEEP_LORA_BACKUPS
 OURS, BUILTIN = settings.LORA_LOADER_CHOICES
 HASHES_KEY = "Lora hashes"
 PRESETS_FILE = "lbwpresets.txt"  # hako-mikan's preset file name, looked up in the LoRA folder
+NO_LORA = str([])  # the current_lora_hash that Forge-style built-ins (Forge, reForge) leave for "no LoRA"
 
 
 def _opt(name: str, default):
@@ -48,14 +49,19 @@ def builtin_networks():
     return sys.modules.get("networks")
 
 
+def forget_builtin_networks():
+    """Empty the built-in's list of loaded networks; returns its ``networks`` module (None if not loaded)."""
+    networks = builtin_networks()
+    if networks is not None and getattr(networks, "loaded_networks", None):
+        networks.loaded_networks.clear()
+    return networks
+
+
 def make_builtin_inert(sd_model) -> int:
     """Empty the built-in's loaded list and let it restore every module it merged; returns how many."""
-    networks = builtin_networks()
+    networks = forget_builtin_networks()
     if networks is None:
         return 0
-    loaded = getattr(networks, "loaded_networks", None)
-    if loaded:
-        loaded.clear()
     restore = getattr(networks, "network_restore_weights_from_backup", None)
     restored = 0
     if sd_model is None:

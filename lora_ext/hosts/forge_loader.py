@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import torch
 
-from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
+from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
 from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
 from lora_ext.loading.prompt import NetworkSpec
 
 HASH_PREFIX = "train_tools:"  # our current_lora_hash values; Forge's own are str(list) ("[]" for none)
-NO_LORA = str([])  # what Forge's built-in leaves for "no LoRA"
 FULL_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -55,9 +54,7 @@ class ForgeLoraTakeover(LoraTakeover):
 
     def make_builtin_inert(self, sd_model) -> None:
         """The built-in's state is its patched clones and hash on the engine, which ``apply`` replaces."""
-        networks = builtin_networks()
-        if networks is not None and getattr(networks, "loaded_networks", None):
-            networks.loaded_networks.clear()
+        forget_builtin_networks()
 
     def apply(self, sd_model, specs: list[NetworkSpec]):
         try:

@@ -22,19 +22,15 @@ from __future__ import annotations
 import torch
 
 from lora_ext.host import ModelParts
-from lora_ext.hosts.a1111_loader import LoraTakeover, builtin_networks
+from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
 from lora_ext.hosts.ldm import ldm_parts
 from lora_ext.hosts.unsupported import UnsupportedWebUIHost
-
-NO_LORA = str([])  # the built-in's current_lora_hash for "no LoRA"
 
 
 def make_reforge_builtin_inert(sd_model) -> int:
     """Reset reForge's built-in LoRA state on the model and unpatch what its patchers merged; returns how many
     weights went back to their originals."""
-    networks = builtin_networks()
-    if networks is not None and getattr(networks, "loaded_networks", None):
-        networks.loaded_networks.clear()
+    forget_builtin_networks()
     original = getattr(sd_model, "forge_objects_original", None)
     if original is None:
         return 0
