@@ -164,7 +164,21 @@ class Page:
         return self.driver.find_element(self.by.CSS_SELECTOR, css)
 
     def text(self, elem_id: str) -> str:
-        return self.find(f"#{elem_id}").text
+        return self.fresh(lambda: self.find(f"#{elem_id}").text)
+
+    def value(self, css: str) -> str | None:
+        return self.fresh(lambda: self.find(css).get_attribute("value"))
+
+    def press(self, css: str) -> None:
+        self.fresh(lambda: self.find(css).click())
+
+    def type_number(self, elem_id: str, value: str) -> None:
+        def type_in() -> None:
+            box = self.find(f"#{elem_id} input[type=number]")
+            box.clear()
+            box.send_keys(value, "\t")
+
+        self.fresh(type_in)
 
     def wait(self, condition: Callable[[], object], what: str, timeout: float = 300) -> object:
         deadline = time.time() + timeout
@@ -183,24 +197,46 @@ class Page:
     def wait_text(self, elem_id: str, needle: str, timeout: float = 300) -> None:
         self.wait(lambda: needle in self.text(elem_id), f"{needle!r} in #{elem_id}", timeout)
 
+    def fresh(self, action: Callable[[], object]) -> object:
+        """Run ``action`` again if gradio re-rendered its element between the find and the use (both idempotent)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _attempt in range(20):
+            try:
+                return action()
+            except StaleElementReferenceException:
+                time.sleep(0.25)
+        raise AssertionError("the element kept being re-rendered")
+
     def fill(self, elem_id: str, value: str) -> None:
-        box = self.find(f"#{elem_id} textarea, #{elem_id} input")
-        box.clear()
-        box.send_keys(value)
-        box.send_keys("\t")  # blur: Gradio 3 commits Number values on change
+        def type_in() -> None:
+            box = self.find(f"#{elem_id} textarea, #{elem_id} input")
+            box.clear()
+            box.send_keys(value)
+            box.send_keys("\t")  # blur: Gradio 3 commits Number values on change
+
+        self.fresh(type_in)
 
     def click(self, elem_id: str) -> None:
-        element = self.find(f"#{elem_id}")
-        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
-        element.click()
+        def press() -> None:
+            element = self.find(f"#{elem_id}")
+            self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+            element.click()
+
+        self.fresh(press)
 
     def choose(self, elem_id: str, value: str) -> None:
         self.click(elem_id)
-        self.find(f"#{elem_id} input").click()
+        self.press(f"#{elem_id} input")
         # gradio 3 renders an option as li[data-value=value]; gradio 4 as li[aria-label=label] (here label = value).
         options = f"#{elem_id} li[data-value='{value}'], #{elem_id} li[aria-label='{value}']"
         option = self.wait(lambda: self.find(options), f"option {value} in #{elem_id}", 60)
         option.click()
+
+    def open_tab(self, label: str) -> None:
+        """Click the tab button labelled ``label``: found and clicked in one step, again if gradio re-rendered it."""
+        xpath = f"//button[normalize-space(.)='{label}']"
+        self.wait(lambda: self.driver.find_element(self.by.XPATH, xpath).click() or True, f"the {label} tab", 60)
 
     def restored(self) -> None:
         """Wait until the page has reopened where the user left off (``ui/live.py`` restore, pressed on load)."""
@@ -221,7 +257,7 @@ class Page:
 
 
 def _image_src(page: Page) -> str:
-    return page.find("#train_tools_gen_image img").get_attribute("src") or ""
+    return page.fresh(lambda: page.find("#train_tools_gen_image img").get_attribute("src")) or ""
 
 
 @pytest.mark.timeout(1800)  # a busy 2-core machine: generous, never a timing assert
@@ -241,7 +277,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.fill("train_tools_name", PROJECT)
     page.click("train_tools_create_project")
     page.wait_text("train_tools_project_status", f"Created project {PROJECT}")
-    assert page.find("#train_tools_project input").get_attribute("value") == PROJECT
+    assert page.value("#train_tools_project input") == PROJECT
     page.shot("02-project", "train_tools_section_project")
 
     # 2. Drop three images, one of them broken: the report names the skipped file and why.
@@ -254,7 +290,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.shot("03-dataset-report", "train_tools_section_dataset")
 
     # 3. Auto-tag with the tiny tagger (local folders come first in the model list).
-    assert page.find("#train_tools_tag_model input").get_attribute("value") == "tiny-tagger"
+    assert page.value("#train_tools_tag_model input") == "tiny-tagger"
     page.click("train_tools_run_tagging")
     page.wait_text("train_tools_tag_progress", "Auto-tagging finished")
     page.wait(lambda: page.find("#train_tools_chips .tt-chip[data-tag='red theme']"), "the red theme chip")
@@ -272,9 +308,9 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.wait(lambda: browser.find_elements(page.by.CSS_SELECTOR, chip), "Ctrl+Z to bring the tag back")
     page.wait_text("train_tools_editor_state", "undid remove red theme")
     # A chip click filters the gallery (JS fills the filter box and presses Apply filter).
-    page.find("#train_tools_chips .tt-chip[data-tag='blue theme']").click()
+    page.press("#train_tools_chips .tt-chip[data-tag='blue theme']")
     page.wait_text("train_tools_gallery_note", "Showing 1 of 1 images (filtered from 2)")
-    page.find("#train_tools_chips .tt-chip[data-tag='blue theme']").click()
+    page.press("#train_tools_chips .tt-chip[data-tag='blue theme']")
     page.wait_text("train_tools_gallery_note", "Showing 2 of 2 images")
     # Shift+click hides the tag's images; its chip stays, struck through, and a click shows them again.
     blue = page.find("#train_tools_chips .tt-chip[data-tag='blue theme']")
@@ -282,18 +318,18 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.wait_text("train_tools_gallery_note", "Showing 1 of 1 images (filtered from 2)", 120)
     hidden_chip = "#train_tools_chips .tt-chip-off.tt-chip-hidden[data-tag='blue theme']"
     page.wait(lambda: page.find(hidden_chip), "the struck-through chip of the hidden tag", 120)
-    page.find(hidden_chip).click()
+    page.press(hidden_chip)
     page.wait_text("train_tools_gallery_note", "Showing 2 of 2 images", 120)
     assert not browser.find_elements(page.by.CSS_SELECTOR, hidden_chip)
     page.shot("06-editor", "train_tools_section_editor")
 
     # 4b. The Caption box follows a batch replace and its undo (the box never puts an old caption back).
     def caption_box() -> str:
-        return page.find("#train_tools_caption textarea").get_attribute("value") or ""
+        return page.value("#train_tools_caption textarea") or ""
 
     red_thumb = "#train_tools_gallery button.thumbnail-lg img[alt*='red theme']"
     page.wait(lambda: page.find(red_thumb), "the red image's thumbnail", 120)
-    page.find(red_thumb).click()
+    page.press(red_thumb)
     page.wait(lambda: "red theme" in caption_box(), "the red image's caption in the box", 120)
     page.fill("train_tools_search", "red theme")
     page.fill("train_tools_replacement", "crimson")
@@ -305,9 +341,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
 
     # 5. Train 4 steps at 64 px with the fast-test preset; progress is visible while it runs.
     page.choose("train_tools_preset", "fast-test")
-    page.wait(
-        lambda: page.find("#train_tools_cfg_resolution input").get_attribute("value") == "64", "the preset values"
-    )
+    page.wait(lambda: page.value("#train_tools_cfg_resolution input") == "64", "the preset values")
     page.fill("train_tools_cfg_max_steps", "4")
     page.wait_text("train_tools_plan", "max steps 4")
     page.wait_text("train_tools_plan", "on this machine")  # how long it will take, said before it starts
@@ -319,11 +353,11 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     browser.refresh()
     page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab after the reload")
     page.restored()
-    assert page.find("#train_tools_project input").get_attribute("value") == PROJECT
-    assert page.find("#train_tools_version input").get_attribute("value") == "v1"
+    assert page.value("#train_tools_project input") == PROJECT
+    assert page.value("#train_tools_version input") == "v1"
     # The form shows the settings this training started with (the version's config/train.toml), not the defaults.
-    page.wait(lambda: page.find("#train_tools_cfg_max_steps input").get_attribute("value") == "4", "the saved settings")
-    assert page.find("#train_tools_cfg_rank input").get_attribute("value") == "4"
+    page.wait(lambda: page.value("#train_tools_cfg_max_steps input") == "4", "the saved settings")
+    assert page.value("#train_tools_cfg_rank input") == "4"
     page.wait(lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) >= 2, "gallery")
     page.wait_text("train_tools_train_progress", "Finished: 4 steps", 900)
     assert "Error" not in page.visible_text()
@@ -333,10 +367,7 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     lora_file = home / "models" / "Lora" / f"{LORA}.safetensors"
     assert lora_file.is_file() and lora_file.stat().st_size > 0
     page.wait(
-        lambda: (
-            page.find("#train_tools_lora_token input, #train_tools_lora_token textarea").get_attribute("value")
-            == f"<lora:{LORA}:0.8>"
-        ),
+        lambda: page.value("#train_tools_lora_token input, #train_tools_lora_token textarea") == f"<lora:{LORA}:0.8>",
         "the prompt token",
     )
     assert f"{LORA}.safetensors" in page.text("train_tools_result_files")
@@ -361,26 +392,20 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     page.fill("train_tools_compare_prompt", " ")
     page.click("train_tools_compare")
     page.wait_text("train_tools_result_status", "The test prompt is empty")
-    assert (
-        page.find("#train_tools_compare_weights textarea, #train_tools_compare_weights input").get_attribute("value")
-        == "0, 0.5, 0.8, 1"
-    )
+    assert page.value("#train_tools_compare_weights textarea, #train_tools_compare_weights input") == "0, 0.5, 0.8, 1"
     assert len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_compare_gallery img")) == 4
     assert "4 images" in page.text("train_tools_compare_progress")
     assert "Error" not in page.visible_text()
 
     # 7. Generate with <lora:name:0.8> and with weight 0: the images differ.
-    tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Generate"][0]
-    tab.click()
+    page.open_tab("Generate")
     page.wait(lambda: page.find("#train_tools_gen_button").is_displayed(), "the Generate tab")
     for elem_id, value in (
         ("train_tools_gen_steps", "4"),
         ("train_tools_gen_width", "64"),
         ("train_tools_gen_height", "64"),
     ):
-        box = page.find(f"#{elem_id} input[type=number]")
-        box.clear()
-        box.send_keys(value, Keys.TAB)
+        page.type_number(elem_id, value)
     images = {}
     for weight in ("0.8", "0"):
         page.fill("train_tools_gen_prompt", f"1girl, red theme <lora:{LORA}:{weight}>")
@@ -399,10 +424,10 @@ def test_browser_flow_from_drop_to_lora(server: str, browser, home: Path, tmp_pa
     assert images["0.8"] != images["0"]
 
     # 8. The language switch relabels the page.
-    page.find("#train_tools_language input[value='日本語']").click()
+    page.press("#train_tools_language input[value='日本語']")
     page.wait(lambda: page.find("#train_tools_gen_button").text == "生成", "Japanese labels")
     page.shot("11-japanese")
-    page.find("#train_tools_language input[value='English']").click()
+    page.press("#train_tools_language input[value='English']")
     page.wait(lambda: page.find("#train_tools_gen_button").text == "Generate", "English labels again")
     if os.environ.get("TRAIN_TOOLS_UPDATE_SCREENSHOTS") == "1":
         _update_readme_screenshots()
@@ -473,7 +498,7 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         browser.get(server)
         page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
         page.restored()
-        page.find("#train_tools_language input[value='日本語']").click()
+        page.press("#train_tools_language input[value='日本語']")
         page.wait(lambda: page.find("#train_tools_create_project").text == "プロジェクトを作成", "Japanese labels")
         page.wait_text("train_tools_first_step", "まずプロジェクトを作成")
         look()
@@ -510,9 +535,7 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
 
         # A short training; a reload while it runs reopens the page in Japanese and follows the job to its end.
         page.choose("train_tools_preset", "fast-test")
-        page.wait(
-            lambda: page.find("#train_tools_cfg_resolution input").get_attribute("value") == "64", "the preset values"
-        )
+        page.wait(lambda: page.value("#train_tools_cfg_resolution input") == "64", "the preset values")
         page.fill("train_tools_cfg_max_steps", "4")
         page.wait_text("train_tools_plan", "最大ステップ数 4")
         look()
@@ -545,21 +568,16 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         page.wait_text("train_tools_result_status", "テスト用プロンプトが空です")
         look()
         # The Generate tab with the LoRA: its info line.
-        tab = [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "生成"][0]
-        tab.click()
+        page.open_tab("生成")
         page.wait(lambda: page.find("#train_tools_gen_button").is_displayed(), "the Generate tab")
         for elem_id, value in (("train_tools_gen_steps", "2"), ("train_tools_gen_width", "64")):
-            box = page.find(f"#{elem_id} input[type=number]")
-            box.clear()
-            box.send_keys(value, "\t")
-        box = page.find("#train_tools_gen_height input[type=number]")
-        box.clear()
-        box.send_keys("64", "\t")
+            page.type_number(elem_id, value)
+        page.type_number("train_tools_gen_height", "64")
         page.fill("train_tools_gen_prompt", "1girl <lora:日本語のテスト_v1:0.8>")
         page.click("train_tools_gen_button")
         page.wait(lambda: look() or "ハッシュ" in page.text("train_tools_gen_info"), "the generated image's line", 600)
         look()
-        [b for b in browser.find_elements(page.by.CSS_SELECTOR, "button") if b.text.strip() == "Train Tools"][0].click()
+        page.open_tab("Train Tools")
         page.wait(lambda: page.find("#train_tools_create_project").is_displayed(), "the Train Tools tab again")
         assert "Drop File Here" not in shown and "Click to Upload" not in shown
         assert "Error" not in shown
@@ -569,20 +587,20 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         assert not _english(seen), _english(seen)
         # Back to English with an edit not saved yet: the page is relabelled and the form keeps the edit.
         steps = "#train_tools_cfg_max_steps input"
-        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "the settings this version trained with")
+        page.wait(lambda: page.value(steps) == "4", "the settings this version trained with")
         page.fill("train_tools_cfg_max_steps", "7")
         page.wait_text("train_tools_plan", "最大ステップ数 7")
-        page.find("#train_tools_language input[value='English']").click()
+        page.press("#train_tools_language input[value='English']")
         page.wait(lambda: page.find("#train_tools_create_project").text == "Create project", "English labels again")
         page.wait_text("train_tools_train_progress", "Finished: 4 steps")  # the job's line, shown again
         page.wait_text("train_tools_plan", "max steps 7")
-        assert page.find(steps).get_attribute("value") == "7"
+        assert page.value(steps) == "7"
         # A new version has never trained: the form keeps the edit. Back on v1: the settings it trained with.
         page.fill("train_tools_name", "v2")
         page.click("train_tools_create_version")
         page.wait_text("train_tools_project_status", "Created version v2")
         page.wait_text("train_tools_plan", "0 images")  # the new version's plan: its change event has run
-        assert page.find(steps).get_attribute("value") == "7"
+        assert page.value(steps) == "7"
         page.choose("train_tools_version", "v1")
-        page.wait(lambda: page.find(steps).get_attribute("value") == "4", "v1's saved settings in the form")
+        page.wait(lambda: page.value(steps) == "4", "v1's saved settings in the form")
         page.wait_text("train_tools_plan", "max steps 4")
