@@ -281,3 +281,39 @@ def test_switching_forge_s_online_mode_patches_again_in_that_mode(forge, monkeyp
     forge.script.host.lora_takeover.apply(forge.engine, [NetworkSpec("a", 0.7)])  # the same prompt
     assert forge.engine.current_lora_hash != offline
     assert forge.engine.forge_objects.unet.has_online_lora()
+
+
+def test_a_repeated_request_is_not_resolved_again_until_a_file_changes_or_its_blocks_are_random(forge, monkeypatch):
+    """Forge calls our takeover on every generation: the same prompt reuses the patch list (its warnings too)."""
+    import os
+
+    from safetensors.torch import load_file
+
+    from lora_ext.loading.loader import NetworkLoader
+
+    resolved = []
+    resolve_all = NetworkLoader._resolve_all
+    monkeypatch.setattr(
+        NetworkLoader, "_resolve_all", lambda self, *args: resolved.append(args) or resolve_all(self, *args)
+    )
+    odd = forge.lora_dir / "odd.safetensors"
+    write_lora(odd, {**load_file(str(forge.lora_dir / "a.safetensors")), "weird_key": torch.zeros(2)})
+    first = _generate("a cat <lora:odd:0.7>")
+    patched = forge.engine.forge_objects_after_applying_lora.unet
+    again = _generate("a cat <lora:odd:0.7>")
+    assert len(resolved) == 1
+    assert "1 keys unmatched" in first.comments and "1 keys unmatched" in again.comments
+    assert "Lora hashes: odd: " in again.infotexts[0]
+    assert forge.engine.forge_objects_after_applying_lora.unet is patched
+    # the file rewritten: resolved and patched again, with its new values
+    q = forge.tiny.model.diffusion_model.get_submodule(UNET_MODULE).weight
+    write_lora(odd, spell(_kohya(UNET_MODULE), adapter_tensors("lora", q, seed=9)))
+    os.utime(odd, ns=(os.stat(odd).st_mtime_ns + 10**9,) * 2)
+    changed = _generate("a cat <lora:odd:0.7>")
+    assert len(resolved) == 2 and changed.comments == ""
+    assert forge.engine.forge_objects_after_applying_lora.unet is not patched
+    # random block weights are drawn again for every generation
+    random = "a cat <lora:odd:1:lbw=" + ",".join(["1"] + ["R"] * 16) + ">"
+    _generate(random)
+    _generate(random)
+    assert len(resolved) == 4

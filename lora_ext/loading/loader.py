@@ -129,6 +129,8 @@ class NetworkLoader:
         self._params: dict[Target, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._entries: list[LoraEntry] | None = None
         self._last_request: tuple | None = None
+        # (request, what patch_list returned, its warnings as they were then)
+        self._last_patch_list: tuple[tuple, PatchList, list[str]] | None = None
         self._hashes: dict[tuple, str] = {}
         self._last_warnings: list[str] = []
 
@@ -171,7 +173,7 @@ class NetworkLoader:
             if self._model_key is not None:
                 self.patches.release()  # the old model may still be alive (checkpoint cache): leave it clean
             self._model_key, self._keymap, self._params = key, keymap_for_parts(parts), {}
-            self._last_request = None
+            self._last_request = self._last_patch_list = None
         return parts, self._keymap
 
     @staticmethod
@@ -202,12 +204,12 @@ class NetworkLoader:
         self.patches.invalidate()
         self._model_key = self._keymap = None
         self._params = {}
-        self._last_request = None
+        self._last_request = self._last_patch_list = None
 
     def restore(self, release: bool = False) -> int:
         """Put every patched weight back to its original, bit-exact; ``release`` also frees the backups."""
         restored = self.patches.release() if release else self.patches.restore()
-        self._last_request = None
+        self._last_request = self._last_patch_list = None
         self.last_report = LoadReport()
         return restored
 
@@ -241,13 +243,22 @@ class NetworkLoader:
         """What these networks want of each parameter, by name, touching no weight (for a host's own patcher)."""
         parts, keymap = self._bind()
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
+        request = self._request_key(resolved)
+        if request is not None and self._last_patch_list is not None and self._last_patch_list[0] == request:
+            # the same request on the same model and files: the same patches, and again the same warnings
+            _request, last, warnings = self._last_patch_list
+            return PatchList(LoadReport(files=last.report.files, warnings=list(warnings), unchanged=True), last.files)
         report, results = self._resolve_all(resolved, keymap, functools.partial(self._ref, parts))
         files = [
             FilePatches(result.report.name, result.report.path, group_by_param(result.patches))
             for result in results
             if result.patches
         ]
-        return PatchList(report, files)
+        patch_list = PatchList(report, files)
+        # random block weights are drawn again for every generation: never reused
+        random = any(f.random_blocks for f in report.files)
+        self._last_patch_list = None if request is None or random else (request, patch_list, list(report.warnings))
+        return patch_list
 
     def _resolve_all(self, resolved, keymap: KeyMap, param) -> tuple[LoadReport, list[Resolved]]:
         """Every (spec, file) against the bound model: the report (warnings in order) and each spec's patches."""
