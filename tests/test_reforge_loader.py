@@ -9,7 +9,7 @@ import pytest
 import torch
 from fastapi import FastAPI
 from forge import REFORGE_BUILTIN_KEY, REFORGE_ROOT, fake_forge, reforge_model
-from lora_files import adapter_tensors, spell, write_lora
+from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 from webui import load_script
 
 UNET_MODULE = "input_blocks.1.1.transformer_blocks.0.attn1.to_q"  # the module the fake built-in patches too
@@ -112,3 +112,37 @@ def test_the_builtin_s_merge_is_undone_the_reforge_way_before_ours_and_it_works_
     torch.testing.assert_close(_weight(reforge).detach(), clean[REFORGE_BUILTIN_KEY] + 0.5)
     _generate("a cat")  # the built-in's own restore (ComfyUI's unpatch) is untouched by us
     assert all(torch.equal(value, clean[key]) for key, value in _snapshot(reforge).items())
+
+
+def test_an_unchanged_request_checks_every_inference_weight_in_one_copy_and_sees_a_change(reforge):
+    """reForge's weights have no version counter: a repeated request compares a few values of each weight, all
+    gathered into one copy per device and dtype (on a GPU one wait per generation, not one per weight)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from lora_ext.formats.keymap import keymap_for_parts
+
+    class Copies(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.to, torch.ops.aten._to_copy, torch.ops.aten.copy_):
+                Copies.count += 1
+            return func(*args, **(kwargs or {}))
+
+    host = reforge.script.host
+    write_lora(reforge.lora_dir / "all.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=3))
+    _generate("a cat <lora:all:0.7>")
+    patches = host.lora_takeover.loader.patches
+    tracked = [state.param for state in patches._states.values()]
+    assert len(tracked) > 20 and all(param.is_inference() for param in tracked)
+    with Copies():
+        assert patches.intact()
+    assert Copies.count <= len({param.dtype for param in tracked})
+    loader, reports = host.lora_takeover.loader, []
+    apply = loader.apply
+    loader.apply = lambda specs: reports.append(apply(specs)) or reports[-1]
+    processed = _generate("a cat <lora:all:0.7>")
+    assert processed.comments == "" and [report.unchanged for report in reports] == [True]
+    with torch.inference_mode():
+        tracked[-1].view(-1)[0] += 1  # written behind our back: the next check sees it
+    assert not patches.intact()

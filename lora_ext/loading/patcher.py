@@ -60,8 +60,8 @@ class _ParamState:
 
     def intact(self) -> bool:
         """Nobody wrote to or replaced the parameter since our last write. Cheap for an ordinary tensor (its
-        version counter); an inference tensor (reForge) has none, so a few values are compared (one small copy
-        to the CPU per parameter, which on a GPU waits for it)."""
+        version counter); an inference tensor (reForge) has none, so a few values are compared (a small copy to
+        the CPU; ``AppliedPatches.intact`` makes one for all of them)."""
         if self.param.data_ptr() != self.data_ptr:
             return False
         if self.param.is_inference():  # no version counter: a few values must do
@@ -90,10 +90,31 @@ def writable(param: torch.Tensor) -> contextlib.AbstractContextManager:
 SAMPLE_POINTS = 64
 
 
-def _sample(param: torch.Tensor) -> torch.Tensor:
+def _points(param: torch.Tensor) -> torch.Tensor:
+    """A few evenly spaced values of ``param``, where it lives."""
     flat = param.detach().reshape(-1)
     step = max(1, flat.numel() // SAMPLE_POINTS)
-    return flat[::step][:SAMPLE_POINTS].to("cpu", copy=True)
+    return flat[::step][:SAMPLE_POINTS]
+
+
+def _sample(param: torch.Tensor) -> torch.Tensor:
+    return _points(param).to("cpu", copy=True)
+
+
+def _samples_unchanged(states: Sequence[_ParamState]) -> bool:
+    """Whether these parameters still hold the values sampled at our last write: their samples gathered into
+    one copy to the CPU per device and dtype (on a GPU one wait, not one per parameter)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[_ParamState]] = {}
+    for state in states:
+        if state.sample is None:
+            return False
+        groups.setdefault((state.param.device, state.param.dtype), []).append(state)
+    with torch.no_grad():
+        for group in groups.values():
+            now = torch.cat([_points(state.param) for state in group]).cpu()
+            if not torch.equal(now, torch.cat([state.sample for state in group])):
+                return False
+    return True
 
 
 @dataclass
@@ -129,8 +150,15 @@ class AppliedPatches:
         return sum(state.backup.numel() * state.backup.element_size() for state in self._states.values())
 
     def intact(self) -> bool:
-        """True when every parameter we track still holds exactly what we last wrote or saw."""
-        return all(state.intact() for state in self._states.values())
+        """True when every parameter we track still holds exactly what we last wrote or saw (``_ParamState.intact``
+        for them all, with the inference tensors' samples compared in one copy per device and dtype)."""
+        states = list(self._states.values())
+        if any(state.param.data_ptr() != state.data_ptr for state in states):
+            return False
+        counted = [state for state in states if not state.param.is_inference()]
+        if any(state.param._version != state.version for state in counted):
+            return False
+        return _samples_unchanged([state for state in states if state.param.is_inference()])
 
     def apply(self, wanted: Sequence[tuple[torch.Tensor, Sequence[ParamPatch]]]) -> PatchStats:
         """Bring every parameter to its wanted patch set; parameters not listed go back to their original."""
