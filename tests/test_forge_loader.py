@@ -107,9 +107,9 @@ def _patch_types(patcher) -> set[str]:
     ("prompt", "unet_types", "te_types"),
     [
         ("a cat <lora:a:0.7>", {"lora"}, None),  # Forge's own lora type
-        ("a cat <lora:h:0.5> <lora:k:-0.8>", {"diff"}, None),  # LoHa, LoKr: our ΔW as a diff
-        ("a cat <lora:both:0.6:0.3>", {"lora", "diff"}, {"lora"}),  # te 0.6, unet 0.3
-        (f"a cat <lora:both:1:lbw={LBW}> <lora:a:0.4>", {"lora", "diff"}, {"lora"}),
+        ("a cat <lora:h:0.5> <lora:k:-0.8>", {"loha", "lokr"}, None),  # LoHa, LoKr: Forge's own types too
+        ("a cat <lora:both:0.6:0.3>", {"lora", "loha"}, {"lora"}),  # te 0.6, unet 0.3
+        (f"a cat <lora:both:1:lbw={LBW}> <lora:a:0.4>", {"lora", "loha"}, {"lora"}),
     ],
 )
 def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwards(forge, prompt, unet_types, te_types):
@@ -317,3 +317,40 @@ def test_a_repeated_request_is_not_resolved_again_until_a_file_changes_or_its_bl
     _generate(random)
     _generate(random)
     assert len(resolved) == 4
+
+
+CONV_MODULE = "input_blocks.1.0.in_layers.2"  # a 3×3 conv
+
+
+@pytest.mark.parametrize(
+    ("fmt", "module", "forge_type"),
+    [
+        ("loha", UNET_MODULE, "loha"),
+        ("loha", CONV_MODULE, "loha"),
+        ("loha_tucker", CONV_MODULE, "loha"),
+        ("lokr_full", UNET_MODULE, "lokr"),
+        ("lokr_w1_lowrank", UNET_MODULE, "lokr"),
+        ("lokr_w2_lowrank", CONV_MODULE, "lokr"),
+        ("lokr_both_lowrank", UNET_MODULE, "lokr"),
+        ("lokr_tucker", CONV_MODULE, "lokr"),
+        ("locon_tucker", CONV_MODULE, "diff"),  # Forge's lora mid is not LyCORIS' Tucker core: our ΔW
+        ("ia3_out", UNET_MODULE, "diff"),
+        ("oft", UNET_MODULE, "diff"),
+        ("dora_in", UNET_MODULE, "diff"),
+    ],
+)
+def test_each_lycoris_format_goes_to_forge_as_its_own_type_or_a_diff_and_equals_our_merge(
+    forge, fmt, module, forge_type
+):
+    """LoHa and LoKr stay factored in Forge's patches (no fp32 ΔW per weight kept in RAM); the rest are diffs."""
+    weight = forge.tiny.model.diffusion_model.get_submodule(module).weight
+    write_lora(forge.lora_dir / "f.safetensors", spell(_kohya(module), adapter_tensors(fmt, weight, seed=11)))
+    prompt = "a cat <lora:f:0.8:lbw=" + ",".join(["1", "0.7"] + ["1"] * 15) + ">"  # IN01 (both modules) at 0.7
+    processed = _generate(prompt)
+    assert processed.comments == ""
+    assert _patch_types(forge.engine.forge_objects_after_applying_lora.unet) == {forge_type}
+    merged, expected = _weights(forge), _our_merge(forge, prompt)
+    key = f"unet.{module}.weight"
+    assert not torch.equal(merged[key], forge.tiny.model.diffusion_model.get_submodule(module).weight)
+    for name, value in expected.items():
+        torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=name)

@@ -73,11 +73,13 @@ class LohaAdapter(Adapter):
             base_shape
         )
 
+    @property
+    def scale(self) -> float:
+        return lora_scale(self.network_alpha, self.rank, self.scale_override)
+
     def delta_weight(self, base_weight: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
         delta = hadamard_delta(self.w1a, self.w1b, self.w2a, self.w2b, self.t1, self.t2)
-        return delta.reshape(base_weight.shape) * (
-            lora_scale(self.network_alpha, self.rank, self.scale_override) * multiplier
-        )
+        return delta.reshape(base_weight.shape) * (self.scale * multiplier)
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
         state = {"hada_w1_a": self.w1a, "hada_w1_b": self.w1b, "hada_w2_a": self.w2a, "hada_w2_b": self.w2b}

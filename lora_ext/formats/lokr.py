@@ -86,13 +86,15 @@ class LokrAdapter(Adapter):
         w1, w2 = self.factors()
         return w1.shape[0] * w2.shape[0] == base_shape[0] and w1.numel() * w2.numel() == math.prod(base_shape)
 
+    @property
+    def scale(self) -> float:
+        if self.rank is None:  # both factors full: no rank, scale 1 (an explicit scale key still wins)
+            return 1.0 if self.scale_override is None else self.scale_override
+        return lora_scale(self.network_alpha, self.rank, self.scale_override)
+
     def delta_weight(self, base_weight: torch.Tensor, multiplier: float = 1.0) -> torch.Tensor:
         w1, w2 = self.factors()
-        if self.rank is None:  # both factors full: no rank, scale 1 (an explicit scale key still wins)
-            scale = 1.0 if self.scale_override is None else self.scale_override
-        else:
-            scale = lora_scale(self.network_alpha, self.rank, self.scale_override)
-        return kron_delta(w1, w2, base_weight.shape) * (scale * multiplier)
+        return kron_delta(w1, w2, base_weight.shape) * (self.scale * multiplier)
 
     def to_state_dict(self) -> dict[str, torch.Tensor]:
         names = {

@@ -10,10 +10,11 @@ fp8 storage, online mode). So exact restore and fast switching on Forge are Forg
 our key maps do not cover (Flux, SD3.5, Chroma…) and a UNet stored as nf4/fp4/GGUF (packed weights) stay
 with Forge's built-in (``handles``).
 
-Patches are Forge's own ``lora`` type where ΔW is a plain up·down product over the whole weight
-(the scale folded into ``alpha``, since Forge divides it by the rank), and a ``diff`` (our ΔW, fp32)
-for every other format, placement or bias: Forge adds both to the weight in fp32 and rounds once,
-which is our merge. The patch filename and ``current_lora_hash`` carry a digest of everything the
+Patches are Forge's own types where Forge knows the format and the patch covers the whole weight: ``lora``
+for a plain up·down product, ``loha`` and ``lokr`` with the file's factors (the scale folded into ``alpha``,
+which Forge divides by the rank, or for LoKr into the small factor ``w1``), so Forge forms ΔW only while
+it merges. A ``diff`` (our ΔW, fp32) carries every other format (IA³, OFT, GLoRA, DoRA…), placement or
+bias. Forge adds each to the weight in fp32 and rounds once, which is our merge. The patch filename and ``current_lora_hash`` carry a digest of everything the
 patches depend on, because ``LoraLoader.refresh`` re-merges only when the patch keys change.
 """
 
@@ -21,6 +22,9 @@ from __future__ import annotations
 
 import torch
 
+from lora_ext.formats import Adapter
+from lora_ext.formats.loha import LohaAdapter
+from lora_ext.formats.lokr import LokrAdapter
 from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
 from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
@@ -32,13 +36,38 @@ FULL_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def forge_patch(patches: list[ParamPatch], shape: tuple[int, ...], base: torch.Tensor | None):
-    """One file's patches on one parameter as a Forge patch value: ``("lora", …)`` or ``("diff", (ΔW,))``."""
+    """One file's patches on one parameter as a Forge patch value: one of Forge's own types (``lora``, ``loha``,
+    ``lokr``: the factors as the file holds them) or ``("diff", (ΔW,))``."""
     if len(patches) == 1 and patches[0].placement.whole and not patches[0].is_bias:
-        factors = patches[0].adapter.low_rank_factors(patches[0].multiplier)
-        if factors is not None:
-            up, down, scale = factors  # (out, r), (r, in·k); Forge: strength · alpha / r · up @ down
-            return ("lora", (up, down, scale * down.shape[0], None, None))
+        own = _own_patch_type(patches[0].adapter, patches[0].multiplier)
+        if own is not None:
+            return own
     return ("diff", (delta(patches, shape, base).cpu(),))  # kept on the CPU, as Forge keeps a LoRA file's tensors
+
+
+def _own_patch_type(adapter: Adapter, multiplier: float):
+    """``adapter`` as Forge's own patch type, with our scale and multiplier folded into what Forge scales by
+    (``backend/patcher/lora.py``: ``merge_lora_to_weight``), or None for a type Forge lacks."""
+    factors = adapter.low_rank_factors(multiplier)
+    if factors is not None:
+        up, down, scale = factors  # (out, r), (r, in·k); Forge: strength · alpha / r · up @ down
+        return ("lora", (up, down, scale * down.shape[0], None, None))
+    if isinstance(adapter, LohaAdapter):  # Forge: strength · alpha / r · (w1a @ w1b) ⊙ (w2a @ w2b), or Tucker
+        alpha = adapter.scale * multiplier * adapter.rank
+        if adapter.t1 is not None and adapter.t2 is not None:
+            return ("loha", (adapter.w1a, adapter.w1b, alpha, adapter.w2a, adapter.w2b, adapter.t1, adapter.t2, None))
+        w1b, w2b = adapter.w1b.flatten(1), adapter.w2b.flatten(1)
+        return ("loha", (adapter.w1a, w1b, alpha, adapter.w2a, w2b, None, None, None))
+    if isinstance(adapter, LokrAdapter):
+        # Forge: kron(w1, w2) · alpha / r, with no alpha (1) given none: our scale goes into the small factor w1
+        w1 = adapter.w1.float() if adapter.w1 is not None else adapter.w1a.float() @ adapter.w1b.float()
+        w1 = w1 * (adapter.scale * multiplier)
+        if adapter.t2 is not None:
+            # Forge's torch.kron of its einsum result (not contiguous) fails: w2 goes formed (1/len(w1) of ΔW)
+            return ("lokr", (w1, adapter.factors()[1].contiguous(), None, None, None, None, None, None, None))
+        w2b = None if adapter.w2b is None else adapter.w2b.flatten(1)
+        return ("lokr", (w1, adapter.w2, None, None, None, adapter.w2a, w2b, None, None))
+    return None
 
 
 class ForgeLoraTakeover(LoraTakeover):

@@ -4,7 +4,9 @@ Same attributes and signature as Forge main: ``backup`` (param key → CPU copy 
 before merging), ``online_backup``, ``loaded_hash``; ``refresh(lora_patches, offload_device,
 force_refresh)`` runs under ``torch.inference_mode()``, does nothing when the patch keys are the
 ones already merged, else puts every backup back (``set_attr_raw`` of a new ``Parameter``) and
-merges each key's patches in fp32. The merge here knows ``diff`` and ``lora``.
+merges each key's patches in fp32. The merge here knows ``diff``, ``lora``, ``loha`` and ``lokr``
+(without DoRA scales), with Forge's rules for their ``alpha`` (divided by the factors' rank; LoKr unscaled
+when neither factor is factorised).
 """
 
 import torch
@@ -25,10 +27,35 @@ def merge_lora_to_weight(patches, weight, key="", computation_dtype=torch.float3
             up, down, alpha, mid, _dora = args
             scale = alpha / down.shape[0] if alpha is not None else 1.0
             delta = (up.flatten(1).to(weight) @ down.flatten(1).to(weight)).reshape(weight.shape) * scale
+        elif kind == "loha":
+            w1a, w1b, alpha, w2a, w2b, t1, t2, _dora = args
+            scale = alpha / w1b.shape[0] if alpha is not None else 1.0
+            delta = (_hadamard_factor(w1a, w1b, t1, weight) * _hadamard_factor(w2a, w2b, t2, weight)) * scale
+            delta = delta.reshape(weight.shape)
+        elif kind == "lokr":
+            w1, w2, alpha, w1a, w1b, w2a, w2b, t2, _dora = args
+            rank = None  # Forge: the rank of the factorised factor, w2's winning; no alpha scaling without one
+            if w1 is None:
+                w1, rank = w1a.to(weight) @ w1b.to(weight), w1b.shape[0]
+            if w2 is None:
+                w2, rank = _hadamard_factor(w2a, w2b, t2, weight), w2b.shape[0]
+            w1, w2 = w1.to(weight), w2.to(weight)
+            if w2.dim() == 4:
+                w1 = w1[:, :, None, None]
+            scale = alpha / rank if alpha is not None and rank is not None else 1.0
+            delta = torch.kron(w1, w2).reshape(weight.shape) * scale
         else:
             raise ValueError(f"patch type {kind} is not in the fake LoraLoader")
         weight = weight + strength * delta
     return weight.to(dtype)
+
+
+def _hadamard_factor(w_a, w_b, core, like):
+    """w_a @ w_b, or with a Tucker core einsum("i j k l, j r, i p -> p r k l", core, w_b, w_a), as Forge forms them."""
+    w_a, w_b = w_a.to(like), w_b.to(like)
+    if core is None:
+        return w_a @ w_b
+    return torch.einsum("i j k l, j r, i p -> p r k l", core.to(like), w_b, w_a)
 
 
 class LoraLoader:
