@@ -333,7 +333,7 @@ CONV_MODULE = "input_blocks.1.0.in_layers.2"  # a 3×3 conv
         ("lokr_w2_lowrank", CONV_MODULE, "lokr"),
         ("lokr_both_lowrank", UNET_MODULE, "lokr"),
         ("lokr_tucker", CONV_MODULE, "lokr"),
-        ("locon_tucker", CONV_MODULE, "diff"),  # Forge's lora mid is not LyCORIS' Tucker core: our ΔW
+        ("locon_tucker", CONV_MODULE, "lora"),  # with its mid
         ("ia3_out", UNET_MODULE, "diff"),
         ("oft", UNET_MODULE, "diff"),
         ("dora_in", UNET_MODULE, "diff"),

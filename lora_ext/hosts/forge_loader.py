@@ -11,7 +11,7 @@ our key maps do not cover (Flux, SD3.5, Chroma…) and a UNet stored as nf4/fp4/
 with Forge's built-in (``handles``).
 
 Patches are Forge's own types where Forge knows the format and the patch covers the whole weight: ``lora``
-for a plain up·down product, ``loha`` and ``lokr`` with the file's factors (the scale folded into ``alpha``,
+for an up·down product (with its Tucker ``mid`` if any), ``loha`` and ``lokr`` with the file's factors (the scale folded into ``alpha``,
 which Forge divides by the rank, or for LoKr into the small factor ``w1``), so Forge forms ΔW only while
 it merges. A ``diff`` (our ΔW, fp32) carries every other format (IA³, OFT, GLoRA, DoRA…), placement or
 bias. Forge adds each to the weight in fp32 and rounds once, which is our merge. The patch filename and ``current_lora_hash`` carry a digest of everything the
@@ -25,6 +25,7 @@ import torch
 from lora_ext.formats import Adapter
 from lora_ext.formats.loha import LohaAdapter
 from lora_ext.formats.lokr import LokrAdapter
+from lora_ext.formats.lora import LoraAdapter
 from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
 from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
@@ -52,6 +53,8 @@ def _own_patch_type(adapter: Adapter, multiplier: float):
     if factors is not None:
         up, down, scale = factors  # (out, r), (r, in·k); Forge: strength · alpha / r · up @ down
         return ("lora", (up, down, scale * down.shape[0], None, None))
+    if isinstance(adapter, LoraAdapter) and adapter.mid is not None:  # Forge forms down ⊗ mid (LyCORIS' CP core)
+        return ("lora", (adapter.up, adapter.down, adapter.scale * multiplier * adapter.rank, adapter.mid, None))
     if isinstance(adapter, LohaAdapter):  # Forge: strength · alpha / r · (w1a @ w1b) ⊙ (w2a @ w2b), or Tucker
         alpha = adapter.scale * multiplier * adapter.rank
         if adapter.t1 is not None and adapter.t2 is not None:

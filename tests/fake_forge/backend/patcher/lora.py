@@ -25,8 +25,11 @@ def merge_lora_to_weight(patches, weight, key="", computation_dtype=torch.float3
             delta = args[0].to(weight)
         elif kind == "lora":
             up, down, alpha, mid, _dora = args
-            scale = alpha / down.shape[0] if alpha is not None else 1.0
-            delta = (up.flatten(1).to(weight) @ down.flatten(1).to(weight)).reshape(weight.shape) * scale
+            scale = alpha / down.shape[0] if alpha is not None else 1.0  # down's rank, before mid
+            down = down.to(weight)
+            if mid is not None:  # Forge: down (r, in) and the core (r, r, kh, kw) → (r, in, kh, kw)
+                down = torch.einsum("m j, n m k l -> n j k l", down.flatten(1), mid.to(weight))
+            delta = (up.flatten(1).to(weight) @ down.flatten(1)).reshape(weight.shape) * scale
         elif kind == "loha":
             w1a, w1b, alpha, w2a, w2b, t1, t2, _dora = args
             scale = alpha / w1b.shape[0] if alpha is not None else 1.0
