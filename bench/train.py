@@ -12,7 +12,9 @@ trained at low resolution) it measures:
     (no second copy of the model);
 (c) time to first step, from ``train_lora`` being called (model already loaded).
 
-Step times are medians over the steps after the first. The last line is
+Step times are medians over the steps after the first; ours and the bare loop alternate
+``--rounds`` times. ``overhead_pct`` compares the best round of each side, ``paired_overhead_pct``
+is the median of the rounds' own ratios (steadier where the machine's speed drifts). The last line is
 ``RESULT key=value …``. Usage: ``python bench/train.py [--full] [--steps 20] [--resolution 64] [--device cpu]``.
 
 With ``--ddp N`` it measures data-parallel training instead (issue 15): the same global
@@ -30,7 +32,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -54,27 +55,31 @@ def rss_bytes() -> int:
         return int(handle.read().split()[1]) * 4096
 
 
-class RssSampler:
-    """Peak resident memory while a block runs, sampled every few milliseconds."""
+class PeakRss:
+    """Peak resident memory while a block runs, from the kernel's own high-water mark.
+
+    Writing 5 to ``/proc/self/clear_refs`` resets ``VmHWM`` to the current RSS. No
+    sampling thread: one waking every few milliseconds slowed the steps it watched
+    by 10–15 % on this 2-core machine (it ran beside our loop only, so it showed as
+    our overhead).
+    """
 
     def __init__(self) -> None:
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            time.sleep(0.005)
+    @staticmethod
+    def _high_water_mark() -> int:
+        with open("/proc/self/status") as handle:
+            line = next(line for line in handle if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
 
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
+    def __enter__(self) -> PeakRss:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        self.peak = max(self._high_water_mark(), rss_bytes())
 
 
 def full_sd15_pipeline(device: str):
@@ -150,7 +155,7 @@ def our_loop(host, config: TrainConfig, out: Path) -> tuple[list[float], float, 
     stamps: list[float] = []
     events = TrainEvents(on_progress=lambda info: stamps.append(time.perf_counter()))
     started = time.perf_counter()
-    with RssSampler() as sampler:
+    with PeakRss() as sampler:
         train_lora(host, config, events, out=out)
     step_times = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     return step_times, stamps[0] - started, sampler.peak
@@ -250,7 +255,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="full-size SD1.5 architecture (random weights)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--resolution", type=int, default=None, help="default 64 (tiny) or 256 (--full)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate ours/bare this many times")
+    parser.add_argument("--rounds", type=int, default=4, help="alternate ours/bare this many times")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ddp", type=int, default=0, metavar="N", help="1 vs N processes on the same global batch")
     parser.add_argument("--batch", type=int, default=1, help="with --ddp: batch size per process")
@@ -303,6 +308,8 @@ def main() -> None:
         bare.append(statistics.median(bare_loop(host, config, args.steps)[1:]))
     our_step, bare_step = min(ours), min(bare)
     overhead = our_step / bare_step - 1
+    # this VM's speed drifts by ±10 % between runs a few seconds apart: a ratio of each round's pair is steadier
+    paired = statistics.median(o / b for o, b in zip(ours, bare, strict=True)) - 1
     ratio = peak / rss_after_load
     gpu = f" gpu_peak_gib={torch.cuda.max_memory_allocated() / 2**30:.2f}" if device.type == "cuda" else ""
     print(
@@ -312,6 +319,7 @@ def main() -> None:
     print(
         f"RESULT model={'sd15' if args.full else 'tiny'} device={args.device} res={resolution} steps={args.steps} "
         f"our_step_ms={our_step * 1000:.1f} bare_step_ms={bare_step * 1000:.1f} overhead_pct={overhead * 100:.1f} "
+        f"paired_overhead_pct={paired * 100:.1f} rounds={args.rounds} "
         f"rss_load_mib={rss_after_load / 2**20:.0f} rss_peak_mib={peak / 2**20:.0f} rss_ratio={ratio:.3f} "
         f"first_step_s={first_step:.2f}{gpu}"
     )
