@@ -125,3 +125,36 @@ def test_timing_steps_hands_the_model_back_unchanged(make_standalone_host, tmp_p
     costs = estimate.measure_costs(host, config)
     assert fingerprint(*host_roots(host)) == before
     assert costs.resolution == 64 and costs.step_seconds > 0 and costs.forward_seconds > 0
+
+
+def test_the_running_eta_walks_the_network_s_parameters_once_a_run_not_once_a_step(
+    make_standalone_host, tmp_path: Path, monkeypatch
+) -> None:
+    from lora_ext.training.network import LoraNetwork
+
+    walks = []
+    parameters = LoraNetwork.parameters
+
+    def counted(self, *args, **kwargs):
+        walks.append(1)
+        return parameters(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoraNetwork, "parameters", counted)
+    host = make_standalone_host("sd1")
+    dataset = make_dataset(tmp_path / "data", count=2)
+    counts = []
+    for steps in (2, 6):
+        walks.clear()
+        config = TrainConfig(
+            dataset_dir=str(dataset),
+            resolution=64,
+            min_bucket_reso=64,
+            rank=4,
+            max_steps=steps,
+            default_repeats=1,
+            train_text_encoder=False,
+            output_name=f"walks{steps}",
+        )
+        assert train_lora(host, config, TrainEvents(), out=tmp_path / f"walks{steps}.safetensors").status == "finished"
+        counts.append(len(walks))
+    assert counts[0] == counts[1]  # more steps, no more walks (each took ~1 ms a step on the tiny model)
