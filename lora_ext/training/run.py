@@ -28,7 +28,7 @@ from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.inject import attached
-from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
+from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network, parameter_dtype
 from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
 from lora_ext.training.outputs import RunOutputs
 from lora_ext.training.plan import make_plan
@@ -241,7 +241,8 @@ def train_lora(
         events.phase(PhaseInfo("scanning", found, found, f"scanning the dataset: {found} images"))
         for skipped in dataset.train.skipped + dataset.reg.skipped:
             events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
-        network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
+        network = build_network(host.parts(), host.info.family, spec, config.seed)
+        network.to(host.device, parameter_dtype(host.dtype))
         if config.init_weights:
             _load_init_weights(network, config.init_weights)
         plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples), world_size)

@@ -86,11 +86,10 @@ def get_batch(
     """This process's ``rows`` of the micro-batch, with every random draw of it (captions, dropout masks) from ``seed``.
 
     Nothing draws from a global generator: those are shared by every thread of the
-    process, so what they give depends on what else runs at the same time. The other
-    ranks of a data-parallel run draw their dropout masks from streams of their own.
+    process, so what they give depends on what else runs at the same time. Each process
+    of a data-parallel run draws the masks of the whole micro-batch and keeps its rows'.
     """
-    rank = parts.group.ranks.rank
-    parts.network.reseed(seed if rank == 0 else seed * 1_000_003 + rank)  # before the text encoder runs
+    parts.network.reseed(seed, rows, len(items))  # before the text encoder runs
     return dataset.make_batch(items, random.Random(seed), rows)
 
 
