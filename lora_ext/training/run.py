@@ -279,7 +279,7 @@ def train_lora(
                 outcome = loop.train(config, parts, dataset, events, outputs)
                 final = None
                 if outcome == "finished" and is_main:
-                    if config.sample_prompts and outputs.last_preview is None:
+                    if config.sample_prompts and outputs.last_preview_step != parts.progress.step:
                         outputs.sample("final")
                     final = outputs.save_lora(output_path, plan.epochs)
                     if config.save_state:
