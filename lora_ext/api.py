@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import tagging, training
+from lora_ext.app import runs, tagging, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -266,11 +266,19 @@ def train_start(project: str, version: str, body: dict[str, Any] | None = None, 
     def run() -> dict:
         settings = dict(body or {})
         resume = bool(settings.pop("resume", False))
-        values = training.preset_settings(ctx, settings.pop("preset", ""), settings)
-        job, config = training.start_training_job(ctx, project, version, values, resume)
-        return {**job_status(job), "output_name": config.output_name}
+        preset = settings.pop("preset", "")
+        # A resume trains the saved run's settings: the body's settings are only compared with them.
+        values = settings if resume else training.preset_settings(ctx, preset, settings)
+        started = training.start_training_job(ctx, project, version, values, resume)
+        return {**job_status(started.job), **training.started_json(started)}
 
     return _guarded(run, 409)
+
+
+@routes.get("/projects/{project}/versions/{version}/runs")
+def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> list:
+    """The version's training runs, the newest first: when, how each ended, its settings and its files."""
+    return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
 
 
 @routes.get("/train/status")

@@ -267,6 +267,12 @@ def train_lora(
         )
         if state is not None:
             checkpoint.restore_state(parts, state)
+            if parts.progress.step > plan.total_steps:  # it would "finish" at once and save the wrong file
+                raise ConfigError(
+                    f"cannot resume {output_path.stem}: the saved run is at step {parts.progress.step}, "
+                    f"past the {plan.total_steps} steps these settings plan",
+                    hint="resume with the settings the run started with",
+                )
             if is_main:
                 _truncate_log(outputs.loss_log, parts.progress.step)
             events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
