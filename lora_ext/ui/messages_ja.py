@@ -218,6 +218,14 @@ MESSAGES: dict[str, str] = {
     "weight {weight}": "ウェイト {weight}",
     "{label!t} @ {weight}": "{label} @ {weight}",
     "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
+    # the runs table (lora_ext/ui/result_section.py): a run's status and the parts of its settings
+    "running": "実行中",
+    "finished": "完了",
+    "cancelled": "キャンセル",
+    "failed": "失敗",
+    "{count} steps": "{count} ステップ",
+    "{count} epochs": "{count} エポック",
+    "seed {value}": "シード {value}",
     "epoch {number}": "エポック {number}",
     "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
