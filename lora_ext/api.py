@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import runs, tagging, training
+from lora_ext.app import exports, runs, tagging, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -154,6 +154,12 @@ class CaptionsBody(BaseModel):
     captions: dict[str, str]
 
 
+class ExportBody(BaseModel):
+    format: str = "zip"  # or "folder"
+    repeats: int | None = None  # top-level images' repeats; default: the version's training settings
+    name: str = ""  # top-level images' folder name; default: the trigger word, else the project's name
+
+
 routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
 
 
@@ -239,6 +245,31 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
         }
 
     return _guarded(run)
+
+
+@routes.post("/projects/{project}/versions/{version}/export")
+def export_dataset(project: str, version: str, body: ExportBody | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    """The dataset as kohya ``N_name`` folders (or a zip of them) in the version's ``exports/`` folder."""
+    chosen = body or ExportBody()
+    report = _guarded(lambda: exports.export_version(ctx, project, version, chosen.format, chosen.repeats, chosen.name))
+    answer = {
+        "path": str(report.destination),
+        "folders": report.folders,
+        "images": report.images,
+        "captions": report.captions,
+    }
+    if report.destination.suffix == ".zip":
+        answer["download"] = f"{PREFIX}/projects/{project}/versions/{version}/exports/{report.destination.name}"
+    return answer
+
+
+@routes.get("/projects/{project}/versions/{version}/exports/{file_name}")
+def download_export(project: str, version: str, file_name: str, ctx: Context = Depends(_ctx)) -> Any:
+    """An exported zip of the version, by its file name (nothing outside its ``exports/`` folder)."""
+    from fastapi.responses import FileResponse
+
+    path = _guarded(lambda: exports.exported_zip(ctx, project, version, file_name), 404)
+    return FileResponse(path, media_type="application/zip", filename=path.name)
 
 
 @routes.post("/projects/{project}/versions/{version}/tag")

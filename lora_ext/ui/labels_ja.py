@@ -273,6 +273,17 @@ JA: dict[str, str] = {
     "File": "ファイル",
     "Saved at": "保存時点",
     "Runs (click one to show its files)": "学習の記録（クリックでそのファイルを表示）",
+    "Export": "エクスポート",
+    "Export as": "エクスポート形式",
+    "zip (download)": "zip（ダウンロード）",
+    "kohya folder (N_name)": "kohya フォルダ（N_name）",
+    "N of the top-level images' N_name folder; 0: as the training settings": (
+        "最上位の画像を入れる N_name フォルダの N。0 なら学習設定のとおり"
+    ),
+    "Folder name": "フォルダ名",
+    "empty: the trigger word, else the project's name": "空欄: トリガーワード、なければプロジェクト名",
+    "Export dataset": "データセットをエクスポート",
+    "Exported zip": "エクスポートした zip",
     "Run": "学習",
     "Started": "開始",
     "Status": "状態",

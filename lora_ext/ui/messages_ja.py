@@ -300,6 +300,19 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
+    "Exported {images} images and {captions} captions to {path} ({folders})": (
+        "画像 {images} 枚とキャプション {captions} 件を {path} にエクスポートしました（{folders}）"
+    ),
+    "Unknown export format {name}.": "不明なエクスポート形式 {name}。",
+    "use zip or folder": "zip か folder を使ってください",
+    "There is no exported zip called {name}.": "{name} というエクスポート済みの zip はありません。",
+    "export the dataset first": "先にデータセットをエクスポートしてください",
+    "The dataset has no images to export.": "データセットにエクスポートする画像がありません。",
+    "add images first": "先に画像を追加してください",
+    "{path} already exists and is not an empty folder.": "{path} はすでにあり、空のフォルダではありません。",
+    "choose a new folder": "新しいフォルダを選んでください",
+    "Export to {path} failed: {reason}.": "{path} へのエクスポートに失敗しました: {reason}。",
     # runs, resume and the dataset check before a run (lora_ext/app/runs.py, lora_ext/app/training.py)
     "{old} is kept from an earlier run: this run saves as {name}": "以前の学習の {old} はそのまま残し、今回は {name} として保存します",
     "Resuming {name} with the settings it started with": "{name} を開始時の設定で再開します",
