@@ -300,6 +300,8 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # a large photo on import (lora_ext/dataset/images.py)
+    "scaled down from {size} ({count} megapixels) to {scaled}": "{size}（{count} メガピクセル）から {scaled} に縮小しました",
     # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
     "Exported {images} images and {captions} captions to {path} ({folders})": (
         "画像 {images} 枚とキャプション {captions} 件を {path} にエクスポートしました（{folders}）"
