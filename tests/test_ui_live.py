@@ -195,7 +195,9 @@ def test_the_page_load_fills_the_training_form_and_a_queued_event_toasts_failure
 def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     import gradio as gr
 
-    projects.create_project(ctx, name="p")  # no images: the training job fails on the server
+    projects.create_project(ctx, name="p")
+    # An image no decoder reads: the check before the run counts it, the training job fails on the server.
+    ctx.version("p", "v1").dataset.joinpath("broken.png").write_bytes(b"not an image")
 
     def failing_training() -> tuple:
         started = train_section.start_training(ctx, project="p", version="v1", **PLAN)

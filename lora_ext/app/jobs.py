@@ -96,6 +96,12 @@ class JobRunner:
     def busy(self) -> bool:
         return self.current is not None and not self.current.finished
 
+    def require_free(self) -> None:
+        """Raise the one-line "… is still running" while a job runs (checked again when one starts)."""
+        job = self.current
+        if job is not None and not job.finished:
+            raise LoraExtError(f"{job.name} is still running", hint="wait for it to finish or cancel it first")
+
     def model_busy(self) -> str | None:
         """The name of the running job that uses the SD model, if any."""
         job = self.current
@@ -115,11 +121,7 @@ class JobRunner:
         settings, say), so a job refused because another one runs writes nothing.
         """
         with self._lock:
-            if self.busy():
-                assert self.current is not None
-                raise LoraExtError(
-                    f"{self.current.name} is still running", hint="wait for it to finish or cancel it first"
-                )
+            self.require_free()
             if prepare is not None:
                 prepare()  # under the lock: no other job can start in between
             self._started += 1

@@ -42,13 +42,13 @@ def _sha256(path: Path, cache: dict[tuple, str]) -> str:
     return cache[key]
 
 
-def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = None) -> list[OutputFile]:
-    """The final file ``name.safetensors`` and its intermediate saves (``name-000002``, ``name-step00000100``)."""
-    cache = {} if cache is None else cache
-    found: list[OutputFile] = []
+def output_paths(lora_dir: Path, name: str) -> list[tuple[Path, str]]:
+    """(path, label) of the final file ``name.safetensors`` and its intermediate saves (``name-000002``,
+    ``name-step00000100``), oldest first and the final file last; nothing is opened."""
+    found: list[tuple[Path, str]] = []
     if not name or not lora_dir.is_dir():
         return found
-    for path in sorted(lora_dir.glob("*.safetensors")):
+    for path in lora_dir.glob("*.safetensors"):
         if path.stem == name:
             label = "final"
         else:
@@ -57,9 +57,18 @@ def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = Non
                 continue
             number = int(match.group("number"))
             label = f"step {number}" if match.group("kind") else f"epoch {number}"
-        found.append(OutputFile(path, path.stat().st_size, _sha256(path, cache), label))
-    found.sort(key=lambda item: (item.label == "final", item.path.stat().st_mtime))
+        found.append((path, label))
+    found.sort(key=lambda item: (item[1] == "final", item[0].stat().st_mtime, item[0].name))
     return found
+
+
+def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = None) -> list[OutputFile]:
+    """``output_paths`` with each file's size and SHA-256 (``cache``: hashes already computed)."""
+    cache = {} if cache is None else cache
+    return [
+        OutputFile(path, path.stat().st_size, _sha256(path, cache), label)
+        for path, label in output_paths(lora_dir, name)
+    ]
 
 
 def output_name(ctx: Context, project: str | None, version: str | None, name: str | None) -> str:
