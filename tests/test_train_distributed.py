@@ -31,7 +31,6 @@ from train_support import make_dataset
 
 from lora_ext.cli import main
 from lora_ext.training.distributed import SINGLE, Ranks, from_environment
-from lora_ext.training.plan import estimate_plan
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(fp64_train.__file__)
@@ -224,12 +223,12 @@ def test_the_launcher_environment_gives_the_ranks_and_no_launcher_gives_one_proc
 
 def test_the_plan_counts_global_batches_of_batch_size_times_processes(tmp_path):
     from lora_ext.config import TrainConfig
-    from lora_ext.dataset.layout import dataset_folders
+    from lora_ext.training.data import folder_counts
+    from lora_ext.training.plan import make_plan
 
     make_dataset(tmp_path / "data", count=8)
     config = TrainConfig(dataset_dir=str(tmp_path / "data"), batch_size=2, gradient_accumulation=2, epochs=3)
-    folders = dataset_folders(tmp_path / "data", 1)
-    one, four = estimate_plan(config, folders), estimate_plan(config, folders, world_size=4)
+    one, four = make_plan(config, folder_counts(config)), make_plan(config, folder_counts(config, world_size=4))
     assert (one.effective_batch, one.steps_per_epoch, one.total_steps) == (4, 2, 6)
     assert (four.effective_batch, four.steps_per_epoch, four.total_steps, four.world_size) == (16, 1, 3, 4)
 
