@@ -221,3 +221,21 @@ def test_images_without_a_caption_are_named_with_the_caption_they_train_with(api
     # kohya counts the caption files' tags: blue.png adds none (it used to add the folder's internal name,
     # "dataset", as its caption); the trigger word is put first when the caption is drawn.
     assert json.loads(frequency) == {"dataset": {"red": 1, "cat": 1}}
+
+
+def test_the_status_route_answers_json_after_a_comparison(api) -> None:
+    from lora_ext.app import results
+
+    client, ctx = api
+    _train(client, max_steps=1)
+    _finished(client)
+    results.start_comparison(ctx, "cat", "v1", None, "cat", "", 1, 2, 64, "0, 1", include_epochs=False)
+    status = _finished(client)
+    assert status["name"] == "Test generation" and "error" not in status
+    images = status["result"]["images"]
+    assert [image["caption"] for image in images] == ["weight 0", "weight 1"]
+    for image in images:  # saved beside the run, so a REST client can fetch what the page showed
+        with Image.open(image["path"]) as saved:
+            assert saved.size == (64, 64)
+    assert Path(status["result"]["folder"]).parent == ctx.version("cat", "v1").run_dir("cat_v1") / "comparisons"
+    json.dumps(client.get(f"{PREFIX}/jobs/current").json())
