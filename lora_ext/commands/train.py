@@ -66,8 +66,13 @@ def build_config(args: argparse.Namespace, family: str, warn=None, has_gpu: bool
     elif args.preset:
         config = preset(args.preset, config)
     data = config.to_dict()
-    if args.config:
-        data.update(load_settings(args.config))
+    if args.config:  # ours, or kohya's (sd-scripts' --config_file, the kohya_ss GUI's JSON)
+        from lora_ext.kohya_settings import from_kohya
+
+        read = from_kohya(load_settings(args.config))
+        data.update(read.settings)
+        if read.not_used and warn is not None:
+            warn(f"not used from {Path(args.config).name}: {', '.join(read.not_used)}")
     flags = {
         "max_steps": args.steps,
         "epochs": args.epochs,
