@@ -75,7 +75,7 @@ def _weights(forge) -> dict[str, torch.Tensor]:
     """The UNet's and text encoder's weights as Forge holds them now, by ldm / HF name."""
     objects = forge.engine.forge_objects_original
     unet = objects.unet.model.diffusion_model
-    te = objects.clip.cond_stage_model["clip_l"]
+    te = objects.clip.cond_stage_model.clip_l
     return {
         **{f"unet.{k}": v.detach().clone() for k, v in unet.named_parameters()},
         **{f"te.{k}": v.detach().clone() for k, v in te.named_parameters()},
