@@ -14,7 +14,6 @@ from collections.abc import Callable
 from lora_ext import settings
 from lora_ext.app import context as app_context
 from lora_ext.app.context import Context, Workspace
-from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
 from lora_ext.ui.i18n import I18n, webui_language
 from lora_ext.ui.registry import Registry
