@@ -28,6 +28,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui import (
         dataset_section,
         editor_section,
+        export_section,
         live,
         model_line,
         projects,
@@ -47,6 +48,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
             dataset_section.build(ctx, ui)
             editor_section.build_gallery(ctx, ui)
+            export_section.build(ctx, ui)
         with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
             tagger_section.build(ctx, ui)
         with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
@@ -58,7 +60,8 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire
 
     wire(ui["refresh_model"].click, model_line.shown, {}, ui.pick("model_line", "capabilities", "model_seen"), ctx)
-    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section, live):
+    sections = (projects, dataset_section, export_section, tagger_section, editor_section, train_section)
+    for section in (*sections, result_section, live):
         section.wire(ctx, ui)
 
 
