@@ -92,3 +92,19 @@ def test_a_kohya_config_file_is_read_and_what_is_not_used_is_said(tmp_path):
     config = train.build_config(args, "sd1", warn=said.append)
     assert (config.rank, config.alpha, config.epochs) == (8, 4.0, 2)
     assert said == ["not used from kohya.toml: output_dir"]
+
+
+def test_an_existing_lora_is_replaced_only_with_overwrite(tmp_path, capsys):
+    make_dataset(tmp_path / "data", count=1)
+    out = tmp_path / "Lora" / "kept.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"a finished LoRA")
+    args = ["train", "--model", "demo", "--dataset", str(tmp_path / "data"), "--out", str(out), *FAST]
+    assert main(args) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("exists already (choose another --out, or pass --overwrite to replace it)")
+    )
+    assert out.read_bytes() == b"a finished LoRA"
+    assert main([*args, "--overwrite"]) == 0 and out.read_bytes() != b"a finished LoRA"
