@@ -239,3 +239,18 @@ def test_the_status_route_answers_json_after_a_comparison(api) -> None:
             assert saved.size == (64, 64)
     assert Path(status["result"]["folder"]).parent == ctx.version("cat", "v1").run_dir("cat_v1") / "comparisons"
     json.dumps(client.get(f"{PREFIX}/jobs/current").json())
+
+
+def test_a_run_from_before_records_stays_listed_with_its_settings_after_a_new_run(api) -> None:
+    client, ctx = api
+    _train(client, max_steps=1, rank=3)
+    _finished(client)
+    import shutil
+
+    shutil.rmtree(ctx.version("cat", "v1").run_dir("cat_v1"))  # as an older version left it: no record, no folder
+    (legacy,) = client.get(f"{VERSION}/runs").json()
+    assert (legacy["output_name"], legacy["status"], legacy["settings"]["rank"]) == ("cat_v1", "finished", 3)
+    assert _train(client, max_steps=1)["output_name"] == "cat_v1-2"
+    _finished(client)
+    runs = client.get(f"{VERSION}/runs").json()
+    assert [(run["output_name"], run["settings"]["rank"]) for run in runs] == [("cat_v1-2", 4), ("cat_v1", 3)]

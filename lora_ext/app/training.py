@@ -311,6 +311,7 @@ def start_training_job(
 
     def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
         if not resume:  # a resume trains the saved run's settings: the version's file stays as it is
+            runs.keep_earlier(ctx, paths)
             save_config(typed, paths.config / train_settings.SETTINGS_FILE)
         ctx.store.update_manifest(paths.project, paths.version, {"output_name": name})
 
