@@ -254,3 +254,16 @@ def test_a_run_from_before_records_stays_listed_with_its_settings_after_a_new_ru
     _finished(client)
     runs = client.get(f"{VERSION}/runs").json()
     assert [(run["output_name"], run["settings"]["rank"]) for run in runs] == [("cat_v1-2", 4), ("cat_v1", 3)]
+
+
+def test_a_stopped_run_resumes_after_its_project_was_renamed(api) -> None:
+    client, ctx = api
+    _cancel_at(ctx, client, 1, max_steps=3)
+    ctx.store.rename_project("cat", "kitten")
+    ctx.forget()
+    resumed = client.post(f"{PREFIX}/projects/kitten/versions/v1/train", json={"resume": True})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["output_name"] == "cat_v1"  # the run keeps its name (and its LoRA file's)
+    status = _finished(client)
+    assert "error" not in status, status.get("error")
+    assert (status["result"]["status"], status["result"]["steps"]) == ("finished", 3)
