@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from lora_ext.app.context import Context, Workspace
 
@@ -113,6 +114,16 @@ def test_resume_after_editing_the_form_continues_the_saved_run_and_keeps_its_set
         metadata = handle.metadata()
     assert metadata["ss_steps"] == "6" and metadata["ss_network_dim"] == "4"
     assert settings_file.read_bytes() == settings_before  # the form's settings were not written anywhere
+    # Exactly the run it continued: the same as training those settings without a stop.
+    ctx.store.duplicate_version("cat", "v1", "v2")
+    straight = client.post(
+        f"{PREFIX}/projects/cat/versions/v2/train", json={**FAST, "max_steps": 6, "rank": 4, "seed": 5}
+    )
+    assert straight.status_code == 200, straight.text
+    uninterrupted = load_file(_finished(client)["result"]["path"])
+    resumed_tensors = load_file(result["path"])
+    assert uninterrupted.keys() == resumed_tensors.keys()
+    assert all(uninterrupted[key].equal(value) for key, value in resumed_tensors.items())
     (run,) = client.get(f"{VERSION}/runs").json()
     assert (run["output_name"], run["status"], run["resumed"], run["steps"]) == ("cat_v1", "finished", 1, 6)
     assert [item["name"] for item in run["files"]] == ["cat_v1.safetensors"] and not run["resumable"]
