@@ -127,7 +127,7 @@ def forge_process_images(forge: SimpleNamespace):
             if not p.disable_extra_networks:
                 extra_networks.activate(p, p.extra_network_data)
             model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
-            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            cond = processing.learned_conditioning(p, model, prompts)
             context, y = (cond["crossattn"], cond["vector"]) if isinstance(cond, dict) else (cond, None)
             unet = model.forge_objects.unet
             memory_management.load_models_gpu([unet])
@@ -252,7 +252,7 @@ def reforge_process_images():
                 extra_networks.activate(p, p.extra_network_data)
             model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
             model_management.load_models_gpu([model.forge_objects.clip.patcher])
-            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            cond = processing.learned_conditioning(p, model, prompts)
             model_management.load_models_gpu([model.forge_objects.unet])
             x = processing.euler_sample(
                 lambda x_in, t: model.apply_model(x_in, t, cond),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from fastapi import FastAPI
 from forge import FORGE_ROOT, add_checkpoint, fake_forge, select_checkpoint
+from loader_helpers import assert_one_line_per_cause, break_loader
 from lora_files import adapter_tensors, spell, write_lora
 from webui import load_script
 
@@ -75,7 +76,7 @@ def _weights(forge) -> dict[str, torch.Tensor]:
     """The UNet's and text encoder's weights as Forge holds them now, by ldm / HF name."""
     objects = forge.engine.forge_objects_original
     unet = objects.unet.model.diffusion_model
-    te = objects.clip.cond_stage_model["clip_l"]
+    te = objects.clip.cond_stage_model.clip_l
     return {
         **{f"unet.{k}": v.detach().clone() for k, v in unet.named_parameters()},
         **{f"te.{k}": v.detach().clone() for k, v in te.named_parameters()},
@@ -138,10 +139,12 @@ def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwar
 
 
 def test_lora_hashes_and_warnings_are_ours_and_an_unchanged_request_is_not_patched_again(forge):
-    from lora_ext.formats.hashes import addnet_hash
+    import hashlib
 
     processed = _generate("a cat <lora:a:0.7> <lora:missing:1>")
-    assert f"Lora hashes: a: {addnet_hash(forge.lora_dir / 'a.safetensors')[:12]}" in processed.infotexts[0]
+    # Forge's form: the whole file's sha256 (what it writes itself and looks a pasted infotext up by)
+    whole_file = hashlib.sha256((forge.lora_dir / "a.safetensors").read_bytes()).hexdigest()[:12]
+    assert f"Lora hashes: a: {whole_file}" in processed.infotexts[0]
     assert "LoRA not found: missing" in processed.comments
     patched = forge.engine.forge_objects_after_applying_lora.unet
     loader = forge.engine.forge_objects.unet.model.lora_loader
@@ -354,3 +357,43 @@ def test_each_lycoris_format_goes_to_forge_as_its_own_type_or_a_diff_and_equals_
     assert not torch.equal(merged[key], forge.tiny.model.diffusion_model.get_submodule(module).weight)
     for name, value in expected.items():
         torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_failing_loader_hands_the_generation_to_forge_s_builtin_and_logs_one_line(forge, monkeypatch, caplog):
+    from lora_ext.loading.loader import NetworkLoader
+
+    _generate("a cat <lora:a:0.7>")  # ours first: its patches must not survive the fault
+    break_loader(monkeypatch, NetworkLoader, "patch_list")
+    with caplog.at_level("ERROR"):
+        for _ in range(2):
+            processed = _generate("a cat <lora:a:0.7>")
+            assert forge.engine.current_lora_hash == str([("a", 0.7)])  # Forge's built-in patched it
+            patches = forge.engine.forge_objects_after_applying_lora.unet.lora_patches
+            assert [key[0] for key in patches] == ["a"]
+    assert forge.networks.activations == [{"a": 0.7}, {"a": 0.7}]
+    assert "Lora hashes: a: forge" in processed.infotexts[0]
+    assert_one_line_per_cause(caplog)
+
+
+def test_a_lora_replaced_on_disk_under_the_same_token_gives_the_new_conditioning_at_once(forge):
+    from modules import processing
+
+    def conditioning(prompt):
+        _generate(prompt)
+        return processing.StableDiffusionProcessing.cached_c[1].clone()
+
+    te = forge.tiny.cond_stage_model
+    weight = getattr(te, "wrapped", te).get_submodule(TE_MODULE).weight
+
+    def write(name, seed):
+        tensors = adapter_tensors("lora", weight, seed=seed)
+        write_lora(forge.lora_dir / f"{name}.safetensors", spell(TE_PREFIX, tensors))
+
+    write("t", 1)
+    old = conditioning("a cat <lora:t:1>")
+    write("t", 2)
+    write("fresh", 2)
+    replaced = conditioning("a cat <lora:t:1>")
+    reference = conditioning("a cat <lora:fresh:1>")
+    assert not torch.equal(reference, old)
+    assert torch.equal(replaced, reference)

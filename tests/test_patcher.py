@@ -282,14 +282,12 @@ def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(ma
 
 
 def test_a_file_is_hashed_only_when_the_infotext_asks_and_then_once(make_ldm_host, monkeypatch):
-    import lora_ext.loading.loader as loader_module
+    from lora_ext.formats.hashes import lora_short_hash
 
     host = make_ldm_host("sd1")
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
     calls = []
-    real = loader_module.lora_short_hash
-    monkeypatch.setattr(loader_module, "lora_short_hash", lambda *args: calls.append(args) or real(*args))
-    loader = loader_for(host)
+    loader = loader_for(host, lora_hash=lambda *args: calls.append(args) or lora_short_hash(*args))
     report = loader.apply([LoraToken("a")])
     assert report.files[0].applied and calls == []
     first = report.infotext()

@@ -214,8 +214,11 @@ def job_status(job: Any) -> dict[str, Any]:
 
 
 def _result(result: Any) -> Any:
+    """The job's outcome as JSON: a result that knows its JSON form gives it; never a Python repr."""
     if result is None:
         return None
+    if hasattr(result, "to_json"):  # results.Comparison
+        return result.to_json()
     if hasattr(result, "status") and hasattr(result, "steps"):  # training.run.TrainResult
         return {
             "status": result.status,
@@ -236,4 +239,6 @@ def _result(result: Any) -> Any:
             "skipped": [{"path": str(path), "reason": reason} for path, reason in result.skipped],
             "warnings": list(result.warnings),
         }
-    return str(result)
+    if isinstance(result, (str, int, float, bool)):
+        return result
+    return {"type": type(result).__name__}  # no JSON form: named, never dumped as a repr

@@ -46,8 +46,10 @@ from lora_ext.host import (
     training_capabilities,
 )
 from lora_ext.hosts.forge_engine import ENGINE_NAMES, FP8_STORAGE, QUANTIZED_STORAGE, forge_family, prefix_of
+from lora_ext.hosts.inplace_residuals import copied_norm_inputs
 from lora_ext.hosts.ordinary_tensors import OrdinaryTensors
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
+from lora_ext.training.network import UNET_ATTENTION_CLASSES
 
 NOT_LOADED = "no checkpoint loaded yet"
 PLACEHOLDER_REASON = (
@@ -58,6 +60,50 @@ PLACEHOLDER_REASON = (
 def unsupported_engine_reason(engine) -> str:
     name = ENGINE_NAMES.get(type(engine).__name__, type(engine).__name__)
     return f"the loaded model is a {name} model; Train Tools trains LoRAs for SD1, SD2 and SDXL checkpoints only"
+
+
+TEXT_ENCODER_NAMES = {"sd1": ("clip_l",), "sd2": ("clip_h",), "sdxl": ("clip_l", "clip_g")}
+
+
+def text_encoders(engine) -> list[torch.nn.Module]:
+    """The engine's text encoders, in kohya's order (``te1``, ``te2``).
+
+    Forge's ``forge_objects.clip.cond_stage_model`` is a ``JointTextEncoder``: a plain ``nn.Module`` whose
+    children are added by name (``clip_l``, ``clip_g``; ``clip_h`` on SD2), not a ``torch.nn.ModuleDict``
+    (no ``in``, no ``[name]``), so its children are read by name."""
+    children = dict(engine.forge_objects.clip.cond_stage_model.named_children())
+    return [children[name] for name in TEXT_ENCODER_NAMES[forge_family(engine)] if name in children]
+
+
+def layout_reason(engine) -> str | None:
+    """What a training run needs from a Forge engine and does not find there (None: all of it is there).
+
+    Checked, not assumed: the text encoders by name, the UNet's ldm blocks and attention layers, the
+    noise schedule, the VAE's ``encode`` and the engine's text processing."""
+    family = forge_family(engine)
+    objects = engine.forge_objects
+    children = dict(objects.clip.cond_stage_model.named_children())
+    missing = [name for name in TEXT_ENCODER_NAMES[family] if name not in children]
+    if missing:
+        return f"its text encoders are named {sorted(children)} (expected {', '.join(missing)})"
+    unet = objects.unet.model.diffusion_model
+    blocks = [name for name in ("input_blocks", "middle_block", "output_blocks") if not hasattr(unet, name)]
+    if blocks:
+        return f"its UNet ({type(unet).__name__}) has no {', '.join(blocks)}"
+    if not any(type(module).__name__ in UNET_ATTENTION_CLASSES for module in unet.modules()):
+        return f"its UNet ({type(unet).__name__}) has no attention blocks Train Tools knows"
+    schedule = getattr(getattr(objects.unet.model, "predictor", None), "alphas_cumprod", None)
+    if not isinstance(schedule, torch.Tensor) or schedule.numel() != 1000:
+        return "its noise schedule (predictor.alphas_cumprod, 1000 steps) was not found"
+    engines = (
+        ("text_processing_engine_l", "text_processing_engine_g", "embedder")
+        if family == "sdxl"
+        else ("text_processing_engine",)
+    )
+    absent = [name for name in engines if getattr(engine, name, None) is None]
+    if absent:
+        return f"the engine has no {', '.join(absent)}"
+    return None
 
 
 def _loaded_entries(kmodels: Sequence[torch.nn.Module]) -> list:
@@ -83,6 +129,8 @@ def _storage_reason(storage) -> str | None:
 
 class ForgeHost(WebUIHostBase):
     """The ``Host`` protocol over Forge's ``forge_objects``."""
+
+    label = "Forge"
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,13 +184,8 @@ class ForgeHost(WebUIHostBase):
     def alphas_cumprod(self) -> torch.Tensor:
         return self.kmodel.predictor.alphas_cumprod.detach().to("cpu", torch.float32).clone()
 
-    def _text_encoders(self, engine) -> list[torch.nn.Module]:
-        encoders = engine.forge_objects.clip.cond_stage_model
-        names = ("clip_l", "clip_g") if forge_family(engine) == "sdxl" else ("clip_l", "clip_h")
-        return [encoders[name] for name in names if name in encoders]
-
     def parts(self) -> ModelParts:
-        encoders = self._text_encoders(self.engine)
+        encoders = text_encoders(self.engine)
         return ModelParts(
             unet=self.unet,
             text_encoders=tuple(TextEncoderPart(i, "hf_clip", root) for i, root in enumerate(encoders)),
@@ -172,6 +215,9 @@ class ForgeHost(WebUIHostBase):
         storage = _storage_reason(getattr(kmodel, "storage_dtype", None))
         if storage:
             return storage
+        layout = layout_reason(model)
+        if layout:
+            return f"Train Tools does not know this {self.label}'s model layout: {layout}"
         return self._swap_reason(model)
 
     @staticmethod
@@ -278,9 +324,9 @@ class ForgeHost(WebUIHostBase):
     def training_session(self, config) -> Iterator[None]:
         from modules import sd_models
 
-        with self.training_turn("Forge"):
+        with self.training_turn(self.label):
             engine = self.engine
-            roots = [engine.forge_objects.unet.model.diffusion_model, *self._text_encoders(engine)]
+            roots = [engine.forge_objects.unet.model.diffusion_model, *text_encoders(engine)]
             self._tensors = OrdinaryTensors(roots, _merged_sources(engine, roots))
             self._pinned = sd_models.model_data.forge_loading_parameters
             self._training = True
@@ -288,7 +334,8 @@ class ForgeHost(WebUIHostBase):
             try:
                 online = _set_aside_online_loras(roots)
                 self._prepare(engine)
-                yield
+                with copied_norm_inputs(roots[0]):
+                    yield
             finally:
                 self._training = False
                 self._pinned = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from lora_ext.formats import Adapter
+from lora_ext.formats.hashes import forge_lora_short_hash
 from lora_ext.formats.loha import LohaAdapter
 from lora_ext.formats.lokr import LokrAdapter
 from lora_ext.formats.lora import LoraAdapter
@@ -76,6 +77,8 @@ def _own_patch_type(adapter: Adapter, multiplier: float):
 class ForgeLoraTakeover(LoraTakeover):
     """``LoraTakeover`` whose ``apply`` hands Forge patches instead of merging into weights."""
 
+    lora_hash = staticmethod(forge_lora_short_hash)  # Forge writes and looks up the whole file's sha256
+
     def handles(self, sd_model) -> bool:
         """SD1/SD2/SDXL engines stored in fp16/bf16/fp32/fp8. Flux, SD3.5, Chroma… (our key maps are ldm's) and a
         UNet stored as nf4/fp4/GGUF (packed weights, whose shapes are not the layers') stay with Forge's built-in."""
@@ -96,6 +99,7 @@ class ForgeLoraTakeover(LoraTakeover):
             key = NO_LORA if patch_list.empty else f"{HASH_PREFIX}{patch_list.signature()}{':online' if online else ''}"
             if sd_model.current_lora_hash != key:
                 self._set_patches(sd_model, patch_list, key, online)
+                patch_list.report.changed_weights = True
         except Exception:
             # The WebUI shows the error and generates anyway: never with the previous prompt's LoRAs.
             original = sd_model.forge_objects_original

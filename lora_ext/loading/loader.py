@@ -54,8 +54,10 @@ class NetworkLoader:
         warn: Callable[[str], None] | None = None,
         backup_device: str | torch.device = "cpu",
         keep_backups: bool = True,
+        lora_hash: Callable[[Path, dict[str, str]], str] = lora_short_hash,
     ) -> None:
         self._parts = parts
+        self._lora_hash = lora_hash  # the "Lora hashes" form of the WebUI we run in
         self._lora_dirs = lora_dirs
         self.cache = cache if cache is not None else LoraCache()
         self.presets_path = presets_path
@@ -157,10 +159,13 @@ class NetworkLoader:
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
         request = self._request_key(resolved)
         if request is not None and request == self._last_request and self.patches.intact():
-            # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
-            return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
+            # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys), and
+            # they reach whoever reads last_report (the Generate tab), with the prompt's own warnings added later
+            self.last_report = LoadReport(self.last_report.files, list(self._last_warnings), unchanged=True)
+            return self.last_report
         report, results = self._resolve_all(resolved, keymap, functools.partial(self._param, parts))
         report.stats = self.patches.apply(group_by_tensor(results))
+        report.changed_weights = bool(report.stats.merged or report.stats.restored)
         # random block weights are drawn again for every generation: never "unchanged"
         self._last_request = None if any(f.random_blocks for f in report.files) else request
         return report
@@ -173,7 +178,8 @@ class NetworkLoader:
         if request is not None and self._last_patch_list is not None and self._last_patch_list[0] == request:
             # the same request on the same model and files: the same patches, and again the same warnings
             _request, last, warnings = self._last_patch_list
-            return PatchList(LoadReport(files=last.report.files, warnings=list(warnings), unchanged=True), last.files)
+            self.last_report = LoadReport(files=last.report.files, warnings=list(warnings), unchanged=True)
+            return PatchList(self.last_report, last.files)
         report, results = self._resolve_all(resolved, keymap, functools.partial(self._ref, parts))
         files = [
             FilePatches(result.report.name, result.report.path, group_by_param(result.patches))
@@ -239,7 +245,7 @@ class NetworkLoader:
         """The hash for the infotext; None (left out) if the file went away since it was applied."""
         if identity not in self._hashes:
             try:
-                self._hashes[identity] = lora_short_hash(path, metadata)
+                self._hashes[identity] = self._lora_hash(path, metadata)
             except (OSError, LoraExtError) as error:
                 log.warning("cannot hash %s for the infotext: %s", path.name, error)
                 return None

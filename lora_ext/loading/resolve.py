@@ -98,6 +98,7 @@ class LoadReport:
     warnings: list[str] = field(default_factory=list)
     stats: PatchStats = field(default_factory=PatchStats)
     unchanged: bool = False  # the request equalled the previous one and nothing was touched
+    changed_weights: bool = False  # weights (or a host's patches) now differ from before this request
 
     def infotext(self) -> str:
         """The value A1111 writes as "Lora hashes": ``name: hash, name: hash``."""

@@ -156,7 +156,7 @@ def render_job(ctx: Context, job: Job) -> Outputs:
 
     The captions ("weight 0.8", "epoch 2 @ 0.8") are in the page's language (a gallery's captions are not status
     lines, which the edge translates)."""
-    images = [(image, ctx.tr(caption)) for image, caption in job.data.get("images", [])]
+    images = [(item.image, ctx.tr(item.caption)) for item in job.data.get("images", [])]
     if not job.finished:
         text = f"Generating {job.done + 1}/{job.total}: {job.text}" if job.total else "Starting…"
         return {"compare_progress": progress_html(job.fraction, text), "compare_gallery": images}
@@ -169,8 +169,8 @@ def render_job(ctx: Context, job: Job) -> Outputs:
         }
     elapsed = time.strftime("%M:%S", time.gmtime(job.elapsed))
     return {
-        "compare_gallery": [(image, ctx.tr(caption)) for image, caption in job.result],
-        "compare_progress": progress_html(1.0, f"{len(job.result)} images in {elapsed}", "done"),
+        "compare_gallery": [(item.image, ctx.tr(item.caption)) for item in job.result.images],
+        "compare_progress": progress_html(1.0, f"{len(job.result.images)} images in {elapsed}", "done"),
     }
 
 
