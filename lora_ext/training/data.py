@@ -484,12 +484,19 @@ def build_dataset(host: Host, config: TrainConfig, world_size: int = 1) -> Train
     return TrainingDataset(host, config, train, reg, validation, world_size)
 
 
-def timing_image(config: TrainConfig) -> Path | None:
-    """The dataset's first image, for timing how long one image takes to read and encode; None when empty."""
+def timing_image(config: TrainConfig) -> tuple[Path, bucketing.Size] | None:
+    """The dataset's first readable image and its size, for timing how long one image takes to read and
+    encode; None when there is none (an unreadable one is the scan's to report)."""
     root = Path(config.dataset_dir) if config.dataset_dir else None
     if root is None or not root.is_dir():
         return None
-    return next((path for folder in training_folders(root, config) for path in folder_images(folder.path)), None)
+    for folder in training_folders(root, config):
+        for path in folder_images(folder.path):
+            try:
+                return path, _image_size(path)
+            except Exception:  # noqa: BLE001 - PIL raises many types for bad files; try the next one
+                continue
+    return None
 
 
 def folder_counts(config: TrainConfig, world_size: int = 1) -> DatasetCounts:

@@ -169,17 +169,16 @@ def _timing_batch(host: Any, config: TrainConfig) -> Any:
 
 def _image_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
     """(reading one image, caching one latent: read, resize, encode), on the dataset's first image if any."""
-    path = timing_image(config)
-    if path is None:
+    found = timing_image(config)
+    if found is None:
         pixels = torch.zeros(1, 3, config.resolution, config.resolution)
         return 0.0, _timed(host, lambda: host.encode_images(pixels, torch.Generator().manual_seed(0)))
+    path, size = found
 
-    def read() -> tuple[int, int]:
+    def read() -> None:
         with Image.open(path) as image:
             image.load()
-            return image.size
 
-    size = read()
     read_seconds = min(_timed(host, read) for _ in range(TIMED_STEPS))
     placement = buckets.place(size, None, config.resolution, config.bucket_reso_steps, config.bucket_no_upscale)
     record = ImageRecord(path, "", "", 1, False, size, placement, "")
@@ -198,12 +197,14 @@ def _preview_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
     latents = torch.zeros(2, 4, side // 8, side // 8)
     timesteps = torch.full((2,), 500, dtype=torch.long)
 
-    def sampler_step() -> None:  # one sampler step with CFG: the UNet on the prompt and on the negative
-        host.predict(latents, timesteps, host.encode_prompts(["a photo", ""]))
-
     with torch.no_grad():
+        conditioning = host.encode_prompts(["a photo", ""])  # once per render, as a sampler does
+
+        def sampler_step() -> None:  # one sampler step with CFG: the UNet on the prompt and on the negative
+            host.predict(latents, timesteps, conditioning)
+
         sampler_step()  # warm-up
-        step_seconds = _timed(host, sampler_step)
+        step_seconds = min(_timed(host, sampler_step) for _ in range(TIMED_STEPS))
     render_seconds = _timed(host, lambda: host.generate(request))
     return max(0.0, render_seconds - step_seconds), step_seconds
 
