@@ -186,8 +186,9 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
     script_callbacks.on_before_ui(networks.before_ui)  # built-ins load first, so their callbacks come first
     forge = SimpleNamespace(root=root, networks=networks, engine=None, checkpoints={})
     if root == FORGE_ROOT:
-        from modules import sd_models
+        from modules import hashes, sd_models
 
+        monkeypatch.setattr(hashes, "sha256", _forge_sha256)
         shared.sd_model = FakeInitialModel()
         model_data = SimpleNamespace(sd_model=shared.sd_model, forge_loading_parameters={}, forge_hash="")
         monkeypatch.setattr(sd_models, "FakeInitialModel", FakeInitialModel, raising=False)
@@ -205,6 +206,14 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
                 del sys.modules[name]
         importlib.invalidate_caches()
         reset_fake_webui()
+
+
+def _forge_sha256(filename, title, use_addnet_hash=False):
+    """Forge's ``modules.hashes.sha256``: the whole file, whatever ``use_addnet_hash`` says."""
+    import hashlib
+
+    with open(filename, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 class ForgeObjects(SimpleNamespace):
