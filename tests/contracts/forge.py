@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import os
 import tempfile
 
@@ -120,13 +119,12 @@ def forge_s_gradient_checkpointing_is_not_implemented() -> None:
         pass
 
 
-def patch_types_merge_as_our_delta() -> None:
-    """Forge's ``merge_lora_to_weight`` takes our ``lora``/``loha``/``lokr`` tuples and ``diff``s and forms the ΔW we
-    compute (``hosts/forge_loader.forge_patch``)."""
+def merges_as_our_delta(patch_value) -> None:
+    """The WebUI's ``merge_lora_to_weight`` forms, from ``patch_value``'s patches (what our takeover hands its
+    patcher for LoRA, LoHa, LoKr, and a ``diff`` for the rest), the ΔW we compute."""
     from backend.patcher.lora import merge_lora_to_weight
 
     from lora_ext.formats import parse_module
-    from lora_ext.hosts.forge_loader import forge_patch
     from lora_ext.loading.patcher import ParamPatch
 
     generator = torch.Generator().manual_seed(0)
@@ -144,10 +142,17 @@ def patch_types_merge_as_our_delta() -> None:
     for name, tensors in files.items():
         adapter = parse_module(tensors)
         assert adapter is not None, name
-        patch = forge_patch([ParamPatch(adapter, 0.7)], tuple(base.shape), base)
+        patch = patch_value([ParamPatch(adapter, 0.7)], tuple(base.shape), base)
         merged = merge_lora_to_weight([(1.0, patch, 1.0, None, None)], base.clone(), "contract")
         expected = base + adapter.delta_weight(base, 0.7)
         torch.testing.assert_close(merged, expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def patch_types_merge_as_our_delta() -> None:
+    """Forge takes our ``lora``/``loha``/``lokr`` tuples and ``diff``s (``hosts/forge_loader.forge_patch``)."""
+    from lora_ext.hosts.forge_loader import forge_patch
+
+    merges_as_our_delta(forge_patch)
 
 
 def lora_hashes_are_the_whole_file_s_sha256() -> None:
@@ -178,10 +183,20 @@ def the_lora_loader_keeps_its_backups_by_key() -> None:
     assert callable(loader.refresh)
 
 
-def the_vae_encodes_with_a_regulation() -> None:
-    signature = inspect.signature(engine().forge_objects.vae.first_stage_model.encode)
-    assert "regulation" in signature.parameters, signature
-    assert callable(engine().forge_objects.vae.first_stage_model.process_in)
+def the_vae_s_posterior_comes_from_its_encoder() -> None:
+    """We sample latents ourselves (``encode`` draws from the global generator): ``encoder``, optional
+    ``quant_conv``, ``backend.nn.vae.DiagonalGaussianDistribution``, then ``process_in``."""
+    from backend.nn.vae import DiagonalGaussianDistribution
+
+    vae = engine().forge_objects.vae.first_stage_model
+    parameter = next(vae.parameters())
+    with torch.no_grad():
+        moments = vae.encoder(torch.zeros(1, 3, 16, 16, dtype=parameter.dtype, device=parameter.device))
+        if vae.quant_conv is not None:
+            moments = vae.quant_conv(moments)
+    posterior = DiagonalGaussianDistribution(moments)
+    assert posterior.mean.shape == posterior.std.shape == (1, 4, 2, 2), posterior.mean.shape
+    assert callable(vae.process_in)
 
 
 def learned_conditioning_is_made_in_inference_mode() -> None:
@@ -203,6 +218,6 @@ CHECKS = (
     lora_hashes_are_the_whole_file_s_sha256,
     the_memory_manager_says_what_sits_in_cpu_swap,
     the_lora_loader_keeps_its_backups_by_key,
-    the_vae_encodes_with_a_regulation,
+    the_vae_s_posterior_comes_from_its_encoder,
     learned_conditioning_is_made_in_inference_mode,
 )

@@ -18,7 +18,7 @@ from real_webui.loras import write_random_lora
 PREFIX = "tt_real_"  # every file these tests write into the WebUI's Lora folder
 OURS, BUILTIN = "Train Tools", "Built-in"
 # token variants, each compared with the built-in's image
-TOKENS = ["<lora:{n}:0.8>", "<lora:{n}:0.8:0.3>", "<lora:{n}:1:unet=0>", "<lora:{n}:1:te=0>", "<lora:{h}:0.7>"]
+TOKENS = ["<lora:{n}:0.8>", "<lora:{n}:0.8:0.3>", "<lora:{n}:1:unet=0>", "<lora:{n}:0:0.8>", "<lora:{h}:0.7>"]
 
 
 @pytest.fixture(scope="module")
