@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import exports, runs, tagging, training
+from lora_ext.app import exports, presets, runs, tagging, train_settings, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -164,6 +164,12 @@ class IngestBody(BaseModel):
 
 class CaptionsBody(BaseModel):
     captions: dict[str, str]
+
+
+class PresetBody(BaseModel):
+    name: str
+    settings: dict[str, Any] = {}  # any training settings; the rest are the defaults
+    replace: bool = False
 
 
 class ExportBody(BaseModel):
@@ -322,6 +328,23 @@ def train_start(project: str, version: str, body: dict[str, Any] | None = None, 
 def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> list:
     """The version's training runs, the newest first: when, how each ended, its settings and its files."""
     return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
+
+
+@routes.get("/presets")
+def list_presets(ctx: Context = Depends(_ctx)) -> dict:
+    """The built-in presets and yours (any of them is a train body's ``preset``)."""
+    return {"built_in": train_settings.preset_choices(), "yours": presets.user_presets(ctx)}
+
+
+@routes.post("/presets")
+def save_preset(body: PresetBody, ctx: Context = Depends(_ctx)) -> dict:
+    """Save settings as your preset (an existing one only with ``replace``)."""
+
+    def save() -> dict:
+        path = presets.save_preset(ctx, body.name, train_settings.build_config(body.settings, "", ""), body.replace)
+        return {"name": path.stem, "path": str(path)}
+
+    return _guarded(save)
 
 
 @routes.get("/train/status")

@@ -36,9 +36,27 @@ def machine(ctx: Context) -> tuple[str, bool, bool]:
         return "sd1", True, False
 
 
+def preset_config(ctx: Context, preset_name: str, family: str, has_gpu: bool, is_demo: bool) -> TrainConfig:
+    """A built-in preset (``train_settings.preset_config``) or your own (``presets``: over the family's defaults)."""
+    from lora_ext.app import presets
+    from lora_ext.config import default_config, load_config
+
+    path = presets.preset_path(ctx, preset_name)
+    if path is not None:
+        return load_config(path, base=default_config(family), warn=lambda _line: None)
+    return train_settings.preset_config(preset_name, family, has_gpu, is_demo)
+
+
+def preset_choices(ctx: Context) -> list[str]:
+    """The built-in presets, then yours."""
+    from lora_ext.app import presets
+
+    return [*train_settings.preset_choices(), *presets.user_presets(ctx)]
+
+
 def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
     """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
-    config = train_settings.preset_config(preset_name, *machine(ctx))
+    config = preset_config(ctx, preset_name, *machine(ctx))
     setting = ctx.workspace.setting
     return config.replace(
         gradient_checkpointing=bool(setting(settings.GRADIENT_CHECKPOINTING, config.gradient_checkpointing)),
@@ -49,7 +67,7 @@ def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
 def default_preset(ctx: Context) -> str:
     """The "Default training preset" setting when it names a preset, else ``auto``."""
     name = ctx.workspace.setting(settings.DEFAULT_PRESET, train_settings.AUTO_PRESET)
-    return name if name in train_settings.preset_choices() else train_settings.AUTO_PRESET
+    return name if name in preset_choices(ctx) else train_settings.AUTO_PRESET
 
 
 def capability_lines(ctx: Context) -> tuple[bool, list[str]]:
@@ -80,9 +98,14 @@ def plan_text(
     paths = ctx.version(project, version)
     _samples, _per_epoch, total, text = train_settings.planned_steps(values, paths.dataset)
     notes: list[tuple[str, str]] = []
-    if preset_name is not None:
+    if preset_name is not None and preset_name in train_settings.preset_choices():  # yours need no reason
         reason = resolve_preset(preset_name, *machine(ctx)).reason
         notes += [(reason, "ok")] if reason else []
+    try:  # images without a caption, named before the run starts (as the start says again)
+        config = train_settings.build_config(values, str(paths.dataset), "estimate")
+        notes += [(line, "warn") for line in dataset_warnings(paths.dataset, config)]
+    except LoraExtError:
+        pass  # a half-typed form or an empty dataset: the plan line says "0 images"
     if total:
         estimated = _estimate(ctx, values, paths.dataset)
         if estimated is not None:
@@ -112,7 +135,7 @@ def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> 
     host = ctx.host
     require_training(host)  # the host's own reason, before anything reads the model
     has_gpu, is_demo = host.device.type != "cpu", host.info.is_demo
-    base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
+    base = preset_config(ctx, preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
     return {**train_settings.config_values(base), **changes}
 
 
@@ -288,6 +311,7 @@ def start_training_job(
 
     def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
         if not resume:  # a resume trains the saved run's settings: the version's file stays as it is
+            runs.keep_earlier(ctx, paths)
             save_config(typed, paths.config / train_settings.SETTINGS_FILE)
         ctx.store.update_manifest(paths.project, paths.version, {"output_name": name})
 

@@ -150,10 +150,13 @@ def _resume_state(
         raise ConfigError(f"cannot resume {output_path.stem}: the saved state has no settings")
     saved_batch = saved.get("batch_size", 0) * state.get("world_size", 1)
     global_batch = config.batch_size * world_size
+    # A state in the dataset's own working folder moved with it (a renamed project or folder): same data.
+    moved_with_data = work_dir == paths.work_dir(config.dataset_dir, output_path.stem)
+    same = {"batch_size": saved_batch == global_batch, "dataset_dir": moved_with_data}
     changed = sorted(
         k
         for k, v in config.to_dict().items()
-        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not (k == "batch_size" and saved_batch == global_batch)
+        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not same.get(k, False)
     )
     if changed:
         raise ConfigError(

@@ -300,6 +300,15 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # your presets and settings files (lora_ext/app/presets.py, lora_ext/ui/train_section.py)
+    "Saved preset {name}: {path}": "プリセット {name} を保存しました: {path}",
+    "Loaded {count} settings from {name}": "{name} から {count} 項目の設定を読み込みました",
+    "Not used from the file: {names}": "ファイルのうち使わなかった項目: {names}",
+    "{name} is a built-in preset.": "{name} は組み込みのプリセットです。",
+    "A preset called {name} exists already.": "{name} というプリセットはすでにあります。",
+    "tick 'Replace an existing preset' to save over it": "上書きするには「同名のプリセットを置き換える」にチェックを入れてください",
+    "{name} is not a settings file.": "{name} は設定ファイルではありません。",
+    "choose a .toml or .json file": ".toml か .json のファイルを選んでください",
     # a large photo on import (lora_ext/dataset/images.py)
     "scaled down from {size} ({count} megapixels) to {scaled}": "{size}（{count} メガピクセル）から {scaled} に縮小しました",
     # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
