@@ -8,6 +8,7 @@ import copy
 
 import pytest
 from contracts import forge as forge_contract
+from contracts import neo as neo_contract
 from contracts import run
 from fastapi import FastAPI
 from forge import FORGE_ROOT, add_checkpoint, fake_forge, select_checkpoint
@@ -58,3 +59,11 @@ def test_a_contract_check_fails_when_the_webui_differs(make_ldm_model, monkeypat
             )
         outcome = run([getattr(forge_contract, check)])[check]
     assert outcome != "ok"
+
+
+def test_the_fake_neo_keeps_neo_s_contract(make_ldm_model, monkeypatch):
+    with fake_forge(FORGE_ROOT, monkeypatch, neo=True) as forge:
+        _loaded(forge, make_ldm_model("sd1"))
+        results = run(neo_contract.CHECKS)
+    assert _failures(results) == {}
+    assert len(results) == len(neo_contract.CHECKS)
