@@ -17,9 +17,8 @@ Neo (``fake_flavor.NEO``, ComfyUI's manager): no ``model_accelerated``; a loaded
 ``patches_uuid`` is not the one merged is loaded again.
 """
 
-import torch
-
 import fake_flavor
+import torch
 
 cpu = torch.device("cpu")
 current_loaded_models = []

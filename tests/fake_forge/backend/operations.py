@@ -9,9 +9,8 @@ model under ``using_forge_operations(...)``: it swaps torch's layers for these, 
 parameter objects.
 """
 
-import torch
-
 import fake_flavor
+import torch
 
 current_manual_cast_enabled = False
 

@@ -15,9 +15,9 @@ import collections
 import copy
 import uuid
 
+import fake_flavor
 import torch
 
-import fake_flavor
 from backend import memory_management, utils
 
 Saved = collections.namedtuple("Dimension", ["weight", "inplace_update"])  # Neo's backup entries

@@ -12,9 +12,9 @@ factorised) — Neo's weight adapters (ComfyUI's) lay their ``weights`` tuples o
   for any other type name, as Neo does.
 """
 
+import fake_flavor
 import torch
 
-import fake_flavor
 from backend import utils
 
 
