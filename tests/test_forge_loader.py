@@ -280,7 +280,8 @@ def test_switching_forge_s_online_mode_patches_again_in_that_mode(forge, monkeyp
     _generate("a cat <lora:a:0.7>")
     offline = forge.engine.current_lora_hash
     assert not forge.engine.forge_objects.unet.has_online_lora()
-    monkeypatch.setattr(forge_loader, "_online_mode", lambda sd_model: True)  # fp8 storage + Forge's online switch
+    # fp8 storage + Forge's online switch
+    monkeypatch.setattr(forge_loader.ForgeLoraTakeover, "online_mode", staticmethod(lambda sd_model: True))
     forge.script.host.lora_takeover.apply(forge.engine, [LoraToken("a", 0.7)])  # the same prompt
     assert forge.engine.current_lora_hash != offline
     assert forge.engine.forge_objects.unet.has_online_lora()

@@ -220,9 +220,8 @@ class ForgeHost(WebUIHostBase):
             return f"Train Tools does not know this {self.label}'s model layout: {layout}"
         return self._swap_reason(model)
 
-    @staticmethod
-    def _swap_reason(engine) -> str | None:
-        swapped = [entry for entry in _loaded_entries(_memory_modules(engine)) if entry.model_accelerated]
+    def _swap_reason(self, engine) -> str | None:
+        swapped = [entry for entry in _loaded_entries(_memory_modules(engine)) if self._swapped(entry)]
         if swapped:
             part = (
                 "UNet"
@@ -230,10 +229,15 @@ class ForgeHost(WebUIHostBase):
                 else "text encoder"
             )
             return (
-                f"Forge keeps part of the {part} in CPU swap (not enough free VRAM for the whole model); raise "
-                "“GPU Weights” in Forge's top bar or free VRAM, then train"
+                f"{self.label} keeps part of the {part} in CPU swap (not enough free VRAM for the whole model); "
+                "raise “GPU Weights” in the top bar or free VRAM, then train"
             )
         return None
+
+    @staticmethod
+    def _swapped(entry) -> bool:
+        """Whether Forge's memory manager keeps part of this loaded model off the GPU (its "CPU swap")."""
+        return bool(entry.model_accelerated)
 
     def capabilities(self) -> HostCapabilities:
         shared, *_ = _webui()
@@ -248,19 +252,24 @@ class ForgeHost(WebUIHostBase):
             memory_management.load_models_gpu(patchers)
 
     def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Latents from the engine's VAE modules, sampled with ``generator`` (Forge's and Neo's ``encode`` draw from
+        the global one): its encoder and ``quant_conv`` give the posterior's moments, ``process_in`` the scaling."""
+        from backend.nn.vae import DiagonalGaussianDistribution
+
         vae = self.engine.forge_objects.vae
         self._load([vae.patcher])
         model = vae.first_stage_model
         parameter = next(model.parameters())
-
-        def sample(posterior):
-            if generator is None:
-                return posterior.sample()
-            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
-            return posterior.mean + posterior.std * noise
-
         with torch.no_grad():
-            latents = model.encode(pixels.to(parameter.device, parameter.dtype), regulation=sample)
+            moments = model.encoder(pixels.to(parameter.device, parameter.dtype))
+            if model.quant_conv is not None:
+                moments = model.quant_conv(moments)
+            posterior = DiagonalGaussianDistribution(moments)
+            if generator is None:
+                latents = posterior.sample()
+            else:
+                noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
+                latents = posterior.mean + posterior.std * noise
             return model.process_in(latents).float()
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
@@ -327,12 +336,12 @@ class ForgeHost(WebUIHostBase):
         with self.training_turn(self.label):
             engine = self.engine
             roots = [engine.forge_objects.unet.model.diffusion_model, *text_encoders(engine)]
-            self._tensors = OrdinaryTensors(roots, _merged_sources(engine, roots))
+            self._tensors = OrdinaryTensors(roots, self._merged_sources(engine, roots))
             self._pinned = sd_models.model_data.forge_loading_parameters
             self._training = True
             online = []
             try:
-                online = _set_aside_online_loras(roots)
+                online = self._set_aside_online_loras(roots)
                 self._prepare(engine)
                 with copied_norm_inputs(roots[0]):
                     yield
@@ -341,10 +350,31 @@ class ForgeHost(WebUIHostBase):
                 self._pinned = None
                 self._tensors.restore()
                 self._tensors = None
-                for module, loras in online:
-                    module.forge_online_loras = loras
+                for module, name, loras in online:
+                    setattr(module, name, loras)
                 if config.trains_text_encoder:
                     self.drop_cached_conditioning()
+
+    @staticmethod
+    def _merged_sources(engine, roots: list[torch.nn.Module]) -> dict[int, dict[str, torch.Tensor]]:
+        """Per root, the pre-merge weights Forge's ``LoraLoader`` keeps in ``backup`` (keys relative to the root)."""
+        backups = [
+            (module, getattr(getattr(module, "lora_loader", None), "backup", None) or {})
+            for module in _memory_modules(engine)
+        ]
+        return sources_below(roots, backups)
+
+    ONLINE_ATTRIBUTES: tuple[str, ...] = ("forge_online_loras",)  # where a layer holds LoRAs merged per forward
+
+    def _set_aside_online_loras(self, roots: list[torch.nn.Module]) -> list[tuple[torch.nn.Module, str, object]]:
+        """Online-mode LoRAs (held by each layer, merged on every forward), taken off the layers for the run."""
+        found = []
+        for root in roots:
+            for module in root.modules():
+                for name in self.ONLINE_ATTRIBUTES:
+                    if module.__dict__.get(name):  # the layer's own non-empty holder (a class default stays)
+                        found.append((module, name, module.__dict__.pop(name)))
+        return found
 
 
 def _memory_patchers(engine) -> list:
@@ -357,25 +387,13 @@ def _memory_modules(engine) -> list:
     return [patcher.model for patcher in _memory_patchers(engine)]
 
 
-def _merged_sources(engine, roots: list[torch.nn.Module]) -> dict[int, dict[str, torch.Tensor]]:
-    """Per root, the pre-merge weights Forge's ``LoraLoader`` keeps in ``backup`` (keys relative to the root)."""
+def sources_below(roots: list[torch.nn.Module], backups) -> dict[int, dict[str, torch.Tensor]]:
+    """``(module, {key: tensor})`` backups re-keyed per root found below ``module`` (names relative to the root)."""
     sources: dict[int, dict[str, torch.Tensor]] = {}
-    for module in _memory_modules(engine):
-        backup = getattr(getattr(module, "lora_loader", None), "backup", None) or {}
+    for module, backup in backups:
         for key, tensor in backup.items():
             for root in roots:
                 prefix = prefix_of(module, root)
                 if prefix is not None and key.startswith(prefix):
                     sources.setdefault(id(root), {})[key[len(prefix) :]] = tensor
     return sources
-
-
-def _set_aside_online_loras(roots: list[torch.nn.Module]) -> list[tuple[torch.nn.Module, dict]]:
-    """Forge's online-mode LoRAs (``forge_online_loras`` on a layer, merged per forward), removed for the run."""
-    found = []
-    for root in roots:
-        for module in root.modules():
-            loras = module.__dict__.pop("forge_online_loras", None)
-            if loras is not None:
-                found.append((module, loras))
-    return found
