@@ -328,7 +328,7 @@ def train_lora(
                 outcome = loop.train(config, parts, dataset, events, outputs, eta)
                 stop_reason = outputs.stop_reason() if outcome == "stopped early" else ""
                 if stop_reason:
-                    events.status(f"early stop after step {parts.progress.step}: {stop_reason}")
+                    events.status(f"early stop after step {parts.progress.step}: {outputs.stop_reason()}")
                 final = (
                     outputs.finish(output_path, plan.epochs, config.save_state, early_stop=bool(stop_reason))
                     if outcome != "cancelled"

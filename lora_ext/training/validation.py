@@ -7,7 +7,7 @@ resumed run has it), writes the run folder's ``validation.json`` and gives each 
 file its values for the metadata (``summary``).
 
 The pure rules are here too, so the trainer, the page, the CLI and the REST API
-apply the same ones (``docs/validation.md``):
+apply the same ones (``docs/grid.md``):
 
 - **suggested epoch** (``suggest``): among the saved files, the earliest whose
   validation loss is within ``TOLERANCE`` of the lowest — an earlier file that is as
