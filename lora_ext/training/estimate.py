@@ -205,7 +205,7 @@ def _preview_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
 
         sampler_step()  # warm-up
         step_seconds = min(_timed(host, sampler_step) for _ in range(TIMED_STEPS))
-    render_seconds = _timed(host, lambda: host.generate(request))
+    render_seconds = min(_timed(host, lambda: host.generate(request)) for _ in range(TIMED_STEPS))
     return max(0.0, render_seconds - step_seconds), step_seconds
 
 
