@@ -1,7 +1,7 @@
 """The Forge host (Forge main, "Forge2"): training on the model Forge has loaded, no second copy.
 
 Forge's ``shared.sd_model`` is a ``backend`` engine whose torch modules sit in ``forge_objects``
-(``shared/reference/forge-host.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
+(``docs/hosts.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
 (ldm names), the schedule at ``….model.predictor`` (``alphas_cumprod``, ``prediction_type``), the text
 encoders at ``forge_objects.clip.cond_stage_model.clip_l/clip_g`` (HF CLIP layout), the VAE at
 ``forge_objects.vae.first_stage_model``. The WebUI-generic half (Settings, queue lock, progress,

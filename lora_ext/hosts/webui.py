@@ -2,7 +2,7 @@
 
 Folders, Settings, the queue lock and ``shared.state`` (progress, Interrupt) and
 generation through ``processing.process_images`` exist with the same meaning in
-A1111, Forge and reForge (``shared/reference/forge-host.md`` §1a), so they live
+A1111, Forge and reForge (``docs/hosts.md``), so they live
 here once: ``A1111Host`` adds the ldm model surface on top, and
 ``UnsupportedWebUIHost`` (``hosts/unsupported.py``) uses them as they are while it
 refuses to train. Every WebUI import is inside a function.
