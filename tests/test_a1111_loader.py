@@ -223,7 +223,6 @@ def _write_te_lora(webui, path, seed: int) -> None:
     encoder = getattr(webui.model.cond_stage_model, "wrapped", webui.model.cond_stage_model)
     base = encoder.get_submodule(TE_MODULE).weight.detach()
     tensors = adapter_tensors("lora", base, seed=seed)
-    tensors["lora_up.weight"] = tensors["lora_up.weight"] * 20  # strong enough to move the fake's pixels
     write_lora(path, spell(TE_PREFIX, tensors))
 
 
