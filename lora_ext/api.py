@@ -232,12 +232,10 @@ def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> di
 
 @routes.put("/projects/{project}/versions/{version}/captions")
 def save_captions(project: str, version: str, body: CaptionsBody, ctx: Context = Depends(_ctx)) -> dict:
+    from lora_ext.app.captions import save_captions as save
+
     def run() -> dict:
-        paths = ctx.version(project, version)
-        result = ctx.store.caption_store(project, version).update(body.captions)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and not session.editor.is_dirty:
-            ctx.session(paths.project, paths.version, reload=True)  # the page shows it
+        result = save(ctx, project, version, body.captions)
         return {"written": list(result.written), "backup": result.backup}
 
     return _guarded(run)
@@ -249,9 +247,7 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
 
     def run() -> dict:
         paths = ctx.version(project, version)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and session.editor.is_dirty:
-            raise DatasetError("The caption editor has unsaved changes.", hint="save them in the page first")
+        ctx.require_saved_captions(paths, hint="save them in the page first")
         report = ingest(body.paths, paths.dataset, IngestOptions(target_folder=body.target_folder or None))
         ctx.session(paths.project, paths.version, reload=True)
         return {
@@ -359,12 +355,17 @@ def cancel_job(ctx: Context = Depends(_ctx)) -> dict:
     return {"cancelled": ctx.jobs.cancel(), **job_status(ctx.jobs.current)}
 
 
-@routes.get("/loras")
-def list_loras(request: Request) -> list:
-    from lora_ext.loading.loader import scan_lora_dirs
+def _lora_index(request: Request) -> Any:
+    """The LoRA index ``<lora:…>`` uses (the mount's loader's), or one over the host's LoRA folder."""
+    from lora_ext.loading.index import LoraIndex
 
     loader = _services(request).loader
-    entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([_host(request).lora_dir])
+    return loader.index if loader is not None else LoraIndex([_host(request).lora_dir])
+
+
+@routes.get("/loras")
+def list_loras(request: Request) -> list:
+    entries = _lora_index(request).entries(refresh=True)
     return [
         {
             "name": entry.name,
@@ -381,12 +382,12 @@ def list_loras(request: Request) -> list:
 @routes.get("/loras/{name:path}")
 def inspect(name: str, request: Request) -> dict:
     from lora_ext.formats.inspect import inspect_lora
-    from lora_ext.loading.loader import scan_lora_dirs
 
-    lora_dir = _host(request).lora_dir
-    entry = next((e for e in scan_lora_dirs([lora_dir]) if name in (e.name, e.relative, e.alias)), None)
+    index = _lora_index(request)
+    entry = index.find(name)  # as <lora:name> finds it
     if entry is None:
-        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {lora_dir}")
+        folders = ", ".join(str(folder) for folder in index.lora_dirs())
+        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {folders}")
     return _guarded(lambda: inspect_lora(entry.path), 422)
 
 

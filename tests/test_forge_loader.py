@@ -256,7 +256,7 @@ def test_flux_and_a_unet_stored_as_nf4_or_gguf_are_left_to_forge_s_built_in(forg
 
 def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_engine(forge, monkeypatch):
     from lora_ext.loading.loader import NetworkLoader
-    from lora_ext.loading.prompt import NetworkSpec
+    from lora_ext.loading.prompt import LoraToken
 
     _generate("a cat <lora:a:0.7>")
     engine = forge.engine
@@ -267,7 +267,7 @@ def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_
 
     monkeypatch.setattr(NetworkLoader, "patch_list", broken)
     with pytest.raises(RuntimeError, match="out of memory"):  # the WebUI shows it and generates anyway
-        forge.script.host.lora_takeover.apply(engine, [NetworkSpec("h", 1.0)])
+        forge.script.host.lora_takeover.apply(engine, [LoraToken("h", 1.0)])
     assert engine.current_lora_hash == "[]"
     assert engine.forge_objects.unet is engine.forge_objects_original.unet
     assert engine.forge_objects_after_applying_lora.unet is engine.forge_objects_original.unet
@@ -275,14 +275,14 @@ def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_
 
 def test_switching_forge_s_online_mode_patches_again_in_that_mode(forge, monkeypatch):
     from lora_ext.hosts import forge_loader
-    from lora_ext.loading.prompt import NetworkSpec
+    from lora_ext.loading.prompt import LoraToken
 
     _generate("a cat <lora:a:0.7>")
     offline = forge.engine.current_lora_hash
     assert not forge.engine.forge_objects.unet.has_online_lora()
     # fp8 storage + Forge's online switch
     monkeypatch.setattr(forge_loader.ForgeLoraTakeover, "online_mode", staticmethod(lambda sd_model: True))
-    forge.script.host.lora_takeover.apply(forge.engine, [NetworkSpec("a", 0.7)])  # the same prompt
+    forge.script.host.lora_takeover.apply(forge.engine, [LoraToken("a", 0.7)])  # the same prompt
     assert forge.engine.current_lora_hash != offline
     assert forge.engine.forge_objects.unet.has_online_lora()
 
