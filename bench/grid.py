@@ -11,7 +11,8 @@ with a file each epoch (4 rows: 3 epochs and the final file), then, side by side
 
 It prints the grid's wall time, the cost per cell and per render ÷ the plain generation (per render ≈ 1 means
 our loader's merge and restore cost little beside the sampler; per cell < 1 thanks to the shared column), and
-the estimate the page would show (``grid.estimate`` from one measured sampler step) ÷ the wall time. The last
+the estimate the CLI prints before it starts (``grid.estimate``: a measured sampler step and a render's fixed
+part) ÷ the wall time. The last
 line is ``RESULT key=value …``.
 
 Usage: ``python bench/grid.py [--skip-full] [--device cpu] [--steps 10] [--full-resolution 128]``.
@@ -72,7 +73,7 @@ def bench_model(name: str, host, base, work: Path, size: int, steps: int) -> dic
     spec = GridSpec(epochs.rows, WEIGHTS, ("subject, a photo",), seed=1234, steps=steps, width=size, height=size)
     _plain(host, spec)  # warm-up: allocators, kernels, the text encoder's first call
     step_seconds = estimate.measure_step(host, size, size)
-    predicted = estimate.grid_seconds(spec, step_seconds)
+    predicted = estimate.grid_seconds(spec, step_seconds, estimate.measure_render(host, size, size, step_seconds))
     before = _plain(host, spec)
     started = time.perf_counter()
     grid = render_grid(host, spec, work / name / "grid", marks=epochs.marks())

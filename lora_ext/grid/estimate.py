@@ -1,7 +1,8 @@
 """How long a grid takes, said before it starts: sampler steps × the seconds one takes on this machine.
 
 A sampler step with CFG is two UNet forwards (the prompt and the negative); ``measure_step`` times that pair
-through ``host.predict`` at the grid's size (the caller holds the host's job slot). A finished grid's own
+through ``host.predict`` at the grid's size, and ``measure_render`` what a render costs besides its steps (the
+caller holds the host's job slot; the CLI does both, the page uses what was timed already). A finished grid's own
 time per step (its text encoding and VAE decode spread over its steps) replaces the measurement
 (``step_seconds_of``). The step count a grid gets by default is the largest of ``STEP_CHOICES`` whose grid
 fits in ``BUDGET_SECONDS``.
@@ -42,9 +43,25 @@ def measure_step(host: Host, width: int, height: int) -> float:
         return min(step() for _ in range(TIMED))
 
 
-def grid_seconds(spec: GridSpec, step_seconds: float) -> float:
-    """The grid's time at ``step_seconds`` a sampler step (of the grid's own size)."""
-    return len(spec.renders()) * spec.steps * step_seconds * OVERHEAD
+def measure_render(host: Host, width: int, height: int, step_seconds: float) -> float:
+    """Seconds a render costs besides its sampler steps (text encoding, VAE decode): a 1-step generation through
+    ``host.generate`` less one step (the caller holds the host's job slot)."""
+    from lora_ext.host import GenerationRequest
+
+    request = GenerationRequest("a photo", width=width, height=height, steps=1, seed=0)
+    host.generate(request)  # warm-up
+    started = time.perf_counter()
+    host.generate(request)
+    return max(0.0, time.perf_counter() - started - step_seconds)
+
+
+def grid_seconds(spec: GridSpec, step_seconds: float, render_seconds: float | None = None) -> float:
+    """The grid's time at ``step_seconds`` a sampler step (of the grid's own size) and ``render_seconds`` more a
+    render (unknown: ``OVERHEAD`` over the steps)."""
+    steps = len(spec.renders()) * spec.steps * step_seconds
+    if render_seconds is None:
+        return steps * OVERHEAD
+    return steps + len(spec.renders()) * render_seconds
 
 
 def step_seconds_of(render_seconds: float, renders: int, steps: int) -> float:
@@ -52,9 +69,11 @@ def step_seconds_of(render_seconds: float, renders: int, steps: int) -> float:
     return render_seconds / max(1, renders * steps) / OVERHEAD
 
 
-def fitting_steps(spec: GridSpec, step_seconds: float, budget: float = BUDGET_SECONDS) -> int:
+def fitting_steps(
+    spec: GridSpec, step_seconds: float, render_seconds: float | None = None, budget: float = BUDGET_SECONDS
+) -> int:
     """The most steps of ``STEP_CHOICES`` with which ``spec`` fits in ``budget`` seconds (the fewest otherwise)."""
     for steps in STEP_CHOICES:
-        if grid_seconds(replace(spec, steps=steps), step_seconds) <= budget:
+        if grid_seconds(replace(spec, steps=steps), step_seconds, render_seconds) <= budget:
             return steps
     return STEP_CHOICES[-1]
