@@ -137,7 +137,7 @@ def test_cancel_stops_the_grid_job_and_the_page_says_so_and_an_empty_prompt_is_t
     shown = live.poll(ctx, project=PROJECT, version=VERSION, job_seen=started["job_seen"])
     assert "Cancelled after" in shown["compare_progress"] and "of 5 images" in shown["compare_progress"]
     assert not (ctx.host.lora_dir / f"{NAME}.grid.png").exists()  # only a finished grid goes beside the LoRA
-    assert ctx.jobs.current.result.spec.blocks[0].startswith("tt_cat, ")  # no prompt typed: the training's own
+    assert ctx.jobs.current.result.spec.blocks[0].startswith("tt_cat")  # no prompt typed: the training's own
 
 
 def test_the_rest_api_renders_the_grid_and_answers_the_epochs_and_keeps_a_file(ctx, tmp_path) -> None:

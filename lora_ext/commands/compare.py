@@ -91,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
         size,
         args.cfg,
     )
-    step_seconds = estimate.measure_step(host, size, size)
-    render_seconds = estimate.measure_render(host, size, size, step_seconds)
+    step_seconds, render_seconds = estimate.measure(host, size, size)
     if not args.steps:
         spec = dataclasses.replace(spec, steps=estimate.fitting_steps(spec, step_seconds, render_seconds))
     print(
