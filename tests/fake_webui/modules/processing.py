@@ -21,9 +21,24 @@ class StableDiffusionProcessing:
     cached_c = [None, None]
     cached_uc = [None, None]
 
-    def __init__(self, sd_model=None, prompt="", negative_prompt="", seed=-1, steps=20, cfg_scale=7.0, width=512,
-                 height=512, batch_size=1, n_iter=1, sampler_name=None, do_not_save_grid=False,
-                 do_not_save_samples=False, override_settings=None, **kwargs):
+    def __init__(
+        self,
+        sd_model=None,
+        prompt="",
+        negative_prompt="",
+        seed=-1,
+        steps=20,
+        cfg_scale=7.0,
+        width=512,
+        height=512,
+        batch_size=1,
+        n_iter=1,
+        sampler_name=None,
+        do_not_save_grid=False,
+        do_not_save_samples=False,
+        override_settings=None,
+        **kwargs,
+    ):
         self.sd_model = sd_model
         self.prompt = prompt
         self.negative_prompt = negative_prompt
@@ -56,20 +71,30 @@ class StableDiffusionProcessing:
         cache[0] = params
         return cache[1]
 
+    def comment(self, text):
+        self.comments[text] = 1
+
     def close(self):
+        """v1.10.1 has no ``__enter__``: the WebUI closes its objects with ``contextlib.closing``."""
         if not getattr(shared.opts, "persistent_cond_cache", True):
             StableDiffusionProcessing.cached_c = [None, None]
             StableDiffusionProcessing.cached_uc = [None, None]
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        self.close()
-
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    pass
+    cached_hr_c = [None, None]  # the hires pass's conditioning, shared the same way
+    cached_hr_uc = [None, None]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cached_hr_c = StableDiffusionProcessingTxt2Img.cached_hr_c
+        self.cached_hr_uc = StableDiffusionProcessingTxt2Img.cached_hr_uc
+
+    def close(self):
+        super().close()
+        if not getattr(shared.opts, "persistent_cond_cache", True):
+            StableDiffusionProcessingTxt2Img.cached_hr_c = [None, None]
+            StableDiffusionProcessingTxt2Img.cached_hr_uc = [None, None]
 
 
 class Processed:
@@ -118,7 +143,6 @@ def learned_conditioning(p, model, prompts):
         p.extra_network_data,
         model,
     )
-
 
 
 def initial_noise(p) -> torch.Tensor:
