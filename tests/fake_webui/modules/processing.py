@@ -82,13 +82,8 @@ class StableDiffusionProcessing:
 
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    cached_hr_c = [None, None]  # the hires pass's conditioning, shared the same way
+    cached_hr_c = [None, None]  # the hires pass's conditioning, shared the same way (read through the class)
     cached_hr_uc = [None, None]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cached_hr_c = StableDiffusionProcessingTxt2Img.cached_hr_c
-        self.cached_hr_uc = StableDiffusionProcessingTxt2Img.cached_hr_uc
 
     def close(self):
         super().close()
@@ -175,3 +170,31 @@ def infotext_of(p) -> str:
     for key, value in p.extra_generation_params.items():  # as create_infotext: callables get **locals()
         params[key] = value(p=p, index=0) if callable(value) else value
     return ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
+
+
+def create_infotext(
+    p,
+    all_prompts,
+    all_seeds,
+    all_subseeds,
+    comments=None,
+    iteration=0,
+    position_in_batch=0,
+    use_main_prompt=False,
+    index=None,
+    all_negative_prompts=None,
+):
+    """v1.10.1's signature and its handling of ``extra_generation_params``: a callable value is called with the
+    function's ``**locals()``; ``None`` values are left out."""
+    if use_main_prompt:
+        index = 0
+    elif index is None:
+        index = position_in_batch + iteration * p.batch_size
+    generation_params = {"Steps": p.steps, "Seed": all_seeds[index], **p.extra_generation_params}
+    for key, value in generation_params.items():
+        if isinstance(value, list):
+            generation_params[key] = value[index]
+        elif callable(value):
+            generation_params[key] = value(**locals())
+    text = ", ".join(f"{k}: {v}" for k, v in generation_params.items() if v is not None)
+    return f"{all_prompts[index]}\n{text}".strip()
