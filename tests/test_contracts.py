@@ -125,14 +125,16 @@ def test_the_fake_webui_keeps_a1111_s_contract(a1111):
 def test_an_a1111_check_fails_when_the_webui_differs(a1111, monkeypatch, check):
     """A processing object that is a context manager (the old fake), Forge's whole-file ``Lora hashes``, a built-in
     that merges at every forward, a conditioning made under ``no_grad``: each is caught."""
-    from modules import hashes, processing, shared
-
     import extensions_builtin_lora_fake as builtin
+    from modules import hashes, processing, shared
 
     if check == "txt2img_takes_what_we_pass_and_closes_without_with":
         monkeypatch.setattr(processing.StableDiffusionProcessing, "__enter__", lambda self: self, raising=False)
     elif check == "lora_hashes_are_the_tensor_data_hash":
-        monkeypatch.setattr(hashes, "sha256", lambda filename, title, use_addnet_hash=False: hashes.sha256(filename, title))
+        whole_file = hashes.sha256  # Forge's: the whole file, whatever the flag says
+        monkeypatch.setattr(
+            hashes, "sha256", lambda filename, title, use_addnet_hash=False: whole_file(filename, title)
+        )
     elif check == "the_builtin_restores_its_backup_in_place_and_idles_without_networks":
 
         def merges_always(module, _inputs=None):

@@ -32,7 +32,15 @@ def install_fake_webui() -> None:
 def reset_fake_webui() -> None:
     """Clear registries and state, as a fresh WebUI start would."""
     install_fake_webui()
-    from modules import call_queue, extra_networks, processing, script_callbacks, shared, shared_options, ui_extra_networks
+    from modules import (
+        call_queue,
+        extra_networks,
+        processing,
+        script_callbacks,
+        shared,
+        shared_options,
+        ui_extra_networks,
+    )
 
     script_callbacks.clear_callbacks()
     extra_networks.initialize()
