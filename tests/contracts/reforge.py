@@ -62,7 +62,8 @@ def the_builtin_s_no_lora_state() -> None:
 
     networks = sys.modules["networks"]
     model = a1111.sd1_model()
-    saved = (model.forge_objects, model.forge_objects_after_applying_lora, model.current_lora_hash)
+    # copies: the built-in sets the unet and clip of the ``forge_objects`` it finds
+    saved = (model.forge_objects.shallow_copy(), model.forge_objects_after_applying_lora, model.current_lora_hash)
     model.current_lora_hash = "train-tools-contract"
     try:
         p = processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, prompt="contract")
