@@ -250,9 +250,9 @@ def the_builtin_restores_its_backup_in_place_and_idles_without_networks() -> Non
     layer.network_layer_name = "train_tools_contract"
     layer.network_weights_backup, layer.network_bias_backup = original.clone(), bias.clone()
     weight = layer.weight
-    with torch.no_grad():
+    with torch.no_grad():  # as ``make_builtin_inert`` calls it: the built-in copies into a leaf that requires grad
         weight.add_(1.0)
-    networks.network_restore_weights_from_backup(layer)
+        networks.network_restore_weights_from_backup(layer)
     assert layer.weight is weight and torch.equal(weight, original)
     saved = list(networks.loaded_networks)
     networks.loaded_networks.clear()

@@ -35,18 +35,18 @@ class Network:
 
 
 def network_restore_weights_from_backup(module):
-    """As v1.10.1's: the weight and the bias copied back in place (a bias backed up as None becomes None)."""
+    """As v1.10.1's: the weight and the bias copied back in place (a bias backed up as None becomes None), with no
+    ``no_grad`` of its own (its callers hold one)."""
     backup = getattr(module, "network_weights_backup", None)
     bias_backup = getattr(module, "network_bias_backup", None)
     if backup is None and bias_backup is None:
         return
-    with torch.no_grad():
-        if backup is not None:
-            module.weight.copy_(backup)
-        if bias_backup is None:
-            module.bias = None
-        else:
-            module.bias.copy_(bias_backup)
+    if backup is not None:
+        module.weight.copy_(backup)
+    if bias_backup is None:
+        module.bias = None
+    else:
+        module.bias.copy_(bias_backup)
 
 
 def network_apply_weights(module, _inputs=None):
@@ -64,8 +64,8 @@ def network_apply_weights(module, _inputs=None):
         module.network_bias_backup = None if bias is None else bias.detach().to("cpu", copy=True)
     if current == wanted:
         return
-    network_restore_weights_from_backup(module)
-    with torch.no_grad():
+    with torch.no_grad():  # the WebUI runs this in its forward, under the generation's no_grad
+        network_restore_weights_from_backup(module)
         for net in networks.loaded_networks:
             if layer in net.modules:
                 up, down, scale = net.modules[layer]
