@@ -152,10 +152,14 @@ def hooks_on_its_layers_train_through_conditioning_and_apply_model() -> None:
         cond = model.get_learned_conditioning(["train tools contract"])
         noisy = torch.zeros(1, 4, 8, 8, dtype=parameter.dtype, device=parameter.device)
         timesteps = torch.tensor([500], device=parameter.device)
-        model.apply_model(noisy, timesteps, cond.to(parameter.dtype)).float().square().mean().backward()
-    for name in layers:
-        assert name in added, f"the {name} layer's forward hook was not called"
-        assert added[name].grad is not None, f"no gradient reached the {name} layer's hook"
+        loss = model.apply_model(noisy, timesteps, cond.to(parameter.dtype)).float().square().mean()
+        missing = [name for name in layers if name not in added]
+        assert not missing, f"the forward hooks of {missing} were not called"
+        # only the probes' gradients: the WebUI's own weights may require grad, and .backward() would give each a
+        # .grad (the whole UNet's size, kept)
+        gradients = torch.autograd.grad(loss, [added[name] for name in layers], allow_unused=True)
+    for name, gradient in zip(layers, gradients, strict=True):
+        assert gradient is not None, f"no gradient reached the {name} layer's hook"
 
 
 def the_flags_we_read_for_training() -> None:
