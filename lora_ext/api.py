@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import exports, presets, runs, tagging, train_settings, training
+from lora_ext.app import exports, grid, presets, runs, tagging, train_settings, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -178,6 +178,23 @@ class ExportBody(BaseModel):
     name: str = ""  # top-level images' folder name; default: the trigger word, else the project's name
 
 
+class GridBody(BaseModel):
+    """A grid of a run's files; each field left out takes the page's default (from the run's training)."""
+
+    name: str = ""  # the run (its LoRA name); default: the version's latest
+    prompts: list[str] | None = None
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    size: int | None = None
+    weights: list[float] | None = None
+    cfg_scale: float = 7.0
+
+
+class KeepBody(BaseModel):
+    file: str  # a saved file of one of the version's runs, by name (``NAME-000004.safetensors``)
+
+
 routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
 
 
@@ -232,12 +249,10 @@ def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> di
 
 @routes.put("/projects/{project}/versions/{version}/captions")
 def save_captions(project: str, version: str, body: CaptionsBody, ctx: Context = Depends(_ctx)) -> dict:
+    from lora_ext.app.captions import save_captions as save
+
     def run() -> dict:
-        paths = ctx.version(project, version)
-        result = ctx.store.caption_store(project, version).update(body.captions)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and not session.editor.is_dirty:
-            ctx.session(paths.project, paths.version, reload=True)  # the page shows it
+        result = save(ctx, project, version, body.captions)
         return {"written": list(result.written), "backup": result.backup}
 
     return _guarded(run)
@@ -249,9 +264,7 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
 
     def run() -> dict:
         paths = ctx.version(project, version)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and session.editor.is_dirty:
-            raise DatasetError("The caption editor has unsaved changes.", hint="save them in the page first")
+        ctx.require_saved_captions(paths, hint="save them in the page first")
         report = ingest(body.paths, paths.dataset, IngestOptions(target_folder=body.target_folder or None))
         ctx.session(paths.project, paths.version, reload=True)
         return {
@@ -330,6 +343,43 @@ def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> li
     return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
 
 
+@routes.get("/projects/{project}/versions/{version}/runs/{name}/epochs")
+def run_epochs(project: str, version: str, name: str, ctx: Context = Depends(_ctx)) -> dict:
+    """A run's saved files with each one's validation loss, the run's validation history and the suggested file."""
+    return _guarded(lambda: {"name": name, **grid.version_epochs(ctx, project, version, name).to_json()}, 404)
+
+
+@routes.post("/projects/{project}/versions/{version}/grid")
+def grid_start(project: str, version: str, body: GridBody | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    """Render a run's epochs × weights grid (the job's result: the grid image, its cells and the suggestion)."""
+
+    def run() -> dict:
+        chosen = body or GridBody()
+        default = grid.defaults(ctx, project, version, chosen.name or None)
+        weights = ", ".join(f"{w:g}" for w in chosen.weights) if chosen.weights is not None else default.weights
+        prompts = "\n".join(chosen.prompts) if chosen.prompts is not None else default.prompt
+        size = chosen.size or default.size
+        values = (prompts, chosen.negative_prompt, chosen.seed if chosen.seed is not None else default.seed)
+        steps = chosen.steps or default.steps
+        job = grid.start_grid(
+            ctx, project, version, chosen.name or None, *values, steps, size, weights, chosen.cfg_scale
+        )
+        return job_status(job)
+
+    return _guarded(run, 409)
+
+
+@routes.post("/projects/{project}/versions/{version}/keep")
+def keep_file(project: str, version: str, body: KeepBody, ctx: Context = Depends(_ctx)) -> dict:
+    """Make a saved file the version's LoRA under the next numbered name; every earlier file stays as it was."""
+
+    def keep() -> dict:
+        kept = runs.keep_file(ctx, project, version, body.file)
+        return {"name": kept.name, "path": str(kept.path), "kept_from": kept.source.name}
+
+    return _guarded(keep, 409)
+
+
 @routes.get("/presets")
 def list_presets(ctx: Context = Depends(_ctx)) -> dict:
     """The built-in presets and yours (any of them is a train body's ``preset``)."""
@@ -359,12 +409,17 @@ def cancel_job(ctx: Context = Depends(_ctx)) -> dict:
     return {"cancelled": ctx.jobs.cancel(), **job_status(ctx.jobs.current)}
 
 
-@routes.get("/loras")
-def list_loras(request: Request) -> list:
-    from lora_ext.loading.loader import scan_lora_dirs
+def _lora_index(request: Request) -> Any:
+    """The LoRA index ``<lora:…>`` uses (the mount's loader's), or one over the host's LoRA folder."""
+    from lora_ext.loading.index import LoraIndex
 
     loader = _services(request).loader
-    entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([_host(request).lora_dir])
+    return loader.index if loader is not None else LoraIndex([_host(request).lora_dir])
+
+
+@routes.get("/loras")
+def list_loras(request: Request) -> list:
+    entries = _lora_index(request).entries(refresh=True)
     return [
         {
             "name": entry.name,
@@ -381,12 +436,12 @@ def list_loras(request: Request) -> list:
 @routes.get("/loras/{name:path}")
 def inspect(name: str, request: Request) -> dict:
     from lora_ext.formats.inspect import inspect_lora
-    from lora_ext.loading.loader import scan_lora_dirs
 
-    lora_dir = _host(request).lora_dir
-    entry = next((e for e in scan_lora_dirs([lora_dir]) if name in (e.name, e.relative, e.alias)), None)
+    index = _lora_index(request)
+    entry = index.find(name)  # as <lora:name> finds it
     if entry is None:
-        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {lora_dir}")
+        folders = ", ".join(str(folder) for folder in index.lora_dirs())
+        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {folders}")
     return _guarded(lambda: inspect_lora(entry.path), 422)
 
 

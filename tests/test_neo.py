@@ -208,3 +208,17 @@ def test_a_unet_partly_offloaded_by_neo_s_memory_manager_is_refused(neo, tmp_pat
     host = neo.script.host
     with pytest.raises(HostUnavailable, match="Forge Neo keeps part of the UNet in CPU swap"):
         train_lora(host, _config(make_dataset(tmp_path / "data", 1)))
+
+
+def test_training_on_a_neo_sdxl_model_trains_both_text_encoders_and_hands_the_model_back(neo, tmp_path, make_ldm_model):
+    from safetensors.torch import load_file
+
+    engine = add_checkpoint(neo, make_ldm_model("sdxl"), name="xl", engine="sdxl")
+    select_checkpoint(engine)
+    _generate("a cat")
+    assert neo.script.host.info.family == "sdxl" and neo.script.host.capabilities().can_train
+    before = _tensors(engine)
+    result = train_lora(neo.script.host, _config(make_dataset(tmp_path / "data", 2), output_name="xl"))
+    assert result.status == "finished" and _tensors(engine) == before
+    keys = load_file(str(result.path)).keys()
+    assert any(k.startswith("lora_te1_") for k in keys) and any(k.startswith("lora_te2_") for k in keys)

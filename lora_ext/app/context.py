@@ -88,6 +88,7 @@ class Context:
     hashes: dict[tuple, str] = field(default_factory=dict)  # (path, mtime, size) → sha256 of result files
     measured_speed: float = 0.0  # optimizer steps per second of the last run, for time estimates
     step_costs: CostCache = field(default_factory=CostCache)  # steps timed on the host, per model and settings
+    grid_step_seconds: dict[tuple, float] = field(default_factory=dict)  # a grid's sampler step, per model and size
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -118,6 +119,14 @@ class Context:
                 session = EditorSession(paths_, store, Editor(loaded.table), loaded.notices)
                 self.editors[key] = session
             return session
+
+    def require_saved_captions(self, paths: VersionPaths, hint: str) -> None:
+        """Refuse with one line while the page's caption editor of this version has unsaved edits: what comes
+        next reads or writes the caption files, and the edits would be lost or stale. ``hint``: what to do."""
+        with self.lock:
+            session = self.editors.get((paths.project, paths.version))
+            if session is not None and session.editor.is_dirty:
+                raise DatasetError("The caption editor has unsaved changes.", hint=hint)
 
     def forget(self, project: str | None = None) -> None:
         """Drop open editors (of one project, or all) after a rename or delete."""

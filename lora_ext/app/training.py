@@ -96,7 +96,7 @@ def plan_text(
     if not project or not version:
         return "Pick a project and version to see the number of steps.", []
     paths = ctx.version(project, version)
-    _samples, _per_epoch, total, text = train_settings.planned_steps(values, paths.dataset)
+    plan, text = train_settings.planned_steps(values, paths.dataset)
     notes: list[tuple[str, str]] = []
     if preset_name is not None and preset_name in train_settings.preset_choices():  # yours need no reason
         reason = resolve_preset(preset_name, *machine(ctx)).reason
@@ -106,16 +106,17 @@ def plan_text(
         notes += [(line, "warn") for line in dataset_warnings(paths.dataset, config)]
     except LoraExtError:
         pass  # a half-typed form or an empty dataset: the plan line says "0 images"
-    if total:
-        estimated = _estimate(ctx, values, paths.dataset)
+    if plan.counts.images:
+        estimated = _estimate(ctx, values, paths.dataset, plan)
         if estimated is not None:
             text += f" · {estimated.text}"
             notes += [(estimated.warning, "warn")] if estimated.warning else []
     return text, notes
 
 
-def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
-    """The run's estimate, timing steps on the host the first time (not while a job uses the model)."""
+def _estimate(ctx: Context, values: dict[str, Any], dataset: Any, plan: Any) -> Any:
+    """The run's estimate over ``plan`` (the line's own), timing steps on the host the first time (not while a
+    job uses the model)."""
     from lora_ext.training.estimate import estimate_for
 
     try:
@@ -127,7 +128,7 @@ def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
         return None  # a half-typed form: the estimate waits for valid settings
     if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
         return None
-    return estimate_for(host, config, ctx.step_costs)
+    return estimate_for(host, config, ctx.step_costs, plan)
 
 
 def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -278,9 +279,7 @@ def start_training_job(
     from lora_ext.training.run import output_path_for
 
     paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
+    ctx.require_saved_captions(paths, hint="save them first: training reads the files")
     host = ctx.host
     require_training(host)
     ctx.jobs.require_free()  # before the checks below: a running job is the first thing to say
@@ -340,7 +339,8 @@ def _train(ctx: Context, job: Job, host: Host, config: TrainConfig, out: Path, r
     events = _events(job, host)
     for line in lines:
         events.status(line)
-    result = train_lora(host, config, events, out=out, resume=resume)
+    costs = ctx.step_costs.known(host, config)  # the page's measurement, for the ETA before the run has its own
+    result = train_lora(host, config, events, out=out, resume=resume, costs=costs)
     info = job.data.get("progress")
     if info is not None and info.its_per_second > 0:
         ctx.measured_speed = info.its_per_second  # for the next plan's time estimate

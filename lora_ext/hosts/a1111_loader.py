@@ -26,7 +26,7 @@ from lora_ext import settings
 from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.loading.cache import LoraCache
 from lora_ext.loading.loader import NetworkLoader
-from lora_ext.loading.prompt import NetworkSpec, spec_from_params
+from lora_ext.loading.prompt import LoraToken, spec_from_params
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class LoraTakeover:
         """Undo whatever the built-in applied, before our first patch of a generation."""
         make_builtin_inert(sd_model)
 
-    def apply(self, sd_model, specs: list[NetworkSpec]):
+    def apply(self, sd_model, specs: list[LoraToken]):
         """Make the model carry exactly ``specs``; returns the ``LoadReport``."""
         return self._loader().apply(specs)
 
@@ -202,7 +202,7 @@ class LoraTakeover:
         warnings = [message for _, messages in parsed for message in messages]
         auto = _opt("sd_lora", "None")
         if auto and auto != "None" and not any(spec.name == auto for spec in specs):
-            specs.append(NetworkSpec(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
+            specs.append(LoraToken(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
         report = self.apply(model, specs)
         if report.changed_weights:
             # the WebUI caches conditioning by prompt text, not by the files behind its tokens: a file replaced on
@@ -279,7 +279,7 @@ def _shared_model():
     return shared.sd_model
 
 
-def _spec(params) -> tuple[NetworkSpec | None, list[str]]:
+def _spec(params) -> tuple[LoraToken | None, list[str]]:
     """The WebUI already split the token (``ExtraNetworkParams``): its items become a spec as they are."""
     token = f"<lora:{':'.join(map(str, params.items))}>"  # only quoted in warnings
     return spec_from_params(params.positional, params.named, token)

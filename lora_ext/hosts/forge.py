@@ -1,7 +1,7 @@
 """The Forge host (Forge main, "Forge2"): training on the model Forge has loaded, no second copy.
 
 Forge's ``shared.sd_model`` is a ``backend`` engine whose torch modules sit in ``forge_objects``
-(``shared/reference/forge-host.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
+(``docs/hosts.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
 (ldm names), the schedule at ``….model.predictor`` (``alphas_cumprod``, ``prediction_type``), the text
 encoders at ``forge_objects.clip.cond_stage_model.clip_l/clip_g`` (HF CLIP layout), the VAE at
 ``forge_objects.vae.first_stage_model``. The WebUI-generic half (Settings, queue lock, progress,
@@ -38,7 +38,6 @@ import torch
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import (
     Conditioning,
-    Family,
     HostCapabilities,
     ModelInfo,
     ModelParts,
@@ -46,6 +45,7 @@ from lora_ext.host import (
     TextEncoderPart,
     training_capabilities,
 )
+from lora_ext.hosts.forge_engine import ENGINE_NAMES, FP8_STORAGE, QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.hosts.inplace_residuals import copied_norm_inputs
 from lora_ext.hosts.ordinary_tensors import OrdinaryTensors
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
@@ -55,24 +55,6 @@ NOT_LOADED = "no checkpoint loaded yet"
 PLACEHOLDER_REASON = (
     "Forge has not loaded the checkpoint yet (it loads on the first generation): generate one image, then train"
 )
-QUANTIZED_STORAGE = {"nf4": "nf4", "fp4": "fp4", "gguf": "GGUF"}
-FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)
-ENGINE_NAMES = {
-    "Flux": "Flux",
-    "StableDiffusion3": "SD3.5",
-    "Chroma": "Chroma",
-    "StableDiffusionXLRefiner": "SDXL refiner",
-}
-
-
-def forge_family(engine) -> Family | None:
-    """SD1 / SD2 / SDXL from the engine's flags; None for every other engine (Flux, SD3.5, Chroma, the refiner…)."""
-    if type(engine).__name__ in ENGINE_NAMES:
-        return None
-    for flag, family in (("is_sdxl", "sdxl"), ("is_sd2", "sd2"), ("is_sd1", "sd1")):
-        if getattr(engine, flag, False):
-            return family
-    return None
 
 
 def unsupported_engine_reason(engine) -> str:
@@ -370,7 +352,7 @@ class ForgeHost(WebUIHostBase):
                 self._tensors = None
                 for module, name, loras in online:
                     setattr(module, name, loras)
-                if config.train_text_encoder:
+                if config.trains_text_encoder:
                     self.drop_cached_conditioning()
 
     @staticmethod
@@ -415,10 +397,3 @@ def sources_below(roots: list[torch.nn.Module], backups) -> dict[int, dict[str, 
                 if prefix is not None and key.startswith(prefix):
                     sources.setdefault(id(root), {})[key[len(prefix) :]] = tensor
     return sources
-
-
-def prefix_of(parent: torch.nn.Module, root: torch.nn.Module) -> str | None:
-    for name, module in parent.named_modules():
-        if module is root:
-            return f"{name}." if name else ""
-    return None

@@ -28,10 +28,10 @@ from lora_ext.formats.loha import LohaAdapter
 from lora_ext.formats.lokr import LokrAdapter
 from lora_ext.formats.lora import LoraAdapter
 from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
-from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
+from lora_ext.hosts.forge_engine import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 HASH_PREFIX = "train_tools:"  # our current_lora_hash values; Forge's own are str(list) ("[]" for none)
 FULL_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
@@ -91,7 +91,7 @@ class ForgeLoraTakeover(LoraTakeover):
         """The built-in's state is its patched clones and hash on the engine, which ``apply`` replaces."""
         forget_builtin_networks()
 
-    def apply(self, sd_model, specs: list[NetworkSpec]):
+    def apply(self, sd_model, specs: list[LoraToken]):
         try:
             patch_list = self._loader().patch_list(specs)
             online = self.online_mode(sd_model)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from lora_ext.hosts.forge import ForgeHost, _memory_patchers, forge_family, sources_below
+from lora_ext.hosts.forge import ForgeHost, _memory_patchers, sources_below
+from lora_ext.hosts.forge_engine import forge_family
 from lora_ext.hosts.forge_loader import ForgeLoraTakeover, forge_patch
 from lora_ext.loading.patcher import ParamPatch
 

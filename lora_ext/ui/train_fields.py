@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_ext.app.train_settings import setting_fields
-from lora_ext.config import NETWORK_TYPES, OPTIMIZERS, PRECISIONS, SAVE_DTYPES, SCHEDULERS
+from lora_ext.config import CHOICES
 
 # Shown in the Basic group, in this order; every other field is in Advanced.
 BASIC_FIELDS = (
@@ -30,13 +30,6 @@ BASIC_FIELDS = (
     "sample_prompts",
     "sample_every_n_epochs",
 )
-CHOICES: dict[str, tuple[str, ...]] = {
-    "network_type": NETWORK_TYPES,
-    "optimizer": OPTIMIZERS,
-    "lr_scheduler": SCHEDULERS,
-    "mixed_precision": PRECISIONS,
-    "save_dtype": SAVE_DTYPES,
-}
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
     "reg_dir": "Regularisation images folder",
@@ -101,6 +94,7 @@ LABELS: dict[str, str] = {
     "sample_every_n_epochs": "Preview every N epochs",
     "sample_every_n_steps": "Preview every N steps",
     "validate_every_n_steps": "Validate every N steps",
+    "early_stop_patience": "Early stop patience",
     "training_comment": "Training comment",
     "preferred_weight": "Preferred weight",
     "vae_fp32": "VAE in fp32",

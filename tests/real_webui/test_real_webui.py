@@ -93,7 +93,8 @@ def test_a_failing_loader_gives_the_builtin_s_lora_and_one_log_line(webui, files
         builtin, _ = webui.txt2img(prompt)
     finally:
         webui.options(train_tools_lora_loader=OURS)
-    webui.post("/train-tools-probe/fault?on=1")
+    tag = f"{os.getpid()}-{time.time_ns()}"  # a new cause: logged once in this WebUI's life
+    webui.post(f"/train-tools-probe/fault?on=1&tag={tag}")
     try:
         for _ in range(2):
             image, _ = webui.txt2img(prompt)
@@ -101,7 +102,7 @@ def test_a_failing_loader_gives_the_builtin_s_lora_and_one_log_line(webui, files
     finally:
         webui.post("/train-tools-probe/fault?on=0")
     log = log_since()
-    assert log.count("train-tools-probe fault") == 1, log[-3000:]
+    assert log.count(f"train-tools-probe fault {tag}") == 1, log[-3000:]
     assert "Traceback" not in log
 
 

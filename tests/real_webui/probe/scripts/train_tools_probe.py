@@ -8,8 +8,9 @@ Installed only for the opt-in real-WebUI tests (``tests/real_webui/README.md``: 
   and unless ``values_only`` also ``requires_grad`` and each module's ``training`` flag.
 - ``GET /contract`` — runs ``tests/contracts/<webui>.py`` (loaded by path from this checkout) and answers each
   check's outcome.
-- ``POST /fault?on=1|0`` — makes our loader's ``NetworkLoader.apply`` and ``patch_list`` raise (a simulated bug), to
-  show that a failing takeover hands the tokens to the WebUI's built-in.
+- ``POST /fault?on=1|0&tag=…`` — makes our loader's ``NetworkLoader.apply`` and ``patch_list`` raise
+  ``RuntimeError("train-tools-probe fault <tag>")`` (a simulated bug; a new tag is a new cause to log), to show
+  that a failing takeover hands the tokens to the WebUI's built-in.
 - ``GET /where`` — the WebUI's Lora folder, data folder and which WebUI ``lora_ext`` detected.
 """
 
@@ -74,11 +75,11 @@ def contract() -> dict:
     return {"webui": _webui(), "results": package.run(module.CHECKS)}
 
 
-def fault(on: bool) -> dict:
+def fault(on: bool, tag: str) -> dict:
     from lora_ext.loading.loader import NetworkLoader
 
     def broken(*_args, **_kwargs):
-        raise RuntimeError("train-tools-probe fault")
+        raise RuntimeError(f"train-tools-probe fault {tag}")
 
     for name in ("apply", "patch_list"):
         if on and name not in _saved:
@@ -99,7 +100,7 @@ def where() -> dict:
 def on_app_started(_demo, app):
     app.add_api_route("/train-tools-probe/model_hash", lambda values_only="0": model_hash(bool(int(values_only))))
     app.add_api_route("/train-tools-probe/contract", contract)
-    app.add_api_route("/train-tools-probe/fault", lambda on="1": fault(bool(int(on))), methods=["POST"])
+    app.add_api_route("/train-tools-probe/fault", lambda on="1", tag="": fault(bool(int(on)), tag), methods=["POST"])
     app.add_api_route("/train-tools-probe/where", where)
 
 
