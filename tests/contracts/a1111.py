@@ -220,6 +220,8 @@ def txt2img_takes_what_we_pass_and_closes_without_with() -> None:
     assert isinstance(p.comments, dict) and isinstance(p.extra_generation_params, dict)
     assert callable(p.close) and not hasattr(p, "__enter__")
     assert callable(processing.process_images) and callable(shared.state.assign_current_image)
+    # a render's progress: the samplers count in shared.state (``_sampler_steps`` reads them)
+    assert isinstance(shared.state.sampling_step, int) and isinstance(shared.state.sampling_steps, int)
 
 
 def the_hires_conditioning_cache_is_shared_too() -> None:
