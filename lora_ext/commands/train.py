@@ -21,7 +21,9 @@ HELP = "train a LoRA on a dataset folder with a diffusers or single-file model (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="diffusers folder, single-file checkpoint, or 'demo'")
+    parser.add_argument(
+        "--model", required=True, help="diffusers folder, single-file checkpoint, 'demo' or 'demo-vpred'"
+    )
     parser.add_argument("--dataset", required=True, help="dataset folder (images + .txt captions, or N_name folders)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
     parser.add_argument("--config", help="settings file (.toml or .json) with TrainConfig fields")
