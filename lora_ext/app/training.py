@@ -78,12 +78,25 @@ def plan_text(
     if preset_name is not None:
         reason = resolve_preset(preset_name, *machine(ctx)).reason
         notes += [(reason, "ok")] if reason else []
+    objective = _objective_note(ctx, values, paths.dataset)
+    notes += [objective] if objective else []
     if total:
         estimated = _estimate(ctx, values, paths.dataset)
         if estimated is not None:
             text += f" · {estimated.text}"
             notes += [(estimated.warning, "warn")] if estimated.warning else []
     return text, notes
+
+
+def _objective_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:
+    """(line, kind): the prediction and noise schedule the run will train, as read from the model (or why not)."""
+    from lora_ext.training.objective import objective_note
+
+    try:
+        config = train_settings.build_config(values, str(dataset), "estimate")
+        return objective_note(config, ctx.host.info)
+    except LoraExtError:
+        return None  # no model, or a half-typed form: the Train section says why
 
 
 def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:

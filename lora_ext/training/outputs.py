@@ -15,6 +15,7 @@ from lora_ext.host import GenerationRequest
 from lora_ext.training import checkpoint, estimate, save, steps
 from lora_ext.training.data import TrainingDataset
 from lora_ext.training.events import PhaseInfo, TrainEvents
+from lora_ext.training.optim import evaluation
 
 _OPTION = re.compile(r"\s--(n|w|h|s|l|d)\s+")
 
@@ -140,7 +141,8 @@ class RunOutputs:
         self.saves += 1
         total = self.saves - 1 + estimate.save_count(self.config, self.parts.plan, self.parts.progress.step)
         self.events.phase(PhaseInfo("saving", self.saves - 1, total, f"saving {path.name} ({self.saves}/{total})"))
-        tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
+        with evaluation(self.parts.optimizer):  # schedule-free: the averaged weights are the ones to use
+            tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
         metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch))
         save.save_lora(path, tensors, metadata)
         save.write_sidecars(path, self.config, self.parts.host.info, self.last_preview)
@@ -177,7 +179,7 @@ class RunOutputs:
         paths, images = [], []
         started = time.perf_counter()
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), evaluation(self.parts.optimizer):
                 for index, base_request in enumerate(prompts):
                     report = self._preview_reporter(index + 1, len(prompts))
                     report(0, base_request.steps)

@@ -12,6 +12,7 @@ hook merged are restored first.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,9 +28,17 @@ from lora_ext.training import buckets, checkpoint, loop, paths, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import PhaseInfo, TrainEvents
+from lora_ext.training.fp8 import fp8_weights
 from lora_ext.training.inject import attached
 from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
-from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
+from lora_ext.training.objective import objective_for
+from lora_ext.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    check_optimizer,
+    describe_optimizer,
+    fused_backward,
+)
 from lora_ext.training.outputs import RunOutputs
 from lora_ext.training.plan import make_plan
 from lora_ext.training.steps import TrainingParts, TrainProgress
@@ -91,6 +100,9 @@ def network_spec(config: TrainConfig) -> NetworkSpec:
         module_dropout=config.module_dropout,
         train_unet=config.unet_lr > 0,
         train_text_encoder=config.train_text_encoder and config.text_encoder_lr > 0,
+        algorithm=config.network_type,
+        dora=config.dora,
+        lokr_factor=config.lokr_factor,
     )
 
 
@@ -109,13 +121,20 @@ def _check_host(host: Host, config: TrainConfig) -> None:
 
 
 def _param_groups(network: LoraNetwork, config: TrainConfig) -> list[dict]:
+    """UNet and text-encoder groups at their rates; with LoRA+, each part's output-side factors in a group of
+    their own at ``loraplus_lr_ratio`` × the rate (as sd-scripts' ``loraplus_lr_ratio``)."""
     groups = []
-    unet = [p for m in network.unet_modules() for p in m.parameters()]
-    text = [p for m in network.text_encoder_modules() for p in m.parameters()]
-    if unet and config.unet_lr > 0:
-        groups.append({"params": unet, "lr": config.unet_lr})
-    if text and config.text_encoder_lr > 0:
-        groups.append({"params": text, "lr": config.text_encoder_lr})
+    faster = network.output_parameters() if config.loraplus_lr_ratio > 0 else set()
+    for modules, lr in (
+        (network.unet_modules(), config.unet_lr),
+        (network.text_encoder_modules(), config.text_encoder_lr),
+    ):
+        params = [p for m in modules for p in m.parameters()]
+        if not params or lr <= 0:
+            continue
+        groups.append({"params": [p for p in params if id(p) not in faster], "lr": lr})
+        if faster:
+            groups.append({"params": [p for p in params if id(p) in faster], "lr": lr * config.loraplus_lr_ratio})
     return groups
 
 
@@ -195,6 +214,8 @@ def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, pa
             tag_frequency={f.name: f.tag_frequency for f in dataset.train.folders},
             bucket_info=bucket_info,
             resolution=(config.resolution, config.resolution),
+            prediction=parts.objective.prediction,
+            zero_terminal_snr=parts.objective.zero_terminal_snr,
             world_size=parts.plan.world_size,
         )
 
@@ -229,6 +250,10 @@ def train_lora(
     group = group or Collectives()
     world_size, is_main = group.ranks.world_size, group.ranks.is_main
     _check_host(host, config)
+    check_optimizer(config, host.device)
+    if config.fused_backward and world_size > 1:
+        raise ConfigError("the fused backward pass runs in one process only", hint="turn off fused_backward")
+    objective = objective_for(config, host.info, host.alphas_cumprod)  # refuses a prediction the model contradicts
     output_path = output_path_for(host, config, out)
     work_dir = Path(work_dir) if work_dir else paths.work_dir(config.dataset_dir, output_path.stem)
     state = _resume_state(config, output_path, work_dir, events, world_size) if resume else None
@@ -245,7 +270,7 @@ def train_lora(
         if config.init_weights:
             _load_init_weights(network, config.init_weights)
         plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples), world_size)
-        optimizer = build_optimizer(config, _param_groups(network, config))
+        optimizer = build_optimizer(config, _param_groups(network, config), plan.warmup_steps)
         autocast_dtype = _autocast_dtype(config, host)
         scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
         parts = TrainingParts(
@@ -261,6 +286,7 @@ def train_lora(
             output_path,
             work_dir,
             group=group,
+            objective=objective,
         )
         outputs = RunOutputs(
             config, parts, dataset, events, _facts_factory(config, host, dataset, parts, save.new_session_id())
@@ -275,7 +301,11 @@ def train_lora(
         events.status("caching latents")
         dataset.prepare(_caching_reporter(events), group)
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
-            with attached(network, host.parts(), config.gradient_checkpointing):
+            with (
+                attached(network, host.parts(), config.gradient_checkpointing),
+                fp8_weights(host.parts().unet, config.fp8_base),
+                fused_backward(optimizer, config.max_grad_norm) if config.fused_backward else nullcontext(),
+            ):
                 outcome = loop.train(config, parts, dataset, events, outputs)
                 final = None
                 if outcome == "finished" and is_main:

@@ -20,6 +20,8 @@ from lora_ext.training.data import Batch, TrainingDataset
 from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import ProgressInfo
 from lora_ext.training.network import LoraNetwork
+from lora_ext.training.objective import Objective
+from lora_ext.training.optim import evaluation
 from lora_ext.training.plan import TrainPlan
 
 SMOOTHING = 0.95  # weight of the previous smoothed loss (≈ the last 20 steps)
@@ -57,6 +59,7 @@ class TrainingParts:
     work_dir: Path
     started_at: float = field(default_factory=time.time)
     group: Collectives = field(default_factory=Collectives)  # the other processes of a data-parallel run
+    objective: Objective | None = None  # target, schedule and loss weights (``objective.objective_for``)
 
 
 @dataclass(frozen=True)
@@ -143,14 +146,9 @@ def noise_and_timesteps(
 def _noised(
     parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
 ):
-    alphas = parts.host.alphas_cumprod
-    prediction = parts.host.info.prediction
-    noisy = losses.add_noise(latents, noise, timesteps, alphas)
-    target = losses.target(latents, noise, timesteps, alphas, prediction)
-    weights = torch.ones(latents.shape[0])
-    if config.min_snr_gamma > 0:
-        weights = losses.min_snr_weights(timesteps, alphas, config.min_snr_gamma, prediction)
-    return noisy, timesteps, target, weights
+    objective = parts.objective
+    noisy = objective.add_noise(latents, noise, timesteps)
+    return noisy, timesteps, objective.target(latents, noise, timesteps), objective.weights(timesteps)
 
 
 def predict_and_loss(
@@ -189,7 +187,12 @@ def sum_over_processes(parts: TrainingParts, loss: float) -> float:
 
 
 def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:
-    """Unscale, clip, step the optimizer and the schedule, zero the gradients."""
+    """Unscale, clip, step the optimizer and the schedule, zero the gradients (with the fused backward pass
+    the parameters were stepped during backward: only the schedule moves here)."""
+    if config.fused_backward:
+        parts.scheduler.step()
+        parts.optimizer.zero_grad(set_to_none=True)
+        return
     parameters = [p for group in parts.optimizer.param_groups for p in group["params"]]
     if parts.scaler:
         parts.scaler.unscale_(parts.optimizer)
@@ -238,16 +241,17 @@ def validation_loss(parts: TrainingParts, config: TrainConfig, dataset: Training
     was_training = network.training
     network.eval()
     try:
-        latents = batch.latents.to(parts.host.device)
-        conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
-        generator = torch.Generator().manual_seed(config.seed)
-        total = 0.0
-        for timestep in VALIDATION_TIMESTEPS:
-            timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
-            noise = losses.sample_noise(latents, generator)
-            noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
-            total += float(predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch))
-        return total / len(VALIDATION_TIMESTEPS)
+        with evaluation(parts.optimizer):
+            latents = batch.latents.to(parts.host.device)
+            conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
+            generator = torch.Generator().manual_seed(config.seed)
+            total = 0.0
+            for timestep in VALIDATION_TIMESTEPS:
+                timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
+                noise = losses.sample_noise(latents, generator)
+                noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
+                total += float(predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch))
+            return total / len(VALIDATION_TIMESTEPS)
     finally:
         network.train(was_training)
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from lora_ext.app.train_settings import setting_fields
-from lora_ext.config import NETWORK_TYPES, OPTIMIZERS, PRECISIONS, SAVE_DTYPES, SCHEDULERS
+from lora_ext.config import (
+    NETWORK_TYPES,
+    OPTIMIZERS,
+    PRECISIONS,
+    PREDICTION_CHOICES,
+    SAVE_DTYPES,
+    SCHEDULERS,
+    ZERO_TERMINAL_SNR_CHOICES,
+)
 
 # Shown in the Basic group, in this order; every other field is in Advanced.
 BASIC_FIELDS = (
@@ -36,6 +44,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_scheduler": SCHEDULERS,
     "mixed_precision": PRECISIONS,
     "save_dtype": SAVE_DTYPES,
+    "prediction": PREDICTION_CHOICES,
+    "zero_terminal_snr": ZERO_TERMINAL_SNR_CHOICES,
 }
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
@@ -104,6 +114,15 @@ LABELS: dict[str, str] = {
     "training_comment": "Training comment",
     "preferred_weight": "Preferred weight",
     "vae_fp32": "VAE in fp32",
+    "prediction": "Prediction",
+    "zero_terminal_snr": "Zero terminal SNR",
+    "override_detection": "Train against the model's detection",
+    "debiased_estimation": "Debiased estimation",
+    "dora": "DoRA (weight decomposition)",
+    "lokr_factor": "LoKr factor",
+    "loraplus_lr_ratio": "LoRA+ ratio",
+    "fused_backward": "Fused backward pass",
+    "fp8_base": "UNet weights in fp8",
 }
 
 
