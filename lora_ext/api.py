@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import tagging, training
+from lora_ext.app import exports, runs, tagging, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -154,6 +154,12 @@ class CaptionsBody(BaseModel):
     captions: dict[str, str]
 
 
+class ExportBody(BaseModel):
+    format: str = "zip"  # or "folder"
+    repeats: int | None = None  # top-level images' repeats; default: the version's training settings
+    name: str = ""  # top-level images' folder name; default: the trigger word, else the project's name
+
+
 routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
 
 
@@ -242,6 +248,31 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
     return _guarded(run)
 
 
+@routes.post("/projects/{project}/versions/{version}/export")
+def export_dataset(project: str, version: str, body: ExportBody | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    """The dataset as kohya ``N_name`` folders (or a zip of them) in the version's ``exports/`` folder."""
+    chosen = body or ExportBody()
+    report = _guarded(lambda: exports.export_version(ctx, project, version, chosen.format, chosen.repeats, chosen.name))
+    answer = {
+        "path": str(report.destination),
+        "folders": report.folders,
+        "images": report.images,
+        "captions": report.captions,
+    }
+    if report.destination.suffix == ".zip":
+        answer["download"] = f"{PREFIX}/projects/{project}/versions/{version}/exports/{report.destination.name}"
+    return answer
+
+
+@routes.get("/projects/{project}/versions/{version}/exports/{file_name}")
+def download_export(project: str, version: str, file_name: str, ctx: Context = Depends(_ctx)) -> Any:
+    """An exported zip of the version, by its file name (nothing outside its ``exports/`` folder)."""
+    from fastapi.responses import FileResponse
+
+    path = _guarded(lambda: exports.exported_zip(ctx, project, version, file_name), 404)
+    return FileResponse(path, media_type="application/zip", filename=path.name)
+
+
 @routes.post("/projects/{project}/versions/{version}/tag")
 def tag(project: str, version: str, body: dict[str, Any] | None = None, ctx: Context = Depends(_ctx)) -> dict:
     from lora_ext.tagger import WriteOptions
@@ -267,11 +298,19 @@ def train_start(project: str, version: str, body: dict[str, Any] | None = None, 
     def run() -> dict:
         settings = dict(body or {})
         resume = bool(settings.pop("resume", False))
-        values = training.preset_settings(ctx, settings.pop("preset", ""), settings)
-        job, config = training.start_training_job(ctx, project, version, values, resume)
-        return {**job_status(job), "output_name": config.output_name}
+        preset = settings.pop("preset", "")
+        # A resume trains the saved run's settings: the body's settings are only compared with them.
+        values = settings if resume else training.preset_settings(ctx, preset, settings)
+        started = training.start_training_job(ctx, project, version, values, resume)
+        return {**job_status(started.job), **training.started_json(started)}
 
     return _guarded(run, 409)
+
+
+@routes.get("/projects/{project}/versions/{version}/runs")
+def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> list:
+    """The version's training runs, the newest first: when, how each ended, its settings and its files."""
+    return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
 
 
 @routes.get("/train/status")

@@ -73,8 +73,11 @@ def test_previews_and_saves_the_plan_still_has_are_counted_for_the_eta() -> None
     assert estimate.preview_count(config, plan, 0) == 4 and estimate.preview_count(config, plan, 5) == 2
     assert estimate.save_count(config, plan, 0) == 3  # steps 3 and 6, then the final file
     assert estimate.preview_count(config.replace(sample_every_n_steps=0), plan, 8) == 1  # the final preview
-    assert estimate.preview_count(config.replace(sample_every_n_steps=0), plan, 8, previewed=True) == 0
-    pending = estimate.pending_seconds(config, plan, 5, True, preview_each=10.0, save_each=1.0)
+    assert estimate.preview_count(config.replace(sample_every_n_steps=0), plan, 8, previewed_at=8) == 0
+    # every 3 steps: 3 and 6, then a final render at 8 (the final file's card is a render of its own weights)
+    assert estimate.preview_count(config.replace(sample_every_n_steps=3), plan, 0) == 3
+    assert estimate.preview_count(config.replace(sample_every_n_steps=3), plan, 7, previewed_at=6) == 1
+    pending = estimate.pending_seconds(config, plan, 5, 4, preview_each=10.0, save_each=1.0)
     assert pending == 2 * 10.0 + 2 * 1.0
 
 

@@ -3,7 +3,9 @@
 Folders follow kohya, as ``dataset/layout.py`` reads them: ``N_name`` sub-folders
 repeat their images ``N`` times per epoch and use ``name`` as the caption of images
 without a caption file; images at the top level use ``default_repeats`` and the
-folder's own name. A caption file's lines are all one caption (the editor's rule,
+folder's own name, except in a project version's ``dataset`` folder, whose name is
+ours and says nothing about the images: there they get no text (the trigger word,
+when set, comes first in every caption). A caption file's lines are all one caption (the editor's rule,
 ``dataset.captions.caption_text``), not kohya's first line only. Unreadable images
 are skipped and reported, never fatal.
 
@@ -25,12 +27,13 @@ import torch.nn.functional as F
 
 from lora_ext.config import TrainConfig
 from lora_ext.dataset.captions import caption_text
-from lora_ext.dataset.layout import CAPTION_EXTENSIONS, dataset_folders, folder_images
+from lora_ext.dataset.layout import CAPTION_EXTENSIONS, DatasetFolder, dataset_folders, folder_images
+from lora_ext.dataset.projects import VersionPaths
 from lora_ext.errors import DatasetError
 from lora_ext.host import Conditioning, Host, SizeCondition
 from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
-from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
+from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
 from lora_ext.training.distributed import SINGLE, Collectives
 
 CACHE_FOLDER = ".train-tools-cache"
@@ -97,6 +100,23 @@ def _read_caption(image: Path, extension: str) -> str | None:
     return None
 
 
+def training_folders(root: Path, config: TrainConfig) -> list[DatasetFolder]:
+    """The folders the trainer reads under ``root``, each with the caption of its images that have none."""
+    top_level = "" if VersionPaths.of_dataset(root) is not None else root.name
+    return dataset_folders(root, config.default_repeats, top_level)
+
+
+def captionless(root: Path, config: TrainConfig) -> list[tuple[Path, str]]:
+    """The images under ``root`` without a caption (no file, or an empty one), each with the caption it
+    trains with (before shuffling and dropout)."""
+    return [
+        (path, with_trigger(folder.class_tokens, config.trigger_word))
+        for folder in training_folders(root, config)
+        for path in folder_images(folder.path)
+        if not _read_caption(path, config.caption_extension)
+    ]
+
+
 def _image_size(path: Path) -> bucketing.Size:
     from PIL import Image
 
@@ -117,7 +137,7 @@ def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, 
 
 def _scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
     result = ScanResult()
-    for folder in dataset_folders(root, config.default_repeats, root.name):
+    for folder in training_folders(root, config):
         repeats, class_tokens = folder.repeats, folder.class_tokens
         captions = []
         count = 0

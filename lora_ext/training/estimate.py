@@ -80,20 +80,26 @@ def _multiples(every: int, after: int, upto: int) -> int:
     return upto // every - after // every if every > 0 and upto > after else 0
 
 
-def preview_count(config: TrainConfig, plan: TrainPlan, after_step: int = 0, previewed: bool = False) -> int:
-    """Preview renders after optimizer step ``after_step``, the final one (when none happened before) included.
+def preview_count(config: TrainConfig, plan: TrainPlan, after_step: int = 0, previewed_at: int | None = None) -> int:
+    """Preview renders after optimizer step ``after_step``, the final one included (``previewed_at``: the step
+    of the last preview made so far).
 
     An epoch ends (and may preview) at a multiple of ``steps_per_epoch``, as ``steps.batches_for_step`` says.
+    The final file's card is a render of the final weights: the run renders one more at its end unless the
+    schedule (or a request) previewed at the last step.
     """
     if not config.sample_prompts.strip():
         return 0
     total = plan.total_steps
     count = _multiples(config.sample_every_n_steps, after_step, total)
+    ends_upto = total // plan.steps_per_epoch
     if config.sample_every_n_epochs > 0:
-        ends_after, ends_upto = after_step // plan.steps_per_epoch, total // plan.steps_per_epoch
-        count += _multiples(config.sample_every_n_epochs, ends_after, ends_upto)
-    if count == 0 and not previewed:
-        count = 1  # the run's final preview, for the model card and the Result section
+        count += _multiples(config.sample_every_n_epochs, after_step // plan.steps_per_epoch, ends_upto)
+    at_end = plan.should_sample_step(config, total) or (
+        total % plan.steps_per_epoch == 0 and plan.should_sample_epoch(config, ends_upto)
+    )
+    if not at_end and previewed_at != total:
+        count += 1  # the run's final preview, for the model card and the Result section
     return count
 
 
@@ -209,10 +215,16 @@ def long_run_warning(
 
 
 def pending_seconds(
-    config: TrainConfig, plan: TrainPlan, step: int, previewed: bool, preview_each: float, save_each: float
+    config: TrainConfig,
+    plan: TrainPlan,
+    step: int,
+    previewed_at: int | None,
+    preview_each: float,
+    save_each: float,
 ) -> float:
     """Seconds the previews and saves still to come after ``step`` will take (for the running ETA)."""
-    return preview_count(config, plan, step, previewed) * preview_each + save_count(config, plan, step) * save_each
+    previews = preview_count(config, plan, step, previewed_at)
+    return previews * preview_each + save_count(config, plan, step) * save_each
 
 
 # -- measuring on the host ---------------------------------------------------------------------

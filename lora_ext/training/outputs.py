@@ -60,6 +60,7 @@ class RunOutputs:
         self.events = events
         self.facts_for = facts_for  # (output name, epoch) → save.RunFacts
         self.last_preview = None
+        self.last_preview_step: int | None = None  # a file's card is a render of its own weights: this step's
         self.loss_log = parts.work_dir / "loss.csv"
         self.preview_seconds: list[float] = []  # each render so far, for the ETA
         self.save_seconds: list[float] = []
@@ -93,7 +94,7 @@ class RunOutputs:
             self.config,
             self.parts.plan,
             step,
-            self.last_preview is not None,
+            self.last_preview_step,
             self._preview_each(),
             self._save_each(),
         )
@@ -124,17 +125,18 @@ class RunOutputs:
         )
         if validation is not None:
             self.events.status(f"validation loss {validation:.4f} at step {step}")
-        save_requested = self.events.take_save_request()
-        if plan.should_save_step(config, step) or save_requested:
-            self.save_intermediate(save.intermediate_path(self.parts.output_path, step=step), epoch + 1)
-        if ends_epoch and plan.should_save_epoch(config, epoch + 1):
-            self.save_intermediate(save.intermediate_path(self.parts.output_path, epoch=epoch + 1), epoch + 1)
+        # The preview first: a file saved at this step gets this step's render as its card.
         if (
             self.events.take_sample_request()
             or plan.should_sample_step(config, step)
             or (ends_epoch and plan.should_sample_epoch(config, epoch + 1))
         ):
             self.sample(f"e{epoch + 1:06d}_s{step:08d}")
+        save_requested = self.events.take_save_request()
+        if plan.should_save_step(config, step) or save_requested:
+            self.save_intermediate(save.intermediate_path(self.parts.output_path, step=step), epoch + 1)
+        if ends_epoch and plan.should_save_epoch(config, epoch + 1):
+            self.save_intermediate(save.intermediate_path(self.parts.output_path, epoch=epoch + 1), epoch + 1)
 
     def save_lora(self, path: Path, epoch: int) -> Path:
         started = time.perf_counter()
@@ -145,7 +147,8 @@ class RunOutputs:
             tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
         metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch))
         save.save_lora(path, tensors, metadata)
-        save.write_sidecars(path, self.config, self.parts.host.info, self.last_preview)
+        card = self.last_preview if self.last_preview_step == self.parts.progress.step else None
+        save.write_sidecars(path, self.config, self.parts.host.info, card)
         self.save_seconds.append(time.perf_counter() - started)
         self.events.phase(PhaseInfo("saving", self.saves, total, f"saved {path.name} ({self.saves}/{total})"))
         self.events.saved(path)
@@ -193,7 +196,7 @@ class RunOutputs:
         finally:
             network.train(was_training)
         self.preview_seconds.append(time.perf_counter() - started)
-        self.last_preview = images[0]
+        self.last_preview, self.last_preview_step = images[0], self.parts.progress.step
         self.events.sampled(images, paths)
         return paths
 

@@ -293,6 +293,12 @@ def train_lora(
         )
         if state is not None:
             checkpoint.restore_state(parts, state)
+            if parts.progress.step > plan.total_steps:  # it would "finish" at once and save the wrong file
+                raise ConfigError(
+                    f"cannot resume {output_path.stem}: the saved run is at step {parts.progress.step}, "
+                    f"past the {plan.total_steps} steps these settings plan",
+                    hint="resume with the settings the run started with",
+                )
             if is_main:
                 _truncate_log(outputs.loss_log, parts.progress.step)
             events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
@@ -309,7 +315,7 @@ def train_lora(
                 outcome = loop.train(config, parts, dataset, events, outputs)
                 final = None
                 if outcome == "finished" and is_main:
-                    if config.sample_prompts and outputs.last_preview is None:
+                    if config.sample_prompts and outputs.last_preview_step != parts.progress.step:
                         outputs.sample("final")
                     final = outputs.save_lora(output_path, plan.epochs)
                     if config.save_state:

@@ -254,6 +254,14 @@ MESSAGES: dict[str, str] = {
     "weight {weight}": "ウェイト {weight}",
     "{label!t} @ {weight}": "{label} @ {weight}",
     "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
+    # the runs table (lora_ext/ui/result_section.py): a run's status and the parts of its settings
+    "running": "実行中",
+    "finished": "完了",
+    "cancelled": "キャンセル",
+    "failed": "失敗",
+    "{count} steps": "{count} ステップ",
+    "{count} epochs": "{count} エポック",
+    "seed {value}": "シード {value}",
     "epoch {number}": "エポック {number}",
     "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
@@ -328,6 +336,52 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # a large photo on import (lora_ext/dataset/images.py)
+    "scaled down from {size} ({count} megapixels) to {scaled}": "{size}（{count} メガピクセル）から {scaled} に縮小しました",
+    # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
+    "Exported {images} images and {captions} captions to {path} ({folders})": (
+        "画像 {images} 枚とキャプション {captions} 件を {path} にエクスポートしました（{folders}）"
+    ),
+    "Unknown export format {name}.": "不明なエクスポート形式 {name}。",
+    "use zip or folder": "zip か folder を使ってください",
+    "There is no exported zip called {name}.": "{name} というエクスポート済みの zip はありません。",
+    "export the dataset first": "先にデータセットをエクスポートしてください",
+    "The dataset has no images to export.": "データセットにエクスポートする画像がありません。",
+    "add images first": "先に画像を追加してください",
+    "{path} already exists and is not an empty folder.": "{path} はすでにあり、空のフォルダではありません。",
+    "choose a new folder": "新しいフォルダを選んでください",
+    "Export to {path} failed: {reason}.": "{path} へのエクスポートに失敗しました: {reason}。",
+    # runs, resume and the dataset check before a run (lora_ext/app/runs.py, lora_ext/app/training.py)
+    "{old} is kept from an earlier run: this run saves as {name}": "以前の学習の {old} はそのまま残し、今回は {name} として保存します",
+    "Resuming {name} with the settings it started with": "{name} を開始時の設定で再開します",
+    "Resuming {name} with the settings it started with, not the form's: {changes}": (
+        "{name} をフォームの設定ではなく開始時の設定で再開します（フォーム → 保存時: {changes}）"
+    ),
+    "{project}/{version} has no stopped run to resume.": "{project}/{version} には再開できる中断した学習がありません。",
+    "a run can be resumed after Cancel; start a new run instead": (
+        "再開できるのはキャンセルした学習です。新しく学習を始めてください"
+    ),
+    "cannot resume {name}: the saved run is at step {step}, past the {total} steps these settings plan": (
+        "{name} を再開できません: 保存された学習はステップ {step} で、この設定の {total} ステップを超えています"
+    ),
+    "resume with the settings the run started with": "学習を開始したときの設定で再開してください",
+    "no training state to resume in {folder}": "{folder} に再開できる学習状態がありません",
+    "{path}: not a readable training state ({kind})": "{path}: 読める学習状態ではありません（{kind}）",
+    "{path}: the training state has no settings": "{path}: 学習状態に設定がありません",
+    "{path}: not a readable run record ({kind})": "{path}: 読める学習記録ではありません（{kind}）",
+    "{path}: not a readable run record": "{path}: 読める学習記録ではありません",
+    "{name} has been trained {count} times": "{name} はすでに {count} 回学習されています",
+    "choose another output name": "別の出力名を選んでください",
+    "The dataset has no images to train on.": "データセットに学習できる画像がありません。",
+    "add images in the Dataset section (at its top level or in N_name folders)": (
+        "データセット欄で画像を追加してください（最上位か N_name フォルダに）"
+    ),
+    '{count} image(s) have no caption and train with the caption "{caption}": {names}': (
+        "キャプションのない画像が {count} 枚あり、キャプション「{caption}」で学習します: {names}"
+    ),
+    "{count} image(s) have no caption and train with an empty caption: {names}": (
+        "キャプションのない画像が {count} 枚あり、空のキャプションで学習します: {names}"
+    ),
     # training settings (lora_ext/config.py): shown when the form holds values that cannot work
     "setting {name} must be a {kind}, not {value}": "設定 {name} は {kind} でなければなりません（{value} ではなく）",
     "{name} must be one of {allowed}, not {value}": "{name} は {allowed} のいずれかでなければなりません（{value} ではなく）",

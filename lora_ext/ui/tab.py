@@ -62,6 +62,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui import (
         dataset_section,
         editor_section,
+        export_section,
         live,
         projects,
         result_section,
@@ -80,6 +81,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
             dataset_section.build(ctx, ui)
             editor_section.build_gallery(ctx, ui)
+            export_section.build(ctx, ui)
         with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
             tagger_section.build(ctx, ui)
         with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
@@ -93,7 +95,8 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         inputs=[],
         outputs=[ui["model_line"], ui["capabilities"]],
     )
-    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section, live):
+    sections = (projects, dataset_section, export_section, tagger_section, editor_section, train_section)
+    for section in (*sections, result_section, live):
         section.wire(ctx, ui)
 
 

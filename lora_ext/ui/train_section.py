@@ -133,17 +133,28 @@ def job_outputs(ui: Registry) -> dict[str, Any]:
 
 def start_training(ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any) -> Outputs:
     """Start training in the background and return at once; the page then follows the job (``ui/live.py``)."""
-    job, _config = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    started = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    lines = [message(note, "ok") for note in started.notes] + [message(line, "warn") for line in started.warnings]
     return {
-        "train_status": "",  # an old error goes when a new job starts
+        "train_status": "".join(lines),  # an old error goes when a new job starts
         "train_progress": progress_html(0.0, "Training: starting…"),
         "train_log": "",
         "previews": [],
-        "job_seen": f"{job.id}:running",
+        "job_seen": f"{started.job.id}:running",
+        **(_resumed_form(started.config) if started.resumed else {}),
     }
 
 
+def _resumed_form(config: Any) -> Outputs:
+    """The form as the resumed run trains (its saved settings), so the page shows what runs; the output
+    name field stays as typed (the run keeps its own name)."""
+    values = config_values(config)
+    values.pop("output_name")
+    return {f"{PREFIX}{name}": value for name, value in values.items()}
+
+
 def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    """Continue the version's stopped run with the settings it started with; the form shows them after."""
     return start_training(ctx, project, version, resume=True, **cfg)
 
 
@@ -224,7 +235,7 @@ def wire(ctx: Context, ui: Registry) -> None:
     started = ui.pick("train_progress", "train_log", "previews", "train_status", "job_seen")
     status = ui["train_status"]
     on(ui["start_training"].click, start_training, inputs, started, ctx, status=status)
-    on(ui["resume_training"].click, resume_training, inputs, started, ctx, status=status)
+    on(ui["resume_training"].click, resume_training, inputs, {**started, **fields}, ctx, status=status)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
     on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
     plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
