@@ -31,6 +31,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 SAVE_DTYPES = ("fp16", "bf16", "fp32")
 PREDICTION_CHOICES = ("auto", "eps", "v")
 ZERO_TERMINAL_SNR_CHOICES = ("auto", "on", "off")
+MEMORY_MODES = ("manual", "auto")
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -126,6 +127,11 @@ class TrainConfig:
     )
     fp8_base: bool = _f(
         False, "Keep the frozen UNet weights in fp8 while training (each layer upcast when it runs; less memory)."
+    )
+    memory_mode: str = _f(
+        "manual",
+        "manual, or auto: before the run, turn on checkpointing, fp8 base weights and UNet-only training as "
+        "needed to fit the device's free memory.",
     )
     epochs: int = _f(10, "Number of epochs (ignored when max_steps is set).")
     max_steps: int = _f(0, "Total optimizer steps; 0 means epochs × steps per epoch.")
@@ -228,6 +234,7 @@ def _check(config: TrainConfig) -> None:
     _one_of("save_dtype", config.save_dtype, SAVE_DTYPES)
     _one_of("prediction", config.prediction, PREDICTION_CHOICES)
     _one_of("zero_terminal_snr", config.zero_terminal_snr, ZERO_TERMINAL_SNR_CHOICES)
+    _one_of("memory_mode", config.memory_mode, MEMORY_MODES)
     for name in ("rank", "batch_size", "gradient_accumulation", "resolution", "bucket_reso_steps", "num_cycles"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1, not {getattr(config, name)}")

@@ -90,7 +90,25 @@ def plan_text(
         if estimated is not None:
             text += f" · {estimated.text}"
             notes += [(estimated.warning, "warn")] if estimated.warning else []
+        memory = _memory_note(ctx, values, paths.dataset)
+        notes += [memory] if memory else []
     return text, notes
+
+
+def _memory_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:
+    """(line, kind): the run's estimated peak memory against the free memory (probing the host the first time)."""
+    from lora_ext.training.memory import memory_note
+
+    try:
+        config = train_settings.build_config(values, str(dataset), "estimate")
+        host = ctx.host
+        if not host.capabilities().can_train:
+            return None
+    except LoraExtError:
+        return None
+    if ctx.jobs.model_busy() and ctx.memory_profiles.known(host, config) is None:
+        return None
+    return memory_note(host, config, ctx.memory_profiles)
 
 
 def _objective_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:

@@ -30,6 +30,7 @@ from lora_ext.training.distributed import Collectives
 from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.fp8 import fp8_weights
 from lora_ext.training.inject import attached
+from lora_ext.training.memory import fit_for
 from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
 from lora_ext.training.objective import objective_for
 from lora_ext.training.optim import (
@@ -250,6 +251,10 @@ def train_lora(
     group = group or Collectives()
     world_size, is_main = group.ranks.world_size, group.ranks.is_main
     _check_host(host, config)
+    if config.memory_mode == "auto":  # before anything else: the run is the fitted config
+        fitted = fit_for(host, config)
+        events.status(fitted.line)
+        config = fitted.config
     check_optimizer(config, host.device)
     if config.fused_backward and world_size > 1:
         raise ConfigError("the fused backward pass runs in one process only", hint="turn off fused_backward")

@@ -295,6 +295,12 @@ JA: dict[str, str] = {
     "LoRA+: train the up (B) matrices this many times faster; 0 = off (16 is common).": (
         "LoRA+: up（B）行列をこの倍率の学習率で学習します。0 = オフ（16 が一般的）。"
     ),
+    "Memory mode": "メモリの設定",
+    "manual, or auto: before the run, turn on checkpointing, fp8 base weights and UNet-only training as "
+    "needed to fit the device's free memory.": (
+        "manual、または auto: 学習の前に、デバイスの空きメモリに収まるよう必要に応じて勾配チェックポイント、"
+        "fp8 の重み、UNet のみの学習をオンにします。"
+    ),
     "Fused backward pass": "融合した逆伝播（fused backward）",
     "UNet weights in fp8": "UNet の重みを fp8 で保持",
     "Adafactor only: step and free each gradient during backward (sd-scripts' fused backward pass).": (

@@ -44,6 +44,27 @@ MESSAGES: dict[str, str] = {
     ),
     "conv_rank and loraplus_lr_ratio must not be negative": "conv_rank と loraplus_lr_ratio は負にできません",
     "lokr_factor must be -1 or at least 1, not {value}": "lokr_factor は -1 か 1 以上にしてください（{value} ではなく）",
+    # memory (lora_ext/training/memory.py)
+    "Memory: {estimate!t}; {free} GiB free": "メモリ: {estimate}、空き {free} GiB",
+    "Memory: {estimate!t}; {free} GiB free — too little: set memory_mode to auto or lower the resolution": (
+        "メモリ: {estimate}、空き {free} GiB — 足りません: memory_mode を auto にするか解像度を下げてください"
+    ),
+    "≈ {total} GiB peak on {device} (model {model}, LoRA and optimizer {network}, activations {activations}, "
+    "working {working})": (
+        "{device} で最大 ≈ {total} GiB（モデル {model}、LoRA とオプティマイザ {network}、活性 {activations}、"
+        "作業用 {working}）"
+    ),
+    "memory auto: the settings fit ({needed} GiB more of {available} GiB free)": (
+        "メモリ auto: 今の設定で収まります（空き {available} GiB のうち {needed} GiB を追加で使用）"
+    ),
+    "memory auto: turned on {savings} to fit ({needed} GiB more of {available} GiB free)": (
+        "メモリ auto: 収めるために {savings} をオンにしました（空き {available} GiB のうち {needed} GiB を追加で使用）"
+    ),
+    "memory auto: even with {savings} the run needs {needed} GiB more of {available} GiB free; lower the "
+    "resolution or the batch size": (
+        "メモリ auto: {savings} を使っても空き {available} GiB に対して {needed} GiB 必要です。解像度か"
+        "バッチサイズを下げてください"
+    ),
     # optimizers (lora_ext/training/optim.py)
     "the {optimizer} optimizer ({package}) needs a CUDA GPU; this model runs on {device}": (
         "{optimizer} オプティマイザ（{package}）には CUDA GPU が必要です。このモデルは {device} で動いています"

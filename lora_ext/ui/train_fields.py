@@ -11,6 +11,7 @@ from typing import Any
 
 from lora_ext.app.train_settings import setting_fields
 from lora_ext.config import (
+    MEMORY_MODES,
     NETWORK_TYPES,
     OPTIMIZERS,
     PRECISIONS,
@@ -46,6 +47,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "save_dtype": SAVE_DTYPES,
     "prediction": PREDICTION_CHOICES,
     "zero_terminal_snr": ZERO_TERMINAL_SNR_CHOICES,
+    "memory_mode": MEMORY_MODES,
 }
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
@@ -123,6 +125,7 @@ LABELS: dict[str, str] = {
     "loraplus_lr_ratio": "LoRA+ ratio",
     "fused_backward": "Fused backward pass",
     "fp8_base": "UNet weights in fp8",
+    "memory_mode": "Memory mode",
 }
 
 
