@@ -190,7 +190,7 @@ def test_the_page_shows_what_was_detected_and_what_will_be_trained(vpred_host, t
     from lora_ext.app.context import Context, Workspace
     from lora_ext.ui import projects, train_section
     from lora_ext.ui.i18n import I18n
-    from lora_ext.ui.tab import describe_host
+    from lora_ext.ui.model_line import describe_host
 
     assert "prediction `v + ztsnr`" in describe_host(vpred_host)
     ctx = Context(lambda: vpred_host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n())

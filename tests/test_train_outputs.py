@@ -201,3 +201,21 @@ def test_each_saved_file_s_card_is_the_render_of_its_own_weights(make_ldm_host, 
     assert not (lora_dir / "run-000001.preview.png").exists()  # no render of epoch 1's weights exists
     assert _pixels(lora_dir / "run-000002.preview.png") == epoch2
     assert _pixels(lora_dir / "run.preview.png") == final
+
+
+def test_metadata_says_unet_only_when_the_text_encoder_rate_is_0_and_counts_samples_as_kohya(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=3, folder="2_toy")
+    make_dataset(tmp_path / "reg", count=2, folder="3_person")
+    host = make_ldm_host("sd1")
+    config = outputs_config(
+        tmp_path / "data", train_text_encoder=True, text_encoder_lr=0.0, reg_dir=str(tmp_path / "reg"), max_steps=1
+    )
+    path = train_lora(host, config, out=host.lora_dir / "meta.safetensors").path
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+        keys = list(handle.keys())
+    assert metadata["ss_network_train_unet_only"] == "True" and metadata["ss_text_encoder_lr"] == "0.0"
+    assert not [key for key in keys if key.startswith("lora_te")]  # nothing of the text encoder was trained
+    # kohya: training images × repeats, and regularisation images × their own repeats, each on its own
+    assert (metadata["ss_num_train_images"], metadata["ss_num_reg_images"]) == ("6", "6")
+    assert metadata["ss_num_batches_per_epoch"] == "12"  # 6 samples, and as many regularisation samples

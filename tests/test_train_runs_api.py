@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from lora_ext.app.context import Context, Workspace
 
@@ -113,6 +114,16 @@ def test_resume_after_editing_the_form_continues_the_saved_run_and_keeps_its_set
         metadata = handle.metadata()
     assert metadata["ss_steps"] == "6" and metadata["ss_network_dim"] == "4"
     assert settings_file.read_bytes() == settings_before  # the form's settings were not written anywhere
+    # Exactly the run it continued: the same as training those settings without a stop.
+    ctx.store.duplicate_version("cat", "v1", "v2")
+    straight = client.post(
+        f"{PREFIX}/projects/cat/versions/v2/train", json={**FAST, "max_steps": 6, "rank": 4, "seed": 5}
+    )
+    assert straight.status_code == 200, straight.text
+    uninterrupted = load_file(_finished(client)["result"]["path"])
+    resumed_tensors = load_file(result["path"])
+    assert uninterrupted.keys() == resumed_tensors.keys()
+    assert all(uninterrupted[key].equal(value) for key, value in resumed_tensors.items())
     (run,) = client.get(f"{VERSION}/runs").json()
     assert (run["output_name"], run["status"], run["resumed"], run["steps"]) == ("cat_v1", "finished", 1, 6)
     assert [item["name"] for item in run["files"]] == ["cat_v1.safetensors"] and not run["resumable"]
@@ -239,3 +250,31 @@ def test_the_status_route_answers_json_after_a_comparison(api) -> None:
             assert saved.size == (64, 64)
     assert Path(status["result"]["folder"]).parent == ctx.version("cat", "v1").run_dir("cat_v1") / "comparisons"
     json.dumps(client.get(f"{PREFIX}/jobs/current").json())
+
+
+def test_a_run_from_before_records_stays_listed_with_its_settings_after_a_new_run(api) -> None:
+    client, ctx = api
+    _train(client, max_steps=1, rank=3)
+    _finished(client)
+    import shutil
+
+    shutil.rmtree(ctx.version("cat", "v1").run_dir("cat_v1"))  # as an older version left it: no record, no folder
+    (legacy,) = client.get(f"{VERSION}/runs").json()
+    assert (legacy["output_name"], legacy["status"], legacy["settings"]["rank"]) == ("cat_v1", "finished", 3)
+    assert _train(client, max_steps=1)["output_name"] == "cat_v1-2"
+    _finished(client)
+    runs = client.get(f"{VERSION}/runs").json()
+    assert [(run["output_name"], run["settings"]["rank"]) for run in runs] == [("cat_v1-2", 4), ("cat_v1", 3)]
+
+
+def test_a_stopped_run_resumes_after_its_project_was_renamed(api) -> None:
+    client, ctx = api
+    _cancel_at(ctx, client, 1, max_steps=3)
+    ctx.store.rename_project("cat", "kitten")
+    ctx.forget()
+    resumed = client.post(f"{PREFIX}/projects/kitten/versions/v1/train", json={"resume": True})
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["output_name"] == "cat_v1"  # the run keeps its name (and its LoRA file's)
+    status = _finished(client)
+    assert "error" not in status, status.get("error")
+    assert (status["result"]["status"], status["result"]["steps"]) == ("finished", 3)

@@ -160,10 +160,16 @@ def version_runs(ctx: Context, project: str | None, version: str | None) -> list
     records: list[RunRecord] = []
     if version_paths.outputs.is_dir():
         for folder in sorted(version_paths.outputs.iterdir()):
+            if not folder.is_dir():
+                continue
             try:
-                record = read_record(folder) if folder.is_dir() else None
+                record = read_record(folder)
             except FileFormatError:  # a damaged record: the run is still listed, from its files
-                record = _legacy_record(lora_dir, folder.name)
+                record = None
+            if record is None and (
+                results.output_paths(lora_dir, folder.name) or state_dir(lora_dir, folder, folder.name)
+            ):
+                record = _legacy_record(lora_dir, folder.name)  # a run from before records
             if record is not None:
                 records.append(record)
     latest = str(ctx.store.read_manifest(version_paths.project, version_paths.version).get("output_name") or "")
@@ -173,6 +179,21 @@ def version_runs(ctx: Context, project: str | None, version: str | None) -> list
             records.append(_legacy_record(lora_dir, latest))
     records.sort(key=lambda record: record.started_at, reverse=True)
     return [_run(ctx, version_paths, record) for record in records]
+
+
+def keep_earlier(ctx: Context, version_paths: VersionPaths) -> None:
+    """Give the version's latest run a record when it has none (trained before records), so it stays listed
+    once a new run becomes the latest."""
+    lora_dir = ctx.host.lora_dir
+    latest = str(ctx.store.read_manifest(version_paths.project, version_paths.version).get("output_name") or "")
+    if not latest:
+        return
+    work_dir = version_paths.run_dir(latest)
+    state = state_dir(lora_dir, work_dir, latest)
+    if state not in (None, work_dir):
+        return  # its state is still beside the LoRA: a record in its folder would keep Resume from moving it over
+    if read_record(work_dir) is None and (results.output_paths(lora_dir, latest) or state is not None):
+        write_record(work_dir, _legacy_record(lora_dir, latest))
 
 
 def _run(ctx: Context, version_paths: VersionPaths, record: RunRecord) -> Run:

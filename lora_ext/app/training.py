@@ -36,9 +36,27 @@ def machine(ctx: Context) -> tuple[str, bool, bool]:
         return "sd1", True, False
 
 
+def preset_config(ctx: Context, preset_name: str, family: str, has_gpu: bool, is_demo: bool) -> TrainConfig:
+    """A built-in preset (``train_settings.preset_config``) or your own (``presets``: over the family's defaults)."""
+    from lora_ext.app import presets
+    from lora_ext.config import default_config, load_config
+
+    path = presets.preset_path(ctx, preset_name)
+    if path is not None:
+        return load_config(path, base=default_config(family), warn=lambda _line: None)
+    return train_settings.preset_config(preset_name, family, has_gpu, is_demo)
+
+
+def preset_choices(ctx: Context) -> list[str]:
+    """The built-in presets, then yours."""
+    from lora_ext.app import presets
+
+    return [*train_settings.preset_choices(), *presets.user_presets(ctx)]
+
+
 def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
     """The preset's config with the host's memory settings (A1111: Settings → Train Tools) applied."""
-    config = train_settings.preset_config(preset_name, *machine(ctx))
+    config = preset_config(ctx, preset_name, *machine(ctx))
     setting = ctx.workspace.setting
     return config.replace(
         gradient_checkpointing=bool(setting(settings.GRADIENT_CHECKPOINTING, config.gradient_checkpointing)),
@@ -49,7 +67,7 @@ def preset_defaults(ctx: Context, preset_name: str) -> TrainConfig:
 def default_preset(ctx: Context) -> str:
     """The "Default training preset" setting when it names a preset, else ``auto``."""
     name = ctx.workspace.setting(settings.DEFAULT_PRESET, train_settings.AUTO_PRESET)
-    return name if name in train_settings.preset_choices() else train_settings.AUTO_PRESET
+    return name if name in preset_choices(ctx) else train_settings.AUTO_PRESET
 
 
 def capability_lines(ctx: Context) -> tuple[bool, list[str]]:
@@ -78,15 +96,20 @@ def plan_text(
     if not project or not version:
         return "Pick a project and version to see the number of steps.", []
     paths = ctx.version(project, version)
-    _samples, _per_epoch, total, text = train_settings.planned_steps(values, paths.dataset)
+    plan, text = train_settings.planned_steps(values, paths.dataset)
     notes: list[tuple[str, str]] = []
-    if preset_name is not None:
+    if preset_name is not None and preset_name in train_settings.preset_choices():  # yours need no reason
         reason = resolve_preset(preset_name, *machine(ctx)).reason
         notes += [(reason, "ok")] if reason else []
     objective = _objective_note(ctx, values, paths.dataset)
     notes += [objective] if objective else []
-    if total:
-        estimated = _estimate(ctx, values, paths.dataset)
+    try:  # images without a caption, named before the run starts (as the start says again)
+        config = train_settings.build_config(values, str(paths.dataset), "estimate")
+        notes += [(line, "warn") for line in dataset_warnings(paths.dataset, config)]
+    except LoraExtError:
+        pass  # a half-typed form or an empty dataset: the plan line says "0 images"
+    if plan.counts.images:
+        estimated = _estimate(ctx, values, paths.dataset, plan)
         if estimated is not None:
             text += f" · {estimated.text}"
             notes += [(estimated.warning, "warn")] if estimated.warning else []
@@ -122,8 +145,9 @@ def _objective_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple
         return None  # no model, or a half-typed form: the Train section says why
 
 
-def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
-    """The run's estimate, timing steps on the host the first time (not while a job uses the model)."""
+def _estimate(ctx: Context, values: dict[str, Any], dataset: Any, plan: Any) -> Any:
+    """The run's estimate over ``plan`` (the line's own), timing steps on the host the first time (not while a
+    job uses the model)."""
     from lora_ext.training.estimate import estimate_for
 
     try:
@@ -135,7 +159,7 @@ def _estimate(ctx: Context, values: dict[str, Any], dataset: Any) -> Any:
         return None  # a half-typed form: the estimate waits for valid settings
     if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
         return None
-    return estimate_for(host, config, ctx.step_costs)
+    return estimate_for(host, config, ctx.step_costs, plan)
 
 
 def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +167,7 @@ def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> 
     host = ctx.host
     require_training(host)  # the host's own reason, before anything reads the model
     has_gpu, is_demo = host.device.type != "cpu", host.info.is_demo
-    base = train_settings.preset_config(preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
+    base = preset_config(ctx, preset_name or train_settings.AUTO_PRESET, host.info.family, has_gpu, is_demo)
     return {**train_settings.config_values(base), **changes}
 
 
@@ -286,9 +310,7 @@ def start_training_job(
     from lora_ext.training.run import output_path_for
 
     paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save them first: training reads the files")
+    ctx.require_saved_captions(paths, hint="save them first: training reads the files")
     host = ctx.host
     require_training(host)
     ctx.jobs.require_free()  # before the checks below: a running job is the first thing to say
@@ -319,6 +341,7 @@ def start_training_job(
 
     def remember_settings() -> None:  # only once the job is sure to start: a refused one writes nothing
         if not resume:  # a resume trains the saved run's settings: the version's file stays as it is
+            runs.keep_earlier(ctx, paths)
             save_config(typed, paths.config / train_settings.SETTINGS_FILE)
         ctx.store.update_manifest(paths.project, paths.version, {"output_name": name})
 
@@ -347,7 +370,8 @@ def _train(ctx: Context, job: Job, host: Host, config: TrainConfig, out: Path, r
     events = _events(job, host)
     for line in lines:
         events.status(line)
-    result = train_lora(host, config, events, out=out, resume=resume)
+    costs = ctx.step_costs.known(host, config)  # the page's measurement, for the ETA before the run has its own
+    result = train_lora(host, config, events, out=out, resume=resume, costs=costs)
     info = job.data.get("progress")
     if info is not None and info.its_per_second > 0:
         ctx.measured_speed = info.its_per_second  # for the next plan's time estimate

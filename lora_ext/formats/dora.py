@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lora_ext.formats.base import Adapter, Dropouts, LayerOp, TrainableAdapter
+from lora_ext.formats.base import Adapter, DropoutDraws, Dropouts, LayerOp, TrainableAdapter
 
 
 def dora_weight(base_weight: torch.Tensor, delta: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
@@ -90,9 +90,12 @@ class DoraAdapter(Adapter):
         )
 
     def trainable(
-        self, op: LayerOp | None = None, dropouts: Dropouts | None = None, generator: torch.Generator | None = None
+        self,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
     ) -> TrainableAdapter:
-        return TrainableDora(self, op, dropouts, generator)
+        return TrainableDora(self, op, dropouts, draws)
 
 
 def input_column_norms(base_weight: torch.Tensor) -> torch.Tensor:
@@ -113,17 +116,18 @@ class TrainableDora(TrainableAdapter):
         adapter: DoraAdapter,
         op: LayerOp | None = None,
         dropouts: Dropouts | None = None,
-        generator: torch.Generator | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
     ) -> None:
         nn.Module.__init__(self)
         self._template = adapter
         self.op = op or LayerOp()
         self.dropouts = dropouts or Dropouts()
-        self.generator = generator if generator is not None else torch.Generator()
+        self.draws = draws if isinstance(draws, DropoutDraws) else DropoutDraws(draws)
+        self.batch_axis = 0
         self.multiplier = 1.0
         self._tensor_fields = ["magnitude"]
         inner_dropouts = Dropouts(self.dropouts.dropout, self.dropouts.rank_dropout)  # module dropout: ours, once
-        self.inner = adapter.inner.trainable(op, inner_dropouts, self.generator)
+        self.inner = adapter.inner.trainable(op, inner_dropouts, self.draws)
         self.magnitude = nn.Parameter(adapter.magnitude.detach().to(torch.float32).clone())
 
     def adapter(self) -> DoraAdapter:

@@ -35,6 +35,7 @@ from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
 from lora_ext.training.distributed import SINGLE, Collectives
+from lora_ext.training.plan import DatasetCounts, dataset_counts, epoch_samples, held_out
 
 CACHE_FOLDER = ".train-tools-cache"
 CACHE_FORMAT = 1
@@ -192,6 +193,22 @@ def load_pixels(record: ImageRecord, flip: bool, with_alpha: bool) -> tuple[torc
     return pixels, (array[3:4] if with_alpha else None)
 
 
+def caption_options(config: TrainConfig) -> CaptionOptions:
+    return CaptionOptions(
+        config.shuffle_caption,
+        config.keep_tokens,
+        config.caption_dropout_rate,
+        config.tag_dropout_rate,
+        config.trigger_word,
+    )
+
+
+def caches_conditioning(config: TrainConfig) -> bool:
+    """Whether a caption's conditioning is encoded once and kept: the text encoders do not train and a
+    caption always reads the same."""
+    return not config.trains_text_encoder and caption_options(config).is_static
+
+
 class TrainingDataset:
     """Records plus the caches; yields the batches of each epoch."""
 
@@ -202,7 +219,6 @@ class TrainingDataset:
         train: ScanResult,
         reg: ScanResult,
         validation: list[ImageRecord],
-        encode_text: bool,
         world_size: int = 1,
     ) -> None:
         self.host = host
@@ -212,32 +228,28 @@ class TrainingDataset:
         self.train = train
         self.reg = reg
         self.validation = validation
-        self.caption_options = CaptionOptions(
-            config.shuffle_caption,
-            config.keep_tokens,
-            config.caption_dropout_rate,
-            config.tag_dropout_rate,
-            config.trigger_word,
-        )
-        # Conditioning is cached when the text encoders do not train and a caption always reads the same.
-        self.cache_conditioning = not encode_text and self.caption_options.is_static
+        self.caption_options = caption_options(config)
+        self.cache_conditioning = caches_conditioning(config)
         self._latents: dict[tuple[int, bool, bool], tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._conditioning: dict[tuple[str, SizeCondition], Conditioning] = {}
         self._vae_key: str | None = None
-        self.samples = self._epoch_samples()
+        self.world_size = world_size
+        self.samples = epoch_samples([r.repeats for r in train.records], [r.repeats for r in reg.records])
 
     @property
     def records(self) -> list[ImageRecord]:
         return self.train.records + self.reg.records
 
-    def _epoch_samples(self) -> list[int]:
-        """Record indices for one epoch: each image × its repeats; reg images cycled to match (kohya)."""
-        samples = [i for i, record in enumerate(self.train.records) for _ in range(record.repeats)]
-        offset = len(self.train.records)
-        reg = [offset + i for i, record in enumerate(self.reg.records) for _ in range(record.repeats)]
-        if reg:
-            samples += [reg[i % len(reg)] for i in range(len(samples))]
-        return samples
+    def counts(self) -> DatasetCounts:
+        """What the schedule needs to know (``plan.make_plan``), with the batches as the buckets make them."""
+        return dataset_counts(
+            self.config,
+            [r.repeats for r in self.train.records],
+            [r.repeats for r in self.reg.records],
+            len(self.validation),
+            self.world_size,
+            batches=self.batches_per_epoch(),
+        )
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, bool]]]:
         """Batches of (record index, flipped) for ``epoch``; the same for the same seed and epoch."""
@@ -444,7 +456,7 @@ def _cuda_devices(host: Host) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def build_dataset(host: Host, config: TrainConfig, encode_text: bool, world_size: int = 1) -> TrainingDataset:
+def build_dataset(host: Host, config: TrainConfig, world_size: int = 1) -> TrainingDataset:
     """Scan the dataset (and regularisation) folders and split off validation images.
 
     ``world_size``: the processes of a data-parallel run, which share each batch of ``batch_size × world_size``.
@@ -465,9 +477,42 @@ def build_dataset(host: Host, config: TrainConfig, encode_text: bool, world_size
             hint="put images (and .txt captions) in the folder or in N_name sub-folders",
         )
     validation: list[ImageRecord] = []
-    if config.validation_split > 0 and len(train.records) > 1:
-        count = max(1, round(len(train.records) * config.validation_split))
-        chosen = set(random.Random(f"validation:{config.seed}").sample(range(len(train.records)), count))
+    chosen = held_out(len(train.records), config)
+    if chosen:
         validation = [r for i, r in enumerate(train.records) if i in chosen]
         train = ScanResult([r for i, r in enumerate(train.records) if i not in chosen], train.skipped, train.folders)
-    return TrainingDataset(host, config, train, reg, validation, encode_text, world_size)
+    return TrainingDataset(host, config, train, reg, validation, world_size)
+
+
+def timing_image(config: TrainConfig) -> tuple[Path, bucketing.Size] | None:
+    """The dataset's first readable image and its size, for timing how long one image takes to read and
+    encode; None when there is none (an unreadable one is the scan's to report)."""
+    root = Path(config.dataset_dir) if config.dataset_dir else None
+    if root is None or not root.is_dir():
+        return None
+    for folder in training_folders(root, config):
+        for path in folder_images(folder.path):
+            try:
+                return path, _image_size(path)
+            except Exception:  # noqa: BLE001 - PIL raises many types for bad files; try the next one
+                continue
+    return None
+
+
+def folder_counts(config: TrainConfig, world_size: int = 1) -> DatasetCounts:
+    """The counts before any image is opened (for the page), from the folders' image counts and repeats.
+
+    The trainer's own (``TrainingDataset.counts``) can differ where an image turns out
+    unreadable, or by a few batches per epoch when the images fall into several buckets.
+    """
+
+    def repeats(folder: str) -> list[int]:
+        root = Path(folder) if folder else None
+        if root is None or not root.is_dir():
+            return []
+        return [f.repeats for f in training_folders(root, config) for _ in range(f.image_count)]
+
+    train = repeats(config.dataset_dir)
+    chosen = held_out(len(train), config)
+    kept = [count for position, count in enumerate(train) if position not in chosen]
+    return dataset_counts(config, kept, repeats(config.reg_dir), len(chosen), world_size)

@@ -21,7 +21,7 @@ import torch
 
 from lora_ext.config import TrainConfig
 from lora_ext.errors import ConfigError
-from lora_ext.host import ModelInfo, Prediction
+from lora_ext.host import Host, ModelInfo, Prediction
 from lora_ext.noise_schedule import rescale_zero_terminal_snr
 from lora_ext.training import loss as losses
 
@@ -120,6 +120,18 @@ def objective_for(config: TrainConfig, info: ModelInfo, host_alphas_cumprod: tor
     """The run's objective: ``choose``'s prediction and schedule over the host's ᾱ (rescaled for zero terminal SNR)."""
     chosen = choose(config, info)
     alphas = host_alphas_cumprod.detach().to("cpu", torch.float32)
+    if chosen.zero_terminal_snr:
+        alphas = rescale_zero_terminal_snr(alphas)
+    return Objective(
+        chosen.prediction, chosen.zero_terminal_snr, alphas, config.min_snr_gamma, config.debiased_estimation
+    )
+
+
+def model_objective(host: Host, config: TrainConfig) -> Objective:
+    """The model's own objective (what ``auto`` trains), with ``config``'s loss weights; never refused."""
+    info = host.info
+    chosen = model_choice(info)
+    alphas = host.alphas_cumprod.detach().to("cpu", torch.float32)
     if chosen.zero_terminal_snr:
         alphas = rescale_zero_terminal_snr(alphas)
     return Objective(

@@ -84,7 +84,7 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
     """Every metadata entry of a saved file, as strings (JSON for nested values)."""
     info = facts.info
     network_args = _network_args(config)
-    unet_only = not config.train_text_encoder
+    unet_only = not config.trains_text_encoder
     values: dict[str, Any] = {
         "ss_session_id": facts.session_id,
         "ss_training_started_at": facts.started_at,

@@ -9,7 +9,9 @@ pills). Instead ``javascript/train_tools.js`` presses two hidden buttons:
   (the version's saved settings) and plan, and re-attaches to the latest job of
   each kind (running or finished);
 - *poll*, every 1.5 s while a job runs (every 10 s otherwise, to notice a job
-  started elsewhere): shows the current job's progress and, once, its end.
+  started elsewhere): shows the current job's progress and, once, its end, and
+  the model line again when the WebUI loaded or switched its checkpoint meanwhile
+  (``ui/model_line.py``: Forge loads lazily, at the first generation).
 
 Both are ordinary gradio events (``queue=False``: one short HTTP request each), so
 they carry the page's login cookie like every other event, and a poll lost to a
@@ -33,7 +35,7 @@ from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
-from lora_ext.ui import compat, editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui import compat, editor_section, model_line, projects, result_section, tagger_section, train_section
 from lora_ext.ui.common import Outputs, user_message
 from lora_ext.ui.registry import Registry
 
@@ -85,15 +87,19 @@ def toast_failure(ctx: Context, job_failure: str) -> Outputs:
     return {}
 
 
-def poll(ctx: Context, project: str | None, version: str | None, job_seen: str) -> Outputs:
-    """The current job's progress; its end once (``job_seen`` says what this page has shown already)."""
+def poll(
+    ctx: Context, project: str | None, version: str | None, job_seen: str, model_seen: str | None = None
+) -> Outputs:
+    """The current job's progress; its end once (``job_seen`` says what this page has shown already); the model
+    line when it changed (``model_seen``: what the page shows of it; None: not asked)."""
+    out = model_line.changes(ctx, model_seen) if model_seen is not None else {}
     job = ctx.jobs.current
     if job is None:
-        return {}
+        return out
     state = seen_state(job)
     if job.finished and state == job_seen:
-        return {}  # shown already: an idle page's poll changes nothing
-    return {**_render(ctx, job, project, version, final=True), "job_seen": state, **_announce(ctx, job)}
+        return out  # shown already: an idle page's poll changes nothing else
+    return {**out, **_render(ctx, job, project, version, final=True), "job_seen": state, **_announce(ctx, job)}
 
 
 def restore(ctx: Context, **cfg: Any) -> Outputs:
@@ -129,7 +135,7 @@ def relabel(ctx: Context, project: str | None, version: str | None, **cfg: Any) 
 def _reopened(ctx: Context, choices: list[str], project: str | None, version: str | None) -> Outputs:
     """What ``restore`` and ``relabel`` both show: the host's line, the first step, the result, the jobs."""
     out: Outputs = {
-        "capabilities": train_section.capabilities_html(ctx),
+        **model_line.shown(ctx),
         "first_step": projects.first_step_html(choices, restored=True),
         **_quiet(result_section.refresh, ctx, project, version),
     }
@@ -150,7 +156,7 @@ def outputs(ui: Registry) -> dict[str, Any]:
         **result_section.job_outputs(ui),
         **result_section.refresh_outputs(ui),
         **editor_section.view_outputs(ui),
-        **ui.pick("job_seen", "job_failure"),
+        **ui.pick("job_seen", "job_failure", "model_line", "capabilities", "model_seen"),
     }
 
 
@@ -162,6 +168,7 @@ def build(ctx: Context, ui: Registry) -> None:
     hidden = ["tt-hidden"]
     ui["job_seen"] = gr.Textbox(value="", elem_id="train_tools_job_seen", elem_classes=hidden, show_label=False)
     ui["job_failure"] = gr.Textbox(value="", elem_id="train_tools_job_failure", elem_classes=hidden, show_label=False)
+    ui["model_seen"] = gr.Textbox(value="", elem_id="train_tools_model_seen", elem_classes=hidden, show_label=False)
     ui["poll"] = gr.Button("", elem_id="train_tools_poll", elem_classes=hidden)
     ui["restore"] = gr.Button("", elem_id="train_tools_restore", elem_classes=hidden)
 
@@ -171,7 +178,8 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     quiet = {"queue": False, "show_progress": "hidden"}
     status = ui["job_status"]
-    on(ui["poll"].click, poll, ui.pick("project", "version", "job_seen"), outputs(ui), ctx, status=status, **quiet)
+    polled = ui.pick("project", "version", "job_seen", "model_seen")
+    on(ui["poll"].click, poll, polled, outputs(ui), ctx, status=status, **quiet)
     restore_on(ctx, ui, ui["restore"].click)
     # Queued (the default), unlike the polls: gradio delivers a toast only to a queued event.
     on(ui["job_failure"].change, toast_failure, ui.pick("job_failure"), {}, ctx, show_progress="hidden")

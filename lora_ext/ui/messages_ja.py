@@ -225,6 +225,9 @@ MESSAGES: dict[str, str] = {
     "{images} images × repeats = {samples} samples × {epochs} epochs / batch {batch} = {total} steps": (
         "{images} 枚 × 繰り返し = {samples} サンプル × {epochs} エポック / バッチ {batch} = {total} ステップ"
     ),
+    "{images} images × repeats + regularisation = {samples} samples × {epochs} epochs / batch {batch} = {total} steps": (
+        "{images} 枚 × 繰り返し + 正則化画像 = {samples} サンプル × {epochs} エポック / バッチ {batch} = {total} ステップ"
+    ),
     "{images} images, {samples} samples per epoch; max steps {steps}": (
         "{images} 枚、1 エポック {samples} サンプル。最大ステップ数 {steps}"
     ),
@@ -357,6 +360,15 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # your presets and settings files (lora_ext/app/presets.py, lora_ext/ui/train_section.py)
+    "Saved preset {name}: {path}": "プリセット {name} を保存しました: {path}",
+    "Loaded {count} settings from {name}": "{name} から {count} 項目の設定を読み込みました",
+    "Not used from the file: {names}": "ファイルのうち使わなかった項目: {names}",
+    "{name} is a built-in preset.": "{name} は組み込みのプリセットです。",
+    "A preset called {name} exists already.": "{name} というプリセットはすでにあります。",
+    "tick 'Replace an existing preset' to save over it": "上書きするには「同名のプリセットを置き換える」にチェックを入れてください",
+    "{name} is not a settings file.": "{name} は設定ファイルではありません。",
+    "choose a .toml or .json file": ".toml か .json のファイルを選んでください",
     # a large photo on import (lora_ext/dataset/images.py)
     "scaled down from {size} ({count} megapixels) to {scaled}": "{size}（{count} メガピクセル）から {scaled} に縮小しました",
     # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
@@ -406,11 +418,13 @@ MESSAGES: dict[str, str] = {
     # training settings (lora_ext/config.py): shown when the form holds values that cannot work
     "setting {name} must be a {kind}, not {value}": "設定 {name} は {kind} でなければなりません（{value} ではなく）",
     "{name} must be one of {allowed}, not {value}": "{name} は {allowed} のいずれかでなければなりません（{value} ではなく）",
-    "{name} must be at least 1, not {value}": "{name} は 1 以上でなければなりません（{value} ではなく）",
+    "{name} must be at least {low}, not {value}": "{name} は {low} 以上でなければなりません（{value} ではなく）",
+    "{name} must be above {low}, not {value}": "{name} は {low} より大きくなければなりません（{value} ではなく）",
+    "{name} must be at most {high}, not {value}": "{name} は {high} 以下でなければなりません（{value} ではなく）",
+    "{name} must be in {interval}, not {value}": "{name} は {interval} の範囲でなければなりません（{value} ではなく）",
+    "{name} must be a finite number, not {value}": "{name} は有限の数でなければなりません（{value} ではなく）",
     "conv_rank must be at least 1 for LoCon": "LoCon では conv_rank を 1 以上にしてください",
     "or choose network_type lora": "または network_type に lora を選んでください",
-    "{name} must be in [0, 1), not {value}": "{name} は [0, 1) の範囲でなければなりません（{value} ではなく）",
-    "validation_split must be in [0, 1)": "validation_split は [0, 1) の範囲でなければなりません",
     "timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000": (
         "タイムステップは 0 ≤ min_timestep < max_timestep ≤ 1000 を満たす必要があります"
     ),
@@ -422,8 +436,6 @@ MESSAGES: dict[str, str] = {
     "min_bucket_reso must not exceed max_bucket_reso": "min_bucket_reso は max_bucket_reso 以下にしてください",
     "the constant schedule has no warm-up": "constant スケジュールにはウォームアップがありません",
     "choose constant_with_warmup": "constant_with_warmup を選んでください",
-    "warmup_ratio must be in [0, 1)": "warmup_ratio は [0, 1) の範囲でなければなりません",
-    "keep_tokens and keep_last_n must not be negative": "keep_tokens と keep_last_n は負にできません",
     "optimizer_args: {item} is not key=value": "optimizer_args: {item} は key=value 形式ではありません",
     "unknown preset {name}": "不明なプリセット {name}",
     "choose one of {names}": "{names} のいずれかを選んでください",

@@ -10,16 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_ext.app.train_settings import setting_fields
-from lora_ext.config import (
-    MEMORY_MODES,
-    NETWORK_TYPES,
-    OPTIMIZERS,
-    PRECISIONS,
-    PREDICTION_CHOICES,
-    SAVE_DTYPES,
-    SCHEDULERS,
-    ZERO_TERMINAL_SNR_CHOICES,
-)
+from lora_ext.config import CHOICES
 
 # Shown in the Basic group, in this order; every other field is in Advanced.
 BASIC_FIELDS = (
@@ -39,16 +30,6 @@ BASIC_FIELDS = (
     "sample_prompts",
     "sample_every_n_epochs",
 )
-CHOICES: dict[str, tuple[str, ...]] = {
-    "network_type": NETWORK_TYPES,
-    "optimizer": OPTIMIZERS,
-    "lr_scheduler": SCHEDULERS,
-    "mixed_precision": PRECISIONS,
-    "save_dtype": SAVE_DTYPES,
-    "prediction": PREDICTION_CHOICES,
-    "zero_terminal_snr": ZERO_TERMINAL_SNR_CHOICES,
-    "memory_mode": MEMORY_MODES,
-}
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
     "reg_dir": "Regularisation images folder",

@@ -3,13 +3,14 @@ Start / Cancel / Resume with a live progress bar, ETA, loss chart and preview ga
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
-from lora_ext.app.train_settings import config_values, preset_choices, saved_values
-from lora_ext.errors import ConfigError
+from lora_ext.app.train_settings import build_config, config_values, saved_values
+from lora_ext.errors import ConfigError, LoraExtError
 from lora_ext.ui import train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
@@ -59,6 +60,45 @@ def version_form(
         settings = {}
         out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
     return {**out, **settings, **plan(ctx, project, version, preset, **{**cfg, **settings})}
+
+
+def save_preset(ctx: Context, preset_save_name: str, replace_preset: bool, **cfg: Any) -> Outputs:
+    """Save the form as your preset (listed in Preset from now on) and offer its file for download."""
+    import gradio as gr
+
+    from lora_ext.app import presets
+
+    path = presets.save_preset(ctx, preset_save_name, build_config(_values(cfg), "", ""), bool(replace_preset))
+    # Only the choices change: setting the value would fill the form again from the preset it came from.
+    return {
+        "preset": gr.update(choices=training.preset_choices(ctx)),
+        "preset_file": str(path),
+        "train_status": message(f"Saved preset {path.stem}: {path}", "ok"),
+    }
+
+
+def load_settings_file(
+    ctx: Context, settings_upload: Any, project: str | None, version: str | None, preset: str | None = None, **cfg: Any
+) -> Outputs:
+    """Fill the form from a settings file (ours, or kohya's sd-scripts / kohya_ss); name what was not used."""
+    from lora_ext.app import presets
+    from lora_ext.ui import compat
+
+    if not settings_upload:
+        return {}
+    path = compat.file_path(settings_upload)
+    read = presets.read_settings_file(path)
+    values = presets.apply_over(_values(cfg), read)
+    changed = {f"{PREFIX}{name}": value for name, value in values.items() if name in read.settings}
+    lines = [message(f"Loaded {len(changed)} settings from {Path(path).name}", "ok")]
+    if read.not_used:
+        lines.append(message(f"Not used from the file: {', '.join(read.not_used)}", "warn"))
+    out: Outputs = {**changed, "train_status": "".join(lines)}
+    try:
+        out.update(plan(ctx, project, version, preset, **{**cfg, **changed}))
+    except LoraExtError:
+        pass  # no version selected: the form is filled all the same
+    return out
 
 
 def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
@@ -179,13 +219,31 @@ def build(ctx: Context, ui: Registry) -> None:
     gr.Markdown(SINGLE_PROCESS_NOTE, elem_id="train_tools_single_process")
     with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
-            choices=preset_choices(),
+            choices=training.preset_choices(ctx),
             value=preset_name,
             label="Preset",
             info="auto: beginner defaults for the loaded model's family",
             elem_id="train_tools_preset",
         )
         ui["plan"] = gr.HTML(elem_id="train_tools_plan")
+    with gr.Row(equal_height=False):
+        ui["preset_save_name"] = gr.Textbox(
+            label="Save these settings as a preset",
+            placeholder="preset name",
+            elem_id="train_tools_preset_save_name",
+            scale=2,
+        )
+        ui["replace_preset"] = gr.Checkbox(
+            label="Replace an existing preset", value=False, elem_id="train_tools_replace_preset"
+        )
+        ui["save_preset"] = gr.Button("Save preset", elem_id="train_tools_save_preset", scale=0)
+        ui["settings_upload"] = gr.UploadButton(
+            "Load settings file (.toml / .json, kohya too)",
+            file_types=[".toml", ".json"],
+            elem_id="train_tools_settings_upload",
+            scale=0,
+        )
+        ui["preset_file"] = gr.File(label="Preset file", interactive=False, elem_id="train_tools_preset_file")
     specs = {spec.name: spec for spec in train_fields.form_fields()}
     with gr.Group(elem_id="train_tools_basic"):
         gr.Markdown("**Basic**")
@@ -238,6 +296,24 @@ def wire(ctx: Context, ui: Registry) -> None:
     on(ui["resume_training"].click, resume_training, inputs, {**started, **fields}, ctx, status=status)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
     on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
+    saving = {**ui.pick("preset_save_name", "replace_preset"), **fields}
+    on(
+        ui["save_preset"].click,
+        save_preset,
+        saving,
+        ui.pick("preset", "preset_file", "train_status"),
+        ctx,
+        status=status,
+    )
+    loading = {**ui.pick("settings_upload", "project", "version", "preset"), **fields}
+    on(
+        ui["settings_upload"].upload,
+        load_settings_file,
+        loading,
+        {**fields, **ui.pick("plan", "train_status")},
+        ctx,
+        status=status,
+    )
     plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
     for name in PLANNED:
         on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
