@@ -94,6 +94,7 @@ RANGES: dict[str, Range] = {
     "conv_rank": AT_LEAST_0,  # at least 1 for LoCon (checked with the network type)
     "conv_alpha": ABOVE_0,
     "loraplus_lr_ratio": AT_LEAST_0,  # 0 turns it off
+    "lokr_factor": Range(-1),  # -1: no limit; 0 is refused with the network type
     "dropout": FRACTION,
     "rank_dropout": FRACTION,
     "module_dropout": FRACTION,
@@ -331,8 +332,8 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(refusal)
     if config.network_type == "locon" and config.conv_rank < 1:
         raise ConfigError("conv_rank must be at least 1 for LoCon", hint="or choose network_type lora")
-    if config.lokr_factor == 0 or config.lokr_factor < -1:
-        raise ConfigError(f"lokr_factor must be -1 or at least 1, not {config.lokr_factor}")
+    if config.lokr_factor == 0:
+        raise ConfigError("lokr_factor must be -1 or at least 1, not 0")
     if not config.min_timestep < config.max_timestep:
         raise ConfigError("timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000")
     if config.epochs < 1 and config.max_steps < 1:

@@ -28,8 +28,7 @@ def test_the_meta_forward_keeps_what_the_real_forward_keeps(make_ldm_host, make_
     host = make_ldm_host("sd1") if naming == "ldm" else make_standalone_host("sd1")
     config = TrainConfig(rank=4, alpha=2.0, train_text_encoder=False, resolution=64)
     from lora_ext.training.inject import attached
-    from lora_ext.training.network import build_network
-    from lora_ext.training.run import network_spec
+    from lora_ext.training.network import build_network, network_spec
 
     network = build_network(host.parts(), "sd1", network_spec(config))
     with attached(network, host.parts()):

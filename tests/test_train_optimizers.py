@@ -50,10 +50,10 @@ def test_schedule_free_is_used_at_its_average_and_trains_on_at_exactly_its_point
 
 def test_schedule_free_has_no_lr_schedule_and_warms_up_itself():
     from lora_ext.training.optim import build_scheduler
-    from lora_ext.training.plan import make_plan
+    from lora_ext.training.plan import dataset_counts, make_plan
 
-    config = preset("schedulefree")
-    plan = make_plan(config.replace(max_steps=100), 100, 100)
+    config = preset("schedulefree").replace(max_steps=100)
+    plan = make_plan(config, dataset_counts(config, [1] * 100))
     optimizer = build_optimizer(config, [{"params": _network().parameters(), "lr": 3e-4}], plan.warmup_steps)
     scheduler = build_scheduler(config, optimizer, plan)
     assert optimizer.param_groups[0]["warmup_steps"] == plan.warmup_steps == 5

@@ -175,8 +175,7 @@ def probe(host: Host, config: TrainConfig) -> ActivationProfile:
     Nothing is trained and every draw comes from local generators; the host is handed back as it was.
     """
     from lora_ext.training.inject import attached, checkpointed_blocks
-    from lora_ext.training.network import build_network
-    from lora_ext.training.run import network_spec
+    from lora_ext.training.network import build_network, network_spec
 
     spec = network_spec(config)
     parts = host.parts()

@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lora_ext.config import TrainConfig
 from lora_ext.formats import unet_names
 from lora_ext.formats.base import Adapter, DropoutDraws, Dropouts, LayerOp, TrainableAdapter
 from lora_ext.formats.dora import DoraAdapter
@@ -75,6 +76,24 @@ class NetworkSpec:
         if fmt is LokrAdapter:
             return LokrAdapter.initial(weight, rank, alpha, generator, factor=self.lokr_factor)
         return fmt.initial(weight, rank, alpha, generator)
+
+
+def network_spec(config: TrainConfig) -> NetworkSpec:
+    """The network ``config`` asks for."""
+    return NetworkSpec(
+        rank=config.rank,
+        alpha=config.alpha,
+        conv_rank=config.trained_conv_rank,
+        conv_alpha=config.conv_alpha,
+        dropout=config.dropout,
+        rank_dropout=config.rank_dropout,
+        module_dropout=config.module_dropout,
+        train_unet=config.trains_unet,
+        train_text_encoder=config.trains_text_encoder,
+        algorithm=config.network_type,
+        dora=config.dora,
+        lokr_factor=config.lokr_factor,
+    )
 
 
 @dataclass(frozen=True)

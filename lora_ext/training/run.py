@@ -31,7 +31,7 @@ from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.fp8 import fp8_weights
 from lora_ext.training.inject import attached
 from lora_ext.training.memory import fit_for
-from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network, parameter_dtype
+from lora_ext.training.network import LoraNetwork, build_network, network_spec, parameter_dtype
 from lora_ext.training.objective import Objective, objective_for
 from lora_ext.training.optim import (
     build_optimizer,
@@ -90,23 +90,6 @@ def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> 
         return path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
     name = config.output_name or sanitize_filename(Path(config.dataset_dir).name, fallback="lora")
     return resolve_inside(host.lora_dir, f"{name}.safetensors", "the LoRA folder")
-
-
-def network_spec(config: TrainConfig) -> NetworkSpec:
-    return NetworkSpec(
-        rank=config.rank,
-        alpha=config.alpha,
-        conv_rank=config.trained_conv_rank,
-        conv_alpha=config.conv_alpha,
-        dropout=config.dropout,
-        rank_dropout=config.rank_dropout,
-        module_dropout=config.module_dropout,
-        train_unet=config.trains_unet,
-        train_text_encoder=config.trains_text_encoder,
-        algorithm=config.network_type,
-        dora=config.dora,
-        lokr_factor=config.lokr_factor,
-    )
 
 
 def _check_host(host: Host, config: TrainConfig) -> None:
