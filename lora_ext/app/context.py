@@ -90,6 +90,7 @@ class Context:
     measured_speed: float = 0.0  # optimizer steps per second of the last run, for time estimates
     step_costs: CostCache = field(default_factory=CostCache)  # steps timed on the host, per model and settings
     memory_profiles: MemoryCache = field(default_factory=MemoryCache)  # activations probed, per model and network
+    grid_step_seconds: dict[tuple, float] = field(default_factory=dict)  # a grid's sampler step, per model and size
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property

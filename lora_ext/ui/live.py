@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lora_ext.app import recent, results, tagging, training
+from lora_ext.app import grid, recent, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
@@ -43,7 +43,7 @@ FAILURE_SEPARATOR = ": "  # job_failure holds "<job id>: <line>", so two failure
 RENDERERS = {
     training.JOB_NAME: train_section.render_job,
     tagging.JOB_NAME: tagger_section.render_job,
-    results.JOB_NAME: result_section.render_job,
+    grid.JOB_NAME: result_section.render_job,
 }
 
 
@@ -57,6 +57,8 @@ def _render(ctx: Context, job: Job, project: str | None, version: str | None, fi
         # What the finished job changed for the version the page shows (not another version's view).
         same = (job.data.get("project"), job.data.get("version")) == (project, version)
         if job.name == training.JOB_NAME:
+            out.update(_quiet(result_section.run_view, ctx, project, version))
+        elif job.name == grid.JOB_NAME and same:
             out.update(_quiet(result_section.refresh, ctx, project, version))
         elif job.name == tagging.JOB_NAME and same:
             out.update(_quiet(editor_section.view, ctx, project, version))
@@ -137,7 +139,7 @@ def _reopened(ctx: Context, choices: list[str], project: str | None, version: st
     out: Outputs = {
         **model_line.shown(ctx),
         "first_step": projects.first_step_html(choices, restored=True),
-        **_quiet(result_section.refresh, ctx, project, version),
+        **_quiet(result_section.run_view, ctx, project, version),
     }
     for name in RENDERERS:
         job = ctx.jobs.latest(name)

@@ -94,6 +94,7 @@ LABELS: dict[str, str] = {
     "sample_every_n_epochs": "Preview every N epochs",
     "sample_every_n_steps": "Preview every N steps",
     "validate_every_n_steps": "Validate every N steps",
+    "early_stop_patience": "Early stop patience",
     "training_comment": "Training comment",
     "preferred_weight": "Preferred weight",
     "vae_fp32": "VAE in fp32",

@@ -184,3 +184,39 @@ def test_no_route_of_ours_answers_without_the_login(webui):
         assert webui.status_of(method, path) == 200, path
     with pytest.raises(HTTPError):
         webui.post("/train-tools/v1/projects", {"name": "intruder"}, login=False)
+
+
+def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_identical(webui, files, tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if not webui.get("/train-tools/v1/host")["can_train"]:
+        pytest.skip("this WebUI does not train: " + "; ".join(webui.get("/train-tools/v1/host")["reasons"]))
+    project = f"real-webui-grid-{os.getpid()}-{int(time.time())}"
+    webui.post("/train-tools/v1/projects", {"name": project})
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    body = {"preset": "fast-test", "max_steps": 0, "epochs": 2, "save_every_n_epochs": 1, "resolution": 64}
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/train", {**body, "output_name": f"{PREFIX}grid"})
+    assert webui.wait_for_job()["result"]["status"] == "finished"
+    _cycle(webui, files)  # Neo's first LoRA generation changes requires_grad flags for good
+    before = webui.model_hash()
+    grid = {"prompts": ["a cat"], "weights": [0, 1], "steps": 2, "size": 64, "seed": 3}
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/grid", grid)
+    result = webui.wait_for_job()["result"]
+    assert not result["cancelled"] and result["renders"] == 3 and len(result["cells"]) == 4, result
+    assert webui.model_hash() == before  # every LoRA a cell merged is put back
+    # Each cell is the WebUI's own image for its prompt: /sdapi/v1/txt2img with the WebUI's default sampler.
+    sampler = webui.get("/sdapi/v1/samplers")[0]["name"]
+    for cell in result["cells"]:
+        answer = webui.post(
+            "/sdapi/v1/txt2img",
+            {"prompt": cell["prompt"], "seed": 3, "steps": 2, "width": 64, "height": 64, "cfg_scale": 7}
+            | {"sampler_name": sampler, "save_images": False},
+        )
+        expected = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))).convert("RGB"))
+        assert max_difference(np.asarray(Image.open(cell["path"]).convert("RGB")), expected) == 0, cell["prompt"]
+    webui.txt2img("a cat")
+    assert webui.model_hash() == before
