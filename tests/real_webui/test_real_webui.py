@@ -120,13 +120,24 @@ def test_a_lora_replaced_on_disk_gives_the_new_image_on_the_next_generation(webu
     assert max_difference(replaced, reference) == 0
 
 
-def _train(webui, project: str, output: str) -> Path:
-    body = {"preset": "fast-test", "max_steps": 4, "resolution": 64, "output_name": output, "seed": 7}
+def _train(webui, project: str, output: str, **settings) -> Path:
+    body = {"preset": "fast-test", "max_steps": 4, "resolution": 64, "output_name": output, "seed": 7, **settings}
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/train", body)
     status = webui.wait_for_job()
     assert status["result"]["status"] == "finished", status
     (entry,) = [entry for entry in webui.get("/train-tools/v1/loras") if entry["name"] == output]
     return Path(entry["path"])
+
+
+def _project(webui, tmp_path: Path) -> str:
+    """A new project whose version ``v1`` holds two captioned images, or a skip where the WebUI does not train."""
+    host = webui.get("/train-tools/v1/host")
+    if not host["can_train"]:
+        pytest.skip("this WebUI does not train: " + "; ".join(host["reasons"]))
+    project = f"real-webui-{os.getpid()}-{time.time_ns()}"
+    webui.post("/train-tools/v1/projects", {"name": project})
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    return project
 
 
 def _dataset(tmp_path: Path) -> list[str]:
@@ -145,11 +156,7 @@ def _dataset(tmp_path: Path) -> list[str]:
 
 
 def test_training_on_the_loaded_model_applies_and_leaves_it_bit_identical(webui, files, tmp_path, lora_dir):
-    if not webui.get("/train-tools/v1/host")["can_train"]:
-        pytest.skip("this WebUI does not train: " + "; ".join(webui.get("/train-tools/v1/host")["reasons"]))
-    project = f"real-webui-{os.getpid()}-{int(time.time())}"
-    webui.post("/train-tools/v1/projects", {"name": project})
-    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    project = _project(webui, tmp_path)
     _cycle(webui, files)
     base, _ = webui.txt2img("a cat")
     before = webui.model_hash()
@@ -168,6 +175,23 @@ def test_training_on_the_loaded_model_applies_and_leaves_it_bit_identical(webui,
     first, second = load_file(str(clean)), load_file(str(after_lora))
     assert first.keys() == second.keys()
     assert all(first[key].equal(second[key]) for key in first), "the run after a LoRA generation trained otherwise"
+    webui.txt2img("a cat")
+    assert webui.model_hash() == before
+
+
+def test_a_training_preview_is_rendered_by_the_webui_s_own_pipeline(webui, files, tmp_path):
+    """Previews go through the WebUI's ``process_images`` (``Host.generate``) with the network live in hooks."""
+    project = _project(webui, tmp_path)
+    _cycle(webui, files)
+    before = webui.model_hash()
+    _train(webui, project, f"{PREFIX}previewed", max_steps=2, sample_prompts="a cat --w 64 --h 64 --s 2 --d 3")
+    run = webui.get(f"/train-tools/v1/projects/{project}/versions/v1/runs")[0]
+    previews = sorted(Path(run["work_dir"], "samples").glob("*.png"))
+    assert previews, run
+    from PIL import Image
+
+    with Image.open(previews[-1]) as image:
+        assert image.size == (64, 64)
     webui.txt2img("a cat")
     assert webui.model_hash() == before
 
