@@ -22,7 +22,7 @@ SCANNED = [
     *sorted((ROOT / "app").glob("*.py")),
     *(ROOT / name for name in ("dataset/projects.py", "dataset/names.py", "dataset/ingest.py", "dataset/editor.py")),
     *(ROOT / name for name in ("training/run.py", "training/outputs.py", "training/events.py")),
-    *(ROOT / name for name in ("training/estimate.py",)),
+    *(ROOT / name for name in ("training/estimate.py", "training/objective.py")),
 ]
 # Calls whose argument is a line the user reads: name → positions of those arguments (and keyword names).
 SHOWN = {
@@ -45,6 +45,7 @@ RETURNED = {
     ("training/estimate.py", "describe"),
     ("training/estimate.py", "format_minutes"),
     ("training/estimate.py", "long_run_warning"),
+    ("training/objective.py", "describe_choice"),
     ("config.py", "auto_preset"),
     ("dataset/ingest.py", "summary"),
 }
