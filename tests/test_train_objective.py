@@ -227,3 +227,24 @@ def test_a_single_file_with_v_pred_and_ztsnr_keys_gets_a_vpred_ztsnr_scheduler(v
     )  # what diffusers' single-file loader builds from the SDXL base config
     assert scheduler_flags(pipeline.scheduler) == (False, False)
     assert scheduler_flags(with_checkpoint_flags(pipeline, True, True).scheduler) == (True, True)
+
+
+def test_a_run_saved_before_these_settings_existed_resumes_with_their_defaults(make_ldm_host, tmp_path):
+    import json
+
+    from lora_ext.training.events import TrainEvents
+
+    host = make_ldm_host("sd1")
+    dataset = make_dataset(tmp_path / "data", count=1)
+    config = tiny_train_config(dataset, max_steps=2, train_text_encoder=False)
+    out = tmp_path / "o" / "x.safetensors"
+    events = TrainEvents(on_progress=lambda info: events.request_stop())
+    stopped = train_lora(host, config, events, out=out)
+    record = json.loads(stopped.state_path.read_text(encoding="utf-8"))
+    new = ("prediction", "zero_terminal_snr", "override_detection", "debiased_estimation", "memory_mode", "dora")
+    for key in new:
+        del record["config"][key]  # as an older version saved it
+    stopped.state_path.write_text(json.dumps(record), encoding="utf-8")
+    assert train_lora(host, config, out=out, resume=True).status == "finished"
+    with pytest.raises(ConfigError, match="differ from the saved run: debiased_estimation"):
+        train_lora(host, config.replace(debiased_estimation=True), out=out, resume=True)

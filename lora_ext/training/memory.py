@@ -295,19 +295,31 @@ def network_bytes(shapes: tuple[tuple[int, ...], ...], config: TrainConfig) -> f
     return 4.0 * (count + gradients + state)
 
 
-def fp8_change(host: Host, config: TrainConfig) -> float:
-    """Bytes fp8 base weights add (CPU: the fp8 copies beside the originals) or free (GPU: the originals leave)."""
-    if not config.fp8_base:
-        return 0.0
+def _fp8_weights(host: Host) -> list[torch.Tensor]:
+    """The UNet weights ``fp8_weights`` converts."""
     from lora_ext.training.fp8 import convertible
 
     unet = host.parts().unet
     first = next(unet.parameters(), None)
-    weights = [m.weight for m in unet.modules() if convertible(m) and m.weight is not first]
+    return [m.weight for m in unet.modules() if convertible(m) and m.weight is not first]
+
+
+def fp8_change(host: Host, config: TrainConfig) -> float:
+    """Bytes fp8 base weights add (CPU: the fp8 copies beside the originals) or free (GPU: the originals leave)."""
+    if not config.fp8_base:
+        return 0.0
+    weights = _fp8_weights(host)
     numel = sum(w.numel() for w in weights)
     if host.device.type == "cpu":
         return float(numel)
     return float(numel - sum(w.numel() * w.element_size() for w in weights))
+
+
+def fp8_upcast(host: Host, config: TrainConfig) -> float:
+    """The largest layer's weight upcast for its forward (fp8 base weights): one at a time, in the working set."""
+    if not config.fp8_base:
+        return 0.0
+    return float(max((w.numel() * w.element_size() for w in _fp8_weights(host)), default=0))
 
 
 def resident_bytes(device: torch.device) -> float:
@@ -323,7 +335,7 @@ def estimate_memory(host: Host, config: TrainConfig, profile: ActivationProfile)
     network and precision: ``profile_key``)."""
     pixels = (config.resolution // 8) ** 2
     activations = config.batch_size * profile.kept(pixels, config.gradient_checkpointing)
-    working = WORKING_SET * config.batch_size * profile.largest(pixels)
+    working = WORKING_SET * config.batch_size * profile.largest(pixels) + fp8_upcast(host, config)
     if host.device.type == "cpu":
         working += CPU_RUNTIME
     return MemoryEstimate(

@@ -161,10 +161,11 @@ def _resume_state(
     # A state in the dataset's own working folder moved with it (a renamed project or folder): same data.
     moved_with_data = work_dir == paths.work_dir(config.dataset_dir, output_path.stem)
     same = {"batch_size": saved_batch == global_batch, "dataset_dir": moved_with_data}
+    defaults = TrainConfig().to_dict()  # a setting newer than the saved run: the run had its default
     changed = sorted(
         k
         for k, v in config.to_dict().items()
-        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not same.get(k, False)
+        if saved.get(k, defaults.get(k)) != v and k not in RESUMABLE_CHANGES and not same.get(k, False)
     )
     if changed:
         raise ConfigError(
