@@ -164,4 +164,4 @@ def start_comparison(
         job.report(len(images), len(requests), "done")
         return images
 
-    return ctx.jobs.start(JOB_NAME, work, host)
+    return ctx.jobs.start(JOB_NAME, work, host, subject=(project, version) if project and version else None)

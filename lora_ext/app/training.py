@@ -183,4 +183,5 @@ def start_training_job(
 
     # No job slot for the UI job: the trainer holds the host's own (``Host.training_session``;
     # A1111: the queue lock and shared.state, and it restores merged LoRAs first).
-    return ctx.jobs.start(JOB_NAME, work, prepare=remember_settings), config
+    subject = (paths.project, paths.version)
+    return ctx.jobs.start(JOB_NAME, work, prepare=remember_settings, subject=subject), config

@@ -306,7 +306,7 @@ def _caching_reporter(events: TrainEvents):
     def report(done: int, total: int) -> None:
         elapsed = time.perf_counter() - started
         eta = elapsed / done * (total - done) if done else 0.0
-        text = f"caching latents {done}/{total}" + (f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}" if done else "")
+        text = f"caching latents {done}/{total}"  # the ETA travels in eta_seconds: the page adds it once
         events.phase(PhaseInfo("caching", done, total, text, eta))
 
     return report

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lora_ext.ui import compat
 from lora_ext.ui.labels_ja import GRADIO_JA, JA
 from lora_ext.ui.messages_ja import MESSAGES
 
@@ -40,6 +41,10 @@ LOCALIZATION_FILE = Path(__file__).resolve().parents[2] / "localizations" / "ja_
 _TEXT_ATTRS = ("label", "info", "placeholder")
 _VALUE_TEXT = ("Button", "Markdown", "UploadButton")
 _CHOICE_TEXT = ("Radio",)  # option labels are shown, values stay English (configs and the CLI use them)
+# A plot's axis and legend titles (``compat.plot_titles``); gradio 3 draws the chart on the server from the
+# component's own attributes, so a switch sets them there (the next value drawn has them).
+_PLOT_TEXT = ("x_title", "y_title", "color_legend_title", "color_title")
+_PLOTS = ("LinePlot", "ScatterPlot", "BarPlot")
 _HEADING = re.compile(r"^(#{1,6} |\*\*)?(.*?)(\*\*)?$", re.S)
 _PLACEHOLDER = re.compile(r"\{(\w+)(!t)?\}")
 _PART_SEPARATORS = (" · ", "; ")
@@ -184,6 +189,7 @@ class I18n:
         for block in getattr(blocks, "blocks", {}).values():
             kind = type(block).__name__
             attrs = list(_TEXT_ATTRS) + (["value"] if kind in _VALUE_TEXT else [])
+            attrs += list(_PLOT_TEXT) if kind in _PLOTS else []
             for attr in attrs:
                 text = getattr(block, attr, None)
                 if isinstance(text, str) and translate(text, "ja") != text:
@@ -205,6 +211,9 @@ class I18n:
         changes: dict[Any, dict[str, Any]] = {}
         for block, attr, text in self._entries:
             value = _choices(text, self._language) if attr == "choices" else translate(text, self._language)
+            if attr in _PLOT_TEXT and compat.plots_drawn_on_server():
+                setattr(block, attr, value)
+                continue
             changes.setdefault(block, {})[attr] = value
         # Tabs cannot be relabelled after rendering in gradio 3 (javascript/train_tools.js relabels their buttons).
         return {block: gr.update(**values) for block, values in changes.items() if type(block).__name__ not in ("Tab",)}

@@ -114,6 +114,19 @@ def job_outputs(ui: Registry) -> dict[str, Any]:
     return ui.pick("compare_progress", "compare_gallery", "result_status")
 
 
+def idle_outputs() -> Outputs:
+    """``job_outputs`` for a version with no test generation to show."""
+    return {"compare_progress": "", "compare_gallery": [], "result_status": ""}
+
+
+def for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """The Result section of the selected version: its files (none when it has no LoRA yet or went away)."""
+    try:
+        return refresh(ctx, project, version)
+    except LoraExtError:
+        return _empty(ctx)
+
+
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
@@ -158,14 +171,6 @@ def wire(ctx: Context, ui: Registry) -> None:
     status = ui["result_status"]
     refreshing = ui.pick("project", "version", "result_name")
     on(ui["refresh_results"].click, refresh, refreshing, refresh_outputs(ui), ctx, status=status)
-    on(
-        ui["version"].change,
-        _refresh_for_version,
-        ui.pick("project", "version"),
-        refresh_outputs(ui),
-        ctx,
-        status=status,
-    )
     inputs = ui.pick(
         "project",
         "version",
@@ -180,10 +185,3 @@ def wire(ctx: Context, ui: Registry) -> None:
     )
     started = ui.pick("result_status", "compare_gallery", "compare_progress", "job_seen")
     on(ui["compare"].click, compare, inputs, started, ctx, status=status)
-
-
-def _refresh_for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
-    try:
-        return refresh(ctx, project, version)
-    except LoraExtError:
-        return _empty(ctx)

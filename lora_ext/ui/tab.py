@@ -1,7 +1,7 @@
 """The Train Tools tab: one Blocks UI for the WebUI and the standalone app, assembled from its sections.
 
-Flow, top to bottom: project/version → dataset (drop zone, report, gallery) →
-auto-tag → tag editor → train → result. Each section module builds its
+Flow, top to bottom: the job bar → project/version → dataset (drop zone, report) →
+auto-tag → tag editor (gallery, chips, edits) → train → result. Each section module builds its
 components into a shared ``Registry`` and wires named handlers; ``live`` reopens
 the page where the user left off and follows long jobs; this file only
 assembles them.
@@ -64,6 +64,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         live,
         projects,
         result_section,
+        selection,
         tagger_section,
         train_section,
     )
@@ -78,10 +79,10 @@ def build_sections(ctx: Context, ui: Registry) -> None:
             projects.build(ctx, ui)
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
             dataset_section.build(ctx, ui)
-            editor_section.build_gallery(ctx, ui)
         with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
             tagger_section.build(ctx, ui)
         with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
+            editor_section.build_gallery(ctx, ui)
             editor_section.build(ctx, ui)
         with gr.Accordion("Train", open=True, elem_id=f"{ELEM_ID}_section_train"):
             train_section.build(ctx, ui)
@@ -92,7 +93,17 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         inputs=[],
         outputs=[ui["model_line"], ui["capabilities"]],
     )
-    for section in (projects, dataset_section, tagger_section, editor_section, train_section, result_section, live):
+    sections = (
+        projects,
+        selection,
+        dataset_section,
+        tagger_section,
+        editor_section,
+        train_section,
+        result_section,
+        live,
+    )
+    for section in sections:
         section.wire(ctx, ui)
 
 
