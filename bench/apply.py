@@ -41,7 +41,7 @@ from lora_ext.formats.keymap import keymap_for_parts  # noqa: E402
 from lora_ext.host import ModelParts, TextEncoderPart  # noqa: E402
 from lora_ext.loading.cache import LoraCache  # noqa: E402
 from lora_ext.loading.loader import NetworkLoader  # noqa: E402
-from lora_ext.loading.prompt import NetworkSpec  # noqa: E402
+from lora_ext.loading.prompt import LoraToken  # noqa: E402
 
 RANK = 16
 ROUNDS = 3
@@ -149,7 +149,7 @@ def _ms(fn) -> float:
 
 def measure(loader: NetworkLoader) -> dict[str, float]:
     """One round of our loader's timings, in the order a user meets them."""
-    a, b = [NetworkSpec("a")], [NetworkSpec("b")]
+    a, b = [LoraToken("a")], [LoraToken("b")]
     if PROFILE:
         import cProfile
 
@@ -163,11 +163,11 @@ def measure(loader: NetworkLoader) -> dict[str, float]:
     timings["restore_ms"] = _ms(loader.restore)
     timings["cold_ms"] = _ms(lambda: loader.apply(b))
     timings["same_ms"] = min(_ms(lambda: loader.apply(b)) for _ in range(20))
-    timings["weight_ms"] = _ms(lambda: loader.apply([NetworkSpec("b", te=0.5, unet=0.7)]))
+    timings["weight_ms"] = _ms(lambda: loader.apply([LoraToken("b", te=0.5, unet=0.7)]))
     timings["switch_ms"] = _ms(lambda: loader.apply(a))
     # Forge's path: the request resolved to named patches (files parsed and cached), then the same request again
-    timings["patch_list_ms"] = _ms(lambda: loader.patch_list([NetworkSpec("b", 0.9)]))
-    timings["patch_list_same_ms"] = min(_ms(lambda: loader.patch_list([NetworkSpec("b", 0.9)])) for _ in range(20))
+    timings["patch_list_ms"] = _ms(lambda: loader.patch_list([LoraToken("b", 0.9)]))
+    timings["patch_list_same_ms"] = min(_ms(lambda: loader.patch_list([LoraToken("b", 0.9)])) for _ in range(20))
     timings["restore_ms"] = min(timings["restore_ms"], _ms(loader.restore))
     return timings
 

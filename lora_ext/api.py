@@ -1,8 +1,9 @@
 """REST API under ``/train-tools/v1/``, mounted on the WebUI's (or the standalone) FastAPI app.
 
-Routes added to the WebUI's app in ``on_app_started`` are not covered by
-``--api-auth`` (only the WebUI's own ``Api.add_api_route`` adds it), so every
-route here depends on ``require_auth``, built from the same credentials.
+Routes added to the WebUI's app in ``on_app_started`` are covered neither by
+``--api-auth`` (only the WebUI's own ``Api.add_api_route`` adds it) nor by
+``--gradio-auth`` (gradio's login guards the page only), so every route here
+depends on ``require_auth``, built from every login the WebUI knows (either works).
 
 Every request body is capped (``MAX_JSON_BODY``; the API takes no uploads, only
 JSON) by the router's route class: a larger body is answered 413 before it is read.
@@ -16,14 +17,14 @@ dependency; ``build_router`` puts them under the prefix with auth and the
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime.
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import tagging, training
+from lora_ext.app import exports, presets, runs, tagging, train_settings, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -34,23 +35,34 @@ PREFIX = "/train-tools/v1"
 MAX_JSON_BODY = 1024 * 1024  # bytes; the largest real body (a training form or a list of paths) is a few KiB
 
 
-def parse_credentials(api_auth: str | None) -> dict[str, str]:
-    """``"user:pass,user2:pass2"`` (the WebUI's ``--api-auth`` format) → {user: password}."""
-    credentials: dict[str, str] = {}
-    for item in (api_auth or "").split(","):
-        if ":" in item:
-            user, password = item.strip().split(":", 1)
-            credentials[user] = password
+Credentials = dict[str, tuple[str, ...]]  # user → every password that lets them in
+
+
+def parse_credentials(*sources: str | Iterable[tuple[str, str]] | None) -> Credentials:
+    """Logins from ``"user:pass,user2:pass2"`` strings (the WebUI's ``--api-auth`` / ``--gradio-auth`` format) or
+    ``(user, password)`` pairs; a user named in several sources may sign in with any of their passwords."""
+    credentials: Credentials = {}
+    for source in sources:
+        if isinstance(source, str) or source is None:
+            pairs = [item.strip().split(":", 1) for item in (source or "").split(",") if ":" in item]
+        else:
+            pairs = list(source)
+        for user, password in pairs:
+            if password not in credentials.get(user, ()):
+                credentials[user] = (*credentials.get(user, ()), password)
     return credentials
 
 
-def credentials_match(credentials: dict[str, str], user: str, password: str) -> bool:
+def credentials_match(credentials: Mapping[str, str | tuple[str, ...]], user: str, password: str) -> bool:
     """``user:password`` is one of ``credentials`` (constant-time on the password)."""
-    expected = credentials.get(user)
-    return expected is not None and secrets.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
+    expected = credentials.get(user, ())
+    matched = False
+    for candidate in (expected,) if isinstance(expected, str) else expected:
+        matched |= secrets.compare_digest(password.encode("utf-8"), candidate.encode("utf-8"))
+    return matched
 
 
-def auth_dependency(credentials: dict[str, str]):
+def auth_dependency(credentials: Mapping[str, str | tuple[str, ...]]):
     """A FastAPI dependency: HTTP Basic against ``credentials``; open when there are none."""
     from fastapi import Depends, HTTPException, status
     from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -154,6 +166,18 @@ class CaptionsBody(BaseModel):
     captions: dict[str, str]
 
 
+class PresetBody(BaseModel):
+    name: str
+    settings: dict[str, Any] = {}  # any training settings; the rest are the defaults
+    replace: bool = False
+
+
+class ExportBody(BaseModel):
+    format: str = "zip"  # or "folder"
+    repeats: int | None = None  # top-level images' repeats; default: the version's training settings
+    name: str = ""  # top-level images' folder name; default: the trigger word, else the project's name
+
+
 routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
 
 
@@ -208,12 +232,10 @@ def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> di
 
 @routes.put("/projects/{project}/versions/{version}/captions")
 def save_captions(project: str, version: str, body: CaptionsBody, ctx: Context = Depends(_ctx)) -> dict:
+    from lora_ext.app.captions import save_captions as save
+
     def run() -> dict:
-        paths = ctx.version(project, version)
-        result = ctx.store.caption_store(project, version).update(body.captions)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and not session.editor.is_dirty:
-            ctx.session(paths.project, paths.version, reload=True)  # the page shows it
+        result = save(ctx, project, version, body.captions)
         return {"written": list(result.written), "backup": result.backup}
 
     return _guarded(run)
@@ -225,9 +247,7 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
 
     def run() -> dict:
         paths = ctx.version(project, version)
-        session = ctx.editors.get((paths.project, paths.version))
-        if session is not None and session.editor.is_dirty:
-            raise DatasetError("The caption editor has unsaved changes.", hint="save them in the page first")
+        ctx.require_saved_captions(paths, hint="save them in the page first")
         report = ingest(body.paths, paths.dataset, IngestOptions(target_folder=body.target_folder or None))
         ctx.session(paths.project, paths.version, reload=True)
         return {
@@ -239,6 +259,31 @@ def ingest_paths(project: str, version: str, body: IngestBody, ctx: Context = De
         }
 
     return _guarded(run)
+
+
+@routes.post("/projects/{project}/versions/{version}/export")
+def export_dataset(project: str, version: str, body: ExportBody | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    """The dataset as kohya ``N_name`` folders (or a zip of them) in the version's ``exports/`` folder."""
+    chosen = body or ExportBody()
+    report = _guarded(lambda: exports.export_version(ctx, project, version, chosen.format, chosen.repeats, chosen.name))
+    answer = {
+        "path": str(report.destination),
+        "folders": report.folders,
+        "images": report.images,
+        "captions": report.captions,
+    }
+    if report.destination.suffix == ".zip":
+        answer["download"] = f"{PREFIX}/projects/{project}/versions/{version}/exports/{report.destination.name}"
+    return answer
+
+
+@routes.get("/projects/{project}/versions/{version}/exports/{file_name}")
+def download_export(project: str, version: str, file_name: str, ctx: Context = Depends(_ctx)) -> Any:
+    """An exported zip of the version, by its file name (nothing outside its ``exports/`` folder)."""
+    from fastapi.responses import FileResponse
+
+    path = _guarded(lambda: exports.exported_zip(ctx, project, version, file_name), 404)
+    return FileResponse(path, media_type="application/zip", filename=path.name)
 
 
 @routes.post("/projects/{project}/versions/{version}/tag")
@@ -266,11 +311,36 @@ def train_start(project: str, version: str, body: dict[str, Any] | None = None, 
     def run() -> dict:
         settings = dict(body or {})
         resume = bool(settings.pop("resume", False))
-        values = training.preset_settings(ctx, settings.pop("preset", ""), settings)
-        job, config = training.start_training_job(ctx, project, version, values, resume)
-        return {**job_status(job), "output_name": config.output_name}
+        preset = settings.pop("preset", "")
+        # A resume trains the saved run's settings: the body's settings are only compared with them.
+        values = settings if resume else training.preset_settings(ctx, preset, settings)
+        started = training.start_training_job(ctx, project, version, values, resume)
+        return {**job_status(started.job), **training.started_json(started)}
 
     return _guarded(run, 409)
+
+
+@routes.get("/projects/{project}/versions/{version}/runs")
+def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> list:
+    """The version's training runs, the newest first: when, how each ended, its settings and its files."""
+    return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
+
+
+@routes.get("/presets")
+def list_presets(ctx: Context = Depends(_ctx)) -> dict:
+    """The built-in presets and yours (any of them is a train body's ``preset``)."""
+    return {"built_in": train_settings.preset_choices(), "yours": presets.user_presets(ctx)}
+
+
+@routes.post("/presets")
+def save_preset(body: PresetBody, ctx: Context = Depends(_ctx)) -> dict:
+    """Save settings as your preset (an existing one only with ``replace``)."""
+
+    def save() -> dict:
+        path = presets.save_preset(ctx, body.name, train_settings.build_config(body.settings, "", ""), body.replace)
+        return {"name": path.stem, "path": str(path)}
+
+    return _guarded(save)
 
 
 @routes.get("/train/status")
@@ -285,12 +355,17 @@ def cancel_job(ctx: Context = Depends(_ctx)) -> dict:
     return {"cancelled": ctx.jobs.cancel(), **job_status(ctx.jobs.current)}
 
 
-@routes.get("/loras")
-def list_loras(request: Request) -> list:
-    from lora_ext.loading.loader import scan_lora_dirs
+def _lora_index(request: Request) -> Any:
+    """The LoRA index ``<lora:…>`` uses (the mount's loader's), or one over the host's LoRA folder."""
+    from lora_ext.loading.index import LoraIndex
 
     loader = _services(request).loader
-    entries = loader.available(refresh=True) if loader is not None else scan_lora_dirs([_host(request).lora_dir])
+    return loader.index if loader is not None else LoraIndex([_host(request).lora_dir])
+
+
+@routes.get("/loras")
+def list_loras(request: Request) -> list:
+    entries = _lora_index(request).entries(refresh=True)
     return [
         {
             "name": entry.name,
@@ -307,17 +382,17 @@ def list_loras(request: Request) -> list:
 @routes.get("/loras/{name:path}")
 def inspect(name: str, request: Request) -> dict:
     from lora_ext.formats.inspect import inspect_lora
-    from lora_ext.loading.loader import scan_lora_dirs
 
-    lora_dir = _host(request).lora_dir
-    entry = next((e for e in scan_lora_dirs([lora_dir]) if name in (e.name, e.relative, e.alias)), None)
+    index = _lora_index(request)
+    entry = index.find(name)  # as <lora:name> finds it
     if entry is None:
-        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {lora_dir}")
+        folders = ", ".join(str(folder) for folder in index.lora_dirs())
+        raise HTTPException(status_code=404, detail=f"no LoRA called {name!r} in {folders}")
     return _guarded(lambda: inspect_lora(entry.path), 422)
 
 
 def build_router(
-    host_provider: Callable[[], Host], credentials: dict[str, str], context: Any = None, loader: Any = None
+    host_provider: Callable[[], Host], credentials: Mapping[str, Any], context: Any = None, loader: Any = None
 ) -> APIRouter:
     """The routes under ``PREFIX``; every route requires auth when credentials are set.
 

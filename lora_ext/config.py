@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -29,6 +30,90 @@ OPTIMIZERS = ("AdamW", "AdamW8bit", "Lion", "Prodigy", "Adafactor", "SGD")
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
 SAVE_DTYPES = ("fp16", "bf16", "fp32")
+
+
+# The choices of each text option (the page's dropdowns show these; ``_check`` refuses anything else).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "network_type": NETWORK_TYPES,
+    "optimizer": OPTIMIZERS,
+    "lr_scheduler": SCHEDULERS,
+    "mixed_precision": PRECISIONS,
+    "save_dtype": SAVE_DTYPES,
+}
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where a number has a meaning: ``low`` ≤ (or <, ``low_open``) value ≤ (or <, ``high_open``) ``high``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def refusal(self, name: str, value: float) -> str | None:
+        """The one-line reason ``value`` is refused for setting ``name``; None when it is in range."""
+        if not math.isfinite(value):
+            return f"{name} must be a finite number, not {value}"
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if not (below or above):
+            return None
+        low, high = f"{self.low:g}" if self.low is not None else "", f"{self.high:g}" if self.high is not None else ""
+        if self.high is None:
+            return f"{name} must be {'above' if self.low_open else 'at least'} {low}, not {value:g}"
+        if self.low is None:
+            return f"{name} must be at most {high}, not {value:g}"
+        brackets = ("(" if self.low_open else "[") + f"{low}, {high}" + (")" if self.high_open else "]")
+        return f"{name} must be in {brackets}, not {value:g}"
+
+
+AT_LEAST_0, AT_LEAST_1, ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
+FRACTION = Range(0, 1, high_open=True)  # a probability or share that must leave something: [0, 1)
+# Every number that has a meaning only in a range (``_check`` refuses the rest with one line); ``seed`` is any
+# integer and ``preferred_weight`` any finite weight, as A1111 takes it.
+RANGES: dict[str, Range] = {
+    "prior_loss_weight": AT_LEAST_0,
+    "default_repeats": AT_LEAST_1,
+    "resolution": Range(8),
+    "min_bucket_reso": Range(8),
+    "max_bucket_reso": Range(8),
+    "bucket_reso_steps": Range(8),
+    "keep_tokens": AT_LEAST_0,
+    "caption_dropout_rate": FRACTION,
+    "tag_dropout_rate": FRACTION,
+    "validation_split": FRACTION,
+    "rank": AT_LEAST_1,
+    "alpha": ABOVE_0,
+    "conv_rank": AT_LEAST_0,  # at least 1 for LoCon (checked with the network type)
+    "conv_alpha": ABOVE_0,
+    "dropout": FRACTION,
+    "rank_dropout": FRACTION,
+    "module_dropout": FRACTION,
+    "min_snr_gamma": AT_LEAST_0,  # 0 turns it off
+    "noise_offset": Range(0, 1),
+    "min_timestep": Range(0, 999),
+    "max_timestep": Range(1, 1000),
+    "weight_decay": AT_LEAST_0,
+    "unet_lr": AT_LEAST_0,
+    "text_encoder_lr": AT_LEAST_0,
+    "warmup_steps": AT_LEAST_0,
+    "warmup_ratio": FRACTION,
+    "num_cycles": AT_LEAST_1,
+    "power": ABOVE_0,
+    "batch_size": AT_LEAST_1,
+    "gradient_accumulation": AT_LEAST_1,
+    "max_grad_norm": AT_LEAST_0,  # 0 turns clipping off
+    "epochs": AT_LEAST_0,
+    "max_steps": AT_LEAST_0,
+    "save_every_n_epochs": AT_LEAST_0,
+    "save_every_n_steps": AT_LEAST_0,
+    "keep_last_n": AT_LEAST_0,
+    "sample_every_n_epochs": AT_LEAST_0,
+    "sample_every_n_steps": AT_LEAST_0,
+    "validate_every_n_steps": AT_LEAST_0,
+    "preferred_weight": Range(),
+}
 
 
 def _f(default: Any, help: str, **extra: Any) -> Any:
@@ -125,6 +210,16 @@ class TrainConfig:
         _check(self)
 
     @property
+    def trains_text_encoder(self) -> bool:
+        """Whether the run trains the text encoder(s): asked for, with a learning rate above 0."""
+        return self.train_text_encoder and self.text_encoder_lr > 0
+
+    @property
+    def trains_unet(self) -> bool:
+        """Whether the run trains the UNet: its learning rate is above 0."""
+        return self.unet_lr > 0
+
+    @property
     def trained_conv_rank(self) -> int:
         """The rank of the trained 3×3 convolutions: ``conv_rank`` for LoCon, 0 (none) for plain LoRA."""
         return self.conv_rank if self.network_type == "locon" else 0
@@ -188,32 +283,22 @@ def _output_name(name: str) -> str:
         raise ConfigError(error.user_message, hint=error.hint) from None
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-
-
 def _check(config: TrainConfig) -> None:
-    _one_of("network_type", config.network_type, NETWORK_TYPES)
-    _one_of("optimizer", config.optimizer, OPTIMIZERS)
-    _one_of("lr_scheduler", config.lr_scheduler, SCHEDULERS)
-    _one_of("mixed_precision", config.mixed_precision, PRECISIONS)
-    _one_of("save_dtype", config.save_dtype, SAVE_DTYPES)
-    for name in ("rank", "batch_size", "gradient_accumulation", "resolution", "bucket_reso_steps", "num_cycles"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, not {getattr(config, name)}")
+    for name, allowed in CHOICES.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    for name, allowed_range in RANGES.items():
+        refusal = allowed_range.refusal(name, getattr(config, name))
+        if refusal:
+            raise ConfigError(refusal)
     if config.network_type == "locon" and config.conv_rank < 1:
         raise ConfigError("conv_rank must be at least 1 for LoCon", hint="or choose network_type lora")
-    for name in ("dropout", "rank_dropout", "module_dropout", "caption_dropout_rate", "tag_dropout_rate"):
-        if not 0.0 <= getattr(config, name) < 1.0:
-            raise ConfigError(f"{name} must be in [0, 1), not {getattr(config, name)}")
-    if not 0.0 <= config.validation_split < 1.0:
-        raise ConfigError("validation_split must be in [0, 1)")
-    if not 0 <= config.min_timestep < config.max_timestep <= 1000:
+    if not config.min_timestep < config.max_timestep:
         raise ConfigError("timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000")
     if config.epochs < 1 and config.max_steps < 1:
         raise ConfigError("set epochs or max_steps to at least 1")
-    if config.unet_lr <= 0 and not (config.train_text_encoder and config.text_encoder_lr > 0):
+    if not (config.trains_unet or config.trains_text_encoder):
         raise ConfigError("nothing to train: the UNet learning rate is 0 and the text encoder is not trained")
     if config.resolution % 8:
         raise ConfigError(f"resolution must be a multiple of 8, not {config.resolution}")
@@ -221,10 +306,6 @@ def _check(config: TrainConfig) -> None:
         raise ConfigError("min_bucket_reso must not exceed max_bucket_reso")
     if config.lr_scheduler == "constant" and config.warmup_steps > 0:
         raise ConfigError("the constant schedule has no warm-up", hint="choose constant_with_warmup")
-    if not 0.0 <= config.warmup_ratio < 1.0:
-        raise ConfigError("warmup_ratio must be in [0, 1)")
-    if config.keep_tokens < 0 or config.keep_last_n < 0:
-        raise ConfigError("keep_tokens and keep_last_n must not be negative")
     parse_optimizer_args(config.optimizer_args)
 
 

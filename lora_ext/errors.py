@@ -11,6 +11,13 @@ from __future__ import annotations
 import errno
 import os
 
+MAX_SHOWN_CHARS = 40  # how much of a refused name a message repeats: enough to recognise it
+
+
+def shown(name: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``name`` quoted for a message, cut to ``limit`` characters (a 5 000-character name is not echoed)."""
+    return repr(name if len(name) <= limit else name[:limit] + "…")
+
 
 class LoraExtError(Exception):
     """Base of every error the user is meant to read."""

@@ -291,6 +291,10 @@ class Host(abc.ABC):
         return None
 
     # -- the <lora:…> prompt hook ------------------------------------------------------------------
+    def drop_cached_conditioning(self) -> None:
+        """Forget prompt conditioning the host caches by prompt text (a WebUI does); nothing to forget by default."""
+        return None
+
     def set_prompt_hook(self, hook: PromptHook | None) -> None:
         """Install who applies ``<lora:…>`` tokens before this host generates (our ``NetworkLoader``)."""
         self._prompt_hook = hook

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
-from lora_ext.dataset.names import shown
-from lora_ext.errors import UnsafePath
+from lora_ext.errors import UnsafePath, shown
 
 
 def data_dir() -> Path:

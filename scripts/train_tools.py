@@ -4,7 +4,7 @@ Kept thin on purpose: everything else lives in ``lora_ext`` (the core) and
 ``lora_ext/hosts/`` (the only place that talks to ``modules.*``).
 """
 
-from modules import script_callbacks, shared
+from modules import script_callbacks
 
 from lora_ext.api import build_router, parse_credentials
 from lora_ext.hosts.detect import detect_webui, host_for
@@ -21,7 +21,7 @@ def on_ui_tabs():
 
 
 def on_app_started(_demo, app):
-    credentials = parse_credentials(shared.cmd_opts.api_auth)
+    credentials = parse_credentials(*host.logins())  # --api-auth and --gradio-auth alike: either login works
     app.include_router(build_router(lambda: host, credentials, context=context))
 
 

@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 FORGE_ROOT = TESTS / "fake_forge"
 REFORGE_ROOT = TESTS / "fake_reforge"
 FORGE_PACKAGES = ("modules_forge", "backend", "ldm_patched")
-# the UNet weight the fake reForge built-in patches (keys of reForge's patcher are below ``sd_model.model``)
+# the UNet weight the fake reForge and Neo built-ins patch (keys below ``sd_model.model`` / Neo's KModel: same name)
 REFORGE_BUILTIN_KEY = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight"
 
 
@@ -68,10 +68,11 @@ def make_builtin_lora() -> types.ModuleType:
             if hasattr(unet, "lora_loader"):  # Forge: load_lora_for_models → add_patches (the fake's files are empty)
                 for name, multiplier in wanted.items():
                     unet.add_patches(filename=name, patches={}, strength_patch=multiplier)
-            else:  # reForge's ComfyUI patcher: the file stands in as a diff of ones on one UNet weight
+            else:  # reForge's and Neo's ComfyUI patchers: the file stands in as a diff of ones on one UNet weight
                 for multiplier in wanted.values():
                     weight = dict(unet.model.named_parameters())[REFORGE_BUILTIN_KEY]
-                    unet.add_patches({REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}, multiplier)
+                    diff = {REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}
+                    unet.add_patches(diff, multiplier)
             model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()
             model.forge_objects_after_applying_lora.unet = unet
             model.current_lora_hash = str(sorted(wanted.items()))
@@ -127,11 +128,12 @@ def forge_process_images(forge: SimpleNamespace):
             if not p.disable_extra_networks:
                 extra_networks.activate(p, p.extra_network_data)
             model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
-            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            cond = processing.learned_conditioning(p, model, prompts)
             context, y = (cond["crossattn"], cond["vector"]) if isinstance(cond, dict) else (cond, None)
             unet = model.forge_objects.unet
             memory_management.load_models_gpu([unet])
-            strength = sum(key[1] for key in unet.lora_patches)
+            # Forge's built-in records empty patches: a stand-in for their effect (Neo's fake built-in merges a diff)
+            strength = sum(key[1] for key in getattr(unet, "lora_patches", {}))
             kmodel = unet.model
 
             def predict_noise(x_in, t):
@@ -173,21 +175,27 @@ def select_checkpoint(model) -> None:
 
 
 @contextlib.contextmanager
-def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
-    """The fake WebUI turned into Forge (``FORGE_ROOT``) or reForge (``REFORGE_ROOT``), undone afterwards."""
+def fake_forge(root: Path, monkeypatch, neo: bool = False) -> Iterator[SimpleNamespace]:
+    """The fake WebUI turned into Forge (``FORGE_ROOT``; with ``neo``, Forge Neo) or reForge (``REFORGE_ROOT``),
+    undone afterwards."""
     install_fake_webui()
     reset_fake_webui()
     from modules import processing, script_callbacks, shared
 
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
+    if root == FORGE_ROOT:
+        import fake_flavor
+
+        fake_flavor.NEO = neo
     networks = make_builtin_lora()
     sys.modules["networks"] = networks
     script_callbacks.on_before_ui(networks.before_ui)  # built-ins load first, so their callbacks come first
-    forge = SimpleNamespace(root=root, networks=networks, engine=None, checkpoints={})
+    forge = SimpleNamespace(root=root, networks=networks, engine=None, checkpoints={}, neo=neo)
     if root == FORGE_ROOT:
-        from modules import sd_models
+        from modules import hashes, sd_models
 
+        monkeypatch.setattr(hashes, "sha256", _forge_sha256)
         shared.sd_model = FakeInitialModel()
         model_data = SimpleNamespace(sd_model=shared.sd_model, forge_loading_parameters={}, forge_hash="")
         monkeypatch.setattr(sd_models, "FakeInitialModel", FakeInitialModel, raising=False)
@@ -201,10 +209,18 @@ def fake_forge(root: Path, monkeypatch) -> Iterator[SimpleNamespace]:
     finally:
         sys.path.remove(str(root))
         for name in list(sys.modules):
-            if name.split(".")[0] in (*FORGE_PACKAGES, "networks"):
+            if name.split(".")[0] in (*FORGE_PACKAGES, "networks", "fake_flavor"):
                 del sys.modules[name]
         importlib.invalidate_caches()
         reset_fake_webui()
+
+
+def _forge_sha256(filename, title, use_addnet_hash=False):
+    """Forge's ``modules.hashes.sha256``: the whole file, whatever ``use_addnet_hash`` says."""
+    import hashlib
+
+    with open(filename, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 class ForgeObjects(SimpleNamespace):
@@ -252,7 +268,7 @@ def reforge_process_images():
                 extra_networks.activate(p, p.extra_network_data)
             model.forge_objects = model.forge_objects_after_applying_lora.shallow_copy()
             model_management.load_models_gpu([model.forge_objects.clip.patcher])
-            cond = model.get_learned_conditioning(prompts * p.batch_size)
+            cond = processing.learned_conditioning(p, model, prompts)
             model_management.load_models_gpu([model.forge_objects.unet])
             x = processing.euler_sample(
                 lambda x_in, t: model.apply_model(x_in, t, cond),

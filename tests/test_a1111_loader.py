@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from loader_helpers import assert_a_replaced_file_is_seen_at_once, assert_one_line_per_cause, break_loader
 from lora_files import adapter_tensors, spell
 from webui import install_fake_webui, reset_fake_webui
 
@@ -193,13 +194,12 @@ def test_the_webuis_split_items_become_a_spec_as_they_are_never_rejoined(webui):
 def test_api_info_carries_lora_hashes_as_a_string_hashing_only_used_files(webui, monkeypatch):
     import json
 
-    from lora_ext.formats.hashes import addnet_hash
-    from lora_ext.loading import loader as loader_module
+    from lora_ext.formats.hashes import addnet_hash, lora_short_hash
 
     hashed = []
-    real_hash = loader_module.lora_short_hash
+    loader = webui.takeover._loader()
     monkeypatch.setattr(
-        loader_module, "lora_short_hash", lambda path, meta: hashed.append(path.name) or real_hash(path, meta)
+        loader, "_lora_hash", lambda path, meta: hashed.append(path.name) or lora_short_hash(path, meta)
     )
     expected = f"a: {addnet_hash(webui.shared.cmd_opts.lora_dir + '/a.safetensors')[:12]}"
     for _ in range(2):
@@ -211,3 +211,41 @@ def test_api_info_carries_lora_hashes_as_a_string_hashing_only_used_files(webui,
     webui.shared.opts.sd_lora = "a"  # added to every prompt, without a token: the WebUI never calls deactivate
     info = json.loads(_generate("a cat").js())
     assert info["extra_generation_params"]["Lora hashes"] == expected
+
+
+TE_MODULE = "transformer.text_model.encoder.layers.0.self_attn.q_proj"
+TE_PREFIX = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+
+
+def _write_te_lora(webui, path, seed: int) -> None:
+    from lora_files import write_lora
+
+    encoder = getattr(webui.model.cond_stage_model, "wrapped", webui.model.cond_stage_model)
+    base = encoder.get_submodule(TE_MODULE).weight.detach()
+    tensors = adapter_tensors("lora", base, seed=seed)
+    write_lora(path, spell(TE_PREFIX, tensors))
+
+
+def test_a_lora_replaced_on_disk_under_the_same_token_gives_the_new_image_at_once(webui):
+    """The WebUI caches conditioning by prompt text (``persistent_cond_cache``): a text-encoder LoRA replaced on
+    disk between two generations of the same prompt must not reuse the old conditioning with the new weights."""
+    lora_dir = webui.takeover._loader().lora_dirs()[0]
+    assert_a_replaced_file_is_seen_at_once(
+        _generate, lambda name, seed: _write_te_lora(webui, lora_dir / f"{name}.safetensors", seed)
+    )
+
+
+def test_a_failing_loader_hands_the_generation_to_the_builtin_and_logs_one_line(webui, monkeypatch, caplog):
+    """Whatever fails in our loader, the user's LoRA still applies (the built-in's), with one log line per cause."""
+    expected = webui.original + 0.5 * webui.deltas["a"]
+    break_loader(monkeypatch, webui.takeover)
+    with caplog.at_level("ERROR"):
+        for _ in range(2):
+            processed = _generate("a cat <lora:a:0.5>")
+            torch.testing.assert_close(webui.weight.detach(), expected)  # the built-in merged it
+            assert [n.name for n in webui.networks.loaded_networks] == ["a"]
+    assert webui.networks.apply_count > 0 and "Lora hashes" in processed.infotexts[0]
+    assert_one_line_per_cause(caplog)
+    monkeypatch.undo()
+    _generate("a cat")  # ours again: the built-in's merge is undone, nothing of either is left
+    assert torch.equal(webui.weight.detach(), webui.original)

@@ -176,8 +176,27 @@ def test_damaged_images_are_skipped(tmp_path: Path, data: bytes, words: str) -> 
 
 def test_decompression_bomb_guard_refuses_huge_images_before_decoding(tmp_path: Path) -> None:
     write_image(tmp_path / "big.png", size=(40, 40))
-    report = ingest([tmp_path / "big.png"], tmp_path / "dataset", IngestOptions(max_pixels=1000))
+    report = ingest([tmp_path / "big.png"], tmp_path / "dataset", IngestOptions(bomb_pixels=1000))
     assert "decompression bomb" in _reasons(report)["big.png"]
+
+
+def test_a_large_photo_is_scaled_down_with_a_line_saying_so(tmp_path: Path) -> None:
+    # A 9000×9000 camera photo (81 MP) is over the 64 MP kept as they are, far under a bomb.
+    Image.new("RGB", (9000, 9000), (90, 140, 200)).save(tmp_path / "camera.jpg", quality=80)
+    report = ingest([tmp_path / "camera.jpg"], tmp_path / "dataset")
+    (added,) = report.added
+    stored = _open(tmp_path / "dataset" / added.stored)
+    assert stored.size == (4096, 4096)
+    assert "scaled down from 9000×9000 (81 megapixels) to 4096×4096" in added.notices
+    assert stored.getpixel((2000, 2000)) == pytest.approx((90, 140, 200), abs=3)
+
+
+def test_scaling_keeps_the_aspect_and_stays_within_the_pixel_limit(tmp_path: Path) -> None:
+    write_image(tmp_path / "wide.png", size=(80, 20))
+    report = ingest([tmp_path / "wide.png"], tmp_path / "dataset", IngestOptions(max_pixels=400))
+    (added,) = report.added
+    assert _open(tmp_path / "dataset" / added.stored).size == (40, 10)
+    assert any(notice.startswith("scaled down from 80×20") for notice in added.notices)
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -340,7 +359,8 @@ def _png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("side", [9_000, 30_000])  # over our limit; over Pillow's own hard limit
+# Over Pillow's own hard limit (~179 MP), at which we refuse too; a 9000×9000 photo (81 MP) is scaled down instead.
+@pytest.mark.parametrize("side", [14_000, 30_000])
 def test_a_bomb_header_is_refused_without_decoding(tmp_path: Path, side: int) -> None:
     (tmp_path / "bomb.png").write_bytes(_png_claiming(side, side))
     report = ingest([tmp_path / "bomb.png"], tmp_path / "dataset")

@@ -227,3 +227,29 @@ def test_a_refused_second_training_writes_nothing(make_standalone_host, tmp_path
         release.set()
         running.finished_event.wait(60)
     assert [(path.read_bytes(), path.stat().st_mtime_ns) for path in watched] == before
+
+
+def test_a_rest_save_waits_for_the_page_s_unsaved_edits_and_one_guard_refuses_everything_else(ctx: Context) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from lora_ext.api import build_router
+    from lora_ext.app import captions, tagging
+
+    app = FastAPI()
+    app.include_router(build_router(lambda: None, {}, context=ctx))
+    client = TestClient(app)
+    paths = ctx.version("cat", "v1")
+    names = _images(paths.dataset)
+    session = ctx.session("cat", "v1")
+    session.editor.set_caption(names[0], "page edit")
+    refused = client.put("/train-tools/v1/projects/cat/versions/v1/captions", json={"captions": {names[1]: "api"}})
+    assert refused.status_code == 400 and "unsaved changes" in refused.json()["detail"]
+    assert _captions(paths.dataset, names[:2]) == ["original", "original"]
+    with pytest.raises(DatasetError, match="unsaved changes"):
+        tagging.start_tagging(ctx, "cat", "v1", "any", None, None)
+    assert captions.save_captions(ctx, "cat", "v1").written  # the page's save, then the REST one
+    saved = client.put("/train-tools/v1/projects/cat/versions/v1/captions", json={"captions": {names[1]: "api"}})
+    assert saved.status_code == 200
+    assert _captions(paths.dataset, names[:2]) == ["page edit", "api"]
+    assert ctx.session("cat", "v1").editor.table.tags(names[1]) == ("api",)  # the page shows it

@@ -226,3 +226,19 @@ def test_on_reforge_the_built_in_setting_is_reforge_s_own_lora_and_training_is_r
     host = client.get("/train-tools/v1/host").json()
     assert host["name"] == "tiny" and host["can_train"] is False
     assert len(host["reasons"]) == 1 and host["reasons"][0].startswith(REASON_REFORGE)
+
+
+def test_the_tab_s_model_line_follows_forge_s_lazy_load_at_the_next_poll(forge):
+    """Forge loads the checkpoint at the first generation, not through our page: the page's poll shows it."""
+    from lora_ext.ui import live, model_line
+
+    script = load_script()
+    ctx = script.context
+    before = model_line.shown(ctx)
+    assert "no checkpoint loaded yet" in before["model_line"] and "generate one image" in before["capabilities"]
+    assert live.poll(ctx, "", "", before["model_seen"]) == {}  # nothing changed: an idle poll is empty
+    _generate(PROMPTS[1])  # Forge loads the checkpoint now
+    after = live.poll(ctx, "", "", before["model_seen"])
+    assert "**Model:** tiny" in after["model_line"] and "family `sd1`" in after["model_line"]
+    assert "Training is not possible" not in after["capabilities"]
+    assert live.poll(ctx, "", "", after["model_seen"]) == {}

@@ -10,6 +10,7 @@ import pytest
 import torch
 from fastapi import FastAPI
 from forge import FORGE_ROOT, add_checkpoint, fake_forge, select_checkpoint
+from loader_helpers import assert_a_replaced_file_is_seen_at_once, assert_one_line_per_cause, break_loader
 from lora_files import adapter_tensors, spell, write_lora
 from webui import load_script
 
@@ -75,7 +76,7 @@ def _weights(forge) -> dict[str, torch.Tensor]:
     """The UNet's and text encoder's weights as Forge holds them now, by ldm / HF name."""
     objects = forge.engine.forge_objects_original
     unet = objects.unet.model.diffusion_model
-    te = objects.clip.cond_stage_model["clip_l"]
+    te = objects.clip.cond_stage_model.clip_l
     return {
         **{f"unet.{k}": v.detach().clone() for k, v in unet.named_parameters()},
         **{f"te.{k}": v.detach().clone() for k, v in te.named_parameters()},
@@ -138,10 +139,12 @@ def test_lora_through_forge_patches_equals_our_merge_and_forge_restores_afterwar
 
 
 def test_lora_hashes_and_warnings_are_ours_and_an_unchanged_request_is_not_patched_again(forge):
-    from lora_ext.formats.hashes import addnet_hash
+    import hashlib
 
     processed = _generate("a cat <lora:a:0.7> <lora:missing:1>")
-    assert f"Lora hashes: a: {addnet_hash(forge.lora_dir / 'a.safetensors')[:12]}" in processed.infotexts[0]
+    # Forge's form: the whole file's sha256 (what it writes itself and looks a pasted infotext up by)
+    whole_file = hashlib.sha256((forge.lora_dir / "a.safetensors").read_bytes()).hexdigest()[:12]
+    assert f"Lora hashes: a: {whole_file}" in processed.infotexts[0]
     assert "LoRA not found: missing" in processed.comments
     patched = forge.engine.forge_objects_after_applying_lora.unet
     loader = forge.engine.forge_objects.unet.model.lora_loader
@@ -253,7 +256,7 @@ def test_flux_and_a_unet_stored_as_nf4_or_gguf_are_left_to_forge_s_built_in(forg
 
 def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_engine(forge, monkeypatch):
     from lora_ext.loading.loader import NetworkLoader
-    from lora_ext.loading.prompt import NetworkSpec
+    from lora_ext.loading.prompt import LoraToken
 
     _generate("a cat <lora:a:0.7>")
     engine = forge.engine
@@ -264,7 +267,7 @@ def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_
 
     monkeypatch.setattr(NetworkLoader, "patch_list", broken)
     with pytest.raises(RuntimeError, match="out of memory"):  # the WebUI shows it and generates anyway
-        forge.script.host.lora_takeover.apply(engine, [NetworkSpec("h", 1.0)])
+        forge.script.host.lora_takeover.apply(engine, [LoraToken("h", 1.0)])
     assert engine.current_lora_hash == "[]"
     assert engine.forge_objects.unet is engine.forge_objects_original.unet
     assert engine.forge_objects_after_applying_lora.unet is engine.forge_objects_original.unet
@@ -272,13 +275,14 @@ def test_an_error_while_patching_never_leaves_the_previous_prompt_s_lora_on_the_
 
 def test_switching_forge_s_online_mode_patches_again_in_that_mode(forge, monkeypatch):
     from lora_ext.hosts import forge_loader
-    from lora_ext.loading.prompt import NetworkSpec
+    from lora_ext.loading.prompt import LoraToken
 
     _generate("a cat <lora:a:0.7>")
     offline = forge.engine.current_lora_hash
     assert not forge.engine.forge_objects.unet.has_online_lora()
-    monkeypatch.setattr(forge_loader, "_online_mode", lambda sd_model: True)  # fp8 storage + Forge's online switch
-    forge.script.host.lora_takeover.apply(forge.engine, [NetworkSpec("a", 0.7)])  # the same prompt
+    # fp8 storage + Forge's online switch
+    monkeypatch.setattr(forge_loader.ForgeLoraTakeover, "online_mode", staticmethod(lambda sd_model: True))
+    forge.script.host.lora_takeover.apply(forge.engine, [LoraToken("a", 0.7)])  # the same prompt
     assert forge.engine.current_lora_hash != offline
     assert forge.engine.forge_objects.unet.has_online_lora()
 
@@ -354,3 +358,30 @@ def test_each_lycoris_format_goes_to_forge_as_its_own_type_or_a_diff_and_equals_
     assert not torch.equal(merged[key], forge.tiny.model.diffusion_model.get_submodule(module).weight)
     for name, value in expected.items():
         torch.testing.assert_close(merged[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_failing_loader_hands_the_generation_to_forge_s_builtin_and_logs_one_line(forge, monkeypatch, caplog):
+    from lora_ext.loading.loader import NetworkLoader
+
+    _generate("a cat <lora:a:0.7>")  # ours first: its patches must not survive the fault
+    break_loader(monkeypatch, NetworkLoader, "patch_list")
+    with caplog.at_level("ERROR"):
+        for _ in range(2):
+            processed = _generate("a cat <lora:a:0.7>")
+            assert forge.engine.current_lora_hash == str([("a", 0.7)])  # Forge's built-in patched it
+            patches = forge.engine.forge_objects_after_applying_lora.unet.lora_patches
+            assert [key[0] for key in patches] == ["a"]
+    assert forge.networks.activations == [{"a": 0.7}, {"a": 0.7}]
+    assert "Lora hashes: a: forge" in processed.infotexts[0]
+    assert_one_line_per_cause(caplog)
+
+
+def test_a_lora_replaced_on_disk_under_the_same_token_gives_the_new_conditioning_at_once(forge):
+    te = forge.tiny.cond_stage_model
+    weight = getattr(te, "wrapped", te).get_submodule(TE_MODULE).weight
+
+    def write(name, seed):
+        tensors = adapter_tensors("lora", weight, seed=seed)
+        write_lora(forge.lora_dir / f"{name}.safetensors", spell(TE_PREFIX, tensors))
+
+    assert_a_replaced_file_is_seen_at_once(_generate, write)

@@ -361,3 +361,46 @@ def test_the_session_holds_one_copy_of_the_weights_as_ordinary_tensors_and_autog
         host.predict(x, torch.tensor([10]), Conditioning(cond.crossattn)).sum().backward()
         assert x.grad is not None
     assert _state(engine) == before
+
+
+@pytest.mark.parametrize("layout", ["sd1", "sdxl"])
+def test_training_runs_through_forge_s_in_place_residual_blocks_with_or_without_checkpointing(forge, tmp_path, layout):
+    """Forge's transformer blocks write ``x += n`` into what their norms read; its ``checkpoint()`` raises. Both
+    ways of training go through them and give the same file; afterwards the blocks run as Forge wrote them."""
+    import torch
+    from backend.nn.unet import BasicTransformerBlock
+    from safetensors.torch import load_file
+
+    engine = _load(forge, layout)
+    unet = engine.forge_objects.unet.model.diffusion_model
+    blocks = [m for m in unet.modules() if isinstance(m, BasicTransformerBlock)]
+    assert blocks and not any(block.checkpoint for block in blocks)
+    dataset = make_dataset(tmp_path / "data", 2)
+    files = {}
+    for checkpointing in (False, True):
+        config = _config(
+            dataset, gradient_checkpointing=checkpointing, train_text_encoder=True, output_name=f"c{int(checkpointing)}"
+        )
+        result = train_lora(_host(), config)
+        assert result.status == "finished"
+        files[checkpointing] = load_file(str(result.path))
+    assert files[False].keys() == files[True].keys()
+    for key, tensor in files[False].items():
+        torch.testing.assert_close(files[True][key], tensor, rtol=1e-5, atol=1e-7)
+    assert not any(block.norm1._forward_pre_hooks or block.norm2._forward_pre_hooks for block in blocks)
+
+
+def test_a_forge_model_layout_train_tools_does_not_know_is_refused_before_a_run_starts(forge, tmp_path):
+    """``/host``'s ``can_train`` is checked against what a run needs, not assumed from the engine's class."""
+    from lora_ext.hosts.forge import layout_reason
+
+    engine = _load(forge)
+    assert layout_reason(engine) is None and _host().capabilities().can_train
+    encoders = engine.forge_objects.clip.cond_stage_model
+    encoders.add_module("clip_x", encoders._modules.pop("clip_l"))  # a fork that names its encoder otherwise
+    host = _host()
+    assert _refusal(host) == (
+        "Train Tools does not know this Forge's model layout: its text encoders are named ['clip_x'] (expected clip_l)"
+    )
+    with pytest.raises(HostUnavailable, match="does not know this Forge's model layout"):
+        train_lora(host, _config(make_dataset(tmp_path / "data", 1)))

@@ -10,7 +10,7 @@ from lora_files import CONV3_FORMATS, LINEAR_FORMATS, adapter_tensors, expected_
 
 from lora_ext.hosts.ldm import LdmHost
 from lora_ext.hosts.standalone import StandaloneHost
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 TE_MULTIPLIER, UNET_MULTIPLIER = 0.6, 0.9
 # (part, module in the host's naming, kohya-style file prefix, dotted file prefix)
@@ -118,7 +118,7 @@ def _check(host, naming: str, dtype: torch.dtype, plan: dict[str, str], dotted: 
         expectations.append((module, before, expected_delta(fmt, tensors, before.float(), multiplier)))
     write_lora(host.lora_dir / "subject.safetensors", state)
     loader = loader_for(host)
-    report = loader.apply([NetworkSpec("subject", te=TE_MULTIPLIER, unet=UNET_MULTIPLIER)])
+    report = loader.apply([LoraToken("subject", te=TE_MULTIPLIER, unet=UNET_MULTIPLIER)])
     assert report.files[0].applied, report.warnings
     assert report.files[0].matched == len(plan)
     atol, rtol = (1e-6, 1e-5) if dtype == torch.float32 else (1e-4, 1e-3)
@@ -154,7 +154,7 @@ def test_norm_format_patches_weight_and_bias(make_host, naming):
     tensors = adapter_tensors("norm", module.weight.detach())
     write_lora(host.lora_dir / "subject.safetensors", spell(LDM_TARGETS["norm"][2], tensors))
     loader = loader_for(host)
-    loader.apply([NetworkSpec("subject", te=1.0, unet=0.5)])
+    loader.apply([LoraToken("subject", te=1.0, unet=0.5)])
     torch.testing.assert_close(module.bias.detach(), bias_before + 0.5 * tensors["b_norm"])
     loader.restore()
     assert torch.equal(module.bias.detach(), bias_before)
@@ -168,7 +168,7 @@ def test_lokr_with_both_factors_full_ignores_alpha(make_host):
     tensors = adapter_tensors("lokr_full", before)
     tensors["alpha"] = torch.tensor(123.0)
     write_lora(host.lora_dir / "subject.safetensors", spell(LDM_TARGETS["linear"][2], tensors))
-    loader_for(host).apply([NetworkSpec("subject")])
+    loader_for(host).apply([LoraToken("subject")])
     expected = before + torch.kron(tensors["lokr_w1"], tensors["lokr_w2"])
     torch.testing.assert_close(module.weight.detach(), expected)
 
@@ -179,7 +179,7 @@ def test_dyn_truncates_rank_and_keeps_alpha_over_full_rank(make_host):
     before = module.weight.detach().clone()
     tensors = adapter_tensors("lora", before, rank=8)
     write_lora(host.lora_dir / "dy.safetensors", spell(LDM_TARGETS["linear"][2], tensors))
-    loader_for(host).apply([NetworkSpec("dy", te=1.0, unet=1.0, dyn=2)])
+    loader_for(host).apply([LoraToken("dy", te=1.0, unet=1.0, dyn=2)])
     scale = float(tensors["alpha"]) / 8
     expected = before + scale * tensors["lora_up.weight"][:, :2] @ tensors["lora_down.weight"][:2]
     torch.testing.assert_close(module.weight.detach(), expected)
@@ -191,7 +191,7 @@ def test_bf16_alpha_and_tensors_are_read(make_host):
     before = module.weight.detach().clone()
     tensors = {k: v.to(torch.bfloat16) for k, v in adapter_tensors("lora", before).items()}
     write_lora(host.lora_dir / "b.safetensors", spell(LDM_TARGETS["linear"][2], tensors))
-    loader_for(host).apply([NetworkSpec("b")])
+    loader_for(host).apply([LoraToken("b")])
     up, down = tensors["lora_up.weight"].float(), tensors["lora_down.weight"].float()
     torch.testing.assert_close(module.weight.detach(), before + float(tensors["alpha"]) / 4 * up @ down)
 
@@ -213,7 +213,7 @@ def test_lora_shape_is_reshaped_to_a_1x1_conv_or_linear_target(make_host, file_d
         expected.append((module, module.weight.detach() + delta.reshape(module.weight.shape)))
     write_lora(host.lora_dir / "shape.safetensors", state)
     loader = loader_for(host)
-    assert loader.apply([NetworkSpec("shape")]).files[0].matched == 2
+    assert loader.apply([LoraToken("shape")]).files[0].matched == 2
     for module, weight in expected:
         torch.testing.assert_close(module.weight.detach(), weight)
     loader.restore()

@@ -20,6 +20,7 @@ WEBUI_ADAPTERS = {
     "hosts/detect.py",
     "hosts/forge.py",
     "hosts/forge_loader.py",
+    "hosts/neo.py",
 }
 WEBUI_PACKAGES = ("modules", "launch", "backend", "modules_forge")
 # The one place outside ui/ that builds gradio components: the WebUI's settings page wants them.

@@ -11,7 +11,7 @@ from tiny_models import checkpoint_state_dict
 from lora_ext.formats.detect import detect_base
 from lora_ext.formats.keymap import build_keymap, entries_from_checkpoint, keymap_for_parts
 from lora_ext.host import ModelParts, TextEncoderPart
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 SD1_KOHYA = {
     "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q": "input_blocks.1.1.transformer_blocks.0.attn1.to_q",
@@ -152,7 +152,7 @@ def test_open_clip_fused_in_proj_takes_q_and_v_slices_independently(make_ldm_hos
         **spell("lora_te_text_model_encoder_layers_0_self_attn_v_proj", v),
     }
     write_lora(host.lora_dir / "qv.safetensors", state)
-    report = loader.apply([NetworkSpec("qv", te=0.5)])
+    report = loader.apply([LoraToken("qv", te=0.5)])
     assert report.files[0].matched == 2
     after = attn.in_proj_weight.detach()
 

@@ -55,3 +55,17 @@ def test_a_lora_lost_between_generations_is_a_warning_and_the_others_still_apply
         assert [f.applied for f in loader.last_report.files] == [True, False]
     if lost.is_dir():
         shutil.rmtree(lost)
+
+
+def test_a_request_that_repeats_the_previous_one_still_shows_its_own_warnings(make_ldm_host):
+    """``<lora:x:nan>`` right after a prompt without tokens is the same request (no network): the Generate tab
+    reads ``last_report``, which must carry this prompt's warning, not the previous prompt's silence."""
+    host = make_ldm_host("sd1")
+    loader = loader_for(host)
+    _image(host, "a cat")
+    assert loader.last_report.warnings == []
+    for prompt in ("a cat <lora:x:nan>", "a cat <lora:x:abc>"):
+        _image(host, prompt)
+        assert len(loader.last_report.warnings) == 1 and "<lora:x:" in loader.last_report.warnings[0]
+    _image(host, "a cat")
+    assert loader.last_report.warnings == []

@@ -12,7 +12,7 @@ from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
 from lora_ext.loading.cache import LoraCache
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 
 def _host(make_ldm_host, make_standalone_host, kind: str):
@@ -30,11 +30,11 @@ def test_apply_then_restore_leaves_every_parameter_bit_identical(make_ldm_host, 
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
     write_lora(host.lora_dir / "b.safetensors", lora_for_model(keymap, seed=2, text_encoder=False))
     loader = loader_for(host)
-    report = loader.apply([NetworkSpec("a", te=0.7, unet=1.1), NetworkSpec("b", te=1.0, unet=-0.4)])
+    report = loader.apply([LoraToken("a", te=0.7, unet=1.1), LoraToken("b", te=1.0, unet=-0.4)])
     assert all(f.applied for f in report.files) and not report.warnings
     changed = {k for k, v in snapshot(*all_roots(host)).items() if before[k] != v}
     assert len(changed) >= report.files[0].matched * 0.9
-    loader.apply([NetworkSpec("b", unet=0.3)])
+    loader.apply([LoraToken("b", unet=0.3)])
     assert loader.restore() > 0
     assert snapshot(*all_roots(host)) == before
 
@@ -48,7 +48,7 @@ def test_two_loras_add_up_with_one_rounding(make_ldm_host):
     first, second = adapter_tensors("lora", w.float(), seed=1), adapter_tensors("loha", w.float(), seed=2)
     write_lora(host.lora_dir / "one.safetensors", spell(prefix, first))
     write_lora(host.lora_dir / "two.safetensors", spell(prefix, second))
-    loader_for(host).apply([NetworkSpec("one", unet=0.8), NetworkSpec("two", unet=0.5)])
+    loader_for(host).apply([LoraToken("one", unet=0.8), LoraToken("two", unet=0.5)])
     lora = 0.8 * float(first["alpha"]) / 4 * first["lora_up.weight"] @ first["lora_down.weight"]
     loha = (
         0.5
@@ -71,9 +71,9 @@ def test_only_modules_whose_patch_set_changed_are_re_merged(make_ldm_host):
     keymap = keymap_for_parts(host.parts())
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
     loader = loader_for(host)
-    first = loader.apply([NetworkSpec("a", te=1.0, unet=1.0)])
+    first = loader.apply([LoraToken("a", te=1.0, unet=1.0)])
     unet_versions = _versions(host.parts().unet)
-    second = loader.apply([NetworkSpec("a", te=0.5, unet=1.0)])
+    second = loader.apply([LoraToken("a", te=0.5, unet=1.0)])
     te_targets = sum(1 for t in keymap.targets() if t.is_text_encoder and len(t.shape) >= 2)
     assert second.stats.merged == te_targets and second.stats.unchanged == first.stats.merged - te_targets
     assert _versions(host.parts().unet) == unet_versions
@@ -83,7 +83,7 @@ def test_same_set_again_touches_nothing_and_is_fast(make_ldm_host):
     host = make_ldm_host("sd1")
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
     loader = loader_for(host)
-    specs = [NetworkSpec("a", te=0.9)]
+    specs = [LoraToken("a", te=0.9)]
     loader.apply(specs)
     versions = {k: _versions(r) for k, r in enumerate(all_roots(host))}
     started = time.perf_counter()
@@ -101,8 +101,8 @@ def test_switching_loras_restores_modules_the_new_one_does_not_touch(make_ldm_ho
     write_lora(host.lora_dir / "unet.safetensors", lora_for_model(keymap, seed=1, text_encoder=False))
     write_lora(host.lora_dir / "te.safetensors", lora_for_model(keymap, seed=2, unet=False))
     loader = loader_for(host)
-    loader.apply([NetworkSpec("unet")])
-    switched = loader.apply([NetworkSpec("te")])
+    loader.apply([LoraToken("unet")])
+    switched = loader.apply([LoraToken("te")])
     assert switched.stats.restored > 0
     now = snapshot(*all_roots(host))
     assert all(now[k] == v for k, v in before.items() if k.startswith("0:"))  # UNet back to the original
@@ -118,18 +118,18 @@ def test_a_changed_file_is_reloaded_and_the_cache_is_an_lru(make_ldm_host):
     write_lora(host.lora_dir / "y.safetensors", spell(prefix, adapter_tensors("lora", module.weight.detach(), seed=3)))
     cache = LoraCache(max_items=1)
     loader = loader_for(host, cache=cache)
-    loader.apply([NetworkSpec("x")])
+    loader.apply([LoraToken("x")])
     first = module.weight.detach().clone()
     write_lora(path, spell(prefix, adapter_tensors("lora", module.weight.detach(), seed=2)))
     os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
-    loader.apply([NetworkSpec("x")])
+    loader.apply([LoraToken("x")])
     assert cache.loads == 2 and not torch.equal(module.weight.detach(), first)
-    loader.apply([NetworkSpec("y")])
-    loader.apply([NetworkSpec("x")])
+    loader.apply([LoraToken("y")])
+    loader.apply([LoraToken("x")])
     assert cache.loads == 4 and len(cache) == 1  # size 1: switching back re-reads
     cache.set_limit(5)
-    loader.apply([NetworkSpec("y")])
-    loader.apply([NetworkSpec("x")])
+    loader.apply([LoraToken("y")])
+    loader.apply([LoraToken("x")])
     assert cache.loads == 5
 
 
@@ -141,7 +141,7 @@ def test_non_finite_tensors_are_rejected_with_a_warning(make_ldm_host):
     write_lora(
         host.lora_dir / "nan.safetensors", spell("lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q", tensors)
     )
-    report = loader_for(host).apply([NetworkSpec("nan")])
+    report = loader_for(host).apply([LoraToken("nan")])
     assert not report.files[0].applied and any("NaN" in w for w in report.warnings)
     assert snapshot(*all_roots(host)) == before
 
@@ -153,7 +153,7 @@ def test_an_sd1_lora_on_sdxl_is_skipped_with_a_clear_warning(make_ldm_host, meta
     host = make_ldm_host("sdxl")
     before = snapshot(*all_roots(host))
     write_lora(host.lora_dir / "old.safetensors", state, metadata)
-    report = loader_for(host).apply([NetworkSpec("old")])
+    report = loader_for(host).apply([LoraToken("old")])
     assert report.files[0].skipped
     assert any("SD1" in w and "SDXL" in w for w in report.warnings)
     assert snapshot(*all_roots(host)) == before
@@ -164,7 +164,7 @@ def test_unmatched_keys_are_counted_and_reported_with_examples(make_ldm_host):
     good = spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", torch.zeros(32, 32, 1, 1)))
     bad = spell("lora_unet_not_a_block_7", adapter_tensors("lora", torch.zeros(32, 32)))
     write_lora(host.lora_dir / "mixed.safetensors", {**good, **bad, "weird_key": torch.zeros(2)})
-    report = loader_for(host).apply([NetworkSpec("mixed")])
+    report = loader_for(host).apply([LoraToken("mixed")])
     file = report.files[0]
     assert file.applied and file.matched == 1
     assert set(file.unmatched_keys) == {*bad, "weird_key"}
@@ -177,10 +177,10 @@ def test_weights_reloaded_behind_our_back_invalidate_the_backup(make_ldm_host):
     keymap = keymap_for_parts(host.parts())
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1, text_encoder=False))
     loader = loader_for(host)
-    loader.apply([NetworkSpec("a")])
+    loader.apply([LoraToken("a")])
     other = {k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in unet.state_dict().items()}
     unet.load_state_dict(other)  # A1111 loading another checkpoint into the same modules
-    loader.apply([NetworkSpec("a", unet=0.5)])
+    loader.apply([LoraToken("a", unet=0.5)])
     loader.restore()
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in other.items())
 
@@ -194,10 +194,10 @@ def test_a_new_model_object_gets_fresh_backups_and_the_old_one_is_restored(make_
     loader = NetworkLoader(lambda: current["host"].parts(), [first.lora_dir])
     first.lora_dir.mkdir(parents=True, exist_ok=True)
     write_lora(first.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(first.parts()), seed=1))
-    loader.apply([NetworkSpec("a")])
+    loader.apply([LoraToken("a")])
     current["host"] = second
     second_before = snapshot(*all_roots(second))
-    loader.apply([NetworkSpec("a")])
+    loader.apply([LoraToken("a")])
     assert snapshot(*all_roots(first)) == original
     loader.restore()
     assert snapshot(*all_roots(second)) == second_before
@@ -208,7 +208,7 @@ def test_bundled_embeddings_are_reported_and_ignored(make_ldm_host):
     state = spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", torch.zeros(32, 32, 1, 1)))
     state["bundle_emb.mychar.string_to_param.*"] = torch.randn(2, 32)
     write_lora(host.lora_dir / "b.safetensors", state)
-    report = loader_for(host).apply([NetworkSpec("b")])
+    report = loader_for(host).apply([LoraToken("b")])
     assert report.files[0].applied and report.files[0].bundled_embeddings == ["mychar"]
     assert any("mychar" in w for w in report.warnings) and not report.files[0].unmatched_keys
 
@@ -222,10 +222,10 @@ def test_a_weight_moved_between_devices_keeps_its_backup(make_ldm_host):
         host.lora_dir / "x.safetensors", spell("lora_unet_input_blocks_1_1_proj_in", adapter_tensors("lora", original))
     )
     loader = loader_for(host)
-    loader.apply([NetworkSpec("x")])
+    loader.apply([LoraToken("x")])
     patched = module.weight.detach().clone()
     module.weight.data = module.weight.data.clone()  # what Module.to() does to each parameter
-    again = loader.apply([NetworkSpec("x")])
+    again = loader.apply([LoraToken("x")])
     assert again.stats.dropped == 0 and torch.equal(module.weight.detach(), patched)
     loader.restore()
     assert torch.equal(module.weight.detach(), original)
@@ -239,7 +239,7 @@ def test_backups_outlive_a_restore_and_the_next_lora_merges_from_them(make_ldm_h
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
     write_lora(host.lora_dir / "b.safetensors", lora_for_model(keymap, seed=2))
     loader = loader_for(host)
-    first = loader.apply([NetworkSpec("b")])
+    first = loader.apply([LoraToken("b")])
     b_alone = snapshot(*all_roots(host))
     loader.restore()
     assert snapshot(*all_roots(host)) == before and loader.patches.backed_up == first.stats.backed_up > 0
@@ -247,8 +247,8 @@ def test_backups_outlive_a_restore_and_the_next_lora_merges_from_them(make_ldm_h
     changed = [name for name, digest in b_alone.items() if before[name] != digest]
     assert loader.patches.backup_bytes == 2 * sum(sizes[name] for name in changed)  # fp16: exactly what was touched
     assert len(loader.patches) == 0  # nothing patched, backups kept
-    loader.apply([NetworkSpec("a")])
-    again = loader.apply([NetworkSpec("b")])
+    loader.apply([LoraToken("a")])
+    again = loader.apply([LoraToken("b")])
     assert again.stats.backed_up == 0 and again.stats.merged == first.stats.merged
     assert snapshot(*all_roots(host)) == b_alone  # merged from the kept backups: same bits as the first time
     assert loader.restore(release=True) > 0 and loader.patches.backed_up == 0
@@ -259,10 +259,10 @@ def test_without_keep_backups_a_restore_frees_them(make_ldm_host):
     host = make_ldm_host("sd1")
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
     loader = loader_for(host, keep_backups=False)
-    taken = loader.apply([NetworkSpec("a")]).stats.backed_up
+    taken = loader.apply([LoraToken("a")]).stats.backed_up
     loader.restore()
     assert taken > 0 and loader.patches.backed_up == 0
-    assert loader.apply([NetworkSpec("a")]).stats.backed_up == taken
+    assert loader.apply([LoraToken("a")]).stats.backed_up == taken
 
 
 def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(make_ldm_host):
@@ -271,30 +271,28 @@ def test_a_kept_backup_is_dropped_when_new_weights_are_loaded_after_a_restore(ma
     unet = host.parts().unet
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
     loader = loader_for(host)
-    loader.apply([NetworkSpec("a")])
+    loader.apply([LoraToken("a")])
     loader.restore()
     other = {k: v + 0.01 if v.is_floating_point() else v.clone() for k, v in unet.state_dict().items()}
     unet.load_state_dict(other)
-    report = loader.apply([NetworkSpec("a")])
+    report = loader.apply([LoraToken("a")])
     assert report.stats.dropped > 0 and report.stats.backed_up == report.stats.dropped
     loader.restore()
     assert all(torch.equal(unet.state_dict()[k], v) for k, v in other.items())
 
 
 def test_a_file_is_hashed_only_when_the_infotext_asks_and_then_once(make_ldm_host, monkeypatch):
-    import lora_ext.loading.loader as loader_module
+    from lora_ext.formats.hashes import lora_short_hash
 
     host = make_ldm_host("sd1")
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap_for_parts(host.parts()), seed=1))
     calls = []
-    real = loader_module.lora_short_hash
-    monkeypatch.setattr(loader_module, "lora_short_hash", lambda *args: calls.append(args) or real(*args))
-    loader = loader_for(host)
-    report = loader.apply([NetworkSpec("a")])
+    loader = loader_for(host, lora_hash=lambda *args: calls.append(args) or lora_short_hash(*args))
+    report = loader.apply([LoraToken("a")])
     assert report.files[0].applied and calls == []
     first = report.infotext()
     assert first.startswith("a: ") and len(calls) == 1
-    loader.apply([NetworkSpec("a", unet=0.5)])
+    loader.apply([LoraToken("a", unet=0.5)])
     assert loader.last_report.infotext() == first and len(calls) == 1
 
 
@@ -303,6 +301,6 @@ def test_a_file_deleted_after_apply_is_left_out_of_the_infotext(make_ldm_host):
     keymap = keymap_for_parts(host.parts())
     write_lora(host.lora_dir / "a.safetensors", lora_for_model(keymap, seed=1))
     write_lora(host.lora_dir / "b.safetensors", lora_for_model(keymap, seed=2, text_encoder=False))
-    report = loader_for(host).apply([NetworkSpec("a"), NetworkSpec("b")])
+    report = loader_for(host).apply([LoraToken("a"), LoraToken("b")])
     (host.lora_dir / "a.safetensors").unlink()
     assert report.infotext().startswith("b: ") and "a:" not in report.infotext()

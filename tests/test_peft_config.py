@@ -13,7 +13,7 @@ from lora_files import adapter_tensors, spell, write_lora
 
 from lora_ext.formats.parse import parse_lora
 from lora_ext.formats.peft_config import PeftSettings
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 Q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
 K = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k"
@@ -48,7 +48,7 @@ def test_a_peft_folder_is_found_by_its_name_and_scaled_per_module(make_standalon
     originals = {name: unet.get_submodule(name).weight.detach().clone() for name in (Q, K)}
     config = {"r": RANK, "lora_alpha": 8, "alpha_pattern": {"attn1.to_q": 2}, "use_rslora": rslora}
     modules = _peft_folder(host, config)
-    report = loader_for(host).apply([NetworkSpec("my_style")])
+    report = loader_for(host).apply([LoraToken("my_style")])
     assert report.files[0].applied and report.files[0].matched == 2, report.warnings
     divisor = math.sqrt(RANK) if rslora else RANK
     for name, alpha in ((Q, 2), (K, 8)):
@@ -62,7 +62,7 @@ def test_a_damaged_adapter_config_skips_the_lora_with_one_line(make_standalone_h
     before = unet.get_submodule(Q).weight.detach().clone()
     _peft_folder(host, {"lora_alpha": 8})
     (host.lora_dir / "my_style" / "adapter_config.json").write_text("{not json", encoding="utf-8")
-    report = loader_for(host).apply([NetworkSpec("my_style")])
+    report = loader_for(host).apply([LoraToken("my_style")])
     assert not report.files[0].applied
     assert any("adapter_config.json" in w and "\n" not in w for w in report.warnings)
     assert torch.equal(unet.get_submodule(Q).weight.detach(), before)
@@ -110,10 +110,10 @@ def test_editing_the_adapter_config_reloads_the_lora(make_standalone_host):
     original = weight.detach().clone()
     modules = _peft_folder(host, {"lora_alpha": 8})
     loader = loader_for(host)
-    loader.apply([NetworkSpec("my_style")])
+    loader.apply([LoraToken("my_style")])
     config = host.lora_dir / "my_style" / "adapter_config.json"
     config.write_text(json.dumps({"lora_alpha": 2}), encoding="utf-8")
     os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
-    loader.apply([NetworkSpec("my_style")])
+    loader.apply([LoraToken("my_style")])
     expected = original + 2 / RANK * _unscaled(modules[K])
     torch.testing.assert_close(weight.detach(), expected, rtol=1e-5, atol=1e-6)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lora_ext.cli import main
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 PROJECTION = "lora_te2_text_projection"
 CONV_IN = "lora_unet_input_blocks_0_0"
@@ -28,7 +28,7 @@ def test_text_projection_delta_is_added_transposed_on_open_clip(make_ldm_host):
     tensors = adapter_tensors("lora", hf_weight, seed=3)
     write_lora(host.lora_dir / "proj.safetensors", spell(PROJECTION, tensors))
     loader = loader_for(host)
-    report = loader.apply([NetworkSpec("proj", te=0.5)])
+    report = loader.apply([LoraToken("proj", te=0.5)])
     assert report.files[0].applied and report.files[0].matched == 1 and not report.files[0].unmatched_keys
     expected = (hf_weight.double() + 0.5 * _delta(tensors).double()).t()
     torch.testing.assert_close(projection.detach().double(), expected, rtol=1e-6, atol=1e-6)
@@ -42,7 +42,7 @@ def test_text_projection_is_a_plain_linear_in_diffusers_naming(make_standalone_h
     original = linear.weight.detach().clone()
     tensors = adapter_tensors("lora", original, seed=4)
     write_lora(host.lora_dir / "proj.safetensors", spell(PROJECTION, tensors))
-    loader_for(host).apply([NetworkSpec("proj")])
+    loader_for(host).apply([LoraToken("proj")])
     torch.testing.assert_close(linear.weight.detach(), original + _delta(tensors), rtol=1e-5, atol=1e-6)
 
 
@@ -77,7 +77,7 @@ def test_a_four_channel_conv_in_lora_patches_the_latent_channels_of_an_inpaint_m
     tensors = adapter_tensors("lora", original[:, :4], seed=6)  # trained on the 4-channel base model
     write_lora(host.lora_dir / "c.safetensors", spell(CONV_IN, tensors))
     loader = loader_for(host)
-    report = loader.apply([NetworkSpec("c", unet=0.8)])
+    report = loader.apply([LoraToken("c", unet=0.8)])
     assert report.files[0].applied and not report.files[0].shape_mismatches
     patched = conv.weight.detach()
     expected = original[:, :4] + 0.8 * _delta(tensors).reshape(original[:, :4].shape)
@@ -94,7 +94,7 @@ def test_a_conv_in_lora_with_other_channels_is_still_a_shape_mismatch(make_ldm_h
     other = adapter_tensors("lora", torch.zeros(32, 32), seed=8)
     state = {**spell(CONV_IN, tensors), **spell("lora_unet_input_blocks_1_1_proj_in", other)}
     write_lora(host.lora_dir / "bad.safetensors", state)
-    report = loader_for(host).apply([NetworkSpec("bad")])
+    report = loader_for(host).apply([LoraToken("bad")])
     assert report.files[0].shape_mismatches == [CONV_IN]
 
 

@@ -10,22 +10,22 @@ from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 
 from lora_ext.formats.keymap import keymap_for_parts
 from lora_ext.host import GenerationRequest
-from lora_ext.loading.prompt import NetworkSpec, block_weights, parse_prompt
+from lora_ext.loading.prompt import LoraToken, block_weights, parse_prompt
 
 
 @pytest.mark.parametrize(
     "token,expected",
     [
-        ("<lora:cat:0.5>", NetworkSpec("cat", 0.5, None)),
-        ("<lora:cat:0.5:0.8>", NetworkSpec("cat", 0.5, 0.8)),
-        ("<lora:cat:0.5:0.8:4>", NetworkSpec("cat", 0.5, 0.8, 4)),
-        ("<lora:cat:1:unet=0.3:dyn=2>", NetworkSpec("cat", 1.0, 0.3, 2)),
-        ("<lora:cat:te=0.2:unet=0.7:lbw=INS>", NetworkSpec("cat", 0.2, 0.7, None, "INS")),
+        ("<lora:cat:0.5>", LoraToken("cat", 0.5, None)),
+        ("<lora:cat:0.5:0.8>", LoraToken("cat", 0.5, 0.8)),
+        ("<lora:cat:0.5:0.8:4>", LoraToken("cat", 0.5, 0.8, 4)),
+        ("<lora:cat:1:unet=0.3:dyn=2>", LoraToken("cat", 1.0, 0.3, 2)),
+        ("<lora:cat:te=0.2:unet=0.7:lbw=INS>", LoraToken("cat", 0.2, 0.7, None, "INS")),
         (
             "<lora:sub/cat:1:lbw=1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1>",
-            NetworkSpec("sub/cat", 1.0, None, None, "1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1"),
+            LoraToken("sub/cat", 1.0, None, None, "1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1"),
         ),
-        ("<lyco:cat:0.9>", NetworkSpec("cat", 0.9)),
+        ("<lyco:cat:0.9>", LoraToken("cat", 0.9)),
     ],
 )
 def test_token_forms_parse_like_a1111(token, expected):

@@ -9,11 +9,14 @@ import pytest
 import torch
 from fastapi import FastAPI
 from forge import REFORGE_BUILTIN_KEY, REFORGE_ROOT, fake_forge, reforge_model
+from loader_helpers import assert_a_replaced_file_is_seen_at_once, assert_one_line_per_cause, break_loader
 from lora_files import adapter_tensors, lora_for_model, spell, write_lora
 from webui import load_script
 
 UNET_MODULE = "input_blocks.1.1.transformer_blocks.0.attn1.to_q"  # the module the fake built-in patches too
 PREFIX = "lora_unet_" + UNET_MODULE.replace(".", "_")
+TE_MODULE = "transformer.text_model.encoder.layers.0.self_attn.q_proj"
+TE_PREFIX = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
 
 
 @pytest.fixture
@@ -146,3 +149,29 @@ def test_an_unchanged_request_checks_every_inference_weight_in_one_copy_and_sees
     with torch.inference_mode():
         tracked[-1].view(-1)[0] += 1  # written behind our back: the next check sees it
     assert not patches.intact()
+
+
+def test_a_failing_loader_hands_the_generation_to_reforge_s_builtin_and_logs_one_line(reforge, monkeypatch, caplog):
+    clean = _snapshot(reforge)
+    _generate("a cat <lora:a:0.7>")  # ours first: its merge must be undone by the fault
+    break_loader(monkeypatch, reforge.script.host.lora_takeover)
+    with caplog.at_level("ERROR"):
+        for _ in range(2):
+            _generate("a cat <lora:x:1>")
+            assert reforge.networks.activations[-1] == {"x": 1.0}
+            torch.testing.assert_close(_weight(reforge).detach(), clean[REFORGE_BUILTIN_KEY] + 1)  # not + ours
+    assert_one_line_per_cause(caplog)
+    monkeypatch.undo()
+    _generate("a cat")
+    assert all(torch.equal(value, clean[key]) for key, value in _snapshot(reforge).items())
+
+
+def test_a_lora_replaced_on_disk_under_the_same_token_gives_the_new_conditioning_at_once(reforge):
+    te = reforge.tiny.cond_stage_model
+    weight = getattr(te, "wrapped", te).get_submodule(TE_MODULE).weight
+
+    def write(name, seed):
+        tensors = adapter_tensors("lora", weight, seed=seed)
+        write_lora(reforge.lora_dir / f"{name}.safetensors", spell(TE_PREFIX, tensors))
+
+    assert_a_replaced_file_is_seen_at_once(_generate, write)

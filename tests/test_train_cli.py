@@ -75,3 +75,36 @@ def test_cli_exits_2_on_bad_settings(tmp_path, capsys):
     assert main([*base, "rank=0"]) == 2
     err = capsys.readouterr().err
     assert "no_such_setting" in err and "rank must be at least 1" in err
+
+
+def test_a_kohya_config_file_is_read_and_what_is_not_used_is_said(tmp_path):
+    from lora_ext.cli import build_parser
+    from lora_ext.commands import train
+
+    (tmp_path / "kohya.toml").write_text(
+        'network_dim = 8\nnetwork_alpha = 4\nmax_train_epochs = 2\noutput_dir = "/elsewhere"\n', "utf-8"
+    )
+    args = build_parser().parse_args(
+        ["train", "--model", "demo", "--dataset", str(tmp_path), "--out", str(tmp_path / "x.safetensors")]
+        + ["--config", str(tmp_path / "kohya.toml")]
+    )
+    said = []
+    config = train.build_config(args, "sd1", warn=said.append)
+    assert (config.rank, config.alpha, config.epochs) == (8, 4.0, 2)
+    assert said == ["not used from kohya.toml: output_dir"]
+
+
+def test_an_existing_lora_is_replaced_only_with_overwrite(tmp_path, capsys):
+    make_dataset(tmp_path / "data", count=1)
+    out = tmp_path / "Lora" / "kept.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"a finished LoRA")
+    args = ["train", "--model", "demo", "--dataset", str(tmp_path / "data"), "--out", str(out), *FAST]
+    assert main(args) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("exists already (choose another --out, or pass --overwrite to replace it)")
+    )
+    assert out.read_bytes() == b"a finished LoRA"
+    assert main([*args, "--overwrite"]) == 0 and out.read_bytes() != b"a finished LoRA"

@@ -7,10 +7,19 @@ import dataclasses
 import pytest
 import torch
 
-from lora_ext.config import PRESETS, TrainConfig, default_config, field_help, load_config, preset, save_config
+from lora_ext.config import (
+    PRESETS,
+    RANGES,
+    TrainConfig,
+    default_config,
+    field_help,
+    load_config,
+    preset,
+    save_config,
+)
 from lora_ext.errors import ConfigError, MissingDependency
 from lora_ext.training.optim import build_optimizer, build_scheduler
-from lora_ext.training.plan import make_plan
+from lora_ext.training.plan import dataset_counts, make_plan
 
 
 def test_every_field_has_help_text():
@@ -77,15 +86,15 @@ def test_user_presets_round_trip(tmp_path, suffix):
 
 def test_plan_counts_accumulation_and_warmup():
     config = TrainConfig(epochs=3, gradient_accumulation=2, warmup_ratio=0.1, lr_scheduler="cosine")
-    plan = make_plan(config, batches_per_epoch=5, num_train_images=5)
+    plan = make_plan(config, dataset_counts(config, [1] * 5))
     assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (3, 9, 1)
-    assert make_plan(config.replace(max_steps=7), 5, 5).epochs == 3
+    assert make_plan(config.replace(max_steps=7), dataset_counts(config, [1] * 5)).epochs == 3
 
 
 @pytest.mark.parametrize("name", ["constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial"])
 def test_schedules_warm_up_then_follow_torch(name):
     config = TrainConfig(lr_scheduler=name, warmup_steps=3, max_steps=20, unet_lr=1.0)
-    plan = make_plan(config, 20, 20)
+    plan = make_plan(config, dataset_counts(config, [1] * 20))
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = build_optimizer(config, [{"params": [parameter], "lr": 1.0}])
     scheduler = build_scheduler(config, optimizer, plan)
@@ -119,3 +128,38 @@ def test_installed_optimizers_step(name):
     parameter.sum().backward()
     optimizer.step()
     assert not torch.equal(parameter.detach(), torch.ones(4))
+
+
+# A value just outside each declared range, and the words the refusal must say.
+OUTSIDE = {
+    "min_snr_gamma": (-1.0, "min_snr_gamma must be at least 0, not -1"),
+    "noise_offset": (-0.05, "noise_offset must be in [0, 1], not -0.05"),
+    "alpha": (0.0, "alpha must be above 0, not 0"),
+    "dropout": (1.0, "dropout must be in [0, 1), not 1"),
+    "unet_lr": (-1e-4, "unet_lr must be at least 0, not -0.0001"),
+    "max_timestep": (1001, "max_timestep must be in [1, 1000], not 1001"),
+    "prior_loss_weight": (float("nan"), "prior_loss_weight must be a finite number, not nan"),
+    "preferred_weight": (float("inf"), "preferred_weight must be a finite number, not inf"),
+}
+
+
+def test_every_number_is_checked_against_its_range() -> None:
+    numbers = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("int", "float", int, float)}
+    assert numbers - {"seed"} == set(RANGES)  # a new number declares where it has a meaning
+
+
+@pytest.mark.parametrize("name", sorted(RANGES))
+def test_a_number_outside_its_range_is_refused_with_one_line(name: str) -> None:
+    allowed = RANGES[name]
+    value, words = OUTSIDE.get(name, (None, None))
+    if value is None:  # just below the low end, or just above the high end
+        value = (allowed.low - 1) if allowed.low is not None else allowed.high + 1
+        if allowed.low_open and allowed.low is not None:
+            value = allowed.low
+    kind = type(getattr(TrainConfig(), name))
+    with pytest.raises(ConfigError) as raised:
+        TrainConfig(**{name: kind(value)})
+    line = raised.value.one_line()
+    assert line.startswith(f"{name} must be") and "\n" not in line
+    if words:
+        assert line == words

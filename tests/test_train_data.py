@@ -17,9 +17,9 @@ from lora_ext.dataset.files import CaptionStore
 from lora_ext.errors import DatasetError
 from lora_ext.training import buckets, loss
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
-from lora_ext.training.data import build_dataset
-from lora_ext.training.outputs import parse_sample_prompts
+from lora_ext.training.data import build_dataset, folder_counts
 from lora_ext.training.plan import make_plan
+from lora_ext.training.prompts import parse_sample_prompts
 
 
 def data_config(root, **changes) -> TrainConfig:
@@ -114,7 +114,7 @@ def test_repeat_folders_fallback_captions_and_unreadable_images(make_ldm_host, t
     make_dataset(tmp_path, count=1, folder="2_other", captions=False)
     make_dataset(tmp_path, count=1, folder="not_a_repeat_folder")
     (tmp_path / "5_my char" / "broken.png").write_bytes(b"\x89PNG not really")
-    dataset = build_dataset(make_ldm_host("sd1"), data_config(tmp_path), encode_text=False)
+    dataset = build_dataset(make_ldm_host("sd1"), data_config(tmp_path))
     assert {f.name: (f.repeats, f.image_count) for f in dataset.train.folders} == {
         "5_my char": (5, 2),
         "2_other": (2, 1),
@@ -128,7 +128,7 @@ def test_regularisation_images_are_cycled_and_weighted(make_ldm_host, tmp_path):
     make_dataset(tmp_path / "train", count=2, folder="2_x")
     make_dataset(tmp_path / "reg", count=1, folder="1_person")
     config = data_config(tmp_path / "train", reg_dir=str(tmp_path / "reg"), prior_loss_weight=0.25)
-    dataset = build_dataset(make_ldm_host("sd1"), config, encode_text=False)
+    dataset = build_dataset(make_ldm_host("sd1"), config)
     assert len(dataset.samples) == 8
     batch = dataset.make_batch([(len(dataset.train.records), False)], random.Random(0))
     assert batch.loss_weights.tolist() == [0.25]
@@ -138,7 +138,7 @@ def test_a_two_line_caption_trains_on_all_its_tags(make_ldm_host, tmp_path):
     root = tmp_path / "data"
     make_dataset(root, count=1, folder="2_x")
     (root / "2_x" / "img0.txt").write_bytes("\ufeffsks, red hair\r\nsmile,  outdoors\n".encode())
-    dataset = build_dataset(make_ldm_host("sd1"), data_config(root), encode_text=False)
+    dataset = build_dataset(make_ldm_host("sd1"), data_config(root))
     shown_in_editor = CaptionStore(root).load().table.tags("2_x/img0.png")
     (record,) = dataset.records
     assert parse_tags(record.caption) == shown_in_editor == ("sks", "red hair", "smile", "outdoors")
@@ -152,48 +152,65 @@ def test_the_ui_step_estimate_is_the_trainers_plan(make_ldm_host, tmp_path):
     make_dataset(tmp_path / "reg", count=1, folder="1_person")
     values = {"resolution": 64, "min_bucket_reso": 32, "max_bucket_reso": 128, "default_repeats": 3, "epochs": 2}
     values.update(batch_size=2, gradient_accumulation=2, reg_dir=str(tmp_path / "reg"))
-    samples, per_epoch, total, _text = train_settings.planned_steps(values, tmp_path / "train")
+    page, text = train_settings.planned_steps(values, tmp_path / "train")
     config = train_settings.build_config(values, str(tmp_path / "train"), "x")
-    dataset = build_dataset(make_ldm_host("sd1"), config, encode_text=False)
-    trainer = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples))
-    assert (samples, per_epoch, total) == (trainer.num_train_images, trainer.steps_per_epoch, trainer.total_steps)
-    assert total == 2 * 6  # (3 × 2 + 2 × 3) samples, doubled by the reg images, / batch 2 / accumulation 2
+    dataset = build_dataset(make_ldm_host("sd1"), config)
+    trainer = make_plan(config, dataset.counts())
+    assert page == trainer  # every count, the regularisation images' included
+    assert page.total_steps == 2 * 6  # (3 × 2 + 2 × 3) samples, doubled by the reg images, / batch 2 / accumulation 2
+    assert (page.counts.images, page.counts.train_samples, page.counts.reg_images, page.counts.samples) == (
+        5,
+        12,
+        1,
+        24,
+    )
+    assert "5 images × repeats + regularisation = 24 samples × 2 epochs / batch 4 = 12 steps" in text
+
+
+def test_the_held_out_validation_images_are_counted_alike_by_the_page_and_the_trainer(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "train", count=5, folder="2_x")
+    make_dataset(tmp_path / "train", count=3, folder="")
+    config = data_config(tmp_path / "train", validation_split=0.3, seed=11, batch_size=3)
+    dataset = build_dataset(make_ldm_host("sd1"), config)
+    assert folder_counts(config) == dataset.counts()
+    assert dataset.counts().validation_images == 2 and dataset.counts().images == 6
 
 
 def test_empty_dataset_is_a_dataset_error(make_ldm_host, tmp_path):
     (tmp_path / "1_x").mkdir()
     with pytest.raises(DatasetError, match="no readable training images"):
-        build_dataset(make_ldm_host("sd1"), data_config(tmp_path), encode_text=False)
+        build_dataset(make_ldm_host("sd1"), data_config(tmp_path))
 
 
 def test_disk_latent_cache_is_reused_and_invalidated_when_the_image_changes(make_ldm_host, tmp_path):
     make_dataset(tmp_path, count=1, folder="1_x")
     host = make_ldm_host("sd1")
     config = data_config(tmp_path, cache_latents_to_disk=True)
-    first = build_dataset(host, config, encode_text=False).latent(0, False)[0]
+    first = build_dataset(host, config).latent(0, False)[0]
     cache_files = list((tmp_path / "1_x" / ".train-tools-cache").glob("*.safetensors"))
     assert len(cache_files) == 1
     calls = []
     original = host.encode_images
     host.encode_images = lambda pixels, generator=None: calls.append(pixels.shape) or original(pixels, generator)
-    again = build_dataset(host, config, encode_text=False).latent(0, False)[0]
+    again = build_dataset(host, config).latent(0, False)[0]
     assert torch.equal(first, again) and len(calls) == 1  # only the VAE probe, no image encode
     image = tmp_path / "1_x" / "img0.png"
     Image.new("RGB", (64, 64), (200, 10, 10)).save(image)
     os.utime(image, ns=(1, 1))
-    changed = build_dataset(host, config, encode_text=False).latent(0, False)[0]
+    changed = build_dataset(host, config).latent(0, False)[0]
     assert not torch.equal(first, changed) and len(calls) == 3
-    resized = build_dataset(host, config.replace(resolution=128), encode_text=False).latent(0, False)[0]
+    resized = build_dataset(host, config.replace(resolution=128)).latent(0, False)[0]
     assert resized.shape[-1] == 16
 
 
 def test_conditioning_is_cached_only_when_static_and_text_encoder_frozen(make_ldm_host, tmp_path):
     make_dataset(tmp_path, count=1, folder="1_x")
     host = make_ldm_host("sd1")
-    assert build_dataset(host, data_config(tmp_path), encode_text=False).cache_conditioning
-    assert not build_dataset(host, data_config(tmp_path), encode_text=True).cache_conditioning
-    assert not build_dataset(host, data_config(tmp_path, shuffle_caption=True), encode_text=False).cache_conditioning
-    dataset = build_dataset(host, data_config(tmp_path), encode_text=False)
+    assert build_dataset(host, data_config(tmp_path)).cache_conditioning
+    assert not build_dataset(host, data_config(tmp_path, train_text_encoder=True)).cache_conditioning
+    assert build_dataset(host, data_config(tmp_path, train_text_encoder=True, text_encoder_lr=0.0)).cache_conditioning
+    assert not build_dataset(host, data_config(tmp_path, shuffle_caption=True)).cache_conditioning
+    dataset = build_dataset(host, data_config(tmp_path))
     batch = dataset.make_batch([(0, False)], random.Random(0))
     assert batch.conditioning is not None
     assert torch.equal(batch.conditioning.crossattn, host.encode_prompts([batch.captions[0]]).crossattn)
@@ -201,7 +218,7 @@ def test_conditioning_is_cached_only_when_static_and_text_encoder_frozen(make_ld
 
 def test_alpha_becomes_a_latent_sized_loss_mask(make_ldm_host, tmp_path):
     make_dataset(tmp_path, count=1, folder="1_x", alpha=True)
-    dataset = build_dataset(make_ldm_host("sd1"), data_config(tmp_path, masked_loss=True), encode_text=False)
+    dataset = build_dataset(make_ldm_host("sd1"), data_config(tmp_path, masked_loss=True))
     batch = dataset.make_batch([(0, False)], random.Random(0))
     assert batch.masks.shape == (1, 1, 8, 8)
     assert batch.masks[0, 0, :, :4].min() > 0.9 and batch.masks[0, 0, :, 4:].max() < 0.1
@@ -209,7 +226,7 @@ def test_alpha_becomes_a_latent_sized_loss_mask(make_ldm_host, tmp_path):
 
 def test_sdxl_size_condition_mirrors_the_crop_when_flipped(make_ldm_host, tmp_path):
     make_dataset(tmp_path, count=1, folder="1_x", size=(96, 64))
-    dataset = build_dataset(make_ldm_host("sdxl"), data_config(tmp_path, enable_bucket=False), encode_text=False)
+    dataset = build_dataset(make_ldm_host("sdxl"), data_config(tmp_path, enable_bucket=False))
     record = dataset.records[0]
     plain, flipped = dataset.size_condition(record, False), dataset.size_condition(record, True)
     assert plain.original_size == (64, 96) and plain.target_size == (64, 64)

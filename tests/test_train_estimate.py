@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from train_support import fingerprint, host_roots, make_dataset
 
 from lora_ext.app.context import Context, Workspace
 from lora_ext.config import TrainConfig, resolve_preset
 from lora_ext.host import GenerationRequest
 from lora_ext.training import estimate
+from lora_ext.training.eta import Eta, StepCosts, estimate_run
 from lora_ext.training.events import TrainEvents
+from lora_ext.training.plan import dataset_counts, make_plan
 from lora_ext.training.run import train_lora
 from lora_ext.ui import projects, train_section
 
@@ -18,8 +21,8 @@ from lora_ext.ui import projects, train_section
 def injected(step_seconds: float) -> estimate.CostCache:
     """Costs as if measured: ``step_seconds`` per micro-batch at the config's own resolution and batch."""
     return estimate.CostCache(
-        measure=lambda host, config: estimate.StepCosts(
-            config.resolution, config.batch_size, step_seconds, step_seconds / 3, step_seconds / 10, 0.01
+        measure=lambda host, config: StepCosts(
+            config.resolution, config.batch_size, step_seconds, 0.0, step_seconds / 10, 0.0, 0.01
         )
     )
 
@@ -66,16 +69,56 @@ def test_auto_picks_the_quick_preset_without_a_gpu_and_on_the_demo() -> None:
     assert resolve_preset("fast-test", "sd1", has_gpu=False).reason == ""  # a named preset is taken as named
 
 
-def test_previews_and_saves_the_plan_still_has_are_counted_for_the_eta() -> None:
+def test_the_plan_counts_the_previews_saves_and_validations_still_to_come() -> None:
     config = TrainConfig(sample_prompts="a cat", sample_every_n_steps=2, save_every_n_steps=3, max_steps=8)
-    plan, _images = estimate.dataset_plan(config.replace(dataset_dir="/nonexistent"), Path("/nonexistent"))
-    assert plan.total_steps == 8
-    assert estimate.preview_count(config, plan, 0) == 4 and estimate.preview_count(config, plan, 5) == 2
-    assert estimate.save_count(config, plan, 0) == 3  # steps 3 and 6, then the final file
-    assert estimate.preview_count(config.replace(sample_every_n_steps=0), plan, 8) == 1  # the final preview
-    assert estimate.preview_count(config.replace(sample_every_n_steps=0), plan, 8, previewed=True) == 0
-    pending = estimate.pending_seconds(config, plan, 5, True, preview_each=10.0, save_each=1.0)
-    assert pending == 2 * 10.0 + 2 * 1.0
+    plan = make_plan(config, dataset_counts(config, [1] * 3))  # 3 steps per epoch
+    assert plan.total_steps == 8 and plan.steps_per_epoch == 3
+    assert plan.previews_left(0) == 4 and plan.previews_left(5) == 2
+    assert [step for step in range(1, 9) if plan.previews_at(step)] == [2, 4, 6, 8]
+    assert plan.saves_left(0) == 3  # steps 3 and 6, then the final file
+    assert [step for step in range(1, 9) if plan.saves_at_step(step)] == [3, 6]
+    no_steps = make_plan(config.replace(sample_every_n_steps=0), plan.counts)
+    assert no_steps.previews_left(8) == 1 and no_steps.final_preview(None)  # the final file's card
+    assert no_steps.previews_left(8, previewed_at=8) == 0  # a request previewed the last step
+    every3 = make_plan(config.replace(sample_every_n_steps=3), plan.counts)
+    assert every3.previews_left(0) == 3  # 3 and 6 on schedule, then the final render of step 8
+    assert every3.previews_left(7, previewed_at=6) == 1
+    # by steps and by epochs at once: a step that is both previews once
+    both = make_plan(config.replace(sample_every_n_epochs=1), plan.counts)
+    assert [step for step in range(1, 9) if both.previews_at(step)] == [2, 3, 4, 6, 8]
+    assert both.previews_left(0) == 5
+    validating = make_plan(config, dataset_counts(config, [1] * 3, validation_images=1))
+    assert [step for step in range(1, 9) if validating.validates_at(step)] == [3, 6]
+    assert validating.validations_left(0) == 2 and plan.validations_left(0) == 0
+
+
+def test_the_running_eta_counts_what_the_plan_still_has_at_the_run_s_own_costs() -> None:
+    config = TrainConfig(sample_prompts="a cat --s 10", sample_every_n_steps=2, save_every_n_steps=3, max_steps=8)
+    plan = make_plan(config, dataset_counts(config, [1] * 3))
+    eta = Eta(config, plan)
+    eta.stepped(5, 10.0)  # 2 s a step
+    eta.previewed(4, 10.0)
+    eta.saved(1.0)
+    assert eta.remaining() == 3 * 2.0 + 2 * 10.0 + 2 * 1.0  # steps 6–8, previews at 6 and 8, a save at 6 and the final
+    costs = StepCosts(config.resolution, 1, 2.0, 0.5, 0.1, 3.0, 4.0, 1.0, 0.25)
+    before = Eta(config, plan, costs)  # nothing timed yet: the measured costs
+    preview = 1.0 + 10 * 0.25
+    assert before.remaining() == pytest.approx(8 * 2.5 + 4 * preview + 3 * 4.0)
+    estimate = estimate_run(config, plan, costs)
+    assert estimate.total == pytest.approx(before.remaining() + 3.0 + 3 * 0.1)  # setup and 3 latents cached too
+
+
+def test_regularisation_images_count_in_the_page_s_steps_and_in_its_time(make_standalone_host, tmp_path) -> None:
+    ctx = _ctx(make_standalone_host, tmp_path, step_seconds=60.0)
+    make_dataset(tmp_path / "reg", count=4, folder="1_person")
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    plain = train_section.plan(ctx, project="cat", version="v1", **values)["plan"]
+    values["cfg_reg_dir"] = str(tmp_path / "reg")
+    with_reg = train_section.plan(ctx, project="cat", version="v1", **values)["plan"]
+    # 8 images × 1 repeat × 1 epoch = 8 steps of a minute and 8 latents of 6 s; the 4 reg images double
+    # the samples and steps, and add their latents.
+    assert "8 steps" in plain and "≈ 9 min on this machine" in plain
+    assert "16 steps" in with_reg and "≈ 17 min on this machine" in with_reg
 
 
 def test_phases_report_in_order_each_with_its_own_progress(make_standalone_host, tmp_path: Path) -> None:
@@ -121,10 +164,14 @@ def test_the_standalone_host_reports_each_sampler_step(make_standalone_host) -> 
 def test_timing_steps_hands_the_model_back_unchanged(make_standalone_host, tmp_path: Path) -> None:
     host = make_standalone_host("sd1")
     before = fingerprint(*host_roots(host))
-    config = TrainConfig(dataset_dir=str(tmp_path), resolution=64, rank=4, alpha=4.0)
+    make_dataset(tmp_path / "data", count=2)
+    config = TrainConfig(
+        dataset_dir=str(tmp_path / "data"), resolution=64, rank=4, alpha=4.0, sample_prompts="toy --s 2"
+    )
     costs = estimate.measure_costs(host, config)
     assert fingerprint(*host_roots(host)) == before
-    assert costs.resolution == 64 and costs.step_seconds > 0 and costs.forward_seconds > 0
+    assert costs.resolution == 64 and costs.micro_batch_seconds > 0 and costs.optimizer_seconds > 0
+    assert costs.encode_seconds > 0 and costs.save_seconds > 0 and costs.sampler_step_seconds > 0
 
 
 def test_the_running_eta_walks_the_network_s_parameters_once_a_run_not_once_a_step(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from train_support import make_dataset, tiny_train_config
+from train_support import make_dataset, tiny_train_config, wake_zero_layers
 
 from lora_ext.config import TrainConfig
 from lora_ext.training.events import TrainEvents
@@ -167,3 +167,55 @@ def test_medvram_host_refuses_text_encoder_training_but_trains_the_unet(make_ldm
     with pytest.raises(ConfigError, match="only the UNet"):
         train_lora(host, outputs_config(tmp_path / "data", train_text_encoder=True), out=tmp_path / "m.safetensors")
     assert train_lora(host, outputs_config(tmp_path / "data", max_steps=1), out=tmp_path / "m.safetensors").path
+
+
+def _pixels(path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB").tobytes()
+
+
+def test_each_saved_file_s_card_is_the_render_of_its_own_weights(make_ldm_host, tmp_path):
+    # kohya's names: run-000001 is saved at the end of epoch 1 and its card must be epoch 1's sample, not
+    # the one before it (the file used to be saved before that epoch's preview was made).
+    make_dataset(tmp_path / "data", count=2)
+    host = make_ldm_host("sd1")
+    wake_zero_layers(host)  # else no gradient reaches the LoRA and every render is the same
+    config = outputs_config(
+        tmp_path / "data",
+        max_steps=0,
+        epochs=3,
+        unet_lr=0.05,
+        save_every_n_epochs=1,
+        sample_every_n_epochs=2,
+        sample_prompts="toy --w 64 --h 64 --s 2 --d 5",
+    )
+    result = train_lora(host, config, out=host.lora_dir / "run.safetensors")
+    samples = sorted((result.work_dir / "samples").glob("*.png"))
+    # epoch 2 on schedule, then a render of the final weights for the final file (epoch 3 is not on schedule)
+    assert [path.name.split("_")[0] for path in samples] == ["e000002", "final"]
+    epoch2, final = (_pixels(path) for path in samples)
+    assert epoch2 != final  # the weights moved between the two renders: a mixed-up card would show
+    lora_dir = host.lora_dir
+    assert not (lora_dir / "run-000001.preview.png").exists()  # no render of epoch 1's weights exists
+    assert _pixels(lora_dir / "run-000002.preview.png") == epoch2
+    assert _pixels(lora_dir / "run.preview.png") == final
+
+
+def test_metadata_says_unet_only_when_the_text_encoder_rate_is_0_and_counts_samples_as_kohya(make_ldm_host, tmp_path):
+    make_dataset(tmp_path / "data", count=3, folder="2_toy")
+    make_dataset(tmp_path / "reg", count=2, folder="3_person")
+    host = make_ldm_host("sd1")
+    config = outputs_config(
+        tmp_path / "data", train_text_encoder=True, text_encoder_lr=0.0, reg_dir=str(tmp_path / "reg"), max_steps=1
+    )
+    path = train_lora(host, config, out=host.lora_dir / "meta.safetensors").path
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+        keys = list(handle.keys())
+    assert metadata["ss_network_train_unet_only"] == "True" and metadata["ss_text_encoder_lr"] == "0.0"
+    assert not [key for key in keys if key.startswith("lora_te")]  # nothing of the text encoder was trained
+    # kohya: training images × repeats, and regularisation images × their own repeats, each on its own
+    assert (metadata["ss_num_train_images"], metadata["ss_num_reg_images"]) == ("6", "6")
+    assert metadata["ss_num_batches_per_epoch"] == "12"  # 6 samples, and as many regularisation samples

@@ -18,7 +18,7 @@ from lora_ext.config import TrainConfig
 from lora_ext.errors import FileFormatError
 from lora_ext.training import checkpoint, state_codec
 from lora_ext.training.optim import build_optimizer, build_scheduler
-from lora_ext.training.plan import make_plan
+from lora_ext.training.plan import dataset_counts, make_plan
 from lora_ext.training.run import train_lora
 from lora_ext.training.steps import TrainingParts, TrainProgress
 
@@ -48,7 +48,7 @@ def small_parts(name: str, tmp_path, seed: int) -> tuple[TrainingParts, TrainCon
         {"params": list(network[1].parameters()), "lr": 5e-3},
     ]
     optimizer = build_optimizer(config, groups)
-    plan = make_plan(config, 12, 12)
+    plan = make_plan(config, dataset_counts(config, [1] * 12))
     output = tmp_path / "Lora" / "x.safetensors"
     parts = TrainingParts(
         None,

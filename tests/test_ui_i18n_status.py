@@ -47,7 +47,7 @@ ERRORS = ("Error", "Unavailable", "Diverged", "Cancelled", "Dependency", "Reject
 SHOWN_LISTS = {"notices", "reasons", "lines", "notes", "parts"}
 # Functions whose returned text is shown: (file, function).
 RETURNED = {
-    ("ui/tab.py", "describe_host"),
+    ("ui/model_line.py", "describe_host"),
     ("app/training.py", "plan_text"),
     ("app/train_settings.py", "planned_steps"),
     ("training/estimate.py", "describe"),

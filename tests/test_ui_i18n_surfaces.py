@@ -68,7 +68,7 @@ def test_an_import_report_in_japanese_has_no_english_reason_or_notice(ctx: Conte
     image.putpixel((0, 0), (0, 0, 0, 0))
     image.save(transparent)
     huge = drop / "huge.png"
-    huge.write_bytes(_png_claiming(9000, 9000))
+    huge.write_bytes(_png_claiming(20000, 20000))  # a bomb (a large photo is scaled down instead)
     (drop / "photo.heic").write_bytes(b"not read")
     with zipfile.ZipFile(drop / "bad.zip", "w") as archive:
         archive.writestr("../escape.png", b"x")
@@ -121,12 +121,13 @@ def test_a_phase_line_says_its_eta_once(ctx: Context) -> None:
     from lora_ext.training.run import _caching_reporter
 
     phases: list[PhaseInfo] = []
-    report = _caching_reporter(SimpleNamespace(phase=phases.append))
+    eta = SimpleNamespace(caching=lambda done, total: (1.0, 2.0))  # (the caching's seconds left, the run's)
+    report = _caching_reporter(SimpleNamespace(phase=phases.append), eta)
     report(0, 6)
     report(4, 6)
     job = Job("Training", data={"phase": phases[-1], "log": []})
     line = ctx.i18n.status(train_section.render_job(ctx, job)["train_progress"])
-    assert line.count("残り") == 1 and "潜在表現をキャッシュ中 4/6" in line, line
+    assert line.count("残り") == 1 and "潜在表現をキャッシュ中 4/6" in line and "残り 0:02" in line, line
 
 
 def test_an_invalid_regular_expression_is_one_japanese_line(ctx: Context, tmp_path: Path) -> None:

@@ -205,7 +205,9 @@ def test_the_page_load_fills_the_training_form_and_a_queued_event_toasts_failure
 def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     import gradio as gr
 
-    projects.create_project(ctx, name="p")  # no images: the training job fails on the server
+    projects.create_project(ctx, name="p")
+    # An image no decoder reads: the check before the run counts it, the training job fails on the server.
+    ctx.version("p", "v1").dataset.joinpath("broken.png").write_bytes(b"not an image")
 
     def failing_training() -> tuple:
         started = train_section.start_training(ctx, project="p", version="v1", **PLAN)
@@ -343,15 +345,17 @@ def test_the_selection_change_fills_the_form_and_the_language_switch_never_write
 
 def test_a_comparison_shows_its_captions_and_progress_in_the_page_language(host, tmp_path: Path) -> None:
     from lora_ext.app.jobs import Job
+    from lora_ext.app.results import Comparison, ComparisonImage
     from lora_ext.ui import result_section
 
     ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
-    job = Job("Test generation", data={"images": [("first image", "weight 0")]})
+    first = ComparisonImage("first image", "weight 0", tmp_path / "00.png")
+    job = Job("Test generation", data={"images": [first]})
     job.report(1, 3, "epoch 2 @ 0.8")
     running = result_section.render_job(ctx, job)
     assert running["compare_gallery"] == [("first image", "ウェイト 0")]
     assert "生成中 2/3: エポック 2 @ 0.8" in ctx.i18n.status(running["compare_progress"])  # the edge's translation
-    job.result = [("first image", "weight 0"), ("second image", "step 100 @ 0.8")]
+    job.result = Comparison((first, ComparisonImage("second image", "step 100 @ 0.8", tmp_path / "01.png")), tmp_path)
     job.finished_event.set()
     done = result_section.render_job(ctx, job)
     assert done["compare_gallery"] == [("first image", "ウェイト 0"), ("second image", "ステップ 100 @ 0.8")]

@@ -92,10 +92,12 @@ ROUTES = [
 ]
 
 
+@pytest.mark.parametrize("flag", ["api_auth", "gradio_auth"])
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-def test_every_api_route_refuses_without_auth_when_api_auth_is_set(webui, method: str, path: str, body) -> None:
+def test_every_api_route_refuses_without_auth_when_any_password_is_set(webui, method: str, path: str, body, flag):
+    """``--api-auth`` or ``--gradio-auth`` alone: either way no route of ours answers without the login."""
     shared, callbacks = webui
-    shared.cmd_opts.api_auth = "alice:secret"
+    setattr(shared.cmd_opts, flag, "alice:secret")
     load_script()
     client = _client(callbacks)
     call = getattr(client, method)

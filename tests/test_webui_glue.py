@@ -58,6 +58,24 @@ def test_api_refuses_without_auth_when_api_auth_is_set(webui):
     assert client.get("/train-tools/v1/host", auth=("bob", "pw")).status_code == 200
 
 
+def test_either_login_of_the_webui_opens_the_api(webui, tmp_path):
+    """``--api-auth`` guards the WebUI's API, ``--gradio-auth`` / ``--gradio-auth-path`` its page: our routes take
+    any of them (a user in both may use either password), and nobody else."""
+    shared, callbacks = webui
+    logins = tmp_path / "logins.txt"
+    logins.write_text("carol:c1,dave:d1\n\nerin:e:with:colons\n", encoding="utf-8")
+    shared.cmd_opts.api_auth = "alice:secret"
+    shared.cmd_opts.gradio_auth = "alice:other,bob:pw"
+    shared.cmd_opts.gradio_auth_path = str(logins)
+    load_script()
+    client = _client(callbacks)
+    assert client.get("/train-tools/v1/host").status_code == 401
+    for login in [("alice", "secret"), ("alice", "other"), ("bob", "pw"), ("carol", "c1"), ("erin", "e:with:colons")]:
+        assert client.get("/train-tools/v1/host", auth=login).status_code == 200, login
+    for login in [("alice", "pw"), ("bob", "secret"), ("mallory", ""), ("erin", "e")]:
+        assert client.get("/train-tools/v1/host", auth=login).status_code == 401, login
+
+
 def test_a1111_host_follows_the_live_model_and_refuses_lowvram(webui, make_ldm_model):
     shared, _ = webui
     from lora_ext.hosts.a1111 import A1111Host

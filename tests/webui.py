@@ -44,7 +44,7 @@ def reset_fake_webui() -> None:
     shared.state.__init__()
     shared.sd_model = None
     shared.cmd_opts.lowvram = shared.cmd_opts.medvram = False
-    shared.cmd_opts.api_auth = None
+    shared.cmd_opts.api_auth = shared.cmd_opts.gradio_auth = shared.cmd_opts.gradio_auth_path = None
     if call_queue.queue_lock.locked():
         call_queue.queue_lock.release()
 

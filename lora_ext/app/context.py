@@ -119,6 +119,14 @@ class Context:
                 self.editors[key] = session
             return session
 
+    def require_saved_captions(self, paths: VersionPaths, hint: str) -> None:
+        """Refuse with one line while the page's caption editor of this version has unsaved edits: what comes
+        next reads or writes the caption files, and the edits would be lost or stale. ``hint``: what to do."""
+        with self.lock:
+            session = self.editors.get((paths.project, paths.version))
+            if session is not None and session.editor.is_dirty:
+                raise DatasetError("The caption editor has unsaved changes.", hint=hint)
+
     def forget(self, project: str | None = None) -> None:
         """Drop open editors (of one project, or all) after a rename or delete."""
         with self.lock:

@@ -97,6 +97,12 @@ class JobRunner:
     def busy(self) -> bool:
         return self.current is not None and not self.current.finished
 
+    def require_free(self) -> None:
+        """Raise the one-line "… is still running" while a job runs (checked again when one starts)."""
+        job = self.current
+        if job is not None and not job.finished:
+            raise LoraExtError(f"{job.name} is still running", hint="wait for it to finish or cancel it first")
+
     def model_busy(self) -> str | None:
         """The name of the running job that uses the SD model, if any."""
         job = self.current
@@ -118,11 +124,7 @@ class JobRunner:
         ``subject``: the (project, version) the job works on, known before it starts.
         """
         with self._lock:
-            if self.busy():
-                assert self.current is not None
-                raise LoraExtError(
-                    f"{self.current.name} is still running", hint="wait for it to finish or cancel it first"
-                )
+            self.require_free()
             if prepare is not None:
                 prepare()  # under the lock: no other job can start in between
             self._started += 1
@@ -215,8 +217,11 @@ def job_status(job: Any) -> dict[str, Any]:
 
 
 def _result(result: Any) -> Any:
+    """The job's outcome as JSON: a result that knows its JSON form gives it; never a Python repr."""
     if result is None:
         return None
+    if hasattr(result, "to_json"):  # results.Comparison
+        return result.to_json()
     if hasattr(result, "status") and hasattr(result, "steps"):  # training.run.TrainResult
         return {
             "status": result.status,
@@ -237,4 +242,6 @@ def _result(result: Any) -> Any:
             "skipped": [{"path": str(path), "reason": reason} for path, reason in result.skipped],
             "warnings": list(result.warnings),
         }
-    return str(result)
+    if isinstance(result, (str, int, float, bool)):
+        return result
+    return {"type": type(result).__name__}  # no JSON form: named, never dumped as a repr

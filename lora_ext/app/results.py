@@ -42,13 +42,13 @@ def _sha256(path: Path, cache: dict[tuple, str]) -> str:
     return cache[key]
 
 
-def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = None) -> list[OutputFile]:
-    """The final file ``name.safetensors`` and its intermediate saves (``name-000002``, ``name-step00000100``)."""
-    cache = {} if cache is None else cache
-    found: list[OutputFile] = []
+def output_paths(lora_dir: Path, name: str) -> list[tuple[Path, str]]:
+    """(path, label) of the final file ``name.safetensors`` and its intermediate saves (``name-000002``,
+    ``name-step00000100``), oldest first and the final file last; nothing is opened."""
+    found: list[tuple[Path, str]] = []
     if not name or not lora_dir.is_dir():
         return found
-    for path in sorted(lora_dir.glob("*.safetensors")):
+    for path in lora_dir.glob("*.safetensors"):
         if path.stem == name:
             label = "final"
         else:
@@ -57,9 +57,18 @@ def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = Non
                 continue
             number = int(match.group("number"))
             label = f"step {number}" if match.group("kind") else f"epoch {number}"
-        found.append(OutputFile(path, path.stat().st_size, _sha256(path, cache), label))
-    found.sort(key=lambda item: (item.label == "final", item.path.stat().st_mtime))
+        found.append((path, label))
+    found.sort(key=lambda item: (item[1] == "final", item[0].stat().st_mtime, item[0].name))
     return found
+
+
+def output_files(lora_dir: Path, name: str, cache: dict[tuple, str] | None = None) -> list[OutputFile]:
+    """``output_paths`` with each file's size and SHA-256 (``cache``: hashes already computed)."""
+    cache = {} if cache is None else cache
+    return [
+        OutputFile(path, path.stat().st_size, _sha256(path, cache), label)
+        for path, label in output_paths(lora_dir, name)
+    ]
 
 
 def output_name(ctx: Context, project: str | None, version: str | None, name: str | None) -> str:
@@ -86,6 +95,29 @@ def work_folder(ctx: Context, project: str | None, version: str | None, name: st
         return None
     folder = paths.work_dir(ctx.version(project, version).dataset, name)
     return folder if folder.is_dir() else None
+
+
+@dataclass(frozen=True)
+class ComparisonImage:
+    """One image of a side-by-side test, also saved as a PNG (so the REST API can name it)."""
+
+    image: Any  # PIL image
+    caption: str  # "weight 0.8", "epoch 2 @ 0.8"
+    path: Path
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A finished side-by-side test: its images, saved in ``folder``."""
+
+    images: tuple[ComparisonImage, ...]
+    folder: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "images": [{"caption": item.caption, "path": str(item.path)} for item in self.images],
+        }
 
 
 def parse_weights(text: str) -> list[float]:
@@ -132,8 +164,13 @@ def start_comparison(
 ) -> Job:
     """Generate the same prompt and seed at each weight (and each saved epoch) in a background job.
 
-    ``job.data["images"]`` fills with (image, caption) as they are made.
+    ``job.data["images"]`` fills with ``ComparisonImage`` as they are made; each is saved as a PNG in the
+    run's working folder (``comparisons/<time>/``); the job's result is a ``Comparison``.
     """
+    import time
+
+    from lora_ext.training import paths
+
     name = output_name(ctx, project, version, name)
     if not name:
         raise ConfigError("There is no trained LoRA for this version yet.", hint="train first, or type its name")
@@ -144,10 +181,14 @@ def start_comparison(
     if not prompt.strip():
         raise ConfigError("The test prompt is empty.", hint="type a prompt, e.g. the trigger word and a few tags")
     requests = comparison_requests(name, files, prompt.strip(), parse_weights(weights), include_epochs, 0.8)
+    folder = (
+        paths.work_dir(ctx.version(project, version).dataset, name) / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
+    )
 
-    def work(job: Job) -> list[tuple[Any, str]]:
-        images: list[tuple[Any, str]] = []
+    def work(job: Job) -> Comparison:
+        images: list[ComparisonImage] = []
         job.data["images"] = images
+        folder.mkdir(parents=True, exist_ok=True)
         for index, (caption, full_prompt) in enumerate(requests):
             if job.cancelled():
                 break
@@ -160,8 +201,11 @@ def start_comparison(
                 width=int(size),
                 height=int(size),
             )
-            images.append((host.generate(request)[0], caption))
+            image = host.generate(request)[0]
+            path = folder / f"{index:02d}.png"
+            image.save(path)
+            images.append(ComparisonImage(image, caption, path))
         job.report(len(images), len(requests), "done")
-        return images
+        return Comparison(tuple(images), folder)
 
     return ctx.jobs.start(JOB_NAME, work, host, subject=(project, version) if project and version else None)

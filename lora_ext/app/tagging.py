@@ -107,9 +107,7 @@ def start_tagging(
 ) -> Job:
     """Tag every image of a version in a background job."""
     paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before auto-tagging")
+    ctx.require_saved_captions(paths, hint="save or undo them before auto-tagging")
 
     def work(job: Job) -> Any:
         job.data.update(project=paths.project, version=paths.version)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from lora_ext.config import AUTO_PRESET, PRESETS, TrainConfig, load_config, resolve_preset
-from lora_ext.dataset.layout import dataset_folders
 from lora_ext.errors import ConfigError
+from lora_ext.training.estimate import folder_plan
+from lora_ext.training.plan import TrainPlan
 
 # Set from the selected version, not typed.
 HIDDEN_FIELDS = ("dataset_dir",)
@@ -64,25 +65,26 @@ def build_config(values: dict[str, Any], dataset_dir: str, default_output: str) 
     return TrainConfig.from_dict(data)
 
 
-def planned_steps(config_values_: dict[str, Any], dataset_dir: Any) -> tuple[int, int, int, str]:
-    """(samples per epoch, steps per epoch, total steps, explanation) for the form's current values.
+def planned_steps(config_values_: dict[str, Any], dataset_dir: Any) -> tuple[TrainPlan, str]:
+    """The plan for the form's current values and its explanation.
 
-    The count is the trainer's own (``training.plan.estimate_plan``) over the folders' image counts.
+    The plan is the trainer's own (``training.plan.make_plan``) over the folders' image counts and
+    repeats, regularisation images included (``training.data.folder_counts``).
     """
-    from lora_ext.training.plan import estimate_plan
-
     config = build_config(config_values_, str(dataset_dir), "estimate")
-    folders = dataset_folders(Path(dataset_dir), config.default_repeats) if Path(dataset_dir).is_dir() else []
-    reg_dir = Path(config.reg_dir) if config.reg_dir else None
-    reg_folders = dataset_folders(reg_dir, config.default_repeats) if reg_dir and reg_dir.is_dir() else []
-    images = sum(folder.image_count for folder in folders)
-    plan = estimate_plan(config, folders, reg_folders)
-    samples, per_epoch, total = (plan.num_train_images, plan.steps_per_epoch, plan.total_steps) if images else (0, 0, 0)
+    plan = folder_plan(config)
+    counts = plan.counts
+    images, samples, total = counts.images, counts.samples, plan.total_steps
     if config.max_steps > 0:
         text = f"{images} images, {samples} samples per epoch; max steps {config.max_steps}"
+    elif counts.reg_images:
+        text = (
+            f"{images} images × repeats + regularisation = {samples} samples × {plan.epochs} epochs"
+            f" / batch {plan.effective_batch} = {total} steps"
+        )
     else:
         text = (
             f"{images} images × repeats = {samples} samples × {plan.epochs} epochs / batch {plan.effective_batch}"
             f" = {total} steps"
         )
-    return samples, per_epoch, total, text
+    return plan, text

@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the state saved in the working folder's resume/"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out when it exists (else the run is refused before it starts)",
+    )
     parser.add_argument("--save-config", metavar="FILE", help="also write the final settings to FILE (.toml/.json)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--config-dir", help="offline diffusers config folder for single-file checkpoints")
@@ -66,8 +71,13 @@ def build_config(args: argparse.Namespace, family: str, warn=None, has_gpu: bool
     elif args.preset:
         config = preset(args.preset, config)
     data = config.to_dict()
-    if args.config:
-        data.update(load_settings(args.config))
+    if args.config:  # ours, or kohya's (sd-scripts' --config_file, the kohya_ss GUI's JSON)
+        from lora_ext.kohya_settings import from_kohya
+
+        read = from_kohya(load_settings(args.config))
+        data.update(read.settings)
+        if read.not_used and warn is not None:
+            warn(f"not used from {Path(args.config).name}: {', '.join(read.not_used)}")
     flags = {
         "max_steps": args.steps,
         "epochs": args.epochs,
@@ -157,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = distributed.from_environment()
     try:
         build_config(args, "sd1", warn=lambda message: None)  # refuse bad settings before loading a model
+        _check_out(args)
         group = distributed.join(ranks, _device_of(distributed.device_for(ranks, args.device)))
     except (LoraExtError, KeyboardInterrupt):
         if ranks.is_main:
@@ -175,6 +186,17 @@ def run(args: argparse.Namespace) -> int:
         return error.exit_code
     finally:
         group.close()
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """A finished LoRA is never replaced without asking: ``--out`` may exist only with ``--overwrite`` (or
+    ``--resume``, which continues the run that writes it)."""
+    from lora_ext.errors import UsageError
+
+    out = Path(args.out)
+    out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
+    if out.exists() and not (args.overwrite or args.resume):
+        raise UsageError(f"{out} exists already", hint="choose another --out, or pass --overwrite to replace it")
 
 
 def _device_of(device: str | None):

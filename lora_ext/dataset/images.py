@@ -4,6 +4,13 @@
 opened for writing. Images that need no change (8-bit RGB or grey JPEG, PNG or
 WebP, upright) keep their exact bytes; anything else is re-encoded as PNG
 (lossless) and each change is reported as a notice.
+
+Size: an image up to ``max_pixels`` (64 MP) is kept at its size. A larger photo
+(a 9000×9000 camera picture is 81 MP) is scaled down to ``scaled_side`` pixels on
+its long side — far more than any training resolution — with a notice saying so.
+Past ``bomb_pixels`` the file is refused unopened as a decompression bomb: the
+limit is Pillow's own (twice ``Image.MAX_IMAGE_PIXELS``, about 179 MP), at which
+``Image.open`` itself refuses, since decoding it would take gigabytes of memory.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +48,9 @@ UNSUPPORTED_EXTENSIONS = {
     ".arw": "camera RAW",
     ".dng": "camera RAW",
 }
-DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024  # kept at their size up to this; larger ones are scaled down
+DEFAULT_BOMB_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # refused past this, as Pillow's Image.open refuses
+DEFAULT_SCALED_SIDE = 4096  # the long side of an image scaled down on import
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, Image.DecompressionBombError)
@@ -71,7 +81,9 @@ def unsupported_reason(name: str) -> str | None:
 
 def _open(data: bytes) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # large but not a bomb: scaled down below, not worth a console warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageRejected("not a readable image (damaged, or a format Pillow cannot read)") from None
     except Image.DecompressionBombError:
@@ -130,8 +142,18 @@ def _normalise_mode(image: Image.Image, background: tuple[int, int, int]) -> tup
     return image.convert("RGB"), notices
 
 
+def _scaled_size(width: int, height: int, max_pixels: int, scaled_side: int) -> tuple[int, int]:
+    """The size an image over ``max_pixels`` is scaled to: ``scaled_side`` on its long side, within ``max_pixels``."""
+    factor = min(scaled_side / max(width, height), (max_pixels / (width * height)) ** 0.5, 1.0)
+    return max(1, int(width * factor)), max(1, int(height * factor))
+
+
 def prepare_image(
-    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, background: tuple[int, int, int] = (255, 255, 255)
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    background: tuple[int, int, int] = (255, 255, 255),
+    bomb_pixels: int = DEFAULT_BOMB_PIXELS,
+    scaled_side: int = DEFAULT_SCALED_SIDE,
 ) -> PreparedImage:
     """Validate an image's bytes and return the bytes to store; ``ImageRejected`` says why not."""
     probe = _open(data)
@@ -140,15 +162,20 @@ def prepare_image(
     width, height = probe.size
     if width < 1 or height < 1:
         raise ImageRejected("the image has no pixels")
-    if width * height > max_pixels:
+    if width * height > bomb_pixels:
         raise ImageRejected(
             f"refused: {width}×{height} is {width * height / 1e6:.0f} megapixels, over the "
-            f"{max_pixels / 1e6:.0f} MP limit (a possible decompression bomb)"
+            f"{bomb_pixels / 1e6:.0f} MP limit (a possible decompression bomb)"
         )
+    target = _scaled_size(width, height, max_pixels, scaled_side) if width * height > max_pixels else None
     try:
         probe.verify()
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if target is not None:
+                image.draft(image.mode, target)  # a JPEG decodes at 1/2, 1/4 or 1/8 size: far less memory and time
+            image.load()
     except _DECODE_ERRORS as error:
         raise ImageRejected(f"damaged or truncated image ({error})") from None
     notices: list[str] = []
@@ -166,6 +193,13 @@ def prepare_image(
     image, mode_notices = _normalise_mode(image, background)
     notices.extend(mode_notices)
     changed = changed or bool(mode_notices) or image.mode not in ("RGB", "L")
+    if target is not None:
+        upright = _scaled_size(image.width, image.height, max_pixels, scaled_side)
+        image = image.resize(upright, Image.Resampling.LANCZOS)
+        notices.append(
+            f"scaled down from {width}×{height} ({width * height / 1e6:.0f} megapixels) to {image.width}×{image.height}"
+        )
+        changed = True
     if not changed and probe.format in _KEEP_AS_IS:
         return PreparedImage(data, _KEEP_AS_IS[probe.format], width, height, tuple(notices))
     buffer = io.BytesIO()

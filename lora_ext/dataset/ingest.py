@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_ext.dataset.images import DEFAULT_MAX_PIXELS, prepare_image, unsupported_reason
+from lora_ext.dataset.images import DEFAULT_BOMB_PIXELS, DEFAULT_MAX_PIXELS, prepare_image, unsupported_reason
 from lora_ext.dataset.layout import CAPTION_EXTENSION, CAPTION_EXTENSIONS, is_image_name, parse_repeat_folder
 from lora_ext.dataset.names import sanitize_filename, unique_stem, validate_name
 from lora_ext.dataset.sources import Entry, Refused, collect_entries
@@ -32,7 +32,8 @@ LEGACY_TEMP_SUFFIX = ".ingest.tmp"  # temp files of earlier versions; ours now c
 
 @dataclass(frozen=True)
 class IngestOptions:
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are scaled down (``images.prepare_image``)
+    bomb_pixels: int = DEFAULT_BOMB_PIXELS  # larger ones are refused unopened
     max_file_bytes: int = 256 * 2**20
     target_folder: str | None = None  # e.g. "10_mychar": where files outside an N_name folder go
     background: tuple[int, int, int] = (255, 255, 255)  # fills transparent areas
@@ -243,7 +244,8 @@ class _Ingester:
             if digest in self.index.known:
                 self.skip(entry.display, f"duplicate of {self.index.known[digest]}, skipped")
                 return
-            prepared = prepare_image(data, self.options.max_pixels, self.options.background)
+            options = self.options
+            prepared = prepare_image(data, options.max_pixels, options.background, options.bomb_pixels)
             notices = list(prepared.notices)
             caption = _caption_text(entry, captions, notices)
             folder = _target_folder(entry, self.options)

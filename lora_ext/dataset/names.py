@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections.abc import Set as AbstractSet
 
-from lora_ext.errors import DatasetError
+from lora_ext.errors import DatasetError, shown
 
 MAX_NAME_CHARS = 100
 MAX_NAME_BYTES = 200  # UTF-8; most file systems allow 255 bytes per component, kept with margin for suffixes
@@ -36,14 +36,6 @@ def is_reserved(name: str) -> bool:
     """True for Windows device names, with or without an extension, in any case."""
     stem = name.split(".", 1)[0].strip().upper()
     return stem in _RESERVED
-
-
-MAX_SHOWN_CHARS = 40  # how much of a refused name a message repeats: enough to recognise it
-
-
-def shown(name: str, limit: int = MAX_SHOWN_CHARS) -> str:
-    """``name`` quoted for a message, cut to ``limit`` characters (a 5 000-character name is not echoed)."""
-    return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
 def forbidden_characters(name: str) -> list[str]:

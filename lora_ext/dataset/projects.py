@@ -11,6 +11,7 @@
                                                      themselves go to the host's LoRA folder
                                        /captions/    caption save journal and numbered backups
                                        /thumbnails/  gallery thumbnails, made when first shown
+                                       /exports/     kohya-layout exports of the dataset (folders, zips)
     <root>/.trash/<time>-<project>[-<version>]/      what was deleted
 
 The root is given by the caller (A1111: ``outputs/train_tools/projects``;
@@ -41,7 +42,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 TRASH = ".trash"
 _PROTECTED_FIELDS = frozenset({"format", "project", "version", "created"})
-_NOT_COPIED = ("outputs", "captions", "thumbnails")  # a copy starts with no results, history or cache
+_NOT_COPIED = ("outputs", "captions", "thumbnails", "exports")  # a copy starts with no results, history or cache
 _MAX_TRASH_LABEL_BYTES = 160
 
 
@@ -72,6 +73,10 @@ class VersionPaths:
     @property
     def thumbnails(self) -> Path:
         return self.root / "thumbnails"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
 
     @property
     def manifest(self) -> Path:

@@ -99,10 +99,13 @@ class Adapter:
         raise NotImplementedError
 
     def trainable(
-        self, op: LayerOp | None = None, dropouts: Dropouts | None = None, generator: torch.Generator | None = None
+        self,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
     ) -> TrainableAdapter:
         """An ``nn.Module`` holding this adapter's tensors as fp32 parameters, for a layer applied by ``op``."""
-        return TrainableAdapter(self, op, dropouts, generator)
+        return TrainableAdapter(self, op, dropouts, draws)
 
 
 @dataclass(frozen=True)
@@ -138,14 +141,49 @@ class Dropouts:
     module_dropout: float = 0.0  # the whole adapter, per call
 
 
+class DropoutDraws:
+    """Where dropout masks come from: one CPU generator, and the rows of the batch this process holds.
+
+    The generator is on the CPU, so the stream is the same on every device and never
+    shared with another thread. A process of a data-parallel run holds ``rows`` of a
+    batch of ``total`` samples: a per-sample mask is drawn for all ``total`` samples and
+    cut to its rows, and every other draw (module dropout, a mask shared by the whole
+    batch) is the same in every process, so N processes drop what one process drops.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator if generator is not None else torch.Generator()
+        self.rows: range | None = None
+        self.total = 0
+
+    def reseed(self, seed: int, rows: range | None = None, total: int = 0) -> None:
+        """Restart the stream at ``seed`` for a micro-batch of ``total`` samples, of which this process has ``rows``."""
+        self.generator.manual_seed(seed)
+        self.rows, self.total = (rows, total) if rows is not None and len(rows) != total else (None, 0)
+
+    def uniform(self, shape: tuple[int, ...], device: torch.device, batch_axis: int | None = None) -> torch.Tensor:
+        """Uniform [0, 1) draws, moved to ``device``; ``batch_axis``: the axis of the samples (None: shared by all)."""
+        if self.rows is None or batch_axis is None:
+            return torch.rand(shape, generator=self.generator).to(device)
+        whole = list(shape)
+        whole[batch_axis] = self.total
+        draws = torch.rand(tuple(whole), generator=self.generator)
+        return draws.narrow(batch_axis, self.rows.start, len(self.rows)).to(device)
+
+    def scalar(self) -> float:
+        """One draw shared by the whole batch (module dropout)."""
+        return float(torch.rand((), generator=self.generator))
+
+
 class TrainableAdapter(nn.Module):
     """Trainable tensors of one adapter, computed through the format's maths.
 
     ``delta_weight(base_weight)`` is ΔW; ``forward(x, base_weight)`` is what the adapter
     adds to the layer's output for input ``x`` (``None`` for either when the adapter is
-    off or dropped). Dropout masks come from ``generator`` on the CPU, so the stream is the
-    same on every device and never shared with another thread. The generic forward applies
-    ΔW with the layer's op; formats with a cheaper bypass (LoRA) override both.
+    off or dropped). Dropout masks come from ``draws`` (``DropoutDraws``; a bare generator
+    is wrapped). ``batch_axis``: the axis of the samples in the layer's input (1 for
+    OpenCLIP's sequence-first layers). The generic forward applies ΔW with the layer's op;
+    formats with a cheaper bypass (LoRA) override both.
     """
 
     def __init__(
@@ -153,13 +191,14 @@ class TrainableAdapter(nn.Module):
         adapter: Adapter,
         op: LayerOp | None = None,
         dropouts: Dropouts | None = None,
-        generator: torch.Generator | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self._template = adapter
         self.op = op or LayerOp()
         self.dropouts = dropouts or Dropouts()
-        self.generator = generator if generator is not None else torch.Generator()
+        self.draws = draws if isinstance(draws, DropoutDraws) else DropoutDraws(draws)
+        self.batch_axis = 0
         self.multiplier = 1.0
         self._tensor_fields: list[str] = []
         for field in dataclasses.fields(adapter):  # type: ignore[arg-type]
@@ -203,16 +242,12 @@ class TrainableAdapter(nn.Module):
         self._template = dataclasses.replace(self._template, **scalars)  # type: ignore[type-var]
         return True
 
-    def uniform(self, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """Uniform [0, 1) draws from the adapter's generator (CPU), moved to ``device``."""
-        return torch.rand(shape, generator=self.generator).to(device)
-
     def off(self) -> bool:
         """Whether this call adds nothing: strength 0, or module dropout (one draw) says skip."""
         if self.multiplier == 0:
             return True
         rate = self.dropouts.module_dropout
-        return self.training and rate > 0 and float(torch.rand((), generator=self.generator)) < rate
+        return self.training and rate > 0 and self.draws.scalar() < rate
 
     def delta_weight(self, base_weight: torch.Tensor) -> torch.Tensor | None:
         if self.off():

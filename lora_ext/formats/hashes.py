@@ -3,7 +3,8 @@
 - sha256: of the whole file; AutoV2 = its first 10 hex (A1111 ``shorthash``).
 - addnet / AutoV3: sha256 of the tensor data only (bytes after the 8-byte length
   and the JSON header), stable under metadata edits; A1111 writes its first 12 hex
-  in "Lora hashes" (preferring ``sshs_model_hash`` from the metadata).
+  in "Lora hashes" (preferring ``sshs_model_hash`` from the metadata); Forge and Neo write the first 12 hex of
+  the whole file's sha256 there instead.
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ def file_hashes(path: str | os.PathLike[str], metadata: dict[str, str] | None = 
 
 
 def lora_short_hash(path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> str:
-    """The 12-hex hash A1111 writes in "Lora hashes" (no whole-file pass)."""
+    """The 12-hex hash A1111 (and reForge) write in "Lora hashes" (no whole-file pass)."""
     stored = (metadata or {}).get("sshs_model_hash")
     return (stored or addnet_hash(path))[:12]
+
+
+def forge_lora_short_hash(path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> str:
+    """The 12-hex hash Forge and Forge Neo write in "Lora hashes" and look a pasted infotext up by: the metadata's
+    ``sshs_model_hash``, else the sha256 of the whole file (their ``hashes.sha256`` ignores ``use_addnet_hash``)."""
+    stored = (metadata or {}).get("sshs_model_hash")
+    return (stored or sha256_file(path))[:12]

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from lora_ext.formats.base import Adapter, Dropouts, LayerOp, TrainableAdapter, lora_scale, scalar
+from lora_ext.formats.base import Adapter, DropoutDraws, Dropouts, LayerOp, TrainableAdapter, lora_scale, scalar
 
 
 def lora_delta(up: torch.Tensor, down: torch.Tensor, mid: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
@@ -164,11 +164,14 @@ class LoraAdapter(Adapter):
         return layer_output + added
 
     def trainable(
-        self, op: LayerOp | None = None, dropouts: Dropouts | None = None, generator: torch.Generator | None = None
+        self,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
     ) -> TrainableAdapter:
         if self.mid is not None:  # Tucker: trained through ΔW
-            return super().trainable(op, dropouts, generator)
-        return TrainableLora(self, op, dropouts, generator)
+            return super().trainable(op, dropouts, draws)
+        return TrainableLora(self, op, dropouts, draws)
 
 
 class TrainableLora(TrainableAdapter):
@@ -191,17 +194,19 @@ class TrainableLora(TrainableAdapter):
         """Neuron dropout, then rank dropout (one mask per sample over the rank channels)."""
         dropout, rank_dropout = self.dropouts.dropout, self.dropouts.rank_dropout
         if self.training and dropout > 0:
-            keep = (self.uniform(tuple(hidden.shape), hidden.device) >= dropout).to(hidden.dtype)
+            keep = (self.draws.uniform(tuple(hidden.shape), hidden.device, self.batch_axis) >= dropout).to(hidden.dtype)
             hidden = hidden * keep / (1 - dropout)
         if self.training and rank_dropout > 0:
             rank = self.down.shape[0]
-            # the mask's shape broadcasts over tokens or pixels
+            # the mask's shape broadcasts over tokens or pixels; its first axis is the samples' (or,
+            # sequence first, the tokens': one mask then serves every sample)
             shape = (
                 (hidden.shape[0], rank, 1, 1)
                 if self.op.conv
                 else (hidden.shape[0],) + (1,) * (hidden.dim() - 2) + (rank,)
             )
-            hidden = hidden * (self.uniform(shape, hidden.device) > rank_dropout).to(hidden.dtype)
+            per_sample = 0 if self.batch_axis == 0 else None
+            hidden = hidden * (self.draws.uniform(shape, hidden.device, per_sample) > rank_dropout).to(hidden.dtype)
         return hidden
 
     def delta_weight(self, base_weight: torch.Tensor) -> torch.Tensor | None:
@@ -211,6 +216,6 @@ class TrainableLora(TrainableAdapter):
         down = self.down.flatten(1)
         rank_dropout = self.training and self.dropouts.rank_dropout > 0
         if rank_dropout:
-            mask = (self.uniform((down.shape[0],), down.device) > self.dropouts.rank_dropout).to(down.dtype)
+            mask = (self.draws.uniform((down.shape[0],), down.device) > self.dropouts.rank_dropout).to(down.dtype)
             down = down * mask[:, None]
         return lora_delta(self.up, down, None, base_weight.shape) * self._scale(rank_dropout)

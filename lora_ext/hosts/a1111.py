@@ -73,7 +73,7 @@ class A1111Host(WebUIHostBase, LdmHost):
         with self.training_turn("the WebUI"):
             model = self.sd_model
             self._restore_merged_loras(model)
-            trainable = self._sdxl_embedders(model) if config.train_text_encoder else []
+            trainable = self._sdxl_embedders(model) if config.trains_text_encoder else []
             previous = [getattr(embedder, "is_trainable", False) for embedder in trainable]
             self._training = True
             try:
@@ -85,7 +85,7 @@ class A1111Host(WebUIHostBase, LdmHost):
                 self._training = False
                 for embedder, flag in zip(trainable, previous, strict=True):
                     embedder.is_trainable = flag
-                if config.train_text_encoder:
+                if config.trains_text_encoder:
                     self.drop_cached_conditioning()
 
     def _restore_merged_loras(self, model) -> None:

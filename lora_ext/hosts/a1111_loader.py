@@ -23,9 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lora_ext import settings
+from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.loading.cache import LoraCache
 from lora_ext.loading.loader import NetworkLoader
-from lora_ext.loading.prompt import NetworkSpec, spec_from_params
+from lora_ext.loading.prompt import LoraToken, spec_from_params
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,16 @@ def make_builtin_inert(sd_model) -> int:
 class LoraTakeover:
     """Our ``lora`` extra network and its lifecycle in the WebUI."""
 
+    lora_hash = staticmethod(lora_short_hash)  # the "Lora hashes" form of this WebUI (A1111's; Forge's differs)
+
     def __init__(self, host_factory: Callable[[], object]) -> None:
         self._host_factory = host_factory
         self.cache = LoraCache(max_items=int(_opt(SETTING_CACHE, 4)))
         self.loader: NetworkLoader | None = None
         self.builtin = None  # the built-in's ExtraNetwork object, kept to delegate to
         self.network = None  # our ExtraNetwork object
+        self.failures: set[tuple[str, str]] = set()  # causes already logged (once each)
+        self._fallen_back: int | None = None  # id() of the generation whose tokens went to the built-in
 
     # -- state ------------------------------------------------------------------------------
     def ours(self) -> bool:
@@ -101,6 +106,7 @@ class LoraTakeover:
                 cache=self.cache,
                 presets_path=Path(host.lora_dir) / PRESETS_FILE,
                 keep_backups=bool(_opt(SETTING_KEEP_BACKUPS, True)),
+                lora_hash=self.lora_hash,
             )
         return self.loader
 
@@ -168,7 +174,7 @@ class LoraTakeover:
         """Undo whatever the built-in applied, before our first patch of a generation."""
         make_builtin_inert(sd_model)
 
-    def apply(self, sd_model, specs: list[NetworkSpec]):
+    def apply(self, sd_model, specs: list[LoraToken]):
         """Make the model carry exactly ``specs``; returns the ``LoadReport``."""
         return self._loader().apply(specs)
 
@@ -178,19 +184,30 @@ class LoraTakeover:
 
     def activate(self, p, params_list) -> None:
         model = getattr(p, "sd_model", None) or _shared_model()
+        self._fallen_back = None
         if self._delegates(model):
             self.restore()
             if self.builtin is not None:
                 self.builtin.activate(p, params_list)
             return
+        try:
+            self._activate(p, params_list, model)
+        except Exception as error:  # noqa: BLE001  (the WebUI's edge: whatever failed, the user's LoRA still applies)
+            self._fall_back(p, params_list, error)
+
+    def _activate(self, p, params_list, model) -> None:
         self.make_builtin_inert(model)
         parsed = [_spec(params) for params in params_list]
         specs = [spec for spec, _ in parsed if spec is not None]
         warnings = [message for _, messages in parsed for message in messages]
         auto = _opt("sd_lora", "None")
         if auto and auto != "None" and not any(spec.name == auto for spec in specs):
-            specs.append(NetworkSpec(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
+            specs.append(LoraToken(auto, float(_opt("extra_networks_default_multiplier", 1.0))))
         report = self.apply(model, specs)
+        if report.changed_weights:
+            # the WebUI caches conditioning by prompt text, not by the files behind its tokens: a file replaced on
+            # disk under an unchanged token would otherwise reuse the old text encoder's conditioning
+            self._host_factory().drop_cached_conditioning()
         for message in warnings + report.warnings:
             log.warning("Train Tools LoRA: %s", message)
             p.comments[message] = 1
@@ -201,8 +218,27 @@ class LoraTakeover:
             if value:
                 p.extra_generation_params[HASHES_KEY] = value
 
+    def _fall_back(self, p, params_list, error: Exception) -> None:
+        """Our loader failed for this generation: log the cause once, leave nothing of ours in the model, and hand
+        the tokens to the built-in (the user gets the built-in's LoRA, never none)."""
+        cause = (type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+        if cause not in self.failures:
+            self.failures.add(cause)
+            log.error(
+                "Train Tools: its <lora:…> loader failed (%s: %s); the WebUI's built-in Lora applies the LoRAs "
+                "instead (logged once per cause; Settings → Train Tools → LoRA loader picks the built-in for good)",
+                *cause,
+            )
+        try:
+            self.restore()
+        except Exception as restore_error:  # noqa: BLE001
+            log.error("Train Tools: restoring after that failure failed too (%s)", restore_error)
+        self._fallen_back = id(p)
+        if self.builtin is not None:
+            self.builtin.activate(p, params_list)
+
     def deactivate(self, p) -> None:
-        if self._delegates(getattr(p, "sd_model", None) or _shared_model()):
+        if self._fallen_back == id(p) or self._delegates(getattr(p, "sd_model", None) or _shared_model()):
             if self.builtin is not None:
                 self.builtin.deactivate(p)
             return
@@ -243,7 +279,7 @@ def _shared_model():
     return shared.sd_model
 
 
-def _spec(params) -> tuple[NetworkSpec | None, list[str]]:
+def _spec(params) -> tuple[LoraToken | None, list[str]]:
     """The WebUI already split the token (``ExtraNetworkParams``): its items become a spec as they are."""
     token = f"<lora:{':'.join(map(str, params.items))}>"  # only quoted in warnings
     return spec_from_params(params.positional, params.named, token)

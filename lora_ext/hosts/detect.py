@@ -3,7 +3,9 @@
 - **Forge** (main, "Forge2") ships ``modules_forge`` and its own ``backend`` package
   (``backend.diffusion_engine``); ``shared.sd_model`` is a ``backend`` engine with
   ``forge_objects`` and no ldm ``.model``, or the ``FakeInitialModel`` placeholder
-  until the first generation.
+  until the first generation. Its LoRA merges live in ``backend.patcher.lora.LoraLoader``.
+- **Forge Neo** ships the same ``backend`` with ComfyUI's patcher instead: no ``LoraLoader``
+  in ``backend.patcher.lora`` (what our Forge code would rely on), which tells the two apart.
 - **reForge** (and the old Forge1) ship ``modules_forge`` and ``ldm_patched`` (a ComfyUI
   copy) behind the A1111 shell; its ldm ``sd_model`` also carries ``forge_objects``.
 - Anything else is **AUTOMATIC1111**.
@@ -24,11 +26,12 @@ from lora_ext.hosts.webui import WebUIHostBase, is_placeholder
 class WebUI(enum.Enum):
     A1111 = "a1111"
     FORGE = "forge"
+    NEO = "neo"
     REFORGE = "reforge"
 
     @property
     def label(self) -> str:
-        return {"a1111": "AUTOMATIC1111", "forge": "Forge", "reforge": "reForge"}[self.value]
+        return {"a1111": "AUTOMATIC1111", "forge": "Forge", "neo": "Forge Neo", "reforge": "reForge"}[self.value]
 
 
 def _importable(name: str) -> bool:
@@ -40,11 +43,18 @@ def _importable(name: str) -> bool:
         return False
 
 
+def _has_lora_loader() -> bool:
+    """Forge keeps LoRA merges in ``backend.patcher.lora.LoraLoader``; Neo (ComfyUI's patcher) has none."""
+    import importlib
+
+    return hasattr(importlib.import_module("backend.patcher.lora"), "LoraLoader")
+
+
 def detect_webui() -> WebUI:
-    """A1111, Forge or reForge, from the WebUI's packages and then ``shared.sd_model``'s layout."""
+    """A1111, Forge, Forge Neo or reForge, from the WebUI's packages and then ``shared.sd_model``'s layout."""
     if _importable("modules_forge"):
         if _importable("backend.diffusion_engine"):
-            return WebUI.FORGE
+            return WebUI.FORGE if _has_lora_loader() else WebUI.NEO
         if _importable("ldm_patched"):
             return WebUI.REFORGE
         return WebUI.FORGE  # a Forge fork we do not know: the safe answer is "not A1111"
@@ -59,7 +69,8 @@ def detect_webui() -> WebUI:
 
 
 def host_for(webui: WebUI) -> WebUIHostBase:
-    """The host for this WebUI: ``A1111Host``, ``ForgeHost``, or ``ReForgeHost`` (our loader, training refused)."""
+    """The host for this WebUI: ``A1111Host``, ``ForgeHost``, ``NeoHost``, or ``ReForgeHost`` (our loader, training
+    refused)."""
     if webui is WebUI.A1111:
         from lora_ext.hosts.a1111 import A1111Host
 
@@ -68,6 +79,10 @@ def host_for(webui: WebUI) -> WebUIHostBase:
         from lora_ext.hosts.forge import ForgeHost
 
         return ForgeHost()
+    if webui is WebUI.NEO:
+        from lora_ext.hosts.neo import NeoHost
+
+        return NeoHost()
     from lora_ext.hosts.reforge import ReForgeHost
 
     return ReForgeHost()

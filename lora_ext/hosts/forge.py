@@ -1,7 +1,7 @@
 """The Forge host (Forge main, "Forge2"): training on the model Forge has loaded, no second copy.
 
 Forge's ``shared.sd_model`` is a ``backend`` engine whose torch modules sit in ``forge_objects``
-(``shared/reference/forge-host.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
+(``docs/hosts.md``): the UNet at ``forge_objects.unet.model.diffusion_model``
 (ldm names), the schedule at ``….model.predictor`` (``alphas_cumprod``, ``prediction_type``), the text
 encoders at ``forge_objects.clip.cond_stage_model.clip_l/clip_g`` (HF CLIP layout), the VAE at
 ``forge_objects.vae.first_stage_model``. The WebUI-generic half (Settings, queue lock, progress,
@@ -38,7 +38,6 @@ import torch
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import (
     Conditioning,
-    Family,
     HostCapabilities,
     ModelInfo,
     ModelParts,
@@ -46,36 +45,65 @@ from lora_ext.host import (
     TextEncoderPart,
     training_capabilities,
 )
+from lora_ext.hosts.forge_engine import ENGINE_NAMES, FP8_STORAGE, QUANTIZED_STORAGE, forge_family, prefix_of
+from lora_ext.hosts.inplace_residuals import copied_norm_inputs
 from lora_ext.hosts.ordinary_tensors import OrdinaryTensors
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
+from lora_ext.training.network import UNET_ATTENTION_CLASSES
 
 NOT_LOADED = "no checkpoint loaded yet"
 PLACEHOLDER_REASON = (
     "Forge has not loaded the checkpoint yet (it loads on the first generation): generate one image, then train"
 )
-QUANTIZED_STORAGE = {"nf4": "nf4", "fp4": "fp4", "gguf": "GGUF"}
-FP8_STORAGE = (torch.float8_e4m3fn, torch.float8_e5m2)
-ENGINE_NAMES = {
-    "Flux": "Flux",
-    "StableDiffusion3": "SD3.5",
-    "Chroma": "Chroma",
-    "StableDiffusionXLRefiner": "SDXL refiner",
-}
-
-
-def forge_family(engine) -> Family | None:
-    """SD1 / SD2 / SDXL from the engine's flags; None for every other engine (Flux, SD3.5, Chroma, the refiner…)."""
-    if type(engine).__name__ in ENGINE_NAMES:
-        return None
-    for flag, family in (("is_sdxl", "sdxl"), ("is_sd2", "sd2"), ("is_sd1", "sd1")):
-        if getattr(engine, flag, False):
-            return family
-    return None
 
 
 def unsupported_engine_reason(engine) -> str:
     name = ENGINE_NAMES.get(type(engine).__name__, type(engine).__name__)
     return f"the loaded model is a {name} model; Train Tools trains LoRAs for SD1, SD2 and SDXL checkpoints only"
+
+
+TEXT_ENCODER_NAMES = {"sd1": ("clip_l",), "sd2": ("clip_h",), "sdxl": ("clip_l", "clip_g")}
+
+
+def text_encoders(engine) -> list[torch.nn.Module]:
+    """The engine's text encoders, in kohya's order (``te1``, ``te2``).
+
+    Forge's ``forge_objects.clip.cond_stage_model`` is a ``JointTextEncoder``: a plain ``nn.Module`` whose
+    children are added by name (``clip_l``, ``clip_g``; ``clip_h`` on SD2), not a ``torch.nn.ModuleDict``
+    (no ``in``, no ``[name]``), so its children are read by name."""
+    children = dict(engine.forge_objects.clip.cond_stage_model.named_children())
+    return [children[name] for name in TEXT_ENCODER_NAMES[forge_family(engine)] if name in children]
+
+
+def layout_reason(engine) -> str | None:
+    """What a training run needs from a Forge engine and does not find there (None: all of it is there).
+
+    Checked, not assumed: the text encoders by name, the UNet's ldm blocks and attention layers, the
+    noise schedule, the VAE's ``encode`` and the engine's text processing."""
+    family = forge_family(engine)
+    objects = engine.forge_objects
+    children = dict(objects.clip.cond_stage_model.named_children())
+    missing = [name for name in TEXT_ENCODER_NAMES[family] if name not in children]
+    if missing:
+        return f"its text encoders are named {sorted(children)} (expected {', '.join(missing)})"
+    unet = objects.unet.model.diffusion_model
+    blocks = [name for name in ("input_blocks", "middle_block", "output_blocks") if not hasattr(unet, name)]
+    if blocks:
+        return f"its UNet ({type(unet).__name__}) has no {', '.join(blocks)}"
+    if not any(type(module).__name__ in UNET_ATTENTION_CLASSES for module in unet.modules()):
+        return f"its UNet ({type(unet).__name__}) has no attention blocks Train Tools knows"
+    schedule = getattr(getattr(objects.unet.model, "predictor", None), "alphas_cumprod", None)
+    if not isinstance(schedule, torch.Tensor) or schedule.numel() != 1000:
+        return "its noise schedule (predictor.alphas_cumprod, 1000 steps) was not found"
+    engines = (
+        ("text_processing_engine_l", "text_processing_engine_g", "embedder")
+        if family == "sdxl"
+        else ("text_processing_engine",)
+    )
+    absent = [name for name in engines if getattr(engine, name, None) is None]
+    if absent:
+        return f"the engine has no {', '.join(absent)}"
+    return None
 
 
 def _loaded_entries(kmodels: Sequence[torch.nn.Module]) -> list:
@@ -101,6 +129,8 @@ def _storage_reason(storage) -> str | None:
 
 class ForgeHost(WebUIHostBase):
     """The ``Host`` protocol over Forge's ``forge_objects``."""
+
+    label = "Forge"
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,13 +184,8 @@ class ForgeHost(WebUIHostBase):
     def alphas_cumprod(self) -> torch.Tensor:
         return self.kmodel.predictor.alphas_cumprod.detach().to("cpu", torch.float32).clone()
 
-    def _text_encoders(self, engine) -> list[torch.nn.Module]:
-        encoders = engine.forge_objects.clip.cond_stage_model
-        names = ("clip_l", "clip_g") if forge_family(engine) == "sdxl" else ("clip_l", "clip_h")
-        return [encoders[name] for name in names if name in encoders]
-
     def parts(self) -> ModelParts:
-        encoders = self._text_encoders(self.engine)
+        encoders = text_encoders(self.engine)
         return ModelParts(
             unet=self.unet,
             text_encoders=tuple(TextEncoderPart(i, "hf_clip", root) for i, root in enumerate(encoders)),
@@ -190,11 +215,13 @@ class ForgeHost(WebUIHostBase):
         storage = _storage_reason(getattr(kmodel, "storage_dtype", None))
         if storage:
             return storage
+        layout = layout_reason(model)
+        if layout:
+            return f"Train Tools does not know this {self.label}'s model layout: {layout}"
         return self._swap_reason(model)
 
-    @staticmethod
-    def _swap_reason(engine) -> str | None:
-        swapped = [entry for entry in _loaded_entries(_memory_modules(engine)) if entry.model_accelerated]
+    def _swap_reason(self, engine) -> str | None:
+        swapped = [entry for entry in _loaded_entries(_memory_modules(engine)) if self._swapped(entry)]
         if swapped:
             part = (
                 "UNet"
@@ -202,10 +229,15 @@ class ForgeHost(WebUIHostBase):
                 else "text encoder"
             )
             return (
-                f"Forge keeps part of the {part} in CPU swap (not enough free VRAM for the whole model); raise "
-                "“GPU Weights” in Forge's top bar or free VRAM, then train"
+                f"{self.label} keeps part of the {part} in CPU swap (not enough free VRAM for the whole model); "
+                "raise “GPU Weights” in the top bar or free VRAM, then train"
             )
         return None
+
+    @staticmethod
+    def _swapped(entry) -> bool:
+        """Whether Forge's memory manager keeps part of this loaded model off the GPU (its "CPU swap")."""
+        return bool(entry.model_accelerated)
 
     def capabilities(self) -> HostCapabilities:
         shared, *_ = _webui()
@@ -220,19 +252,24 @@ class ForgeHost(WebUIHostBase):
             memory_management.load_models_gpu(patchers)
 
     def encode_images(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Latents from the engine's VAE modules, sampled with ``generator`` (Forge's and Neo's ``encode`` draw from
+        the global one): its encoder and ``quant_conv`` give the posterior's moments, ``process_in`` the scaling."""
+        from backend.nn.vae import DiagonalGaussianDistribution
+
         vae = self.engine.forge_objects.vae
         self._load([vae.patcher])
         model = vae.first_stage_model
         parameter = next(model.parameters())
-
-        def sample(posterior):
-            if generator is None:
-                return posterior.sample()
-            noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
-            return posterior.mean + posterior.std * noise
-
         with torch.no_grad():
-            latents = model.encode(pixels.to(parameter.device, parameter.dtype), regulation=sample)
+            moments = model.encoder(pixels.to(parameter.device, parameter.dtype))
+            if model.quant_conv is not None:
+                moments = model.quant_conv(moments)
+            posterior = DiagonalGaussianDistribution(moments)
+            if generator is None:
+                latents = posterior.sample()
+            else:
+                noise = torch.randn(posterior.mean.shape, generator=generator).to(posterior.mean.device)
+                latents = posterior.mean + posterior.std * noise
             return model.process_in(latents).float()
 
     def encode_prompts(self, prompts: Sequence[str], sizes: Sequence[SizeCondition] | None = None) -> Conditioning:
@@ -296,26 +333,48 @@ class ForgeHost(WebUIHostBase):
     def training_session(self, config) -> Iterator[None]:
         from modules import sd_models
 
-        with self.training_turn("Forge"):
+        with self.training_turn(self.label):
             engine = self.engine
-            roots = [engine.forge_objects.unet.model.diffusion_model, *self._text_encoders(engine)]
-            self._tensors = OrdinaryTensors(roots, _merged_sources(engine, roots))
+            roots = [engine.forge_objects.unet.model.diffusion_model, *text_encoders(engine)]
+            self._tensors = OrdinaryTensors(roots, self._merged_sources(engine, roots))
             self._pinned = sd_models.model_data.forge_loading_parameters
             self._training = True
             online = []
             try:
-                online = _set_aside_online_loras(roots)
+                online = self._set_aside_online_loras(roots)
                 self._prepare(engine)
-                yield
+                with copied_norm_inputs(roots[0]):
+                    yield
             finally:
                 self._training = False
                 self._pinned = None
                 self._tensors.restore()
                 self._tensors = None
-                for module, loras in online:
-                    module.forge_online_loras = loras
-                if config.train_text_encoder:
+                for module, name, loras in online:
+                    setattr(module, name, loras)
+                if config.trains_text_encoder:
                     self.drop_cached_conditioning()
+
+    @staticmethod
+    def _merged_sources(engine, roots: list[torch.nn.Module]) -> dict[int, dict[str, torch.Tensor]]:
+        """Per root, the pre-merge weights Forge's ``LoraLoader`` keeps in ``backup`` (keys relative to the root)."""
+        backups = [
+            (module, getattr(getattr(module, "lora_loader", None), "backup", None) or {})
+            for module in _memory_modules(engine)
+        ]
+        return sources_below(roots, backups)
+
+    ONLINE_ATTRIBUTES: tuple[str, ...] = ("forge_online_loras",)  # where a layer holds LoRAs merged per forward
+
+    def _set_aside_online_loras(self, roots: list[torch.nn.Module]) -> list[tuple[torch.nn.Module, str, object]]:
+        """Online-mode LoRAs (held by each layer, merged on every forward), taken off the layers for the run."""
+        found = []
+        for root in roots:
+            for module in root.modules():
+                for name in self.ONLINE_ATTRIBUTES:
+                    if module.__dict__.get(name):  # the layer's own non-empty holder (a class default stays)
+                        found.append((module, name, module.__dict__.pop(name)))
+        return found
 
 
 def _memory_patchers(engine) -> list:
@@ -328,32 +387,13 @@ def _memory_modules(engine) -> list:
     return [patcher.model for patcher in _memory_patchers(engine)]
 
 
-def _merged_sources(engine, roots: list[torch.nn.Module]) -> dict[int, dict[str, torch.Tensor]]:
-    """Per root, the pre-merge weights Forge's ``LoraLoader`` keeps in ``backup`` (keys relative to the root)."""
+def sources_below(roots: list[torch.nn.Module], backups) -> dict[int, dict[str, torch.Tensor]]:
+    """``(module, {key: tensor})`` backups re-keyed per root found below ``module`` (names relative to the root)."""
     sources: dict[int, dict[str, torch.Tensor]] = {}
-    for module in _memory_modules(engine):
-        backup = getattr(getattr(module, "lora_loader", None), "backup", None) or {}
+    for module, backup in backups:
         for key, tensor in backup.items():
             for root in roots:
                 prefix = prefix_of(module, root)
                 if prefix is not None and key.startswith(prefix):
                     sources.setdefault(id(root), {})[key[len(prefix) :]] = tensor
     return sources
-
-
-def prefix_of(parent: torch.nn.Module, root: torch.nn.Module) -> str | None:
-    for name, module in parent.named_modules():
-        if module is root:
-            return f"{name}." if name else ""
-    return None
-
-
-def _set_aside_online_loras(roots: list[torch.nn.Module]) -> list[tuple[torch.nn.Module, dict]]:
-    """Forge's online-mode LoRAs (``forge_online_loras`` on a layer, merged per forward), removed for the run."""
-    found = []
-    for root in roots:
-        for module in root.modules():
-            loras = module.__dict__.pop("forge_online_loras", None)
-            if loras is not None:
-                found.append((module, loras))
-    return found

@@ -23,14 +23,15 @@ from __future__ import annotations
 import torch
 
 from lora_ext.formats import Adapter
+from lora_ext.formats.hashes import forge_lora_short_hash
 from lora_ext.formats.loha import LohaAdapter
 from lora_ext.formats.lokr import LokrAdapter
 from lora_ext.formats.lora import LoraAdapter
 from lora_ext.hosts.a1111_loader import NO_LORA, LoraTakeover, forget_builtin_networks
-from lora_ext.hosts.forge import QUANTIZED_STORAGE, forge_family, prefix_of
+from lora_ext.hosts.forge_engine import QUANTIZED_STORAGE, forge_family, prefix_of
 from lora_ext.loading.patch_list import FilePatches, PatchList, delta, needs_base
 from lora_ext.loading.patcher import ParamPatch
-from lora_ext.loading.prompt import NetworkSpec
+from lora_ext.loading.prompt import LoraToken
 
 HASH_PREFIX = "train_tools:"  # our current_lora_hash values; Forge's own are str(list) ("[]" for none)
 FULL_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
@@ -76,6 +77,8 @@ def _own_patch_type(adapter: Adapter, multiplier: float):
 class ForgeLoraTakeover(LoraTakeover):
     """``LoraTakeover`` whose ``apply`` hands Forge patches instead of merging into weights."""
 
+    lora_hash = staticmethod(forge_lora_short_hash)  # Forge writes and looks up the whole file's sha256
+
     def handles(self, sd_model) -> bool:
         """SD1/SD2/SDXL engines stored in fp16/bf16/fp32/fp8. Flux, SD3.5, Chroma… (our key maps are ldm's) and a
         UNet stored as nf4/fp4/GGUF (packed weights, whose shapes are not the layers') stay with Forge's built-in."""
@@ -88,14 +91,15 @@ class ForgeLoraTakeover(LoraTakeover):
         """The built-in's state is its patched clones and hash on the engine, which ``apply`` replaces."""
         forget_builtin_networks()
 
-    def apply(self, sd_model, specs: list[NetworkSpec]):
+    def apply(self, sd_model, specs: list[LoraToken]):
         try:
             patch_list = self._loader().patch_list(specs)
-            online = _online_mode(sd_model)
+            online = self.online_mode(sd_model)
             # online mode is part of the key, as in Forge's own hash: toggling it re-patches
             key = NO_LORA if patch_list.empty else f"{HASH_PREFIX}{patch_list.signature()}{':online' if online else ''}"
             if sd_model.current_lora_hash != key:
                 self._set_patches(sd_model, patch_list, key, online)
+                patch_list.report.changed_weights = True
         except Exception:
             # The WebUI shows the error and generates anyway: never with the previous prompt's LoRAs.
             original = sd_model.forge_objects_original
@@ -119,7 +123,7 @@ class ForgeLoraTakeover(LoraTakeover):
             roots = {"unet": parts.unet, **{f"te{e.index}": e.root for e in parts.text_encoders}}
             unet_patches, clip_patches = [], []
             for item in patch_list.files:
-                unet_file, clip_file = self._file_patches(item, roots, unet.model, clip.patcher.model)
+                unet_file, clip_file = self._file_patches(item, roots, unet, clip.patcher)
                 unet_patches.append((item, unet_file))
                 clip_patches.append((item, clip_file))
             if any(patches for _, patches in unet_patches):
@@ -128,19 +132,43 @@ class ForgeLoraTakeover(LoraTakeover):
                 clip = _patched(clip, clip_patches, key, online)
         _set_objects(sd_model, unet, clip, key)
 
-    def _file_patches(self, item: FilePatches, roots: dict, unet_model, clip_model):
+    def _file_patches(self, item: FilePatches, roots: dict, unet_patcher, clip_patcher):
         """One file's patches keyed by Forge's parameter names, split into the UNet's and the text encoders'."""
         unet_file: dict = {}
         clip_file: dict = {}
         prefixes: dict[str, str] = {}  # per part: one walk over the model's modules, not one per parameter
         for ref, patches in item.params:
-            model = unet_model if ref.part == "unet" else clip_model
+            patcher = unet_patcher if ref.part == "unet" else clip_patcher
             if ref.part not in prefixes:
-                prefixes[ref.part] = _prefix(model, roots[ref.part])
+                prefixes[ref.part] = _prefix(patcher.model, roots[ref.part])
             forge_key = prefixes[ref.part] + ref.name
-            base = _base_weight(model, forge_key) if needs_base(patches) else None
-            (unet_file if ref.part == "unet" else clip_file)[forge_key] = forge_patch(patches, ref.shape, base)
+            base = self.base_weight(patcher, forge_key) if needs_base(patches) else None
+            (unet_file if ref.part == "unet" else clip_file)[forge_key] = self.patch_value(patches, ref.shape, base)
         return unet_file, clip_file
+
+    # -- what differs between Forge and Neo (``hosts/neo.py``) -----------------------------------------------
+    def patch_value(self, patches: list[ParamPatch], shape: tuple[int, ...], base: torch.Tensor | None):
+        """One file's patches on one parameter, as this WebUI's patcher takes them."""
+        return forge_patch(patches, shape, base)
+
+    @staticmethod
+    def online_mode(sd_model) -> bool:
+        """Forge's rule: "online" LoRAs (merged per forward) only when asked for and the UNet is stored quantised."""
+        from backend.args import dynamic_args
+
+        storage = sd_model.forge_objects.unet.model.storage_dtype
+        return bool(dynamic_args.get("online_lora", False)) and storage not in FULL_PRECISION
+
+    @staticmethod
+    def base_weight(patcher, key: str) -> torch.Tensor:
+        """The unpatched weight: Forge's backup of it when a LoRA is merged now (its ``LoraLoader`` keeps them on
+        the model), else the weight itself."""
+        backup = patcher.model.lora_loader.backup.get(key)
+        if backup is not None:
+            return backup
+        from backend import utils
+
+        return utils.get_attr(patcher.model, key)
 
 
 def _patched(patcher, files: list[tuple[FilePatches, dict]], key: str, online: bool):
@@ -162,30 +190,12 @@ def _set_objects(sd_model, unet, clip, key: str) -> None:
     sd_model.current_lora_hash = key
 
 
-def _online_mode(sd_model) -> bool:
-    """Forge's rule: "online" LoRAs (merged per forward) only when asked for and the UNet is stored quantised."""
-    from backend.args import dynamic_args
-
-    storage = sd_model.forge_objects.unet.model.storage_dtype
-    return bool(dynamic_args.get("online_lora", False)) and storage not in FULL_PRECISION
-
-
 def _prefix(model: torch.nn.Module, root: torch.nn.Module) -> str:
     """Where ``root`` (a part from ``ForgeHost.parts``) sits in a patcher's model, as a key prefix."""
     prefix = prefix_of(model, root)
     if prefix is None:
         raise LookupError(f"{type(root).__name__} is not inside {type(model).__name__}")  # internal invariant
     return prefix
-
-
-def _base_weight(model: torch.nn.Module, key: str) -> torch.Tensor:
-    """The unpatched weight: Forge's backup of it when a LoRA is merged now, else the weight itself."""
-    backup = model.lora_loader.backup.get(key)
-    if backup is not None:
-        return backup
-    from backend import utils
-
-    return utils.get_attr(model, key)
 
 
 def _forge_engine():

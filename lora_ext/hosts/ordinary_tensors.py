@@ -2,7 +2,7 @@
 
 Forge builds and moves its weights inside inference mode, so they are *inference tensors*:
 autograd cannot save them for backward, ``requires_grad_`` and in-place writes outside
-inference mode raise, and they have no version counter (``shared/reference/forge-host.md`` §2).
+inference mode raise, and they have no version counter (``docs/hosts.md``, "Inference tensors").
 ``OrdinaryTensors`` swaps every inference parameter and buffer of the given modules for an
 ordinary copy (same values, dtype, device, ``requires_grad``) and afterwards puts the very same
 original tensor objects back. While the copy is in place the original's storage is released

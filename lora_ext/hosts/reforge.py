@@ -2,7 +2,7 @@
 
 reForge keeps A1111's ldm model objects, so our exact in-place merge (``NetworkLoader.apply``)
 works on ``sd_model.model.diffusion_model`` and the text encoders as on A1111, with two reForge
-facts (``shared/reference/forge-host.md``):
+facts (``docs/hosts.md``, ``docs/loader.md``):
 
 - its built-in Lora is Forge-style: it puts patched clones of ComfyUI ``ModelPatcher``s in
   ``sd_model.forge_objects_after_applying_lora`` (cached by ``current_lora_hash``), and the memory

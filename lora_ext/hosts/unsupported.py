@@ -4,7 +4,7 @@ It keeps what is WebUI-generic (``WebUIHostBase``: folders, Settings, queue lock
 progress, generation through the WebUI's own pipeline), answers ``capabilities()`` with
 ``can_train: false`` and one reason, and refuses every model call a trainer makes. On
 reForge the weights are inference tensors and its ComfyUI patcher keeps its own backups and
-partial (low-VRAM) loading (``shared/reference/forge-host.md``); training there needs its
+partial (low-VRAM) loading (``docs/hosts.md``); training there needs its
 own host. The dataset, tagger and tag editor need none of it. (Forge has its own host,
 ``hosts/forge.py``.)
 """

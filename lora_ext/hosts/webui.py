@@ -2,7 +2,7 @@
 
 Folders, Settings, the queue lock and ``shared.state`` (progress, Interrupt) and
 generation through ``processing.process_images`` exist with the same meaning in
-A1111, Forge and reForge (``shared/reference/forge-host.md`` §1a), so they live
+A1111, Forge and reForge (``docs/hosts.md``), so they live
 here once: ``A1111Host`` adds the ldm model surface on top, and
 ``UnsupportedWebUIHost`` (``hosts/unsupported.py``) uses them as they are while it
 refuses to train. Every WebUI import is inside a function.
@@ -83,6 +83,16 @@ class WebUIHostBase(Host):
         _, _, paths, _ = _webui()
         return Path(paths.data_path) / "outputs" / "train_tools"
 
+    def logins(self) -> list:
+        """The WebUI's logins, for ``api.parse_credentials``: ``--api-auth`` (its API) and ``--gradio-auth`` /
+        ``--gradio-auth-path`` (its page, read by the WebUI's own ``get_gradio_auth_creds``). Our routes take any."""
+        shared, *_ = _webui()
+        try:
+            from modules.initialize_util import get_gradio_auth_creds
+        except ImportError:  # an older WebUI: the flag alone, in the same "user:pass,…" form
+            return [shared.cmd_opts.api_auth, getattr(shared.cmd_opts, "gradio_auth", None)]
+        return [shared.cmd_opts.api_auth, [pair for pair in get_gradio_auth_creds() if len(pair) == 2]]
+
     def setting(self, key: str, default: Any = None) -> Any:
         """A value from the WebUI's Settings (its default when unset), read on each use."""
         shared, *_ = _webui()
@@ -127,12 +137,17 @@ class WebUIHostBase(Host):
 
     @staticmethod
     def drop_cached_conditioning() -> None:
-        """Forget the conditioning ``StableDiffusionProcessing`` caches between generations."""
+        """Forget the conditioning the WebUI caches between generations (keyed by prompt text, not by weights).
+
+        Emptied in place: every processing object refers to the class's lists (``persistent_cond_cache``), including
+        the one being set up when our loader runs, so new lists would leave that generation the stale entries."""
         from modules import processing
 
-        cls = processing.StableDiffusionProcessing
-        cls.cached_c = [None] * len(cls.cached_c)
-        cls.cached_uc = [None] * len(cls.cached_uc)
+        for cls in (processing.StableDiffusionProcessing, processing.StableDiffusionProcessingTxt2Img):
+            for name in ("cached_c", "cached_uc", "cached_hr_c", "cached_hr_uc"):
+                cache = vars(cls).get(name)
+                if isinstance(cache, list):
+                    cache[:] = [None] * len(cache)
 
     def generate(self, request: GenerationRequest) -> list:
         """Images from the WebUI's own pipeline; ``<lora:…>`` is handled by whichever loader owns it.

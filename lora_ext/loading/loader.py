@@ -16,91 +16,29 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from lora_ext.errors import LoraExtError
-from lora_ext.formats.detect import from_metadata
 from lora_ext.formats.hashes import lora_short_hash
 from lora_ext.formats.keymap import KeyMap, Target, keymap_for_parts
-from lora_ext.formats.peft_config import WEIGHTS_STEM, sidecar_path
-from lora_ext.formats.safetensors_io import SAFETENSORS_SUFFIXES, read_header
 from lora_ext.host import Host, ModelParts
 from lora_ext.loading.cache import LoraCache, file_identity
+from lora_ext.loading.index import LoraEntry, LoraIndex
 from lora_ext.loading.patch_list import FilePatches, ParamRef, PatchList, group_by_param
-from lora_ext.loading.patcher import AppliedPatches, PatchStats
-from lora_ext.loading.prompt import NetworkSpec, parse_prompt, read_user_presets
-from lora_ext.loading.resolve import FileReport, Resolved, group_by_tensor, not_found, resolve_parsed, unreadable
+from lora_ext.loading.patcher import AppliedPatches
+from lora_ext.loading.prompt import LoraToken, parse_prompt, read_user_presets
+from lora_ext.loading.resolve import (
+    LoadReport,
+    Resolved,
+    group_by_tensor,
+    not_found,
+    resolve_parsed,
+    unreadable,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoraEntry:
-    """One LoRA file in the LoRA folder(s)."""
-
-    name: str  # file stem
-    relative: str  # path below its LoRA folder, without suffix, with "/" separators
-    alias: str  # ss_output_name, else the stem
-    path: Path
-    sd_version: str  # "SD1" / "SD2" / "SDXL" / "Unknown", as A1111's cards show it
-    metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass
-class LoadReport:
-    files: list[FileReport] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    stats: PatchStats = field(default_factory=PatchStats)
-    unchanged: bool = False  # the request equalled the previous one and nothing was touched
-
-    def infotext(self) -> str:
-        """The value A1111 writes as "Lora hashes": ``name: hash, name: hash``."""
-        return ", ".join(
-            f"{f.name.replace(':', '').replace(',', '')}: {f.short_hash}"
-            for f in self.files
-            if f.applied and f.short_hash
-        )
-
-
-def _sd_version(metadata: dict[str, str]) -> str:
-    family = from_metadata(metadata)
-    if family != "unknown":
-        return family.upper()
-    return "SD1" if metadata else "Unknown"  # A1111: any metadata → SD1
-
-
-def scan_lora_dirs(dirs: Sequence[Path]) -> list[LoraEntry]:
-    """Every LoRA file below ``dirs`` (sub-folders included), sorted by relative name."""
-    entries: list[LoraEntry] = []
-    for root in dirs:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        for path in sorted(root.rglob("*")):
-            if path.suffix.lower() not in SAFETENSORS_SUFFIXES or not path.is_file():
-                continue
-            metadata: dict[str, str] = {}
-            if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-                try:
-                    metadata = read_header(path).metadata
-                except LoraExtError:
-                    metadata = {}
-            relative = path.relative_to(root).with_suffix("").as_posix()
-            peft_folder = path.stem == WEIGHTS_STEM and sidecar_path(path) is not None and path.parent != root
-            entries.append(
-                LoraEntry(
-                    path.stem,
-                    relative,
-                    metadata.get("ss_output_name") or (path.parent.name if peft_folder else path.stem),
-                    path,
-                    _sd_version(metadata),
-                    metadata,
-                )
-            )
-    return entries
 
 
 class NetworkLoader:
@@ -116,8 +54,10 @@ class NetworkLoader:
         warn: Callable[[str], None] | None = None,
         backup_device: str | torch.device = "cpu",
         keep_backups: bool = True,
+        lora_hash: Callable[[Path, dict[str, str]], str] = lora_short_hash,
     ) -> None:
         self._parts = parts
+        self._lora_hash = lora_hash  # the "Lora hashes" form of the WebUI we run in
         self._lora_dirs = lora_dirs
         self.cache = cache if cache is not None else LoraCache()
         self.presets_path = presets_path
@@ -127,7 +67,7 @@ class NetworkLoader:
         self._model_key: tuple | None = None
         self._keymap: KeyMap | None = None
         self._params: dict[Target, tuple[torch.Tensor, torch.Tensor | None]] = {}
-        self._entries: list[LoraEntry] | None = None
+        self.index = LoraIndex(lora_dirs)
         self._last_request: tuple | None = None
         # (request, what patch_list returned, its warnings as they were then)
         self._last_patch_list: tuple[tuple, PatchList, list[str]] | None = None
@@ -143,27 +83,15 @@ class NetworkLoader:
 
     # -- the list of LoRAs -----------------------------------------------------------------
     def lora_dirs(self) -> list[Path]:
-        dirs = self._lora_dirs() if callable(self._lora_dirs) else self._lora_dirs
-        return [Path(d) for d in dirs]
+        return self.index.lora_dirs()
 
     def available(self, refresh: bool = False) -> list[LoraEntry]:
         """LoRA files in the LoRA folder(s); rescanned on ``refresh``."""
-        if refresh or self._entries is None:
-            self._entries = scan_lora_dirs(self.lora_dirs())
-        return list(self._entries)
+        return self.index.entries(refresh)
 
     def resolve(self, name: str) -> LoraEntry | None:
-        """A1111's lookup: relative path, file stem, then alias (exact, then case-insensitive); rescans on a miss."""
-        for refresh in (False, True):
-            entries = self.available(refresh=refresh)
-            wanted = name.replace("\\", "/").strip()
-            for fold in (False, True):
-                norm = (lambda s: s.lower()) if fold else (lambda s: s)  # noqa: E731
-                for attribute in ("relative", "name", "alias"):
-                    for entry in entries:
-                        if norm(getattr(entry, attribute)) == norm(wanted):
-                            return entry
-        return None
+        """The file ``<lora:name>`` names (``LoraIndex.find``)."""
+        return self.index.find(name)
 
     # -- model binding ----------------------------------------------------------------------
     def _bind(self) -> tuple[ModelParts, KeyMap]:
@@ -225,21 +153,24 @@ class NetworkLoader:
                 self._warn(message)
         return parsed.prompt
 
-    def apply(self, specs: Sequence[NetworkSpec]) -> LoadReport:
+    def apply(self, specs: Sequence[LoraToken]) -> LoadReport:
         """Make the model carry exactly these networks; returns what was applied, skipped and why."""
         parts, keymap = self._bind()
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
         request = self._request_key(resolved)
         if request is not None and request == self._last_request and self.patches.intact():
-            # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys)
-            return LoadReport(files=self.last_report.files, warnings=list(self._last_warnings), unchanged=True)
+            # nothing to touch, but the same request gets the same warnings (a broken file, unmatched keys), and
+            # they reach whoever reads last_report (the Generate tab), with the prompt's own warnings added later
+            self.last_report = LoadReport(self.last_report.files, list(self._last_warnings), unchanged=True)
+            return self.last_report
         report, results = self._resolve_all(resolved, keymap, functools.partial(self._param, parts))
         report.stats = self.patches.apply(group_by_tensor(results))
+        report.changed_weights = bool(report.stats.merged or report.stats.restored)
         # random block weights are drawn again for every generation: never "unchanged"
         self._last_request = None if any(f.random_blocks for f in report.files) else request
         return report
 
-    def patch_list(self, specs: Sequence[NetworkSpec]) -> PatchList:
+    def patch_list(self, specs: Sequence[LoraToken]) -> PatchList:
         """What these networks want of each parameter, by name, touching no weight (for a host's own patcher)."""
         parts, keymap = self._bind()
         resolved = [(spec, self.resolve(spec.name)) for spec in specs]
@@ -247,7 +178,8 @@ class NetworkLoader:
         if request is not None and self._last_patch_list is not None and self._last_patch_list[0] == request:
             # the same request on the same model and files: the same patches, and again the same warnings
             _request, last, warnings = self._last_patch_list
-            return PatchList(LoadReport(files=last.report.files, warnings=list(warnings), unchanged=True), last.files)
+            self.last_report = LoadReport(files=last.report.files, warnings=list(warnings), unchanged=True)
+            return PatchList(self.last_report, last.files)
         report, results = self._resolve_all(resolved, keymap, functools.partial(self._ref, parts))
         files = [
             FilePatches(result.report.name, result.report.path, group_by_param(result.patches))
@@ -293,7 +225,7 @@ class NetworkLoader:
             return None
         return None if stat is None else (stat.st_mtime_ns, stat.st_size)
 
-    def _resolve(self, spec: NetworkSpec, entry: LoraEntry | None, keymap: KeyMap, user_presets, param) -> Resolved:
+    def _resolve(self, spec: LoraToken, entry: LoraEntry | None, keymap: KeyMap, user_presets, param) -> Resolved:
         """One spec against the bound model; reading the file is the one step that needs the loader's state."""
         if entry is None:
             return not_found(spec, self.lora_dirs())
@@ -313,7 +245,7 @@ class NetworkLoader:
         """The hash for the infotext; None (left out) if the file went away since it was applied."""
         if identity not in self._hashes:
             try:
-                self._hashes[identity] = lora_short_hash(path, metadata)
+                self._hashes[identity] = self._lora_hash(path, metadata)
             except (OSError, LoraExtError) as error:
                 log.warning("cannot hash %s for the infotext: %s", path.name, error)
                 return None

@@ -14,14 +14,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from lora_ext.loading.patcher import ParamPatch, add_deltas
-
-if TYPE_CHECKING:
-    from lora_ext.loading.loader import LoadReport
+from lora_ext.loading.resolve import LoadReport
 
 
 @dataclass(frozen=True)

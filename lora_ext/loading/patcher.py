@@ -5,7 +5,7 @@ original (taken before our first write, on ``backup_device``). A merge always
 starts from that copy in fp32, adds every wanted ΔW (computed in fp32 against
 the original weight, so patches never see each other's rounding) and rounds
 once into the parameter, in place. Restoring copies the backup back; nothing is
-ever undone by subtraction, which drifts (shared/reference/lora-formats.md §4.5).
+ever undone by subtraction, which drifts (docs/loader.md, "Why never subtract").
 
 Each parameter remembers the patch set it holds (its *signature*), so a new
 request re-merges only parameters whose set changed and an identical request

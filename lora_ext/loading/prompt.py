@@ -27,7 +27,7 @@ from pathlib import Path
 
 TOKEN = re.compile(r"<(lora|lyco):([^>]*)>")
 
-# LBW block ids per list length (shared/reference/lora-formats.md §3.2). BASE = every text-encoder module.
+# LBW block ids per list length (docs/loader.md, "Block weights"). BASE = every text-encoder module.
 BLOCK_IDS: dict[int, tuple[str, ...]] = {
     17: (
         "BASE",
@@ -105,7 +105,7 @@ class BlockWeights:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
+class LoraToken:
     """One ``<lora:…>`` token, parsed but not yet resolved to a file."""
 
     name: str
@@ -123,7 +123,7 @@ class NetworkSpec:
 @dataclass
 class ParsedPrompt:
     prompt: str  # with the lora/lyco tokens removed
-    specs: list[NetworkSpec] = field(default_factory=list)
+    specs: list[LoraToken] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -155,7 +155,7 @@ def split_items(items: Iterable[object]) -> tuple[list[str], dict[str, str]]:
 
 def spec_from_params(
     positional: Sequence[object], named: Mapping[str, object], token: str
-) -> tuple[NetworkSpec | None, list[str]]:
+) -> tuple[LoraToken | None, list[str]]:
     """Split items (``ExtraNetworkParams.positional``/``named``) → spec, or None when unusable, and warnings.
 
     ``token`` is the text the warnings quote. Named values override positional ones.
@@ -182,7 +182,7 @@ def spec_from_params(
             return None, [*warnings, f"{token}: {label} {text!r} is not {kind}; this LoRA was skipped"]
         numbers[what] = number
     unet, dyn = numbers.get("unet"), numbers.get("dyn")
-    spec = NetworkSpec(
+    spec = LoraToken(
         name=name,
         te=float(numbers.get("te", 1.0)),
         unet=None if unet is None else float(unet),
@@ -193,7 +193,7 @@ def spec_from_params(
     return spec, warnings
 
 
-def parse_token(body: str, token: str) -> tuple[NetworkSpec | None, list[str]]:
+def parse_token(body: str, token: str) -> tuple[LoraToken | None, list[str]]:
     """One token's ``NAME:…`` body → spec, or None when it cannot be used, and its warnings."""
     return spec_from_params(*split_items(body.split(":")), token)
 

@@ -19,8 +19,8 @@ from lora_ext.formats.detect import incompatible
 from lora_ext.formats.keymap import KeyMap, Target
 from lora_ext.formats.parse import ParsedLora
 from lora_ext.formats.placement import Placement, place
-from lora_ext.loading.patcher import ParamPatch
-from lora_ext.loading.prompt import BlockValue, BlockWeights, NetworkSpec, block_weights
+from lora_ext.loading.patcher import ParamPatch, PatchStats
+from lora_ext.loading.prompt import BlockValue, BlockWeights, LoraToken, block_weights
 
 UNMATCHED_EXAMPLES = 5
 
@@ -92,12 +92,29 @@ def skipped(report: FileReport, warnings: Sequence[str], skip: Skip) -> Resolved
     return Resolved(report, [*warnings, skip.warning])
 
 
-def not_found(spec: NetworkSpec, lora_dirs: Sequence[Path]) -> Resolved:
+@dataclass
+class LoadReport:
+    files: list[FileReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    stats: PatchStats = field(default_factory=PatchStats)
+    unchanged: bool = False  # the request equalled the previous one and nothing was touched
+    changed_weights: bool = False  # weights (or a host's patches) now differ from before this request
+
+    def infotext(self) -> str:
+        """The value A1111 writes as "Lora hashes": ``name: hash, name: hash``."""
+        return ", ".join(
+            f"{f.name.replace(':', '').replace(',', '')}: {f.short_hash}"
+            for f in self.files
+            if f.applied and f.short_hash
+        )
+
+
+def not_found(spec: LoraToken, lora_dirs: Sequence[Path]) -> Resolved:
     looked = ", ".join(map(str, lora_dirs))
     return skipped(FileReport(spec.name), (), Skip("not found", f"LoRA not found: {spec.name} (looked in {looked})"))
 
 
-def unreadable(spec: NetworkSpec, path: Path, error: LoraExtError) -> Resolved:
+def unreadable(spec: LoraToken, path: Path, error: LoraExtError) -> Resolved:
     """Gone, unreadable, truncated, corrupt: refused before any weight is touched."""
     reason = error.one_line()
     return skipped(FileReport(spec.name, path), (), Skip(reason, f"LoRA {spec.name} skipped: {reason}"))
@@ -157,7 +174,7 @@ def bundled_warnings(name: str, embeddings: Sequence[str]) -> list[str]:
 
 
 def spec_blocks(
-    spec: NetworkSpec, family: str, user_presets: Mapping[str, tuple[BlockValue, ...]]
+    spec: LoraToken, family: str, user_presets: Mapping[str, tuple[BlockValue, ...]]
 ) -> tuple[BlockWeights | None, list[str]]:
     """The spec's ``lbw=`` for this family (None: every block 1) and its warnings; a random draw is told."""
     if not spec.lbw:
@@ -170,7 +187,7 @@ def spec_blocks(
     return blocks, warnings
 
 
-def multiplier(spec: NetworkSpec, blocks: BlockWeights | None, target: Target) -> float:
+def multiplier(spec: LoraToken, blocks: BlockWeights | None, target: Target) -> float:
     strength = spec.te if target.is_text_encoder else spec.unet_multiplier
     return strength * blocks.ratio(target.block) if blocks is not None else strength
 
@@ -183,7 +200,7 @@ def too_large(name: str, multipliers: Sequence[float]) -> Skip | None:
 
 
 def patches(
-    spec: NetworkSpec, identity: tuple, matches: Sequence[Match], multipliers: Sequence[float], param: ParamLookup
+    spec: LoraToken, identity: tuple, matches: Sequence[Match], multipliers: Sequence[float], param: ParamLookup
 ) -> list[tuple[torch.Tensor, ParamPatch]]:
     """(model tensor, patch) for every matched module with a non-zero multiplier: weight, then bias."""
     wanted: list[tuple[torch.Tensor, ParamPatch]] = []
@@ -200,7 +217,7 @@ def patches(
 
 
 def resolve_parsed(
-    spec: NetworkSpec,
+    spec: LoraToken,
     path: Path,
     parsed: ParsedLora,
     keymap: KeyMap,

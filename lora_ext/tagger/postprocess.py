@@ -1,6 +1,6 @@
 """From model probabilities to caption tags: pure functions, no I/O.
 
-Order of work (shared/reference/wd14-tagger.md §3): split by category → thresholds (fixed, strict
+Order of work (docs/tagger.md, "Post-processing and captions"): split by category → thresholds (fixed, strict
 ``>``, or MCut) → underscore → space (kaomoji kept) → exclude → sort by
 confidence → max tags; then the caption adds always-first tags and the optional
 rating, de-duplicated. Splitting, de-duplication, tag comparison and prompt

@@ -1,6 +1,6 @@
 """Image → model input, following the SmilingWolf v3 reference contract.
 
-Contract (shared/reference/wd14-tagger.md §2.1/§2.7): EXIF orientation applied; any alpha composited
+Contract (docs/tagger.md, "Preprocessing contract"): EXIF orientation applied; any alpha composited
 onto white; padded to a centred white square of side max(w, h) (the odd pixel
 goes right/bottom); resized with PIL BICUBIC to the model's side only when the
 side differs (so small images are upscaled too); float32 0–255; RGB → BGR; HWC.

@@ -199,6 +199,21 @@ def load_state(work_dir: Path, output_path: Path | None = None) -> dict[str, Any
         raise FileFormatError(f"{record_path}: malformed training state ({type(error).__name__}: {error})") from error
 
 
+def saved_config(work_dir: Path) -> dict[str, Any]:
+    """The settings the state in ``work_dir`` was saved with (``TrainConfig.to_dict()``), without its tensors."""
+    record_path = state_path(work_dir)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        config = state_codec.decode(record["config"], {})
+    except FileNotFoundError:
+        raise ConfigError(f"no training state to resume in {record_path.parent}") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise FileFormatError(f"{record_path}: not a readable training state ({type(error).__name__})") from error
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{record_path}: the training state has no settings")
+    return config
+
+
 def restore_state(parts: TrainingParts, state: dict[str, Any]) -> None:
     """Load a ``load_state`` result into freshly built parts."""
     try:

@@ -3,7 +3,9 @@
 Folders follow kohya, as ``dataset/layout.py`` reads them: ``N_name`` sub-folders
 repeat their images ``N`` times per epoch and use ``name`` as the caption of images
 without a caption file; images at the top level use ``default_repeats`` and the
-folder's own name. A caption file's lines are all one caption (the editor's rule,
+folder's own name, except in a project version's ``dataset`` folder, whose name is
+ours and says nothing about the images: there they get no text (the trigger word,
+when set, comes first in every caption). A caption file's lines are all one caption (the editor's rule,
 ``dataset.captions.caption_text``), not kohya's first line only. Unreadable images
 are skipped and reported, never fatal.
 
@@ -25,13 +27,15 @@ import torch.nn.functional as F
 
 from lora_ext.config import TrainConfig
 from lora_ext.dataset.captions import caption_text
-from lora_ext.dataset.layout import CAPTION_EXTENSIONS, dataset_folders, folder_images
+from lora_ext.dataset.layout import CAPTION_EXTENSIONS, DatasetFolder, dataset_folders, folder_images
+from lora_ext.dataset.projects import VersionPaths
 from lora_ext.errors import DatasetError
 from lora_ext.host import Conditioning, Host, SizeCondition
 from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
-from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency
+from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
 from lora_ext.training.distributed import SINGLE, Collectives
+from lora_ext.training.plan import DatasetCounts, dataset_counts, epoch_samples, held_out
 
 CACHE_FOLDER = ".train-tools-cache"
 CACHE_FORMAT = 1
@@ -97,6 +101,23 @@ def _read_caption(image: Path, extension: str) -> str | None:
     return None
 
 
+def training_folders(root: Path, config: TrainConfig) -> list[DatasetFolder]:
+    """The folders the trainer reads under ``root``, each with the caption of its images that have none."""
+    top_level = "" if VersionPaths.of_dataset(root) is not None else root.name
+    return dataset_folders(root, config.default_repeats, top_level)
+
+
+def captionless(root: Path, config: TrainConfig) -> list[tuple[Path, str]]:
+    """The images under ``root`` without a caption (no file, or an empty one), each with the caption it
+    trains with (before shuffling and dropout)."""
+    return [
+        (path, with_trigger(folder.class_tokens, config.trigger_word))
+        for folder in training_folders(root, config)
+        for path in folder_images(folder.path)
+        if not _read_caption(path, config.caption_extension)
+    ]
+
+
 def _image_size(path: Path) -> bucketing.Size:
     from PIL import Image
 
@@ -117,7 +138,7 @@ def scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, 
 
 def _scan(root: Path, config: TrainConfig, buckets: list[bucketing.Size] | None, is_reg: bool) -> ScanResult:
     result = ScanResult()
-    for folder in dataset_folders(root, config.default_repeats, root.name):
+    for folder in training_folders(root, config):
         repeats, class_tokens = folder.repeats, folder.class_tokens
         captions = []
         count = 0
@@ -172,6 +193,22 @@ def load_pixels(record: ImageRecord, flip: bool, with_alpha: bool) -> tuple[torc
     return pixels, (array[3:4] if with_alpha else None)
 
 
+def caption_options(config: TrainConfig) -> CaptionOptions:
+    return CaptionOptions(
+        config.shuffle_caption,
+        config.keep_tokens,
+        config.caption_dropout_rate,
+        config.tag_dropout_rate,
+        config.trigger_word,
+    )
+
+
+def caches_conditioning(config: TrainConfig) -> bool:
+    """Whether a caption's conditioning is encoded once and kept: the text encoders do not train and a
+    caption always reads the same."""
+    return not config.trains_text_encoder and caption_options(config).is_static
+
+
 class TrainingDataset:
     """Records plus the caches; yields the batches of each epoch."""
 
@@ -182,7 +219,6 @@ class TrainingDataset:
         train: ScanResult,
         reg: ScanResult,
         validation: list[ImageRecord],
-        encode_text: bool,
         world_size: int = 1,
     ) -> None:
         self.host = host
@@ -192,32 +228,28 @@ class TrainingDataset:
         self.train = train
         self.reg = reg
         self.validation = validation
-        self.caption_options = CaptionOptions(
-            config.shuffle_caption,
-            config.keep_tokens,
-            config.caption_dropout_rate,
-            config.tag_dropout_rate,
-            config.trigger_word,
-        )
-        # Conditioning is cached when the text encoders do not train and a caption always reads the same.
-        self.cache_conditioning = not encode_text and self.caption_options.is_static
+        self.caption_options = caption_options(config)
+        self.cache_conditioning = caches_conditioning(config)
         self._latents: dict[tuple[int, bool, bool], tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._conditioning: dict[tuple[str, SizeCondition], Conditioning] = {}
         self._vae_key: str | None = None
-        self.samples = self._epoch_samples()
+        self.world_size = world_size
+        self.samples = epoch_samples([r.repeats for r in train.records], [r.repeats for r in reg.records])
 
     @property
     def records(self) -> list[ImageRecord]:
         return self.train.records + self.reg.records
 
-    def _epoch_samples(self) -> list[int]:
-        """Record indices for one epoch: each image × its repeats; reg images cycled to match (kohya)."""
-        samples = [i for i, record in enumerate(self.train.records) for _ in range(record.repeats)]
-        offset = len(self.train.records)
-        reg = [offset + i for i, record in enumerate(self.reg.records) for _ in range(record.repeats)]
-        if reg:
-            samples += [reg[i % len(reg)] for i in range(len(samples))]
-        return samples
+    def counts(self) -> DatasetCounts:
+        """What the schedule needs to know (``plan.make_plan``), with the batches as the buckets make them."""
+        return dataset_counts(
+            self.config,
+            [r.repeats for r in self.train.records],
+            [r.repeats for r in self.reg.records],
+            len(self.validation),
+            self.world_size,
+            batches=self.batches_per_epoch(),
+        )
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, bool]]]:
         """Batches of (record index, flipped) for ``epoch``; the same for the same seed and epoch."""
@@ -424,7 +456,7 @@ def _cuda_devices(host: Host) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def build_dataset(host: Host, config: TrainConfig, encode_text: bool, world_size: int = 1) -> TrainingDataset:
+def build_dataset(host: Host, config: TrainConfig, world_size: int = 1) -> TrainingDataset:
     """Scan the dataset (and regularisation) folders and split off validation images.
 
     ``world_size``: the processes of a data-parallel run, which share each batch of ``batch_size × world_size``.
@@ -445,9 +477,42 @@ def build_dataset(host: Host, config: TrainConfig, encode_text: bool, world_size
             hint="put images (and .txt captions) in the folder or in N_name sub-folders",
         )
     validation: list[ImageRecord] = []
-    if config.validation_split > 0 and len(train.records) > 1:
-        count = max(1, round(len(train.records) * config.validation_split))
-        chosen = set(random.Random(f"validation:{config.seed}").sample(range(len(train.records)), count))
+    chosen = held_out(len(train.records), config)
+    if chosen:
         validation = [r for i, r in enumerate(train.records) if i in chosen]
         train = ScanResult([r for i, r in enumerate(train.records) if i not in chosen], train.skipped, train.folders)
-    return TrainingDataset(host, config, train, reg, validation, encode_text, world_size)
+    return TrainingDataset(host, config, train, reg, validation, world_size)
+
+
+def timing_image(config: TrainConfig) -> tuple[Path, bucketing.Size] | None:
+    """The dataset's first readable image and its size, for timing how long one image takes to read and
+    encode; None when there is none (an unreadable one is the scan's to report)."""
+    root = Path(config.dataset_dir) if config.dataset_dir else None
+    if root is None or not root.is_dir():
+        return None
+    for folder in training_folders(root, config):
+        for path in folder_images(folder.path):
+            try:
+                return path, _image_size(path)
+            except Exception:  # noqa: BLE001 - PIL raises many types for bad files; try the next one
+                continue
+    return None
+
+
+def folder_counts(config: TrainConfig, world_size: int = 1) -> DatasetCounts:
+    """The counts before any image is opened (for the page), from the folders' image counts and repeats.
+
+    The trainer's own (``TrainingDataset.counts``) can differ where an image turns out
+    unreadable, or by a few batches per epoch when the images fall into several buckets.
+    """
+
+    def repeats(folder: str) -> list[int]:
+        root = Path(folder) if folder else None
+        if root is None or not root.is_dir():
+            return []
+        return [f.repeats for f in training_folders(root, config) for _ in range(f.image_count)]
+
+    train = repeats(config.dataset_dir)
+    chosen = held_out(len(train), config)
+    kept = [count for position, count in enumerate(train) if position not in chosen]
+    return dataset_counts(config, kept, repeats(config.reg_dir), len(chosen), world_size)

@@ -1,17 +1,16 @@
-"""How long a run will take, said before it starts: measured costs on this machine × the plan's counts.
+"""How long a run will take, said before it starts: costs measured on the host through the trainer's own
+functions × the plan's counts (``eta.estimate_run``).
 
-A few real forward+backward steps at the chosen settings are timed through the
-Host (``measure_costs``, cached per model and step-time settings by ``CostCache``);
-everything else is pure arithmetic over the plan: optimizer steps, latents to
-cache, previews (each sampler step is two UNet forwards with CFG) and files to
-save. The same counts give the running ETA (``pending_seconds``), so the time
-previews and saves will spend is in it from the first step.
+``measure_costs`` builds the parts a run builds (``run.build_parts``) and times the
+loop's own micro-batch (``steps.train_on``) and optimizer step on a batch of the
+chosen size and resolution, a latent's encoding, a file's save and, when the config
+has preview prompts, a preview render; ``CostCache`` keeps them per model and
+step-time settings. The page's line, the over-an-hour warning and its shortcuts
+are the same arithmetic over other configs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import tempfile
 import threading
 import time
@@ -20,43 +19,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
 from lora_ext.config import TrainConfig
-from lora_ext.dataset.layout import dataset_folders
-from lora_ext.training.plan import TrainPlan, make_plan
+from lora_ext.host import GenerationRequest, SizeCondition
+from lora_ext.training import buckets, steps
+from lora_ext.training.data import (
+    Batch,
+    ImageRecord,
+    caches_conditioning,
+    folder_counts,
+    load_pixels,
+    timing_image,
+)
+from lora_ext.training.eta import RunEstimate, StepCosts, estimate_run
+from lora_ext.training.inject import attached
+from lora_ext.training.plan import TrainPlan, dataset_counts, make_plan
+from lora_ext.training.run import build_parts
 
 HOUR = 3600.0
-# A UNet forward costs about a third of forward+backward (backward ≈ 2 forwards).
-FORWARD_SHARE = 1 / 3
-# Used for the ETA until the run's first save has been timed.
-WRITE_BYTES_PER_SECOND = 50e6
-TIMED_STEPS = 2  # the first warms allocators and kernels up; the last one is the measurement
-
-
-@dataclass(frozen=True)
-class StepCosts:
-    """Seconds measured on this machine at one (resolution, batch size)."""
-
-    resolution: int
-    batch_size: int
-    step_seconds: float  # one micro-batch: text encoder (when trained), UNet forward + backward, optimizer step
-    forward_seconds: float  # one no-grad UNet forward at batch 1 (a preview's sampler step runs two with CFG)
-    encode_seconds: float  # the VAE encoding one image (caching its latent)
-    save_seconds: float  # writing the LoRA file once
-
-
-@dataclass(frozen=True)
-class RunEstimate:
-    """Seconds each part of a run will take."""
-
-    caching: float
-    training: float
-    previews: float
-    saving: float
-    total_steps: int
-
-    @property
-    def total(self) -> float:
-        return self.caching + self.training + self.previews + self.saving
+TIMED_STEPS = 2  # the first warms allocators and kernels up; the faster one is the measurement
 
 
 @dataclass(frozen=True)
@@ -72,86 +56,9 @@ class Shortcut:
         return f"{self.setting} {self.before} → {self.after} (≈ {format_minutes(self.total_seconds)})"
 
 
-# -- counts the plan will spend ----------------------------------------------------------------
-
-
-def _multiples(every: int, after: int, upto: int) -> int:
-    """How many multiples of ``every`` lie in ``(after, upto]``."""
-    return upto // every - after // every if every > 0 and upto > after else 0
-
-
-def preview_count(config: TrainConfig, plan: TrainPlan, after_step: int = 0, previewed: bool = False) -> int:
-    """Preview renders after optimizer step ``after_step``, the final one (when none happened before) included.
-
-    An epoch ends (and may preview) at a multiple of ``steps_per_epoch``, as ``steps.batches_for_step`` says.
-    """
-    if not config.sample_prompts.strip():
-        return 0
-    total = plan.total_steps
-    count = _multiples(config.sample_every_n_steps, after_step, total)
-    if config.sample_every_n_epochs > 0:
-        ends_after, ends_upto = after_step // plan.steps_per_epoch, total // plan.steps_per_epoch
-        count += _multiples(config.sample_every_n_epochs, ends_after, ends_upto)
-    if count == 0 and not previewed:
-        count = 1  # the run's final preview, for the model card and the Result section
-    return count
-
-
-def save_count(config: TrainConfig, plan: TrainPlan, after_step: int = 0) -> int:
-    """LoRA files written after ``after_step``: intermediate saves on schedule, then the final one."""
-    total = plan.total_steps
-    count = _multiples(config.save_every_n_steps, after_step, total - 1)
-    if config.save_every_n_epochs > 0:
-        last_end = min(total // plan.steps_per_epoch, plan.epochs - 1)
-        count += _multiples(config.save_every_n_epochs, after_step // plan.steps_per_epoch, last_end)
-    return count + 1
-
-
-def preview_seconds(config: TrainConfig, forward_seconds: float, resolution: int) -> float:
-    """One preview render: every prompt's sampler steps, two UNet forwards each, scaled by its area."""
-    from lora_ext.training.outputs import parse_sample_prompts
-
-    prompts = parse_sample_prompts(config.sample_prompts, config.resolution, config.resolution, config.seed)
-    return sum(2 * p.steps * forward_seconds * (p.width * p.height) / resolution**2 for p in prompts)
-
-
-def _save_seconds(config: TrainConfig, costs: StepCosts) -> float:
-    # A resumable state holds the weights and AdamW's two moments: about three LoRA files more.
-    return costs.save_seconds * (4 if config.save_state else 1)
-
-
-# -- the estimate ------------------------------------------------------------------------------
-
-
-def dataset_plan(config: TrainConfig, dataset_dir: Path, world_size: int = 1) -> tuple[TrainPlan, int]:
-    """(the plan for ``config`` over the folder's images, images to cache), before any image is read.
-
-    Batches are counted without buckets (a batch never mixes them, so the trainer may add a few).
-    """
-    folders = dataset_folders(Path(dataset_dir), max(1, config.default_repeats)) if Path(dataset_dir).is_dir() else []
-    images = sum(folder.image_count for folder in folders)
-    samples = sum(folder.image_count * folder.repeats for folder in folders)
-    global_batch = config.batch_size * world_size  # each of ``world_size`` processes times its batch_size
-    return make_plan(config, max(1, math.ceil(samples / global_batch)), samples, world_size), images
-
-
-def estimate_run(config: TrainConfig, plan: TrainPlan, images: int, costs: StepCosts) -> RunEstimate:
-    """The run's time from measured ``costs``; other resolutions and batch sizes scale by pixels per step."""
-    area = (config.resolution / costs.resolution) ** 2
-    micro_batch = costs.step_seconds * area * config.batch_size / costs.batch_size
-    encode = costs.encode_seconds * area
-    flips = 2 if config.flip_aug else 1
-    cached = config.cache_latents or config.cache_latents_to_disk
-    caching = images * flips * encode if cached else 0.0
-    per_step = config.gradient_accumulation * (micro_batch + (0.0 if cached else config.batch_size * encode))
-    renders = preview_count(config, plan) * preview_seconds(config, costs.forward_seconds, costs.resolution)
-    return RunEstimate(
-        caching=caching,
-        training=plan.total_steps * per_step,
-        previews=renders,
-        saving=save_count(config, plan) * _save_seconds(config, costs),
-        total_steps=plan.total_steps,
-    )
+def folder_plan(config: TrainConfig, world_size: int = 1) -> TrainPlan:
+    """The plan for ``config`` over its folders' images and repeats (regularisation images included)."""
+    return make_plan(config, folder_counts(config, world_size))
 
 
 def _candidates(config: TrainConfig) -> list[tuple[str, Any]]:
@@ -173,13 +80,13 @@ def _candidates(config: TrainConfig) -> list[tuple[str, Any]]:
     return found
 
 
-def shortcuts(config: TrainConfig, dataset_dir: Path, costs: StepCosts, count: int = 2) -> list[Shortcut]:
+def shortcuts(config: TrainConfig, costs: StepCosts, count: int = 2) -> list[Shortcut]:
     """The ``count`` single-setting changes that shorten the run most, by the estimate itself."""
     found = []
     for name, value in _candidates(config):
         changed = config.replace(**{name: value})
-        plan, images = dataset_plan(changed, dataset_dir)
-        found.append(Shortcut(name, getattr(config, name), value, estimate_run(changed, plan, images, costs).total))
+        total = estimate_run(changed, folder_plan(changed), costs).total
+        found.append(Shortcut(name, getattr(config, name), value, total))
     return sorted(found, key=lambda shortcut: shortcut.total_seconds)[:count]
 
 
@@ -195,31 +102,22 @@ def describe(estimate: RunEstimate) -> str:
     return f"≈ {format_minutes(estimate.total)} on this machine"
 
 
-def long_run_warning(
-    config: TrainConfig, dataset_dir: Path, costs: StepCosts, estimate: RunEstimate, limit: float = HOUR
-) -> str:
+def long_run_warning(config: TrainConfig, costs: StepCosts, estimate: RunEstimate, limit: float = HOUR) -> str:
     """A line naming the two settings that would shorten a run over ``limit`` seconds most; "" otherwise."""
     if estimate.total <= limit:
         return ""
-    best = shortcuts(config, dataset_dir, costs)
+    best = shortcuts(config, costs)
     text = f"This run takes over an hour here ({describe(estimate)})."
     if best:
         text += " Shorten it most with " + " or ".join(shortcut.describe() for shortcut in best) + "."
     return text
 
 
-def pending_seconds(
-    config: TrainConfig, plan: TrainPlan, step: int, previewed: bool, preview_each: float, save_each: float
-) -> float:
-    """Seconds the previews and saves still to come after ``step`` will take (for the running ETA)."""
-    return preview_count(config, plan, step, previewed) * preview_each + save_count(config, plan, step) * save_each
-
-
 # -- measuring on the host ---------------------------------------------------------------------
 
 
 def cost_key(host: Any, config: TrainConfig) -> tuple:
-    """What a step's time depends on: the model and the settings that change the work per step."""
+    """What the measured costs depend on: the model and the settings that change the work per step."""
     info = host.info
     return (
         info.name,
@@ -230,17 +128,19 @@ def cost_key(host: Any, config: TrainConfig) -> tuple:
         config.batch_size,
         config.network_type,
         config.rank,
-        config.conv_rank if config.network_type == "locon" else 0,
-        config.train_text_encoder and config.text_encoder_lr > 0,
-        config.unet_lr > 0,
+        config.trained_conv_rank,
+        config.trains_text_encoder,
+        config.trains_unet,
+        caches_conditioning(config),
+        config.optimizer,
+        config.masked_loss,
         config.gradient_checkpointing,
         config.mixed_precision,
+        bool(config.sample_prompts.strip()),  # previews are timed only when the run has prompts
     )
 
 
 def _synchronize(host: Any) -> None:
-    import torch
-
     if host.device.type == "cuda":
         torch.cuda.synchronize(host.device)
 
@@ -253,63 +153,110 @@ def _timed(host: Any, work: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
-    """Time a couple of real training steps at ``config``'s resolution and batch on ``host``, then hand it back.
+def _timing_batch(host: Any, config: TrainConfig) -> Any:
+    """A batch like the dataset's at ``config``'s size: latents, captions, weights, masks, cached conditioning."""
+    batch, side = config.batch_size, config.resolution // 8
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(batch, 4, side, side, generator=generator)
+    sizes = [SizeCondition((config.resolution,) * 2, (0, 0), (config.resolution,) * 2)] * batch
+    masks = torch.ones(batch, 1, side, side) if config.masked_loss else None
+    timing = Batch(latents, ["a photo"] * batch, sizes, torch.ones(batch), masks)
+    if caches_conditioning(config):
+        with torch.no_grad():
+            timing.conditioning = host.encode_prompts(timing.captions, sizes)
+    return timing
 
-    The network is thrown away and every random draw comes from local generators,
+
+def _image_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
+    """(reading one image, caching one latent: read, resize, encode), on the dataset's first image if any."""
+    found = timing_image(config)
+    if found is None:
+        pixels = torch.zeros(1, 3, config.resolution, config.resolution)
+        return 0.0, _timed(host, lambda: host.encode_images(pixels, torch.Generator().manual_seed(0)))
+    path, size = found
+
+    def read() -> None:
+        with Image.open(path) as image:
+            image.load()
+
+    read_seconds = min(_timed(host, read) for _ in range(TIMED_STEPS))
+    placement = buckets.place(size, None, config.resolution, config.bucket_reso_steps, config.bucket_no_upscale)
+    record = ImageRecord(path, "", "", 1, False, size, placement, "")
+
+    def encode() -> None:
+        pixels, _alpha = load_pixels(record, False, config.masked_loss)
+        host.encode_images(pixels[None], torch.Generator().manual_seed(0))
+
+    return read_seconds, min(_timed(host, encode) for _ in range(TIMED_STEPS))
+
+
+def _preview_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
+    """(a preview prompt's fixed part, one sampler step) at ``config``'s resolution, through ``host.generate``."""
+    side = config.resolution
+    request = GenerationRequest("a photo", width=side, height=side, steps=1, cfg_scale=7.0, seed=0)
+    latents = torch.zeros(2, 4, side // 8, side // 8)
+    timesteps = torch.full((2,), 500, dtype=torch.long)
+
+    with torch.no_grad():
+        conditioning = host.encode_prompts(["a photo", ""])  # once per render, as a sampler does
+
+        def sampler_step() -> None:  # one sampler step with CFG: the UNet on the prompt and on the negative
+            host.predict(latents, timesteps, conditioning)
+
+        sampler_step()  # warm-up
+        step_seconds = min(_timed(host, sampler_step) for _ in range(TIMED_STEPS))
+    render_seconds = _timed(host, lambda: host.generate(request))
+    return max(0.0, render_seconds - step_seconds), step_seconds
+
+
+def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
+    """Time the loop's own steps at ``config``'s resolution and batch on ``host``, then hand it back.
+
+    The parts are thrown away and every random draw comes from local generators,
     so the host and any later run are exactly as they were.
     """
-    import torch
-
-    from lora_ext.host import SizeCondition
-    from lora_ext.training.inject import attached
-    from lora_ext.training.network import build_network
-    from lora_ext.training.run import network_spec
-
-    spec = network_spec(config)
-    network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
-    network.train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=0.0)
-    side, batch = config.resolution // 8, config.batch_size
-    generator = torch.Generator().manual_seed(0)
-    latents = torch.randn(batch, 4, side, side, generator=generator).to(host.device)
-    noise = torch.randn(batch, 4, side, side, generator=generator).to(host.device)
-    timesteps = torch.full((batch,), 500, dtype=torch.long)
-    sizes = [SizeCondition((config.resolution,) * 2, (0, 0), (config.resolution,) * 2)] * batch
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
-
-    def autocast():
-        return torch.autocast(host.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-    def step() -> None:
-        with torch.set_grad_enabled(spec.train_text_encoder), autocast():
-            conditioning = host.encode_prompts(["a photo"] * batch, sizes)
-        with autocast():
-            prediction = host.predict(latents, timesteps, conditioning)
-        torch.nn.functional.mse_loss(prediction.float(), noise).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def forward() -> None:
-        with torch.no_grad(), autocast():
-            host.predict(latents[:1], timesteps[:1], host.encode_prompts(["a photo"], sizes[:1]))
-
-    pixels = torch.zeros(1, 3, config.resolution, config.resolution)
-    with host.training_session(config):
-        with torch.random.fork_rng(devices=[]), attached(network, host.parts(), config.gradient_checkpointing):
-            step_seconds = min(_timed(host, step) for _ in range(TIMED_STEPS))
-            forward_seconds = _timed(host, forward)
-            with torch.no_grad():
-                encode_seconds = _timed(host, lambda: host.encode_images(pixels, torch.Generator().manual_seed(0)))
-    save_seconds = _timed(host, lambda: _write_once(network))
-    return StepCosts(config.resolution, batch, step_seconds, forward_seconds, encode_seconds, save_seconds)
-
-
-def _write_once(network: Any) -> None:
-    from safetensors.torch import save_file
-
+    plan = make_plan(config, dataset_counts(config, [1] * config.batch_size))
+    rows, batch_size = range(config.batch_size), config.batch_size
     with tempfile.TemporaryDirectory(prefix="train-tools-estimate-") as folder:
-        save_file(network.kohya_state_dict(), str(Path(folder) / "timing.safetensors"))
+        with host.training_session(config), torch.random.fork_rng(devices=[]):
+            started = time.perf_counter()
+            parts = build_parts(host, config, plan, Path(folder) / "timing.safetensors", Path(folder), None, False)
+            setup_seconds = time.perf_counter() - started
+            batch = _timing_batch(host, config)
+            read_seconds, encode_seconds = _image_seconds(host, config)
+            micro, optimizer = [], []
+            with attached(parts.network, host.parts(), config.gradient_checkpointing):
+                parts.network.train()
+                for _ in range(TIMED_STEPS):
+                    micro.append(_timed(host, lambda: steps.train_on(parts, config, batch, 0, rows, batch_size, 1)))
+                    optimizer.append(_timed(host, lambda: steps.optimizer_step(parts, config)))
+                render = sampler_step = 0.0
+                if config.sample_prompts.strip() and host.capabilities().can_generate:
+                    parts.network.eval()
+                    render, sampler_step = _preview_seconds(host, config)
+        save_seconds = _timed(host, lambda: _write_once(parts.network, Path(folder)))
+    images = _image_count(config)
+    return StepCosts(
+        resolution=config.resolution,
+        batch_size=batch_size,
+        micro_batch_seconds=min(micro),
+        optimizer_seconds=min(optimizer),
+        encode_seconds=encode_seconds,
+        # the first step's warm-up (allocators, kernels, the optimizer's state) is paid once per run
+        setup_seconds=setup_seconds + images * read_seconds + micro[0] - min(micro) + optimizer[0] - min(optimizer),
+        save_seconds=save_seconds,
+        render_seconds=render,
+        sampler_step_seconds=sampler_step,
+    )
+
+
+def _image_count(config: TrainConfig) -> int:
+    counts = folder_counts(config)
+    return counts.images + counts.reg_images + counts.validation_images
+
+
+def _write_once(network: Any, folder: Path) -> None:
+    save_file(network.kohya_state_dict(), str(folder / "timing.safetensors"))
 
 
 class CostCache:
@@ -341,10 +288,9 @@ class PlanEstimate:
     warning: str  # "" or the over-an-hour line naming two settings
 
 
-def estimate_for(host: Any, config: TrainConfig, cache: CostCache) -> PlanEstimate:
-    """The estimate for training ``config`` on ``host`` (timing steps on it the first time)."""
+def estimate_for(host: Any, config: TrainConfig, cache: CostCache, plan: TrainPlan | None = None) -> PlanEstimate:
+    """The estimate for training ``config`` (over ``plan``, by default its folders') on ``host`` (timing steps on
+    it the first time)."""
     costs = cache.costs(host, config)
-    plan, images = dataset_plan(config, Path(config.dataset_dir))
-    estimate = estimate_run(config, plan, images, costs)
-    warning = long_run_warning(config, Path(config.dataset_dir), costs, estimate)
-    return PlanEstimate(estimate, describe(estimate), warning)
+    estimate = estimate_run(config, plan or folder_plan(config), costs)
+    return PlanEstimate(estimate, describe(estimate), long_run_warning(config, costs, estimate))

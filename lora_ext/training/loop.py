@@ -8,6 +8,7 @@ from typing import Literal
 from lora_ext.config import TrainConfig
 from lora_ext.training import steps
 from lora_ext.training.data import TrainingDataset
+from lora_ext.training.eta import Eta
 from lora_ext.training.events import TrainEvents
 from lora_ext.training.outputs import RunOutputs
 
@@ -15,7 +16,12 @@ Outcome = Literal["finished", "cancelled"]
 
 
 def train(
-    config: TrainConfig, parts: steps.TrainingParts, dataset: TrainingDataset, events: TrainEvents, outputs: RunOutputs
+    config: TrainConfig,
+    parts: steps.TrainingParts,
+    dataset: TrainingDataset,
+    events: TrainEvents,
+    outputs: RunOutputs,
+    eta: Eta,
 ) -> Outcome:
     """Run optimizer steps from ``parts.progress.step`` to ``parts.plan.total_steps``; stop early on request."""
     plan, network = parts.plan, parts.network
@@ -29,22 +35,15 @@ def train(
             if not rows:
                 continue
             batch = steps.get_batch(parts, dataset, items, seed, rows)
-            latents, conditioning = steps.latents_and_conditioning(parts, batch)  # 2. latents and conditioning
-            noisy, timesteps, target, weights = steps.noise_and_timesteps(  # 3. noise, t
-                parts, config, latents, seed, rows, len(items)
-            )
-            micro_loss = steps.predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)  # 4.
-            steps.backward(parts, steps.share_of_step(micro_loss, rows, items, len(step.items)))  # 5. accumulating
-            loss += micro_loss.detach().item() * (len(rows) / len(items)) / len(step.items)
+            micro_loss = steps.train_on(parts, config, batch, seed, rows, len(items), len(step.items))  # 2.–5.
+            loss += micro_loss * (len(rows) / len(items)) / len(step.items)
         loss = steps.sum_over_processes(parts, loss)  # 5b. gradients and loss summed over processes
         steps.check_finite(loss, parts)
         steps.optimizer_step(parts, config)  # 6. clip, step, zero
-        info = steps.update_progress(
-            parts, loss, time.perf_counter() - started, step.epoch, outputs.pending_seconds
-        )  # 7.
+        info = steps.update_progress(parts, loss, time.perf_counter() - started, step.epoch, eta)  # 7.
         events.progress(info)
-        outputs.after_step(step.epoch, step.ends_epoch)  # 8. save, sample, validate on schedule or request
+        outputs.after_step(info.step)  # 8. validate, preview and save on schedule or request
         if parts.group.any(events.stop_requested()):  # every process stops after the same step
-            outputs.save_state()
+            outputs.stopped()
             return "cancelled"
     return "finished"  # 9. all steps done

@@ -1,4 +1,4 @@
-"""The diffusion training loss, from the host's own noise schedule (shared/reference/lora-training.md §3).
+"""The diffusion training loss, from the host's own noise schedule (docs/training.md, "The loss").
 
 x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε; the target is ε, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 for
 v-prediction models. Min-SNR-γ weights are min(snr, γ)/snr for ε and

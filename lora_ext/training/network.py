@@ -8,10 +8,11 @@ injector adds its output to the layer's output through a forward hook
 fused attention, adds ``delta_weight(...)`` to a slice of ``in_proj_weight`` (see
 ``inject.py``). Parameters are fp32 whatever the base model's dtype.
 
-Dropout masks come from the network's own generator, reseeded for every
+Dropout masks come from the network's own ``DropoutDraws``, reseeded for every
 micro-batch, never from torch's global generator: that one is shared by every
 thread of the process (a generation, a tagger, another extension), so a draw
-from it depends on what else runs at the same time.
+from it depends on what else runs at the same time. Every process of a
+data-parallel run reseeds it alike and cuts per-sample masks to its rows.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from lora_ext.formats import unet_names
-from lora_ext.formats.base import Dropouts, LayerOp, TrainableAdapter
+from lora_ext.formats.base import DropoutDraws, Dropouts, LayerOp, TrainableAdapter
 from lora_ext.formats.keys import group_keys
 from lora_ext.formats.lora import LoraAdapter
 from lora_ext.host import ModelParts
@@ -82,11 +83,19 @@ class LoraNetwork(nn.Module):
         self.hook_targets: list[HookTarget] = []
         self.fused_targets: list[FusedAttentionTarget] = []
         self.text_encoder_names: set[str] = set()
-        self.generator = torch.Generator()  # dropout masks; see reseed()
+        self.draws = DropoutDraws()  # dropout masks; see reseed()
 
-    def reseed(self, seed: int) -> None:
-        """Start the dropout masks of one micro-batch from ``seed`` (a stream apart from the noise's)."""
-        self.generator.manual_seed(seed ^ DROPOUT_STREAM)
+    @property
+    def generator(self) -> torch.Generator:
+        """The dropout masks' generator (gradient checkpointing replays it)."""
+        return self.draws.generator
+
+    def reseed(self, seed: int, rows: range | None = None, total: int = 0) -> None:
+        """Start the dropout masks of one micro-batch from ``seed`` (a stream apart from the noise's).
+
+        ``rows``: this process's rows of the ``total`` samples (a data-parallel run).
+        """
+        self.draws.reseed(seed ^ DROPOUT_STREAM, rows, total)
 
     def add(
         self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool
@@ -98,7 +107,7 @@ class LoraNetwork(nn.Module):
         weight = torch.empty(base, device="meta") if isinstance(base, tuple) else base.weight
         dropouts = Dropouts(self.spec.dropout, self.spec.rank_dropout, self.spec.module_dropout)
         initial = self.adapter_format.initial(weight, rank, alpha, self._init_generator)
-        module = initial.trainable(LayerOp() if isinstance(base, tuple) else LayerOp.of(base), dropouts, self.generator)
+        module = initial.trainable(LayerOp() if isinstance(base, tuple) else LayerOp.of(base), dropouts, self.draws)
         self.loras[lora_name] = module
         if text_encoder:
             self.text_encoder_names.add(lora_name)
@@ -122,6 +131,12 @@ class LoraNetwork(nn.Module):
         """Copy matching tensors in; returns the network's module names that the file did not cover."""
         modules = group_keys(state).modules
         return [name for name, module in self.loras.items() if not module.load(modules.get(name, {}))]
+
+
+def parameter_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the trained parameters: fp32 whatever the model's, fp64 on a model held in fp64 (where
+    the tests check the arithmetic of a run exactly)."""
+    return torch.float64 if model_dtype == torch.float64 else torch.float32
 
 
 def is_linear(module: nn.Module) -> bool:
@@ -200,6 +215,9 @@ def _add_hf_clip(network: LoraNetwork, root: nn.Module, family: str, index: int)
 
 def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: int) -> None:
     attentions: list[str] = []  # their out_proj is one of the fused target's four LoRAs
+    # OpenCLIP's blocks run sequence first (tokens, batch, width) unless its attention is batch_first.
+    heads = [module for module in root.modules() if isinstance(module, nn.MultiheadAttention)]
+    batch_axis = 0 if any(head.batch_first for head in heads) else 1
     for name, module in root.named_modules():
         if isinstance(module, nn.MultiheadAttention):
             attentions.append(name + ".")
@@ -218,5 +236,5 @@ def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: in
             hf_name = unet_names.open_clip_text_name(name)
             if hf_name is not None:
                 lora_name = unet_names.trained_text_name(family, index, hf_name)
-                network.add(lora_name, module, conv3x3=False, text_encoder=True)
+                network.add(lora_name, module, conv3x3=False, text_encoder=True).batch_axis = batch_axis
                 network.hook_targets.append(HookTarget(lora_name, module))

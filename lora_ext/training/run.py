@@ -11,7 +11,6 @@ hook merged are restored first.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,12 +25,15 @@ from lora_ext.paths import resolve_inside
 from lora_ext.training import buckets, checkpoint, loop, paths, save
 from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.distributed import Collectives
+from lora_ext.training.eta import Eta, StepCosts
 from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.inject import attached
-from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network
+from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network, parameter_dtype
 from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
 from lora_ext.training.outputs import RunOutputs
-from lora_ext.training.plan import make_plan
+from lora_ext.training.plan import TrainPlan, make_plan
+from lora_ext.training.previews import LOSS_LOG, Previews
+from lora_ext.training.saving import Saving
 from lora_ext.training.steps import TrainingParts, TrainProgress
 
 # Settings a resumed run may change; anything else must match the saved state.
@@ -89,8 +91,8 @@ def network_spec(config: TrainConfig) -> NetworkSpec:
         dropout=config.dropout,
         rank_dropout=config.rank_dropout,
         module_dropout=config.module_dropout,
-        train_unet=config.unet_lr > 0,
-        train_text_encoder=config.train_text_encoder and config.text_encoder_lr > 0,
+        train_unet=config.trains_unet,
+        train_text_encoder=config.trains_text_encoder,
     )
 
 
@@ -101,7 +103,7 @@ def _check_host(host: Host, config: TrainConfig) -> None:
             "training is not possible with the model as it is loaded now: "
             + "; ".join(capabilities.reasons or ["the host refused"])
         )
-    if config.train_text_encoder and config.text_encoder_lr > 0 and not capabilities.can_train_text_encoder:
+    if config.trains_text_encoder and not capabilities.can_train_text_encoder:
         raise ConfigError(
             "the text encoder cannot be trained here: " + "; ".join(capabilities.reasons),
             hint="turn off train_text_encoder (UNet-only training)",
@@ -112,9 +114,9 @@ def _param_groups(network: LoraNetwork, config: TrainConfig) -> list[dict]:
     groups = []
     unet = [p for m in network.unet_modules() for p in m.parameters()]
     text = [p for m in network.text_encoder_modules() for p in m.parameters()]
-    if unet and config.unet_lr > 0:
+    if unet and config.trains_unet:
         groups.append({"params": unet, "lr": config.unet_lr})
-    if text and config.text_encoder_lr > 0:
+    if text and config.trains_text_encoder:
         groups.append({"params": text, "lr": config.text_encoder_lr})
     return groups
 
@@ -150,10 +152,13 @@ def _resume_state(
         raise ConfigError(f"cannot resume {output_path.stem}: the saved state has no settings")
     saved_batch = saved.get("batch_size", 0) * state.get("world_size", 1)
     global_batch = config.batch_size * world_size
+    # A state in the dataset's own working folder moved with it (a renamed project or folder): same data.
+    moved_with_data = work_dir == paths.work_dir(config.dataset_dir, output_path.stem)
+    same = {"batch_size": saved_batch == global_batch, "dataset_dir": moved_with_data}
     changed = sorted(
         k
         for k, v in config.to_dict().items()
-        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not (k == "batch_size" and saved_batch == global_batch)
+        if saved.get(k) != v and k not in RESUMABLE_CHANGES and not same.get(k, False)
     )
     if changed:
         raise ConfigError(
@@ -185,9 +190,9 @@ def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, pa
             total_steps=parts.plan.total_steps,
             epochs=parts.plan.epochs,
             batches_per_epoch=parts.plan.batches_per_epoch,
-            num_train_images=parts.plan.num_train_images,
-            num_reg_images=len(dataset.reg.records),
-            num_validation_images=len(dataset.validation),
+            num_train_images=parts.plan.counts.train_samples,
+            num_reg_images=parts.plan.counts.reg_samples,
+            num_validation_images=parts.plan.counts.validation_images,
             warmup_steps=parts.plan.warmup_steps,
             optimizer=describe_optimizer(parts.optimizer, config),
             dataset_dirs=dirs(dataset.train.folders),
@@ -211,6 +216,43 @@ def _autocast_dtype(config: TrainConfig, host: Host) -> torch.dtype | None:
     return None
 
 
+def build_parts(
+    host: Host,
+    config: TrainConfig,
+    plan: TrainPlan,
+    output_path: Path,
+    work_dir: Path,
+    group: Collectives | None = None,
+    init_weights: bool = True,
+) -> TrainingParts:
+    """The network (attached later), its optimizer, schedule and scaler for ``config`` on ``host``.
+
+    The time estimate (``estimate.measure_costs``) builds the same parts and times steps on them.
+    """
+    spec = network_spec(config)
+    network = build_network(host.parts(), host.info.family, spec, config.seed)
+    network.to(host.device, parameter_dtype(host.dtype))
+    if init_weights and config.init_weights:
+        _load_init_weights(network, config.init_weights)
+    optimizer = build_optimizer(config, _param_groups(network, config))
+    autocast_dtype = _autocast_dtype(config, host)
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+    return TrainingParts(
+        host,
+        network,
+        optimizer,
+        build_scheduler(config, optimizer, plan),
+        scaler,
+        plan,
+        TrainProgress(),
+        autocast_dtype,
+        spec.train_text_encoder,
+        output_path,
+        work_dir,
+        group=group or Collectives(),
+    )
+
+
 def train_lora(
     host: Host,
     config: TrainConfig,
@@ -219,11 +261,13 @@ def train_lora(
     resume: bool = False,
     work_dir: str | Path | None = None,
     group: Collectives | None = None,
+    costs: StepCosts | None = None,
 ) -> TrainResult:
     """Train a LoRA on ``host``'s loaded model; ``resume`` continues from the run's saved state (``checkpoint``).
 
     ``work_dir``: the run's working folder; by default ``paths.work_dir`` (with the dataset, never in the LoRA folder).
     ``group``: the processes of a data-parallel run (``distributed.join``); only rank 0 writes files.
+    ``costs``: measured before the start (``estimate.CostCache``), for the ETA until the run has timed its own.
     """
     events = events or TrainEvents()
     group = group or Collectives()
@@ -235,55 +279,41 @@ def train_lora(
     with host.training_session(config):
         events.status("scanning the dataset")
         events.phase(PhaseInfo("scanning", 0, 0, "scanning the dataset"))
-        spec = network_spec(config)
-        dataset = build_dataset(host, config, encode_text=spec.train_text_encoder, world_size=world_size)
+        dataset = build_dataset(host, config, world_size=world_size)
         found = len(dataset.records)
         events.phase(PhaseInfo("scanning", found, found, f"scanning the dataset: {found} images"))
         for skipped in dataset.train.skipped + dataset.reg.skipped:
             events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
-        network = build_network(host.parts(), host.info.family, spec, config.seed).to(host.device, torch.float32)
-        if config.init_weights:
-            _load_init_weights(network, config.init_weights)
-        plan = make_plan(config, dataset.batches_per_epoch(), len(dataset.samples), world_size)
-        optimizer = build_optimizer(config, _param_groups(network, config))
-        autocast_dtype = _autocast_dtype(config, host)
-        scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-        parts = TrainingParts(
-            host,
-            network,
-            optimizer,
-            build_scheduler(config, optimizer, plan),
-            scaler,
-            plan,
-            TrainProgress(),
-            autocast_dtype,
-            spec.train_text_encoder,
-            output_path,
-            work_dir,
-            group=group,
-        )
-        outputs = RunOutputs(
-            config, parts, dataset, events, _facts_factory(config, host, dataset, parts, save.new_session_id())
-        )
+        plan = make_plan(config, dataset.counts())
+        parts = build_parts(host, config, plan, output_path, work_dir, group)
+        network = parts.network
+        eta = Eta(config, plan, costs, lambda: sum(p.numel() for p in network.parameters()))
+        outputs = RunOutputs(None, None)
+        if is_main:  # the other ranks of a data-parallel run write nothing
+            previews = Previews(config, parts, dataset, events, eta)
+            facts = _facts_factory(config, host, dataset, parts, save.new_session_id())
+            outputs = RunOutputs(previews, Saving(config, parts, events, eta, facts, previews.card))
+        loss_log = work_dir / LOSS_LOG
         if state is not None:
             checkpoint.restore_state(parts, state)
+            if parts.progress.step > plan.total_steps:  # it would "finish" at once and save the wrong file
+                raise ConfigError(
+                    f"cannot resume {output_path.stem}: the saved run is at step {parts.progress.step}, "
+                    f"past the {plan.total_steps} steps these settings plan",
+                    hint="resume with the settings the run started with",
+                )
+            eta.stepped(parts.progress.step, parts.progress.elapsed_seconds)
             if is_main:
-                _truncate_log(outputs.loss_log, parts.progress.step)
+                _truncate_log(loss_log, parts.progress.step)
             events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
-        elif is_main and outputs.loss_log.is_file():
-            outputs.loss_log.unlink()
+        elif is_main and loss_log.is_file():
+            loss_log.unlink()
         events.status("caching latents")
-        dataset.prepare(_caching_reporter(events), group)
+        dataset.prepare(_caching_reporter(events, eta), group)
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
             with attached(network, host.parts(), config.gradient_checkpointing):
-                outcome = loop.train(config, parts, dataset, events, outputs)
-                final = None
-                if outcome == "finished" and is_main:
-                    if config.sample_prompts and outputs.last_preview is None:
-                        outputs.sample("final")
-                    final = outputs.save_lora(output_path, plan.epochs)
-                    if config.save_state:
-                        outputs.save_state()
+                outcome = loop.train(config, parts, dataset, events, outputs, eta)
+                final = outputs.finish(output_path, plan.epochs, config.save_state) if outcome == "finished" else None
     state_file = checkpoint.state_path(work_dir)
     return TrainResult(
         outcome,
@@ -294,20 +324,19 @@ def train_lora(
         state_file if state_file.is_file() else None,
         [Path(p) for p in parts.progress.saved_files] + ([final] if final else []),
         dataset.train.skipped + dataset.reg.skipped,
-        outputs.loss_log,
+        loss_log,
         work_dir,
     )
 
 
-def _caching_reporter(events: TrainEvents):
-    """``prepare``'s progress as the caching phase's line: latents n/N with an ETA from the rate so far."""
-    started = time.perf_counter()
+def _caching_reporter(events: TrainEvents, eta: Eta):
+    """``prepare``'s progress as the caching phase's line: latents n/N with the time caching has left; the
+    phase's ETA is the whole run's when the costs are known."""
 
     def report(done: int, total: int) -> None:
-        elapsed = time.perf_counter() - started
-        eta = elapsed / done * (total - done) if done else 0.0
-        text = f"caching latents {done}/{total}"  # the ETA travels in eta_seconds: the page adds it once
-        events.phase(PhaseInfo("caching", done, total, text, eta))
+        left, run_left = eta.caching(done, total)
+        text = f"caching latents {done}/{total}"  # the time left travels in eta_seconds: the page says it once
+        events.phase(PhaseInfo("caching", done, total, text, run_left))
 
     return report
 

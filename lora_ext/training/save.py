@@ -87,7 +87,7 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         network_args["rank_dropout"] = str(config.rank_dropout)
     if config.module_dropout:
         network_args["module_dropout"] = str(config.module_dropout)
-    unet_only = not config.train_text_encoder
+    unet_only = not config.trains_text_encoder
     values: dict[str, Any] = {
         "ss_session_id": facts.session_id,
         "ss_training_started_at": facts.started_at,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from lora_ext.host import Conditioning, Host
 from lora_ext.training import loss as losses
 from lora_ext.training.data import Batch, TrainingDataset
 from lora_ext.training.distributed import Collectives
+from lora_ext.training.eta import Eta
 from lora_ext.training.events import ProgressInfo
 from lora_ext.training.network import LoraNetwork
 from lora_ext.training.plan import TrainPlan
@@ -70,14 +70,14 @@ class StepBatches:
 
 
 def batches_for_step(dataset: TrainingDataset, plan: TrainPlan, config: TrainConfig, step: int) -> StepBatches:
-    """Batches ``[k·accum, (k+1)·accum)`` of the epoch that optimizer step ``step`` falls in."""
+    """Batches ``[k·accum, (k+1)·accum)`` of the epoch that optimizer step ``step`` (counted from 0) falls in."""
     epoch, within = divmod(step, plan.steps_per_epoch)
     batches = dataset.epoch_batches(epoch)
     accumulation = config.gradient_accumulation
     start = within * accumulation
     chosen = batches[start : start + accumulation]
     seeds = [config.seed * 1_000_003 + epoch * plan.batches_per_epoch + start + i for i in range(len(chosen))]
-    return StepBatches(epoch, chosen, seeds, within == plan.steps_per_epoch - 1)
+    return StepBatches(epoch, chosen, seeds, plan.ends_epoch(step + 1))
 
 
 def get_batch(
@@ -86,22 +86,36 @@ def get_batch(
     """This process's ``rows`` of the micro-batch, with every random draw of it (captions, dropout masks) from ``seed``.
 
     Nothing draws from a global generator: those are shared by every thread of the
-    process, so what they give depends on what else runs at the same time. The other
-    ranks of a data-parallel run draw their dropout masks from streams of their own.
+    process, so what they give depends on what else runs at the same time. Each process
+    of a data-parallel run draws the masks of the whole micro-batch and keeps its rows'.
     """
-    rank = parts.group.ranks.rank
-    parts.network.reseed(seed if rank == 0 else seed * 1_000_003 + rank)  # before the text encoder runs
+    parts.network.reseed(seed, rows, len(items))  # before the text encoder runs
     return dataset.make_batch(items, random.Random(seed), rows)
 
 
-def share_of_step(loss: torch.Tensor, rows: range, items: list, micro_batches: int) -> torch.Tensor:
-    """What this process's loss adds to the step's: its rows' mean × their share of the batch, per micro-batch.
+def share_of_step(loss: torch.Tensor, rows: range, total: int, micro_batches: int) -> torch.Tensor:
+    """What this process's loss adds to the step's: its rows' mean × their share of the ``total`` samples of the
+    micro-batch, per micro-batch.
 
     Summed over the processes (``sum_over_processes``) it is the mean one process takes over the whole batch.
     """
-    if len(rows) != len(items):
-        loss = loss * (len(rows) / len(items))
+    if len(rows) != total:
+        loss = loss * (len(rows) / total)
     return loss / micro_batches
+
+
+def train_on(
+    parts: TrainingParts, config: TrainConfig, batch: Batch, seed: int, rows: range, total: int, micro_batches: int
+) -> float:
+    """Steps 2–5 of the loop for one micro-batch (``rows`` of its ``total`` samples): its loss, gradients added.
+
+    The time estimate (``estimate.measure_costs``) times this same call.
+    """
+    latents, conditioning = latents_and_conditioning(parts, batch)  # 2. latents and conditioning
+    noisy, timesteps, target, weights = noise_and_timesteps(parts, config, latents, seed, rows, total)  # 3.
+    loss = predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)  # 4. predict, loss
+    backward(parts, share_of_step(loss, rows, total, micro_batches))  # 5. backward, accumulating
+    return loss.detach().item()
 
 
 def autocast(parts: TrainingParts):
@@ -204,17 +218,14 @@ def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:
     parts.optimizer.zero_grad(set_to_none=True)
 
 
-def update_progress(
-    parts: TrainingParts, loss: float, seconds: float, epoch: int, pending: Callable[[int], float] | None = None
-) -> ProgressInfo:
-    """Count the step; the ETA adds ``pending(step)``: what previews and saves still to come will take."""
+def update_progress(parts: TrainingParts, loss: float, seconds: float, epoch: int, eta: Eta) -> ProgressInfo:
+    """Count the step; ``eta`` (told of the step here) says what the rest of the run will take."""
     progress, plan = parts.progress, parts.plan
     progress.smoothed_loss = loss if progress.step == 0 else SMOOTHING * progress.smoothed_loss + (1 - SMOOTHING) * loss
     progress.last_loss = loss
     progress.step += 1
     progress.elapsed_seconds += seconds
-    rate = progress.step / progress.elapsed_seconds if progress.elapsed_seconds > 0 else 0.0
-    remaining = plan.total_steps - progress.step
+    eta.stepped(progress.step, progress.elapsed_seconds)
     return ProgressInfo(
         step=progress.step,
         total_steps=plan.total_steps,
@@ -223,8 +234,8 @@ def update_progress(
         loss=loss,
         smoothed_loss=progress.smoothed_loss,
         lr=parts.optimizer.param_groups[0]["lr"],
-        its_per_second=rate,
-        eta_seconds=(remaining / rate if rate > 0 else 0.0) + (pending(progress.step) if pending else 0.0),
+        its_per_second=progress.step / progress.elapsed_seconds if progress.elapsed_seconds > 0 else 0.0,
+        eta_seconds=eta.remaining(),
     )
 
 
@@ -250,17 +261,3 @@ def validation_loss(parts: TrainingParts, config: TrainConfig, dataset: Training
         return total / len(VALIDATION_TIMESTEPS)
     finally:
         network.train(was_training)
-
-
-def append_loss_log(
-    path: Path, step: int, epoch: int, loss: float, smoothed: float, lr: float, validation: float | None = None
-) -> None:
-    """One CSV row per step: step, epoch, loss, smoothed loss, lr, validation loss."""
-    new = not path.is_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        if new:
-            handle.write("step,epoch,loss,smoothed_loss,lr,validation_loss\n")
-        handle.write(
-            f"{step},{epoch},{loss:.6g},{smoothed:.6g},{lr:.6g},{'' if validation is None else f'{validation:.6g}'}\n"
-        )

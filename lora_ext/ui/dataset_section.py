@@ -126,9 +126,7 @@ def add_files(
     from lora_ext.ui import editor_section
 
     paths = ctx.version(project, version)
-    session = ctx.editors.get((paths.project, paths.version))
-    if session is not None and session.editor.is_dirty:
-        raise DatasetError("The caption editor has unsaved changes.", hint="save or undo them before adding images")
+    ctx.require_saved_captions(paths, hint="save or undo them before adding images")
     uploaded = [compat.file_path(item) for item in (files or [])]
     typed = [line.strip().strip('"') for line in (path_text or "").splitlines() if line.strip()]
     if not uploaded and not typed:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from lora_ext.app import recent, tagging
+from lora_ext.app import captions, recent, tagging
 from lora_ext.app.context import Context, EditorSession
 from lora_ext.dataset.captions import SORT_KEYS, join_tags, parse_tags
 from lora_ext.dataset.editor import REPLACE_SCOPES
 from lora_ext.dataset.files import CaptionsChangedOnDisk
 from lora_ext.dataset.table import LOGICS, TagFilter
 from lora_ext.errors import DatasetError
-from lora_ext.locking import dataset_lock
 from lora_ext.ui import confidence_bars
 from lora_ext.ui.common import Outputs, message
 from lora_ext.ui.registry import Registry
@@ -251,17 +250,11 @@ def redo(ctx: Context, project: str | None, version: str | None, **filters: str)
 def save(ctx: Context, project: str | None, version: str | None, overwrite: bool, **filters: str) -> Outputs:
     """Write every changed caption atomically, after a numbered backup."""
     session = _session(ctx, project, version, filters)
-    # The snapshot is taken under the dataset's lock, so saves of this shared editor run one after the
-    # other, each with a newer snapshot than the last: an older one never writes its stale rows over a
-    # newer save. An edit made while a save runs stays unsaved and goes with the next save.
-    with dataset_lock(session.paths.dataset):
-        table = session.editor.table
-        try:
-            result = session.store.save(table, overwrite_external=bool(overwrite))
-        except CaptionsChangedOnDisk as error:
-            hint = "tick 'Overwrite changes made outside' and save again"
-            raise DatasetError(error.user_message, hint=hint) from None
-        session.editor.mark_saved(table)
+    try:
+        result = captions.save_captions(ctx, project, version, overwrite_external=bool(overwrite))
+    except CaptionsChangedOnDisk as error:
+        hint = "tick 'Overwrite changes made outside' and save again"
+        raise DatasetError(error.user_message, hint=hint) from None
     if not result.written:
         return _done(ctx, session, "nothing to save", filters)
     return _done(ctx, session, f"saved {len(result.written)} caption(s), backup #{result.backup}", filters)

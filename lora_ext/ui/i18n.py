@@ -66,6 +66,9 @@ def translate(text: str, language: str) -> str:
     match = _HEADING.match(text)  # "### Dataset" / "**Dataset**" are translated by their words
     if match and match.group(2) in table and (match.group(1) or match.group(3)):
         return f"{match.group(1) or ''}{table[match.group(2)]}{match.group(3) or ''}"
+    hinted = _with_hint(text, language)
+    if hinted is not None:
+        return hinted
     templated = _from_template(text, language)
     if templated is not None:
         return templated
@@ -74,6 +77,28 @@ def translate(text: str, language: str) -> str:
             parts = [translate(part, language) for part in text.split(separator)]
             return _joined(separator, language).join(parts)
     return text
+
+
+def _with_hint(text: str, language: str) -> str | None:
+    """An error's one line, ``message (hint)``, as its two lines translated when both have an entry.
+
+    Tried before the templates: one with a value at its end ("{folder} has no {names}") would otherwise
+    take another message's hint in as that value."""
+    if not text.endswith(")"):
+        return None
+    depth = 0
+    for start in range(len(text) - 1, 0, -1):
+        depth += {")": 1, "(": -1}.get(text[start], 0)
+        if depth == 0:
+            break
+    if depth != 0 or text[start - 1] != " ":
+        return None
+    message, hint = text[: start - 1], text[start + 1 : -1]
+    parts = translate(message, language), translate(hint, language)
+    combined = TEMPLATES.get(language, {}).get("{message!t} ({hint!t})")
+    if combined is None or parts[0] == message or parts[1] == hint:
+        return None
+    return _render(combined, {"message": parts[0], "hint": parts[1]})
 
 
 def translate_html(markup: str, language: str) -> str:

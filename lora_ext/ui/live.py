@@ -11,7 +11,9 @@ pills). Instead ``javascript/train_tools.js`` presses hidden buttons:
 - *poll*, every 1.5 s while a job runs (every 10 s otherwise, to notice a job
   started elsewhere): shows the current job in the bar at the top of the page
   (``job_bar``, with a button that jumps to it) and, when it works on the
-  selected version, in its section; and its end, once;
+  selected version, in its section; its end, once; and the model line again
+  when the WebUI loaded or switched its checkpoint meanwhile
+  (``ui/model_line.py``: Forge loads lazily, at the first generation);
 - *show_job*, from the bar's button: selects the version the job works on.
 
 Each section shows the jobs of the selected version only: a training of "My Cat"
@@ -38,7 +40,7 @@ from lora_ext.app import recent, results, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
-from lora_ext.ui import compat, editor_section, projects, result_section, tagger_section, train_section
+from lora_ext.ui import compat, editor_section, model_line, projects, result_section, tagger_section, train_section
 from lora_ext.ui.common import Outputs, user_message
 from lora_ext.ui.projects import parse_selection, selection_key
 from lora_ext.ui.registry import Registry
@@ -134,17 +136,19 @@ def toast_failure(ctx: Context, job_failure: str) -> Outputs:
     return {}
 
 
-def poll(ctx: Context, selection: str, job_seen: str) -> Outputs:
+def poll(ctx: Context, selection: str, job_seen: str, model_seen: str | None = None) -> Outputs:
     """The current job in the bar, and in its section when it works on the selected version; its end once
-    (``job_seen`` says what this page has shown already)."""
+    (``job_seen`` says what this page has shown already); the model line when it changed (``model_seen``: what
+    the page shows of it; None: not asked)."""
+    out = model_line.changes(ctx, model_seen) if model_seen is not None else {}
     job = ctx.jobs.current
     if job is None:
-        return {}
+        return out
     state = seen_state(job)
     if job.finished and state == job_seen:
-        return {}  # shown already: an idle page's poll changes nothing
+        return out  # shown already: an idle page's poll changes nothing else
     project, version = parse_selection(selection)
-    out: Outputs = {"job_bar": job_bar(ctx, job), "job_seen": state, **_announce(ctx, job)}
+    out.update({"job_bar": job_bar(ctx, job), "job_seen": state, **_announce(ctx, job)})
     if shown_with(job, project, version):
         out.update(_render(ctx, job, project, version, final=True))
     return out
@@ -201,7 +205,7 @@ def _reopened(ctx: Context, choices: list[str]) -> Outputs:
     """What ``restore`` and ``relabel`` both show: the host's line, the first step, the job bar."""
     current = ctx.jobs.current
     return {
-        "capabilities": train_section.capabilities_html(ctx),
+        **model_line.shown(ctx),
         "first_step": projects.first_step_html(choices, restored=True),
         "job_bar": job_bar(ctx, current),
         "job_seen": seen_state(current) if current is not None else "",
@@ -217,7 +221,7 @@ def outputs(ui: Registry) -> dict[str, Any]:
         **result_section.job_outputs(ui),
         **result_section.refresh_outputs(ui),
         **editor_section.view_outputs(ui),
-        **ui.pick("job_bar", "job_seen", "job_failure"),
+        **ui.pick("job_bar", "job_seen", "job_failure", "model_line", "capabilities", "model_seen"),
     }
 
 
@@ -230,6 +234,7 @@ def build(ctx: Context, ui: Registry) -> None:
     hidden = ["tt-hidden"]
     ui["job_seen"] = gr.Textbox(value="", elem_id="train_tools_job_seen", elem_classes=hidden, show_label=False)
     ui["job_failure"] = gr.Textbox(value="", elem_id="train_tools_job_failure", elem_classes=hidden, show_label=False)
+    ui["model_seen"] = gr.Textbox(value="", elem_id="train_tools_model_seen", elem_classes=hidden, show_label=False)
     ui["poll"] = gr.Button("", elem_id="train_tools_poll", elem_classes=hidden)
     ui["restore"] = gr.Button("", elem_id="train_tools_restore", elem_classes=hidden)
     ui["show_job"] = gr.Button("", elem_id="train_tools_show_job", elem_classes=hidden)
@@ -242,7 +247,7 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     quiet = {"queue": False, "show_progress": "hidden"}
     status = ui["job_status"]
-    on(ui["poll"].click, poll, ui.pick("selection", "job_seen"), outputs(ui), ctx, status=status, **quiet)
+    on(ui["poll"].click, poll, ui.pick("selection", "job_seen", "model_seen"), outputs(ui), ctx, status=status, **quiet)
     restore_on(ctx, ui, ui["restore"].click)
     on(ui["show_job"].click, select_job, {}, ui.pick("project", "version", "selection"), ctx, status=status, **quiet)
     # Queued (the default), unlike the polls: gradio delivers a toast only to a queued event.
@@ -253,8 +258,8 @@ def restore_on(ctx: Context, ui: Registry, event: Any) -> None:
     """``restore`` on ``event`` (the page load: the hidden button)."""
     from lora_ext.ui.common import wire as on
 
-    restored = ui.pick("project", "version", "selection", "capabilities", "first_step", "job_bar", "job_seen")
-    restored = {**restored, **ui.pick("job_failure")}
+    restored = ui.pick("project", "version", "selection", "first_step", "job_bar", "job_seen", "job_failure")
+    restored = {**restored, **ui.pick("model_line", "capabilities", "model_seen")}
     on(event, restore, {}, restored, ctx, status=ui["job_status"], queue=False, show_progress="hidden")
 
 

@@ -168,6 +168,9 @@ MESSAGES: dict[str, str] = {
     "{images} images × repeats = {samples} samples × {epochs} epochs / batch {batch} = {total} steps": (
         "{images} 枚 × 繰り返し = {samples} サンプル × {epochs} エポック / バッチ {batch} = {total} ステップ"
     ),
+    "{images} images × repeats + regularisation = {samples} samples × {epochs} epochs / batch {batch} = {total} steps": (
+        "{images} 枚 × 繰り返し + 正則化画像 = {samples} サンプル × {epochs} エポック / バッチ {batch} = {total} ステップ"
+    ),
     "{images} images, {samples} samples per epoch; max steps {steps}": (
         "{images} 枚、1 エポック {samples} サンプル。最大ステップ数 {steps}"
     ),
@@ -218,6 +221,14 @@ MESSAGES: dict[str, str] = {
     "weight {weight}": "ウェイト {weight}",
     "{label!t} @ {weight}": "{label} @ {weight}",
     "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
+    # the runs table (lora_ext/ui/result_section.py): a run's status and the parts of its settings
+    "running": "実行中",
+    "finished": "完了",
+    "cancelled": "キャンセル",
+    "failed": "失敗",
+    "{count} steps": "{count} ステップ",
+    "{count} epochs": "{count} エポック",
+    "seed {value}": "シード {value}",
     "epoch {number}": "エポック {number}",
     "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
@@ -292,14 +303,71 @@ MESSAGES: dict[str, str] = {
     "resume with the same settings, or start a new run": "同じ設定で再開するか、新しく学習を始めてください",
     "fp16 mixed precision needs a CUDA device": "fp16 の混合精度には CUDA デバイスが必要です",
     "use bf16 or no on the CPU": "CPU では bf16 か no を使ってください",
+    # your presets and settings files (lora_ext/app/presets.py, lora_ext/ui/train_section.py)
+    "Saved preset {name}: {path}": "プリセット {name} を保存しました: {path}",
+    "Loaded {count} settings from {name}": "{name} から {count} 項目の設定を読み込みました",
+    "Not used from the file: {names}": "ファイルのうち使わなかった項目: {names}",
+    "{name} is a built-in preset.": "{name} は組み込みのプリセットです。",
+    "A preset called {name} exists already.": "{name} というプリセットはすでにあります。",
+    "tick 'Replace an existing preset' to save over it": "上書きするには「同名のプリセットを置き換える」にチェックを入れてください",
+    "{name} is not a settings file.": "{name} は設定ファイルではありません。",
+    "choose a .toml or .json file": ".toml か .json のファイルを選んでください",
+    # a large photo on import (lora_ext/dataset/images.py)
+    "scaled down from {size} ({count} megapixels) to {scaled}": "{size}（{count} メガピクセル）から {scaled} に縮小しました",
+    # export (lora_ext/app/exports.py, lora_ext/ui/export_section.py, lora_ext/dataset/export.py)
+    "Exported {images} images and {captions} captions to {path} ({folders})": (
+        "画像 {images} 枚とキャプション {captions} 件を {path} にエクスポートしました（{folders}）"
+    ),
+    "Unknown export format {name}.": "不明なエクスポート形式 {name}。",
+    "use zip or folder": "zip か folder を使ってください",
+    "There is no exported zip called {name}.": "{name} というエクスポート済みの zip はありません。",
+    "export the dataset first": "先にデータセットをエクスポートしてください",
+    "The dataset has no images to export.": "データセットにエクスポートする画像がありません。",
+    "add images first": "先に画像を追加してください",
+    "{path} already exists and is not an empty folder.": "{path} はすでにあり、空のフォルダではありません。",
+    "choose a new folder": "新しいフォルダを選んでください",
+    "Export to {path} failed: {reason}.": "{path} へのエクスポートに失敗しました: {reason}。",
+    # runs, resume and the dataset check before a run (lora_ext/app/runs.py, lora_ext/app/training.py)
+    "{old} is kept from an earlier run: this run saves as {name}": "以前の学習の {old} はそのまま残し、今回は {name} として保存します",
+    "Resuming {name} with the settings it started with": "{name} を開始時の設定で再開します",
+    "Resuming {name} with the settings it started with, not the form's: {changes}": (
+        "{name} をフォームの設定ではなく開始時の設定で再開します（フォーム → 保存時: {changes}）"
+    ),
+    "{project}/{version} has no stopped run to resume.": "{project}/{version} には再開できる中断した学習がありません。",
+    "a run can be resumed after Cancel; start a new run instead": (
+        "再開できるのはキャンセルした学習です。新しく学習を始めてください"
+    ),
+    "cannot resume {name}: the saved run is at step {step}, past the {total} steps these settings plan": (
+        "{name} を再開できません: 保存された学習はステップ {step} で、この設定の {total} ステップを超えています"
+    ),
+    "resume with the settings the run started with": "学習を開始したときの設定で再開してください",
+    "no training state to resume in {folder}": "{folder} に再開できる学習状態がありません",
+    "{path}: not a readable training state ({kind})": "{path}: 読める学習状態ではありません（{kind}）",
+    "{path}: the training state has no settings": "{path}: 学習状態に設定がありません",
+    "{path}: not a readable run record ({kind})": "{path}: 読める学習記録ではありません（{kind}）",
+    "{path}: not a readable run record": "{path}: 読める学習記録ではありません",
+    "{name} has been trained {count} times": "{name} はすでに {count} 回学習されています",
+    "choose another output name": "別の出力名を選んでください",
+    "The dataset has no images to train on.": "データセットに学習できる画像がありません。",
+    "add images in the Dataset section (at its top level or in N_name folders)": (
+        "データセット欄で画像を追加してください（最上位か N_name フォルダに）"
+    ),
+    '{count} image(s) have no caption and train with the caption "{caption}": {names}': (
+        "キャプションのない画像が {count} 枚あり、キャプション「{caption}」で学習します: {names}"
+    ),
+    "{count} image(s) have no caption and train with an empty caption: {names}": (
+        "キャプションのない画像が {count} 枚あり、空のキャプションで学習します: {names}"
+    ),
     # training settings (lora_ext/config.py): shown when the form holds values that cannot work
     "setting {name} must be a {kind}, not {value}": "設定 {name} は {kind} でなければなりません（{value} ではなく）",
     "{name} must be one of {allowed}, not {value}": "{name} は {allowed} のいずれかでなければなりません（{value} ではなく）",
-    "{name} must be at least 1, not {value}": "{name} は 1 以上でなければなりません（{value} ではなく）",
+    "{name} must be at least {low}, not {value}": "{name} は {low} 以上でなければなりません（{value} ではなく）",
+    "{name} must be above {low}, not {value}": "{name} は {low} より大きくなければなりません（{value} ではなく）",
+    "{name} must be at most {high}, not {value}": "{name} は {high} 以下でなければなりません（{value} ではなく）",
+    "{name} must be in {interval}, not {value}": "{name} は {interval} の範囲でなければなりません（{value} ではなく）",
+    "{name} must be a finite number, not {value}": "{name} は有限の数でなければなりません（{value} ではなく）",
     "conv_rank must be at least 1 for LoCon": "LoCon では conv_rank を 1 以上にしてください",
     "or choose network_type lora": "または network_type に lora を選んでください",
-    "{name} must be in [0, 1), not {value}": "{name} は [0, 1) の範囲でなければなりません（{value} ではなく）",
-    "validation_split must be in [0, 1)": "validation_split は [0, 1) の範囲でなければなりません",
     "timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000": (
         "タイムステップは 0 ≤ min_timestep < max_timestep ≤ 1000 を満たす必要があります"
     ),
@@ -311,8 +379,6 @@ MESSAGES: dict[str, str] = {
     "min_bucket_reso must not exceed max_bucket_reso": "min_bucket_reso は max_bucket_reso 以下にしてください",
     "the constant schedule has no warm-up": "constant スケジュールにはウォームアップがありません",
     "choose constant_with_warmup": "constant_with_warmup を選んでください",
-    "warmup_ratio must be in [0, 1)": "warmup_ratio は [0, 1) の範囲でなければなりません",
-    "keep_tokens and keep_last_n must not be negative": "keep_tokens と keep_last_n は負にできません",
     "optimizer_args: {item} is not key=value": "optimizer_args: {item} は key=value 形式ではありません",
     "unknown preset {name}": "不明なプリセット {name}",
     "choose one of {names}": "{names} のいずれかを選んでください",
@@ -366,8 +432,9 @@ MESSAGES: dict[str, str] = {
         "{kind} 画像には対応していません。先に PNG か JPEG で書き出してください"
     ),
     "not a readable image (damaged, or a format Pillow cannot read)": "読める画像ではありません（壊れているか、Pillow が読めない形式です）",
-    "damaged image ({reason})": "壊れた画像です（{reason}）",
-    "damaged or truncated image ({reason})": "壊れているか途中で切れた画像です（{reason}）",
+    # Pillow's own words (English) are left out of the Japanese line.
+    "damaged image ({reason})": "壊れた画像です",
+    "damaged or truncated image ({reason})": "壊れているか途中で切れた画像です",
     "the image has no pixels": "画像にピクセルがありません",
     "transparent areas were filled with a plain background": "透明な部分を無地の背景で塗りつぶしました",
     "unused alpha channel removed": "使われていないアルファチャンネルを削除しました",
@@ -401,10 +468,7 @@ MESSAGES: dict[str, str] = {
     "Unknown sort order {key}.": "不明な並べ替え順 {key}。",
     "use one of {names}": "{names} のいずれかを使ってください",
     "The token limit must be zero or more.": "トークン数の上限は 0 以上にしてください。",
-    "The dataset has no images to export.": "書き出す画像がデータセットにありません。",
-    "add images first": "先に画像を追加してください",
     "{target} already exists and is not an empty folder.": "{target} は既にあり、空のフォルダではありません。",
-    "choose a new folder": "新しいフォルダを選んでください",
     "Export to {target} failed: {reason}.": "{target} への書き出しに失敗しました: {reason}。",
     "The caption {name} is not UTF-8 text.": "キャプション {name} は UTF-8 のテキストではありません。",
     "re-save it as UTF-8": "UTF-8 で保存し直してください",
@@ -524,7 +588,6 @@ MESSAGES: dict[str, str] = {
     "move the resume folder from {old} into {folder}, or start a new run": (
         "再開用フォルダを {old} から {folder} に移すか、新しく学習を始めてください"
     ),
-    "no training state to resume in {folder}": "{folder} に再開できる学習状態がありません",
     "{path} was written by another version of the trainer and cannot be resumed": (
         "{path} は別のバージョンの学習器で書かれたため再開できません"
     ),
@@ -543,13 +606,14 @@ MESSAGES: dict[str, str] = {
     "the training state cannot be saved: {where} holds a {kind}, which has no safe file form": (
         "学習状態を保存できません: {where} が安全なファイル形式のない {kind} を持っています"
     ),
-    "malformed training state: {reason!t}": "学習状態が壊れています: {reason}",
-    "unexpected {kind}": "予期しない {kind}",
-    "tensor {name} is missing": "テンソル {name} がありません",
-    "{value} is not a float": "{value} は浮動小数点数ではありません",
-    "a key/value list is not made of pairs": "キーと値のリストが組になっていません",
-    "an unhashable dict key": "ハッシュできない辞書のキー",
-    "unknown marker in {names}": "{names} に不明なマーカー",
+    "malformed training state: unexpected {kind}": "学習状態が壊れています: 予期しない {kind}",
+    "malformed training state: tensor {name} is missing": "学習状態が壊れています: テンソル {name} がありません",
+    "malformed training state: {value} is not a float": "学習状態が壊れています: {value} は浮動小数点数ではありません",
+    "malformed training state: a key/value list is not made of pairs": (
+        "学習状態が壊れています: キーと値のリストが組になっていません"
+    ),
+    "malformed training state: an unhashable dict key": "学習状態が壊れています: ハッシュできない辞書のキー",
+    "malformed training state: unknown marker in {names}": "学習状態が壊れています: {names} に不明なマーカー",
     "no readable training images in {folder}": "{folder} に読める学習用画像がありません",
     "no readable training images in {folder} (skipped: {names})": "{folder} に読める学習用画像がありません（スキップ: {names}）",
     "put images (and .txt captions) in the folder or in N_name sub-folders": (

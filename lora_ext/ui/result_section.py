@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lora_ext.app import results
+from lora_ext.app import results, runs
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
@@ -15,22 +15,25 @@ from lora_ext.ui.registry import Registry
 
 DEFAULT_WEIGHTS = "0, 0.5, 0.8, 1.0"
 FILE_COLUMNS = ("File", "Saved at", "Size", "AutoV2", "SHA-256")
+RUN_COLUMNS = ("Run", "Started", "Status", "Steps", "Settings", "Files")
 
 
 def refresh_outputs(ui: Registry) -> dict[str, Any]:
-    return ui.pick("result_name", "result_files", "lora_token", "result_work_dir")
+    return ui.pick("result_name", "result_runs", "result_files", "lora_token", "result_work_dir")
 
 
 def refresh(ctx: Context, project: str | None, version: str | None, result_name: str | None = None) -> Outputs:
-    """The file table and the copy line for the version's LoRA."""
+    """The version's runs, and the files and copy line of one run (``result_name``; by default the newest)."""
     name, files = results.version_files(ctx, project, version, result_name)
+    run_rows = [run_row(ctx, run) for run in runs.version_runs(ctx, project, version)] if project and version else []
     if not name:
-        return _empty(ctx)
+        return {**_empty(ctx), "result_runs": run_table(ctx, run_rows)}
     rows = [
         [item.path.name, ctx.tr(item.label), f"{item.size / 2**20:.2f} MB", item.autov2, item.sha256] for item in files
     ]
     return {
         "result_name": name,
+        "result_runs": run_table(ctx, run_rows),
         "result_files": file_table(ctx, rows),
         "lora_token": f"<lora:{name}:0.8>" if files else "",
         "result_work_dir": work_dir_html(results.work_folder(ctx, project, version, name)),
@@ -38,7 +41,69 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
 
 
 def _empty(ctx: Context) -> Outputs:
-    return {"result_name": "", "result_files": file_table(ctx, []), "lora_token": "", "result_work_dir": ""}
+    return {
+        "result_name": "",
+        "result_runs": run_table(ctx, []),
+        "result_files": file_table(ctx, []),
+        "lora_token": "",
+        "result_work_dir": "",
+    }
+
+
+def run_row(ctx: Context, run: runs.Run) -> list[str]:
+    """One run as a row: its name, when it started (local time), how it ended, steps, settings, file count."""
+    record = run.record
+    steps = f"{record.steps}/{record.total_steps}" if record.total_steps else ""
+    return [
+        run.name,
+        _local_time(record.started_at),
+        ctx.tr(record.status),
+        steps,
+        settings_summary(ctx, record.settings),
+        str(len(run.files)),
+    ]
+
+
+def settings_summary(ctx: Context, settings: dict[str, Any]) -> str:
+    """The settings a run is told apart by: ``lora 8/4 · lr 0.0001 · 10 epochs · 512 px · seed 42``."""
+    if not settings:
+        return ""
+    length = (
+        f"{settings.get('max_steps')} steps"
+        if int(settings.get("max_steps") or 0) > 0
+        else f"{settings.get('epochs')} epochs"
+    )
+    parts = [
+        f"{settings.get('network_type')} {settings.get('rank')}/{settings.get('alpha'):g}",
+        f"lr {float(settings.get('unet_lr') or 0):g}",
+        length,
+        f"{settings.get('resolution')} px",
+        f"seed {settings.get('seed')}",
+    ]
+    return " · ".join(ctx.tr(part) for part in parts)
+
+
+def _local_time(iso: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def run_table(ctx: Context, rows: list[list[str]]) -> dict[str, Any]:
+    """The runs table with its headers (as ``file_table``)."""
+    return {"headers": [ctx.tr(column) for column in RUN_COLUMNS], "data": rows or [[""] * len(RUN_COLUMNS)]}
+
+
+def select_run(ctx: Context, project: str | None, version: str | None, evt: Any) -> Outputs:
+    """A click on a run's row shows that run's files and token."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    listed = runs.version_runs(ctx, project, version)
+    if not isinstance(row, int) or not 0 <= row < len(listed):
+        return {}
+    return refresh(ctx, project, version, listed[row].name)
 
 
 def work_dir_html(folder: Any) -> str:
@@ -91,7 +156,7 @@ def render_job(ctx: Context, job: Job) -> Outputs:
 
     The captions ("weight 0.8", "epoch 2 @ 0.8") are in the page's language (a gallery's captions are not status
     lines, which the edge translates)."""
-    images = [(image, ctx.tr(caption)) for image, caption in job.data.get("images", [])]
+    images = [(item.image, ctx.tr(item.caption)) for item in job.data.get("images", [])]
     if not job.finished:
         text = f"Generating {job.done + 1}/{job.total}: {job.text}" if job.total else "Starting…"
         return {"compare_progress": progress_html(job.fraction, text), "compare_gallery": images}
@@ -104,8 +169,8 @@ def render_job(ctx: Context, job: Job) -> Outputs:
         }
     elapsed = time.strftime("%M:%S", time.gmtime(job.elapsed))
     return {
-        "compare_gallery": [(image, ctx.tr(caption)) for image, caption in job.result],
-        "compare_progress": progress_html(1.0, f"{len(job.result)} images in {elapsed}", "done"),
+        "compare_gallery": [(item.image, ctx.tr(item.caption)) for item in job.result.images],
+        "compare_progress": progress_html(1.0, f"{len(job.result.images)} images in {elapsed}", "done"),
     }
 
 
@@ -137,6 +202,14 @@ def build(ctx: Context, ui: Registry) -> None:
             label="Prompt token", interactive=False, elem_id="train_tools_lora_token", scale=2
         )
         ui["copy_token"] = gr.Button("Copy", elem_id="train_tools_copy_token", scale=0)
+    ui["result_runs"] = gr.Dataframe(
+        headers=[ctx.tr(column) for column in RUN_COLUMNS],
+        datatype=["str"] * len(RUN_COLUMNS),
+        interactive=False,
+        label="Runs (click one to show its files)",
+        elem_id="train_tools_result_runs",
+        wrap=True,
+    )
     ui["result_files"] = gr.Dataframe(
         headers=[ctx.tr(column) for column in FILE_COLUMNS],
         datatype=["str"] * len(FILE_COLUMNS),
@@ -171,6 +244,15 @@ def wire(ctx: Context, ui: Registry) -> None:
     status = ui["result_status"]
     refreshing = ui.pick("project", "version", "result_name")
     on(ui["refresh_results"].click, refresh, refreshing, refresh_outputs(ui), ctx, status=status)
+    on(
+        ui["result_runs"].select,
+        select_run,
+        ui.pick("project", "version"),
+        refresh_outputs(ui),
+        ctx,
+        event_arg="evt",
+        status=status,
+    )
     inputs = ui.pick(
         "project",
         "version",

@@ -14,44 +14,11 @@ from collections.abc import Callable
 from lora_ext import settings
 from lora_ext.app import context as app_context
 from lora_ext.app.context import Context, Workspace
-from lora_ext.errors import LoraExtError
 from lora_ext.host import Host
 from lora_ext.ui.i18n import I18n, webui_language
 from lora_ext.ui.registry import Registry
 
 ELEM_ID = "train_tools"
-
-
-def describe_host(host: Host) -> str:
-    """One Markdown line about the loaded model (or why there is none)."""
-    try:
-        info = host.info
-    except LoraExtError as error:
-        return f"**Model:** none — {error.one_line()}"
-    label = f"**Model:** {info.name}"
-    if info.is_demo:
-        label += " — *demo model: tiny, random weights, generated locally; for trying the flow, not for real LoRAs*"
-    details = f"family `{info.family}`, prediction `{info.prediction}`, naming `{info.naming}`"
-    if info.short_hash:
-        details += f", hash `{info.short_hash}`"
-    return f"{label} ({details})"
-
-
-def _describe(host_provider: Callable[[], Host]) -> str:
-    try:
-        return describe_host(host_provider())
-    except LoraExtError as error:
-        return f"**Model:** none — {error.one_line()}"
-
-
-def _model_info(ctx: Context) -> tuple[str, str]:
-    """The model line and the train section's capability lines, in the page's language."""
-    from lora_ext.ui.common import page_language
-    from lora_ext.ui.train_section import capabilities_html
-
-    line, capabilities = _describe(ctx.host_provider), capabilities_html(ctx)
-    language = page_language(ctx)
-    return (language(line), language.status(capabilities)) if language is not None else (line, capabilities)
 
 
 def build_sections(ctx: Context, ui: Registry) -> None:
@@ -61,7 +28,9 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui import (
         dataset_section,
         editor_section,
+        export_section,
         live,
+        model_line,
         projects,
         result_section,
         selection,
@@ -71,7 +40,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
 
     with gr.Column(elem_id=ELEM_ID):
         with gr.Row():
-            ui["model_line"] = gr.Markdown(_describe(ctx.host_provider), elem_id=f"{ELEM_ID}_model")
+            ui["model_line"] = gr.Markdown(model_line.describe(ctx.host_provider), elem_id=f"{ELEM_ID}_model")
             ui["refresh_model"] = gr.Button("Refresh model info", elem_id=f"{ELEM_ID}_refresh_model", scale=0)
         ui["job_status"] = gr.HTML(elem_id=f"{ELEM_ID}_job_status")
         live.build(ctx, ui)
@@ -79,6 +48,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
             projects.build(ctx, ui)
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
             dataset_section.build(ctx, ui)
+            export_section.build(ctx, ui)
         with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
             tagger_section.build(ctx, ui)
         with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
@@ -88,22 +58,11 @@ def build_sections(ctx: Context, ui: Registry) -> None:
             train_section.build(ctx, ui)
         with gr.Accordion("Result", open=True, elem_id=f"{ELEM_ID}_section_result"):
             result_section.build(ctx, ui)
-    ui["refresh_model"].click(
-        fn=lambda: _model_info(ctx),
-        inputs=[],
-        outputs=[ui["model_line"], ui["capabilities"]],
-    )
-    sections = (
-        projects,
-        selection,
-        dataset_section,
-        tagger_section,
-        editor_section,
-        train_section,
-        result_section,
-        live,
-    )
-    for section in sections:
+    from lora_ext.ui.common import wire
+
+    wire(ui["refresh_model"].click, model_line.shown, {}, ui.pick("model_line", "capabilities", "model_seen"), ctx)
+    sections = (projects, selection, dataset_section, export_section, tagger_section, editor_section, train_section)
+    for section in (*sections, result_section, live):
         section.wire(ctx, ui)
 
 

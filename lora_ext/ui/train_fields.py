@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_ext.app.train_settings import setting_fields
-from lora_ext.config import NETWORK_TYPES, OPTIMIZERS, PRECISIONS, SAVE_DTYPES, SCHEDULERS
+from lora_ext.config import CHOICES
 
 # Shown in the Basic group, in this order; every other field is in Advanced.
 BASIC_FIELDS = (
@@ -61,13 +61,6 @@ ADVANCED_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Metadata", ("training_comment", "preferred_weight")),
 )
 OTHER_GROUP = "Other"
-CHOICES: dict[str, tuple[str, ...]] = {
-    "network_type": NETWORK_TYPES,
-    "optimizer": OPTIMIZERS,
-    "lr_scheduler": SCHEDULERS,
-    "mixed_precision": PRECISIONS,
-    "save_dtype": SAVE_DTYPES,
-}
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
     "reg_dir": "Regularisation images folder",

@@ -3,12 +3,13 @@ Start / Cancel / Resume with a live progress bar, ETA, loss chart and preview ga
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
-from lora_ext.app.train_settings import SETTINGS_FILE, config_values, preset_choices, saved_values
+from lora_ext.app.train_settings import SETTINGS_FILE, build_config, config_values, saved_values
 from lora_ext.errors import ConfigError, LoraExtError
 from lora_ext.ui import compat, train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
@@ -80,6 +81,44 @@ def form_source_now(ctx: Context, project: str | None, version: str | None) -> O
     except LoraExtError:
         return {"form_source": ""}
     return {"form_source": form_source(project, version, trained)}
+
+
+def save_preset(ctx: Context, preset_save_name: str, replace_preset: bool, **cfg: Any) -> Outputs:
+    """Save the form as your preset (listed in Preset from now on) and offer its file for download."""
+    import gradio as gr
+
+    from lora_ext.app import presets
+
+    path = presets.save_preset(ctx, preset_save_name, build_config(_values(cfg), "", ""), bool(replace_preset))
+    # Only the choices change: setting the value would fill the form again from the preset it came from.
+    return {
+        "preset": gr.update(choices=training.preset_choices(ctx)),
+        "preset_file": str(path),
+        "train_status": message(f"Saved preset {path.stem}: {path}", "ok"),
+    }
+
+
+def load_settings_file(
+    ctx: Context, settings_upload: Any, project: str | None, version: str | None, preset: str | None = None, **cfg: Any
+) -> Outputs:
+    """Fill the form from a settings file (ours, or kohya's sd-scripts / kohya_ss); name what was not used."""
+    from lora_ext.app import presets
+
+    if not settings_upload:
+        return {}
+    path = compat.file_path(settings_upload)
+    read = presets.read_settings_file(path)
+    values = presets.apply_over(_values(cfg), read)
+    changed = {f"{PREFIX}{name}": value for name, value in values.items() if name in read.settings}
+    lines = [message(f"Loaded {len(changed)} settings from {Path(path).name}", "ok")]
+    if read.not_used:
+        lines.append(message(f"Not used from the file: {', '.join(read.not_used)}", "warn"))
+    out: Outputs = {**changed, "train_status": "".join(lines)}
+    try:
+        out.update(plan(ctx, project, version, preset, **{**cfg, **changed}))
+    except LoraExtError:
+        pass  # no version selected: the form is filled all the same
+    return out
 
 
 def plan(ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any) -> Outputs:
@@ -164,17 +203,28 @@ def idle_outputs() -> Outputs:
 
 def start_training(ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any) -> Outputs:
     """Start training in the background and return at once; the page then follows the job (``ui/live.py``)."""
-    job, _config = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    started = training.start_training_job(ctx, project, version, _values(cfg), resume)
+    lines = [message(note, "ok") for note in started.notes] + [message(line, "warn") for line in started.warnings]
     return {
-        "train_status": "",  # an old error goes when a new job starts
+        "train_status": "".join(lines),  # an old error goes when a new job starts
         "train_progress": progress_html(0.0, "Training: starting…"),
         "train_log": "",
         "previews": [],
-        "job_seen": f"{job.id}:running",
+        "job_seen": f"{started.job.id}:running",
+        **(_resumed_form(started.config) if started.resumed else {}),
     }
 
 
+def _resumed_form(config: Any) -> Outputs:
+    """The form as the resumed run trains (its saved settings), so the page shows what runs; the output
+    name field stays as typed (the run keeps its own name)."""
+    values = config_values(config)
+    values.pop("output_name")
+    return {f"{PREFIX}{name}": value for name, value in values.items()}
+
+
 def resume_training(ctx: Context, project: str | None, version: str | None, **cfg: Any) -> Outputs:
+    """Continue the version's stopped run with the settings it started with; the form shows them after."""
     return start_training(ctx, project, version, resume=True, **cfg)
 
 
@@ -199,7 +249,7 @@ def build(ctx: Context, ui: Registry) -> None:
     gr.Markdown(SINGLE_PROCESS_NOTE, elem_id="train_tools_single_process")
     with gr.Row(equal_height=False):
         ui["preset"] = gr.Dropdown(
-            choices=preset_choices(),
+            choices=training.preset_choices(ctx),
             value=preset_name,
             label="Preset",
             info="auto: beginner defaults for the loaded model's family",
@@ -207,6 +257,24 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["plan"] = gr.HTML(elem_id="train_tools_plan")
     ui["form_source"] = gr.HTML(elem_id="train_tools_form_source")
+    with gr.Row(equal_height=False):
+        ui["preset_save_name"] = gr.Textbox(
+            label="Save these settings as a preset",
+            placeholder="preset name",
+            elem_id="train_tools_preset_save_name",
+            scale=2,
+        )
+        ui["replace_preset"] = gr.Checkbox(
+            label="Replace an existing preset", value=False, elem_id="train_tools_replace_preset"
+        )
+        ui["save_preset"] = gr.Button("Save preset", elem_id="train_tools_save_preset", scale=0)
+        ui["settings_upload"] = gr.UploadButton(
+            "Load settings file (.toml / .json, kohya too)",
+            file_types=[".toml", ".json"],
+            elem_id="train_tools_settings_upload",
+            scale=0,
+        )
+        ui["preset_file"] = gr.File(label="Preset file", interactive=False, elem_id="train_tools_preset_file")
     specs = {spec.name: spec for spec in train_fields.form_fields()}
 
     def fields(names: list[str] | tuple[str, ...]) -> None:
@@ -297,14 +365,33 @@ def wire(ctx: Context, ui: Registry) -> None:
     started = ui.pick("train_progress", "train_log", "previews", "train_status", "job_seen")
     status = ui["train_status"]
     on(ui["start_training"].click, start_training, inputs, started, ctx, status=status)
-    on(ui["resume_training"].click, resume_training, inputs, started, ctx, status=status)
+    resumed = on(ui["resume_training"].click, resume_training, inputs, {**started, **fields}, ctx, status=status)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
     preset = on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
-    # The plan follows the form: after a preset filled it, and on the user's own edits (``input``, not ``change``:
-    # gradio 3 drops an event while the same one is still running, so a preset's change of a field, planned
-    # slowly while steps are timed, would swallow the user's next edit of that field).
+    saving = {**ui.pick("preset_save_name", "replace_preset"), **fields}
+    on(
+        ui["save_preset"].click,
+        save_preset,
+        saving,
+        ui.pick("preset", "preset_file", "train_status"),
+        ctx,
+        status=status,
+    )
+    loading = {**ui.pick("settings_upload", "project", "version", "preset"), **fields}
+    on(
+        ui["settings_upload"].upload,
+        load_settings_file,
+        loading,
+        {**fields, **ui.pick("plan", "train_status")},
+        ctx,
+        status=status,
+    )
+    # The plan follows the form: after a preset or a resume filled it, and on the user's own edits (``input``,
+    # not ``change``: gradio 3 drops an event while the same one is still running, so a preset's change of a
+    # field, planned slowly while steps are timed, would swallow the user's next edit of that field).
     plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
     plan_on(ctx, ui, preset.then, plan_inputs)
+    plan_on(ctx, ui, resumed.then, plan_inputs)
     for name in PLANNED:
         plan_on(ctx, ui, ui[name].input, plan_inputs)
     plan_on(ctx, ui, ui["editor_state"].change, plan_inputs)

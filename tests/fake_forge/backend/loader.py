@@ -6,7 +6,8 @@ the engine Forge would guess (``"sd1"``, ``"sdxl"``, ``"flux"``). As in Forge, t
 ``ForgeOperations`` (a Linear that is not ``nn.Linear``), the UNet's storage dtype comes from
 ``dynamic_args['forge_unet_storage_dtype']`` (a torch dtype, or ``'nf4'``/``'fp4'``/``'gguf'``,
 whose weights carry Forge's markers ``bnb_quantized``/``quant_type``/``gguf_cls``), and
-``parameters_manual_cast`` is on where storage ≠ computation dtype.
+``parameters_manual_cast`` is on where storage ≠ computation dtype. The UNet's transformer blocks are Forge's
+(``backend.nn.unet.BasicTransformerBlock``: residuals added in place).
 """
 
 import copy
@@ -17,6 +18,7 @@ import torch
 from backend import memory_management
 from backend.args import dynamic_args
 from backend.modules.k_prediction import Prediction, PredictionFlux
+from backend.nn.unet import forge_blocks
 from backend.operations import to_forge_operations
 
 QUANTIZED = ("nf4", "fp4", "gguf")
@@ -57,7 +59,7 @@ def _place(module, storage_dtype, computation_dtype):
 
 def _unet(sd, storage_dtype):
     computation_dtype = torch.float32
-    unet = copy.deepcopy(sd.model.diffusion_model)
+    unet = forge_blocks(copy.deepcopy(sd.model.diffusion_model))
     if isinstance(storage_dtype, torch.dtype):
         unet.to(storage_dtype)
     to_forge_operations(

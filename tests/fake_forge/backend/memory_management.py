@@ -10,8 +10,14 @@ The fake "GPU" is the CPU. What it keeps from Forge:
   ``LoadedModel.model_load`` goes to CPU swap: the biggest layers get ``parameters_manual_cast = True``
   (their weights stay on the offload device) and ``model_accelerated`` is set;
 - ``free_memory`` evicts the least recently loaded models, ``unload_all_models`` all of them.
+
+Neo (``fake_flavor.NEO``, ComfyUI's manager): no ``model_accelerated``; a loaded model answers
+``model_offloaded_memory()`` (its size less what was loaded: > 0 in CPU swap); a load calls the patcher's
+``patch_model()`` (merging its ``patches``), an unload its ``unpatch_model()``, and a loaded patcher whose
+``patches_uuid`` is not the one merged is loaded again.
 """
 
+import fake_flavor
 import torch
 
 cpu = torch.device("cpu")
@@ -64,7 +70,8 @@ def _move(module: torch.nn.Module) -> None:
 class LoadedModel:
     def __init__(self, model):
         self.model = model
-        self.model_accelerated = False
+        if not fake_flavor.NEO:
+            self.model_accelerated = False
         self.device = model.load_device
         self.inclusive_memory = 0
         self.exclusive_memory = 0
@@ -73,9 +80,20 @@ class LoadedModel:
         self.inclusive_memory = 0  # nothing counts as already on the fake GPU
         self.exclusive_memory = module_size(self.model.model)
 
+    def model_offloaded_memory(self):  # Neo
+        return self.model.model_size() - self.model.loaded_size()
+
+    def should_reload(self):
+        """Neo reloads a patcher whose patches are not the ones merged; Forge's ``refresh_loras`` sees to that."""
+        return fake_flavor.NEO and self.model.model.current_weight_patches_uuid != self.model.patches_uuid
+
     def model_load(self, model_gpu_memory_when_using_cpu_swap=-1):
         _move(self.model.model)
-        self.real_model = self.model.forge_patch_model(None)
+        if fake_flavor.NEO:
+            self.real_model = self.model.patch_model()
+            self.model.model.model_loaded_weight_memory = self.model.model_size()
+        else:
+            self.real_model = self.model.forge_patch_model(None)
         self.model.current_device = self.model.load_device
         if model_gpu_memory_when_using_cpu_swap >= 0:
             budget = model_gpu_memory_when_using_cpu_swap
@@ -88,12 +106,23 @@ class LoadedModel:
                     continue
                 m.prev_parameters_manual_cast = m.parameters_manual_cast
                 m.parameters_manual_cast = True
-            self.model_accelerated = True
-        self.model.refresh_loras()
+            if fake_flavor.NEO:
+                self.model.model.model_loaded_weight_memory = model_gpu_memory_when_using_cpu_swap
+            else:
+                self.model_accelerated = True
+        if not fake_flavor.NEO:
+            self.model.refresh_loras()
         return self.real_model
 
     def model_unload(self, avoid_model_moving=False):
-        if self.model_accelerated:
+        if fake_flavor.NEO:
+            self.model.unpatch_model()
+            self.model.model.model_loaded_weight_memory = 0
+            for m in self.model.model.modules():
+                if hasattr(m, "prev_parameters_manual_cast"):
+                    m.parameters_manual_cast = m.prev_parameters_manual_cast
+                    del m.prev_parameters_manual_cast
+        elif self.model_accelerated:
             for m in self.real_model.modules():
                 if hasattr(m, "prev_parameters_manual_cast"):
                     m.parameters_manual_cast = m.prev_parameters_manual_cast
@@ -101,7 +130,8 @@ class LoadedModel:
             self.model_accelerated = False
         if not avoid_model_moving:
             _move(self.model.model)
-        self.model.forge_unpatch_model(None if avoid_model_moving else self.model.offload_device)
+        if not fake_flavor.NEO:
+            self.model.forge_unpatch_model(None if avoid_model_moving else self.model.offload_device)
 
     def __eq__(self, other):
         return self.model is other.model
@@ -135,8 +165,13 @@ def load_models_gpu(models, memory_required=0, hard_memory_preservation=0):
     for model in models:
         loaded = LoadedModel(model)
         if loaded in current_loaded_models:
-            current_loaded_models.insert(0, current_loaded_models.pop(current_loaded_models.index(loaded)))
-            already.append(loaded)
+            current = current_loaded_models.pop(current_loaded_models.index(loaded))
+            if current.should_reload():
+                current.model_unload()
+                to_load.append(loaded)
+                continue
+            current_loaded_models.insert(0, current)
+            already.append(current)
         else:
             to_load.append(loaded)
     if not to_load:

@@ -9,6 +9,7 @@ model under ``using_forge_operations(...)``: it swaps torch's layers for these, 
 parameter objects.
 """
 
+import fake_flavor
 import torch
 
 current_manual_cast_enabled = False
@@ -31,6 +32,14 @@ def weights_manual_cast(layer, x, skip_weight_dtype=False, skip_bias_dtype=False
     weight_args = dict(device=x.device, dtype=None if skip_weight_dtype else x.dtype)
     bias_args = dict(device=x.device, dtype=None if skip_bias_dtype else x.dtype)
     return get_weight_and_bias(layer, weight_args, bias_args)
+
+
+class ForgeWeights:
+    """Neo's mixin: online LoRAs as ``weight_function`` (``bias_function``) lists applied to the weight in forward."""
+
+    parameters_manual_cast = False
+    weight_function = []  # noqa: RUF012  (Neo's class default, replaced per layer)
+    bias_function = []  # noqa: RUF012
 
 
 class ForgeOperations:
@@ -71,6 +80,22 @@ class ForgeOperations:
                 weight, bias = weights_manual_cast(self, x)
                 return torch.nn.functional.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
             return super().forward(x)
+
+
+if fake_flavor.NEO:
+
+    class NeoLinear(torch.nn.Linear, ForgeWeights):  # Neo: an nn.Linear
+        def __init__(self, in_features, out_features, *args, **kwargs):
+            super().__init__(in_features, out_features, bias=False)
+            self.parameters_manual_cast = current_manual_cast_enabled
+
+        def forward(self, x):
+            weight, bias = weights_manual_cast(self, x) if self.parameters_manual_cast else (self.weight, self.bias)
+            for function in self.weight_function:
+                weight = function(weight)
+            return torch.nn.functional.linear(x, weight, bias)
+
+    ForgeOperations.Linear = NeoLinear
 
 
 _SUBCLASSED = {

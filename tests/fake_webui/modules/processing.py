@@ -3,7 +3,11 @@
 Per v1.10.1: reload weights (honouring override_settings), parse the prompt's
 extra networks, activate them unless ``disable_extra_networks``, compute conds,
 sample, then deactivate. Sampling here is a plain Euler loop over
-``shared.sd_model.apply_model``.
+``shared.sd_model.apply_model``. Conds are cached as the WebUI caches them
+(``get_conds_with_caching``): in the class-level lists ``cached_c``/``cached_uc``,
+which every new processing object shares (``persistent_cond_cache``, on by
+default), keyed by the prompt text and the token data — not by the files behind
+``<lora:…>`` tokens.
 """
 
 import json
@@ -36,9 +40,26 @@ class StableDiffusionProcessing:
         self.comments = {}
         self.extra_network_data = {}
         self.all_prompts = None
+        self.cached_c = StableDiffusionProcessing.cached_c  # the WebUI's __post_init__: the shared lists
+        self.cached_uc = StableDiffusionProcessing.cached_uc
+
+    def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, model=None):
+        """The WebUI's cache: the result for the same parameters comes back without calling ``function``."""
+        model = model or shared.sd_model
+        checkpoint = getattr(model, "sd_checkpoint_info", model)
+        params = (tuple(required_prompts), steps, checkpoint, extra_network_data, self.width, self.height)
+        for cache in caches:
+            if cache[0] is not None and cache[0] == params:
+                return cache[1]
+        cache = caches[0]
+        cache[1] = function(required_prompts)
+        cache[0] = params
+        return cache[1]
 
     def close(self):
-        pass
+        if not getattr(shared.opts, "persistent_cond_cache", True):
+            StableDiffusionProcessing.cached_c = [None, None]
+            StableDiffusionProcessing.cached_uc = [None, None]
 
     def __enter__(self):
         return self
@@ -77,7 +98,7 @@ def process_images(p):
     with torch.no_grad():
         if not p.disable_extra_networks:
             extra_networks.activate(p, p.extra_network_data)
-        cond = model.get_learned_conditioning(prompts * p.batch_size)
+        cond = learned_conditioning(p, model, prompts)
         x = initial_noise(p)
         x = euler_sample(lambda x_in, t: model.apply_model(x_in, t, cond), x, model.alphas_cumprod.float(), p.steps)
         decoded = model.decode_first_stage(x)
@@ -86,7 +107,20 @@ def process_images(p):
     return Processed(p, images_from(decoded), infotext_of(p))
 
 
-# The fakes' sampling, shared with the fake Forge / reForge (tests/forge.py).
+# The fakes' conditioning and sampling, shared with the fake Forge / reForge (tests/forge.py).
+def learned_conditioning(p, model, prompts):
+    """``p.setup_conds()``: the model's conditioning for ``prompts``, through the WebUI's cache."""
+    return p.get_conds_with_caching(
+        lambda required: model.get_learned_conditioning(list(required) * p.batch_size),
+        prompts,
+        p.steps,
+        [p.cached_c],
+        p.extra_network_data,
+        model,
+    )
+
+
+
 def initial_noise(p) -> torch.Tensor:
     generator = torch.Generator("cpu").manual_seed(int(p.seed))
     return torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)

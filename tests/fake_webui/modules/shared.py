@@ -7,6 +7,7 @@ from modules.shared_state import State
 
 cmd_opts = SimpleNamespace(
     lowvram=False, medvram=False, medvram_sdxl=False, lora_dir="models/Lora", api_auth=None, api=False,
+    gradio_auth=None, gradio_auth_path=None,
     data_dir=".", no_half=True, ui_debug_mode=False,
 )
 opts = Options()

@@ -1,21 +1,13 @@
-"""``CLIP`` (``backend/patcher/clip.py``): the text encoders in a ``JointTextEncoder`` and their ``ModelPatcher``."""
-
-import torch
+"""``CLIP`` (``backend/patcher/clip.py``): the text encoders in a ``JointTextEncoder`` (Forge's own ``ModuleDict``,
+a plain ``nn.Module``) and their ``ModelPatcher``; the tokenizers in an ``ObjectDict``."""
 
 from backend import memory_management
+from backend.nn.base import ModuleDict, ObjectDict
 from backend.patcher.base import ModelPatcher
 
 
-class JointTextEncoder(torch.nn.ModuleDict):
+class JointTextEncoder(ModuleDict):
     pass
-
-
-class ObjectDict:
-    """``backend.nn.base.ObjectDict``: the tokenizers as attributes (``clip.tokenizer.clip_l``)."""
-
-    def __init__(self, module_dict):
-        for name, module in module_dict.items():
-            setattr(self, name, module)
 
 
 class CLIP:

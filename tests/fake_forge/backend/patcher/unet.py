@@ -1,7 +1,5 @@
 """``UnetPatcher`` (``backend/patcher/unet.py``): a ``ModelPatcher`` over a ``KModel`` plus sampling extras."""
 
-import copy
-
 from backend.modules.k_model import KModel
 from backend.patcher.base import ModelPatcher
 
@@ -26,10 +24,7 @@ class UnetPatcher(ModelPatcher):
         self.extra_concat_condition = None
 
     def clone(self):
-        n = UnetPatcher(self.model, self.load_device, self.offload_device, self.size, self.current_device)
-        n.lora_patches = self.lora_patches.copy()
-        n.object_patches = self.object_patches.copy()
-        n.model_options = copy.deepcopy(self.model_options)
+        n = super().clone()
         n.controlnet_linked_list = self.controlnet_linked_list
         n.extra_preserved_memory_during_sampling = self.extra_preserved_memory_during_sampling
         n.extra_model_patchers_during_sampling = self.extra_model_patchers_during_sampling.copy()
