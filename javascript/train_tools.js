@@ -168,11 +168,56 @@
         }
     }
 
+    // gradio 3 drops an event fired while the same event still runs (a second choice while the first version is
+    // being shown). When the views (the "shown" box) or the picker still disagree with the selection a moment
+    // later, show it again / take the picker's choice again (lora_ext/ui/selection.py).
+    const HEAL_AFTER_MS = 2000;
+    let viewsDifferSince = 0;
+    let pickerDiffersSince = 0;
+    let lastHeal = 0;
+
+    function parsed(text) {
+        try {
+            const value = JSON.parse(text || "");
+            return Array.isArray(value) && value.length === 2 ? value : null;
+        } catch (error) {
+            return null;
+        }
+    }
+
+    function healSelection(now) {
+        const selection = field("train_tools_selection");
+        const shown = field("train_tools_shown");
+        const project = field("train_tools_project");
+        const version = field("train_tools_version");
+        if (!selection || !shown || !pageRestored()) {
+            return;
+        }
+        const selected = parsed(selection.value);
+        const viewsDiffer = selection.value !== shown.value;
+        const typing = Boolean(project && version) && [project, version].includes(root().activeElement || document.activeElement);
+        const pickerDiffers = Boolean(selected && project && version) && !typing &&
+            (selected[0] !== project.value || selected[1] !== version.value);
+        viewsDifferSince = viewsDiffer ? viewsDifferSince || now : 0;
+        pickerDiffersSince = pickerDiffers ? pickerDiffersSince || now : 0;
+        if (now - lastHeal < HEAL_AFTER_MS) {
+            return;
+        }
+        if (pickerDiffersSince && now - pickerDiffersSince >= HEAL_AFTER_MS) {
+            lastHeal = now;
+            press("train_tools_reselect");
+        } else if (viewsDifferSince && now - viewsDifferSince >= HEAL_AFTER_MS) {
+            lastHeal = now;
+            press("train_tools_reshow");
+        }
+    }
+
     setInterval(function () {
         if (!byId("train_tools_poll")) {
             return;
         }
         identifyPage();
+        healSelection(Date.now());
         const now = Date.now();
         if (!pageRestored() && restoreTries < RESTORE_TRIES) {
             if (now - lastRestore >= RESTORE_RETRY_MS) {

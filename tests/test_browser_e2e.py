@@ -691,6 +691,12 @@ def test_browser_every_view_shows_the_selected_project(tmp_path: Path) -> None:
             shows("猫", "v2", 0)  # a project opens on its last version
             page.choose("train_tools_version", "v1")
             shows("猫", "v1", 1)
+            # Quick choices, each before the last one is shown: the page ends on the last one.
+            for project in ("My Cat", "Dog", "猫"):
+                page.choose("train_tools_project", project)
+            shows("猫", "v2", 0)
+            page.choose("train_tools_version", "v1")
+            shows("猫", "v1", 1)
             page.shot("13-picked")
 
             # A training of 猫 v1: Start and its progress bar are on screen together. (The form still holds what

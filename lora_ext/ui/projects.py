@@ -214,9 +214,13 @@ def build(ctx: Context, ui: Registry) -> None:
     ui["confirm_row"] = confirm_row
     ui["delete_target"] = gr.Textbox(visible=False)
     # Hidden by style.css, not ``visible=False``: gradio 4 leaves invisible components out of the page.
-    ui["selection"] = gr.Textbox(
-        value="", elem_id="train_tools_selection", elem_classes=["tt-hidden"], show_label=False
-    )
+    hidden = ["tt-hidden"]
+    ui["selection"] = gr.Textbox(value="", elem_id="train_tools_selection", elem_classes=hidden, show_label=False)
+    # What the views show (``ui/selection.py``), and the buttons the page's script presses when an event was
+    # dropped: the views are shown again, the picker's choice is made the selection again.
+    ui["shown"] = gr.Textbox(value="", elem_id="train_tools_shown", elem_classes=hidden, show_label=False)
+    ui["reshow"] = gr.Button("", elem_id="train_tools_reshow", elem_classes=hidden)
+    ui["reselect"] = gr.Button("", elem_id="train_tools_reselect", elem_classes=hidden)
     ui["project_status"] = gr.HTML(elem_id="train_tools_project_status")
     ui["first_step"] = gr.HTML(first_step_html(projects), elem_id="train_tools_first_step")
 
@@ -224,15 +228,19 @@ def build(ctx: Context, ui: Registry) -> None:
 def wire(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire
 
-    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context) -> None:
-        wire(event, handler, inputs, outputs, context, status=ui["project_status"])
+    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context, **kwargs: Any) -> None:
+        wire(event, handler, inputs, outputs, context, status=ui["project_status"], **kwargs)
 
     picker = ui.pick("project", "version", "selection", "first_step")
     status = ui.pick("project", "version", "selection", "first_step", "name", "project_status")
     on(ui["refresh_projects"].click, refresh, ui.pick("project", "version"), picker, ctx)
-    on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version", "selection"), ctx)
+    # Not queued: gradio 3 drops an event fired while the same one still waits or runs, so these answer at once
+    # (and the page's script presses *reselect* when the picker and the selection still disagree).
+    quick = {"queue": False}
+    on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version", "selection"), ctx, **quick)
     # Also after a handler set the version: the same key again is no change, so nothing runs twice.
-    on(ui["version"].change, select_version, ui.pick("project", "version"), ui.pick("selection"), ctx)
+    for event in (ui["version"].change, ui["reselect"].click):
+        on(event, select_version, ui.pick("project", "version"), ui.pick("selection"), ctx, **quick)
     on(ui["create_project"].click, create_project, ui.pick("name"), status, ctx)
     on(ui["rename_project"].click, rename_project, ui.pick("project", "name"), status, ctx)
     on(ui["duplicate_project"].click, duplicate_project, ui.pick("project", "name"), status, ctx)

@@ -7,6 +7,12 @@ for that version: the gallery and the tag editor, the training form (the setting
 version last trained with) and its plan, the Result section, and each section's job
 lines (the version's own jobs only). There is no other path to a view, so no view
 can stay on the previous project.
+
+gradio 3 drops an event fired while the same event is still waiting or running (a quick
+second choice while the first version is being shown). ``show`` therefore also writes
+the selection it showed into the hidden ``shown`` box; while ``shown`` and ``selection``
+(or the picker and ``selection``) disagree for a moment, ``javascript/train_tools.js``
+presses *reshow* (or *reselect*): the page always ends on the selected version.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ def show(ctx: Context, selection: str) -> Outputs:
     except LoraExtError:
         out.update(train_section.form_source(None, None, trained=False))
     out.update(result_section.for_version(ctx, project, version))
-    return {**out, "plan": ""}  # the previous version's plan goes at once; ``plan`` writes this one's
+    # The previous version's plan goes at once; the plan that follows writes this one's.
+    return {**out, "plan": "", "shown": selection}
 
 
 def outputs(ui: Registry) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def outputs(ui: Registry) -> dict[str, Any]:
         **ui.pick(*EDITOR_BOX),
         **live.outputs(ui),
         **train_section.field_components(ui),
-        **ui.pick("plan", "form_source", "train_status"),
+        **ui.pick("plan", "form_source", "train_status", "shown"),
         **result_section.refresh_outputs(ui),
     }
 
@@ -58,9 +65,11 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     status = ui["job_status"]
     shown = {name: component for name, component in outputs(ui).items() if name not in ("job_seen", "job_failure")}
-    changed = on(ui["selection"].change, show, ui.pick("selection"), shown, ctx, status=status, show_progress="hidden")
-    # Then the plan, for the form as ``show`` left it: a separate event, since the first plan may time steps
-    # on the model (seconds), and a slow ``show`` would land after the plans of the form's later changes.
-    train_section.plan_on(
-        ctx, ui, changed.then, {**ui.pick("selection", "preset"), **train_section.field_components(ui)}
-    )
+    inputs = {**ui.pick("selection", "preset"), **train_section.field_components(ui)}
+    for event in (ui["selection"].change, ui["reshow"].click):
+        shown_now = on(
+            event, show, ui.pick("selection"), shown, ctx, status=status, show_progress="hidden", queue=False
+        )
+        # Then the plan, for the form as ``show`` left it: a separate event, since the first plan may time steps
+        # on the model (seconds), and a slow ``show`` would land after the plans of the form's later changes.
+        train_section.plan_on(ctx, ui, shown_now.then, inputs)
