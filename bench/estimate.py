@@ -4,8 +4,8 @@ For each model — the demo model (``lora_ext.demo``, what ``make run`` trains) 
 ``--skip-full``, the full-size SD1.5 architecture (UNet, CLIP-L, VAE) with random weights at
 128 px — and each of four settings (with and without regularisation images, with and without
 previews), it does what the page does before a run: ``estimate.estimate_for`` over the
-folders' plan, with costs measured on the host (once per model and step-time settings, as the
-app's ``CostCache`` keeps them; that measurement is not part of the run). Then it trains with
+folders' plan, with costs measured on the host right before the run (the app keeps one
+measurement per model and step-time settings; that measurement is not part of the run). Then it trains with
 ``train_lora`` and times the call from start to the saved file. Every row prints
 estimate ÷ wall; the target is 0.7–1.3 on an idle machine. The last line is
 ``RESULT key=value …`` (``worst``: the row furthest from 1, ``in_target``: all rows within it).
@@ -67,25 +67,33 @@ def demo_host(work: Path, device: str) -> StandaloneHost:
 def full_host(work: Path, device: str) -> StandaloneHost:
     from bench.train import full_sd15_pipeline
 
-    return StandaloneHost(full_sd15_pipeline(device), name="sd15-random", lora_dir=work / "Lora")
+    pipeline = full_sd15_pipeline(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return StandaloneHost(pipeline, name="sd15-random", lora_dir=work / "Lora")
 
 
-def rows_for(name: str, host: StandaloneHost, base, work: Path, images: int, size: int) -> list[Row]:
-    """The four settings on one model: (reg, previews) in {no, yes}²."""
+def rows_for(
+    name: str, host: StandaloneHost, base, work: Path, images: int, size: int, sampler_steps: int
+) -> list[Row]:
+    """The four settings on one model: (reg, previews) in {no, yes}²; previews of two prompts each epoch."""
     data, reg = work / name / "data", work / name / "reg"
     make_images(data / f"{base.default_repeats}_subject", size, images, "subject")
     make_images(reg / "1_person", size, max(1, images // 2), "person")
-    cache = CostCache()  # the app's: measured once per model and step-time settings
     rows = []
     for with_reg in (False, True):
         for with_previews in (False, True):
             config = base.replace(
                 dataset_dir=str(data),
                 reg_dir=str(reg) if with_reg else "",
-                sample_prompts="subject, a photo --s 8\nperson --s 8" if with_previews else "",
+                sample_prompts=f"subject, a photo --s {sampler_steps}\nperson --s {sampler_steps}"
+                if with_previews
+                else "",
                 sample_every_n_epochs=1 if with_previews else 0,
                 output_name=f"{name}-{int(with_reg)}{int(with_previews)}",
             )
+            # Measured right before the run (the app keeps one measurement per model and settings; measured
+            # again here, a change of this shared machine's load between rows does not count as the estimate's)
+            cache = CostCache()
             estimate = estimate_for(host, config, cache)
             started = time.perf_counter()
             result = train_lora(host, config, TrainEvents(), costs=cache.known(host, config))
@@ -118,14 +126,14 @@ def main() -> int:
 
     host = demo_host(work, args.device)
     demo = resolve_preset("auto", host.info.family, has_gpu=args.device != "cpu", is_demo=True).config
-    rows += rows_for("demo", host, demo, work, images=8, size=64)
+    rows += rows_for("demo", host, demo, work, images=8, size=64, sampler_steps=8)
 
     if not args.skip_full:
         host = full_host(work, args.device)
         full = resolve_preset("quick", "sd1").config.replace(
             resolution=args.full_resolution, default_repeats=1, epochs=2, min_bucket_reso=64
         )
-        rows += rows_for("sd15", host, full, work, images=4, size=args.full_resolution)
+        rows += rows_for("sd15", host, full, work, images=4, size=args.full_resolution, sampler_steps=4)
 
     worst = max(rows, key=lambda row: abs(row.ratio - 1))
     fields = {f"{r.model}_{'reg' if r.reg else 'noreg'}_{'prev' if r.previews else 'noprev'}": r.ratio for r in rows}

@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import exports, presets, runs, tagging, train_settings, training
+from lora_ext.app import exports, grid, presets, runs, tagging, train_settings, training
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -178,6 +178,23 @@ class ExportBody(BaseModel):
     name: str = ""  # top-level images' folder name; default: the trigger word, else the project's name
 
 
+class GridBody(BaseModel):
+    """A grid of a run's files; each field left out takes the page's default (from the run's training)."""
+
+    name: str = ""  # the run (its LoRA name); default: the version's latest
+    prompts: list[str] | None = None
+    negative_prompt: str = ""
+    seed: int | None = None
+    steps: int | None = None
+    size: int | None = None
+    weights: list[float] | None = None
+    cfg_scale: float = 7.0
+
+
+class KeepBody(BaseModel):
+    file: str  # a saved file of one of the version's runs, by name (``NAME-000004.safetensors``)
+
+
 routes = APIRouter(route_class=body_limit_route(MAX_JSON_BODY))
 
 
@@ -324,6 +341,43 @@ def train_start(project: str, version: str, body: dict[str, Any] | None = None, 
 def version_runs(project: str, version: str, ctx: Context = Depends(_ctx)) -> list:
     """The version's training runs, the newest first: when, how each ended, its settings and its files."""
     return _guarded(lambda: [runs.run_json(run) for run in runs.version_runs(ctx, project, version)], 404)
+
+
+@routes.get("/projects/{project}/versions/{version}/runs/{name}/epochs")
+def run_epochs(project: str, version: str, name: str, ctx: Context = Depends(_ctx)) -> dict:
+    """A run's saved files with each one's validation loss, the run's validation history and the suggested file."""
+    return _guarded(lambda: {"name": name, **grid.version_epochs(ctx, project, version, name).to_json()}, 404)
+
+
+@routes.post("/projects/{project}/versions/{version}/grid")
+def grid_start(project: str, version: str, body: GridBody | None = None, ctx: Context = Depends(_ctx)) -> dict:
+    """Render a run's epochs × weights grid (the job's result: the grid image, its cells and the suggestion)."""
+
+    def run() -> dict:
+        chosen = body or GridBody()
+        default = grid.defaults(ctx, project, version, chosen.name or None)
+        weights = ", ".join(f"{w:g}" for w in chosen.weights) if chosen.weights is not None else default.weights
+        prompts = "\n".join(chosen.prompts) if chosen.prompts is not None else default.prompt
+        size = chosen.size or default.size
+        values = (prompts, chosen.negative_prompt, chosen.seed if chosen.seed is not None else default.seed)
+        steps = chosen.steps or default.steps
+        job = grid.start_grid(
+            ctx, project, version, chosen.name or None, *values, steps, size, weights, chosen.cfg_scale
+        )
+        return job_status(job)
+
+    return _guarded(run, 409)
+
+
+@routes.post("/projects/{project}/versions/{version}/keep")
+def keep_file(project: str, version: str, body: KeepBody, ctx: Context = Depends(_ctx)) -> dict:
+    """Make a saved file the version's LoRA under the next numbered name; every earlier file stays as it was."""
+
+    def keep() -> dict:
+        kept = runs.keep_file(ctx, project, version, body.file)
+        return {"name": kept.name, "path": str(kept.path), "kept_from": kept.source.name}
+
+    return _guarded(keep, 409)
 
 
 @routes.get("/presets")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from lora_ext.errors import LoraExtError
 
-COMMANDS: tuple[str, ...] = ("ui", "tag", "train", "merge", "inspect", "export")
+COMMANDS: tuple[str, ...] = ("ui", "tag", "train", "compare", "merge", "inspect", "export")
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

@@ -112,6 +112,7 @@ RANGES: dict[str, Range] = {
     "sample_every_n_epochs": AT_LEAST_0,
     "sample_every_n_steps": AT_LEAST_0,
     "validate_every_n_steps": AT_LEAST_0,
+    "early_stop_patience": AT_LEAST_0,
     "preferred_weight": Range(),
 }
 
@@ -145,7 +146,11 @@ class TrainConfig:
     tag_dropout_rate: float = _f(0.0, "Probability of dropping each (non-kept) tag.")
     trigger_word: str = _f("", "Put first in every caption (if missing) and written as activation text.")
     masked_loss: bool = _f(False, "Use the image's alpha channel as a loss mask.")
-    validation_split: float = _f(0.0, "Fraction of images held out for validation loss at fixed timesteps.")
+    validation_split: float = _f(
+        0.0,
+        "Fraction of images held out for the validation loss (fixed noise and timesteps); 0 measures it on a fixed "
+        "sample of the training images.",
+    )
 
     # -- network ----------------------------------------------------------------------------
     network_type: str = _f("lora", "lora (linear and 1×1 layers) or locon (adds 3×3 convolutions).")
@@ -199,7 +204,10 @@ class TrainConfig:
     sample_prompts: str = _f("", "Preview prompts, one per line, with --n --w --h --s --l --d options.")
     sample_every_n_epochs: int = _f(0, "Generate previews every N epochs; 0 = never.")
     sample_every_n_steps: int = _f(0, "Generate previews every N steps; 0 = never.")
-    validate_every_n_steps: int = _f(0, "Validation loss every N steps (needs validation_split); 0 = each epoch.")
+    validate_every_n_steps: int = _f(0, "Validation loss every N steps; 0 = at the end of each epoch.")
+    early_stop_patience: int = _f(
+        0, "Stop when the validation loss has not improved for N validations and keep the best epoch; 0 = off."
+    )
     training_comment: str = _f("", "Free text stored as ss_training_comment.")
     preferred_weight: float = _f(0.8, "Weight written to the <name>.json sidecar.")
     vae_fp32: bool = _f(False, "Keep latent encoding in fp32 (recommended for SDXL with fp16).")

@@ -187,6 +187,9 @@ class HostJob(Protocol):
 
     def interrupted(self) -> bool: ...
 
+    def interrupt(self) -> None:
+        """Stop the host's work in progress for this job (a render ends at its next sampler step)."""
+
     def progress(self, done: int, total: int, text: str) -> None: ...
 
 

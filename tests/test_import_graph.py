@@ -21,7 +21,7 @@ LAYERS = {
     0: {"errors", "fileio", "paths", "locking"},  # the foundation: typed errors, files, safe paths, locks
     1: {
         *("config", "kohya_settings", "settings", "host", "demo", "sampling"),
-        *("dataset", "tagger", "training", "formats", "loading"),
+        *("dataset", "tagger", "training", "formats", "loading", "grid"),
     },  # the core
     2: {"app"},  # use cases
     3: {"ui", "api", "hosts"},  # the edges

@@ -51,10 +51,11 @@ def test_a_run_over_an_hour_names_the_two_settings_that_shorten_it_most(make_sta
     ctx = _ctx(make_standalone_host, tmp_path, step_seconds=30.0)
     values = train_section.apply_preset(ctx, preset_name="sd1-beginner")
     line = train_section.plan(ctx, project="cat", version="v1", **values)["plan"]
-    # 8 × 10 repeats × 10 epochs = 800 steps of 30 s.
-    assert "800 steps" in line and "≈ 6 h 40 min on this machine" in line and "over an hour" in line
-    assert "resolution 512 → 256 (≈ 1 h 40 min)" in line  # a quarter of the pixels: a quarter of the time
-    assert "epochs 10 → 5 (≈ 3 h 20 min)" in line
+    # 8 × 10 repeats × 10 epochs = 800 steps of 30 s, and the final file's validation loss (4 images × 4
+    # timesteps, each forward a third of a step: 160 s).
+    assert "800 steps" in line and "≈ 6 h 43 min on this machine" in line and "over an hour" in line
+    assert "resolution 512 → 256 (≈ 1 h 41 min)" in line  # a quarter of the pixels: a quarter of the time
+    assert "epochs 10 → 5 (≈ 3 h 23 min)" in line
     assert line.count("→") == 2
 
 
@@ -87,9 +88,12 @@ def test_the_plan_counts_the_previews_saves_and_validations_still_to_come() -> N
     both = make_plan(config.replace(sample_every_n_epochs=1), plan.counts)
     assert [step for step in range(1, 9) if both.previews_at(step)] == [2, 3, 4, 6, 8]
     assert both.previews_left(0) == 5
-    validating = make_plan(config, dataset_counts(config, [1] * 3, validation_images=1))
-    assert [step for step in range(1, 9) if validating.validates_at(step)] == [3, 6]
-    assert validating.validations_left(0) == 2 and plan.validations_left(0) == 0
+    validating = make_plan(config, dataset_counts(config, [1] * 3, validation_images=1))  # each epoch's end
+    assert [step for step in range(1, 9) if validating.validates_at(step)] == [3, 6, 8]
+    assert validating.validations_left(0) == 3
+    # none held out: a sample of the training images, with each saved file (steps 3 and 6, and the final file)
+    assert [step for step in range(1, 9) if plan.validates_at(step)] == [3, 6, 8]
+    assert plan.validations_left(0) == 3 and plan.validations_left(6) == 1
 
 
 def test_the_running_eta_counts_what_the_plan_still_has_at_the_run_s_own_costs() -> None:
@@ -99,13 +103,17 @@ def test_the_running_eta_counts_what_the_plan_still_has_at_the_run_s_own_costs()
     eta.stepped(5, 10.0)  # 2 s a step
     eta.previewed(4, 10.0)
     eta.saved(1.0)
-    assert eta.remaining() == 3 * 2.0 + 2 * 10.0 + 2 * 1.0  # steps 6–8, previews at 6 and 8, a save at 6 and the final
+    # steps 6–8, previews at 6 and 8, a save at 6 and the final, validations at 6 and 8 (4 timesteps × 3
+    # images, each forward a third of a 2 s step)
+    validation = 4 * 3 * 2.0 / 3
+    assert eta.remaining() == 3 * 2.0 + 2 * 10.0 + 2 * 1.0 + 2 * validation
     costs = StepCosts(config.resolution, 1, 2.0, 0.5, 0.1, 3.0, 4.0, 1.0, 0.25)
     before = Eta(config, plan, costs)  # nothing timed yet: the measured costs
     preview = 1.0 + 10 * 0.25
-    assert before.remaining() == pytest.approx(8 * 2.5 + 4 * preview + 3 * 4.0)
+    assert before.remaining() == pytest.approx(8 * 2.5 + 4 * preview + 3 * 4.0 + 3 * validation)
     estimate = estimate_run(config, plan, costs)
-    assert estimate.total == pytest.approx(before.remaining() + 3.0 + 3 * 0.1)  # setup and 3 latents cached too
+    # setup, and 3 latents cached for training and 3 for the validation (their own fixed seed)
+    assert estimate.total == pytest.approx(before.remaining() + 3.0 + 6 * 0.1)
 
 
 def test_regularisation_images_count_in_the_page_s_steps_and_in_its_time(make_standalone_host, tmp_path) -> None:
@@ -115,10 +123,11 @@ def test_regularisation_images_count_in_the_page_s_steps_and_in_its_time(make_st
     plain = train_section.plan(ctx, project="cat", version="v1", **values)["plan"]
     values["cfg_reg_dir"] = str(tmp_path / "reg")
     with_reg = train_section.plan(ctx, project="cat", version="v1", **values)["plan"]
-    # 8 images × 1 repeat × 1 epoch = 8 steps of a minute and 8 latents of 6 s; the 4 reg images double
-    # the samples and steps, and add their latents.
-    assert "8 steps" in plain and "≈ 9 min on this machine" in plain
-    assert "16 steps" in with_reg and "≈ 17 min on this machine" in with_reg
+    # 8 images × 1 repeat × 1 epoch = 8 steps of a minute and 8 latents of 6 s, then the final file's
+    # validation (4 images × 4 timesteps, each forward a third of a step: 5 min 20 s, and their 4 latents); the
+    # 4 reg images double the samples and steps, and add their latents.
+    assert "8 steps" in plain and "≈ 15 min on this machine" in plain
+    assert "16 steps" in with_reg and "≈ 23 min on this machine" in with_reg
 
 
 def test_phases_report_in_order_each_with_its_own_progress(make_standalone_host, tmp_path: Path) -> None:

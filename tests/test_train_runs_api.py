@@ -234,21 +234,20 @@ def test_images_without_a_caption_are_named_with_the_caption_they_train_with(api
     assert json.loads(frequency) == {"dataset": {"red": 1, "cat": 1}}
 
 
-def test_the_status_route_answers_json_after_a_comparison(api) -> None:
-    from lora_ext.app import results
-
+def test_the_status_route_answers_json_after_a_grid(api) -> None:
     client, ctx = api
     _train(client, max_steps=1)
     _finished(client)
-    results.start_comparison(ctx, "cat", "v1", None, "cat", "", 1, 2, 64, "0, 1", include_epochs=False)
+    started = client.post(f"{VERSION}/grid", json={"prompts": ["cat"], "steps": 2, "weights": [0, 1]})
+    assert started.status_code == 200
     status = _finished(client)
-    assert status["name"] == "Test generation" and "error" not in status
-    images = status["result"]["images"]
-    assert [image["caption"] for image in images] == ["weight 0", "weight 1"]
-    for image in images:  # saved beside the run, so a REST client can fetch what the page showed
-        with Image.open(image["path"]) as saved:
+    assert status["name"] == "Epoch grid" and "error" not in status
+    cells = status["result"]["cells"]
+    assert [(cell["row"], cell["column"]) for cell in cells] == [(0, 0), (0, 1)]
+    for cell in cells:  # saved beside the run, so a REST client can fetch what the page showed
+        with Image.open(cell["path"]) as saved:
             assert saved.size == (64, 64)
-    assert Path(status["result"]["folder"]).parent == ctx.version("cat", "v1").run_dir("cat_v1") / "comparisons"
+    assert Path(status["result"]["folder"]).parent == ctx.version("cat", "v1").run_dir("cat_v1") / "grids"
     json.dumps(client.get(f"{PREFIX}/jobs/current").json())
 
 

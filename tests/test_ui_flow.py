@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 from ui_fixtures import write_images, write_tagger
 
-from lora_ext.app import results
 from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.ui import (
@@ -344,22 +343,6 @@ def test_training_refuses_when_the_host_cannot_train(ctx: Context, tmp_path: Pat
     values = train_section.apply_preset(ctx, preset_name="fast-test")
     with pytest.raises(LoraExtError, match="--lowvram"):
         train_section.start_training(ctx, project="p", version="v1", **values)
-
-
-def test_comparison_weights_parse_and_prompts_share_text() -> None:
-    assert results.parse_weights("0, 0.5 0.8,1") == [0.0, 0.5, 0.8, 1.0]
-    with pytest.raises(LoraExtError, match="not a weight"):
-        results.parse_weights("0, lots")
-    files = [
-        results.OutputFile(Path("x-000001.safetensors"), 1, "0" * 64, "epoch 1"),
-        results.OutputFile(Path("x.safetensors"), 1, "0" * 64, "final"),
-    ]
-    requests = results.comparison_requests("x", files, "1girl", [0.0, 0.8], True, 0.8)
-    assert requests == [
-        ("weight 0", "1girl <lora:x:0>"),
-        ("weight 0.8", "1girl <lora:x:0.8>"),
-        ("epoch 1 @ 0.8", "1girl <lora:x-000001:0.8>"),
-    ]
 
 
 def test_cancel_stops_training_after_the_current_step(ctx: Context, tmp_path: Path) -> None:

@@ -133,24 +133,6 @@ def test_a_refused_start_is_one_error_line_that_leaves_the_train_outputs_alone(c
     assert ctx.jobs.current is None
 
 
-def test_a_comparison_runs_as_a_job_and_the_poll_shows_its_images(ctx: Context, tmp_path: Path) -> None:
-    from lora_ext.ui import result_section
-
-    _with_images(ctx, tmp_path)
-    values = train_section.apply_preset(ctx, preset_name="fast-test")
-    values.update(cfg_max_steps=1, cfg_sample_prompts="")
-    started = train_section.start_training(ctx, project="猫", version="v1", **values)
-    assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
-    live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
-    form = {"compare_negative": "", "compare_seed": 1, "compare_steps": 2, "compare_size": 64, "include_epochs": True}
-    started = result_section.compare(
-        ctx, "猫", "v1", result_name="", compare_prompt="1girl", compare_weights="0, 1", **form
-    )
-    assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
-    shown = live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
-    assert "2 images" in shown["compare_progress"] and len(shown["compare_gallery"]) == 2
-
-
 def test_a_reload_shows_the_settings_the_version_last_trained_with(host, ctx: Context, tmp_path: Path) -> None:
     from lora_ext.app import train_settings
 
@@ -343,22 +325,17 @@ def test_the_selection_change_fills_the_form_and_the_language_switch_never_write
     assert not [index for index in after if kept_ids & set(dependencies[index]["outputs"])]
 
 
-def test_a_comparison_shows_its_captions_and_progress_in_the_page_language(host, tmp_path: Path) -> None:
+def test_a_grid_shows_its_captions_and_progress_in_the_page_language(host, tmp_path: Path) -> None:
     from lora_ext.app.jobs import Job
-    from lora_ext.app.results import Comparison, ComparisonImage
     from lora_ext.ui import result_section
 
     ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
-    first = ComparisonImage("first image", "weight 0", tmp_path / "00.png")
-    job = Job("Test generation", data={"images": [first]})
-    job.report(1, 3, "epoch 2 @ 0.8")
+    job = Job("Epoch grid", data={"cells": [("first.png", "base model"), ("second.png", "step 100 @ 0.8")]})
+    job.report(1, 3, "cell 2/3: epoch 2 @ 0.8 (sampler step 5/20)")
     running = result_section.render_job(ctx, job)
-    assert running["compare_gallery"] == [("first image", "ウェイト 0")]
-    assert "生成中 2/3: エポック 2 @ 0.8" in ctx.i18n.status(running["compare_progress"])  # the edge's translation
-    job.result = Comparison((first, ComparisonImage("second image", "step 100 @ 0.8", tmp_path / "01.png")), tmp_path)
-    job.finished_event.set()
-    done = result_section.render_job(ctx, job)
-    assert done["compare_gallery"] == [("first image", "ウェイト 0"), ("second image", "ステップ 100 @ 0.8")]
+    assert running["compare_gallery"] == [("first.png", "ベースモデル"), ("second.png", "ステップ 100 @ 0.8")]
+    line = ctx.i18n.status(running["compare_progress"])  # the edge's translation
+    assert "グリッド: セル 2/3: エポック 2 @ 0.8（サンプラーのステップ 5/20）" in line
 
 
 def test_the_gallery_and_the_file_table_show_their_words_in_the_page_language(host, tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ class Context:
     hashes: dict[tuple, str] = field(default_factory=dict)  # (path, mtime, size) → sha256 of result files
     measured_speed: float = 0.0  # optimizer steps per second of the last run, for time estimates
     step_costs: CostCache = field(default_factory=CostCache)  # steps timed on the host, per model and settings
+    grid_step_seconds: dict[tuple, float] = field(default_factory=dict)  # a grid's sampler step, per model and size
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property

@@ -28,6 +28,7 @@ class Job:
     name: str
     id: int = 0  # 1, 2, … in the order jobs were started (the page tells a new job from one it has shown)
     started: float = field(default_factory=time.monotonic)
+    ended: float | None = None  # when it finished (its time stays what it took, whenever a page asks)
     done: int = 0
     total: int = 0
     text: str = ""
@@ -62,7 +63,7 @@ class Job:
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return (self.ended if self.ended is not None else time.monotonic()) - self.started
 
     def cancelled(self) -> bool:
         """True once the user pressed Cancel (or the WebUI's Interrupt)."""
@@ -72,6 +73,8 @@ class Job:
 
     def cancel(self) -> None:
         self.cancel_event.set()
+        if self.host_job is not None:  # the host's own stop (A1111: Interrupt), so a render ends at its next step
+            self.host_job.interrupt()
         for callback in list(self.on_cancel):
             callback()
 
@@ -139,6 +142,7 @@ class JobRunner:
             except BaseException as error:  # noqa: BLE001 - kept on the job and shown by the page
                 job.error = error
             finally:
+                job.ended = time.monotonic()
                 job.finished_event.set()
 
         threading.Thread(target=target, name=f"train-tools-{name}", daemon=True).start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from lora_ext.app import results
 from lora_ext.app.context import Context
 from lora_ext.dataset.projects import VersionPaths
 from lora_ext.errors import ConfigError, FileFormatError
-from lora_ext.fileio import write_text_atomic
+from lora_ext.fileio import write_bytes_atomic, write_text_atomic
 from lora_ext.training import checkpoint, paths
 
 RECORD_NAME = "run.json"
@@ -51,6 +52,7 @@ class RunRecord:
     total_steps: int = 0
     resumed: int = 0  # how often the run was resumed
     error: str = ""
+    kept_from: str = ""  # a kept epoch ("Keep this epoch"): the file it is a copy of
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class RunRecord:
             "total_steps": self.total_steps,
             "resumed": self.resumed,
             "error": self.error,
+            "kept_from": self.kept_from,
             "settings": self.settings,
         }
 
@@ -222,3 +225,59 @@ def run_json(run: Run) -> dict[str, Any]:
         "files": [{"name": path.name, "label": label, "size": path.stat().st_size} for path, label in run.files],
         "work_dir": str(run.work_dir),
     }
+
+
+_NUMBERED = re.compile(r"-\d{1,4}$")
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A saved file made the version's LoRA: its new name and file, and the file it came from."""
+
+    name: str
+    path: Path
+    source: Path
+
+
+def keep_file(ctx: Context, project: str | None, version: str | None, file_name: str) -> Kept:
+    """Make one of the version's saved files (an epoch, say) the version's LoRA, under the next numbered name.
+
+    The copy has the file's tensors as they are and metadata naming the copy (``ss_output_name``, its hashes);
+    every file there was stays as it was, the previous final one included. The copy is a run of its own
+    (status "kept", its settings and validation history those of the run it came from)."""
+    from lora_ext.formats.safetensors_io import load_tensors
+    from lora_ext.paths import resolve_inside
+    from lora_ext.training import save
+
+    version_paths = ctx.version(project, version)
+    lora_dir = ctx.host.lora_dir
+    source = resolve_inside(lora_dir, file_name, "the LoRA folder")
+    owner = next(
+        (run for run in version_runs(ctx, project, version) if any(path == source for path, _ in run.files)), None
+    )
+    if owner is None:
+        raise ConfigError(f"{file_name} is not a file of {version_paths.project}/{version_paths.version}'s runs.")
+    tensors, metadata = load_tensors(source)
+    with ctx.lock:  # two requests at once never pick one name
+        name = free_name(lora_dir, version_paths, _NUMBERED.sub("", owner.name) or owner.name)
+        target = lora_dir / f"{name}.safetensors"
+        metadata = {**metadata, "ss_output_name": name, "modelspec.title": name, "train_tools_kept_from": source.name}
+        work_dir = version_paths.run_dir(name)
+        record = RunRecord(
+            name,
+            now(),
+            "kept",
+            owner.record.settings,
+            now(),
+            int(metadata.get("ss_steps") or 0),
+            owner.record.total_steps,
+            kept_from=source.name,
+        )
+        write_record(work_dir, record)  # the name is taken from here on
+    save.save_lora(target, tensors, metadata)
+    for suffix in (".json", ".preview.png"):
+        sidecar = source.with_name(source.stem + suffix)
+        if sidecar.is_file():
+            write_bytes_atomic(target.with_name(name + suffix), sidecar.read_bytes())
+    ctx.store.update_manifest(version_paths.project, version_paths.version, {"output_name": name})
+    return Kept(name, target, source)

@@ -88,6 +88,10 @@ class A1111Host(WebUIHostBase, LdmHost):
                 if config.trains_text_encoder:
                     self.drop_cached_conditioning()
 
+    def restore_prompt_networks(self) -> None:
+        """Put back every weight a ``<lora:…>`` merged, ours and the built-in's (after a grid, say)."""
+        self._restore_merged_loras(self.sd_model)
+
     def _restore_merged_loras(self, model) -> None:
         from lora_ext.hosts.a1111_loader import make_builtin_inert
 

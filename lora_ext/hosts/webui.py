@@ -108,6 +108,12 @@ class WebUIHostBase(Host):
         shared, *_ = _webui()
         return WebUIJob(shared.state).interrupted()
 
+    def restore_prompt_networks(self) -> None:
+        """Put back what our ``<lora:…>`` loader merged (after a grid, say); the built-in restores its own at
+        its next generation (A1111's host also makes it inert now)."""
+        if self.lora_takeover is not None:
+            self.lora_takeover.restore()
+
     @contextlib.contextmanager
     def exclusive(self, job: str) -> Iterator[WebUIJob]:
         """Hold the WebUI's queue lock and ``shared.state`` for a UI job (test generations):
@@ -178,10 +184,39 @@ class WebUIHostBase(Host):
         # not whatever <lora:…> tokens would merge into the weights under autograd.
         p.disable_extra_networks = self._training
         with p:
-            processed = processing.process_images(p)
+            with _sampler_steps(shared.state, request):
+                processed = processing.process_images(p)
         if processed.images:
             shared.state.assign_current_image(processed.images[0])
         return list(processed.images)
+
+
+@contextlib.contextmanager
+def _sampler_steps(state: Any, request: GenerationRequest) -> Iterator[None]:
+    """Report the sampler's step (``shared.state.sampling_step``) to ``request.on_step`` while a render runs:
+    the WebUI's samplers count in ``shared.state``, which a thread reads a few times a second."""
+    if request.on_step is None:
+        yield
+        return
+    import threading
+
+    done = threading.Event()
+
+    def watch() -> None:
+        seen = -1
+        while not done.wait(0.25):
+            step = int(getattr(state, "sampling_step", 0) or 0)
+            if step != seen:
+                seen = step
+                request.on_step(step, int(getattr(state, "sampling_steps", 0) or request.steps))
+
+    watcher = threading.Thread(target=watch, name="train-tools-sampler-steps", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
 
 
 class WebUIJob:
@@ -192,6 +227,9 @@ class WebUIJob:
 
     def interrupted(self) -> bool:
         return bool(self.state.interrupted)
+
+    def interrupt(self) -> None:
+        self.state.interrupt()
 
     def progress(self, done: int, total: int, text: str) -> None:
         self.state.job_count = total

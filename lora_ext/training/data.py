@@ -35,10 +35,13 @@ from lora_ext.locking import dataset_lock
 from lora_ext.training import buckets as bucketing
 from lora_ext.training.captions import CaptionOptions, process_caption, tag_frequency, with_trigger
 from lora_ext.training.distributed import SINGLE, Collectives
-from lora_ext.training.plan import DatasetCounts, dataset_counts, epoch_samples, held_out
+from lora_ext.training.plan import VALIDATION_SAMPLE, DatasetCounts, dataset_counts, epoch_samples, held_out
 
 CACHE_FOLDER = ".train-tools-cache"
 CACHE_FORMAT = 1
+# A validation image's latent is one sample of the VAE posterior from this seed + its position: the same in
+# every run, whatever the training seed, so that runs are compared on the same inputs.
+VALIDATION_LATENT_SEED = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -424,25 +427,36 @@ class TrainingDataset:
                 progress(done + 1, len(todo))
 
     # -- validation ----------------------------------------------------------------------------------
-    def validation_batch(self) -> Batch | None:
-        """The held-out images of the largest bucket (a batch never mixes shapes), or ``None``."""
-        if not self.validation:
-            return None
-        groups: dict[bucketing.Size, list[int]] = {}
-        for position, record in enumerate(self.validation):
-            groups.setdefault(record.placement.bucket, []).append(position)
-        chosen = max(groups.values(), key=len)
-        options = CaptionOptions(trigger_word=self.config.trigger_word)
-        records = [self.validation[p] for p in chosen]
-        captions = [process_caption(r.caption, options, random.Random(0)) for r in records]
-        sizes = [self.size_condition(r, False) for r in records]
-        latents = torch.stack([self._validation_latent(p) for p in chosen])
-        return Batch(latents, captions, sizes, torch.ones(len(records)), None)
+    def validation_records(self) -> list[ImageRecord]:
+        """The images the validation loss is measured on: the held-out ones, else a fixed sample of the training
+        images (``VALIDATION_SAMPLE`` of them, chosen the same way whatever the seed)."""
+        if self.validation:
+            return self.validation
+        records = self.train.records
+        chosen = random.Random("validation-sample").sample(range(len(records)), min(VALIDATION_SAMPLE, len(records)))
+        return [records[index] for index in sorted(chosen)]
 
-    def _validation_latent(self, position: int) -> torch.Tensor:
+    def validation_batches(self) -> list[Batch]:
+        """The validation images as one batch per bucket (a batch never mixes shapes), the same every time."""
+        records = self.validation_records()
+        groups: dict[bucketing.Size, list[int]] = {}
+        for position, record in enumerate(records):
+            groups.setdefault(record.placement.bucket, []).append(position)
+        options = CaptionOptions(trigger_word=self.config.trigger_word)
+        batches = []
+        for bucket in sorted(groups):
+            chosen = [records[position] for position in groups[bucket]]
+            captions = [process_caption(r.caption, options, random.Random(0)) for r in chosen]
+            sizes = [self.size_condition(r, False) for r in chosen]
+            latents = torch.stack([self._validation_latent(records[p], p) for p in groups[bucket]])
+            batches.append(Batch(latents, captions, sizes, torch.ones(len(chosen)), None))
+        return batches
+
+    def _validation_latent(self, record: ImageRecord, position: int) -> torch.Tensor:
         key = (-1 - position, False, False)
         if key not in self._latents:
-            self._latents[key] = self._encode(self.validation[position], 10_000_000 + position, False)
+            pixels, _alpha = load_pixels(record, False, False)
+            self._latents[key] = (self._encode_pixels(pixels[None], VALIDATION_LATENT_SEED + position)[0], None)
         return self._latents[key][0]
 
 
@@ -482,6 +496,20 @@ def build_dataset(host: Host, config: TrainConfig, world_size: int = 1) -> Train
         validation = [r for i, r in enumerate(train.records) if i in chosen]
         train = ScanResult([r for i, r in enumerate(train.records) if i not in chosen], train.skipped, train.folders)
     return TrainingDataset(host, config, train, reg, validation, world_size)
+
+
+def first_caption(config: TrainConfig) -> str:
+    """The caption the dataset's first captioned image trains with (trigger word first; no shuffle or dropout),
+    "" when no image has one."""
+    root = Path(config.dataset_dir) if config.dataset_dir else None
+    if root is None or not root.is_dir():
+        return ""
+    for folder in training_folders(root, config):
+        for path in folder_images(folder.path):
+            caption = _read_caption(path, config.caption_extension)
+            if caption:
+                return with_trigger(caption, config.trigger_word)
+    return ""
 
 
 def timing_image(config: TrainConfig) -> tuple[Path, bucketing.Size] | None:

@@ -11,6 +11,7 @@ are the same arithmetic over other configs.
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import threading
 import time
@@ -40,7 +41,12 @@ from lora_ext.training.plan import TrainPlan, dataset_counts, make_plan
 from lora_ext.training.run import build_parts
 
 HOUR = 3600.0
-TIMED_STEPS = 2  # the first warms allocators and kernels up; the faster one is the measurement
+# Steps are timed at least ``TIMED_STEPS`` times and for at least ``TIMED_SECONDS`` (a short step timed twice
+# is at the mercy of one burst of other work); the first warms allocators and kernels up, the median of the
+# rest is the measurement.
+TIMED_STEPS = 3
+TIMED_SECONDS = 1.0
+MAX_TIMED_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ def _image_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
         with Image.open(path) as image:
             image.load()
 
-    read_seconds = min(_timed(host, read) for _ in range(TIMED_STEPS))
+    read_seconds = _typical([_timed(host, read) for _ in range(TIMED_STEPS)])
     placement = buckets.place(size, None, config.resolution, config.bucket_reso_steps, config.bucket_no_upscale)
     record = ImageRecord(path, "", "", 1, False, size, placement, "")
 
@@ -187,7 +193,7 @@ def _image_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
         pixels, _alpha = load_pixels(record, False, config.masked_loss)
         host.encode_images(pixels[None], torch.Generator().manual_seed(0))
 
-    return read_seconds, min(_timed(host, encode) for _ in range(TIMED_STEPS))
+    return read_seconds, _typical([_timed(host, encode) for _ in range(TIMED_STEPS)])
 
 
 def _preview_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
@@ -204,8 +210,8 @@ def _preview_seconds(host: Any, config: TrainConfig) -> tuple[float, float]:
             host.predict(latents, timesteps, conditioning)
 
         sampler_step()  # warm-up
-        step_seconds = min(_timed(host, sampler_step) for _ in range(TIMED_STEPS))
-    render_seconds = _timed(host, lambda: host.generate(request))
+        step_seconds = _typical([_timed(host, sampler_step) for _ in range(TIMED_STEPS)])
+    render_seconds = min(_timed(host, lambda: host.generate(request)) for _ in range(2))
     return max(0.0, render_seconds - step_seconds), step_seconds
 
 
@@ -227,7 +233,9 @@ def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
             micro, optimizer = [], []
             with attached(parts.network, host.parts(), config.gradient_checkpointing):
                 parts.network.train()
-                for _ in range(TIMED_STEPS):
+                while len(micro) < MAX_TIMED_STEPS and (
+                    len(micro) < TIMED_STEPS or sum(micro) + sum(optimizer) < TIMED_SECONDS
+                ):
                     micro.append(_timed(host, lambda: steps.train_on(parts, config, batch, 0, rows, batch_size, 1)))
                     optimizer.append(_timed(host, lambda: steps.optimizer_step(parts, config)))
                 render = sampler_step = 0.0
@@ -239,15 +247,25 @@ def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
     return StepCosts(
         resolution=config.resolution,
         batch_size=batch_size,
-        micro_batch_seconds=min(micro),
-        optimizer_seconds=min(optimizer),
+        micro_batch_seconds=_typical(micro),
+        optimizer_seconds=_typical(optimizer),
         encode_seconds=encode_seconds,
         # the first step's warm-up (allocators, kernels, the optimizer's state) is paid once per run
-        setup_seconds=setup_seconds + images * read_seconds + micro[0] - min(micro) + optimizer[0] - min(optimizer),
+        setup_seconds=setup_seconds + images * read_seconds + _warm_up(micro) + _warm_up(optimizer),
         save_seconds=save_seconds,
         render_seconds=render,
         sampler_step_seconds=sampler_step,
     )
+
+
+def _typical(seconds: list[float]) -> float:
+    """The median of the timings after the first (the warm-up)."""
+    return statistics.median(seconds[1:] or seconds)
+
+
+def _warm_up(seconds: list[float]) -> float:
+    """How much longer the first timing took than the typical one."""
+    return max(0.0, seconds[0] - _typical(seconds))
 
 
 def _image_count(config: TrainConfig) -> int:

@@ -83,8 +83,8 @@ def caches_latents(config: TrainConfig) -> bool:
 
 
 def latents_to_cache(config: TrainConfig, plan: TrainPlan) -> int:
-    """Images the run encodes before its first step (each flipped copy too); validation images are encoded
-    at the first validation."""
+    """Images the run encodes before its first step (each flipped copy too); the validation images' latents
+    are encoded at the first validation."""
     if not caches_latents(config):
         return 0
     flips = 2 if config.flip_aug else 1
@@ -100,15 +100,15 @@ def preview_seconds(config: TrainConfig, render_seconds: float, sampler_step_sec
 
 
 def _validation_seconds(config: TrainConfig, plan: TrainPlan, micro_batch_seconds: float) -> float:
-    """One validation loss: fixed timesteps over the held-out images, forwards without gradients."""
+    """One validation loss: fixed timesteps over the validation images, forwards without gradients."""
     per_sample = FORWARD_SHARE * micro_batch_seconds / config.batch_size
-    return VALIDATION_TIMESTEPS * plan.counts.validation_images * per_sample
+    return VALIDATION_TIMESTEPS * plan.counts.validated_images * per_sample
 
 
 def estimate_run(config: TrainConfig, plan: TrainPlan, costs: StepCosts) -> RunEstimate:
     """The run's time from measured ``costs``; other resolutions and batch sizes scale by pixels per step."""
     scaled = costs.scaled(config)
-    encoded = latents_to_cache(config, plan) + plan.counts.validation_images
+    encoded = latents_to_cache(config, plan) + plan.counts.validated_images  # validation latents: their own seed
     return RunEstimate(
         setup=scaled.setup_seconds,
         caching=encoded * scaled.encode_seconds,

@@ -26,8 +26,9 @@ class PhaseInfo:
     done: int  # items of this phase done: images scanned or cached, steps, sampler steps, files saved
     total: int
     text: str  # the status line, e.g. "rendering preview 1/2 (sampler step 5/20)"
-    # Seconds left: the whole run's (previews and saves included) once steps are timed, the phase's own
-    # while caching; 0 when unknown.
+    # Seconds left in the whole run (previews and saves included), from ``eta.Eta``: the run's own timings
+    # once it has them, the costs measured before the start until then; while caching without measured
+    # costs, the caching's own; 0 when unknown.
     eta_seconds: float = 0.0
 
 

@@ -12,7 +12,7 @@ from lora_ext.training.eta import Eta
 from lora_ext.training.events import TrainEvents
 from lora_ext.training.outputs import RunOutputs
 
-Outcome = Literal["finished", "cancelled"]
+Outcome = Literal["finished", "cancelled", "stopped early"]
 
 
 def train(
@@ -46,4 +46,6 @@ def train(
         if parts.group.any(events.stop_requested()):  # every process stops after the same step
             outputs.stopped()
             return "cancelled"
+        if plan.validates_at(info.step) and parts.group.any(bool(outputs.stop_reason())):  # 9. early stop
+            return "stopped early"
     return "finished"  # 9. all steps done

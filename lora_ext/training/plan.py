@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 from lora_ext.config import TrainConfig
 
+# Training images validated (at fixed noise and timesteps) when none are held out (``validation_split`` 0).
+VALIDATION_SAMPLE = 4
+
 
 @dataclass(frozen=True)
 class DatasetCounts:
@@ -33,6 +36,17 @@ class DatasetCounts:
     samples: int  # per epoch: the training samples, and as many regularisation samples when there are any
     batches: int  # global batches per epoch (``batch_size × world_size`` samples; a batch never mixes buckets)
     world_size: int = 1  # processes of a data-parallel run, each with ``batch_size`` samples of every batch
+
+    @property
+    def validated_images(self) -> int:
+        """Images each validation loss is measured on: the held-out ones, else a fixed sample of the training
+        images (``VALIDATION_SAMPLE``)."""
+        return self.validation_images or min(VALIDATION_SAMPLE, self.images)
+
+    @property
+    def validation_source(self) -> str:
+        """What the validation loss is measured on, as the page, the run folder and the metadata name it."""
+        return "held-out images" if self.validation_images else "training images (none held out)"
 
 
 def epoch_samples(train_repeats: Sequence[int], reg_repeats: Sequence[int] = ()) -> list[int]:
@@ -99,7 +113,8 @@ class TrainPlan:
     previews: bool = False  # the config has preview prompts
     preview_every_n_steps: int = 0
     preview_every_n_epochs: int = 0
-    validate_every_n_steps: int = 0  # 0: at each epoch's end (when there are validation images)
+    validate_every_n_steps: int = 0  # 0: at each epoch's end (and after the last step)
+    early_stop_patience: int = 0  # stop after this many validations without improvement; 0: never
     save_state: bool = False  # each save also writes a resumable state
 
     # -- what the metadata and the page show -------------------------------------------------------
@@ -147,13 +162,24 @@ class TrainPlan:
         )
         return by_steps or by_epochs
 
+    @property
+    def validates_each_epoch(self) -> bool:
+        """Whether every epoch's end validates: with held-out images, or for early stop."""
+        return bool(self.counts.validation_images or self.early_stop_patience)
+
     def validates_at(self, step: int) -> bool:
-        """The validation loss after ``step``: every ``validate_every_n_steps``, else at each epoch's end."""
-        if not self.counts.validation_images:
+        """The validation loss after ``step``: with every file saved (so each has its own) and after the last
+        step; every ``validate_every_n_steps`` instead when set, else at each epoch's end as well when the run
+        validates each epoch."""
+        if not self.counts.validated_images:
             return False
+        if step == self.total_steps:
+            return True
         if self.validate_every_n_steps:
             return step % self.validate_every_n_steps == 0
-        return self.ends_epoch(step)
+        if self.validates_each_epoch:
+            return self.ends_epoch(step)
+        return self.saves_at_step(step) or self.saves_at_epoch(step)
 
     def final_preview(self, previewed_at: int | None) -> bool:
         """Whether the run renders one more preview at its end, for the final file's card: unless the last
@@ -182,12 +208,21 @@ class TrainPlan:
         return count + 1
 
     def validations_left(self, after_step: int = 0) -> int:
-        """Validation losses after step ``after_step``."""
-        if not self.counts.validation_images:
+        """Validation losses after step ``after_step`` (the last step's included)."""
+        total, per_epoch = self.total_steps, self.steps_per_epoch
+        if not self.counts.validated_images or after_step >= total:
             return 0
-        if self.validate_every_n_steps:
-            return _multiples(self.validate_every_n_steps, after_step, self.total_steps)
-        return _multiples(1, after_step // self.steps_per_epoch, self.total_steps // self.steps_per_epoch)
+        if self.validate_every_n_steps or self.validates_each_epoch:
+            every = self.validate_every_n_steps or per_epoch
+            return _multiples(every, after_step, total) + int(total % every != 0)
+        # one with each intermediate save (a step saving by steps and by epochs counts once), then the last step
+        count = _multiples(self.save_every_n_steps, after_step, total - 1)
+        count += _multiples(self.save_every_n_epochs, after_step // per_epoch, min(total // per_epoch, self.epochs - 1))
+        if self.save_every_n_steps > 0 and self.save_every_n_epochs > 0:
+            count -= _multiples(
+                math.lcm(self.save_every_n_steps, self.save_every_n_epochs * per_epoch), after_step, total - 1
+            )
+        return count + 1
 
     def states_left(self, after_step: int = 0) -> int:
         """Resumable states written after ``after_step`` (one with each save when ``save_state``)."""
@@ -220,5 +255,6 @@ def make_plan(config: TrainConfig, counts: DatasetCounts) -> TrainPlan:
         preview_every_n_steps=config.sample_every_n_steps,
         preview_every_n_epochs=config.sample_every_n_epochs,
         validate_every_n_steps=config.validate_every_n_steps,
+        early_stop_patience=config.early_stop_patience,
         save_state=config.save_state,
     )

@@ -1,6 +1,6 @@
-"""What a user watches while a run trains: preview renders, the validation loss and the loss log.
+"""What a user watches while a run trains: preview renders and the loss log (with the validation loss).
 
-``Previews.after_step`` asks the plan whether this step validates or previews (a
+``Previews.after_step`` asks the plan whether this step previews (a
 request from the page previews too); renders go through the host's own generator
 with the LoRA live and fixed seeds, one status line per sampler step.
 """
@@ -15,11 +15,10 @@ from typing import Any
 import torch
 
 from lora_ext.config import TrainConfig
-from lora_ext.training.data import TrainingDataset
 from lora_ext.training.eta import Eta
 from lora_ext.training.events import PhaseInfo, TrainEvents
 from lora_ext.training.prompts import parse_sample_prompts
-from lora_ext.training.steps import TrainingParts, validation_loss
+from lora_ext.training.steps import TrainingParts
 
 LOSS_LOG = "loss.csv"
 
@@ -39,36 +38,32 @@ def append_loss_log(
 
 
 class Previews:
-    """Previews, validation and the loss log of one run (the main process's)."""
+    """Previews and the loss log of one run (the main process's)."""
 
-    def __init__(
-        self, config: TrainConfig, parts: TrainingParts, dataset: TrainingDataset, events: TrainEvents, eta: Eta
-    ) -> None:
+    def __init__(self, config: TrainConfig, parts: TrainingParts, events: TrainEvents, eta: Eta) -> None:
         self.config = config
         self.parts = parts
-        self.dataset = dataset
         self.events = events
         self.eta = eta
         self.loss_log = parts.work_dir / LOSS_LOG
         self.last_image: Any = None
         self.last_step: int | None = None  # the step of the last render: a file's card is a render of its weights
 
-    def after_step(self, step: int) -> None:
-        """Log the step (with the validation loss when the plan validates here), then preview when due."""
+    def after_step(self, step: int, validation: float | None = None) -> None:
+        """Log the step (with its validation loss, when it has one), then preview when due."""
         parts, plan = self.parts, self.parts.plan
-        validation = validation_loss(parts, self.config, self.dataset) if plan.validates_at(step) else None
         progress = parts.progress
         lr = parts.optimizer.param_groups[0]["lr"]
         epoch = plan.epoch_of(step)
         append_loss_log(self.loss_log, step, epoch, progress.last_loss, progress.smoothed_loss, lr, validation)
-        if validation is not None:
-            self.events.status(f"validation loss {validation:.4f} at step {step}")
         if self.events.take_sample_request() or plan.previews_at(step):
             self.render(f"e{epoch:06d}_s{step:08d}")
 
-    def finish(self) -> None:
-        """The final file's card: a render of the final weights, unless the last step was previewed."""
-        if self.parts.plan.final_preview(self.last_step):
+    def finish(self, weights_changed: bool = False) -> None:
+        """The final file's card: a render of the final weights, unless the last step was previewed (and the
+        weights are still that step's: an early stop puts the best epoch's back)."""
+        plan = self.parts.plan
+        if plan.final_preview(self.last_step) or (weights_changed and plan.previews):
             self.render("final")
 
     def card(self) -> Any:

@@ -35,6 +35,7 @@ from lora_ext.training.plan import TrainPlan, make_plan
 from lora_ext.training.previews import LOSS_LOG, Previews
 from lora_ext.training.saving import Saving
 from lora_ext.training.steps import TrainingParts, TrainProgress
+from lora_ext.training.validation import BEST_WEIGHTS, VALIDATION_FILE, Validation
 
 # Settings a resumed run may change; anything else must match the saved state.
 RESUMABLE_CHANGES = frozenset(
@@ -52,6 +53,7 @@ RESUMABLE_CHANGES = frozenset(
         "preferred_weight",
         "output_name",
         "validate_every_n_steps",
+        "early_stop_patience",
     }
 )
 
@@ -60,7 +62,7 @@ RESUMABLE_CHANGES = frozenset(
 class TrainResult:
     """What a run produced."""
 
-    status: Literal["finished", "cancelled"]
+    status: Literal["finished", "cancelled"]  # an early stop is finished: its final file is the best epoch's
     path: Path | None  # the final LoRA file (None when cancelled)
     steps: int
     total_steps: int
@@ -70,6 +72,7 @@ class TrainResult:
     skipped: list[SkippedImage] = field(default_factory=list)
     loss_log: Path | None = None
     work_dir: Path | None = None  # the run's working folder (loss log, previews, resume state)
+    stop_reason: str = ""  # why early stop ended the run ("" when it ran all its steps or was cancelled)
 
 
 def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> Path:
@@ -169,7 +172,14 @@ def _resume_state(
     return state
 
 
-def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, parts: TrainingParts, session_id: str):
+def _facts_factory(
+    config: TrainConfig,
+    host: Host,
+    dataset: TrainingDataset,
+    parts: TrainingParts,
+    session_id: str,
+    validation: Validation,
+):
     def dirs(folders) -> dict:
         return {f.name: {"n_repeats": f.repeats, "img_count": f.image_count} for f in folders}
 
@@ -179,13 +189,13 @@ def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, pa
         else None
     )
 
-    def facts(output_name: str, epoch: int) -> save.RunFacts:
+    def facts(output_name: str, epoch: int, step: int) -> save.RunFacts:
         return save.RunFacts(
             info=host.info,
             output_name=output_name,
             session_id=session_id,
             started_at=parts.started_at,
-            steps=parts.progress.step,
+            steps=step,
             epoch=epoch,
             total_steps=parts.plan.total_steps,
             epochs=parts.plan.epochs,
@@ -201,6 +211,7 @@ def _facts_factory(config: TrainConfig, host: Host, dataset: TrainingDataset, pa
             bucket_info=bucket_info,
             resolution=(config.resolution, config.resolution),
             world_size=parts.plan.world_size,
+            validation=validation.summary(parts.progress.step),  # what was measured until now
         )
 
     return facts
@@ -290,9 +301,10 @@ def train_lora(
         eta = Eta(config, plan, costs, lambda: sum(p.numel() for p in network.parameters()))
         outputs = RunOutputs(None, None)
         if is_main:  # the other ranks of a data-parallel run write nothing
-            previews = Previews(config, parts, dataset, events, eta)
-            facts = _facts_factory(config, host, dataset, parts, save.new_session_id())
-            outputs = RunOutputs(previews, Saving(config, parts, events, eta, facts, previews.card))
+            previews = Previews(config, parts, events, eta)
+            validation = Validation(config, parts, dataset, events)
+            facts = _facts_factory(config, host, dataset, parts, save.new_session_id(), validation)
+            outputs = RunOutputs(previews, Saving(config, parts, events, eta, facts, previews.card), validation)
         loss_log = work_dir / LOSS_LOG
         if state is not None:
             checkpoint.restore_state(parts, state)
@@ -306,17 +318,25 @@ def train_lora(
             if is_main:
                 _truncate_log(loss_log, parts.progress.step)
             events.status(f"resuming at step {parts.progress.step} of {plan.total_steps}")
-        elif is_main and loss_log.is_file():
-            loss_log.unlink()
+        elif is_main:  # a new run in a used folder: nothing of the old run's history
+            for stale in (loss_log, work_dir / VALIDATION_FILE, work_dir / BEST_WEIGHTS):
+                stale.unlink(missing_ok=True)
         events.status("caching latents")
         dataset.prepare(_caching_reporter(events, eta), group)
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
             with attached(network, host.parts(), config.gradient_checkpointing):
                 outcome = loop.train(config, parts, dataset, events, outputs, eta)
-                final = outputs.finish(output_path, plan.epochs, config.save_state) if outcome == "finished" else None
+                stop_reason = outputs.stop_reason() if outcome == "stopped early" else ""
+                if stop_reason:
+                    events.status(f"early stop after step {parts.progress.step}: {outputs.stop_reason()}")
+                final = (
+                    outputs.finish(output_path, plan.epochs, config.save_state, early_stop=bool(stop_reason))
+                    if outcome != "cancelled"
+                    else None
+                )
     state_file = checkpoint.state_path(work_dir)
     return TrainResult(
-        outcome,
+        "cancelled" if outcome == "cancelled" else "finished",
         final,
         parts.progress.step,
         plan.total_steps,
@@ -326,6 +346,7 @@ def train_lora(
         dataset.train.skipped + dataset.reg.skipped,
         loss_log,
         work_dir,
+        stop_reason,
     )
 
 

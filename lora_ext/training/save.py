@@ -63,6 +63,7 @@ class RunFacts:
     bucket_info: dict[str, Any] | None
     resolution: tuple[int, int]
     world_size: int = 1  # processes of a data-parallel run
+    validation: dict[str, Any] | None = None  # ``validation.history_json`` up to this file's step
 
 
 def new_session_id() -> str:
@@ -192,6 +193,12 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
     if config.trigger_word:
         metadata["modelspec.trigger_phrase"] = config.trigger_word
     metadata["train_tools_config"] = json.dumps(config.to_dict(), ensure_ascii=False)
+    points = (facts.validation or {}).get("points") or []
+    if points:  # the run's validation history until the save (``training/validation.py``) and this file's loss
+        metadata["train_tools_validation"] = json.dumps(facts.validation, ensure_ascii=False)
+        own = [point["loss"] for point in points if point["step"] == facts.steps]
+        if own:
+            metadata["train_tools_validation_loss"] = f"{own[-1]:.6g}"
     return metadata
 
 

@@ -27,7 +27,7 @@ class Saving:
         parts: TrainingParts,
         events: TrainEvents,
         eta: Eta,
-        facts_for: Callable[[str, int], save.RunFacts],  # (output name, epoch) → the metadata's run facts
+        facts_for: Callable[[str, int, int], save.RunFacts],  # (output name, epoch, step) → the metadata's facts
         card: Callable[[], Any] = lambda: None,  # the preview image for a file saved now, or None
     ) -> None:
         self.config = config
@@ -47,15 +47,17 @@ class Saving:
         if plan.saves_at_epoch(step):
             self.save_intermediate(save.intermediate_path(output, epoch=epoch), epoch)
 
-    def save_lora(self, path: Path, epoch: int) -> Path:
-        """Write the network as a kohya LoRA at ``path``, with its metadata and sidecars."""
+    def save_lora(self, path: Path, epoch: int, step: int | None = None) -> Path:
+        """Write the network as a kohya LoRA at ``path``, with its metadata and sidecars; ``step``: the step the
+        weights are from (an early stop's best), by default the run's."""
         started = time.perf_counter()
         self.saves += 1
         total = self.saves - 1 + self.parts.plan.saves_left(self.parts.progress.step)
         eta = self.eta.remaining()
         self.events.phase(PhaseInfo("saving", self.saves - 1, total, f"saving {path.name} ({self.saves}/{total})", eta))
         tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
-        metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch))
+        step = self.parts.progress.step if step is None else step
+        metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch, step))
         save.save_lora(path, tensors, metadata)
         save.write_sidecars(path, self.config, self.parts.host.info, self.card())
         self.eta.saved(time.perf_counter() - started)

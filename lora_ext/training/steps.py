@@ -24,6 +24,7 @@ from lora_ext.training.plan import TrainPlan
 
 SMOOTHING = 0.95  # weight of the previous smoothed loss (≈ the last 20 steps)
 VALIDATION_TIMESTEPS = (200, 400, 600, 800)  # sd-scripts' fixed validation timesteps
+VALIDATION_SEED = 20_000_000  # the validation noise: the same in every run, whatever the training seed
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainProgress:
     last_loss: float = 0.0
     elapsed_seconds: float = 0.0
     saved_files: list[str] = field(default_factory=list)
+    validation: list[list[float]] = field(default_factory=list)  # [step, epoch, loss, training loss] each
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,23 +243,28 @@ def update_progress(parts: TrainingParts, loss: float, seconds: float, epoch: in
 
 @torch.no_grad()
 def validation_loss(parts: TrainingParts, config: TrainConfig, dataset: TrainingDataset) -> float | None:
-    """Mean loss of the held-out images at fixed timesteps and fixed noise (comparable across steps)."""
-    batch = dataset.validation_batch()
-    if batch is None:
+    """Mean loss of the validation images (``TrainingDataset.validation_records``) at fixed timesteps and fixed
+    noise: the same inputs at every step and in every run, so that only the network changes it."""
+    batches = dataset.validation_batches()
+    if not batches:
         return None
     network = parts.network
     was_training = network.training
     network.eval()
     try:
-        latents = batch.latents.to(parts.host.device)
-        conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
-        generator = torch.Generator().manual_seed(config.seed)
-        total = 0.0
-        for timestep in VALIDATION_TIMESTEPS:
-            timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
-            noise = losses.sample_noise(latents, generator)
-            noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
-            total += float(predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch))
-        return total / len(VALIDATION_TIMESTEPS)
+        total, count = 0.0, 0
+        for number, batch in enumerate(batches):
+            latents = batch.latents.to(parts.host.device)
+            with autocast(parts):
+                conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
+            generator = torch.Generator().manual_seed(VALIDATION_SEED + number)
+            for timestep in VALIDATION_TIMESTEPS:
+                timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
+                noise = losses.sample_noise(latents, generator)
+                noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
+                loss = predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)
+                total += float(loss) * latents.shape[0]
+            count += latents.shape[0]
+        return total / (count * len(VALIDATION_TIMESTEPS))
     finally:
         network.train(was_training)

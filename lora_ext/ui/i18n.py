@@ -80,10 +80,12 @@ def translate(text: str, language: str) -> str:
 
 
 def _with_hint(text: str, language: str) -> str | None:
-    """An error's one line, ``message (hint)``, as its two lines translated when both have an entry.
+    """An error's one line, ``message (hint)``, as its two lines translated, when the hint is a fixed entry
+    (most hints are) and the message has one too.
 
     Tried before the templates: one with a value at its end ("{folder} has no {names}") would otherwise
-    take another message's hint in as that value."""
+    take another message's hint in as that value. A parenthesis that is no fixed entry ("(sampler step
+    5/20)") is left to the templates."""
     if not text.endswith(")"):
         return None
     depth = 0
@@ -94,6 +96,8 @@ def _with_hint(text: str, language: str) -> str | None:
     if depth != 0 or text[start - 1] != " ":
         return None
     message, hint = text[: start - 1], text[start + 1 : -1]
+    if hint not in TEMPLATES.get(language, {}) and hint not in TABLES.get(language, {}):
+        return None
     parts = translate(message, language), translate(hint, language)
     combined = TEMPLATES.get(language, {}).get("{message!t} ({hint!t})")
     if combined is None or parts[0] == message or parts[1] == hint:

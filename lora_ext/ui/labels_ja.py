@@ -33,7 +33,6 @@ JA: dict[str, str] = {
     # the loss chart's axes and legend
     "Step": "ステップ",
     "Series": "系列",
-    "Side-by-side test": "並べて比較",
     # project / version
     "Version": "バージョン",
     "Name": "名前",
@@ -171,6 +170,7 @@ JA: dict[str, str] = {
     "Preview every N epochs": "N エポックごとにプレビュー",
     "Preview every N steps": "N ステップごとにプレビュー",
     "Validate every N steps": "N ステップごとに検証",
+    "Early stop patience": "早期終了までの検証回数",
     "Training comment": "学習コメント",
     "Preferred weight": "推奨ウェイト",
     "VAE in fp32": "VAE を fp32 で",
@@ -204,8 +204,9 @@ JA: dict[str, str] = {
         "すべてのキャプションの先頭に入れ（無ければ追加）、起動テキストとして記録します。"
     ),
     "Use the image's alpha channel as a loss mask.": "画像のアルファチャンネルを損失のマスクに使います。",
-    "Fraction of images held out for validation loss at fixed timesteps.": (
-        "固定タイムステップでの検証損失のために取り分ける画像の割合。"
+    "Fraction of images held out for the validation loss (fixed noise and timesteps); 0 measures it on a fixed "
+    "sample of the training images.": (
+        "検証損失のために学習から外す画像の割合（ノイズとタイムステップは固定）。0 では学習画像の決まった一部で測ります。"
     ),
     "lora (linear and 1×1 layers) or locon (adds 3×3 convolutions).": (
         "lora（線形層と 1×1 層）または locon（3×3 畳み込みも追加）。"
@@ -268,8 +269,9 @@ JA: dict[str, str] = {
     ),
     "Generate previews every N epochs; 0 = never.": "N エポックごとにプレビューを生成。0 = 生成しない。",
     "Generate previews every N steps; 0 = never.": "N ステップごとにプレビューを生成。0 = 生成しない。",
-    "Validation loss every N steps (needs validation_split); 0 = each epoch.": (
-        "N ステップごとに検証損失（validation_split が必要）。0 = 各エポック。"
+    "Validation loss every N steps; 0 = at the end of each epoch.": "N ステップごとに検証損失。0 = 各エポックの終わり。",
+    "Stop when the validation loss has not improved for N validations and keep the best epoch; 0 = off.": (
+        "検証損失が N 回続けて改善しなければ学習を止め、最良のエポックを残します。0 = オフ。"
     ),
     "Free text stored as ss_training_comment.": "ss_training_comment として保存される自由記述。",
     "Weight written to the <name>.json sidecar.": "<name>.json に書き込まれる推奨ウェイト。",
@@ -280,7 +282,7 @@ JA: dict[str, str] = {
     "LoRA name": "LoRA 名",
     "Prompt token": "プロンプト用トークン",
     "Copy": "コピー",
-    "Test prompt": "テスト用プロンプト",
+    "Grid prompts (one per line)": "グリッドのプロンプト（1 行に 1 つ）",
     "Negative prompt": "ネガティブプロンプト",
     "Steps": "ステップ数",
     "Size": "サイズ",
@@ -310,9 +312,13 @@ JA: dict[str, str] = {
     "Settings": "設定",
     "Files": "ファイル数",
     "Weights": "ウェイト",
-    "Also each saved epoch (at 0.8)": "保存した各エポックも（0.8 で）",
-    "Generate comparison": "比較画像を生成",
-    "Comparison": "比較",
+    "Epochs × weights": "エポック × ウェイト",
+    "Validation and training loss": "検証損失と学習損失",
+    "File to keep": "残すファイル",
+    "Keep this epoch": "このエポックを残す",
+    "Render grid": "グリッドを生成",
+    "Grid": "グリッド",
+    "Cells": "セル",
     "Prompt": "プロンプト",
     "Width": "幅",
     "Height": "高さ",

@@ -36,7 +36,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from lora_ext.app import recent, results, tagging, training
+from lora_ext.app import grid, recent, tagging, training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
@@ -49,18 +49,18 @@ FAILURE_SEPARATOR = ": "  # job_failure holds "<job id>: <line>", so two failure
 RENDERERS = {
     training.JOB_NAME: train_section.render_job,
     tagging.JOB_NAME: tagger_section.render_job,
-    results.JOB_NAME: result_section.render_job,
+    grid.JOB_NAME: result_section.render_job,
 }
 IDLE = {
     training.JOB_NAME: train_section.idle_outputs,
     tagging.JOB_NAME: tagger_section.idle_outputs,
-    results.JOB_NAME: result_section.idle_outputs,
+    grid.JOB_NAME: result_section.idle_outputs,
 }
 # Each kind of job: the output holding its progress line, and the section it is shown in (the bar's jump target).
 PROGRESS = {
     training.JOB_NAME: ("train_progress", "train_tools_section_train"),
     tagging.JOB_NAME: ("tag_progress", "train_tools_section_tagger"),
-    results.JOB_NAME: ("compare_progress", "train_tools_section_result"),
+    grid.JOB_NAME: ("compare_progress", "train_tools_section_result"),
 }
 
 
@@ -78,6 +78,8 @@ def _render(ctx: Context, job: Job, project: str | None, version: str | None, fi
     if final and job.finished and job.error is None:
         # What the finished job changed for the version the page shows.
         if job.name == training.JOB_NAME:
+            out.update(_quiet(result_section.run_view, ctx, project, version))
+        elif job.name == grid.JOB_NAME:
             out.update(_quiet(result_section.refresh, ctx, project, version))
         elif job.name == tagging.JOB_NAME:
             out.update(_quiet(editor_section.view, ctx, project, version))

@@ -204,7 +204,12 @@ MESSAGES: dict[str, str] = {
     "saving {name} ({number}/{count})": "{name} を保存中（{number}/{count}）",
     "saved {name} ({number}/{count})": "{name} を保存しました（{number}/{count}）",
     "saved training state at step {step}": "ステップ {step} の学習状態を保存しました",
-    "validation loss {loss} at step {step}": "ステップ {step} の検証損失 {loss}",
+    "validation loss {loss} at step {step} ({source!t})": "ステップ {step} の検証損失 {loss}（{source}）",
+    "held-out images": "学習から外した画像",
+    "training images (none held out)": "学習画像（外した画像なし）",
+    "early stop after step {step}: {reason!t}": "ステップ {step} の後で早期終了: {reason}",
+    "the validation loss has not improved for {count} validations; keeping epoch {epoch} (step {step}, validation "
+    "loss {loss})": "検証損失が {count} 回続けて改善しませんでした。エポック {epoch}（ステップ {step}、検証損失 {loss}）を残します",
     "resuming at step {step} of {total}": "{total} ステップ中 {step} から再開",
     "skipped unreadable image {path}: {reason!t}": "読めない画像 {path} をスキップ: {reason}",
     "Training failed: {line!t}": "学習に失敗しました: {line}",
@@ -216,10 +221,50 @@ MESSAGES: dict[str, str] = {
     "Skipped {path}: {reason!t}": "{path} をスキップ: {reason}",
     "Stopping after the current step…": "現在のステップの後で停止します…",
     # result and generate (lora_ext/ui/result_section.py, lora_ext/ui/app.py, lora_ext/app/results.py)
-    "Generating {number}/{total}: {text!t}": "生成中 {number}/{total}: {text}",
-    # A comparison image's caption (the gallery, the progress line): a weight, or a saved epoch at a weight.
-    "weight {weight}": "ウェイト {weight}",
+    # the epochs × weights grid (lora_ext/ui/result_section.py, lora_ext/app/grid.py, lora_ext/grid/)
+    # A cell's caption (the gallery, the progress line): the base model, or a saved file at a weight.
+    "base model": "ベースモデル",
     "{label!t} @ {weight}": "{label} @ {weight}",
+    "Grid: {text!t}": "グリッド: {text}",
+    "cell {number}/{total}: {what!t} (sampler step {step}/{steps})": (
+        "セル {number}/{total}: {what}（サンプラーのステップ {step}/{steps}）"
+    ),
+    "composing the grid": "グリッドを組み立て中",
+    "Grid of {rows} × {columns}: {count} images in {elapsed}": "{rows} × {columns} のグリッド: {count} 枚を {elapsed} で生成",
+    "Cancelled after {done} of {total} images": "{total} 枚中 {done} 枚でキャンセルしました",
+    "Saved the grid: {path}": "グリッドを保存しました: {path}",
+    "Grid: {files} files × {weights} weights": "グリッド: {files} ファイル × {weights} ウェイト",
+    "{images} images × {steps} steps": "{images} 枚 × {steps} ステップ",
+    "the time is known after the first image": "時間は最初の 1 枚の後にわかります",
+    "No grid is being rendered.": "生成中のグリッドはありません。",
+    "Stopping the grid…": "グリッドを止めています…",
+    "Choose a file to keep.": "残すファイルを選んでください。",
+    "Kept {source} as {target}: <lora:{name}:0.8> (the earlier files are unchanged)": (
+        "{source} を {target} として残しました: <lora:{name}:0.8>（前のファイルはそのまま）"
+    ),
+    "{name} is not a file of {project}/{version}'s runs.": "{name} は {project}/{version} の学習のファイルではありません。",
+    "There is no LoRA file to put in the grid.": "グリッドに入れる LoRA ファイルがありません。",
+    "The grid prompt is empty.": "グリッドのプロンプトが空です。",
+    "The grid's {name} must be at least {low}, not {value}.": "グリッドの {name} は {low} 以上にしてください（{value} ではなく）。",
+    "write numbers such as 0, 0.4, 0.7, 1": "0, 0.4, 0.7, 1 のように数値を書いてください",
+    # the run's validation loss and the suggested epoch (lora_ext/ui/result_section.py, training/validation.py)
+    "No validation loss in these files (trained before it was measured).": (
+        "これらのファイルには検証損失がありません（測る前に学習したものです）。"
+    ),
+    "Validation loss measured on {source!t}, at fixed noise and timesteps.": (
+        "検証損失は{source}で、固定したノイズとタイムステップで測りました。"
+    ),
+    "Suggested: {label!t} — {reason!t}": "おすすめ: {label} — {reason}",
+    "lowest validation loss ({loss})": "検証損失が最小（{loss}）",
+    "validation loss {loss}, within {tolerance} of the lowest ({lowest} at epoch {epoch}), and earlier": (
+        "検証損失 {loss}。最小値（エポック {epoch} の {lowest}）との差が {tolerance} 以内で、より前のエポック"
+    ),
+    "Overfit warning: {warning!t}": "過学習の警告: {warning}",
+    "the validation loss rose {rise} after epoch {epoch} while the training loss kept falling: later epochs are "
+    "likely overfit": "学習損失は下がり続けたのに、検証損失はエポック {epoch} の後で {rise} 上がりました。後のエポックは過学習の可能性が高いです",
+    "Stopped early: {reason!t}": "早期終了: {reason}",
+    "kept": "残したエポック",  # a run made by Keep this epoch
+    "Epoch grid": "エポックのグリッド",
     "final": "最終",  # the result table's "Saved at" of the last file (the others: epoch N, step N)
     # the runs table (lora_ext/ui/result_section.py): a run's status and the parts of its settings
     "running": "実行中",
@@ -233,10 +278,8 @@ MESSAGES: dict[str, str] = {
     "step {number}": "ステップ {number}",
     "{count} images in {elapsed}": "{count} 枚を {elapsed} で生成",
     "No weights to compare.": "比較するウェイトがありません。",
-    "write numbers such as 0, 0.5, 0.8, 1": "0, 0.5, 0.8, 1 のように数値を書いてください",
     "There is no trained LoRA for this version yet.": "このバージョンにはまだ学習済みの LoRA がありません。",
     "train first, or type its name": "先に学習するか、名前を入力してください",
-    "The test prompt is empty.": "テスト用プロンプトが空です。",
     "type a prompt, e.g. the trigger word and a few tags": "プロンプトを入力してください（例: トリガーワードといくつかのタグ）",
     "Generating: {text!t}": "生成中: {text}",
     "starting…": "開始中…",
@@ -250,7 +293,6 @@ MESSAGES: dict[str, str] = {
     "generate when it has finished": "終わってから生成してください",
     "Training": "学習",
     "Auto-tagging": "自動タグ付け",
-    "Test generation": "テスト生成",
     # jobs and errors met in the flow (lora_ext/app/, lora_ext/dataset/, lora_ext/training/run.py)
     "{name!t} is still running": "{name}が実行中です",
     "wait for it to finish or cancel it first": "終わるのを待つか、先にキャンセルしてください",

@@ -57,7 +57,10 @@ ADVANCED_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("mixed_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk", "vae_fp32"),
     ),
     ("Saving", ("save_dtype", "save_every_n_epochs", "save_every_n_steps", "keep_last_n", "save_state")),
-    ("Previews and validation", ("sample_every_n_steps", "validation_split", "validate_every_n_steps")),
+    (
+        "Previews and validation",
+        ("sample_every_n_steps", "validation_split", "validate_every_n_steps", "early_stop_patience"),
+    ),
     ("Metadata", ("training_comment", "preferred_weight")),
 )
 OTHER_GROUP = "Other"
@@ -125,6 +128,7 @@ LABELS: dict[str, str] = {
     "sample_every_n_epochs": "Preview every N epochs",
     "sample_every_n_steps": "Preview every N steps",
     "validate_every_n_steps": "Validate every N steps",
+    "early_stop_patience": "Early stop patience",
     "training_comment": "Training comment",
     "preferred_weight": "Preferred weight",
     "vae_fp32": "VAE in fp32",
