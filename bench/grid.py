@@ -4,14 +4,16 @@ For each model — the demo model (``lora_ext.demo``, what ``make run`` trains) 
 full-size SD1.5 architecture (UNet, CLIP-L, VAE) with random weights at 128 px — it trains a LoRA for 4 epochs
 with a file each epoch (4 rows: 3 epochs and the final file), then, side by side in one run:
 
-- one plain generation through the host (the same prompt, seed, size and steps, no ``<lora:…>``), timed before
-  and after the grid (their mean is the reference);
+- one plain generation through the host (the same prompt, seed, size and steps, no ``<lora:…>``), timed after
+  each of the grid's renders, inside the grid's run (their median is the reference; the grid's time is its wall
+  time less theirs), so that the machine's drift hits both alike;
 - the grid of 4 files × 4 weights (0, 0.4, 0.7, 1) through ``grid.render.render_grid``: 16 cells, 13 renders
   (weight 0 is the base model, rendered once and shared by the column).
 
 It prints the grid's wall time, the cost per cell and per render ÷ the plain generation (per render ≈ 1 means
 our loader's merge and restore cost little beside the sampler; per cell < 1 thanks to the shared column), and
-the estimate the page would show (``grid.estimate`` from one measured sampler step) ÷ the wall time. The last
+the estimate the CLI prints before it starts (``grid.estimate.measure``: a sampler step and a render's fixed part,
+from 1- and 3-step generations) ÷ the grid's time. The last
 line is ``RESULT key=value …``.
 
 Usage: ``python bench/grid.py [--skip-full] [--device cpu] [--steps 10] [--full-resolution 128]``.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -71,14 +74,23 @@ def bench_model(name: str, host, base, work: Path, size: int, steps: int) -> dic
     epochs = run_epochs(output_paths(host.lora_dir, config.output_name), result.work_dir)
     spec = GridSpec(epochs.rows, WEIGHTS, ("subject, a photo",), seed=1234, steps=steps, width=size, height=size)
     _plain(host, spec)  # warm-up: allocators, kernels, the text encoder's first call
-    step_seconds = estimate.measure_step(host, size, size)
-    predicted = estimate.grid_seconds(spec, step_seconds)
-    before = _plain(host, spec)
+    predicted = estimate.grid_seconds(spec, *estimate.measure(host, size, size))
+    # A plain generation after each render, inside the grid's run (this shared machine's speed drifts by the
+    # minute): the grid's own time is its wall time less theirs.
+    plains: list[float] = []
+    renders_seen: set = set()
+
+    def interleave(cell, _path) -> None:
+        key = "base" if cell.weight == 0 else (cell.row, cell.column)
+        if key not in renders_seen:
+            renders_seen.add(key)
+            plains.append(_plain(host, spec))
+
     started = time.perf_counter()
-    grid = render_grid(host, spec, work / name / "grid", marks=epochs.marks())
-    wall = time.perf_counter() - started
-    after = _plain(host, spec)
-    plain = (before + after) / 2
+    grid = render_grid(host, spec, work / name / "grid", marks=epochs.marks(), on_cell=interleave)
+    wall = time.perf_counter() - started - sum(plains)
+    plain = statistics.median(plains)
+    before, after = min(plains), max(plains)
     cells, renders = len(grid.cells), len(grid.render_seconds)
     figures = {
         "plain_s": plain,
@@ -89,7 +101,7 @@ def bench_model(name: str, host, base, work: Path, size: int, steps: int) -> dic
     }
     print(
         f"{name:5} {len(spec.rows)} files × {len(WEIGHTS)} weights = {cells} cells, {renders} renders, "
-        f"{size} px, {steps} steps: plain generation {before:.2f} / {after:.2f} s; grid {wall:.1f} s "
+        f"{size} px, {steps} steps: plain generation median {plain:.2f} s ({before:.2f}–{after:.2f}); grid {wall:.1f} s "
         f"({wall / cells:.2f} s a cell = {figures['per_cell_vs_plain']:.2f} × plain; "
         f"{wall / renders:.2f} s a render = {figures['per_render_vs_plain']:.2f} × plain); "
         f"estimate {predicted:.1f} s = {figures['estimate_vs_wall']:.2f} × wall",

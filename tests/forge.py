@@ -64,15 +64,15 @@ def make_builtin_lora() -> types.ModuleType:
             model = p.sd_model or shared.sd_model
             if getattr(model, "current_lora_hash", None) == str(sorted(wanted.items())):
                 return  # Forge's networks.load_networks: the same LoRAs as last time, nothing to do
-            unet = model.forge_objects_original.unet.clone()
-            if hasattr(unet, "lora_loader"):  # Forge: load_lora_for_models → add_patches (the fake's files are empty)
-                for name, multiplier in wanted.items():
+            # as the real load_networks: from the originals, one clone per file (load_lora_for_models); none without
+            unet = model.forge_objects_original.unet
+            for name, multiplier in wanted.items():
+                unet = unet.clone()
+                if hasattr(unet, "lora_loader"):  # Forge: add_patches (the fake's files are empty)
                     unet.add_patches(filename=name, patches={}, strength_patch=multiplier)
-            else:  # reForge's and Neo's ComfyUI patchers: the file stands in as a diff of ones on one UNet weight
-                for multiplier in wanted.values():
+                else:  # reForge's and Neo's ComfyUI patchers: the file stands in as a diff of ones on one UNet weight
                     weight = dict(unet.model.named_parameters())[REFORGE_BUILTIN_KEY]
-                    diff = {REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}
-                    unet.add_patches(diff, multiplier)
+                    unet.add_patches({REFORGE_BUILTIN_KEY: ("diff", (torch.ones_like(weight),))}, multiplier)
             model.forge_objects_after_applying_lora = model.forge_objects_original.shallow_copy()
             model.forge_objects_after_applying_lora.unet = unet
             model.current_lora_hash = str(sorted(wanted.items()))
@@ -190,6 +190,9 @@ def fake_forge(root: Path, monkeypatch, neo: bool = False) -> Iterator[SimpleNam
         fake_flavor.NEO = neo
     networks = make_builtin_lora()
     sys.modules["networks"] = networks
+    # the built-in's options (its lora_script registers them when the WebUI loads it)
+    shared.opts.add_option("sd_lora", shared.OptionInfo("None", "Add network to prompt"))
+    shared.opts.add_option("lora_add_hashes_to_infotext", shared.OptionInfo(True, "Add Lora hashes to infotext"))
     script_callbacks.on_before_ui(networks.before_ui)  # built-ins load first, so their callbacks come first
     forge = SimpleNamespace(root=root, networks=networks, engine=None, checkpoints={}, neo=neo)
     if root == FORGE_ROOT:

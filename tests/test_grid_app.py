@@ -120,7 +120,7 @@ def test_keep_this_epoch_makes_it_the_version_s_lora_and_keeps_the_old_final_fil
         runs.keep_file(ctx, PROJECT, VERSION, "../x.safetensors")
 
 
-def test_cancel_stops_the_grid_job_and_the_page_says_so(ctx, tmp_path) -> None:
+def test_cancel_stops_the_grid_job_and_the_page_says_so_and_an_empty_prompt_is_the_training_s(ctx, tmp_path) -> None:
     _trained(ctx, tmp_path, epochs=2)
     original = ctx.host.generate
 
@@ -130,7 +130,7 @@ def test_cancel_stops_the_grid_job_and_the_page_says_so(ctx, tmp_path) -> None:
 
     ctx.host.generate = slow
     form = dict(compare_negative="", compare_seed=1, compare_steps=2, compare_size=64, compare_weights="0, 0.5, 1")
-    started = result_section.compare(ctx, PROJECT, VERSION, result_name="", compare_prompt="toy", **form)
+    started = result_section.compare(ctx, PROJECT, VERSION, result_name="", compare_prompt=" ", **form)
     while not ctx.jobs.current.data.get("cells"):
         time.sleep(0.05)
     assert "Stopping the grid" in result_section.cancel_grid(ctx)["result_status"]
@@ -138,6 +138,7 @@ def test_cancel_stops_the_grid_job_and_the_page_says_so(ctx, tmp_path) -> None:
     shown = live.poll(ctx, selection=selection_key(PROJECT, VERSION), job_seen=started["job_seen"])
     assert "Cancelled after" in shown["compare_progress"] and "of 5 images" in shown["compare_progress"]
     assert not (ctx.host.lora_dir / f"{NAME}.grid.png").exists()  # only a finished grid goes beside the LoRA
+    assert ctx.jobs.current.result.spec.blocks[0].startswith("tt_cat")  # no prompt typed: the training's own
 
 
 def test_the_rest_api_renders_the_grid_and_answers_the_epochs_and_keeps_a_file(ctx, tmp_path) -> None:

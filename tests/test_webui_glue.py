@@ -151,3 +151,52 @@ def test_script_wires_the_lora_takeover_into_the_host(webui):
     names = [c.callback.__name__ for c in callbacks.callback_map["callbacks_model_loaded"]]
     assert "model_loaded" in names
     assert any(c.callback.__name__ == "unload" for c in callbacks.callback_map["callbacks_script_unloaded"])
+
+
+def test_a1111_generate_reports_the_sampler_s_steps_from_the_webui_s_state(webui, monkeypatch):
+    """The WebUI's samplers count in ``shared.state``; a grid's and a preview's progress line reads them."""
+    import time
+
+    from modules import processing, shared
+
+    from lora_ext.host import GenerationRequest
+    from lora_ext.hosts.a1111 import A1111Host
+
+    original = processing.process_images
+
+    def stepping(p):
+        shared.state.sampling_steps = 3
+        for step in range(1, 4):
+            shared.state.sampling_step = step
+            time.sleep(0.4)
+        return original(p)
+
+    monkeypatch.setattr(processing, "process_images", stepping)
+    seen: list[tuple[int, int]] = []
+    request = GenerationRequest(prompt="a cat", width=64, height=64, steps=3, seed=1, on_step=lambda *s: seen.append(s))
+    A1111Host().generate(request)
+    assert (3, 3) in seen and seen == sorted(set(seen))
+
+
+def test_cancelling_a_job_in_the_webui_presses_its_interrupt(webui):
+    """Cancel stops a render at its next sampler step: the job's cancel interrupts ``shared.state``."""
+    import threading
+    import time
+
+    from modules import shared
+
+    from lora_ext.app.jobs import JobRunner
+    from lora_ext.hosts.a1111 import A1111Host
+
+    inside = threading.Event()
+
+    def work(job) -> bool:
+        inside.set()
+        while not shared.state.interrupted:
+            time.sleep(0.01)
+        return job.cancelled()
+
+    job = JobRunner().start("Epoch grid", work, A1111Host())
+    assert inside.wait(10)
+    job.cancel()
+    assert job.finished_event.wait(10) and job.error is None and job.result is True

@@ -32,7 +32,15 @@ def install_fake_webui() -> None:
 def reset_fake_webui() -> None:
     """Clear registries and state, as a fresh WebUI start would."""
     install_fake_webui()
-    from modules import call_queue, extra_networks, processing, script_callbacks, shared, ui_extra_networks
+    from modules import (
+        call_queue,
+        extra_networks,
+        processing,
+        script_callbacks,
+        shared,
+        shared_options,
+        ui_extra_networks,
+    )
 
     script_callbacks.clear_callbacks()
     extra_networks.initialize()
@@ -41,6 +49,7 @@ def reset_fake_webui() -> None:
     shared.opts.__dict__["data_labels"].clear()
     shared.opts.__dict__["data"].clear()
     shared.opts.__dict__["_onchange"].clear()
+    shared_options.register(shared.opts)
     shared.state.__init__()
     shared.sd_model = None
     shared.cmd_opts.lowvram = shared.cmd_opts.medvram = False

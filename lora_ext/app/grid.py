@@ -168,6 +168,8 @@ def start_grid(
     """
     name = results.output_name(ctx, project, version, name)
     epochs = version_epochs(ctx, project, version, name)
+    if not prompts.strip():  # nothing typed: the training's own prompt (trigger word and a dataset caption)
+        prompts = defaults(ctx, project, version, name).prompt
     spec = build_spec(epochs, prompts, negative, seed, steps, size, weights, cfg_scale)
     host = ctx.host
     work_dir = ctx.version(project, version).run_dir(name)

@@ -91,12 +91,12 @@ def run(args: argparse.Namespace) -> int:
         size,
         args.cfg,
     )
-    step_seconds = estimate.measure_step(host, size, size)
+    step_seconds, render_seconds = estimate.measure(host, size, size)
     if not args.steps:
-        spec = dataclasses.replace(spec, steps=estimate.fitting_steps(spec, step_seconds))
+        spec = dataclasses.replace(spec, steps=estimate.fitting_steps(spec, step_seconds, render_seconds))
     print(
         f"{len(spec.rows)} files × {len(spec.weights)} weights: {len(spec.renders())} images × {spec.steps} steps "
-        f"≈ {format_minutes(estimate.grid_seconds(spec, step_seconds))} on this machine",
+        f"≈ {format_minutes(estimate.grid_seconds(spec, step_seconds, render_seconds))} on this machine",
         file=sys.stderr,
     )
     out = Path(args.out) if args.out else Path.cwd() / f"{lora.stem}-grid"

@@ -183,7 +183,7 @@ class WebUIHostBase(Host):
         # While training, previews show the network being trained (live through hooks),
         # not whatever <lora:…> tokens would merge into the weights under autograd.
         p.disable_extra_networks = self._training
-        with p:
+        with contextlib.closing(p):  # the WebUIs' processing objects have close() and no __enter__
             with _sampler_steps(shared.state, request):
                 processed = processing.process_images(p)
         if processed.images:

@@ -35,10 +35,18 @@ class Network:
 
 
 def network_restore_weights_from_backup(module):
+    """As v1.10.1's: the weight and the bias copied back in place (a bias backed up as None becomes None), with no
+    ``no_grad`` of its own (its callers hold one)."""
     backup = getattr(module, "network_weights_backup", None)
+    bias_backup = getattr(module, "network_bias_backup", None)
+    if backup is None and bias_backup is None:
+        return
     if backup is not None:
-        with torch.no_grad():
-            module.weight.copy_(backup)
+        module.weight.copy_(backup)
+    if bias_backup is None:
+        module.bias = None
+    else:
+        module.bias.copy_(bias_backup)
 
 
 def network_apply_weights(module, _inputs=None):
@@ -51,10 +59,13 @@ def network_apply_weights(module, _inputs=None):
         if current != ():
             raise RuntimeError("no backup weights found and current weights are not unchanged")
         module.network_weights_backup = module.weight.detach().to("cpu", copy=True)
+    if getattr(module, "network_bias_backup", None) is None and wanted != ():
+        bias = getattr(module, "bias", None)
+        module.network_bias_backup = None if bias is None else bias.detach().to("cpu", copy=True)
     if current == wanted:
         return
-    network_restore_weights_from_backup(module)
-    with torch.no_grad():
+    with torch.no_grad():  # the WebUI runs this in its forward, under the generation's no_grad
+        network_restore_weights_from_backup(module)
         for net in networks.loaded_networks:
             if layer in net.modules:
                 up, down, scale = net.modules[layer]
@@ -135,7 +146,9 @@ networks.load_networks = load_networks
 
 
 def install():
-    """Load the fake built-in the way the WebUI does: builtins first, so its callbacks come first."""
+    """Load the fake built-in the way the WebUI does: builtins first, so its callbacks come first; its options."""
+    shared.opts.add_option("sd_lora", shared.OptionInfo("None", "Add network to prompt"))
+    shared.opts.add_option("lora_add_hashes_to_infotext", shared.OptionInfo(True, "Add Lora hashes to infotext"))
     networks.loaded_networks.clear()
     networks.apply_count = 0
     sys.modules["networks"] = networks

@@ -120,13 +120,24 @@ def test_a_lora_replaced_on_disk_gives_the_new_image_on_the_next_generation(webu
     assert max_difference(replaced, reference) == 0
 
 
-def _train(webui, project: str, output: str) -> Path:
-    body = {"preset": "fast-test", "max_steps": 4, "resolution": 64, "output_name": output, "seed": 7}
+def _train(webui, project: str, output: str, **settings) -> Path:
+    body = {"preset": "fast-test", "max_steps": 4, "resolution": 64, "output_name": output, "seed": 7, **settings}
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/train", body)
     status = webui.wait_for_job()
     assert status["result"]["status"] == "finished", status
     (entry,) = [entry for entry in webui.get("/train-tools/v1/loras") if entry["name"] == output]
     return Path(entry["path"])
+
+
+def _project(webui, tmp_path: Path) -> str:
+    """A new project whose version ``v1`` holds two captioned images, or a skip where the WebUI does not train."""
+    host = webui.get("/train-tools/v1/host")
+    if not host["can_train"]:
+        pytest.skip("this WebUI does not train: " + "; ".join(host["reasons"]))
+    project = f"real-webui-{os.getpid()}-{time.time_ns()}"
+    webui.post("/train-tools/v1/projects", {"name": project})
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    return project
 
 
 def _dataset(tmp_path: Path) -> list[str]:
@@ -145,11 +156,7 @@ def _dataset(tmp_path: Path) -> list[str]:
 
 
 def test_training_on_the_loaded_model_applies_and_leaves_it_bit_identical(webui, files, tmp_path, lora_dir):
-    if not webui.get("/train-tools/v1/host")["can_train"]:
-        pytest.skip("this WebUI does not train: " + "; ".join(webui.get("/train-tools/v1/host")["reasons"]))
-    project = f"real-webui-{os.getpid()}-{int(time.time())}"
-    webui.post("/train-tools/v1/projects", {"name": project})
-    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    project = _project(webui, tmp_path)
     _cycle(webui, files)
     base, _ = webui.txt2img("a cat")
     before = webui.model_hash()
@@ -172,6 +179,23 @@ def test_training_on_the_loaded_model_applies_and_leaves_it_bit_identical(webui,
     assert webui.model_hash() == before
 
 
+def test_a_training_preview_is_rendered_by_the_webui_s_own_pipeline(webui, files, tmp_path):
+    """Previews go through the WebUI's ``process_images`` (``Host.generate``) with the network live in hooks."""
+    project = _project(webui, tmp_path)
+    _cycle(webui, files)
+    before = webui.model_hash()
+    _train(webui, project, f"{PREFIX}previewed", max_steps=2, sample_prompts="a cat --w 64 --h 64 --s 2 --d 3")
+    run = webui.get(f"/train-tools/v1/projects/{project}/versions/v1/runs")[0]
+    previews = sorted(Path(run["work_dir"], "samples").glob("*.png"))
+    assert previews, run
+    from PIL import Image
+
+    with Image.open(previews[-1]) as image:
+        assert image.size == (64, 64)
+    webui.txt2img("a cat")
+    assert webui.model_hash() == before
+
+
 def test_no_route_of_ours_answers_without_the_login(webui):
     if not webui.login:
         pytest.skip("set TRAIN_TOOLS_REAL_WEBUI_LOGIN=user:pass for a WebUI started with --gradio-auth / --api-auth")
@@ -184,3 +208,39 @@ def test_no_route_of_ours_answers_without_the_login(webui):
         assert webui.status_of(method, path) == 200, path
     with pytest.raises(HTTPError):
         webui.post("/train-tools/v1/projects", {"name": "intruder"}, login=False)
+
+
+def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_identical(webui, files, tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if not webui.get("/train-tools/v1/host")["can_train"]:
+        pytest.skip("this WebUI does not train: " + "; ".join(webui.get("/train-tools/v1/host")["reasons"]))
+    project = f"real-webui-grid-{os.getpid()}-{int(time.time())}"
+    webui.post("/train-tools/v1/projects", {"name": project})
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
+    body = {"preset": "fast-test", "max_steps": 0, "epochs": 2, "save_every_n_epochs": 1, "resolution": 64}
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/train", {**body, "output_name": f"{PREFIX}grid"})
+    assert webui.wait_for_job()["result"]["status"] == "finished"
+    _cycle(webui, files)  # Neo's first LoRA generation changes requires_grad flags for good
+    before = webui.model_hash()
+    grid = {"prompts": ["a cat"], "weights": [0, 1], "steps": 2, "size": 64, "seed": 3}
+    webui.post(f"/train-tools/v1/projects/{project}/versions/v1/grid", grid)
+    result = webui.wait_for_job()["result"]
+    assert not result["cancelled"] and result["renders"] == 3 and len(result["cells"]) == 4, result
+    assert webui.model_hash() == before  # every LoRA a cell merged is put back
+    # Each cell is the WebUI's own image for its prompt: /sdapi/v1/txt2img with the WebUI's default sampler.
+    sampler = webui.get("/sdapi/v1/samplers")[0]["name"]
+    for cell in result["cells"]:
+        answer = webui.post(
+            "/sdapi/v1/txt2img",
+            {"prompt": cell["prompt"], "seed": 3, "steps": 2, "width": 64, "height": 64, "cfg_scale": 7}
+            | {"sampler_name": sampler, "save_images": False},
+        )
+        expected = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["images"][0]))).convert("RGB"))
+        assert max_difference(np.asarray(Image.open(cell["path"]).convert("RGB")), expected) == 0, cell["prompt"]
+    webui.txt2img("a cat")
+    assert webui.model_hash() == before

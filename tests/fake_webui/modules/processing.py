@@ -21,9 +21,24 @@ class StableDiffusionProcessing:
     cached_c = [None, None]
     cached_uc = [None, None]
 
-    def __init__(self, sd_model=None, prompt="", negative_prompt="", seed=-1, steps=20, cfg_scale=7.0, width=512,
-                 height=512, batch_size=1, n_iter=1, sampler_name=None, do_not_save_grid=False,
-                 do_not_save_samples=False, override_settings=None, **kwargs):
+    def __init__(
+        self,
+        sd_model=None,
+        prompt="",
+        negative_prompt="",
+        seed=-1,
+        steps=20,
+        cfg_scale=7.0,
+        width=512,
+        height=512,
+        batch_size=1,
+        n_iter=1,
+        sampler_name=None,
+        do_not_save_grid=False,
+        do_not_save_samples=False,
+        override_settings=None,
+        **kwargs,
+    ):
         self.sd_model = sd_model
         self.prompt = prompt
         self.negative_prompt = negative_prompt
@@ -56,20 +71,25 @@ class StableDiffusionProcessing:
         cache[0] = params
         return cache[1]
 
+    def comment(self, text):
+        self.comments[text] = 1
+
     def close(self):
+        """v1.10.1 has no ``__enter__``: the WebUI closes its objects with ``contextlib.closing``."""
         if not getattr(shared.opts, "persistent_cond_cache", True):
             StableDiffusionProcessing.cached_c = [None, None]
             StableDiffusionProcessing.cached_uc = [None, None]
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        self.close()
-
 
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
-    pass
+    cached_hr_c = [None, None]  # the hires pass's conditioning, shared the same way (read through the class)
+    cached_hr_uc = [None, None]
+
+    def close(self):
+        super().close()
+        if not getattr(shared.opts, "persistent_cond_cache", True):
+            StableDiffusionProcessingTxt2Img.cached_hr_c = [None, None]
+            StableDiffusionProcessingTxt2Img.cached_hr_uc = [None, None]
 
 
 class Processed:
@@ -120,7 +140,6 @@ def learned_conditioning(p, model, prompts):
     )
 
 
-
 def initial_noise(p) -> torch.Tensor:
     generator = torch.Generator("cpu").manual_seed(int(p.seed))
     return torch.randn((p.batch_size, 4, p.height // 8, p.width // 8), generator=generator)
@@ -151,3 +170,31 @@ def infotext_of(p) -> str:
     for key, value in p.extra_generation_params.items():  # as create_infotext: callables get **locals()
         params[key] = value(p=p, index=0) if callable(value) else value
     return ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
+
+
+def create_infotext(
+    p,
+    all_prompts,
+    all_seeds,
+    all_subseeds,
+    comments=None,
+    iteration=0,
+    position_in_batch=0,
+    use_main_prompt=False,
+    index=None,
+    all_negative_prompts=None,
+):
+    """v1.10.1's signature and its handling of ``extra_generation_params``: a callable value is called with the
+    function's ``**locals()``; ``None`` values are left out."""
+    if use_main_prompt:
+        index = 0
+    elif index is None:
+        index = position_in_batch + iteration * p.batch_size
+    generation_params = {"Steps": p.steps, "Seed": all_seeds[index], **p.extra_generation_params}
+    for key, value in generation_params.items():
+        if isinstance(value, list):
+            generation_params[key] = value[index]
+        elif callable(value):
+            generation_params[key] = value(**locals())
+    text = ", ".join(f"{k}: {v}" for k, v in generation_params.items() if v is not None)
+    return f"{all_prompts[index]}\n{text}".strip()

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 from modules.options import OptionInfo, Options  # noqa: F401  (re-exported as in the WebUI)
+from modules.shared_options import register as _register_webui_options
 from modules.shared_state import State
 
 cmd_opts = SimpleNamespace(
@@ -11,6 +12,7 @@ cmd_opts = SimpleNamespace(
     data_dir=".", no_half=True, ui_debug_mode=False,
 )
 opts = Options()
+_register_webui_options(opts)
 state = State()
 sd_model = None
 demo = None
