@@ -156,8 +156,12 @@
         return Boolean(box && /:running$/.test(box.value));
     }
 
+    // Once restored, always: the first-step line is drawn again without its mark by create, rename and delete.
+    let restoredOnce = false;
+
     function pageRestored() {
-        return Boolean(root().querySelector("#train_tools_first_step [data-restored='1']"));
+        restoredOnce = restoredOnce || Boolean(root().querySelector("#train_tools_first_step [data-restored='1']"));
+        return restoredOnce;
     }
 
     // This page among the pages open on the app: the server answers only its newest plan (common.NewestOnly).

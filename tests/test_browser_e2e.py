@@ -453,17 +453,24 @@ _VALUES = "|".join(re.escape(name) for name in (AUTO_PRESET, *PRESETS, "red them
 _NAMED = re.compile(
     r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|Lora|demo-\S+|tiny-\S+)|\b[0-9a-f]{10,}\b"
     rf"|\b(?:{_VALUES})\b"
+    r"|'[^']*'"  # what the user typed, quoted back ("'lots' はウェイトではありません")
 )
 
 
 def _status_lines(page: Page) -> list[str]:
-    """Every status and progress line the page shows now (``ui.common.message``, ``progress_html``)."""
+    """Every status and progress line the page shows now (``ui.common.message``, ``progress_html``), the import
+    report's reasons and notices, the job bar, the tag categories of the confidence bars and the training log."""
     from selenium.common.exceptions import StaleElementReferenceException
 
-    css = ".tt-msg, .tt-progress-text, #train_tools_editor_state, #train_tools_gallery_note"
+    css = (
+        ".tt-msg, .tt-progress-text, #train_tools_editor_state, #train_tools_gallery_note, .tt-why, .tt-notice, "
+        ".tt-jump, .tt-conf-cat, #train_tools_report th, #train_tools_report summary"
+    )
     for _attempt in range(20):  # gradio re-renders a line while it is read: read them all again
         try:
             lines = [element.text for element in page.driver.find_elements(page.by.CSS_SELECTOR, css)]
+            log = page.driver.find_elements(page.by.CSS_SELECTOR, "#train_tools_log textarea")
+            lines += (log[0].get_attribute("value") or "").splitlines() if log else []
         except StaleElementReferenceException:
             time.sleep(0.25)
             continue
@@ -584,6 +591,12 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         assert "スキップ" in shown and "出現回数順" in shown  # radio options
         (ARTIFACTS / "12-japanese-lines.txt").write_text("\n".join(seen) + "\n", encoding="utf-8")
         assert len(seen) >= 8, seen
+        # The training log, the job bar and the import report were read too (and are Japanese, below).
+        assert (
+            "データセットを走査中" in seen
+            and "表示" in seen
+            and any("読める画像ではありません" in line for line in seen)
+        )
         assert not _english(seen), _english(seen)
         # Back to English with an edit not saved yet: the page is relabelled and the form keeps the edit.
         steps = "#train_tools_cfg_max_steps input"

@@ -473,7 +473,7 @@ MESSAGES: dict[str, str] = {
     "{kind} images are not supported; export it as PNG or JPEG first": (
         "{kind} 画像には対応していません。先に PNG か JPEG で書き出してください"
     ),
-    "not a readable image (damaged, or a format Pillow cannot read)": "読める画像ではありません（壊れているか、Pillow が読めない形式です）",
+    "not a readable image (damaged, or a format Pillow cannot read)": "読める画像ではありません（壊れているか、読めない形式です）",
     # Pillow's own words (English) are left out of the Japanese line.
     "damaged image ({reason})": "壊れた画像です",
     "damaged or truncated image ({reason})": "壊れているか途中で切れた画像です",
