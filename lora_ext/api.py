@@ -206,6 +206,7 @@ def host_info(request: Request) -> dict:
         "name": info.name,
         "family": info.family,
         "prediction": info.prediction,
+        "zero_terminal_snr": info.zero_terminal_snr,
         "naming": info.naming,
         "short_hash": info.short_hash,
         "is_demo": info.is_demo,

@@ -25,11 +25,14 @@ from lora_ext.errors import ConfigError, DatasetError
 
 CONFIG_VERSION = 1
 
-NETWORK_TYPES = ("lora", "locon")
-OPTIMIZERS = ("AdamW", "AdamW8bit", "Lion", "Prodigy", "Adafactor", "SGD")
+NETWORK_TYPES = ("lora", "locon", "loha", "lokr")
+OPTIMIZERS = ("AdamW", "AdamW8bit", "Lion", "Prodigy", "Adafactor", "AdamWScheduleFree", "SGD")
 SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "cosine_with_restarts", "linear", "polynomial")
 PRECISIONS = ("no", "fp16", "bf16")
 SAVE_DTYPES = ("fp16", "bf16", "fp32")
+PREDICTION_CHOICES = ("auto", "eps", "v")
+ZERO_TERMINAL_SNR_CHOICES = ("auto", "on", "off")
+MEMORY_MODES = ("manual", "auto")
 
 
 # The choices of each text option (the page's dropdowns show these; ``_check`` refuses anything else).
@@ -39,6 +42,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_scheduler": SCHEDULERS,
     "mixed_precision": PRECISIONS,
     "save_dtype": SAVE_DTYPES,
+    "prediction": PREDICTION_CHOICES,
+    "zero_terminal_snr": ZERO_TERMINAL_SNR_CHOICES,
+    "memory_mode": MEMORY_MODES,
 }
 
 
@@ -87,6 +93,8 @@ RANGES: dict[str, Range] = {
     "alpha": ABOVE_0,
     "conv_rank": AT_LEAST_0,  # at least 1 for LoCon (checked with the network type)
     "conv_alpha": ABOVE_0,
+    "loraplus_lr_ratio": AT_LEAST_0,  # 0 turns it off
+    "lokr_factor": Range(-1),  # -1: no limit; 0 is refused with the network type
     "dropout": FRACTION,
     "rank_dropout": FRACTION,
     "module_dropout": FRACTION,
@@ -153,11 +161,20 @@ class TrainConfig:
     )
 
     # -- network ----------------------------------------------------------------------------
-    network_type: str = _f("lora", "lora (linear and 1×1 layers) or locon (adds 3×3 convolutions).")
+    network_type: str = _f(
+        "lora",
+        "lora (linear and 1×1 layers), locon (adds 3×3 convolutions), loha or lokr (LyCORIS; 3×3 convolutions "
+        "too unless conv_rank is 0).",
+    )
     rank: int = _f(16, "LoRA rank (network_dim).")
     alpha: float = _f(8.0, "LoRA alpha; the update is scaled by alpha / rank.")
-    conv_rank: int = _f(8, "Rank of 3×3 convolution LoRAs (LoCon only).")
-    conv_alpha: float = _f(1.0, "Alpha of 3×3 convolution LoRAs (LoCon only).")
+    conv_rank: int = _f(8, "Rank of 3×3 convolution LoRAs (LoCon, LoHa, LoKr).")
+    conv_alpha: float = _f(1.0, "Alpha of 3×3 convolution LoRAs (LoCon, LoHa, LoKr).")
+    dora: bool = _f(False, "DoRA: also train a magnitude per input column (weight decomposition, LyCORIS dora_wd).")
+    lokr_factor: int = _f(-1, "LoKr: split each dimension at most this far (-1: as square as possible).")
+    loraplus_lr_ratio: float = _f(
+        0.0, "LoRA+: train the up (B) matrices this many times faster; 0 = off (16 is common)."
+    )
     dropout: float = _f(0.0, "Neuron dropout on the LoRA down-projection output.")
     rank_dropout: float = _f(0.0, "Probability of dropping each rank channel per sample.")
     module_dropout: float = _f(0.0, "Probability of skipping a whole LoRA module for a step.")
@@ -165,14 +182,24 @@ class TrainConfig:
     init_weights: str = _f("", "Optional LoRA file to start from (same rank).")
 
     # -- loss -------------------------------------------------------------------------------
+    prediction: str = _f("auto", "What the UNet is trained to predict: auto (the model's own), eps or v.")
+    zero_terminal_snr: str = _f(
+        "auto", "Zero-terminal-SNR noise schedule (v-prediction models such as NoobAI V-Pred): auto, on or off."
+    )
+    override_detection: bool = _f(
+        False, "Allow a prediction or schedule other than the loaded model's (the LoRA will not match the model)."
+    )
     min_snr_gamma: float = _f(0.0, "Min-SNR-γ loss weighting; 0 turns it off (5 is common).")
+    debiased_estimation: bool = _f(False, "Debiased-estimation loss weighting (1/√SNR for ε, 1/(SNR+1) for v).")
     noise_offset: float = _f(0.0, "Noise offset strength (about 0.05–0.1 helps very dark/bright images).")
     min_timestep: int = _f(0, "Lowest training timestep.")
     max_timestep: int = _f(1000, "One above the highest training timestep.")
 
     # -- optimisation -----------------------------------------------------------------------
     optimizer: str = _f(
-        "AdamW", "AdamW, AdamW8bit (bitsandbytes), Lion (lion-pytorch), Prodigy (prodigyopt), Adafactor, SGD."
+        "AdamW",
+        "AdamW, AdamW8bit (bitsandbytes, CUDA), Lion (lion-pytorch), Prodigy (prodigyopt), Adafactor, "
+        "AdamWScheduleFree (schedulefree; no LR schedule), SGD.",
     )
     optimizer_args: str = _f("", "Extra optimizer arguments as 'key=value key=value'.")
     weight_decay: float = _f(0.01, "Weight decay.")
@@ -190,6 +217,17 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this; 0 turns clipping off.")
     mixed_precision: str = _f("no", "no, fp16 (with a gradient scaler) or bf16 autocast.")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward (less memory, ~20–30 % slower).")
+    fused_backward: bool = _f(
+        False, "Adafactor only: step and free each gradient during backward (sd-scripts' fused backward pass)."
+    )
+    fp8_base: bool = _f(
+        False, "Keep the frozen UNet weights in fp8 while training (each layer upcast when it runs; less memory)."
+    )
+    memory_mode: str = _f(
+        "manual",
+        "manual, or auto: before the run, turn on checkpointing, fp8 base weights and UNet-only training as "
+        "needed to fit the device's free memory.",
+    )
     epochs: int = _f(10, "Number of epochs (ignored when max_steps is set).")
     max_steps: int = _f(0, "Total optimizer steps; 0 means epochs × steps per epoch.")
     seed: int = _f(42, "Random seed; the same seed on CPU gives the same file.")
@@ -229,8 +267,8 @@ class TrainConfig:
 
     @property
     def trained_conv_rank(self) -> int:
-        """The rank of the trained 3×3 convolutions: ``conv_rank`` for LoCon, 0 (none) for plain LoRA."""
-        return self.conv_rank if self.network_type == "locon" else 0
+        """The rank of the trained 3×3 convolutions: ``conv_rank`` for LoCon, LoHa and LoKr, 0 (none) for LoRA."""
+        return self.conv_rank if self.network_type != "lora" else 0
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -302,6 +340,8 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(refusal)
     if config.network_type == "locon" and config.conv_rank < 1:
         raise ConfigError("conv_rank must be at least 1 for LoCon", hint="or choose network_type lora")
+    if config.lokr_factor == 0:
+        raise ConfigError("lokr_factor must be -1 or at least 1, not 0")
     if not config.min_timestep < config.max_timestep:
         raise ConfigError("timesteps must satisfy 0 ≤ min_timestep < max_timestep ≤ 1000")
     if config.epochs < 1 and config.max_steps < 1:
@@ -346,6 +386,7 @@ def _literal(text: str) -> Any:
 # minutes on a CPU (a first LoRA to see the whole flow work, not a finished one).
 AUTO_PRESET = "auto"
 QUICK_PRESET = "quick"
+LOW_MEMORY_PRESET = "low-memory"
 QUICK_RESOLUTION = 256
 DEMO_RESOLUTION = 64  # the demo model's own image size (lora_ext/demo.py)
 
@@ -397,6 +438,52 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gradient_checkpointing": True,
     },
     "locon": {"network_type": "locon", "conv_rank": 8, "conv_alpha": 1.0},
+    # LyCORIS' usual starting points: LoHa at a small rank (its effective rank is the square), LoKr's factors
+    # as square as possible; both take 3×3 convolutions too.
+    "loha": {"network_type": "loha", "rank": 8, "alpha": 4.0, "conv_rank": 4, "conv_alpha": 2.0},
+    "lokr": {"network_type": "lokr", "rank": 8, "alpha": 4.0, "conv_rank": 4, "conv_alpha": 2.0, "lokr_factor": -1},
+    "dora": {"dora": True},
+    # Optimizers with the settings their users start from (sd-scripts / kohya_ss presets and the libraries' docs).
+    "adamw8bit": {"optimizer": "AdamW8bit"},
+    "lion": {  # ~3-10× lower LR and higher weight decay than AdamW (the Lion paper; train-tools' Lion setup)
+        "optimizer": "Lion",
+        "unet_lr": 3e-5,
+        "text_encoder_lr": 1e-5,
+        "weight_decay": 0.1,
+        "optimizer_args": "betas=0.9,0.99",
+    },
+    "prodigy": {  # Prodigy finds the step size itself: LR 1.0 scales it (kohya_ss' Prodigy presets)
+        "optimizer": "Prodigy",
+        "unet_lr": 1.0,
+        "text_encoder_lr": 1.0,
+        "weight_decay": 0.01,
+        "optimizer_args": "decouple=True use_bias_correction=True safeguard_warmup=True",
+        "lr_scheduler": "cosine",
+    },
+    "adafactor": {"optimizer": "Adafactor", "lr_scheduler": "constant_with_warmup", "weight_decay": 0.0},
+    "schedulefree": {  # no LR schedule: the optimizer warms up and averages by itself
+        "optimizer": "AdamWScheduleFree",
+        "unet_lr": 3e-4,
+        "text_encoder_lr": 1e-4,
+        "lr_scheduler": "constant_with_warmup",  # the warm-up goes to the optimizer's own ``warmup_steps``
+        "warmup_ratio": 0.05,
+        "weight_decay": 0.01,
+    },
+    # SDXL on 8-12 GB (sd-scripts' train_SDXL advice): frozen weights in fp8, recomputed activations, Adafactor
+    # stepping each gradient as backward makes it, UNet only, bf16, cached latents, batch 1.
+    LOW_MEMORY_PRESET: {
+        "fp8_base": True,
+        "gradient_checkpointing": True,
+        "optimizer": "Adafactor",
+        "fused_backward": True,
+        "lr_scheduler": "constant_with_warmup",
+        "weight_decay": 0.0,
+        "gradient_accumulation": 1,
+        "train_text_encoder": False,
+        "mixed_precision": "bf16",
+        "cache_latents": True,
+        "batch_size": 1,
+    },
     "fast-test": {
         "rank": 4,
         "alpha": 4.0,

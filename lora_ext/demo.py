@@ -17,6 +17,12 @@ from typing import Literal
 from lora_ext.fileio import temp_name_for
 
 DEMO_NAME = "demo (tiny random model)"
+# ``--model`` names of the demo models → (family, prediction, zero terminal SNR): the SD1 demo, and a tiny SDXL
+# v-prediction zero-terminal-SNR one laid out like NoobAI-XL V-Pred (to try what such models train with).
+DEMO_MODELS: dict[str, tuple[Literal["sd1", "sdxl"], Literal["eps", "v"], bool]] = {
+    "demo": ("sd1", "eps", False),
+    "demo-vpred": ("sdxl", "v", True),
+}
 TINY_WIDTH = 32  # text-encoder width and the UNet's first level
 MAX_TOKENS = 77
 
@@ -141,22 +147,29 @@ def _tiny_unet(family: Literal["sd1", "sdxl"]):
     )
 
 
-def _scheduler(prediction: Literal["eps", "v"]):
+def _scheduler(prediction: Literal["eps", "v"], zero_terminal_snr: bool = False):
     from diffusers import EulerDiscreteScheduler
 
+    # a zero-terminal-SNR model samples from its last timestep ("trailing"), as Lin et al. 2023 ask
     return EulerDiscreteScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
         prediction_type="epsilon" if prediction == "eps" else "v_prediction",
-        timestep_spacing="leading",
-        steps_offset=1,
+        timestep_spacing="trailing" if zero_terminal_snr else "leading",
+        steps_offset=0 if zero_terminal_snr else 1,
+        rescale_betas_zero_snr=zero_terminal_snr,
     )
 
 
-def build_tiny_pipeline(family: Literal["sd1", "sdxl"] = "sd1", prediction: Literal["eps", "v"] = "eps", seed: int = 0):
-    """A tiny diffusers pipeline with random (seeded) weights."""
+def build_tiny_pipeline(
+    family: Literal["sd1", "sdxl"] = "sd1",
+    prediction: Literal["eps", "v"] = "eps",
+    seed: int = 0,
+    zero_terminal_snr: bool = False,
+):
+    """A tiny diffusers pipeline with random (seeded) weights; ``zero_terminal_snr`` needs v-prediction."""
     import torch
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -174,7 +187,7 @@ def build_tiny_pipeline(family: Literal["sd1", "sdxl"] = "sd1", prediction: Lite
             text_encoder=CLIPTextModel(tiny_clip_config()),
             tokenizer=tokenizer,
             unet=unet,
-            scheduler=_scheduler(prediction),
+            scheduler=_scheduler(prediction, zero_terminal_snr),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -186,13 +199,13 @@ def build_tiny_pipeline(family: Literal["sd1", "sdxl"] = "sd1", prediction: Lite
         tokenizer=tokenizer,
         tokenizer_2=tokenizer,
         unet=unet,
-        scheduler=_scheduler(prediction),
+        scheduler=_scheduler(prediction, zero_terminal_snr),
         force_zeros_for_empty_prompt=True,
     )
 
 
-def ensure_demo_model(folder: Path) -> Path:
-    """Build the demo pipeline into ``folder`` once (a diffusers folder); return it.
+def ensure_demo_model(folder: Path, model: str = "demo") -> Path:
+    """Build the demo pipeline ``model`` (a ``DEMO_MODELS`` name) into ``folder`` once (a diffusers folder).
 
     The pipeline is saved into a temp folder beside ``folder`` and renamed into
     place, so an interrupted build never leaves a half-written model behind.
@@ -203,7 +216,9 @@ def ensure_demo_model(folder: Path) -> Path:
     staging = folder.with_name(temp_name_for(folder))
     staging.mkdir()  # not mkdtemp: its 0700 would hide the model from another user
     try:
-        build_tiny_pipeline("sd1").save_pretrained(str(staging), safe_serialization=True)
+        family, prediction, zero_terminal_snr = DEMO_MODELS[model]
+        pipeline = build_tiny_pipeline(family, prediction, zero_terminal_snr=zero_terminal_snr)
+        pipeline.save_pretrained(str(staging), safe_serialization=True)
         (staging / "DEMO_MODEL.txt").write_text(
             "Train Tools demo model: tiny, random weights, generated locally. Its images look like noise by design.\n",
             encoding="utf-8",

@@ -49,6 +49,8 @@ class ModelInfo:
     short_hash: str | None = None  # A1111's 10-hex sha256 prefix, when known
     legacy_hash: str | None = None  # A1111's old 8-hex hash, when known
     is_demo: bool = False
+    # The model was trained with a zero-terminal-SNR schedule (v-prediction only; ``lora_ext/noise_schedule.py``).
+    zero_terminal_snr: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,9 @@ def tagger_models_dir() -> Path:
     return data_dir() / "models" / "wd14_tagger"
 
 
-def demo_model_dir() -> Path:
-    return data_dir() / "models" / "demo-sd1"
+def demo_model_dir(model: str = "demo") -> Path:
+    """Where the demo model ``model`` (``demo``, ``demo-vpred``) is built."""
+    return data_dir() / "models" / ("demo-sd1" if model == "demo" else f"{model}-sdxl")
 
 
 def _within(path: str, folder: str) -> bool:

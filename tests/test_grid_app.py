@@ -170,7 +170,7 @@ def test_the_rest_api_renders_the_grid_and_answers_the_epochs_and_keeps_a_file(c
     assert client.post(f"{base}/keep", json={"file": "../../etc/passwd"}).status_code == 409
 
 
-def test_the_cli_renders_the_grid_of_a_demo_run_with_its_json(tmp_path, capsys) -> None:
+def test_the_cli_renders_the_grid_of_a_six_epoch_demo_run_with_its_json(tmp_path, capsys) -> None:
     from train_support import make_dataset
 
     from lora_ext.cli import main
@@ -188,15 +188,16 @@ def test_the_cli_renders_the_grid_of_a_demo_run_with_its_json(tmp_path, capsys) 
         "--preset",
         "fast-test",
     ]
-    assert main([*train, "--epochs", "3", "save_every_n_epochs=1", "trigger_word=tt_cat"]) == 0
+    assert main([*train, "--epochs", "6", "save_every_n_epochs=1", "trigger_word=tt_cat"]) == 0
     args = ["compare", str(out), "--model", "demo", "--steps", "2", "--weights", "0,1", "--out", str(tmp_path / "g")]
     assert main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr()
-    assert "3 files × 2 weights: 4 images × 2 steps ≈" in printed.err
+    assert "6 files × 2 weights: 7 images × 2 steps ≈" in printed.err
     assert "suggested: " in printed.out and f"grid: {tmp_path / 'g' / 'grid.png'}" in printed.out
     saved = json.loads((tmp_path / "g" / GRID_JSON).read_text(encoding="utf-8"))
-    assert [row["label"] for row in saved["rows"]] == ["epoch 1", "epoch 2", "final"]
-    assert all(row["validation_loss"] is not None for row in saved["rows"])
+    assert [row["label"] for row in saved["rows"]] == [f"epoch {n}" for n in range(1, 6)] + ["final"]
+    assert all(row["validation_loss"] is not None for row in saved["rows"])  # from each file's metadata
+    assert [point["epoch"] for point in saved["validation"]["points"]] == [1, 2, 3, 4, 5, 6]
     assert saved["prompts"][0].startswith("tt_cat") and saved["width"] == 64  # from the training
     assert saved["suggestion"] == _suggestion_of(saved)
     assert main(["compare", str(tmp_path / "nothing.safetensors"), "--model", "demo"]) == 2

@@ -20,7 +20,7 @@ PACKAGE = Path(lora_ext.__file__).parent
 LAYERS = {
     0: {"errors", "fileio", "paths", "locking"},  # the foundation: typed errors, files, safe paths, locks
     1: {
-        *("config", "kohya_settings", "settings", "host", "demo", "sampling"),
+        *("config", "kohya_settings", "settings", "host", "demo", "sampling", "noise_schedule"),
         *("dataset", "tagger", "training", "formats", "loading", "grid"),
     },  # the core
     2: {"app"},  # use cases

@@ -53,6 +53,7 @@ RETURNED = {
     ("training/estimate.py", "describe"),
     ("training/estimate.py", "format_minutes"),
     ("training/estimate.py", "long_run_warning"),
+    ("training/objective.py", "describe_choice"),
     ("config.py", "auto_preset"),
     ("dataset/ingest.py", "summary"),
     ("dataset/images.py", "unsupported_reason"),

@@ -24,6 +24,7 @@ from lora_ext.dataset.projects import ProjectStore, VersionPaths
 from lora_ext.errors import DatasetError, LoraExtError
 from lora_ext.host import Host
 from lora_ext.training.estimate import CostCache
+from lora_ext.training.memory import MemoryCache
 
 
 def _no_settings(key: str, default: Any) -> Any:
@@ -88,6 +89,7 @@ class Context:
     hashes: dict[tuple, str] = field(default_factory=dict)  # (path, mtime, size) → sha256 of result files
     measured_speed: float = 0.0  # optimizer steps per second of the last run, for time estimates
     step_costs: CostCache = field(default_factory=CostCache)  # steps timed on the host, per model and settings
+    memory_profiles: MemoryCache = field(default_factory=MemoryCache)  # activations probed, per model and network
     grid_step_seconds: dict[tuple, float] = field(default_factory=dict)  # a grid's sampler step, per model and size
     lock: threading.RLock = field(default_factory=threading.RLock)
 

@@ -101,6 +101,8 @@ def plan_text(
     if preset_name is not None and preset_name in train_settings.preset_choices():  # yours need no reason
         reason = resolve_preset(preset_name, *machine(ctx)).reason
         notes += [(reason, "ok")] if reason else []
+    objective = _objective_note(ctx, values, paths.dataset)
+    notes += [objective] if objective else []
     try:  # images without a caption, named before the run starts (as the start says again)
         config = train_settings.build_config(values, str(paths.dataset), "estimate")
         notes += [(line, "warn") for line in dataset_warnings(paths.dataset, config)]
@@ -111,7 +113,36 @@ def plan_text(
         if estimated is not None:
             text += f" · {estimated.text}"
             notes += [(estimated.warning, "warn")] if estimated.warning else []
+        memory = _memory_note(ctx, values, paths.dataset)
+        notes += [memory] if memory else []
     return text, notes
+
+
+def _memory_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:
+    """(line, kind): the run's estimated peak memory against the free memory (probing the host the first time)."""
+    from lora_ext.training.memory import memory_note
+
+    try:
+        config = train_settings.build_config(values, str(dataset), "estimate")
+        host = ctx.host
+        if not host.capabilities().can_train:
+            return None
+    except LoraExtError:
+        return None
+    if ctx.jobs.model_busy() and ctx.memory_profiles.known(host, config) is None:
+        return None
+    return memory_note(host, config, ctx.memory_profiles)
+
+
+def _objective_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:
+    """(line, kind): the prediction and noise schedule the run will train, as read from the model (or why not)."""
+    from lora_ext.training.objective import objective_note
+
+    try:
+        config = train_settings.build_config(values, str(dataset), "estimate")
+        return objective_note(config, ctx.host.info)
+    except LoraExtError:
+        return None  # no model, or a half-typed form: the Train section says why
 
 
 def _estimate(ctx: Context, values: dict[str, Any], dataset: Any, plan: Any) -> Any:

@@ -21,14 +21,18 @@ HELP = "train a LoRA on a dataset folder with a diffusers or single-file model (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="diffusers folder, single-file checkpoint, or 'demo'")
+    from lora_ext.config import NETWORK_TYPES, PRESETS
+
+    parser.add_argument(
+        "--model", required=True, help="diffusers folder, single-file checkpoint, 'demo' or 'demo-vpred'"
+    )
     parser.add_argument("--dataset", required=True, help="dataset folder (images + .txt captions, or N_name folders)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
     parser.add_argument("--config", help="settings file (.toml or .json) with TrainConfig fields")
     parser.add_argument(
         "--preset",
         help="built-in preset: auto (the quick one on a CPU or the demo model, else the model's beginner preset), "
-        "quick, sd1-beginner, sd2-v-beginner, sdxl-beginner, locon, fast-test",
+        + ", ".join(PRESETS),
     )
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="total optimizer steps")
@@ -38,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="UNet learning rate")
     parser.add_argument("--resolution", type=int, help="training resolution")
     parser.add_argument("--seed", type=int, help="random seed")
-    parser.add_argument("--network", choices=("lora", "locon"), help="network type")
+    parser.add_argument("--network", choices=NETWORK_TYPES, help="network type (DoRA: dora=true)")
     parser.add_argument(
         "--work-dir",
         metavar="DIR",

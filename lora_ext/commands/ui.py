@@ -9,7 +9,10 @@ HELP = "start the standalone Train Tools UI (on the demo model unless --model is
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="demo", help="diffusers folder, single-file .safetensors checkpoint, or 'demo' (default)"
+        "--model",
+        default="demo",
+        help="diffusers folder, single-file .safetensors checkpoint, 'demo' (default) or 'demo-vpred' "
+        "(tiny SDXL, v-prediction with zero terminal SNR)",
     )
     parser.add_argument(
         "--config-dir",
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from lora_ext.ui.app import serve
 
     ensure_port_free(args.host, args.port)  # before the model loads: a busy port is known at once
-    if args.model == "demo":
+    if args.model in ("demo", "demo-vpred"):
         print("Building the demo model (tiny, random weights; for trying the flow)…", flush=True)
     config_dir = Path(args.config_dir) if args.config_dir else None
     host = StandaloneHost.load(args.model, config_dir=config_dir, device=args.device)

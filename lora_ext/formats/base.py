@@ -43,6 +43,8 @@ class Adapter:
     name: ClassVar[str]
     identifying_keys: ClassVar[tuple[str, ...]]
     needs_base: ClassVar[bool] = False  # True when ΔW depends on the base weight (IA³, OFT, GLoRA, DoRA)
+    # The factors on the output side that start at zero (LoRA's ``up``): LoRA+ trains them at a higher rate.
+    output_factors: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def from_state_dict(cls, tensors: Mapping[str, torch.Tensor]) -> Adapter | None:
@@ -241,6 +243,11 @@ class TrainableAdapter(nn.Module):
         }
         self._template = dataclasses.replace(self._template, **scalars)  # type: ignore[type-var]
         return True
+
+    def output_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the format's ``output_factors`` (LoRA+'s "B" matrices)."""
+        factors = type(self._template).output_factors
+        return [getattr(self, name) for name in self._tensor_fields if name in factors]
 
     def off(self) -> bool:
         """Whether this call adds nothing: strength 0, or module dropout (one draw) says skip."""

@@ -4,6 +4,11 @@ V = W + s·ΔW (alpha inside the norm), n = ‖V‖ along the axis the magnitude
 names — 1-D (out,) or (out, 1, …) means per output row, (1, in, …) means per input
 column — W_dora = magnitude · V / n, and strength interpolates:
 W′ = W + m·(W_dora − W) (LyCORIS, A1111 ≥ PR #16151).
+
+Trained DoRA keeps its magnitude per input column, (1, in[, 1, 1]) — LyCORIS'
+``wd_on_out=False`` layout: A1111's built-in only decomposes along that axis, and
+ComfyUI and Forge normalise the output axis by ‖W‖ instead of ‖W + ΔW‖, so only this
+layout merges the same everywhere. It starts at ‖W‖ per column, so W_dora = W.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 
-from lora_ext.formats.base import Adapter
+from lora_ext.formats.base import Adapter, DropoutDraws, Dropouts, LayerOp, TrainableAdapter
 
 
 def dora_weight(base_weight: torch.Tensor, delta: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
@@ -25,10 +31,10 @@ def dora_weight(base_weight: torch.Tensor, delta: torch.Tensor, magnitude: torch
     on_output = magnitude.dim() == 1 or (magnitude.shape[1] == 1 and magnitude.shape[0] != 1)
     if on_output:
         dims = tuple(range(1, merged.dim()))
-        norm = merged.norm(dim=dims, keepdim=True)
+        norm = torch.linalg.vector_norm(merged, dim=dims, keepdim=True)
         return magnitude.reshape(-1, *([1] * (merged.dim() - 1))) * merged / norm
-    dims = (0, *range(2, merged.dim()))
-    norm = merged.norm(dim=dims, keepdim=True)
+    dims = (0, *range(2, merged.dim()))  # a 3-axis norm: ``Tensor.norm`` would take it for a matrix norm
+    norm = torch.linalg.vector_norm(merged, dim=dims, keepdim=True)
     return magnitude.reshape(1, -1, *([1] * (merged.dim() - 2))) * merged / norm
 
 
@@ -74,9 +80,78 @@ class DoraAdapter(Adapter):
         return {**self.inner.to_state_dict(), "dora_scale": self.magnitude}
 
     @classmethod
-    def initial(cls, base_weight, rank, alpha=None, generator=None) -> DoraAdapter:
+    def initial(cls, base_weight, rank, alpha=None, generator=None, inner: type[Adapter] | None = None) -> DoraAdapter:
+        """``inner`` (LoRA by default) freshly initialised, with the magnitude ‖W‖ per input column."""
         from lora_ext.formats.lora import LoraAdapter
 
+        return cls(
+            inner=(inner or LoraAdapter).initial(base_weight, rank, alpha, generator),
+            magnitude=input_column_norms(base_weight),
+        )
+
+    def trainable(
+        self,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
+    ) -> TrainableAdapter:
+        return TrainableDora(self, op, dropouts, draws)
+
+
+def input_column_norms(base_weight: torch.Tensor) -> torch.Tensor:
+    """‖W‖ over everything but the input axis, shaped (1, in[, 1, 1]) (fp32)."""
+    base = base_weight.detach().to(torch.float32)
+    return torch.linalg.vector_norm(base, dim=(0, *range(2, base.dim())), keepdim=True)
+
+
+class TrainableDora(TrainableAdapter):
+    """DoRA in training: the inner format's trainable module plus the magnitude, merged through ``dora_weight``.
+
+    What it adds to the layer's output is ``op(x, W_dora − W)`` for the layer's own W, so
+    the base weight must reach it (the injector passes it); dropouts act inside the inner module.
+    """
+
+    def __init__(
+        self,
+        adapter: DoraAdapter,
+        op: LayerOp | None = None,
+        dropouts: Dropouts | None = None,
+        draws: DropoutDraws | torch.Generator | None = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        self._template = adapter
+        self.op = op or LayerOp()
+        self.dropouts = dropouts or Dropouts()
+        self.draws = draws if isinstance(draws, DropoutDraws) else DropoutDraws(draws)
+        self.batch_axis = 0
+        self.multiplier = 1.0
+        self._tensor_fields = ["magnitude"]
+        inner_dropouts = Dropouts(self.dropouts.dropout, self.dropouts.rank_dropout)  # module dropout: ours, once
+        self.inner = adapter.inner.trainable(op, inner_dropouts, self.draws)
+        self.magnitude = nn.Parameter(adapter.magnitude.detach().to(torch.float32).clone())
+
+    def adapter(self) -> DoraAdapter:
+        return DoraAdapter(inner=self.inner.adapter(), magnitude=self.magnitude)
+
+    def frozen(self) -> DoraAdapter:
+        return DoraAdapter(inner=self.inner.frozen(), magnitude=self.magnitude.detach().clone())
+
+    def load(self, tensors: Mapping[str, torch.Tensor]) -> bool:
+        magnitude = tensors.get("dora_scale")
+        if magnitude is None or magnitude.shape != self.magnitude.shape or not self.inner.load(tensors):
+            return False
+        with torch.no_grad():
+            self.magnitude.copy_(magnitude)
+        return True
+
+    def output_parameters(self) -> list[nn.Parameter]:
+        return self.inner.output_parameters()
+
+    def delta_weight(self, base_weight: torch.Tensor) -> torch.Tensor | None:
+        if self.off():
+            return None
         base = base_weight.to(torch.float32)
-        magnitude = base.norm(dim=tuple(range(1, base.dim())), keepdim=True)
-        return cls(inner=LoraAdapter.initial(base_weight, rank, alpha, generator), magnitude=magnitude)
+        inner = self.inner.delta_weight(base)
+        if inner is None:  # the inner module's own dropout: V = W, the magnitude alone rescales
+            inner = torch.zeros_like(base)
+        return (dora_weight(base, inner, self.magnitude) - base) * self.multiplier

@@ -2,6 +2,8 @@
 
 ΔW = s · (w1a @ w1b) ⊙ (w2a @ w2b); with Tucker each factor is
 einsum('i j k l, j r, i p -> p r k l', t, w_b, w_a). rank = hada_w1_b.shape[0].
+A fresh LoHa starts as LyCORIS starts one: w1a ~ N(0, 0.1²), w1b and w2b ~ N(0, 1),
+w2a = 0, so ΔW is zero and every factor gets a gradient from the first step on.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def hadamard_delta(w1a, w1b, w2a, w2b, t1=None, t2=None) -> torch.Tensor:
 class LohaAdapter(Adapter):
     name: ClassVar[str] = "loha"
     identifying_keys: ClassVar[tuple[str, ...]] = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
+    output_factors: ClassVar[tuple[str, ...]] = ("w1a", "w2a")
 
     w1a: torch.Tensor
     w1b: torch.Tensor
@@ -92,10 +95,11 @@ class LohaAdapter(Adapter):
     @classmethod
     def initial(cls, base_weight, rank, alpha=None, generator=None) -> LohaAdapter:
         out_dim, in_numel = base_weight.shape[0], math.prod(base_weight.shape[1:])
+        alpha = float(alpha) if alpha is not None else float(rank)
         return cls(
             w1a=torch.randn(out_dim, rank, generator=generator) * 0.1,
-            w1b=torch.randn(rank, in_numel, generator=generator) * 0.1,
+            w1b=torch.randn(rank, in_numel, generator=generator),
             w2a=torch.zeros(out_dim, rank),
-            w2b=torch.randn(rank, in_numel, generator=generator) * 0.1,
-            network_alpha=alpha if alpha is not None else float(rank),
+            w2b=torch.randn(rank, in_numel, generator=generator),
+            network_alpha=float(torch.tensor(alpha)),  # as the saved file stores it (fp32)
         )

@@ -4,6 +4,11 @@
 singleton dims. rank = w1_b.shape[0] if w1 is factorised, else w2_b.shape[0];
 if both factors are full matrices there is no rank and the scale is 1 (LyCORIS
 forces alpha = rank in that case; A1111 and ComfyUI find no rank).
+
+A fresh LoKr is laid out as LyCORIS lays one out: each dimension split by
+``factorization`` (the two divisors closest to its square root, the smaller at most
+``factor``), w1 full and kaiming-initialised, w2 = w2a @ w2b with w2a = 0 — or w2 full
+and zero when the rank reaches half of w2's larger side (then there is no rank).
 """
 
 from __future__ import annotations
@@ -14,9 +19,42 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from lora_ext.formats.base import Adapter, lora_scale, scalar
 from lora_ext.formats.loha import tucker_factor
+
+
+def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
+    """(m, n) with m · n = ``dimension`` and m ≤ n: ``factor`` itself when it divides the dimension, else the
+    divisors closest to the square root with m at most ``factor`` (any m when ``factor`` ≤ 0)."""
+    if factor > 0 and dimension % factor == 0:
+        m, n = factor, dimension // factor
+        return (m, n) if m <= n else (n, m)
+    limit = dimension if factor <= 0 else factor
+    m, n = 1, dimension
+    for candidate in range(2, math.isqrt(dimension) + 1):
+        if candidate > limit:
+            break
+        if dimension % candidate == 0:
+            m, n = candidate, dimension // candidate
+    return m, n
+
+
+def lokr_initial(
+    base_shape: torch.Size | tuple[int, ...], rank: int, factor: int, generator: torch.Generator | None
+) -> dict[str, torch.Tensor]:
+    """Fresh LoKr factors (``w1`` and ``w2a``/``w2b`` or ``w2``) for a base weight of this shape; ΔW is zero."""
+    out_dim, in_dim, kernel = int(base_shape[0]), int(base_shape[1]), tuple(int(k) for k in base_shape[2:])
+    out_m, out_n = factorization(out_dim, factor)
+    in_m, in_n = factorization(in_dim, factor)
+    w1 = torch.empty(out_m, in_m)
+    nn.init.kaiming_uniform_(w1, a=math.sqrt(5), generator=generator)
+    if rank >= max(out_n, in_n) / 2:  # LyCORIS keeps w2 full: a factorised one would not be smaller
+        return {"w1": w1, "w2": torch.zeros(out_n, in_n, *kernel)}
+    w2b = torch.empty(rank, in_n * math.prod(kernel))
+    nn.init.kaiming_uniform_(w2b, a=math.sqrt(5), generator=generator)
+    return {"w1": w1, "w2a": torch.zeros(out_n, rank), "w2b": w2b}
 
 
 def kron_delta(w1: torch.Tensor, w2: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -30,6 +68,7 @@ def kron_delta(w1: torch.Tensor, w2: torch.Tensor, shape: torch.Size) -> torch.T
 class LokrAdapter(Adapter):
     name: ClassVar[str] = "lokr"
     identifying_keys: ClassVar[tuple[str, ...]] = ("lokr_w1", "lokr_w1_a", "lokr_w2", "lokr_w2_a")
+    output_factors: ClassVar[tuple[str, ...]] = ("w2a", "w2")
 
     w1: torch.Tensor | None = None
     w1a: torch.Tensor | None = None
@@ -112,13 +151,7 @@ class LokrAdapter(Adapter):
         return state
 
     @classmethod
-    def initial(cls, base_weight, rank, alpha=None, generator=None, factor: int = 4) -> LokrAdapter:
-        out_dim, in_dim = base_weight.shape[0], math.prod(base_weight.shape[1:])
-        out1 = math.gcd(out_dim, factor)
-        in1 = math.gcd(in_dim, factor)
-        return cls(
-            w1=torch.randn(out1, in1, generator=generator) * 0.1,
-            w2a=torch.zeros(out_dim // out1, rank),
-            w2b=torch.randn(rank, in_dim // in1, generator=generator) * 0.1,
-            network_alpha=alpha if alpha is not None else float(rank),
-        )
+    def initial(cls, base_weight, rank, alpha=None, generator=None, factor: int = -1) -> LokrAdapter:
+        tensors = lokr_initial(base_weight.shape, rank, factor, generator)
+        alpha = float(alpha) if alpha is not None else float(rank)
+        return cls(**tensors, network_alpha=float(torch.tensor(alpha)))  # alpha as the file stores it (fp32)

@@ -65,6 +65,7 @@ def lora_initial(
 class LoraAdapter(Adapter):
     name: ClassVar[str] = "lora"
     identifying_keys: ClassVar[tuple[str, ...]] = ("lora_up.weight", "lora_down.weight")
+    output_factors: ClassVar[tuple[str, ...]] = ("up",)
 
     down: torch.Tensor  # (r, in[, kh, kw])
     up: torch.Tensor  # (out, r[, 1, 1])

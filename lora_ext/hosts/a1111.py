@@ -9,9 +9,11 @@ any time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 from collections.abc import Iterator
 
-from lora_ext.host import HostCapabilities, training_capabilities
+from lora_ext.host import HostCapabilities, ModelInfo, training_capabilities
 from lora_ext.hosts.ldm import LdmHost, vae_in_fp32
 from lora_ext.hosts.webui import (  # noqa: F401  (re-exported: the A1111 names of the generic parts)
     LORA_LOADER_CHOICES,
@@ -21,6 +23,10 @@ from lora_ext.hosts.webui import (  # noqa: F401  (re-exported: the A1111 names 
     _webui,
     register_settings,
 )
+from lora_ext.noise_schedule import read_checkpoint_flags
+
+# A1111's Settings → Sampler parameters → "Noise schedule for sampling" value for ZTSNR models
+ZERO_TERMINAL_SCHEDULE = "Zero Terminal SNR"
 
 
 class A1111Host(WebUIHostBase, LdmHost):
@@ -29,6 +35,33 @@ class A1111Host(WebUIHostBase, LdmHost):
     def __init__(self) -> None:
         WebUIHostBase.__init__(self)
         LdmHost.__init__(self, sd_model=None, lora_dir=self.lora_dir)
+        self._checkpoint_flags: dict[tuple, tuple[bool, bool]] = {}  # (file, size, mtime) → its v_pred/ztsnr keys
+
+    @property
+    def info(self) -> ModelInfo:
+        """The ldm model's own flags, plus what A1111 1.10 does not read itself: the checkpoint's ``v_pred`` /
+        ``ztsnr`` keys, and the "Zero Terminal SNR" noise schedule chosen in Settings for a v-prediction model."""
+        info = LdmHost.info.fget(self)
+        v_key, ztsnr_key = self._file_flags()
+        v_prediction = info.prediction == "v" or v_key
+        zero_terminal = v_prediction and (
+            info.zero_terminal_snr or ztsnr_key or self.setting("sd_noise_schedule") == ZERO_TERMINAL_SCHEDULE
+        )
+        return dataclasses.replace(info, prediction="v" if v_prediction else "eps", zero_terminal_snr=zero_terminal)
+
+    def _file_flags(self) -> tuple[bool, bool]:
+        """The loaded checkpoint file's ``v_pred`` / ``ztsnr`` keys (its header read once per file version)."""
+        filename = getattr(getattr(self.sd_model, "sd_checkpoint_info", None), "filename", None)
+        try:
+            stat = os.stat(filename) if filename else None
+        except OSError:
+            return False, False
+        if stat is None:
+            return False, False
+        key = (filename, stat.st_size, stat.st_mtime_ns)
+        if key not in self._checkpoint_flags:
+            self._checkpoint_flags[key] = read_checkpoint_flags(filename)
+        return self._checkpoint_flags[key]
 
     def register_callbacks(self) -> None:
         """Settings, and our loader taking over ``<lora:…>`` (setting "LoRA loader")."""

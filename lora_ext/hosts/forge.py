@@ -49,6 +49,7 @@ from lora_ext.hosts.forge_engine import ENGINE_NAMES, FP8_STORAGE, QUANTIZED_STO
 from lora_ext.hosts.inplace_residuals import copied_norm_inputs
 from lora_ext.hosts.ordinary_tensors import OrdinaryTensors
 from lora_ext.hosts.webui import WebUIHostBase, _webui, is_placeholder
+from lora_ext.noise_schedule import is_zero_terminal
 from lora_ext.training.network import UNET_ATTENTION_CLASSES
 
 NOT_LOADED = "no checkpoint loaded yet"
@@ -161,8 +162,15 @@ class ForgeHost(WebUIHostBase):
             return ModelInfo(name=NOT_LOADED, family="sd1", prediction="eps", naming="ldm")
         engine = self.engine
         name, short_hash, legacy_hash, is_demo = self.identity()
-        v = engine.forge_objects.unet.model.predictor.prediction_type == "v_prediction"
-        return ModelInfo(name, forge_family(engine), "v" if v else "eps", "ldm", short_hash, legacy_hash, is_demo)
+        predictor = engine.forge_objects.unet.model.predictor
+        v = predictor.prediction_type == "v_prediction"
+        # zero terminal SNR: Neo's ``sd_model.ztsnr`` (the checkpoint's key), else the predictor's own schedule
+        ztsnr = v and (
+            bool(getattr(engine, "ztsnr", False))
+            or is_zero_terminal(getattr(predictor, "alphas_cumprod", None), getattr(predictor, "sigmas", None))
+        )
+        family = forge_family(engine)
+        return ModelInfo(name, family, "v" if v else "eps", "ldm", short_hash, legacy_hash, is_demo, ztsnr)
 
     @property
     def kmodel(self) -> torch.nn.Module:

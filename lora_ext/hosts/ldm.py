@@ -27,21 +27,27 @@ from lora_ext.host import (
     SizeCondition,
     TextEncoderPart,
 )
+from lora_ext.noise_schedule import is_zero_terminal
 from lora_ext.sampling import euler_sample, latents_to_pil
 
 
 def ldm_model_info(model, identity: tuple[str, str | None, str | None, bool]) -> ModelInfo:
     """``ModelInfo`` of an A1111-style model object from its flags and ``identity`` (name, hashes, is_demo)."""
     name, short_hash, legacy_hash, is_demo = identity
-    prediction = "v" if getattr(model, "parameterization", "eps") == "v" else "eps"
+    v_prediction = getattr(model, "parameterization", "eps") == "v"
+    # A1111 dev sets ``ztsnr`` from the checkpoint's key; its "Zero Terminal SNR" noise schedule leaves ᾱ rescaled
+    zero_terminal = v_prediction and (
+        bool(getattr(model, "ztsnr", False)) or is_zero_terminal(getattr(model, "alphas_cumprod", None))
+    )
     return ModelInfo(
         name=name,
         family=detect_family(model),
-        prediction=prediction,
+        prediction="v" if v_prediction else "eps",
         naming="ldm",
         short_hash=short_hash,
         legacy_hash=legacy_hash,
         is_demo=is_demo,
+        zero_terminal_snr=zero_terminal,
     )
 
 

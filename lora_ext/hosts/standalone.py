@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from lora_ext import paths
+from lora_ext.demo import DEMO_MODELS
 from lora_ext.errors import ModelLoadError
 from lora_ext.host import (
     Conditioning,
@@ -27,6 +28,7 @@ from lora_ext.host import (
     TextEncoderPart,
 )
 from lora_ext.hosts.ldm import strip_extra_networks, vae_in_fp32
+from lora_ext.noise_schedule import is_zero_terminal, read_checkpoint_flags
 
 # The hub repositories whose config files diffusers needs to build a pipeline
 # around a single-file checkpoint; offline, these must be in a local folder.
@@ -55,6 +57,26 @@ def family_from_checkpoint_keys(keys: Sequence[str]) -> Family:
     return "sd1"
 
 
+def scheduler_flags(scheduler) -> tuple[bool, bool]:
+    """(v-prediction, zero terminal SNR) of a diffusers scheduler: its ``prediction_type`` and
+    ``rescale_betas_zero_snr``, or a schedule that already ends at zero SNR."""
+    config = scheduler.config
+    v_prediction = config.get("prediction_type") == "v_prediction"
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    return v_prediction, v_prediction and (bool(config.get("rescale_betas_zero_snr")) or is_zero_terminal(alphas))
+
+
+def with_checkpoint_flags(pipeline, v_prediction: bool, zero_terminal: bool):
+    """The pipeline with its scheduler set to what a single file's ``v_pred`` / ``ztsnr`` keys say
+    (diffusers' single-file loader builds an ε scheduler from the family's config), as Forge Neo reads them."""
+    if not v_prediction:
+        return pipeline
+    pipeline.scheduler = type(pipeline.scheduler).from_config(
+        pipeline.scheduler.config, prediction_type="v_prediction", rescale_betas_zero_snr=zero_terminal
+    )
+    return pipeline
+
+
 def _pipeline_family(pipeline) -> Family:
     if hasattr(pipeline, "text_encoder_2"):
         return "sdxl"
@@ -62,12 +84,12 @@ def _pipeline_family(pipeline) -> Family:
 
 
 def load_pipeline(model: str, config_dir: Path | None = None, dtype: torch.dtype | None = None):
-    """A diffusers pipeline for ``demo``, a diffusers folder, or a single-file checkpoint."""
+    """A diffusers pipeline for a demo model (``demo``, ``demo-vpred``), a diffusers folder, or a single file."""
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     dtype = dtype or torch.float32
-    if model == "demo":
-        folder = _ensure_demo()
+    if model in DEMO_MODELS:
+        folder = _ensure_demo(model)
         return DiffusionPipeline.from_pretrained(
             str(folder), torch_dtype=dtype, safety_checker=None, use_safetensors=True
         )
@@ -83,15 +105,17 @@ def load_pipeline(model: str, config_dir: Path | None = None, dtype: torch.dtype
             raise ModelLoadError(f"could not load the diffusers folder {path}: {error}") from error
     if not path.is_file():
         raise ModelLoadError(
-            f"model not found: {path}", hint="give a diffusers folder, a .safetensors checkpoint or 'demo'"
+            f"model not found: {path}",
+            hint="give a diffusers folder, a .safetensors checkpoint, 'demo' or 'demo-vpred'",
         )
     family = _checkpoint_family(path)
     pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     config = str(config_dir) if config_dir else CONFIG_REPOS[family]
     try:
-        return pipeline_class.from_single_file(
+        pipeline = pipeline_class.from_single_file(
             str(path), config=config, torch_dtype=dtype, local_files_only=config_dir is not None
         )
+        return with_checkpoint_flags(pipeline, *read_checkpoint_flags(str(path)))
     except (OSError, ValueError) as error:
         where = config_dir or "a local folder passed as --config-dir"
         raise ModelLoadError(
@@ -115,10 +139,10 @@ def _checkpoint_family(path: Path) -> Family:
         raise ModelLoadError(f"{path.name} is not a readable .safetensors file ({error})") from error
 
 
-def _ensure_demo() -> Path:
+def _ensure_demo(model: str) -> Path:
     from lora_ext.demo import ensure_demo_model
 
-    return ensure_demo_model(paths.demo_model_dir())
+    return ensure_demo_model(paths.demo_model_dir(model), model)
 
 
 class StandaloneHost(Host):
@@ -130,9 +154,14 @@ class StandaloneHost(Host):
         self.pipeline = pipeline
         self.set_prompt_hook(prompt_hook)
         self._lora_dir = Path(lora_dir)
-        prediction = "v" if pipeline.scheduler.config.get("prediction_type") == "v_prediction" else "eps"
+        v_prediction, zero_terminal = scheduler_flags(pipeline.scheduler)
         self._info = ModelInfo(
-            name=name, family=_pipeline_family(pipeline), prediction=prediction, naming="diffusers", is_demo=is_demo
+            name=name,
+            family=_pipeline_family(pipeline),
+            prediction="v" if v_prediction else "eps",
+            naming="diffusers",
+            is_demo=is_demo,
+            zero_terminal_snr=zero_terminal,
         )
 
     @classmethod
@@ -144,8 +173,8 @@ class StandaloneHost(Host):
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         pipeline = load_pipeline(model, config_dir, dtype).to(device)
         pipeline.set_progress_bar_config(disable=True)
-        is_demo = model == "demo"
-        name = "demo" if is_demo else Path(model).stem
+        is_demo = model in DEMO_MODELS
+        name = model if is_demo else Path(model).stem
         return cls(pipeline, name, lora_dir or paths.lora_dir(), is_demo=is_demo)
 
     @property

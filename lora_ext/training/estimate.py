@@ -37,6 +37,7 @@ from lora_ext.training.data import (
 )
 from lora_ext.training.eta import RunEstimate, StepCosts, estimate_run
 from lora_ext.training.inject import attached
+from lora_ext.training.objective import model_objective
 from lora_ext.training.plan import TrainPlan, dataset_counts, make_plan
 from lora_ext.training.run import build_parts
 
@@ -226,7 +227,10 @@ def measure_costs(host: Any, config: TrainConfig) -> StepCosts:
     with tempfile.TemporaryDirectory(prefix="train-tools-estimate-") as folder:
         with host.training_session(config), torch.random.fork_rng(devices=[]):
             started = time.perf_counter()
-            parts = build_parts(host, config, plan, Path(folder) / "timing.safetensors", Path(folder), None, False)
+            objective = model_objective(host, config)  # what is timed is the same for any prediction
+            parts = build_parts(
+                host, config, plan, Path(folder) / "timing.safetensors", Path(folder), None, False, objective
+            )
             setup_seconds = time.perf_counter() - started
             batch = _timing_batch(host, config)
             read_seconds, encode_seconds = _image_seconds(host, config)

@@ -2,7 +2,8 @@
 
 x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε; the target is ε, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x0 for
 v-prediction models. Min-SNR-γ weights are min(snr, γ)/snr for ε and
-min(snr, γ)/(snr + 1) for v.
+min(snr, γ)/(snr + 1) for v; debiased estimation (Yu et al. 2024) weighs 1/√snr for ε
+and 1/(snr + 1) for v, snr capped at 1000 (sd-scripts' forms).
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ def min_snr_weights(
     snr = alpha / (1 - alpha)
     clipped = snr.clamp(max=gamma)
     weights = clipped / (snr + 1) if prediction == "v" else clipped / snr
+    return weights.float()
+
+
+DEBIASED_SNR_CAP = 1000.0
+
+
+def debiased_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, prediction: str) -> torch.Tensor:
+    """Per-sample debiased-estimation weights, in sd-scripts' ε and v forms (ε needs snr > 0)."""
+    alpha = alphas_cumprod.to(timesteps.device)[timesteps].double()
+    snr = (alpha / (1 - alpha)).clamp(max=DEBIASED_SNR_CAP)
+    weights = 1 / (snr + 1) if prediction == "v" else 1 / snr.sqrt()
     return weights.float()
 
 

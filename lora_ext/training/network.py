@@ -1,8 +1,9 @@
-"""The network of trainable LoRA / LoCon modules of a run.
+"""The network of trainable LoRA / LoCon / LoHa / LoKr (optionally DoRA) modules of a run.
 
 Each module is the format's own trainable module (``LoraAdapter.initial(...).trainable(...)``,
-see ``formats/lora.py``): its forward, ΔW and saved tensors are the format's maths, so
-training and loading share one LoRA. A module never replaces the layer it adapts: the
+``LohaAdapter``, ``LokrAdapter``, ``DoraAdapter`` around any of them; see ``formats/``): its
+forward, ΔW and saved tensors are the format's maths, so training and loading share one
+adapter. A module never replaces the layer it adapts: the
 injector adds its output to the layer's output through a forward hook
 (``y + up(down(x)) · scale``, as kohya's monkey-patched forward does), or, for OpenCLIP's
 fused attention, adds ``delta_weight(...)`` to a slice of ``in_proj_weight`` (see
@@ -24,9 +25,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lora_ext.config import TrainConfig
 from lora_ext.formats import unet_names
-from lora_ext.formats.base import DropoutDraws, Dropouts, LayerOp, TrainableAdapter
+from lora_ext.formats.base import Adapter, DropoutDraws, Dropouts, LayerOp, TrainableAdapter
+from lora_ext.formats.dora import DoraAdapter
 from lora_ext.formats.keys import group_keys
+from lora_ext.formats.loha import LohaAdapter
+from lora_ext.formats.lokr import LokrAdapter
 from lora_ext.formats.lora import LoraAdapter
 from lora_ext.host import ModelParts
 
@@ -37,6 +42,13 @@ TEXT_ENCODER_CLASSES = frozenset({"CLIPAttention", "CLIPSdpaAttention", "CLIPFla
 
 Projection = Literal["q", "k", "v", "out"]
 DROPOUT_STREAM = 0x6C6F7261  # mixed into a micro-batch's seed, so masks and noise never share a stream
+# The format each network type trains (LoCon is LoRA with the 3×3 convolutions too).
+ALGORITHMS: dict[str, type[Adapter]] = {
+    "lora": LoraAdapter,
+    "locon": LoraAdapter,
+    "loha": LohaAdapter,
+    "lokr": LokrAdapter,
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,36 @@ class NetworkSpec:
     module_dropout: float = 0.0
     train_unet: bool = True
     train_text_encoder: bool = True
+    algorithm: str = "lora"  # an ``ALGORITHMS`` key
+    dora: bool = False  # weight decomposition around the algorithm's adapter
+    lokr_factor: int = -1  # LoKr's split of each dimension (``formats.lokr.factorization``)
+
+    def initial(self, weight: torch.Tensor, rank: int, alpha: float, generator: torch.Generator) -> Adapter:
+        """A fresh adapter of this network's format for ``weight`` (ΔW = 0), drawn from ``generator``."""
+        fmt = ALGORITHMS[self.algorithm]
+        if self.dora:
+            return DoraAdapter.initial(weight, rank, alpha, generator, inner=fmt)
+        if fmt is LokrAdapter:
+            return LokrAdapter.initial(weight, rank, alpha, generator, factor=self.lokr_factor)
+        return fmt.initial(weight, rank, alpha, generator)
+
+
+def network_spec(config: TrainConfig) -> NetworkSpec:
+    """The network ``config`` asks for."""
+    return NetworkSpec(
+        rank=config.rank,
+        alpha=config.alpha,
+        conv_rank=config.trained_conv_rank,
+        conv_alpha=config.conv_alpha,
+        dropout=config.dropout,
+        rank_dropout=config.rank_dropout,
+        module_dropout=config.module_dropout,
+        train_unet=config.trains_unet,
+        train_text_encoder=config.trains_text_encoder,
+        algorithm=config.network_type,
+        dora=config.dora,
+        lokr_factor=config.lokr_factor,
+    )
 
 
 @dataclass(frozen=True)
@@ -71,9 +113,7 @@ class FusedAttentionTarget:
 
 
 class LoraNetwork(nn.Module):
-    """All LoRA modules of a run, keyed by their kohya names."""
-
-    adapter_format = LoraAdapter  # the format trained; its ``initial`` and ``trainable`` build every module
+    """All adapter modules of a run, keyed by their kohya names."""
 
     def __init__(self, spec: NetworkSpec, seed: int = 0) -> None:
         super().__init__()
@@ -98,16 +138,17 @@ class LoraNetwork(nn.Module):
         self.draws.reseed(seed ^ DROPOUT_STREAM, rows, total)
 
     def add(
-        self, lora_name: str, base: nn.Module | tuple[int, int], conv3x3: bool, text_encoder: bool
+        self, lora_name: str, base: nn.Module | torch.Tensor, conv3x3: bool, text_encoder: bool
     ) -> TrainableAdapter:
-        """A fresh module for ``base`` (a layer, or the (out, in) shape of a fused projection)."""
+        """A fresh module for ``base`` (a layer, or the weight slice of a fused projection)."""
         if lora_name in self.loras:
             raise ValueError(f"two layers map to the LoRA name {lora_name}")
         rank, alpha = (self.spec.conv_rank, self.spec.conv_alpha) if conv3x3 else (self.spec.rank, self.spec.alpha)
-        weight = torch.empty(base, device="meta") if isinstance(base, tuple) else base.weight
+        weight = base.detach() if isinstance(base, torch.Tensor) else base.weight.detach()
         dropouts = Dropouts(self.spec.dropout, self.spec.rank_dropout, self.spec.module_dropout)
-        initial = self.adapter_format.initial(weight, rank, alpha, self._init_generator)
-        module = initial.trainable(LayerOp() if isinstance(base, tuple) else LayerOp.of(base), dropouts, self.draws)
+        initial = self.spec.initial(weight, rank, alpha, self._init_generator)
+        op = LayerOp() if isinstance(base, torch.Tensor) else LayerOp.of(base)
+        module = initial.trainable(op, dropouts, self.draws)
         self.loras[lora_name] = module
         if text_encoder:
             self.text_encoder_names.add(lora_name)
@@ -118,6 +159,10 @@ class LoraNetwork(nn.Module):
 
     def text_encoder_modules(self) -> Iterator[TrainableAdapter]:
         return (m for name, m in self.loras.items() if name in self.text_encoder_names)
+
+    def output_parameters(self) -> set[int]:
+        """``id``s of every module's output-side factors (LoRA+ trains them faster)."""
+        return {id(p) for module in self.loras.values() for p in module.output_parameters()}
 
     def kohya_state_dict(self, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
         """Every module's tensors as its format writes them (``<name>.lora_down.weight``, ``….lora_up.weight``, ``….alpha``)."""
@@ -224,13 +269,14 @@ def _add_open_clip(network: LoraNetwork, root: nn.Module, family: str, index: in
             hf_names = unet_names.open_clip_attention_names(name)
             if not module._qkv_same_embed_dim or hf_names is None:
                 continue
-            width = module.embed_dim
             names = {
                 projection: unet_names.trained_text_name(family, index, hf_name)
                 for projection, hf_name in hf_names.items()
             }
-            for lora_name in names.values():
-                network.add(lora_name, (width, width), conv3x3=False, text_encoder=True)
+            q, k, v = module.in_proj_weight.chunk(3)
+            slices = {"q": q, "k": k, "v": v, "out": module.out_proj.weight}
+            for projection, lora_name in names.items():
+                network.add(lora_name, slices[projection], conv3x3=False, text_encoder=True)
             network.fused_targets.append(FusedAttentionTarget(module, names))
         elif is_linear(module) and not name.startswith(tuple(attentions)):
             hf_name = unet_names.open_clip_text_name(name)

@@ -17,6 +17,7 @@ import torch
 from lora_ext.config import TrainConfig
 from lora_ext.training.eta import Eta
 from lora_ext.training.events import PhaseInfo, TrainEvents
+from lora_ext.training.optim import evaluation
 from lora_ext.training.prompts import parse_sample_prompts
 from lora_ext.training.steps import TrainingParts
 
@@ -82,7 +83,7 @@ class Previews:
         paths, images = [], []
         started = time.perf_counter()
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), evaluation(self.parts.optimizer):
                 for index, base_request in enumerate(prompts):
                     report = self._reporter(index + 1, len(prompts))
                     report(0, base_request.steps)

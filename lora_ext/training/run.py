@@ -11,6 +11,7 @@ hook merged are restored first.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,9 +28,18 @@ from lora_ext.training.data import SkippedImage, TrainingDataset, build_dataset
 from lora_ext.training.distributed import Collectives
 from lora_ext.training.eta import Eta, StepCosts
 from lora_ext.training.events import PhaseInfo, TrainEvents
+from lora_ext.training.fp8 import fp8_weights
 from lora_ext.training.inject import attached
-from lora_ext.training.network import LoraNetwork, NetworkSpec, build_network, parameter_dtype
-from lora_ext.training.optim import build_optimizer, build_scheduler, describe_optimizer
+from lora_ext.training.memory import fit_for
+from lora_ext.training.network import LoraNetwork, build_network, network_spec, parameter_dtype
+from lora_ext.training.objective import Objective, objective_for
+from lora_ext.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    check_optimizer,
+    describe_optimizer,
+    fused_backward,
+)
 from lora_ext.training.outputs import RunOutputs
 from lora_ext.training.plan import TrainPlan, make_plan
 from lora_ext.training.previews import LOSS_LOG, Previews
@@ -85,20 +95,6 @@ def output_path_for(host: Host, config: TrainConfig, out: str | Path | None) -> 
     return resolve_inside(host.lora_dir, f"{name}.safetensors", "the LoRA folder")
 
 
-def network_spec(config: TrainConfig) -> NetworkSpec:
-    return NetworkSpec(
-        rank=config.rank,
-        alpha=config.alpha,
-        conv_rank=config.trained_conv_rank,
-        conv_alpha=config.conv_alpha,
-        dropout=config.dropout,
-        rank_dropout=config.rank_dropout,
-        module_dropout=config.module_dropout,
-        train_unet=config.trains_unet,
-        train_text_encoder=config.trains_text_encoder,
-    )
-
-
 def _check_host(host: Host, config: TrainConfig) -> None:
     capabilities = host.capabilities()
     if not capabilities.can_train:
@@ -114,13 +110,20 @@ def _check_host(host: Host, config: TrainConfig) -> None:
 
 
 def _param_groups(network: LoraNetwork, config: TrainConfig) -> list[dict]:
+    """UNet and text-encoder groups at their rates; with LoRA+, each part's output-side factors in a group of
+    their own at ``loraplus_lr_ratio`` × the rate (as sd-scripts' ``loraplus_lr_ratio``)."""
     groups = []
-    unet = [p for m in network.unet_modules() for p in m.parameters()]
-    text = [p for m in network.text_encoder_modules() for p in m.parameters()]
-    if unet and config.trains_unet:
-        groups.append({"params": unet, "lr": config.unet_lr})
-    if text and config.trains_text_encoder:
-        groups.append({"params": text, "lr": config.text_encoder_lr})
+    faster = network.output_parameters() if config.loraplus_lr_ratio > 0 else set()
+    for modules, lr, trained in (
+        (network.unet_modules(), config.unet_lr, config.trains_unet),
+        (network.text_encoder_modules(), config.text_encoder_lr, config.trains_text_encoder),
+    ):
+        params = [p for m in modules for p in m.parameters()]
+        if not params or not trained:
+            continue
+        groups.append({"params": [p for p in params if id(p) not in faster], "lr": lr})
+        if faster:
+            groups.append({"params": [p for p in params if id(p) in faster], "lr": lr * config.loraplus_lr_ratio})
     return groups
 
 
@@ -210,6 +213,8 @@ def _facts_factory(
             tag_frequency={f.name: f.tag_frequency for f in dataset.train.folders},
             bucket_info=bucket_info,
             resolution=(config.resolution, config.resolution),
+            prediction=parts.objective.prediction,
+            zero_terminal_snr=parts.objective.zero_terminal_snr,
             world_size=parts.plan.world_size,
             validation=validation.summary(parts.progress.step),  # what was measured until now
         )
@@ -235,17 +240,19 @@ def build_parts(
     work_dir: Path,
     group: Collectives | None = None,
     init_weights: bool = True,
+    objective: Objective | None = None,
 ) -> TrainingParts:
     """The network (attached later), its optimizer, schedule and scaler for ``config`` on ``host``.
 
     The time estimate (``estimate.measure_costs``) builds the same parts and times steps on them.
+    ``objective``: the run's (``objective.objective_for``); by default the one ``config`` asks of the model.
     """
     spec = network_spec(config)
     network = build_network(host.parts(), host.info.family, spec, config.seed)
     network.to(host.device, parameter_dtype(host.dtype))
     if init_weights and config.init_weights:
         _load_init_weights(network, config.init_weights)
-    optimizer = build_optimizer(config, _param_groups(network, config))
+    optimizer = build_optimizer(config, _param_groups(network, config), plan.warmup_steps)
     autocast_dtype = _autocast_dtype(config, host)
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
     return TrainingParts(
@@ -261,6 +268,7 @@ def build_parts(
         output_path,
         work_dir,
         group=group or Collectives(),
+        objective=objective or objective_for(config, host.info, host.alphas_cumprod),
     )
 
 
@@ -284,6 +292,14 @@ def train_lora(
     group = group or Collectives()
     world_size, is_main = group.ranks.world_size, group.ranks.is_main
     _check_host(host, config)
+    if config.memory_mode == "auto":  # before anything else: the run is the fitted config
+        fitted = fit_for(host, config)
+        events.status(fitted.line)
+        config = fitted.config
+    check_optimizer(config, host.device)
+    if config.fused_backward and world_size > 1:
+        raise ConfigError("the fused backward pass runs in one process only", hint="turn off fused_backward")
+    objective = objective_for(config, host.info, host.alphas_cumprod)  # refuses a prediction the model contradicts
     output_path = output_path_for(host, config, out)
     work_dir = Path(work_dir) if work_dir else paths.work_dir(config.dataset_dir, output_path.stem)
     state = _resume_state(config, output_path, work_dir, events, world_size) if resume else None
@@ -296,7 +312,7 @@ def train_lora(
         for skipped in dataset.train.skipped + dataset.reg.skipped:
             events.status(f"skipped unreadable image {skipped.path}: {skipped.reason}")
         plan = make_plan(config, dataset.counts())
-        parts = build_parts(host, config, plan, output_path, work_dir, group)
+        parts = build_parts(host, config, plan, output_path, work_dir, group, objective=objective)
         network = parts.network
         eta = Eta(config, plan, costs, lambda: sum(p.numel() for p in network.parameters()))
         outputs = RunOutputs(None, None)
@@ -324,7 +340,11 @@ def train_lora(
         events.status("caching latents")
         dataset.prepare(_caching_reporter(events, eta), group)
         with torch.random.fork_rng(devices=[host.device.index or 0] if host.device.type == "cuda" else []):
-            with attached(network, host.parts(), config.gradient_checkpointing):
+            with (
+                attached(network, host.parts(), config.gradient_checkpointing),
+                fp8_weights(host.parts().unet, config.fp8_base),
+                fused_backward(parts.optimizer, config.max_grad_norm) if config.fused_backward else nullcontext(),
+            ):
                 outcome = loop.train(config, parts, dataset, events, outputs, eta)
                 stop_reason = outputs.stop_reason() if outcome == "stopped early" else ""
                 if stop_reason:

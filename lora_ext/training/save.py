@@ -37,6 +37,7 @@ BASE_MODEL_VERSION = {
 }
 SD_VERSION = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}  # A1111's user-metadata "sd version" values
 NETWORK_MODULE = "networks.lora"
+LYCORIS_MODULE = "lycoris.kohya"  # LoHa, LoKr and DoRA files, with ``algo`` in ss_network_args as LyCORIS writes it
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class RunFacts:
     tag_frequency: dict[str, dict[str, int]]
     bucket_info: dict[str, Any] | None
     resolution: tuple[int, int]
+    prediction: str  # what was trained: "eps" or "v" (``training/objective.py``), not only what the model says
+    zero_terminal_snr: bool
     world_size: int = 1  # processes of a data-parallel run
     validation: dict[str, Any] | None = None  # ``validation.history_json`` up to this file's step
 
@@ -70,24 +73,18 @@ def new_session_id() -> str:
     return uuid.uuid4().hex
 
 
-def _architecture(info: ModelInfo, resolution: int) -> str:
+def _architecture(info: ModelInfo, prediction: str) -> str:
     if info.family == "sdxl":
         return "stable-diffusion-xl-v1-base/lora"
     if info.family == "sd2":
-        return "stable-diffusion-v2-768-v/lora" if info.prediction == "v" else "stable-diffusion-v2-512/lora"
+        return "stable-diffusion-v2-768-v/lora" if prediction == "v" else "stable-diffusion-v2-512/lora"
     return "stable-diffusion-v1/lora"
 
 
 def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | None = None) -> dict[str, str]:
     """Every metadata entry of a saved file, as strings (JSON for nested values)."""
     info = facts.info
-    network_args: dict[str, Any] = {}
-    if config.trained_conv_rank:
-        network_args.update(conv_dim=str(config.trained_conv_rank), conv_alpha=str(config.conv_alpha))
-    if config.rank_dropout:
-        network_args["rank_dropout"] = str(config.rank_dropout)
-    if config.module_dropout:
-        network_args["module_dropout"] = str(config.module_dropout)
+    network_args = _network_args(config)
     unet_only = not config.trains_text_encoder
     values: dict[str, Any] = {
         "ss_session_id": facts.session_id,
@@ -109,7 +106,7 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         "ss_gradient_accumulation_steps": config.gradient_accumulation,
         "ss_lr_warmup_steps": facts.warmup_steps,
         "ss_lr_scheduler": config.lr_scheduler,
-        "ss_network_module": NETWORK_MODULE,
+        "ss_network_module": LYCORIS_MODULE if is_lycoris(config) else NETWORK_MODULE,
         "ss_network_dim": config.rank,
         "ss_network_alpha": config.alpha,
         "ss_network_dropout": config.dropout,
@@ -118,8 +115,8 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         "ss_mixed_precision": config.mixed_precision,
         "ss_full_fp16": False,
         "ss_v2": info.family == "sd2",
-        "ss_base_model_version": BASE_MODEL_VERSION[(info.family, info.prediction)],
-        "ss_v_parameterization": info.prediction == "v",
+        "ss_base_model_version": BASE_MODEL_VERSION[(info.family, facts.prediction)],
+        "ss_v_parameterization": facts.prediction == "v",
         "ss_clip_skip": None,
         "ss_max_token_length": None,
         "ss_cache_latents": config.cache_latents or config.cache_latents_to_disk,
@@ -129,7 +126,7 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         "ss_multires_noise_iterations": None,
         "ss_multires_noise_discount": None,
         "ss_adaptive_noise_scale": None,
-        "ss_zero_terminal_snr": False,
+        "ss_zero_terminal_snr": facts.zero_terminal_snr,
         "ss_training_comment": config.training_comment or None,
         "ss_optimizer": facts.optimizer,
         "ss_max_grad_norm": config.max_grad_norm,
@@ -141,7 +138,7 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         "ss_min_snr_gamma": config.min_snr_gamma or None,
         "ss_scale_weight_norms": None,
         "ss_ip_noise_gamma": None,
-        "ss_debiased_estimation": False,
+        "ss_debiased_estimation": config.debiased_estimation,
         "ss_loss_type": "l2",
         "ss_masked_loss": config.masked_loss,
         "ss_fp8_base": False,
@@ -177,14 +174,14 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
     metadata.update(
         {
             "modelspec.sai_model_spec": "1.0.1",
-            "modelspec.architecture": _architecture(info, width),
+            "modelspec.architecture": _architecture(info, facts.prediction),
             "modelspec.implementation": (
                 "https://github.com/Stability-AI/generative-models" if info.family == "sdxl" else "diffusers"
             ),
             "modelspec.title": facts.output_name,
             "modelspec.resolution": f"{width}x{height}",
             "modelspec.date": datetime.fromtimestamp(facts.started_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-            "modelspec.prediction_type": "v" if info.prediction == "v" else "epsilon",
+            "modelspec.prediction_type": "v" if facts.prediction == "v" else "epsilon",
             "modelspec.implementation_version": "train-tools",
         }
     )
@@ -200,6 +197,31 @@ def kohya_metadata(config: TrainConfig, facts: RunFacts, finished_at: float | No
         if own:
             metadata["train_tools_validation_loss"] = f"{own[-1]:.6g}"
     return metadata
+
+
+def is_lycoris(config: TrainConfig) -> bool:
+    """Whether the file is a LyCORIS network (LoHa, LoKr, or anything with DoRA) rather than kohya's LoRA."""
+    return config.network_type in ("loha", "lokr") or config.dora
+
+
+def _network_args(config: TrainConfig) -> dict[str, Any]:
+    """``ss_network_args``: what kohya's ``--network_args`` (or LyCORIS') would have said, as strings."""
+    args: dict[str, Any] = {}
+    if is_lycoris(config):
+        args["algo"] = config.network_type
+    if config.trained_conv_rank:
+        args.update(conv_dim=str(config.trained_conv_rank), conv_alpha=str(config.conv_alpha))
+    if config.dora:
+        args["dora_wd"] = "True"
+    if config.network_type == "lokr":
+        args["factor"] = str(config.lokr_factor)
+    if config.rank_dropout:
+        args["rank_dropout"] = str(config.rank_dropout)
+    if config.module_dropout:
+        args["module_dropout"] = str(config.module_dropout)
+    if config.loraplus_lr_ratio:
+        args["loraplus_lr_ratio"] = str(config.loraplus_lr_ratio)
+    return args
 
 
 def _text(value: Any) -> str:

@@ -15,6 +15,7 @@ from lora_ext.config import TrainConfig
 from lora_ext.training import checkpoint, save
 from lora_ext.training.eta import Eta
 from lora_ext.training.events import PhaseInfo, TrainEvents
+from lora_ext.training.optim import evaluation
 from lora_ext.training.steps import TrainingParts
 
 
@@ -55,7 +56,8 @@ class Saving:
         total = self.saves - 1 + self.parts.plan.saves_left(self.parts.progress.step)
         eta = self.eta.remaining()
         self.events.phase(PhaseInfo("saving", self.saves - 1, total, f"saving {path.name} ({self.saves}/{total})", eta))
-        tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
+        with evaluation(self.parts.optimizer):  # schedule-free: the averaged weights are the ones to use
+            tensors = self.parts.network.kohya_state_dict(save.save_dtype(self.config))
         step = self.parts.progress.step if step is None else step
         metadata = save.kohya_metadata(self.config, self.facts_for(path.stem, epoch, step))
         save.save_lora(path, tensors, metadata)

@@ -20,6 +20,8 @@ from lora_ext.training.distributed import Collectives
 from lora_ext.training.eta import Eta
 from lora_ext.training.events import ProgressInfo
 from lora_ext.training.network import LoraNetwork
+from lora_ext.training.objective import Objective
+from lora_ext.training.optim import evaluation
 from lora_ext.training.plan import TrainPlan
 
 SMOOTHING = 0.95  # weight of the previous smoothed loss (≈ the last 20 steps)
@@ -59,6 +61,7 @@ class TrainingParts:
     work_dir: Path
     started_at: float = field(default_factory=time.time)
     group: Collectives = field(default_factory=Collectives)  # the other processes of a data-parallel run
+    objective: Objective | None = None  # target, schedule and loss weights (``objective.objective_for``)
 
 
 @dataclass(frozen=True)
@@ -159,14 +162,9 @@ def noise_and_timesteps(
 def _noised(
     parts: TrainingParts, config: TrainConfig, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
 ):
-    alphas = parts.host.alphas_cumprod
-    prediction = parts.host.info.prediction
-    noisy = losses.add_noise(latents, noise, timesteps, alphas)
-    target = losses.target(latents, noise, timesteps, alphas, prediction)
-    weights = torch.ones(latents.shape[0])
-    if config.min_snr_gamma > 0:
-        weights = losses.min_snr_weights(timesteps, alphas, config.min_snr_gamma, prediction)
-    return noisy, timesteps, target, weights
+    objective = parts.objective
+    noisy = objective.add_noise(latents, noise, timesteps)
+    return noisy, timesteps, objective.target(latents, noise, timesteps), objective.weights(timesteps)
 
 
 def predict_and_loss(
@@ -205,7 +203,12 @@ def sum_over_processes(parts: TrainingParts, loss: float) -> float:
 
 
 def optimizer_step(parts: TrainingParts, config: TrainConfig) -> None:
-    """Unscale, clip, step the optimizer and the schedule, zero the gradients."""
+    """Unscale, clip, step the optimizer and the schedule, zero the gradients (with the fused backward pass
+    the parameters were stepped during backward: only the schedule moves here)."""
+    if config.fused_backward:
+        parts.scheduler.step()
+        parts.optimizer.zero_grad(set_to_none=True)
+        return
     parameters = [p for group in parts.optimizer.param_groups for p in group["params"]]
     if parts.scaler:
         parts.scaler.unscale_(parts.optimizer)
@@ -252,19 +255,20 @@ def validation_loss(parts: TrainingParts, config: TrainConfig, dataset: Training
     was_training = network.training
     network.eval()
     try:
-        total, count = 0.0, 0
-        for number, batch in enumerate(batches):
-            latents = batch.latents.to(parts.host.device)
-            with autocast(parts):
-                conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
-            generator = torch.Generator().manual_seed(VALIDATION_SEED + number)
-            for timestep in VALIDATION_TIMESTEPS:
-                timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
-                noise = losses.sample_noise(latents, generator)
-                noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
-                loss = predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)
-                total += float(loss) * latents.shape[0]
-            count += latents.shape[0]
-        return total / (count * len(VALIDATION_TIMESTEPS))
+        with evaluation(parts.optimizer):  # schedule-free: validate the averaged weights
+            total, count = 0.0, 0
+            for number, batch in enumerate(batches):
+                latents = batch.latents.to(parts.host.device)
+                with autocast(parts):
+                    conditioning = parts.host.encode_prompts(batch.captions, batch.sizes)
+                generator = torch.Generator().manual_seed(VALIDATION_SEED + number)
+                for timestep in VALIDATION_TIMESTEPS:
+                    timesteps = torch.full((latents.shape[0],), timestep, dtype=torch.long)
+                    noise = losses.sample_noise(latents, generator)
+                    noisy, timesteps, target, weights = _noised(parts, config, latents, noise, timesteps)
+                    loss = predict_and_loss(parts, noisy, timesteps, conditioning, target, weights, batch)
+                    total += float(loss) * latents.shape[0]
+                count += latents.shape[0]
+            return total / (count * len(VALIDATION_TIMESTEPS))
     finally:
         network.train(was_training)

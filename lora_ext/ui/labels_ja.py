@@ -208,13 +208,15 @@ JA: dict[str, str] = {
     "sample of the training images.": (
         "検証損失のために学習から外す画像の割合（ノイズとタイムステップは固定）。0 では学習画像の決まった一部で測ります。"
     ),
-    "lora (linear and 1×1 layers) or locon (adds 3×3 convolutions).": (
-        "lora（線形層と 1×1 層）または locon（3×3 畳み込みも追加）。"
+    "lora (linear and 1×1 layers), locon (adds 3×3 convolutions), loha or lokr (LyCORIS; 3×3 convolutions "
+    "too unless conv_rank is 0).": (
+        "lora（線形層と 1×1 層）、locon（3×3 畳み込みも追加）、loha または lokr（LyCORIS。conv_rank が 0 でなければ "
+        "3×3 畳み込みも）。"
     ),
     "LoRA rank (network_dim).": "LoRA のランク（network_dim）。",
     "LoRA alpha; the update is scaled by alpha / rank.": "LoRA のアルファ。更新量は alpha / rank 倍されます。",
-    "Rank of 3×3 convolution LoRAs (LoCon only).": "3×3 畳み込み LoRA のランク（LoCon のみ）。",
-    "Alpha of 3×3 convolution LoRAs (LoCon only).": "3×3 畳み込み LoRA のアルファ（LoCon のみ）。",
+    "Rank of 3×3 convolution LoRAs (LoCon, LoHa, LoKr).": "3×3 畳み込み LoRA のランク（LoCon、LoHa、LoKr）。",
+    "Alpha of 3×3 convolution LoRAs (LoCon, LoHa, LoKr).": "3×3 畳み込み LoRA のアルファ（LoCon、LoHa、LoKr）。",
     "Neuron dropout on the LoRA down-projection output.": "LoRA の down 出力へのニューロンドロップアウト。",
     "Probability of dropping each rank channel per sample.": "サンプルごとに各ランクのチャンネルを落とす確率。",
     "Probability of skipping a whole LoRA module for a step.": "1 ステップの間 LoRA モジュール全体を飛ばす確率。",
@@ -226,8 +228,10 @@ JA: dict[str, str] = {
     ),
     "Lowest training timestep.": "学習に使う最小のタイムステップ。",
     "One above the highest training timestep.": "学習に使う最大のタイムステップ + 1。",
-    "AdamW, AdamW8bit (bitsandbytes), Lion (lion-pytorch), Prodigy (prodigyopt), Adafactor, SGD.": (
-        "AdamW、AdamW8bit（bitsandbytes）、Lion（lion-pytorch）、Prodigy（prodigyopt）、Adafactor、SGD。"
+    "AdamW, AdamW8bit (bitsandbytes, CUDA), Lion (lion-pytorch), Prodigy (prodigyopt), Adafactor, "
+    "AdamWScheduleFree (schedulefree; no LR schedule), SGD.": (
+        "AdamW、AdamW8bit（bitsandbytes、CUDA）、Lion（lion-pytorch）、Prodigy（prodigyopt）、Adafactor、"
+        "AdamWScheduleFree（schedulefree。学習率スケジュールなし）、SGD。"
     ),
     "Extra optimizer arguments as 'key=value key=value'.": "オプティマイザへの追加引数（'key=value key=value' 形式）。",
     "Weight decay.": "重み減衰。",
@@ -277,6 +281,49 @@ JA: dict[str, str] = {
     "Weight written to the <name>.json sidecar.": "<name>.json に書き込まれる推奨ウェイト。",
     "Keep latent encoding in fp32 (recommended for SDXL with fp16).": (
         "latent のエンコードを fp32 で行います（SDXL を fp16 で使う場合に推奨）。"
+    ),
+    # v-prediction, zero terminal SNR, LyCORIS and LoRA+ (issue 26)
+    "Prediction": "予測の種類",
+    "Zero terminal SNR": "ゼロ終端 SNR",
+    "Train against the model's detection": "モデルの検出結果に逆らって学習",
+    "Debiased estimation": "偏り補正の重み（Debiased estimation）",
+    "DoRA (weight decomposition)": "DoRA（重み分解）",
+    "LoKr factor": "LoKr の分割係数",
+    "LoRA+ ratio": "LoRA+ の倍率",
+    "What the UNet is trained to predict: auto (the model's own), eps or v.": (
+        "UNet に学習させる予測の種類: auto（モデル自身のもの）、eps、v。"
+    ),
+    "Zero-terminal-SNR noise schedule (v-prediction models such as NoobAI V-Pred): auto, on or off.": (
+        "ゼロ終端 SNR のノイズスケジュール（NoobAI V-Pred などの v 予測モデル）: auto、on、off。"
+    ),
+    "Allow a prediction or schedule other than the loaded model's (the LoRA will not match the model).": (
+        "読み込んだモデルと異なる予測やスケジュールを許可します（LoRA はモデルに合わなくなります）。"
+    ),
+    "Debiased-estimation loss weighting (1/√SNR for ε, 1/(SNR+1) for v).": (
+        "Debiased estimation による損失の重み付け（ε は 1/√SNR、v は 1/(SNR+1)）。"
+    ),
+    "DoRA: also train a magnitude per input column (weight decomposition, LyCORIS dora_wd).": (
+        "DoRA: 入力列ごとの大きさも学習します（重み分解、LyCORIS の dora_wd）。"
+    ),
+    "LoKr: split each dimension at most this far (-1: as square as possible).": (
+        "LoKr: 各次元をこの値までで分割します（-1: できるだけ正方形に）。"
+    ),
+    "LoRA+: train the up (B) matrices this many times faster; 0 = off (16 is common).": (
+        "LoRA+: up（B）行列をこの倍率の学習率で学習します。0 = オフ（16 が一般的）。"
+    ),
+    "Memory mode": "メモリの設定",
+    "manual, or auto: before the run, turn on checkpointing, fp8 base weights and UNet-only training as "
+    "needed to fit the device's free memory.": (
+        "manual、または auto: 学習の前に、デバイスの空きメモリに収まるよう必要に応じて勾配チェックポイント、"
+        "fp8 の重み、UNet のみの学習をオンにします。"
+    ),
+    "Fused backward pass": "融合した逆伝播（fused backward）",
+    "UNet weights in fp8": "UNet の重みを fp8 で保持",
+    "Adafactor only: step and free each gradient during backward (sd-scripts' fused backward pass).": (
+        "Adafactor のみ: 逆伝播の途中で勾配ごとに更新して解放します（sd-scripts の fused backward pass）。"
+    ),
+    "Keep the frozen UNet weights in fp8 while training (each layer upcast when it runs; less memory).": (
+        "学習中、固定された UNet の重みを fp8 で保持します（各層は実行時に精度を上げます。メモリ削減）。"
     ),
     # result and generate
     "LoRA name": "LoRA 名",

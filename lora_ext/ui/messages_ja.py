@@ -25,6 +25,63 @@ MESSAGES: dict[str, str] = {
         "系統 `{family}`、予測 `{prediction}`、命名 `{naming}`、ハッシュ `{hash}`"
     ),
     "family `{family}`, prediction `{prediction}`, naming `{naming}`": "系統 `{family}`、予測 `{prediction}`、命名 `{naming}`",
+    # the training objective (lora_ext/training/objective.py)
+    "Training objective: {objective!t} (as the model)": "学習の目的: {objective}（モデルどおり）",
+    "Training objective: {objective!t} — the model is {model!t}": "学習の目的: {objective} — モデルは {model}",
+    "ε-prediction": "ε 予測",
+    "v-prediction": "v 予測",
+    "ε-prediction, zero-terminal-SNR schedule": "ε 予測、ゼロ終端 SNR のスケジュール",
+    "v-prediction, zero-terminal-SNR schedule": "v 予測、ゼロ終端 SNR のスケジュール",
+    "zero terminal SNR needs v-prediction: at the last timestep an ε-prediction model sees only noise": (
+        "ゼロ終端 SNR には v 予測が必要です: 最後のタイムステップでは ε 予測のモデルにはノイズしか見えません"
+    ),
+    "set prediction to v, or zero_terminal_snr to off": "prediction を v にするか、zero_terminal_snr を off にしてください",
+    "the loaded model is {model!t}; training it as {chosen!t} gives a LoRA that does not match it": (
+        "読み込んだモデルは {model} です。{chosen} として学習すると、モデルに合わない LoRA になります"
+    ),
+    "set prediction and zero_terminal_snr to auto, or turn on override_detection": (
+        "prediction と zero_terminal_snr を auto にするか、override_detection をオンにしてください"
+    ),
+    "conv_rank and loraplus_lr_ratio must not be negative": "conv_rank と loraplus_lr_ratio は負にできません",
+    "lokr_factor must be -1 or at least 1, not {value}": "lokr_factor は -1 か 1 以上にしてください（{value} ではなく）",
+    # memory (lora_ext/training/memory.py)
+    "Memory: {estimate!t}; {free} GiB free": "メモリ: {estimate}、空き {free} GiB",
+    "Memory: {estimate!t}; {free} GiB free — too little: set memory_mode to auto or lower the resolution": (
+        "メモリ: {estimate}、空き {free} GiB — 足りません: memory_mode を auto にするか解像度を下げてください"
+    ),
+    "≈ {total} GiB peak on {device} (model {model}, LoRA and optimizer {network}, activations {activations}, "
+    "working {working})": (
+        "{device} で最大 ≈ {total} GiB（モデル {model}、LoRA とオプティマイザ {network}、活性 {activations}、"
+        "作業用 {working}）"
+    ),
+    "memory auto: the settings fit ({needed} GiB more of {available} GiB free)": (
+        "メモリ auto: 今の設定で収まります（空き {available} GiB のうち {needed} GiB を追加で使用）"
+    ),
+    "memory auto: turned on {savings} to fit ({needed} GiB more of {available} GiB free)": (
+        "メモリ auto: 収めるために {savings} をオンにしました（空き {available} GiB のうち {needed} GiB を追加で使用）"
+    ),
+    "memory auto: even with {savings} the run needs {needed} GiB more of {available} GiB free; lower the "
+    "resolution or the batch size": (
+        "メモリ auto: {savings} を使っても空き {available} GiB に対して {needed} GiB 必要です。解像度か"
+        "バッチサイズを下げてください"
+    ),
+    # optimizers (lora_ext/training/optim.py)
+    "the {optimizer} optimizer ({package}) needs a CUDA GPU; this model runs on {device}": (
+        "{optimizer} オプティマイザ（{package}）には CUDA GPU が必要です。このモデルは {device} で動いています"
+    ),
+    "choose AdamW or Adafactor": "AdamW か Adafactor を選んでください",
+    "the fused backward pass works with the Adafactor optimizer only": (
+        "fused backward pass は Adafactor オプティマイザでのみ使えます"
+    ),
+    "choose Adafactor": "Adafactor を選んでください",
+    "the fused backward pass steps each parameter during backward, so it cannot accumulate gradients": (
+        "fused backward pass は逆伝播中にパラメータごとに更新するため、勾配を蓄積できません"
+    ),
+    "set gradient_accumulation to 1": "gradient_accumulation を 1 にしてください",
+    "the fused backward pass cannot unscale fp16 gradients": "fused backward pass では fp16 の勾配を戻せません",
+    "use bf16": "bf16 を使ってください",
+    "the fused backward pass runs in one process only": "fused backward pass は 1 プロセスでのみ動きます",
+    "turn off fused_backward": "fused_backward をオフにしてください",
     # errors: the one line of a LoraExtError is its message and its hint in parentheses
     "{message!t} ({hint!t})": "{message}（{hint}）",
     "Unexpected error: {kind}: {text} (details in the console)": "予期しないエラー: {kind}: {text}（詳細はコンソールに）",

@@ -25,7 +25,8 @@ def describe_host(host: Host) -> str:
     label = f"**Model:** {info.name}"
     if info.is_demo:
         label += " — *demo model: tiny, random weights, generated locally; for trying the flow, not for real LoRAs*"
-    details = f"family `{info.family}`, prediction `{info.prediction}`, naming `{info.naming}`"
+    prediction = f"{info.prediction} + ztsnr" if info.zero_terminal_snr else info.prediction  # as read from the model
+    details = f"family `{info.family}`, prediction `{prediction}`, naming `{info.naming}`"
     if info.short_hash:
         details += f", hash `{info.short_hash}`"
     return f"{label} ({details})"

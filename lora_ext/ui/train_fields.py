@@ -132,6 +132,16 @@ LABELS: dict[str, str] = {
     "training_comment": "Training comment",
     "preferred_weight": "Preferred weight",
     "vae_fp32": "VAE in fp32",
+    "prediction": "Prediction",
+    "zero_terminal_snr": "Zero terminal SNR",
+    "override_detection": "Train against the model's detection",
+    "debiased_estimation": "Debiased estimation",
+    "dora": "DoRA (weight decomposition)",
+    "lokr_factor": "LoKr factor",
+    "loraplus_lr_ratio": "LoRA+ ratio",
+    "fused_backward": "Fused backward pass",
+    "fp8_base": "UNet weights in fp8",
+    "memory_mode": "Memory mode",
 }
 
 

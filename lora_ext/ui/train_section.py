@@ -325,6 +325,7 @@ PLANNED = (
     *("cfg_default_repeats", "cfg_epochs", "cfg_max_steps", "cfg_batch_size", "cfg_gradient_accumulation"),
     *("cfg_reg_dir", "cfg_resolution", "cfg_rank", "cfg_network_type", "cfg_train_text_encoder"),
     *("cfg_sample_prompts", "cfg_sample_every_n_epochs", "cfg_sample_every_n_steps", "cfg_gradient_checkpointing"),
+    *("cfg_prediction", "cfg_zero_terminal_snr", "cfg_override_detection"),  # the objective line
 )
 
 

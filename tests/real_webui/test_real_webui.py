@@ -210,7 +210,7 @@ def test_no_route_of_ours_answers_without_the_login(webui):
         webui.post("/train-tools/v1/projects", {"name": "intruder"}, login=False)
 
 
-def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_identical(webui, files, tmp_path):
+def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_identical(webui, files, tmp_path, where):
     import base64
     import io
 
@@ -231,7 +231,10 @@ def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_id
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/grid", grid)
     result = webui.wait_for_job()["result"]
     assert not result["cancelled"] and result["renders"] == 3 and len(result["cells"]) == 4, result
-    assert webui.model_hash() == before  # every LoRA a cell merged is put back
+    if where["webui"] in ("a1111", "reforge"):  # our merge is in place there: put back at the grid's end
+        assert webui.model_hash() == before
+    # (Forge and Neo merge the patches we hand them when the model loads, and put them back at the next load, as
+    # with their built-in's LoRAs: the last cell's LoRA stays in the weights until the next generation, below)
     # Each cell is the WebUI's own image for its prompt: /sdapi/v1/txt2img with the WebUI's default sampler.
     sampler = webui.get("/sdapi/v1/samplers")[0]["name"]
     for cell in result["cells"]:
