@@ -143,7 +143,12 @@
     // restore button reopens the last-used version and re-attaches to the running or last-finished job.
     const POLL_RUNNING_MS = 1500;
     const POLL_IDLE_MS = 10000; // notices a job started in another tab or through the REST API
-    let restored = false;
+    // The WebUI's page is large: its buttons are in the page a while before gradio listens to them, and a press
+    // then is lost. Restore is pressed again until the page says it was restored (the first-step line's mark).
+    const RESTORE_RETRY_MS = 2500;
+    const RESTORE_TRIES = 40;
+    let restoreTries = 0;
+    let lastRestore = 0;
     let lastPoll = 0;
 
     function jobRunning() {
@@ -151,15 +156,79 @@
         return Boolean(box && /:running$/.test(box.value));
     }
 
+    // Once restored, always: the first-step line is drawn again without its mark by create, rename and delete.
+    let restoredOnce = false;
+
+    function pageRestored() {
+        restoredOnce = restoredOnce || Boolean(root().querySelector("#train_tools_first_step [data-restored='1']"));
+        return restoredOnce;
+    }
+
+    // This page among the pages open on the app: the server answers only its newest plan (common.NewestOnly).
+    function identifyPage() {
+        const box = field("train_tools_page_id");
+        if (box && !box.value) {
+            setField("train_tools_page_id", Date.now().toString(36) + Math.random().toString(36).slice(2));
+        }
+    }
+
+    // gradio 3 drops an event fired while the same event still runs (a second choice while the first version is
+    // being shown). When the views (the "shown" box) or the picker still disagree with the selection a moment
+    // later, show it again / take the picker's choice again (lora_ext/ui/selection.py).
+    const HEAL_AFTER_MS = 2000;
+    let viewsDifferSince = 0;
+    let pickerDiffersSince = 0;
+    let lastHeal = 0;
+
+    function parsed(text) {
+        try {
+            const value = JSON.parse(text || "");
+            return Array.isArray(value) && value.length === 2 ? value : null;
+        } catch (error) {
+            return null;
+        }
+    }
+
+    function healSelection(now) {
+        const selection = field("train_tools_selection");
+        const shown = field("train_tools_shown");
+        const project = field("train_tools_project");
+        const version = field("train_tools_version");
+        if (!selection || !shown || !pageRestored()) {
+            return;
+        }
+        const selected = parsed(selection.value);
+        const viewsDiffer = selection.value !== shown.value;
+        const typing = Boolean(project && version) && [project, version].includes(root().activeElement || document.activeElement);
+        const pickerDiffers = Boolean(selected && project && version) && !typing &&
+            (selected[0] !== project.value || selected[1] !== version.value);
+        viewsDifferSince = viewsDiffer ? viewsDifferSince || now : 0;
+        pickerDiffersSince = pickerDiffers ? pickerDiffersSince || now : 0;
+        if (now - lastHeal < HEAL_AFTER_MS) {
+            return;
+        }
+        if (pickerDiffersSince && now - pickerDiffersSince >= HEAL_AFTER_MS) {
+            lastHeal = now;
+            press("train_tools_reselect");
+        } else if (viewsDifferSince && now - viewsDifferSince >= HEAL_AFTER_MS) {
+            lastHeal = now;
+            press("train_tools_reshow");
+        }
+    }
+
     setInterval(function () {
         if (!byId("train_tools_poll")) {
             return;
         }
+        identifyPage();
+        healSelection(Date.now());
         const now = Date.now();
-        if (!restored) {
-            restored = true;
-            lastPoll = now;
-            press("train_tools_restore");
+        if (!pageRestored() && restoreTries < RESTORE_TRIES) {
+            if (now - lastRestore >= RESTORE_RETRY_MS) {
+                restoreTries += 1;
+                lastRestore = lastPoll = now;
+                press("train_tools_restore");
+            }
             return;
         }
         const running = jobRunning();
@@ -169,6 +238,51 @@
         lastPoll = now;
         press("train_tools_poll");
     }, 500);
+
+    // --- the job bar at the top of the tab: its button shows the job's section (selecting the job's version first
+    // when the page shows another one; lora_ext/ui/live.py job_bar and select_job) ---
+    document.addEventListener("click", function (event) {
+        const jump = event.target.closest && event.target.closest(".tt-jobbar .tt-jump");
+        if (!jump || !jump.closest("#train_tools")) {
+            return;
+        }
+        event.preventDefault();
+        const bar = jump.closest(".tt-jobbar");
+        const selection = field("train_tools_selection");
+        if (bar.dataset.selection && selection && selection.value !== bar.dataset.selection) {
+            press("train_tools_show_job");
+        }
+        // Again once the selected version's views have filled in (the section moves as they grow or shrink).
+        [0, 800, 2000].forEach(function (delay) {
+            setTimeout(function () {
+                const section = byId(bar.dataset.section);
+                if (section) {
+                    section.scrollIntoView({block: "start"});
+                }
+            }, delay);
+        });
+    }, true);
+
+    // The bar stays in view: once its place in the tab scrolls above the window it is pinned to the window's top
+    // (style.css .tt-pinned), at its place's width; its place keeps the bar's height so nothing below moves.
+    function pinJobBar() {
+        const holder = byId("train_tools_job_bar");
+        const bar = holder && holder.querySelector(".tt-jobbar");
+        const tab = byId("train_tools");
+        if (!holder || !tab) {
+            return;
+        }
+        const place = holder.getBoundingClientRect();
+        const pin = Boolean(bar) && tabVisible() && place.top < 0 && tab.getBoundingClientRect().bottom > 80;
+        holder.classList.toggle("tt-pinned", pin);
+        holder.style.setProperty("--tt-bar-left", place.left + "px");
+        holder.style.setProperty("--tt-bar-width", place.width + "px");
+        holder.style.minHeight = pin ? bar.getBoundingClientRect().height + "px" : "";
+    }
+
+    window.addEventListener("scroll", pinJobBar, {passive: true});
+    window.addEventListener("resize", pinJobBar);
+    setInterval(pinJobBar, 500); // the bar is drawn again on each poll
 
     // --- folders dropped on the drop zone: send every file, its folders folded into its name ---
     function readEntries(reader) {
@@ -277,10 +391,19 @@
     }
 
     if (PAGE_TEXT) {
-        setInterval(function () {
-            if (byId("train_tools_language")) {
-                relabelPage();
+        // At once when gradio adds a text (a toast's "Warning" title lives a few seconds), and now and then.
+        let pending = false;
+        const relabelSoon = function () {
+            if (pending || !byId("train_tools_language")) {
+                return;
             }
-        }, 700);
+            pending = true;
+            requestAnimationFrame(function () {
+                pending = false;
+                relabelPage();
+            });
+        };
+        new MutationObserver(relabelSoon).observe(document.documentElement, {childList: true, subtree: true, characterData: true});
+        setInterval(relabelSoon, 700);
     }
 })();

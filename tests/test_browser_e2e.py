@@ -453,17 +453,24 @@ _VALUES = "|".join(re.escape(name) for name in (AUTO_PRESET, *PRESETS, "red them
 _NAMED = re.compile(
     r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|Lora|demo-\S+|tiny-\S+)|\b[0-9a-f]{10,}\b"
     rf"|\b(?:{_VALUES})\b"
+    r"|'[^']*'"  # what the user typed, quoted back ("'lots' はウェイトではありません")
 )
 
 
 def _status_lines(page: Page) -> list[str]:
-    """Every status and progress line the page shows now (``ui.common.message``, ``progress_html``)."""
+    """Every status and progress line the page shows now (``ui.common.message``, ``progress_html``), the import
+    report's reasons and notices, the job bar, the tag categories of the confidence bars and the training log."""
     from selenium.common.exceptions import StaleElementReferenceException
 
-    css = ".tt-msg, .tt-progress-text, #train_tools_editor_state, #train_tools_gallery_note"
+    css = (
+        ".tt-msg, .tt-progress-text, #train_tools_editor_state, #train_tools_gallery_note, .tt-why, .tt-notice, "
+        ".tt-jump, .tt-conf-cat, #train_tools_report th, #train_tools_report summary"
+    )
     for _attempt in range(20):  # gradio re-renders a line while it is read: read them all again
         try:
             lines = [element.text for element in page.driver.find_elements(page.by.CSS_SELECTOR, css)]
+            log = page.driver.find_elements(page.by.CSS_SELECTOR, "#train_tools_log textarea")
+            lines += (log[0].get_attribute("value") or "").splitlines() if log else []
         except StaleElementReferenceException:
             time.sleep(0.25)
             continue
@@ -584,6 +591,12 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         assert "スキップ" in shown and "出現回数順" in shown  # radio options
         (ARTIFACTS / "12-japanese-lines.txt").write_text("\n".join(seen) + "\n", encoding="utf-8")
         assert len(seen) >= 8, seen
+        # The training log, the job bar and the import report were read too (and are Japanese, below).
+        assert (
+            "データセットを走査中" in seen
+            and "表示" in seen
+            and any("読める画像ではありません" in line for line in seen)
+        )
         assert not _english(seen), _english(seen)
         # Back to English with an edit not saved yet: the page is relabelled and the form keeps the edit.
         steps = "#train_tools_cfg_max_steps input"
@@ -604,3 +617,140 @@ def test_browser_japanese_page_shows_no_english_status_line(ja_home: Path, tmp_p
         page.choose("train_tools_version", "v1")
         page.wait(lambda: page.value(steps) == "4", "v1's saved settings in the form")
         page.wait_text("train_tools_plan", "max steps 4")
+
+
+def _three_projects(home: Path, images: list[Path]) -> None:
+    """ "Dog" v1 (empty), "My Cat" v1 (two captioned images, trained: its settings and LoRA file), "猫" v1 (one image)
+    and v2 (empty), written before the app starts; the page last showed My Cat v1."""
+    from lora_ext.app import recent, train_settings
+    from lora_ext.config import save_config
+    from lora_ext.dataset.projects import ProjectStore
+
+    store = ProjectStore(home / "projects")
+    for name in ("Dog", "My Cat", "猫"):
+        store.create_project(name)
+    store.create_version("猫", "v2")
+    red, blue = images[:2]
+    cat = store.version("My Cat", "v1")
+    for image, caption in ((red, "my cat, red theme"), (blue, "my cat, blue theme")):
+        shutil.copyfile(image, cat.dataset / image.name)
+        (cat.dataset / image.with_suffix(".txt").name).write_text(caption, "utf-8")
+    shutil.copyfile(red, store.version("猫", "v1").dataset / "red.png")
+    preset = train_settings.preset_config("fast-test", "sd1", has_gpu=False, is_demo=True)
+    settings = {**train_settings.config_values(preset), "rank": 3, "max_steps": 2}
+    config = train_settings.build_config(settings, str(cat.dataset), "My Cat_v1")
+    save_config(config, cat.config / train_settings.SETTINGS_FILE)
+    store.update_manifest("My Cat", "v1", {"output_name": "My Cat_v1"})
+    lora = home / "models" / "Lora"
+    lora.mkdir(parents=True, exist_ok=True)
+    (lora / "My Cat_v1.safetensors").write_bytes(b"a LoRA file (the table only hashes it)")
+    recent.remember(store.root, "My Cat", "v1")
+
+
+def _in_view(page: Page, elem_id: str, inner: str = "") -> bool:
+    """Whether the element's top edge is on screen (not scrolled above or below the window)."""
+    script = "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight;"
+    return bool(page.driver.execute_script(script, page.find(f"#{elem_id} {inner}".strip())))
+
+
+@pytest.mark.timeout(1500)  # a busy 2-core machine: generous, never a timing assert
+def test_browser_every_view_shows_the_selected_project(tmp_path: Path) -> None:
+    """Three projects, two of them with a v1: the page load, choosing a project or a version, a job's bar and
+    its button, a reload, create, rename and delete each show the selected version in every view."""
+    token = "#train_tools_lora_token input, #train_tools_lora_token textarea"
+    with _data_folder("train-tools-e2e-pick-") as home:
+        _three_projects(home, write_images(tmp_path / "images"))
+        with _serve(home, "server-pick.log") as server, _chromium(home) as browser:
+            page = Page(browser)
+
+            def gallery(count: int) -> None:
+                page.wait_text("train_tools_gallery_note", f"Showing {count} of {count} images", 120)
+                page.wait(
+                    lambda: len(browser.find_elements(page.by.CSS_SELECTOR, "#train_tools_gallery img")) == count,
+                    f"{count} images in the gallery",
+                    120,
+                )
+
+            def shows(project: str, version: str, images: int, lora: str = "") -> None:
+                page.wait(
+                    lambda: (
+                        (page.value("#train_tools_project input"), page.value("#train_tools_version input"))
+                        == (project, version)
+                    ),
+                    f"{project} {version} selected",
+                    120,
+                )
+                gallery(images)
+                page.wait_text("train_tools_plan", f"{images} images", 120)
+                page.wait_text("train_tools_form_source", f"{project} / {version}", 120)
+                page.wait(lambda: page.value(token) == (f"<lora:{lora}:0.8>" if lora else ""), f"the token {lora}", 120)
+                files = page.text("train_tools_result_files")
+                assert (f"{lora}.safetensors" in files) if lora else ".safetensors" not in files, files
+
+            # The page load: the version shown last, with every view of it (the A1111 page showed none).
+            browser.get(server)
+            page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab")
+            page.restored()
+            shows("My Cat", "v1", 2, "My Cat_v1")
+            assert page.value("#train_tools_cfg_rank input") == "3"
+            assert (
+                page.find("#train_tools_gallery img").get_attribute("alt").startswith("blue.png · my cat")
+            )  # its name
+            # Dog v1 after My Cat v1: the version's name stays, every view changes.
+            page.choose("train_tools_project", "Dog")
+            shows("Dog", "v1", 0)
+            page.wait_text("train_tools_form_source", "has not been trained yet")
+            page.choose("train_tools_project", "猫")
+            shows("猫", "v2", 0)  # a project opens on its last version
+            page.choose("train_tools_version", "v1")
+            shows("猫", "v1", 1)
+            # Quick choices, each before the last one is shown: the page ends on the last one.
+            for project in ("My Cat", "Dog", "猫"):
+                page.choose("train_tools_project", project)
+            shows("猫", "v2", 0)
+            page.choose("train_tools_version", "v1")
+            shows("猫", "v1", 1)
+            page.shot("13-picked")
+
+            # A training of 猫 v1: Start and its progress bar are on screen together. (The form still holds what
+            # My Cat trained with, max steps 2: 猫 never trained. The preset's 0 says its values are in.)
+            page.choose("train_tools_preset", "fast-test")
+            page.wait(lambda: page.value("#train_tools_cfg_max_steps input") == "0", "the preset values")
+            page.fill("train_tools_cfg_max_steps", "4")
+            page.wait_text("train_tools_plan", "max steps 4")
+            page.click("train_tools_start_training")
+            page.wait_text("train_tools_train_progress", "Training")
+            assert _in_view(page, "train_tools_start_training") and _in_view(page, "train_tools_train_progress")
+            # Another project while it runs: the job is in the bar at the top, not in Dog's sections.
+            page.choose("train_tools_project", "Dog")
+            shows("Dog", "v1", 0)
+            page.wait_text("train_tools_job_bar", "猫 / v1", 120)
+            assert page.text("train_tools_train_progress") == ""
+            browser.execute_script("window.scrollTo(0, document.body.scrollHeight);")
+            page.wait(lambda: _in_view(page, "train_tools_job_bar", ".tt-jobbar"), "the bar at the top", 30)
+            page.press("#train_tools_job_bar .tt-jump")  # its button: 猫 v1 again, and its section on screen
+            page.wait(lambda: page.value("#train_tools_project input") == "猫", "the job's project", 120)
+            gallery(1)
+            page.wait_text("train_tools_train_progress", "Finished: 4 steps", 900)
+            page.wait(lambda: _in_view(page, "train_tools_section_train"), "the Train section on screen", 30)
+            page.wait(lambda: page.value(token) == "<lora:猫_v1:0.8>", "猫 v1's token", 120)
+            page.shot("14-job-bar")
+
+            # A reload opens on 猫 v1 with its views; create, rename and delete each show what they selected.
+            browser.refresh()
+            page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab after the reload")
+            page.restored()
+            shows("猫", "v1", 1, "猫_v1")
+            page.fill("train_tools_name", "Bird")
+            page.click("train_tools_create_project")
+            shows("Bird", "v1", 0)
+            page.choose("train_tools_project", "My Cat")
+            shows("My Cat", "v1", 2, "My Cat_v1")
+            page.fill("train_tools_name", "Kitty")
+            page.click("train_tools_rename_project")
+            shows("Kitty", "v1", 2, "My Cat_v1")  # the LoRA keeps the name it was trained under
+            page.click("train_tools_delete_project")
+            page.wait(lambda: page.find("#train_tools_confirm_delete").is_displayed(), "the question", 60)
+            page.click("train_tools_confirm_delete")
+            shows("Bird", "v1", 0)
+            assert "Error" not in page.visible_text()

@@ -236,9 +236,9 @@ def test_the_tab_s_model_line_follows_forge_s_lazy_load_at_the_next_poll(forge):
     ctx = script.context
     before = model_line.shown(ctx)
     assert "no checkpoint loaded yet" in before["model_line"] and "generate one image" in before["capabilities"]
-    assert live.poll(ctx, None, None, "", before["model_seen"]) == {}  # nothing changed: an idle poll is empty
+    assert live.poll(ctx, "", "", before["model_seen"]) == {}  # nothing changed: an idle poll is empty
     _generate(PROMPTS[1])  # Forge loads the checkpoint now
-    after = live.poll(ctx, None, None, "", before["model_seen"])
+    after = live.poll(ctx, "", "", before["model_seen"])
     assert "**Model:** tiny" in after["model_line"] and "family `sd1`" in after["model_line"]
     assert "Training is not possible" not in after["capabilities"]
-    assert live.poll(ctx, None, None, "", after["model_seen"]) == {}
+    assert live.poll(ctx, "", "", after["model_seen"]) == {}

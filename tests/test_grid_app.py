@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 from safetensors import safe_open
-from ui_fixtures import write_images
+from ui_fixtures import selection_shown, write_images
 
 from lora_ext.app import grid, runs
 from lora_ext.app.context import Context, Workspace
@@ -21,6 +21,7 @@ from lora_ext.loading.loader import NetworkLoader
 from lora_ext.training.validation import TOLERANCE
 from lora_ext.ui import dataset_section, live, projects, result_section, train_section
 from lora_ext.ui.i18n import I18n
+from lora_ext.ui.projects import selection_key
 
 PROJECT, VERSION, NAME = "猫", "v1", "猫_v1"
 
@@ -41,7 +42,7 @@ def _trained(ctx: Context, tmp_path: Path, epochs: int = 6) -> dict:
     values.update(cfg_trigger_word="tt_cat", cfg_unet_lr=1e-2)
     started = train_section.start_training(ctx, project=PROJECT, version=VERSION, **values)
     assert ctx.jobs.current.finished_event.wait(600) and ctx.jobs.current.error is None
-    return live.poll(ctx, project=PROJECT, version=VERSION, job_seen=started["job_seen"])
+    return live.poll(ctx, selection=selection_key(PROJECT, VERSION), job_seen=started["job_seen"])
 
 
 def _expected_suggestion(points: list[dict]) -> dict:
@@ -77,7 +78,7 @@ def test_a_six_epoch_run_gives_a_grid_validation_per_epoch_and_the_suggested_epo
     started = result_section.compare(ctx, PROJECT, VERSION, result_name="", compare_prompt="tt_cat, toy", **form)
     job = ctx.jobs.current
     assert job.finished_event.wait(600) and job.error is None
-    done = live.poll(ctx, project=PROJECT, version=VERSION, job_seen=started["job_seen"])
+    done = live.poll(ctx, selection=selection_key(PROJECT, VERSION), job_seen=started["job_seen"])
     assert "Grid of 6 × 2: 7 images in" in done["compare_progress"] and len(done["compare_gallery"]) == 12
     with Image.open(done["grid_image"]) as image:
         assert image.height > 6 * 128 and image.width > 2 * 128
@@ -88,7 +89,7 @@ def test_a_six_epoch_run_gives_a_grid_validation_per_epoch_and_the_suggested_epo
     # a reload shows the finished grid again, and how long it took does not grow
     elapsed = job.elapsed
     time.sleep(0.05)
-    restored = live.restore(ctx)
+    restored = selection_shown(ctx, live.restore(ctx)["selection"])  # the page load, then the selection's views
     assert restored["grid_image"] == done["grid_image"] and len(restored["compare_gallery"]) == 12
     assert job.elapsed == elapsed
     # the estimate now knows this machine's step
@@ -134,7 +135,7 @@ def test_cancel_stops_the_grid_job_and_the_page_says_so_and_an_empty_prompt_is_t
         time.sleep(0.05)
     assert "Stopping the grid" in result_section.cancel_grid(ctx)["result_status"]
     assert ctx.jobs.current.finished_event.wait(60)
-    shown = live.poll(ctx, project=PROJECT, version=VERSION, job_seen=started["job_seen"])
+    shown = live.poll(ctx, selection=selection_key(PROJECT, VERSION), job_seen=started["job_seen"])
     assert "Cancelled after" in shown["compare_progress"] and "of 5 images" in shown["compare_progress"]
     assert not (ctx.host.lora_dir / f"{NAME}.grid.png").exists()  # only a finished grid goes beside the LoRA
     assert ctx.jobs.current.result.spec.blocks[0].startswith("tt_cat")  # no prompt typed: the training's own

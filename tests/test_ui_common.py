@@ -150,3 +150,29 @@ def test_generate_refuses_while_training_uses_the_model(generate_ctx) -> None:
     finally:
         release.set()
         job.finished_event.wait(5)
+
+
+def test_a_slow_answer_never_lands_after_the_newer_request_of_the_same_page() -> None:
+    import threading
+
+    from lora_ext.ui.common import NewestOnly
+
+    began, release = threading.Event(), threading.Event()
+
+    def plan(context, steps: int) -> dict:
+        if steps == 1:  # the first plan times steps on the model
+            began.set()
+            release.wait(10)
+        return {"plan": f"max steps {steps}"}
+
+    newest = NewestOnly().wrap(plan)
+    answers: dict[str, dict] = {}
+    slow = threading.Thread(target=lambda: answers.update(old=newest(None, page_id="a", steps=1)))
+    slow.start()
+    assert began.wait(10)
+    assert newest(None, page_id="a", steps=4) == {"plan": "max steps 4"}  # the page's newer request
+    assert newest(None, page_id="b", steps=2) == {"plan": "max steps 2"}  # another page: its own newest
+    release.set()
+    slow.join(10)
+    assert answers["old"] == {}  # "no change": the plan of max steps 4 stays
+    assert newest(None, page_id="a", steps=5) == {"plan": "max steps 5"}

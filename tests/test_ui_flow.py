@@ -22,6 +22,7 @@ from lora_ext.ui import (
     train_section,
 )
 from lora_ext.ui.i18n import I18n
+from lora_ext.ui.projects import selection_key
 
 NO_FILTER = {"filter_positive": "", "positive_logic": "AND", "filter_negative": "", "negative_logic": "OR"}
 TAG_OPTIONS = {
@@ -49,7 +50,7 @@ def _finished(ctx: Context, started: dict, project: str = "猫", version: str = 
     """What the page shows once the job ``started`` began has ended: the poll after it finished."""
     assert started["job_seen"].endswith(":running")
     assert ctx.jobs.current.finished_event.wait(600)
-    return live.poll(ctx, project=project, version=version, job_seen=started["job_seen"])
+    return live.poll(ctx, selection=selection_key(project, version), job_seen=started["job_seen"])
 
 
 def _value(update):
@@ -163,7 +164,7 @@ def test_batch_edit_touches_only_filtered_images_and_saves(ctx: Context, tmp_pat
     _tagged(ctx, tmp_path)
     shown = {**NO_FILTER, "filter_positive": "red theme"}
     out = editor_section.add_tags(ctx, project="猫", version="v1", tags_text="mychar", position="prepend", **shown)
-    assert len(out["gallery"]) == 1 and out["gallery"][0][1].startswith("mychar, ")
+    assert len(out["gallery"]) == 1 and out["gallery"][0][1].startswith("red.png · mychar, ")
     saved = editor_section.save(ctx, project="猫", version="v1", overwrite=False, **shown)
     assert "saved 1 caption(s)" in saved["editor_state"]
     dataset = ctx.version("猫", "v1").dataset
@@ -349,11 +350,34 @@ def test_cancel_stops_training_after_the_current_step(ctx: Context, tmp_path: Pa
     values = train_section.apply_preset(ctx, preset_name="fast-test")
     values.update(cfg_max_steps=500, cfg_sample_prompts="")
     started = train_section.start_training(ctx, project="猫", version="v1", **values)
-    shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    shown = live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
     while "Training: step" not in shown["train_progress"]:
         assert not ctx.jobs.current.finished_event.wait(0.2)
-        shown = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+        shown = live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
     cancelled = train_section.cancel_training(ctx)
     assert "Stopping" in cancelled["train_status"]
     assert "Cancelled at step" in _finished(ctx, started)["train_progress"]
     assert not (ctx.host.lora_dir / "猫_v1.safetensors").exists()
+
+
+def test_the_advanced_settings_are_in_titled_groups_that_hold_every_field_once() -> None:
+    from lora_ext.ui import train_fields
+    from lora_ext.ui.i18n import translate
+
+    groups = train_fields.advanced_groups()
+    grouped = [name for _title, names in groups for name in names]
+    assert sorted(grouped) == sorted(train_fields.advanced_fields()) and len(grouped) == len(set(grouped))
+    assert train_fields.OTHER_GROUP not in [title for title, _names in groups]  # a new field gets its group
+    assert len(groups) >= 6 and all(len(names) <= 10 for _title, names in groups)
+    assert all(translate(title, "ja") != title for title, _names in groups)
+
+
+def test_the_generate_prompt_follows_the_selected_versions_lora() -> None:
+    from lora_ext.ui.app import DEFAULT_PROMPT, prompt_with_token
+
+    assert "<lora:" not in DEFAULT_PROMPT  # no token naming a LoRA that does not exist
+    first = prompt_with_token(DEFAULT_PROMPT, "", "<lora:猫_v1:0.8>")
+    assert first == "1girl <lora:猫_v1:0.8>"
+    typed = prompt_with_token(f"{first}, smile <lora:other:0.5>", "<lora:猫_v1:0.8>", "<lora:犬_v1:0.8>")
+    assert typed == "1girl, smile <lora:other:0.5> <lora:犬_v1:0.8>"  # the user's own token stays
+    assert prompt_with_token(first, "<lora:猫_v1:0.8>", "") == "1girl"  # a version without a LoRA: no token

@@ -120,7 +120,7 @@ def test_status_lines_and_errors_reach_the_page_in_its_language(app) -> None:
     from lora_ext.ui.common import bind
 
     ctx, ui = app("ja").train_tools
-    outputs = ui.pick("project", "version", "first_step", "name", "project_status")
+    outputs = ui.pick("project", "version", "selection", "first_step", "name", "project_status")
     create = bind(projects.create_project, ["name"], outputs, ctx, status=ui["project_status"])
     shown = create("猫")
     assert "プロジェクト 猫 を作成しました" in shown[ui["project_status"]]

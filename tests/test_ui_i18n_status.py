@@ -10,19 +10,24 @@ and checks that ``translate`` renders it in Japanese. A new English line without
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from pathlib import Path
 
 from lora_ext.ui import i18n
 
 ROOT = Path(__file__).resolve().parents[1] / "lora_ext"
-# Everything the page's edge and the app layer show; in the core, the modules whose lines reach the page in the flow.
+# Every module whose lines can reach the page, i.e. all of them but those that only ever talk to a terminal or a
+# REST client: the command line, the REST API's own answers, the merge and inspect commands, multi-process
+# training (torchrun), the standalone model loading (before the page exists), and this table itself.
+NOT_SHOWN = {
+    *("__main__.py", "cli.py", "api.py", "demo.py", "formats/inspect.py", "loading/merge.py"),
+    *("training/distributed.py", "hosts/standalone.py", "ui/messages_ja.py", "ui/labels_ja.py"),
+}
 SCANNED = [
-    *sorted((ROOT / "ui").glob("*.py")),
-    *sorted((ROOT / "app").glob("*.py")),
-    *(ROOT / name for name in ("dataset/projects.py", "dataset/names.py", "dataset/ingest.py", "dataset/editor.py")),
-    *(ROOT / name for name in ("training/run.py", "training/outputs.py", "training/events.py")),
-    *(ROOT / name for name in ("training/estimate.py", "training/objective.py")),
+    path
+    for path in sorted(ROOT.rglob("*.py"))
+    if path.relative_to(ROOT).as_posix() not in NOT_SHOWN and path.relative_to(ROOT).parts[0] != "commands"
 ]
 # Calls whose argument is a line the user reads: name → positions of those arguments (and keyword names).
 SHOWN = {
@@ -33,8 +38,11 @@ SHOWN = {
     "skip": ((1,), ()),  # an ingested file's reason for being skipped
     "apply": ((0,), ()),  # an editor action's label (shown as "undo: …")
     "report": ((2,), ()),  # a job's progress text
+    "Refused": ((1,), ()),  # a dropped file refused before it is read, with the reason
+    "tr": ((0,), ()),  # a text the handler puts in the page's language itself (``ctx.tr``)
+    "translate": ((0,), ()),  # the same, through a translator handed in
 }
-ERRORS = ("Error", "Unavailable", "Diverged", "Cancelled", "Dependency")
+ERRORS = ("Error", "Unavailable", "Diverged", "Cancelled", "Dependency", "Rejected", "UnsafePath")
 # Lists whose items are shown as lines (``notices.append(…)``, ``reasons.append(…)``, ``parts.append(…)``).
 SHOWN_LISTS = {"notices", "reasons", "lines", "notes", "parts"}
 # Functions whose returned text is shown: (file, function).
@@ -48,6 +56,8 @@ RETURNED = {
     ("training/objective.py", "describe_choice"),
     ("config.py", "auto_preset"),
     ("dataset/ingest.py", "summary"),
+    ("dataset/images.py", "unsupported_reason"),
+    ("dataset/sources.py", "_zip_refusal"),
 }
 SAMPLE = "x7"
 # Not English sentences: technical tokens and text made only of values.
@@ -110,7 +120,7 @@ def _shown_arguments(node: ast.Call) -> list[ast.AST]:
         return [node.args[index] for index in positions if index < len(node.args)] + [
             keyword.value for keyword in node.keywords if keyword.arg in keywords
         ]
-    if name.endswith(ERRORS) and name[:1].isupper():
+    if name.endswith(ERRORS) and name[:1].isupper() and not hasattr(builtins, name):  # ValueError: internal
         return node.args[:1] + [keyword.value for keyword in node.keywords if keyword.arg == "hint"]
     receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
     if name == "append" and isinstance(receiver, ast.Name) and receiver.id in SHOWN_LISTS:
@@ -121,7 +131,7 @@ def _shown_arguments(node: ast.Call) -> list[ast.AST]:
 def shown_lines() -> list[tuple[str, str]]:
     """``(where, sample line)`` for every line the scanned code shows."""
     found: list[tuple[str, str]] = []
-    for path in [*SCANNED, ROOT / "config.py"]:
+    for path in SCANNED:
         tree = ast.parse(path.read_text("utf-8"))
         where = path.relative_to(ROOT).as_posix()
         functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]

@@ -6,7 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from ui_fixtures import write_images
+from ui_fixtures import change_then, selection_shown, write_images
 
 from lora_ext.app import recent
 from lora_ext.app.context import Context, Workspace
@@ -14,6 +14,7 @@ from lora_ext.errors import HostUnavailable
 from lora_ext.host import training_capabilities
 from lora_ext.ui import dataset_section, editor_section, live, projects, train_section
 from lora_ext.ui.i18n import I18n
+from lora_ext.ui.projects import selection_key
 
 PLAN = {
     "cfg_default_repeats": 1,
@@ -42,6 +43,12 @@ def _value(update):
     return update["value"] if isinstance(update, dict) else update
 
 
+def _page_load(ctx: Context, preset: str | None = None, **form) -> dict:
+    """What a page load shows: ``restore`` selects the last-used version, and the selection's change shows it."""
+    restored = live.restore(ctx)
+    return {**restored, **selection_shown(ctx, restored["selection"], preset, **form)}
+
+
 def _with_images(ctx: Context, tmp_path: Path, project: str = "猫") -> None:
     projects.create_project(ctx, name=project)
     files = [SimpleNamespace(name=str(path)) for path in write_images(tmp_path / "drop")]
@@ -60,11 +67,11 @@ def test_a_training_started_through_the_rest_api_is_shown_by_a_fresh_page_load(c
     body = {"preset": "fast-test", "max_steps": 2, "sample_prompts": ""}
     answer = TestClient(app).post("/train-tools/v1/projects/猫/versions/v1/train", json=body)
     assert answer.status_code == 200, answer.text
-    loaded = live.restore(ctx, **PLAN)  # the page loads while the job may still run: it re-attaches
+    loaded = _page_load(ctx, **PLAN)  # the page loads while the job may still run: it re-attaches
     job = ctx.jobs.current
     assert loaded["job_seen"].startswith(f"{job.id}:") and "Train" in loaded["train_progress"]
     assert job.finished_event.wait(600) and job.error is None
-    reloaded = live.restore(ctx, **PLAN)  # a reload after the end shows the result, read from the job
+    reloaded = _page_load(ctx, **PLAN)  # a reload after the end shows the result, read from the job
     assert "Finished: 2 steps" in reloaded["train_progress"] and reloaded["job_seen"] == f"{job.id}:done"
     assert reloaded["lora_token"] == "<lora:猫_v1:0.8>"
     assert "Error" not in str(reloaded)
@@ -76,14 +83,14 @@ def test_a_poll_shows_the_end_once_and_an_idle_poll_changes_nothing(ctx: Context
     values.update(cfg_max_steps=2, cfg_sample_prompts="")
     started = train_section.start_training(ctx, project="猫", version="v1", **values)
     assert ctx.jobs.current.finished_event.wait(600)
-    ended = live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    ended = live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
     assert "Finished: 2 steps" in ended["train_progress"] and ended["result_name"] == "猫_v1"
     work_dir = ctx.store.version("猫", "v1").outputs / "猫_v1"  # with the version, not in the LoRA folder
     assert str(work_dir) in ended["result_work_dir"] and (work_dir / "loss.csv").is_file()
     assert not [path for path in ctx.host.lora_dir.iterdir() if path.is_dir()]
-    assert live.poll(ctx, project="猫", version="v1", job_seen=ended["job_seen"]) == {}
+    assert live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=ended["job_seen"]) == {}
     # Another tab that has not seen this job yet (or a page that lost its last poll) gets the end too.
-    assert "Finished: 2 steps" in live.poll(ctx, project="猫", version="v1", job_seen="")["train_progress"]
+    assert "Finished: 2 steps" in live.poll(ctx, selection=selection_key("猫", "v1"), job_seen="")["train_progress"]
 
 
 def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ctx: Context, tmp_path: Path) -> None:
@@ -91,7 +98,7 @@ def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ct
     projects.create_project(ctx, name="b")
     projects.create_version(ctx, project="b", name="v2")
     editor_section.load_version(ctx, project="猫", version="v1")  # what the version's change event does
-    loaded = live.restore(_context(host, tmp_path), **PLAN)  # a new server process on the same data folder
+    loaded = _page_load(_context(host, tmp_path), **PLAN)  # a new server process on the same data folder
     assert _value(loaded["project"]) == "猫" and _value(loaded["version"]) == "v1"
     assert loaded["project"]["choices"] == ["b", "猫"]
     assert len(loaded["gallery"]) == 2 and "2 images" in loaded["editor_state"]  # filled without a change event
@@ -102,7 +109,7 @@ def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ct
 
 
 def test_without_a_project_the_page_says_what_to_do_first(ctx: Context) -> None:
-    loaded = live.restore(ctx, **PLAN)
+    loaded = _page_load(ctx, **PLAN)
     assert 'data-ready="0"' in loaded["first_step"] and "Create a project first" in loaded["first_step"]
     created = projects.create_project(ctx, name="p")
     assert 'data-ready="1"' in created["first_step"] and "Create a project first" not in created["first_step"]
@@ -140,7 +147,7 @@ def test_a_reload_shows_the_settings_the_version_last_trained_with(host, ctx: Co
     assert train_settings.saved_values(tmp_path / "no-such-version" / "config") is None
 
     defaults = train_section.apply_preset(ctx, preset_name="auto")  # what a fresh page's form holds
-    loaded = live.restore(_context(host, tmp_path), preset="auto", **defaults)  # a reload, a new server process
+    loaded = _page_load(_context(host, tmp_path), preset="auto", **defaults)  # a reload, a new server process
     assert (loaded["cfg_rank"], loaded["cfg_max_steps"], loaded["cfg_resolution"]) == (3, 1, 64)
     assert loaded["cfg_output_name"] == "" and "max steps 1" in loaded["plan"]
 
@@ -149,7 +156,7 @@ def test_a_settings_file_that_is_not_valid_leaves_the_form_with_one_line(host, c
     _with_images(ctx, tmp_path)
     editor_section.load_version(ctx, project="猫", version="v1")
     (ctx.version("猫", "v1").config / "train.toml").write_text("rank = [", "utf-8")
-    loaded = live.restore(ctx, preset="auto", **PLAN)
+    loaded = _page_load(ctx, preset="auto", **PLAN)
     assert "cfg_rank" not in loaded and loaded["train_status"].count("tt-msg-warn") == 1
     assert "train.toml" in loaded["train_status"]
 
@@ -166,9 +173,12 @@ def test_the_page_load_fills_the_training_form_and_a_queued_event_toasts_failure
         return [target[0] if isinstance(target, list | tuple) else target for target in dep["targets"]]
 
     restore = [dep for dep in app.get_config_file()["dependencies"] if ui["restore"]._id in targets(dep)]
-    assert len(restore) == 1
+    assert len(restore) == 1 and ui["selection"]._id in restore[0]["outputs"]
+    # The page load sets the selection; its change fills the form (and every other view).
+    shown, then_plan = change_then(app.get_config_file()["dependencies"], ui["selection"]._id)
+    assert ui["plan"]._id in then_plan["outputs"]
     fields = train_section.field_components(ui).values()
-    assert all(component._id in restore[0]["outputs"] for component in fields)
+    assert all(component._id in shown["outputs"] for component in fields)
     # The failure toast comes from a queued event (gradio drops a toast from the polls, which are not queued).
     (toast,) = [dep for dep in app.get_config_file()["dependencies"] if ui["job_failure"]._id in targets(dep)]
     assert toast["queue"] is not False and ui["job_failure"]._id in toast["inputs"]
@@ -188,12 +198,14 @@ def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeyp
         return started, job
 
     started, job = failing_training()
-    polled = live.poll(ctx, project="p", version="v1", job_seen=started["job_seen"])
+    polled = live.poll(ctx, selection=selection_key("p", "v1"), job_seen=started["job_seen"])
     assert polled["job_failure"].startswith(f"{job.id}: ") and "tt-msg-error" in polled["train_status"]
-    assert live.poll(ctx, project="p", version="v1", job_seen=polled["job_seen"]) == {}  # the next polls: nothing
-    other_tab = live.poll(ctx, project="p", version="v1", job_seen="")
+    assert (
+        live.poll(ctx, selection=selection_key("p", "v1"), job_seen=polled["job_seen"]) == {}
+    )  # the next polls: nothing
+    other_tab = live.poll(ctx, selection=selection_key("p", "v1"), job_seen="")
     assert "tt-msg-error" in other_tab["train_status"] and "job_failure" not in other_tab
-    reloaded = live.restore(ctx, **PLAN)
+    reloaded = _page_load(ctx, **PLAN)
     assert "tt-msg-error" in reloaded["train_status"] and "job_failure" not in reloaded
 
     toasts: list[str] = []
@@ -203,8 +215,8 @@ def test_a_failed_job_is_toasted_once_while_its_line_stays(ctx: Context, monkeyp
 
     # A failure no page has shown yet (it ended while the page was closed): the reload toasts it, once.
     _started, second = failing_training()
-    assert live.restore(ctx, **PLAN)["job_failure"].startswith(f"{second.id}: ")
-    assert "job_failure" not in live.restore(ctx, **PLAN)
+    assert _page_load(ctx, **PLAN)["job_failure"].startswith(f"{second.id}: ")
+    assert "job_failure" not in _page_load(ctx, **PLAN)
 
 
 def _save_settings(ctx: Context, project: str, version: str, **changes) -> None:
@@ -224,15 +236,15 @@ def test_choosing_another_version_fills_the_form_from_its_saved_settings(ctx: Co
     _save_settings(ctx, "猫", "v1", rank=3, max_steps=1)
     edited = {**train_section.apply_preset(ctx, preset_name="auto"), "cfg_rank": 7, "cfg_max_steps": 5}
 
-    back_to_v1 = train_section.version_form(ctx, "猫", "v1", preset="auto", **edited)
+    back_to_v1 = selection_shown(ctx, selection_key("猫", "v1"), preset="auto", **edited)
     assert (back_to_v1["cfg_rank"], back_to_v1["cfg_max_steps"], back_to_v1["cfg_resolution"]) == (3, 1, 64)
-    assert "max steps 1" in back_to_v1["plan"] and "train_status" not in back_to_v1
+    assert "max steps 1" in back_to_v1["plan"] and not back_to_v1["train_status"]
     # A version that never trained keeps what the form holds (the user's values are not thrown away).
-    to_v2 = train_section.version_form(ctx, "猫", "v2", preset="auto", **edited)
+    to_v2 = selection_shown(ctx, selection_key("猫", "v2"), preset="auto", **edited)
     assert not [name for name in to_v2 if name.startswith("cfg_")] and "max steps 5" in to_v2["plan"]
     # A settings file that is not valid: one line, and the form keeps what it holds.
     (ctx.version("猫", "v2").config / "train.toml").write_text("rank = [", "utf-8")
-    broken = train_section.version_form(ctx, "猫", "v2", preset="auto", **edited)
+    broken = selection_shown(ctx, selection_key("猫", "v2"), preset="auto", **edited)
     assert not [name for name in broken if name.startswith("cfg_")] and broken["train_status"].count("tt-msg-warn") == 1
 
 
@@ -260,10 +272,10 @@ def test_the_saved_settings_fill_the_form_even_where_the_host_cannot_train(host,
     ctx = _context(_CannotTrain(host), tmp_path)
     edited = {**train_section.apply_preset(ctx, preset_name="fast-test"), "cfg_rank": 7}
 
-    form = train_section.version_form(ctx, "猫", "v1", preset="fast-test", **edited)
-    assert (form["cfg_rank"], form["cfg_max_steps"]) == (3, 1) and "train_status" not in form
+    form = selection_shown(ctx, selection_key("猫", "v1"), preset="fast-test", **edited)
+    assert (form["cfg_rank"], form["cfg_max_steps"]) == (3, 1) and not form["train_status"]
     assert "max steps 1" in form["plan"]  # the steps are counted; there is no estimate without a model
-    assert live.restore(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload fills it too
+    assert _page_load(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload fills it too
 
 
 def test_a_language_switch_shows_the_page_again_without_resetting_the_form(ctx: Context, tmp_path: Path) -> None:
@@ -271,7 +283,7 @@ def test_a_language_switch_shows_the_page_again_without_resetting_the_form(ctx: 
     _save_settings(ctx, "猫", "v1", rank=3, max_steps=1)
     editor_section.load_version(ctx, project="猫", version="v1")
     edited = {**train_section.apply_preset(ctx, preset_name="fast-test"), "cfg_rank": 7, "cfg_max_steps": 5}
-    assert live.restore(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload: the saved settings
+    assert _page_load(ctx, preset="fast-test", **edited)["cfg_rank"] == 3  # a reload: the saved settings
 
     relabelled = live.relabel(ctx, project="猫", version="v1", preset="fast-test", **edited)
     assert not [name for name in relabelled if name.startswith("cfg_")]  # unsaved edits stay in the form
@@ -280,7 +292,7 @@ def test_a_language_switch_shows_the_page_again_without_resetting_the_form(ctx: 
     assert 'data-restored="1"' in relabelled["first_step"]
 
 
-def test_the_version_change_fills_the_form_and_the_language_switch_never_writes_it(
+def test_the_selection_change_fills_the_form_and_the_language_switch_never_writes_it(
     make_standalone_host, tmp_path: Path
 ) -> None:
     from lora_ext.ui.app import build_app
@@ -293,8 +305,8 @@ def test_the_version_change_fills_the_form_and_the_language_switch_never_writes_
         return [target[0] if isinstance(target, list | tuple) else target for target in dep["targets"]]
 
     fields = [component._id for component in train_section.field_components(ui).values()]
-    on_version = [dep for dep in dependencies if ui["version"]._id in targets(dep)]
-    assert [dep for dep in on_version if set(fields) <= set(dep["outputs"])]
+    on_selection = [dep for dep in dependencies if ui["selection"]._id in targets(dep)]
+    assert [dep for dep in on_selection if set(fields) <= set(dep["outputs"])]
     # The switch itself relabels the fields (labels, help, options) and never sets a value...
     from lora_ext.ui.app import switch_language
 
@@ -329,7 +341,8 @@ def test_a_grid_shows_its_captions_and_progress_in_the_page_language(host, tmp_p
 def test_the_gallery_and_the_file_table_show_their_words_in_the_page_language(host, tmp_path: Path) -> None:
     ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n("ja"))
     _with_images(ctx, tmp_path)  # no captions yet
-    assert {caption for _image, caption in editor_section.view(ctx, "猫", "v1")["gallery"]} == {"（キャプションなし）"}
+    captions = {caption for _image, caption in editor_section.view(ctx, "猫", "v1")["gallery"]}
+    assert captions == {"red.png · （キャプションなし）", "blue.png · （キャプションなし）"}  # the file's name, then it
     host.lora_dir.mkdir(parents=True, exist_ok=True)
     for stem in ("猫_v1", "猫_v1-000002"):
         (host.lora_dir / f"{stem}.safetensors").write_bytes(b"not read for the table")

@@ -13,6 +13,7 @@ from PIL import Image
 from lora_ext.app.context import Context, Workspace
 from lora_ext.ui import dataset_section, live, projects, result_section, train_section
 from lora_ext.ui.i18n import I18n, translate_html
+from lora_ext.ui.projects import selection_key
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def _form(ctx: Context, **changes) -> dict:
 
 def _finished(ctx: Context, started: dict) -> dict:
     assert ctx.jobs.current.finished_event.wait(300)
-    return live.poll(ctx, project="猫", version="v1", job_seen=started["job_seen"])
+    return live.poll(ctx, selection=selection_key("猫", "v1"), job_seen=started["job_seen"])
 
 
 def _cancelled_at(ctx: Context, step: int, form: dict) -> None:

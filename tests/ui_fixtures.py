@@ -24,3 +24,32 @@ def write_tagger(tagger_dir: Path, name: str = "tiny-tagger") -> Path:
     from onnx_tagger_fixture import build_tiny_tagger
 
     return build_tiny_tagger(tagger_dir / name, dynamic_batch=True)
+
+
+def selection_shown(ctx, selection: str, preset: str | None = None, **form) -> dict:
+    """What the page shows after the selection changed: ``show``, then the plan of the form as it left it."""
+    from lora_ext.errors import LoraExtError
+    from lora_ext.ui import selection as views
+    from lora_ext.ui import train_section
+    from lora_ext.ui.projects import parse_selection
+
+    shown = views.show(ctx, selection)
+    form = {**form, **{name: value for name, value in shown.items() if name.startswith("cfg_")}}
+    try:
+        return {**shown, **train_section.plan(ctx, *parse_selection(selection), preset, **form)}
+    except LoraExtError:  # the version went away: the page's plan says to pick one
+        return {**shown, **train_section.plan(ctx, None, None, preset, **form)}
+
+
+def change_then(dependencies: list[dict], component: int) -> tuple[dict, dict]:
+    """In a built page's config: the one event on ``component`` and the event that follows it (``.then``)."""
+
+    def targets(dep: dict) -> list:  # gradio 3: [id]; gradio 4: [[id, event]]
+        return [target[0] if isinstance(target, list | tuple) else target for target in dep["targets"]]
+
+    indexed = [(dep.get("id", index), dep) for index, dep in enumerate(dependencies)]  # gradio 4 numbers them
+    ((first_id, first),) = [
+        (i, dep) for i, dep in indexed if component in targets(dep) and dep["trigger_after"] is None
+    ]
+    ((_, then),) = [(i, dep) for i, dep in indexed if dep["trigger_after"] == first_id]
+    return first, then

@@ -200,4 +200,4 @@ def start_grid(
                 shutil.copyfile(result.image_path, tmp)
         return result
 
-    return ctx.jobs.start(JOB_NAME, work, host)
+    return ctx.jobs.start(JOB_NAME, work, host, subject=(project, version) if project and version else None)

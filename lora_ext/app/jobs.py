@@ -35,6 +35,7 @@ class Job:
     result: Any = None
     error: BaseException | None = None
     data: dict[str, Any] = field(default_factory=dict)  # job-specific live data (loss history, previews…)
+    subject: tuple[str, str] | None = None  # (project, version) the job works on; the page shows it with that version
     cancel_event: threading.Event = field(default_factory=threading.Event)
     finished_event: threading.Event = field(default_factory=threading.Event)
     host_job: HostJob | None = None
@@ -117,18 +118,20 @@ class JobRunner:
         host: Host | None = None,
         uses_model: bool = True,
         prepare: Callable[[], None] | None = None,
+        subject: tuple[str, str] | None = None,
     ) -> Job:
         """Run ``work(job)`` in a thread (inside ``host.exclusive`` when a host is given).
 
         ``prepare`` runs once the job is sure to start and before it does (saving its
         settings, say), so a job refused because another one runs writes nothing.
+        ``subject``: the (project, version) the job works on, known before it starts.
         """
         with self._lock:
             self.require_free()
             if prepare is not None:
                 prepare()  # under the lock: no other job can start in between
             self._started += 1
-            job = Job(name, id=self._started, uses_model=uses_model)
+            job = Job(name, id=self._started, uses_model=uses_model, subject=subject)
             self.current = self._latest[name] = job
 
         def target() -> None:

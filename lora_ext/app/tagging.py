@@ -130,7 +130,7 @@ def start_tagging(
         return report
 
     # The tagger does not touch the SD model, so it does not take the WebUI's queue slot.
-    return ctx.jobs.start(JOB_NAME, work, uses_model=False)
+    return ctx.jobs.start(JOB_NAME, work, uses_model=False, subject=(paths.project, paths.version))
 
 
 def confidences(ctx: Context, image_path: Path, model: str | None = None) -> list[tuple[str, str, float]] | None:

@@ -360,7 +360,7 @@ def start_training_job(
 
     # No job slot for the UI job: the trainer holds the host's own (``Host.training_session``;
     # A1111: the queue lock and shared.state, and it restores merged LoRAs first).
-    job = ctx.jobs.start(JOB_NAME, work, prepare=remember_settings)
+    job = ctx.jobs.start(JOB_NAME, work, prepare=remember_settings, subject=(paths.project, paths.version))
     return Started(job, config, resume, tuple(notes), tuple(warnings), tuple(differences))
 
 

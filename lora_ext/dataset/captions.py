@@ -109,7 +109,8 @@ class Replacement:
         try:
             pattern = re.compile(self.search if self.regex else re.escape(self.search))
         except re.error as error:
-            raise DatasetError(f"The regular expression {self.search!r} is invalid: {error}.") from None
+            where = f" at character {error.pos + 1}" if error.pos is not None else ""
+            raise DatasetError(f"The regular expression {self.search!r} is invalid{where}: {error.msg}.") from None
         object.__setattr__(self, "pattern", pattern)
 
     def apply(self, text: str) -> str:

@@ -377,7 +377,7 @@ def _caching_reporter(events: TrainEvents, eta: Eta):
 
     def report(done: int, total: int) -> None:
         left, run_left = eta.caching(done, total)
-        text = f"caching latents {done}/{total}" + (f" · ETA {int(left) // 60}:{int(left) % 60:02d}" if done else "")
+        text = f"caching latents {done}/{total}"  # the time left travels in eta_seconds: the page says it once
         events.phase(PhaseInfo("caching", done, total, text, run_left))
 
     return report

@@ -7,6 +7,7 @@ to the page by the app (gradio 3: a ``load`` event with ``_js``; gradio 4: ``hea
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,6 +91,25 @@ def generate_with_progress(ctx: Context, loader: Any, interval: float = 0.5, **v
     yield job.result
 
 
+DEFAULT_PROMPT = "1girl"
+
+
+def prompt_with_token(prompt: str, old_token: str, new_token: str) -> str:
+    """``prompt`` with the token put there for the previous version (``old_token``) replaced by ``new_token``.
+
+    Tokens the user typed stay; an empty ``new_token`` (a version with no LoRA yet) leaves no token."""
+    text = re.sub(r"\s*" + re.escape(old_token), "", prompt or "") if old_token else (prompt or "")
+    text = " ".join(text.split())
+    if new_token and new_token not in text:
+        text = f"{text} {new_token}".strip()
+    return text
+
+
+def follow_token(ctx: Context, gen_prompt: str, gen_token: str, lora_token: str) -> Outputs:
+    """The Generate tab's prompt with the selected version's ``<lora:name:0.8>`` (the Result section's token)."""
+    return {"gen_prompt": prompt_with_token(gen_prompt, gen_token, lora_token), "gen_token": lora_token or ""}
+
+
 def switch_language(ctx: Context, language: str) -> dict[Any, Any]:
     """Relabel the whole app (returns updates keyed by component)."""
     code = next((key for key, name in LANGUAGES.items() if name == language or key == language), "en")
@@ -113,9 +133,9 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     from lora_ext.ui.common import wire
 
     with gr.Column(elem_id="train_tools_generate"):
-        ui["gen_prompt"] = gr.Textbox(
-            label="Prompt", value="1girl <lora:name:0.8>", lines=2, elem_id="train_tools_gen_prompt"
-        )
+        # The selected version's LoRA token joins the prompt when the Result section shows it (``follow_token``).
+        ui["gen_prompt"] = gr.Textbox(label="Prompt", value=DEFAULT_PROMPT, lines=2, elem_id="train_tools_gen_prompt")
+        ui["gen_token"] = gr.State("")
         ui["gen_negative"] = gr.Textbox(label="Negative prompt", elem_id="train_tools_gen_negative")
         with gr.Row():
             ui["gen_seed"] = gr.Number(label="Seed", value=1234, precision=0, elem_id="train_tools_gen_seed")
@@ -133,6 +153,8 @@ def _build_generate(ctx: Context, ui: Registry, loader: Any) -> None:
     names = ("gen_prompt", "gen_negative", "gen_seed", "gen_steps", "gen_width", "gen_height", "gen_cfg")
     outputs = ui.pick("gen_image", "gen_info")
     wire(ui["gen_button"].click, run, ui.pick(*names), outputs, ctx, status=ui["gen_info"])
+    following = ui.pick("gen_prompt", "gen_token", "lora_token")
+    wire(ui["lora_token"].change, follow_token, following, ui.pick("gen_prompt", "gen_token"), ctx)
 
 
 def build_app(host: Host, loader: Any = None, language: str = "en", workspace: Workspace | None = None):

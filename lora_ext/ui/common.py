@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import itertools
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -175,6 +177,32 @@ def wire(
         outputs["__status__"] = status
     fn = bind(handler, list(inputs), outputs, context, event_arg, status)
     return event(fn=fn, inputs=list(inputs.values()), outputs=list(outputs.values()), **kwargs)
+
+
+class NewestOnly:
+    """Lets only a page's newest request write its outputs.
+
+    Events of one page may finish out of order (the queue runs several at once; a plan that times
+    steps on the model takes seconds, the next one milliseconds), and gradio shows whichever answer
+    comes last. ``wrap(handler)`` gives a handler that takes the page's ``page_id`` and answers
+    "no change" when a newer request of that page began while it ran.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = itertools.count(1)
+        self._newest: dict[str, int] = {}
+
+    def wrap(self, handler: Callable[..., Outputs]) -> Callable[..., Outputs]:
+        def newest(context: Any, page_id: str = "", **values: Any) -> Outputs:
+            with self._lock:
+                ticket = self._newest[page_id] = next(self._count)
+            out = handler(context, **values)
+            return out if self._newest.get(page_id) == ticket else {}
+
+        newest.__name__ = newest.__qualname__ = handler.__name__
+        newest.__doc__ = handler.__doc__
+        return newest
 
 
 def choose(current: str | None, choices: list[str]) -> str | None:

@@ -65,6 +65,18 @@ def choice_pairs(block: Any) -> list[tuple[str, Any]]:
     return [tuple(option) if isinstance(option, (tuple, list)) else (str(option), option) for option in block.choices]
 
 
+def plot_titles(x: str, y: str, legend: str) -> dict[str, str]:
+    """A line plot's axis and legend titles: gradio 3's LinePlot names the legend's ``color_legend_title``,
+    gradio 4.40's (a native plot) ``color_title``."""
+    return {"x_title": x, "y_title": y, ("color_title" if gradio_major() >= 4 else "color_legend_title"): legend}
+
+
+def plots_drawn_on_server() -> bool:
+    """gradio 3 draws a plot (Altair) on the server from the component's attributes, so a new title is set
+    there; gradio 4's native plot draws in the browser from its props, so a new title is an update."""
+    return gradio_major() < 4
+
+
 def file_path(item: Any) -> str:
     """A path from what ``gr.File`` hands over: a temp-file wrapper in gradio 3, a path string in gradio 4."""
     return str(getattr(item, "name", item))

@@ -146,8 +146,9 @@ def view(ctx: Context, project: str | None, version: str | None, note: str = "")
     editor = session.editor
     keys = editor.visible_keys()
     dataset = session.paths.dataset
+    # Each tile: the file's name first (the tile cuts a long caption short), then its caption.
     gallery = [
-        (str(dataset / key), join_tags(editor.table.tags(key)) or ctx.tr("(no caption)"))
+        (str(dataset / key), f"{key} · {join_tags(editor.table.tags(key)) or ctx.tr('(no caption)')}")
         for key in keys[:GALLERY_LIMIT]
     ]
     shown = f"Showing {min(len(keys), GALLERY_LIMIT)} of {len(keys)} images"
@@ -284,7 +285,7 @@ def select_image(
         "caption": caption,
         "caption_base": caption,
         "caption_note": "",
-        "confidences": confidence_bars.bars_html(scores, general_threshold, character_threshold),
+        "confidences": confidence_bars.bars_html(scores, general_threshold, character_threshold, ctx.tr),
         "confidence_scores": scores,
     }
 
@@ -293,7 +294,8 @@ def render_confidences(
     ctx: Context, confidence_scores: Any, general_threshold: float | None, character_threshold: float | None
 ) -> Outputs:
     """Redraw the shown image's confidence bars with the threshold lines where the sliders are now."""
-    return {"confidences": confidence_bars.bars_html(confidence_scores, general_threshold, character_threshold)}
+    bars = confidence_bars.bars_html(confidence_scores, general_threshold, character_threshold, ctx.tr)
+    return {"confidences": bars}
 
 
 def set_caption(
@@ -336,7 +338,8 @@ def _tags(text: str) -> tuple[str, ...]:
 
 
 def build_gallery(ctx: Context, ui: Registry) -> None:
-    """The captioned gallery with the per-image editor beside it (shown in the Dataset section)."""
+    """The gallery (file name and caption on each tile) with the per-image editor beside it, at the top of the
+    Tag editor section: the images next to the chips and edits that change them."""
     import gradio as gr
 
     with gr.Row(equal_height=False):
@@ -443,4 +446,3 @@ def wire(ctx: Context, ui: Registry) -> None:
             ui.pick("confidences"),
             ctx,
         )
-    on(ui["version"].change, load_version, ui.pick("project", "version"), selection, ctx)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lora_ext.ui import compat
 from lora_ext.ui.labels_ja import GRADIO_JA, JA
 from lora_ext.ui.messages_ja import MESSAGES
 
@@ -40,6 +41,10 @@ LOCALIZATION_FILE = Path(__file__).resolve().parents[2] / "localizations" / "ja_
 _TEXT_ATTRS = ("label", "info", "placeholder")
 _VALUE_TEXT = ("Button", "Markdown", "UploadButton")
 _CHOICE_TEXT = ("Radio",)  # option labels are shown, values stay English (configs and the CLI use them)
+# A plot's axis and legend titles (``compat.plot_titles``); gradio 3 draws the chart on the server from the
+# component's own attributes, so a switch sets them there (the next value drawn has them).
+_PLOT_TEXT = ("x_title", "y_title", "color_legend_title", "color_title")
+_PLOTS = ("LinePlot", "ScatterPlot", "BarPlot")
 _HEADING = re.compile(r"^(#{1,6} |\*\*)?(.*?)(\*\*)?$", re.S)
 _PLACEHOLDER = re.compile(r"\{(\w+)(!t)?\}")
 _PART_SEPARATORS = (" · ", "; ")
@@ -61,6 +66,9 @@ def translate(text: str, language: str) -> str:
     match = _HEADING.match(text)  # "### Dataset" / "**Dataset**" are translated by their words
     if match and match.group(2) in table and (match.group(1) or match.group(3)):
         return f"{match.group(1) or ''}{table[match.group(2)]}{match.group(3) or ''}"
+    hinted = _with_hint(text, language)
+    if hinted is not None:
+        return hinted
     templated = _from_template(text, language)
     if templated is not None:
         return templated
@@ -69,6 +77,32 @@ def translate(text: str, language: str) -> str:
             parts = [translate(part, language) for part in text.split(separator)]
             return _joined(separator, language).join(parts)
     return text
+
+
+def _with_hint(text: str, language: str) -> str | None:
+    """An error's one line, ``message (hint)``, as its two lines translated, when the hint is a fixed entry
+    (most hints are) and the message has one too.
+
+    Tried before the templates: one with a value at its end ("{folder} has no {names}") would otherwise
+    take another message's hint in as that value. A parenthesis that is no fixed entry ("(sampler step
+    5/20)") is left to the templates."""
+    if not text.endswith(")"):
+        return None
+    depth = 0
+    for start in range(len(text) - 1, 0, -1):
+        depth += {")": 1, "(": -1}.get(text[start], 0)
+        if depth == 0:
+            break
+    if depth != 0 or text[start - 1] != " ":
+        return None
+    message, hint = text[: start - 1], text[start + 1 : -1]
+    if hint not in TEMPLATES.get(language, {}) and hint not in TABLES.get(language, {}):
+        return None
+    parts = translate(message, language), translate(hint, language)
+    combined = TEMPLATES.get(language, {}).get("{message!t} ({hint!t})")
+    if combined is None or parts[0] == message or parts[1] == hint:
+        return None
+    return _render(combined, {"message": parts[0], "hint": parts[1]})
 
 
 def translate_html(markup: str, language: str) -> str:
@@ -184,6 +218,7 @@ class I18n:
         for block in getattr(blocks, "blocks", {}).values():
             kind = type(block).__name__
             attrs = list(_TEXT_ATTRS) + (["value"] if kind in _VALUE_TEXT else [])
+            attrs += list(_PLOT_TEXT) if kind in _PLOTS else []
             for attr in attrs:
                 text = getattr(block, attr, None)
                 if isinstance(text, str) and translate(text, "ja") != text:
@@ -205,6 +240,9 @@ class I18n:
         changes: dict[Any, dict[str, Any]] = {}
         for block, attr, text in self._entries:
             value = _choices(text, self._language) if attr == "choices" else translate(text, self._language)
+            if attr in _PLOT_TEXT and compat.plots_drawn_on_server():
+                setattr(block, attr, value)
+                continue
             changes.setdefault(block, {})[attr] = value
         # Tabs cannot be relabelled after rendering in gradio 3 (javascript/train_tools.js relabels their buttons).
         return {block: gr.update(**values) for block, values in changes.items() if type(block).__name__ not in ("Tab",)}

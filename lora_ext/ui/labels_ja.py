@@ -19,6 +19,20 @@ JA: dict[str, str] = {
     "Generate": "生成",
     "Basic": "基本",
     "Advanced": "詳細設定",
+    # the Advanced settings' groups (lora_ext/ui/train_fields.py ADVANCED_GROUPS)
+    "Network": "ネットワーク",
+    "Optimizer and schedule": "オプティマイザとスケジュール",
+    "Dataset and captions": "データセットとキャプション",
+    "Buckets": "バケット",
+    "Noise and loss": "ノイズと損失",
+    "Memory and precision": "メモリと精度",
+    "Saving": "保存",
+    "Previews and validation": "プレビューと検証",
+    "Metadata": "メタデータ",
+    "Other": "その他",
+    # the loss chart's axes and legend
+    "Step": "ステップ",
+    "Series": "系列",
     # project / version
     "Version": "バージョン",
     "Name": "名前",
@@ -388,4 +402,6 @@ GRADIO_JA: dict[str, str] = {
     "or": "または",
     "Click to Upload": "クリックしてアップロード",
     "Generate": "生成",
+    "Warning": "警告",  # a toast's title
+    "Error": "エラー",
 }

@@ -488,6 +488,242 @@ MESSAGES: dict[str, str] = {
     "save the preset as .json instead": "代わりにプリセットを .json で保存してください",
     # the run's working folder (training/paths.py)
     "moved the run's working folder from {old} to {new}": "実行の作業フォルダを {old} から {new} に移しました",
+    "The form holds the settings {project} / {version} last trained with.": (
+        "フォームには {project} / {version} が最後に学習したときの設定が入っています。"
+    ),
+    "{project} / {version} has not been trained yet: the form keeps the values it holds (a preset fills in its defaults).": (  # noqa: E501
+        "{project} / {version} はまだ学習していません: フォームは今の値のままです（プリセットを選ぶとその既定値が入ります）。"
+    ),
     "The saved training settings were not loaded: {error!t}": "保存された学習設定は読み込まれませんでした: {error}",
     "Loss log, previews and resume state: {folder}": "損失ログ・プレビュー・再開用の状態: {folder}",
+    # the page's own words (lora_ext/ui/live.py, train_section.py, confidence_bars.py)
+    "Show": "表示",
+    "loss": "損失",  # the loss chart's series (its legend)
+    "smoothed": "平滑化",
+    "general": "一般",  # a tag's category on the confidence bars
+    "character": "キャラクター",
+    "rating": "レーティング",
+    "{category!t} threshold {value}": "{category}のしきい値 {value}",
+    # dropped files: why one was skipped, and what was changed on the way in (lora_ext/dataset/)
+    "refused: {reason!t}": "拒否: {reason}",
+    "refused: the path would escape the dataset folder": "拒否: パスがデータセットフォルダの外を指しています",
+    "refused: invalid name (contains {chars}, which Windows does not allow)": (
+        "拒否: 名前が不正です（Windows で使えない {chars} を含みます）"
+    ),
+    "refused: links inside zips are not followed": "拒否: zip の中のリンクはたどりません",
+    "refused: links are not followed": "拒否: リンクはたどりません",
+    "refused: the image is so large it looks like a decompression bomb": "拒否: 画像が大きすぎて解凍爆弾のように見えます",
+    "refused: {width}×{height} is {size} megapixels, over the {limit} MP limit (a possible decompression bomb)": (
+        "拒否: {width}×{height} は {size} メガピクセルで、上限の {limit} MP を超えています（解凍爆弾の可能性）"
+    ),
+    "encrypted zip entries cannot be read; unzip it yourself first": "暗号化された zip の項目は読めません。先にご自分で展開してください",
+    "not a readable zip ({reason})": "読める zip ではありません（{reason}）",
+    "the zip entry cannot be read ({reason})": "zip の項目を読めません（{reason}）",
+    "not found": "見つかりません",
+    "not an image ({extension!t})": "画像ではありません（{extension}）",
+    "no extension": "拡張子なし",
+    "HEIC (iPhone photo)": "HEIC（iPhone の写真）",
+    "camera RAW": "カメラの RAW",
+    "{kind!t} files are not supported; export it as PNG or JPEG first": (
+        "{kind} ファイルには対応していません。先に PNG か JPEG で書き出してください"
+    ),
+    "{kind} images are not supported; export it as PNG or JPEG first": (
+        "{kind} 画像には対応していません。先に PNG か JPEG で書き出してください"
+    ),
+    "not a readable image (damaged, or a format Pillow cannot read)": "読める画像ではありません（壊れているか、読めない形式です）",
+    # Pillow's own words (English) are left out of the Japanese line.
+    "damaged image ({reason})": "壊れた画像です",
+    "damaged or truncated image ({reason})": "壊れているか途中で切れた画像です",
+    "the image has no pixels": "画像にピクセルがありません",
+    "transparent areas were filled with a plain background": "透明な部分を無地の背景で塗りつぶしました",
+    "unused alpha channel removed": "使われていないアルファチャンネルを削除しました",
+    "palette image converted to RGB": "パレット画像を RGB に変換しました",
+    "16-bit image reduced to 8-bit": "16 ビット画像を 8 ビットにしました",
+    "CMYK image converted to RGB": "CMYK 画像を RGB に変換しました",
+    "{mode} image converted to RGB": "{mode} 画像を RGB に変換しました",
+    "animated or multi-page image: only the first frame was kept": "アニメーションまたは複数ページの画像: 最初のフレームだけを残しました",
+    "camera rotation (EXIF orientation) applied": "カメラの回転（EXIF の向き）を反映しました",
+    "{kind} converted to PNG": "{kind} を PNG に変換しました",
+    "{name} would escape {what!t}.": "{name} は{what}の外を指しています。",
+    "{name} is a link (or inside a linked folder) that points outside {what!t}; links are not followed.": (
+        "{name} は{what}の外を指すリンク（またはリンクされたフォルダの中）です。リンクはたどりません。"
+    ),
+    "replace the link with a real file or folder": "リンクを実際のファイルかフォルダに置き換えてください",
+    "its folder": "そのフォルダ",
+    "the dataset folder": "データセットフォルダ",
+    "the tagged folder": "タグ付けしたフォルダ",
+    "the LoRA folder": "LoRA フォルダ",
+    "{name} is not inside the tagged folder.": "{name} はタグ付けしたフォルダの中にありません。",
+    # the dataset and the tag editor (lora_ext/dataset/)
+    "There is no caption backup number {number}.": "キャプションのバックアップ #{number} はありません。",
+    "The caption backup {name} is damaged.": "キャプションのバックアップ {name} が壊れています。",
+    "The regular expression {pattern} is invalid at character {position}: {detail}.": (
+        "正規表現 {pattern} の {position} 文字目に誤りがあります。"
+    ),
+    "The regular expression {pattern} is invalid: {detail}.": "正規表現 {pattern} に誤りがあります。",
+    "The replacement {replacement} is invalid: {detail}.": (
+        "置換後の文字列 {replacement} が正しくありません（存在しないグループの参照など）。"
+    ),
+    "Unknown sort order {key}.": "不明な並べ替え順 {key}。",
+    "use one of {names}": "{names} のいずれかを使ってください",
+    "The token limit must be zero or more.": "トークン数の上限は 0 以上にしてください。",
+    "{target} already exists and is not an empty folder.": "{target} は既にあり、空のフォルダではありません。",
+    "Export to {target} failed: {reason}.": "{target} への書き出しに失敗しました: {reason}。",
+    "The caption {name} is not UTF-8 text.": "キャプション {name} は UTF-8 のテキストではありません。",
+    "re-save it as UTF-8": "UTF-8 で保存し直してください",
+    "The dataset folder {folder} does not exist.": "データセットフォルダ {folder} がありません。",
+    "The caption {name} cannot be read: {reason}.": "キャプション {name} を読めません: {reason}。",
+    "{name} was not loaded from this dataset.": "{name} はこのデータセットから読み込まれたものではありません。",
+    "Two images that share one caption file were given different captions.": (
+        "1 つのキャプションファイルを共有する 2 枚の画像に、違うキャプションが付けられました。"
+    ),
+    "The save journal {path} is damaged.": "保存ジャーナル {path} が壊れています。",
+    "check the captions, then delete the file": "キャプションを確認してから、そのファイルを削除してください",
+    "An interrupted caption save could not be completed or undone ({reason}).": (
+        "中断されたキャプションの保存を完了することも元に戻すこともできませんでした（{reason}）。"
+    ),
+    "check the dataset folder's permissions; the journal {path} is kept": (
+        "データセットフォルダの権限を確認してください。ジャーナル {path} は残してあります"
+    ),
+    "Repeats must be a whole number of 1 or more, not {value}.": "繰り返し回数は 1 以上の整数にしてください（{value} ではなく）。",
+    "The image {name} is not in this dataset.": "画像 {name} はこのデータセットにありません。",
+    "The two caption tables hold different images.": "2 つのキャプション表は別の画像のものです。",
+    "Unknown filter logic {value}.": "不明なフィルタ条件 {value}。",
+    "use AND, OR or NONE": "AND、OR、NONE のいずれかを使ってください",
+    "The image {name} cannot be read: {reason}.": "画像 {name} を読めません: {reason}。",
+    "No thumbnail for {name}: {reason}.": "{name} のサムネイルがありません: {reason}。",
+    "The dataset {name} is busy: another save, ingestion, tagging or training keeps it locked.": (
+        "データセット {name} は使用中です: 別の保存・取り込み・タグ付け・学習がロックしています。"
+    ),
+    "try again when it finishes (lock file {path})": "終わってからもう一度試してください（ロックファイル {path}）",
+    # LoRA files (lora_ext/formats/): a file the Result section or a <lora:…> token reads
+    "{name}: tensor {key} contains NaN or infinite values": "{name}: テンソル {key} に NaN または無限大の値があります",
+    "the LoRA is broken (often a diverged training run)": "LoRA が壊れています（多くは発散した学習の結果です）",
+    "{name}: not readable JSON ({reason})": "{name}: 読める JSON ではありません（{reason}）",
+    "the PEFT folder's config is damaged; download it again": "PEFT フォルダの設定が壊れています。ダウンロードし直してください",
+    "{name}: cannot read file ({reason})": "{name}: ファイルを読めません（{reason}）",
+    "{name}: malformed safetensors header ({reason})": "{name}: safetensors のヘッダが壊れています（{reason}）",
+    "{name}: malformed safetensors header (declared {declared} bytes, file has {size})": (
+        "{name}: safetensors のヘッダが壊れています（宣言 {declared} バイト、ファイルは {size}）"
+    ),
+    "the file is truncated or not a safetensors file": "ファイルが途中で切れているか、safetensors ファイルではありません",
+    "{name}: malformed safetensors header entry {key}": "{name}: safetensors のヘッダ項目 {key} が壊れています",
+    "{name}: file is truncated (tensor {key} ends at byte {end}, file has {size})": (
+        "{name}: ファイルが途中で切れています（テンソル {key} は {end} バイト目で終わりますが、ファイルは {size}）"
+    ),
+    "download the file again": "ファイルをダウンロードし直してください",
+    "{name}: file is too short to be a safetensors file ({size} bytes)": (
+        "{name}: safetensors ファイルにしては短すぎます（{size} バイト）"
+    ),
+    "{name}: legacy pickle files (.pt/.ckpt) are never loaded, since a pickle can run code": (
+        "{name}: 古い pickle ファイル（.pt/.ckpt）はコードを実行できるため読み込みません"
+    ),
+    "use the .safetensors version of this LoRA": "この LoRA の .safetensors 版を使ってください",
+    "{name}: unknown file type {suffix}": "{name}: 不明なファイル形式 {suffix}",
+    "LoRA files are .safetensors": "LoRA ファイルは .safetensors です",
+    "{name}: cannot read safetensors data ({reason})": "{name}: safetensors のデータを読めません（{reason}）",
+    "file ended while copying tensor data (truncated?)": "テンソルのデータを写している途中でファイルが終わりました（途中で切れている？）",
+    # the WebUI (lora_ext/host.py, lora_ext/hosts/)
+    "--medvram swaps the text encoder out while the UNet runs, so only the UNet can be trained": (
+        "--medvram は UNet の実行中にテキストエンコーダを退避するため、UNet だけを学習できます"
+    ),
+    "Forge's memory manager cannot hold the training set-up: {reason}": "Forge のメモリ管理では学習の準備を保持できません: {reason}",
+    "no checkpoint is loaded in the WebUI": "WebUI にチェックポイントが読み込まれていません",
+    "pick one in the checkpoint dropdown": "チェックポイントのドロップダウンから選んでください",
+    "{who} cannot train right now: {reasons!t}": "{who} は今は学習できません: {reasons}",
+    # the tagger (lora_ext/tagger/)
+    "{path} outputs {width} scores but {name} lists {count} tags": "{path} は {width} 個のスコアを出しますが、{name} のタグは {count} 個です",
+    "the two files come from different models; download them again": "2 つのファイルは別のモデルのものです。ダウンロードし直してください",
+    "{folder} is not a folder": "{folder} はフォルダではありません",
+    "batch size must be at least 1, got {value}": "バッチサイズは 1 以上にしてください（{value} ではなく）",
+    "cannot read its caption {name} ({reason})": "キャプション {name} を読めません（{reason}）",
+    "{source} lists no tags": "{source} にはタグがありません",
+    "{source} line {line} has no tag name or no numeric category": "{source} の {line} 行目にタグ名か数値のカテゴリがありません",
+    "the file should have the header tag_id,name,category,count": "ファイルには tag_id,name,category,count のヘッダが必要です",
+    "cannot read {path}: {reason}": "{path} を読めません: {reason}",
+    "{path} is not a WD tag list (columns: {columns})": "{path} は WD のタグ一覧ではありません（列: {columns}）",
+    "unknown tagger model {name}": "不明なタガーモデル {name}",
+    "use one of {names} or a folder holding {model} and {labels}": (
+        "{names} のいずれか、または {model} と {labels} を含むフォルダを使ってください"
+    ),
+    "{folder} has no {names}": "{folder} に {names} がありません",
+    "a tagger folder needs {model} and {labels}": "タガーのフォルダには {model} と {labels} が必要です",
+    "tagger model {name} is not downloaded": "タガーモデル {name} はダウンロードされていません",
+    "put {model} and {labels} from {url} (revision {revision}) into {folder}": (
+        "{url}（リビジョン {revision}）の {model} と {labels} を {folder} に置いてください"
+    ),
+    "offline? put {model} and {labels} from {url} (revision {revision}) into {folder}": (
+        "オフラインですか？ {url}（リビジョン {revision}）の {model} と {labels} を {folder} に置いてください"
+    ),
+    "cannot download {name} of {repo}: huggingface.co could not be reached (no network or no DNS)": (
+        "{repo} の {name} をダウンロードできません: huggingface.co に接続できません（ネットワークか DNS がありません）"
+    ),
+    "cannot download {name} of {repo}: {reason}": "{repo} の {name} をダウンロードできません: {reason}",
+    "caption extension must look like .txt, got {value}": "キャプションの拡張子は .txt のような形にしてください（{value} ではなく）",
+    "{name} must be between 0 and 1, got {value}": "{name} は 0 から 1 の間にしてください（{value} ではなく）",
+    "max tags must be at least 1, got {value}": "最大タグ数は 1 以上にしてください（{value} ではなく）",
+    "rating must be off, first or last, got {value}": "rating は off、first、last のいずれかにしてください（{value} ではなく）",
+    "the tagger model was unloaded": "タガーモデルは解放されました",
+    "load it again before tagging": "タグ付けの前にもう一度読み込んでください",
+    "the tagger model failed on a batch of shape {shape}: {reason}": "タガーモデルが形状 {shape} のバッチで失敗しました: {reason}",
+    "onnxruntime is not installed": "onnxruntime がインストールされていません",
+    "install exactly one of onnxruntime, onnxruntime-gpu or onnxruntime-directml (>= 1.17)": (
+        "onnxruntime、onnxruntime-gpu、onnxruntime-directml（>= 1.17）のどれか 1 つだけをインストールしてください"
+    ),
+    "WD tagger models need onnxruntime >= {version}; installed: {installed}": (
+        "WD タガーモデルには onnxruntime >= {version} が必要です。インストール済み: {installed}"
+    ),
+    "upgrade the onnxruntime package you have (do not install a second flavour beside it)": (
+        "今ある onnxruntime パッケージを更新してください（別の種類を並べてインストールしないでください）"
+    ),
+    "thread count must be at least 1, got {value}": "スレッド数は 1 以上にしてください（{value} ではなく）",
+    "not a WD tagger model: expected one NHWC input [N, S, S, 3], got {shape}": (
+        "WD タガーモデルではありません: NHWC の入力 [N, S, S, 3] が 1 つのはずが {shape} です"
+    ),
+    # resuming and saving a run's state (lora_ext/training/)
+    "cannot resume {name}: its state is in {old} and {folder} is already in use": (
+        "{name} を再開できません: 状態は {old} にあり、{folder} は既に使われています"
+    ),
+    "move the resume folder from {old} into {folder}, or start a new run": (
+        "再開用フォルダを {old} から {folder} に移すか、新しく学習を始めてください"
+    ),
+    "{path} was written by another version of the trainer and cannot be resumed": (
+        "{path} は別のバージョンの学習器で書かれたため再開できません"
+    ),
+    "{path}: malformed training state (no state id)": "{path}: 学習状態が壊れています（状態 ID がありません）",
+    "{path}: not a readable training state ({reason})": "{path}: 読める学習状態ではありません（{reason}）",
+    "{path}: malformed training state ({reason})": "{path}: 学習状態が壊れています（{reason}）",
+    "the training state in {folder} is incomplete: {name} is missing": "{folder} の学習状態が不完全です: {name} がありません",
+    "the training state in {folder} is incomplete: {name} belongs to another save": (
+        "{folder} の学習状態が不完全です: {name} は別の保存のものです"
+    ),
+    "{name} is a training state from an older version saved as a pickle, which can run code; it is not loaded": (
+        "{name} は古いバージョンが pickle で保存した学習状態で、コードを実行できるため読み込みません"
+    ),
+    "start the run again without resume": "再開せずに学習を始め直してください",
+    "the training state does not fit this run ({reason})": "学習状態がこの学習に合いません（{reason}）",
+    "the training state cannot be saved: {where} holds a {kind}, which has no safe file form": (
+        "学習状態を保存できません: {where} が安全なファイル形式のない {kind} を持っています"
+    ),
+    "malformed training state: unexpected {kind}": "学習状態が壊れています: 予期しない {kind}",
+    "malformed training state: tensor {name} is missing": "学習状態が壊れています: テンソル {name} がありません",
+    "malformed training state: {value} is not a float": "学習状態が壊れています: {value} は浮動小数点数ではありません",
+    "malformed training state: a key/value list is not made of pairs": (
+        "学習状態が壊れています: キーと値のリストが組になっていません"
+    ),
+    "malformed training state: an unhashable dict key": "学習状態が壊れています: ハッシュできない辞書のキー",
+    "malformed training state: unknown marker in {names}": "学習状態が壊れています: {names} に不明なマーカー",
+    "no readable training images in {folder}": "{folder} に読める学習用画像がありません",
+    "no readable training images in {folder} (skipped: {names})": "{folder} に読める学習用画像がありません（スキップ: {names}）",
+    "put images (and .txt captions) in the folder or in N_name sub-folders": (
+        "画像（と .txt キャプション）をフォルダか N_name のサブフォルダに入れてください"
+    ),
+    "the {name} optimizer needs the Python package '{package}', which is not installed": (
+        "{name} オプティマイザには Python パッケージ '{package}' が必要ですが、インストールされていません"
+    ),
+    "pip install {package}, or choose AdamW": "pip install {package} を実行するか、AdamW を選んでください",
+    "the loss became {loss} at step {step} (learning rate {lr})": "ステップ {step} で損失が {loss} になりました（学習率 {lr}）",
+    "lower the learning rate, use bf16 instead of fp16, or turn on max_grad_norm": (
+        "学習率を下げるか、fp16 の代わりに bf16 を使うか、max_grad_norm をオンにしてください"
+    ),
 }

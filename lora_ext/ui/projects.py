@@ -1,7 +1,14 @@
-"""Project / version picker: create, rename, duplicate, delete (after asking; deleted items go to a trash folder)."""
+"""Project / version picker: create, rename, duplicate, delete (after asking; deleted items go to a trash folder).
+
+The picker says what is selected in one hidden box, ``selection``: the project and the version
+together (``selection_key``). Every handler here that changes the selection sets it; every view
+follows its change (``ui/selection.py``), so choosing "My Cat" v1 after "Dog" v1 is a change even
+though the version's name is the same.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lora_ext.app import recent
@@ -23,6 +30,20 @@ def first_step_html(projects: list[str], restored: bool = False) -> str:
     return f'<div class="tt-first-step" {marks}>{text}</div>'
 
 
+def selection_key(project: str | None, version: str | None) -> str:
+    """The selection as the hidden box holds it: ``["project", "version"]`` (JSON keeps any name intact)."""
+    return json.dumps([project or "", version or ""], ensure_ascii=False)
+
+
+def parse_selection(selection: str | None) -> tuple[str | None, str | None]:
+    """(project, version) from ``selection_key``'s text; (None, None) for an empty or foreign value."""
+    try:
+        project, version = json.loads(selection or "")
+    except (ValueError, TypeError):
+        return None, None
+    return (str(project) if project else None), (str(version) if version else None)
+
+
 def _choices(ctx: Context, project: str | None, version: str | None = None) -> Outputs:
     import gradio as gr
 
@@ -34,6 +55,7 @@ def _choices(ctx: Context, project: str | None, version: str | None = None) -> O
     return {
         "project": gr.update(choices=projects, value=project),
         "version": gr.update(choices=versions, value=version),
+        "selection": selection_key(project, version),
         "first_step": first_step_html(projects),
     }
 
@@ -48,7 +70,13 @@ def select_project(ctx: Context, project: str | None) -> Outputs:
     import gradio as gr
 
     versions = ctx.store.list_versions(project) if project else []
-    return {"version": gr.update(choices=versions, value=versions[-1] if versions else None)}
+    version = versions[-1] if versions else None
+    return {"version": gr.update(choices=versions, value=version), "selection": selection_key(project, version)}
+
+
+def select_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """The selection after the version list changed (the user chose a version, or a handler set one)."""
+    return {"selection": selection_key(project, version)}
 
 
 def create_project(ctx: Context, name: str) -> Outputs:
@@ -185,6 +213,14 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["cancel_delete"] = gr.Button("Keep it", elem_id="train_tools_cancel_delete")
     ui["confirm_row"] = confirm_row
     ui["delete_target"] = gr.Textbox(visible=False)
+    # Hidden by style.css, not ``visible=False``: gradio 4 leaves invisible components out of the page.
+    hidden = ["tt-hidden"]
+    ui["selection"] = gr.Textbox(value="", elem_id="train_tools_selection", elem_classes=hidden, show_label=False)
+    # What the views show (``ui/selection.py``), and the buttons the page's script presses when an event was
+    # dropped: the views are shown again, the picker's choice is made the selection again.
+    ui["shown"] = gr.Textbox(value="", elem_id="train_tools_shown", elem_classes=hidden, show_label=False)
+    ui["reshow"] = gr.Button("", elem_id="train_tools_reshow", elem_classes=hidden)
+    ui["reselect"] = gr.Button("", elem_id="train_tools_reselect", elem_classes=hidden)
     ui["project_status"] = gr.HTML(elem_id="train_tools_project_status")
     ui["first_step"] = gr.HTML(first_step_html(projects), elem_id="train_tools_first_step")
 
@@ -192,13 +228,19 @@ def build(ctx: Context, ui: Registry) -> None:
 def wire(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire
 
-    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context) -> None:
-        wire(event, handler, inputs, outputs, context, status=ui["project_status"])
+    def on(event: Any, handler: Any, inputs: dict, outputs: dict, context: Context, **kwargs: Any) -> None:
+        wire(event, handler, inputs, outputs, context, status=ui["project_status"], **kwargs)
 
-    picker = ui.pick("project", "version", "first_step")
-    status = ui.pick("project", "version", "first_step", "name", "project_status")
+    picker = ui.pick("project", "version", "selection", "first_step")
+    status = ui.pick("project", "version", "selection", "first_step", "name", "project_status")
     on(ui["refresh_projects"].click, refresh, ui.pick("project", "version"), picker, ctx)
-    on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version"), ctx)
+    # Not queued: gradio 3 drops an event fired while the same one still waits or runs, so these answer at once
+    # (and the page's script presses *reselect* when the picker and the selection still disagree).
+    quick = {"queue": False}
+    on(ui["project"].select, select_project, ui.pick("project"), ui.pick("version", "selection"), ctx, **quick)
+    # Also after a handler set the version: the same key again is no change, so nothing runs twice.
+    for event in (ui["version"].change, ui["reselect"].click):
+        on(event, select_version, ui.pick("project", "version"), ui.pick("selection"), ctx, **quick)
     on(ui["create_project"].click, create_project, ui.pick("name"), status, ctx)
     on(ui["rename_project"].click, rename_project, ui.pick("project", "name"), status, ctx)
     on(ui["duplicate_project"].click, duplicate_project, ui.pick("project", "name"), status, ctx)
@@ -213,7 +255,7 @@ def wire(ctx: Context, ui: Registry) -> None:
         ui["confirm_delete"].click,
         confirm_delete,
         ui.pick("delete_target", "project", "version"),
-        {**confirm, **ui.pick("project", "version", "first_step", "project_status")},
+        {**confirm, **ui.pick("project", "version", "selection", "first_step", "project_status")},
         ctx,
     )
 

@@ -1,4 +1,7 @@
-"""Components by name, so handlers and wiring refer to names and never to positions."""
+"""Components by name, so handlers and wiring refer to names and never to positions.
+
+Besides components it holds the few helpers that several sections' wiring shares for one built page
+(``plan_requests``: ``common.NewestOnly``), so that nothing of a page lives at module level."""
 
 from __future__ import annotations
 

@@ -331,6 +331,19 @@ def job_outputs(ui: Registry) -> dict[str, Any]:
     return ui.pick("compare_progress", "compare_gallery", "grid_image", "result_status")
 
 
+def idle_outputs() -> Outputs:
+    """``job_outputs`` for a version with no grid to show."""
+    return {"compare_progress": "", "compare_gallery": [], "grid_image": None, "result_status": ""}
+
+
+def for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """The Result section of the selected version (``run_view``); empty when it has no LoRA yet or went away."""
+    try:
+        return run_view(ctx, project, version)
+    except LoraExtError:
+        return _empty(ctx)
+
+
 def build(ctx: Context, ui: Registry) -> None:
     import gradio as gr
 
@@ -408,14 +421,6 @@ def wire(ctx: Context, ui: Registry) -> None:
     refreshing = ui.pick("project", "version", "result_name")
     on(ui["refresh_results"].click, refresh, refreshing, refresh_outputs(ui), ctx, status=status)
     on(
-        ui["version"].change,
-        _refresh_for_version,
-        ui.pick("project", "version"),
-        refresh_outputs(ui),
-        ctx,
-        status=status,
-    )
-    on(
         ui["result_runs"].select,
         select_run,
         ui.pick("project", "version"),
@@ -453,10 +458,3 @@ def wire(ctx: Context, ui: Registry) -> None:
 
 def grid_estimate_view(ctx: Context, **values: Any) -> Outputs:
     return {"grid_estimate": grid_estimate(ctx, **values)}
-
-
-def _refresh_for_version(ctx: Context, project: str | None, version: str | None) -> Outputs:
-    try:
-        return run_view(ctx, project, version)
-    except LoraExtError:
-        return _empty(ctx)

@@ -1,7 +1,7 @@
 """The Train Tools tab: one Blocks UI for the WebUI and the standalone app, assembled from its sections.
 
-Flow, top to bottom: project/version → dataset (drop zone, report, gallery) →
-auto-tag → tag editor → train → result. Each section module builds its
+Flow, top to bottom: the job bar → project/version → dataset (drop zone, report) →
+auto-tag → tag editor (gallery, chips, edits) → train → result. Each section module builds its
 components into a shared ``Registry`` and wires named handlers; ``live`` reopens
 the page where the user left off and follows long jobs; this file only
 assembles them.
@@ -33,6 +33,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
         model_line,
         projects,
         result_section,
+        selection,
         tagger_section,
         train_section,
     )
@@ -47,11 +48,11 @@ def build_sections(ctx: Context, ui: Registry) -> None:
             projects.build(ctx, ui)
         with gr.Accordion("Dataset", open=True, elem_id=f"{ELEM_ID}_section_dataset"):
             dataset_section.build(ctx, ui)
-            editor_section.build_gallery(ctx, ui)
             export_section.build(ctx, ui)
         with gr.Accordion("Auto-tag", open=True, elem_id=f"{ELEM_ID}_section_tagger"):
             tagger_section.build(ctx, ui)
         with gr.Accordion("Tag editor", open=True, elem_id=f"{ELEM_ID}_section_editor"):
+            editor_section.build_gallery(ctx, ui)
             editor_section.build(ctx, ui)
         with gr.Accordion("Train", open=True, elem_id=f"{ELEM_ID}_section_train"):
             train_section.build(ctx, ui)
@@ -60,7 +61,7 @@ def build_sections(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire
 
     wire(ui["refresh_model"].click, model_line.shown, {}, ui.pick("model_line", "capabilities", "model_seen"), ctx)
-    sections = (projects, dataset_section, export_section, tagger_section, editor_section, train_section)
+    sections = (projects, selection, dataset_section, export_section, tagger_section, editor_section, train_section)
     for section in (*sections, result_section, live):
         section.wire(ctx, ui)
 

@@ -40,6 +40,11 @@ def job_outputs(ui: Registry) -> dict[str, Any]:
     return ui.pick("tag_progress", "tag_report", "tag_status")
 
 
+def idle_outputs() -> Outputs:
+    """``job_outputs`` for a version with no tagging to show."""
+    return {"tag_progress": "", "tag_report": "", "tag_status": ""}
+
+
 def report_html(report: Any) -> str:
     lines = [
         f"Tagged {len(report.tagged)} of {report.total} image(s) in {report.seconds:.1f} s "

@@ -30,6 +30,40 @@ BASIC_FIELDS = (
     "sample_prompts",
     "sample_every_n_epochs",
 )
+# The Advanced settings in titled groups, in this order; a field no group names goes to "Other" at the end.
+ADVANCED_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Network",
+        ("network_type", "conv_rank", "conv_alpha", "dropout", "rank_dropout", "module_dropout", "init_weights"),
+    ),
+    (
+        "Optimizer and schedule",
+        (
+            *("optimizer", "optimizer_args", "weight_decay", "lr_scheduler", "warmup_steps", "warmup_ratio"),
+            *("num_cycles", "power", "gradient_accumulation", "max_grad_norm"),
+        ),
+    ),
+    (
+        "Dataset and captions",
+        (
+            *("reg_dir", "prior_loss_weight", "caption_extension", "shuffle_caption", "keep_tokens"),
+            *("caption_dropout_rate", "tag_dropout_rate", "flip_aug", "masked_loss"),
+        ),
+    ),
+    ("Buckets", ("enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale")),
+    ("Noise and loss", ("min_snr_gamma", "noise_offset", "min_timestep", "max_timestep")),
+    (
+        "Memory and precision",
+        ("mixed_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk", "vae_fp32"),
+    ),
+    ("Saving", ("save_dtype", "save_every_n_epochs", "save_every_n_steps", "keep_last_n", "save_state")),
+    (
+        "Previews and validation",
+        ("sample_every_n_steps", "validation_split", "validate_every_n_steps", "early_stop_patience"),
+    ),
+    ("Metadata", ("training_comment", "preferred_weight")),
+)
+OTHER_GROUP = "Other"
 # Short labels; the longer explanation is the field's help text.
 LABELS: dict[str, str] = {
     "reg_dir": "Regularisation images folder",
@@ -118,6 +152,15 @@ def form_fields() -> list[Any]:
 
 def advanced_fields() -> list[str]:
     return [spec.name for spec in form_fields() if spec.name not in BASIC_FIELDS]
+
+
+def advanced_groups() -> list[tuple[str, list[str]]]:
+    """``(title, field names)`` of the Advanced settings: ``ADVANCED_GROUPS``, then any field they leave out."""
+    shown = set(advanced_fields())
+    groups = [(title, [name for name in names if name in shown]) for title, names in ADVANCED_GROUPS]
+    grouped = {name for _title, names in groups for name in names}
+    other = [name for name in advanced_fields() if name not in grouped]
+    return [(title, names) for title, names in [*groups, (OTHER_GROUP, other)] if names]
 
 
 def component_for(spec: Any, value: Any) -> Any:

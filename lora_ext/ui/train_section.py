@@ -9,9 +9,9 @@ from typing import Any
 from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
-from lora_ext.app.train_settings import build_config, config_values, saved_values
+from lora_ext.app.train_settings import SETTINGS_FILE, build_config, config_values, saved_values
 from lora_ext.errors import ConfigError, LoraExtError
-from lora_ext.ui import train_fields
+from lora_ext.ui import compat, train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
 
@@ -48,18 +48,39 @@ def saved_settings(ctx: Context, project: str | None, version: str | None) -> Ou
     return {} if saved is None else {f"{PREFIX}{name}": value for name, value in saved.items()}
 
 
-def version_form(
-    ctx: Context, project: str | None, version: str | None, preset: str | None = None, **cfg: Any
-) -> Outputs:
-    """The form for the selected version: the settings its last training started with (``config/train.toml``)
-    and its plan. A version that never trained keeps the form as it is (nothing typed there is lost)."""
+def version_settings(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """The form for the selected version: the settings its last training started with (``config/train.toml``).
+    A version that never trained keeps the form as it is (nothing typed there is lost); ``form_source`` says
+    which of the two the form holds."""
     out: Outputs = {}
     try:
         settings = saved_settings(ctx, project, version)
     except ConfigError as error:  # a hand-edited file that is not valid: the form keeps what it holds
         settings = {}
         out["train_status"] = message(f"The saved training settings were not loaded: {user_message(error)}", "warn")
-    return {**out, **settings, **plan(ctx, project, version, preset, **{**cfg, **settings})}
+    out["form_source"] = form_source(project, version, trained=bool(settings))
+    return {**out, **settings}
+
+
+def form_source(project: str | None, version: str | None, trained: bool) -> str:
+    """The line naming the version whose settings the form holds (or saying it has none of its own yet)."""
+    if not project or not version:
+        return ""
+    if trained:
+        return message(f"The form holds the settings {project} / {version} last trained with.")
+    return message(
+        f"{project} / {version} has not been trained yet: the form keeps the values it holds "
+        "(a preset fills in its defaults)."
+    )
+
+
+def form_source_now(ctx: Context, project: str | None, version: str | None) -> Outputs:
+    """``form_source`` for the version as it is on disk, without touching the form (the language switch)."""
+    try:
+        trained = bool(project and version and (ctx.version(project, version).config / SETTINGS_FILE).is_file())
+    except LoraExtError:
+        return {"form_source": ""}
+    return {"form_source": form_source(project, version, trained)}
 
 
 def save_preset(ctx: Context, preset_save_name: str, replace_preset: bool, **cfg: Any) -> Outputs:
@@ -82,7 +103,6 @@ def load_settings_file(
 ) -> Outputs:
     """Fill the form from a settings file (ours, or kohya's sd-scripts / kohya_ss); name what was not used."""
     from lora_ext.app import presets
-    from lora_ext.ui import compat
 
     if not settings_upload:
         return {}
@@ -107,19 +127,24 @@ def plan(ctx: Context, project: str | None, version: str | None, preset: str | N
     return {"plan": message(text) + "".join(message(note, kind) for note, kind in notes)}
 
 
-def _loss_frame(job: Job) -> Any:
+def _loss_frame(ctx: Context, job: Job) -> Any:
+    """The loss history as the chart's rows; the series' names are in the page's language (the legend shows them)."""
     import pandas as pd
 
+    names = {"loss": ctx.tr("loss"), "smoothed": ctx.tr("smoothed")}
     rows = [
-        {"step": step, "loss": value, "series": series}
+        {"step": step, "loss": value, "series": names[series]}
         for step, loss, smoothed in job.data.get("losses", [])
         for series, value in (("loss", loss), ("smoothed", smoothed))
     ]
-    return pd.DataFrame(rows or [{"step": 0, "loss": 0.0, "series": "loss"}])
+    return pd.DataFrame(rows or [{"step": 0, "loss": 0.0, "series": names["loss"]}])
 
 
-def render_training(job: Job) -> Outputs:
-    """The progress bar, loss chart, log and previews of a running training."""
+def render_training(ctx: Context, job: Job) -> Outputs:
+    """The progress bar, loss chart, log and previews of a running training.
+
+    The log's lines are English lines of the trainer (``TrainEvents.status``), shown in the page's language
+    here: a text box is not status markup, which the edge translates."""
     info = job.data.get("progress")
     phase = job.data.get("phase")
     log = job.data.get("log", [])
@@ -139,15 +164,15 @@ def render_training(job: Job) -> Outputs:
         bar = progress_html(info.step / max(1, info.total_steps), text)
     return {
         "train_progress": bar,
-        "loss_plot": _loss_frame(job),
-        "train_log": "\n".join(log[-30:]),
+        "loss_plot": _loss_frame(ctx, job),
+        "train_log": "\n".join(ctx.tr(line) for line in log[-30:]),
         "previews": list(job.data.get("previews", [])),
     }
 
 
 def render_job(ctx: Context, job: Job) -> Outputs:
     """A training job as the page shows it, running or finished (its end read from the job, not an event)."""
-    out = render_training(job)
+    out = render_training(ctx, job)
     if not job.finished:
         return out
     if job.error is not None:
@@ -169,6 +194,11 @@ def render_job(ctx: Context, job: Job) -> Outputs:
 def job_outputs(ui: Registry) -> dict[str, Any]:
     """The components ``render_job`` fills."""
     return ui.pick("train_progress", "loss_plot", "train_log", "previews", "train_status")
+
+
+def idle_outputs() -> Outputs:
+    """``job_outputs`` for a version with no training to show (none yet, or the last one was another version's)."""
+    return {"train_progress": "", "loss_plot": None, "train_log": "", "previews": [], "train_status": ""}
 
 
 def start_training(ctx: Context, project: str | None, version: str | None, resume: bool = False, **cfg: Any) -> Outputs:
@@ -226,6 +256,7 @@ def build(ctx: Context, ui: Registry) -> None:
             elem_id="train_tools_preset",
         )
         ui["plan"] = gr.HTML(elem_id="train_tools_plan")
+    ui["form_source"] = gr.HTML(elem_id="train_tools_form_source")
     with gr.Row(equal_height=False):
         ui["preset_save_name"] = gr.Textbox(
             label="Save these settings as a preset",
@@ -245,18 +276,18 @@ def build(ctx: Context, ui: Registry) -> None:
         )
         ui["preset_file"] = gr.File(label="Preset file", interactive=False, elem_id="train_tools_preset_file")
     specs = {spec.name: spec for spec in train_fields.form_fields()}
+
+    def fields(names: list[str] | tuple[str, ...]) -> None:
+        for row in _rows(names, 4):
+            with gr.Row(equal_height=False):
+                for name in row:
+                    ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
+
     with gr.Group(elem_id="train_tools_basic"):
         gr.Markdown("**Basic**")
-        for row in _rows(train_fields.BASIC_FIELDS, 4):
-            with gr.Row(equal_height=False):
-                for name in row:
-                    ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
-    with gr.Accordion("Advanced", open=False, elem_id="train_tools_advanced"):
-        for row in _rows(train_fields.advanced_fields(), 4):
-            with gr.Row(equal_height=False):
-                for name in row:
-                    ui[f"{PREFIX}{name}"] = train_fields.component_for(specs[name], defaults[name])
-    with gr.Row(equal_height=False):
+        fields(train_fields.BASIC_FIELDS)
+    # Start and its progress right under the Basic settings: pressing it never leaves the bar off screen.
+    with gr.Row(equal_height=False, elem_id="train_tools_train_buttons"):
         ui["start_training"] = gr.Button("Start training", variant="primary", elem_id="train_tools_start_training")
         ui["cancel_training"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_training")
         ui["resume_training"] = gr.Button("Resume", elem_id="train_tools_resume_training")
@@ -264,10 +295,23 @@ def build(ctx: Context, ui: Registry) -> None:
     ui["train_progress"] = gr.HTML(elem_id="train_tools_train_progress")
     with gr.Row(equal_height=False):
         ui["loss_plot"] = gr.LinePlot(
-            x="step", y="loss", color="series", label="Loss", elem_id="train_tools_loss_plot", height=220, width=480
+            x="step",
+            y="loss",
+            color="series",
+            **compat.plot_titles(x="Step", y="Loss", legend="Series"),
+            label="Loss",
+            elem_id="train_tools_loss_plot",
+            height=220,
+            width=480,
         )
         ui["previews"] = gr.Gallery(label="Previews", columns=4, height=260, elem_id="train_tools_previews")
     ui["train_log"] = gr.Textbox(label="Log", lines=4, max_lines=12, interactive=False, elem_id="train_tools_log")
+    with gr.Accordion("Advanced", open=False, elem_id="train_tools_advanced"):
+        for title, names in train_fields.advanced_groups():
+            group_id = "train_tools_group_" + title.lower().replace(" ", "_")
+            with gr.Group(elem_id=group_id, elem_classes=["tt-field-group"]):
+                gr.Markdown(f"**{title}**")
+                fields(names)
 
 
 def _rows(names: tuple[str, ...] | list[str], width: int) -> list[list[str]]:
@@ -285,6 +329,35 @@ PLANNED = (
 )
 
 
+def plan_on(ctx: Context, ui: Registry, event: Any, inputs: dict[str, Any]) -> None:
+    """``plan`` on ``event``; of the plans a page asks for, only the newest is shown (``NewestOnly``): one that
+    timed steps on the model for the form of before never lands after the plan of the form as it is now."""
+    from lora_ext.ui.common import NewestOnly
+    from lora_ext.ui.common import wire as on
+
+    if "plan_requests" not in ui:
+        ui["plan_requests"] = NewestOnly()
+    planned = ui["plan_requests"].wrap(_plan_for(inputs))
+    on(event, planned, {**ui.pick("page_id"), **inputs}, ui.pick("plan"), ctx, status=ui["train_status"])
+
+
+def _plan_for(inputs: dict[str, Any]) -> Any:
+    """``plan`` from its inputs: the form's fields and either the picker's project and version or the selection."""
+    if "selection" not in inputs:
+        return plan
+
+    def plan_of_selection(ctx: Context, selection: str, preset: str | None = None, **cfg: Any) -> Outputs:
+        from lora_ext.ui.projects import parse_selection
+
+        project, version = parse_selection(selection)
+        try:
+            return plan(ctx, project, version, preset, **cfg)
+        except LoraExtError:  # gone meanwhile
+            return plan(ctx, None, None, preset, **cfg)
+
+    return plan_of_selection
+
+
 def wire(ctx: Context, ui: Registry) -> None:
     from lora_ext.ui.common import wire as on
 
@@ -293,9 +366,9 @@ def wire(ctx: Context, ui: Registry) -> None:
     started = ui.pick("train_progress", "train_log", "previews", "train_status", "job_seen")
     status = ui["train_status"]
     on(ui["start_training"].click, start_training, inputs, started, ctx, status=status)
-    on(ui["resume_training"].click, resume_training, inputs, {**started, **fields}, ctx, status=status)
+    resumed = on(ui["resume_training"].click, resume_training, inputs, {**started, **fields}, ctx, status=status)
     on(ui["cancel_training"].click, cancel_training, {}, ui.pick("train_status"), ctx, status=status)
-    on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
+    preset = on(ui["preset"].change, apply_preset, {"preset_name": ui["preset"]}, fields, ctx, status=status)
     saving = {**ui.pick("preset_save_name", "replace_preset"), **fields}
     on(
         ui["save_preset"].click,
@@ -314,16 +387,12 @@ def wire(ctx: Context, ui: Registry) -> None:
         ctx,
         status=status,
     )
+    # The plan follows the form: after a preset or a resume filled it, and on the user's own edits (``input``,
+    # not ``change``: gradio 3 drops an event while the same one is still running, so a preset's change of a
+    # field, planned slowly while steps are timed, would swallow the user's next edit of that field).
     plan_inputs = {**ui.pick("project", "version", "preset"), **fields}
+    plan_on(ctx, ui, preset.then, plan_inputs)
+    plan_on(ctx, ui, resumed.then, plan_inputs)
     for name in PLANNED:
-        on(ui[name].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
-    # Another version: its saved settings fill the form, as a reload does (``ui/live.py``).
-    on(
-        ui["version"].change,
-        version_form,
-        plan_inputs,
-        {**fields, **ui.pick("plan", "train_status")},
-        ctx,
-        status=status,
-    )
-    on(ui["editor_state"].change, plan, plan_inputs, ui.pick("plan"), ctx, status=status)
+        plan_on(ctx, ui, ui[name].input, plan_inputs)
+    plan_on(ctx, ui, ui["editor_state"].change, plan_inputs)
