@@ -454,6 +454,8 @@ _NAMED = re.compile(
     r"\S*[/\\]\S*|\S+\.(?:safetensors|png|jpg)\b|<lora:[^>]*>|\b(?:LoRA|Lora|demo-\S+|tiny-\S+)|\b[0-9a-f]{10,}\b"
     rf"|\b(?:{_VALUES})\b"
     r"|'[^']*'"  # what the user typed, quoted back ("'lots' はウェイトではありません")
+    r"|\b(?:[KMG]iB|cpu|cuda(?::\d+)?|mps)\b"  # units and torch's device names ("cpu で最大 ≈ 0.7 GiB")
+    r"|\b\w+_\w+\b"  # a setting's own name ("memory_mode を auto に")
 )
 
 
