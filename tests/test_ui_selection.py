@@ -177,3 +177,20 @@ def test_a_job_of_another_version_is_in_the_bar_and_not_in_the_sections(ctx: Con
     assert jumped["selection"] == selection_key("My Cat", "v1") and _value(jumped["project"]) == "My Cat"
     cat = selection_shown(ctx, jumped["selection"], "fast-test", **FORM)
     assert "Finished: 1 steps" in cat["train_progress"] and cat["result_name"] == "My Cat_v1"
+
+
+def test_the_plan_of_a_selection_says_what_is_wrong_with_the_form_not_to_pick_a_project(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """The real A1111 gave the form's Repeats a 0 (its saved defaults); the plan then said "Pick a project and
+    version" under a selected version. A form that is not valid is the status line's error; only a version that
+    went away asks to pick one."""
+    from lora_ext.errors import ConfigError
+
+    projects.create_project(ctx, name="Dog")
+    _add_images(ctx, tmp_path, "Dog")
+    planned = train_section._plan_for({"selection": None})
+    assert "images" in planned(ctx, selection_key("Dog", "v1"), "fast-test", **FORM)["plan"]
+    with pytest.raises(ConfigError, match="default_repeats"):
+        planned(ctx, selection_key("Dog", "v1"), "fast-test", **{**FORM, "cfg_default_repeats": 0})
+    assert "Pick a project" in planned(ctx, selection_key("Gone", "v1"), "fast-test", **FORM)["plan"]

@@ -203,3 +203,26 @@ def test_default_preset_and_memory_settings_fill_the_training_form(webui) -> Non
     assert values["train_tools_cfg_resolution"] == 64 and values["train_tools_cfg_rank"] == 4
     assert values["train_tools_cfg_gradient_checkpointing"] is True
     assert values["train_tools_cfg_cache_latents_to_disk"] is False
+
+
+def test_the_webui_s_saved_defaults_keep_every_value_of_the_tab(webui, tmp_path: Path) -> None:
+    """The WebUI keys each input's saved default by the tab and the label alone (``ui-config.json``): two inputs
+    with one label share a default. The real A1111 gave the training form's Repeats the export's 0 that way, and
+    every plan then failed (``default_repeats must be at least 1``)."""
+    from modules.ui_loadsave import UiLoadsave
+
+    _shared, callbacks = webui
+    load_script()
+    config = tmp_path / "ui-config.json"
+    for start in ("first start", "next start"):  # a fresh file, then the file the first start wrote
+        ((blocks, _, elem_id),) = callbacks.ui_tabs_callback()
+        before = {key: block.value for key, block in blocks.blocks.items() if hasattr(block, "value")}
+        loadsave = UiLoadsave(str(config))
+        loadsave.add_block(blocks, elem_id)
+        loadsave.dump_defaults()
+        changed = {
+            getattr(blocks.blocks[key], "elem_id", None) or getattr(blocks.blocks[key], "label", key): (value, after)
+            for key, value in before.items()
+            if (after := blocks.blocks[key].value) != value
+        }
+        assert changed == {}, start

@@ -28,7 +28,7 @@ def write_tagger(tagger_dir: Path, name: str = "tiny-tagger") -> Path:
 
 def selection_shown(ctx, selection: str, preset: str | None = None, **form) -> dict:
     """What the page shows after the selection changed: ``show``, then the plan of the form as it left it."""
-    from lora_ext.errors import LoraExtError
+    from lora_ext.errors import DatasetError
     from lora_ext.ui import selection as views
     from lora_ext.ui import train_section
     from lora_ext.ui.projects import parse_selection
@@ -36,9 +36,10 @@ def selection_shown(ctx, selection: str, preset: str | None = None, **form) -> d
     shown = views.show(ctx, selection)
     form = {**form, **{name: value for name, value in shown.items() if name.startswith("cfg_")}}
     try:
-        return {**shown, **train_section.plan(ctx, *parse_selection(selection), preset, **form)}
-    except LoraExtError:  # the version went away: the page's plan says to pick one
+        ctx.version(*parse_selection(selection))
+    except DatasetError:  # the version went away: the page's plan says to pick one
         return {**shown, **train_section.plan(ctx, None, None, preset, **form)}
+    return {**shown, **train_section.plan(ctx, *parse_selection(selection), preset, **form)}
 
 
 def change_then(dependencies: list[dict], component: int) -> tuple[dict, dict]:

@@ -371,11 +371,15 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["filter_positive"] = gr.Textbox(
             label="Show images with tags", placeholder="tag, tag", elem_id="train_tools_filter_positive", scale=3
         )
-        ui["positive_logic"] = gr.Radio(list(LOGICS), value="AND", label="Match", elem_id="train_tools_positive_logic")
+        ui["positive_logic"] = gr.Radio(
+            list(LOGICS), value="AND", label="Match (show)", elem_id="train_tools_positive_logic"
+        )
         ui["filter_negative"] = gr.Textbox(
             label="Hide images with tags", placeholder="tag, tag", elem_id="train_tools_filter_negative", scale=3
         )
-        ui["negative_logic"] = gr.Radio(list(LOGICS), value="OR", label="Match", elem_id="train_tools_negative_logic")
+        ui["negative_logic"] = gr.Radio(
+            list(LOGICS), value="OR", label="Match (hide)", elem_id="train_tools_negative_logic"
+        )
         ui["apply_filter"] = gr.Button("Apply filter", elem_id="train_tools_apply_filter", scale=0)
     ui["chips"] = gr.HTML(elem_id="train_tools_chips")
     with gr.Row(equal_height=False):

@@ -39,7 +39,7 @@ def build(ctx: Context, ui: Registry) -> None:
                 elem_id="train_tools_export_format",
             )
             ui["export_repeats"] = gr.Number(
-                label="Repeats",
+                label="Folder repeats",
                 value=0,
                 precision=0,
                 info="N of the top-level images' N_name folder; 0: as the training settings",

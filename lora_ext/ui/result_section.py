@@ -395,7 +395,7 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["compare_negative"] = gr.Textbox(label="Negative prompt", lines=2, elem_id="train_tools_compare_negative")
     with gr.Row(equal_height=False):
         ui["compare_seed"] = gr.Number(
-            label="Seed", value=grid.DEFAULT_SEED, precision=0, elem_id="train_tools_compare_seed"
+            label="Grid seed", value=grid.DEFAULT_SEED, precision=0, elem_id="train_tools_compare_seed"
         )
         ui["compare_steps"] = gr.Number(label="Steps", value=20, precision=0, elem_id="train_tools_compare_steps")
         ui["compare_size"] = gr.Number(label="Size", value=512, precision=0, elem_id="train_tools_compare_size")

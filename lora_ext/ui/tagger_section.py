@@ -161,7 +161,7 @@ def build(ctx: Context, ui: Registry) -> None:
         ui["max_tags"] = gr.Number(label="Max tags (0: no limit)", value=start["max_tags"], precision=0)
         ui["rating"] = gr.Radio(["off", "first", "last"], value=start["rating"], label="Rating tag")
         ui["characters_first"] = gr.Checkbox(label="Characters first", value=start["characters_first"])
-        ui["tag_batch_size"] = gr.Number(label="Batch size", value=8, precision=0)
+        ui["tag_batch_size"] = gr.Number(label="Tagger batch size", value=8, precision=0)
     with gr.Row(equal_height=False):
         ui["run_tagging"] = gr.Button("Auto-tag", variant="primary", elem_id="train_tools_run_tagging")
         ui["cancel_tagging"] = gr.Button("Cancel", variant="stop", elem_id="train_tools_cancel_tagging")

@@ -10,7 +10,7 @@ from lora_ext.app import training
 from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.app.train_settings import SETTINGS_FILE, build_config, config_values, saved_values
-from lora_ext.errors import ConfigError, LoraExtError
+from lora_ext.errors import ConfigError, DatasetError, LoraExtError
 from lora_ext.ui import compat, train_fields
 from lora_ext.ui.common import Outputs, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
@@ -351,9 +351,11 @@ def _plan_for(inputs: dict[str, Any]) -> Any:
 
         project, version = parse_selection(selection)
         try:
-            return plan(ctx, project, version, preset, **cfg)
-        except LoraExtError:  # gone meanwhile
-            return plan(ctx, None, None, preset, **cfg)
+            ctx.version(project, version)
+        except DatasetError:  # gone meanwhile: the plan asks to pick one
+            project = version = None
+        # A form that is not valid says so (the train status line), never "pick a project"
+        return plan(ctx, project, version, preset, **cfg)
 
     return plan_of_selection
 
