@@ -11,6 +11,8 @@ import pytest
 from ui_fixtures import write_images, write_tagger
 from webui import WEBUI_GRADIOS, load_script, reset_fake_webui
 
+from lora_ext.config import AUTO_PRESET
+
 
 @pytest.fixture
 def webui(make_ldm_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -205,16 +207,23 @@ def test_default_preset_and_memory_settings_fill_the_training_form(webui) -> Non
     assert values["train_tools_cfg_cache_latents_to_disk"] is False
 
 
-def test_the_webui_s_saved_defaults_keep_every_value_of_the_tab(webui, tmp_path: Path) -> None:
-    """The WebUI keys each input's saved default by the tab and the label alone (``ui-config.json``): two inputs
-    with one label share a default. The real A1111 gave the training form's Repeats the export's 0 that way, and
-    every plan then failed (``default_repeats must be at least 1``)."""
+def test_the_webui_s_saved_defaults_change_no_value_of_the_tab(webui, tmp_path: Path) -> None:
+    """The WebUI saves each input's value at its first start (``ui-config.json``, keyed by the tab and the label
+    alone) and gives it back at every start. The real A1111 gave the training form's Repeats the export's 0 that
+    way (every plan then failed: ``default_repeats must be at least 1``) and its Batch size the tagger's 8; and a
+    changed default preset would never reach the form. The tab's values are Train Tools' own."""
+    import json
+
     from modules.ui_loadsave import UiLoadsave
 
-    _shared, callbacks = webui
+    shared, callbacks = webui
     load_script()
+    callbacks.ui_settings_callback()
     config = tmp_path / "ui-config.json"
-    for start in ("first start", "next start"):  # a fresh file, then the file the first start wrote
+    # What a Train Tools whose tab had two inputs per label left there.
+    config.write_text(json.dumps({"train_tools/Batch size/value": 8, "train_tools/Repeats/value": 0}), "utf-8")
+    for preset in ("fast-test", AUTO_PRESET):  # a start, then one after the default preset changed
+        shared.opts.train_tools_default_preset = preset
         ((blocks, _, elem_id),) = callbacks.ui_tabs_callback()
         before = {key: block.value for key, block in blocks.blocks.items() if hasattr(block, "value")}
         loadsave = UiLoadsave(str(config))
@@ -225,4 +234,5 @@ def test_the_webui_s_saved_defaults_keep_every_value_of_the_tab(webui, tmp_path:
             for key, value in before.items()
             if (after := blocks.blocks[key].value) != value
         }
-        assert changed == {}, start
+        assert changed == {}, preset
+        assert before[_find(blocks, "train_tools_cfg_default_repeats")] >= 1

@@ -86,6 +86,10 @@ def build_tab(host_provider: Callable[[], Host], context: Context | None = None)
     ui = Registry()
     with gr.Blocks(analytics_enabled=False) as blocks:
         build_sections(ctx, ui)
+    for component in blocks.blocks.values():
+        # The WebUI's saved defaults (``ui-config.json``) would give each input the value it had at the WebUI's
+        # first start, keyed by label alone: the tab's values are Train Tools' own (docs/hosts.md).
+        component.do_not_save_to_config = True
     ctx.i18n.localize(blocks)
     blocks.train_tools = (ctx, ui)  # for the standalone app's language switch and for tests
     return blocks

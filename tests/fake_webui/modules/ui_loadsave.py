@@ -4,7 +4,9 @@ What A1111 1.10 and Forge do at start, as far as our tab meets it: each input co
 the tab's id and the component's label, ``"<tab id>/<label>/value"`` (the key has no elem_id). The first
 component with a key writes its value into the settings when the file has none yet; every component with that
 key then takes the settings' value (a Radio or a Dropdown only if it is one of its choices). So two inputs with
-the same label in one tab share one default: the second shows the first one's value, on the first start already.
+the same label in one tab share one default: the second shows the first one's value, on the first start already;
+and from the second start on, every input shows the value it had at the first start. A component with the
+attribute ``do_not_save_to_config`` set is left out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class UiLoadsave:
             return
         kinds = (gr.Slider, gr.Radio, gr.Checkbox, gr.Textbox, gr.Number, gr.Dropdown)
         if type(block) not in kinds or getattr(block, "label", None) is None:
+            return
+        if getattr(block, "do_not_save_to_config", False):
             return
         key = f"{path}/{block.label}/value"
         saved = self.ui_settings.get(key)
