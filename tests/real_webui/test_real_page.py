@@ -18,7 +18,7 @@ from real_webui.client import WebUIClient
 
 # Two projects (created anew for each run: there is no REST route to delete one), v1 each, with their own tags.
 IMAGES = {"a": 3, "b": 5}
-WAIT = 1200  # seconds: the first plan times a training step of the full-size model on a busy 2-core CPU
+WAIT = 600  # seconds: the first plan times training steps of the full-size model on a busy 2-core CPU
 
 
 def _write_images(folder: Path, letter: str, count: int) -> list[str]:
