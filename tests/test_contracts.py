@@ -120,11 +120,13 @@ def test_the_fake_webui_keeps_a1111_s_contract(a1111):
         "lora_hashes_are_the_tensor_data_hash",
         "the_builtin_restores_its_backup_in_place_and_idles_without_networks",
         "hooks_on_its_layers_train_through_conditioning_and_apply_model",
+        "saved_ui_defaults_key_by_label_and_leave_out_do_not_save_to_config",
     ],
 )
 def test_an_a1111_check_fails_when_the_webui_differs(a1111, monkeypatch, check):
     """A processing object that is a context manager (the old fake), Forge's whole-file ``Lora hashes``, a built-in
-    that merges at every forward, a conditioning made under ``no_grad``: each is caught."""
+    that merges at every forward, a conditioning made under ``no_grad``, saved defaults that ignore
+    ``do_not_save_to_config``: each is caught."""
     import extensions_builtin_lora_fake as builtin
     from modules import hashes, processing, shared
 
@@ -142,11 +144,21 @@ def test_an_a1111_check_fails_when_the_webui_differs(a1111, monkeypatch, check):
                 module.weight.add_(0.0)
 
         monkeypatch.setattr(builtin.networks, "network_apply_weights", merges_always)
+    elif check == "saved_ui_defaults_key_by_label_and_leave_out_do_not_save_to_config":
+        from modules import ui_loadsave
+
+        class IgnoresTheMark(ui_loadsave.UiLoadsave):
+            def add_block(self, block, path=""):
+                block.do_not_save_to_config = False
+                super().add_block(block, path)
+
+        monkeypatch.setattr(ui_loadsave, "UiLoadsave", IgnoresTheMark)
     else:
         model = shared.sd_model
         real = model.get_learned_conditioning
         monkeypatch.setattr(model, "get_learned_conditioning", torch.no_grad()(real))
-    outcome = run([getattr(a1111_contract, check)])[check]
+    checks = {function.__name__: function for function in a1111_contract.CHECKS}
+    outcome = run([checks[check]])[check]
     assert outcome != "ok"
 
 

@@ -66,6 +66,28 @@ def queue_lock_and_state() -> None:
     assert callable(shared.state.begin) and callable(shared.state.end)
 
 
+def saved_ui_defaults_key_by_label_and_leave_out_do_not_save_to_config() -> None:
+    """The WebUI's saved defaults (``ui-config.json``) key an input by its tab and label only, so two inputs with one
+    label share a value; a component with ``do_not_save_to_config`` is left out (``ui/tab.py`` sets it on all of its
+    components: their values are Train Tools' own)."""
+    import tempfile
+    from pathlib import Path
+
+    import gradio as gr
+    from modules.ui_loadsave import UiLoadsave
+
+    with gr.Blocks(analytics_enabled=False) as blocks:
+        first = gr.Number(label="Repeats", value=0)
+        second = gr.Number(label="Repeats", value=2)
+        ours = gr.Number(label="Repeats", value=3)
+        ours.do_not_save_to_config = True
+    with tempfile.TemporaryDirectory() as folder:
+        loadsave = UiLoadsave(str(Path(folder) / "ui-config.json"))  # a first start: no file yet
+        loadsave.add_block(blocks, "contract")
+    assert loadsave.ui_settings.get("contract/Repeats/value") == 0, loadsave.ui_settings
+    assert (first.value, second.value, ours.value) == (0, 0, 3)
+
+
 def is_linear_like(module: torch.nn.Module) -> bool:
     from lora_ext.training.network import is_linear
 
@@ -79,4 +101,5 @@ CHECKS = (
     builtin_lora_is_the_networks_module,
     extra_network_registry_is_last_write_wins,
     queue_lock_and_state,
+    saved_ui_defaults_key_by_label_and_leave_out_do_not_save_to_config,
 )

@@ -82,7 +82,7 @@ def _shows(page, webui: WebUIClient, project: str, version: str) -> None:
 
     def tiles() -> list[str]:
         return [
-            img.get_attribute("alt") or ""
+            img.get_attribute("alt") or img.get_attribute("title") or ""  # the tile's caption (gradio 3 and 4)
             for img in page.driver.find_elements(By.CSS_SELECTOR, "#train_tools_gallery img")
         ]
 
