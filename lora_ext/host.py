@@ -273,6 +273,13 @@ class Host(abc.ABC):
         """Held around a UI job that uses the model (test generations); default: no job slot (yields None)."""
         yield None
 
+    @contextlib.contextmanager
+    def model_at_rest(self) -> Iterator[bool]:
+        """Held while we measure something on the model outside a job (the plan's probes): yields whether none
+        of the host's own work (a generation) uses the model now, and keeps it from starting until the end;
+        default: the host does no work of its own (True)."""
+        yield True
+
     def report_progress(self, step: int, total: int, text: str) -> None:
         """Mirror training progress into the host's own progress display; default: nothing to mirror."""
         return None
