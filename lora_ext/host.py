@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,24 @@ class Host(abc.ABC):
     @property
     @abc.abstractmethod
     def device(self) -> torch.device: ...
+
+    # (thread, device, dtype) while one thread holds the model's weights swapped for stand-ins
+    _weights_away: tuple[int, torch.device, torch.dtype] | None = None
+
+    @contextlib.contextmanager
+    def weights_away(self) -> Iterator[None]:
+        """Held by a thread that swaps the model's weights for stand-ins for a moment (the memory probe's meta
+        tensors): other threads reading ``device`` and ``dtype`` meanwhile get the model's own."""
+        self._weights_away = (threading.get_ident(), self.device, self.dtype)
+        try:
+            yield
+        finally:
+            self._weights_away = None
+
+    def _seen_elsewhere(self) -> tuple[torch.device, torch.dtype] | None:
+        """The model's own device and dtype for a thread other than the one holding ``weights_away``."""
+        away = self._weights_away
+        return away[1:] if away is not None and away[0] != threading.get_ident() else None
 
     @property
     @abc.abstractmethod

@@ -173,3 +173,29 @@ def test_a_job_waits_while_the_page_probes_the_model_and_the_page_never_probes_u
     finally:
         done.set()
     assert "Memory:" not in shown and job.finished_event.wait(30)
+
+
+@pytest.mark.parametrize("naming", ["ldm", "diffusers"])
+def test_other_threads_read_the_model_s_own_device_while_the_probe_holds_meta_weights(
+    make_ldm_host, make_standalone_host, naming
+):
+    import threading
+
+    import torch
+
+    host = make_ldm_host("sd1") if naming == "ldm" else make_standalone_host("sd1")
+    own = (host.device, host.dtype)
+    seen: list[tuple] = []
+    predict = host.predict
+
+    def predicting(*args, **kwargs):
+        if host.device.type == "meta" and not seen:  # inside the probe's meta forward, in its own thread
+            reader = threading.Thread(target=lambda: seen.append((host.device, host.dtype)))
+            reader.start()
+            reader.join()
+        return predict(*args, **kwargs)
+
+    host.predict = predicting
+    probe(host, TrainConfig(rank=4, alpha=2.0, train_text_encoder=False, resolution=64))
+    assert seen == [own] and own[0] == torch.device("cpu")
+    assert (host.device, host.dtype) == own
