@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,24 @@ class Host(abc.ABC):
     @abc.abstractmethod
     def device(self) -> torch.device: ...
 
+    # (thread, device, dtype) while one thread holds the model's weights swapped for stand-ins
+    _weights_away: tuple[int, torch.device, torch.dtype] | None = None
+
+    @contextlib.contextmanager
+    def weights_away(self) -> Iterator[None]:
+        """Held by a thread that swaps the model's weights for stand-ins for a moment (the memory probe's meta
+        tensors): other threads reading ``device`` and ``dtype`` meanwhile get the model's own."""
+        self._weights_away = (threading.get_ident(), self.device, self.dtype)
+        try:
+            yield
+        finally:
+            self._weights_away = None
+
+    def _seen_elsewhere(self) -> tuple[torch.device, torch.dtype] | None:
+        """The model's own device and dtype for a thread other than the one holding ``weights_away``."""
+        away = self._weights_away
+        return away[1:] if away is not None and away[0] != threading.get_ident() else None
+
     @property
     @abc.abstractmethod
     def dtype(self) -> torch.dtype:
@@ -272,6 +291,13 @@ class Host(abc.ABC):
     def exclusive(self, job: str) -> Iterator[HostJob | None]:
         """Held around a UI job that uses the model (test generations); default: no job slot (yields None)."""
         yield None
+
+    @contextlib.contextmanager
+    def model_at_rest(self) -> Iterator[bool]:
+        """Held while we measure something on the model outside a job (the plan's probes): yields whether none
+        of the host's own work (a generation) uses the model now, and keeps it from starting until the end;
+        default: the host does no work of its own (True)."""
+        yield True
 
     def report_progress(self, step: int, total: int, text: str) -> None:
         """Mirror training progress into the host's own progress display; default: nothing to mirror."""

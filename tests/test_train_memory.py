@@ -122,3 +122,80 @@ def test_the_page_shows_the_estimate_next_to_the_free_memory(make_standalone_hos
     values = train_section.apply_preset(ctx, preset_name="fast-test")
     shown = train_section.plan(ctx, project="x", version="v1", **values)["plan"]
     assert "Memory: ≈ " in shown and "GiB peak on cpu" in shown and "GiB free" in shown
+
+
+def test_a_job_waits_while_the_page_probes_the_model_and_the_page_never_probes_under_a_job(
+    make_standalone_host, tmp_path
+):
+    """The probe puts the model's weights on the meta device for a moment: a generation or training that
+    started then would run on meta tensors ("Tensor on device cpu is not on the expected device meta")."""
+    import threading
+
+    from lora_ext.app.context import Context, Workspace
+    from lora_ext.training.memory import MemoryCache
+    from lora_ext.ui import projects, train_section
+    from lora_ext.ui.i18n import I18n
+
+    host = make_standalone_host("sd1")
+    ctx = Context(lambda: host, Workspace(tmp_path / "projects", tmp_path / "tagger"), i18n=I18n())
+    projects.create_project(ctx, name="x")
+    make_dataset(ctx.version("x", "v1").dataset, count=1, folder="")
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    probing, release, seen_by_job = threading.Event(), threading.Event(), []
+
+    def slow_probe(host_, config):
+        probing.set()
+        release.wait(30)
+        try:
+            return probe(host_, config)
+        finally:
+            probing.clear()
+
+    ctx.memory_profiles = MemoryCache(slow_probe)
+    ctx.step_costs.known = lambda *_: object()  # the step timings are not this test's subject
+    page = threading.Thread(target=lambda: train_section.plan(ctx, project="x", version="v1", **values))
+    page.start()
+    assert probing.wait(60)
+    job = ctx.jobs.start("Generate", lambda _job: seen_by_job.append((probing.is_set(), str(host.device))))
+    ran_during_probe = job.finished_event.wait(2)  # with the model in use by the probe, the job must wait
+    release.set()
+    page.join(120)
+    assert job.finished_event.wait(60) and job.error is None
+    assert not ran_during_probe and seen_by_job == [(False, "cpu")]
+
+    # The other way round: while a job holds the model, the plan shows no memory line rather than probing.
+    ctx.memory_profiles = MemoryCache(lambda *_: pytest.fail("probed while a job used the model"))
+    holding, done = threading.Event(), threading.Event()
+    job = ctx.jobs.start("Training", lambda _job: (holding.set(), done.wait(30)))
+    assert holding.wait(30)
+    try:
+        shown = train_section.plan(ctx, project="x", version="v1", **values)["plan"]
+    finally:
+        done.set()
+    assert "Memory:" not in shown and job.finished_event.wait(30)
+
+
+@pytest.mark.parametrize("naming", ["ldm", "diffusers"])
+def test_other_threads_read_the_model_s_own_device_while_the_probe_holds_meta_weights(
+    make_ldm_host, make_standalone_host, naming
+):
+    import threading
+
+    import torch
+
+    host = make_ldm_host("sd1") if naming == "ldm" else make_standalone_host("sd1")
+    own = (host.device, host.dtype)
+    seen: list[tuple] = []
+    predict = host.predict
+
+    def predicting(*args, **kwargs):
+        if host.device.type == "meta" and not seen:  # inside the probe's meta forward, in its own thread
+            reader = threading.Thread(target=lambda: seen.append((host.device, host.dtype)))
+            reader.start()
+            reader.join()
+        return predict(*args, **kwargs)
+
+    host.predict = predicting
+    probe(host, TrainConfig(rank=4, alpha=2.0, train_text_encoder=False, resolution=64))
+    assert seen == [own] and own[0] == torch.device("cpu")
+    assert (host.device, host.dtype) == own

@@ -207,6 +207,23 @@ def test_default_preset_and_memory_settings_fill_the_training_form(webui) -> Non
     assert values["train_tools_cfg_cache_latents_to_disk"] is False
 
 
+def test_the_plan_measures_on_the_model_only_while_no_generation_holds_the_queue_lock(webui) -> None:
+    """A WebUI generation holds ``queue_lock``; the plan's probes (weights on meta for a moment, real steps)
+    must not run beside it, and while a probe runs a generation waits."""
+    from modules import call_queue
+
+    from lora_ext.hosts.a1111 import A1111Host
+
+    host = A1111Host()
+    with call_queue.queue_lock:  # a generation of the WebUI's own
+        with host.model_at_rest() as free:
+            assert free is False
+    with host.model_at_rest() as free:
+        assert free is True and call_queue.queue_lock.locked()
+        assert not call_queue.queue_lock.acquire(blocking=False)  # a generation would wait
+    assert not call_queue.queue_lock.locked()
+
+
 def test_the_webui_s_saved_defaults_change_no_value_of_the_tab(webui, tmp_path: Path) -> None:
     """The WebUI saves each input's value at its first start (``ui-config.json``, keyed by the tab and the label
     alone) and gives it back at every start. The real A1111 gave the training form's Repeats the export's 0 that

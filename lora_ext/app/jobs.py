@@ -89,6 +89,7 @@ class JobRunner:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._model = threading.Lock()  # held by a job that uses the model, or by a measurement on it
         self.current: Job | None = None
         self._latest: dict[str, Job] = {}  # the last job of each name, running or finished
         self._started = 0
@@ -110,6 +111,18 @@ class JobRunner:
         """The name of the running job that uses the SD model, if any."""
         job = self.current
         return job.name if job is not None and not job.finished and job.uses_model else None
+
+    @contextlib.contextmanager
+    def model_at_rest(self) -> Iterator[bool]:
+        """Held while the page measures something on the model outside a job (the plan's step timings and
+        memory probe, which swap the model's weights for a moment): yields whether no job uses the model; a
+        job that starts meanwhile waits until the measurement ends."""
+        free = self._model.acquire(blocking=False)
+        try:
+            yield free
+        finally:
+            if free:
+                self._model.release()
 
     def start(
         self,
@@ -136,7 +149,7 @@ class JobRunner:
 
         def target() -> None:
             try:
-                with _exclusive(host, name) as host_job:
+                with self._model if uses_model else contextlib.nullcontext(), _exclusive(host, name) as host_job:
                     job.host_job = host_job
                     job.result = work(job)
             except BaseException as error:  # noqa: BLE001 - kept on the job and shown by the page

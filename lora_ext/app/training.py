@@ -7,7 +7,9 @@ The page and the REST API both start a training here and follow the returned
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,9 +131,19 @@ def _memory_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[st
             return None
     except LoraExtError:
         return None
-    if ctx.jobs.model_busy() and ctx.memory_profiles.known(host, config) is None:
-        return None
-    return memory_note(host, config, ctx.memory_profiles)
+    with _model_at_rest(ctx) as free:
+        if not free and ctx.memory_profiles.known(host, config) is None:
+            return None
+        return memory_note(host, config, ctx.memory_profiles)
+
+
+@contextlib.contextmanager
+def _model_at_rest(ctx: Context) -> Iterator[bool]:
+    """Whether the plan may measure on the model now (no job, no generation of the host's uses it); while held,
+    none starts: the memory probe puts the model's weights on the meta device for a moment, and the step
+    timings run real steps on it."""
+    with ctx.jobs.model_at_rest() as ours, ctx.host.model_at_rest() as hosts:
+        yield ours and hosts
 
 
 def _objective_note(ctx: Context, values: dict[str, Any], dataset: Any) -> tuple[str, str] | None:
@@ -157,9 +169,10 @@ def _estimate(ctx: Context, values: dict[str, Any], dataset: Any, plan: Any) -> 
             return None  # nothing to time steps on (Forge's placeholder, reForge…): the Train section says why
     except LoraExtError:
         return None  # a half-typed form: the estimate waits for valid settings
-    if ctx.jobs.model_busy() and ctx.step_costs.known(host, config) is None:
-        return None
-    return estimate_for(host, config, ctx.step_costs, plan)
+    with _model_at_rest(ctx) as free:
+        if not free and ctx.step_costs.known(host, config) is None:
+            return None
+        return estimate_for(host, config, ctx.step_costs, plan)
 
 
 def preset_settings(ctx: Context, preset_name: str, changes: dict[str, Any]) -> dict[str, Any]:

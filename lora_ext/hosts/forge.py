@@ -182,11 +182,13 @@ class ForgeHost(WebUIHostBase):
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[0] if elsewhere else next(self.unet.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[1] if elsewhere else next(self.unet.parameters()).dtype
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:

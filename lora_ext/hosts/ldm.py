@@ -116,11 +116,13 @@ class LdmHost(Host):
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[0] if elsewhere else next(self.unet.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.unet.parameters()).dtype
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[1] if elsewhere else next(self.unet.parameters()).dtype
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:

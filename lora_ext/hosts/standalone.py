@@ -183,11 +183,13 @@ class StandaloneHost(Host):
 
     @property
     def device(self) -> torch.device:
-        return self.pipeline.unet.device
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[0] if elsewhere else self.pipeline.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipeline.unet.dtype
+        elsewhere = self._seen_elsewhere()
+        return elsewhere[1] if elsewhere else self.pipeline.unet.dtype
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:

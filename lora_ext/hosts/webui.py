@@ -132,6 +132,19 @@ class WebUIHostBase(Host):
                 shared.state.end()
 
     @contextlib.contextmanager
+    def model_at_rest(self) -> Iterator[bool]:
+        """The WebUI's queue lock if it is free now (never waited for: a generation, or one of our jobs, holds
+        it for long); generations and checkpoint switches wait for its release."""
+        from modules import call_queue
+
+        free = call_queue.queue_lock.acquire(blocking=False)
+        try:
+            yield free
+        finally:
+            if free:
+                call_queue.queue_lock.release()
+
+    @contextlib.contextmanager
     def training_turn(self, who: str) -> Iterator[None]:
         """Refuse with the capabilities' reasons, else hold ``exclusive("training")``; drops the WebUI's cached
         prompt conditioning afterwards (a trained text encoder makes it stale). ``who`` names the WebUI."""

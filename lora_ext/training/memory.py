@@ -207,6 +207,8 @@ def _forwards(host: Host, config: TrainConfig, network: torch.nn.Module, meta: b
                 with torch.no_grad():
                     conditioning = host.encode_prompts(["a photo of a cat"], [size])
             # the parameters are what the model and the network hold anyway: their storages are left out
+            if meta:
+                stack.enter_context(host.weights_away())
             exclude = stack.enter_context(_on_meta(roots)) if meta else _storage_keys(roots)
             if meta:
                 stack.enter_context(_AsFused())

@@ -34,13 +34,16 @@ BASIC_FIELDS = (
 ADVANCED_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "Network",
-        ("network_type", "conv_rank", "conv_alpha", "dropout", "rank_dropout", "module_dropout", "init_weights"),
+        (
+            *("network_type", "conv_rank", "conv_alpha", "dora", "lokr_factor", "dropout", "rank_dropout"),
+            *("module_dropout", "init_weights"),
+        ),
     ),
     (
         "Optimizer and schedule",
         (
             *("optimizer", "optimizer_args", "weight_decay", "lr_scheduler", "warmup_steps", "warmup_ratio"),
-            *("num_cycles", "power", "gradient_accumulation", "max_grad_norm"),
+            *("loraplus_lr_ratio", "num_cycles", "power", "max_grad_norm"),
         ),
     ),
     (
@@ -51,10 +54,19 @@ ADVANCED_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("Buckets", ("enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale")),
-    ("Noise and loss", ("min_snr_gamma", "noise_offset", "min_timestep", "max_timestep")),
+    (
+        "Noise and loss",
+        (
+            *("prediction", "zero_terminal_snr", "override_detection", "min_snr_gamma", "debiased_estimation"),
+            *("noise_offset", "min_timestep", "max_timestep"),
+        ),
+    ),
     (
         "Memory and precision",
-        ("mixed_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk", "vae_fp32"),
+        (
+            *("memory_mode", "mixed_precision", "gradient_checkpointing", "fp8_base", "fused_backward"),
+            *("gradient_accumulation", "cache_latents", "cache_latents_to_disk", "vae_fp32"),
+        ),
     ),
     ("Saving", ("save_dtype", "save_every_n_epochs", "save_every_n_steps", "keep_last_n", "save_state")),
     (
