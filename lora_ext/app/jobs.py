@@ -116,8 +116,11 @@ class JobRunner:
     def model_at_rest(self) -> Iterator[bool]:
         """Held while the page measures something on the model outside a job (the plan's step timings and
         memory probe, which swap the model's weights for a moment): yields whether no job uses the model; a
-        job that starts meanwhile waits until the measurement ends."""
-        free = self._model.acquire(blocking=False)
+        job that starts meanwhile waits until the measurement ends, and so does another measurement (a few
+        seconds), where a job's long hold is not waited for."""
+        free = False
+        while not free and not self.model_busy():
+            free = self._model.acquire(timeout=0.1)
         try:
             yield free
         finally:
