@@ -176,3 +176,28 @@ def test_a_slow_answer_never_lands_after_the_newer_request_of_the_same_page() ->
     slow.join(10)
     assert answers["old"] == {}  # "no change": the plan of max steps 4 stays
     assert newest(None, page_id="a", steps=5) == {"plan": "max steps 5"}
+
+
+def test_a_measurement_on_the_model_waits_for_another_one_but_not_for_a_job() -> None:
+    runner = JobRunner()
+    seen: list[bool] = []
+
+    def measure() -> None:
+        with runner.model_at_rest() as free:
+            seen.append(free)
+
+    with runner.model_at_rest() as first:
+        other = threading.Thread(target=measure)
+        other.start()
+        other.join(0.5)
+        assert first and other.is_alive() and seen == []  # the second measurement waits for the first
+    other.join(10)
+    assert seen == [True]
+
+    holding, done = threading.Event(), threading.Event()
+    job = runner.start("Training", lambda _job: (holding.set(), done.wait(10)))
+    assert holding.wait(10)
+    with runner.model_at_rest() as free:
+        assert free is False  # a job's long hold is not waited for
+    done.set()
+    assert job.finished_event.wait(10)
