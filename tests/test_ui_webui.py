@@ -253,3 +253,29 @@ def test_the_webui_s_saved_defaults_change_no_value_of_the_tab(webui, tmp_path: 
         }
         assert changed == {}, preset
         assert before[_find(blocks, "train_tools_cfg_default_repeats")] >= 1
+
+
+def test_a_plan_s_measurement_enters_a_training_session_under_the_lock_it_holds(webui) -> None:
+    """The plan holds the queue lock (``model_at_rest``) while it times steps, and the timing runs in a training
+    session, which takes the lock too: the WebUI's lock is not reentrant, and on the real Forge Neo the first plan
+    waited for itself, with every generation after it."""
+    from modules import call_queue
+
+    from lora_ext.hosts.a1111 import A1111Host
+
+    host = A1111Host()
+    entered = threading.Event()
+
+    def measure() -> None:
+        with host.model_at_rest() as free:
+            assert free
+            with host.exclusive("training"):
+                entered.set()
+
+    thread = threading.Thread(target=measure, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert entered.is_set(), "the measurement waits for the lock its own plan holds"
+    assert not call_queue.queue_lock.locked()
+    with host.exclusive("training"):  # another thread's: takes the lock
+        assert call_queue.queue_lock.locked()

@@ -11,6 +11,7 @@ refuses to train. Every WebUI import is inside a function.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ class WebUIHostBase(Host):
     def __init__(self) -> None:
         self.lora_takeover = None  # set by register_callbacks() when our loader owns <lora:…>
         self._training = False
+        # Whether this thread holds the queue lock through ``model_at_rest`` (the WebUI's lock is not reentrant: a
+        # plan's measurement there enters ``training_session``, which takes it again)
+        self._at_rest = threading.local()
 
     def register_callbacks(self) -> None:
         """Our part of the WebUI's callbacks besides the tab and the API: the Settings section."""
@@ -124,7 +128,8 @@ class WebUIHostBase(Host):
         from modules import call_queue
 
         shared, *_ = _webui()
-        with call_queue.queue_lock:
+        held = getattr(self._at_rest, "held", False)  # by this thread, for a plan's measurement
+        with contextlib.nullcontext() if held else call_queue.queue_lock:
             shared.state.begin(job=f"train_tools: {job}")
             try:
                 yield WebUIJob(shared.state)
@@ -138,9 +143,11 @@ class WebUIHostBase(Host):
         from modules import call_queue
 
         free = call_queue.queue_lock.acquire(blocking=False)
+        self._at_rest.held = free
         try:
             yield free
         finally:
+            self._at_rest.held = False
             if free:
                 call_queue.queue_lock.release()
 

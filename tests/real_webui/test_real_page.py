@@ -53,13 +53,19 @@ def projects(webui: WebUIClient, tmp_path_factory: pytest.TempPathFactory) -> di
 
 def _open_tab(page, webui: WebUIClient) -> None:
     """The WebUI's page (through its login form when it has one), its Train Tools tab, reopened by ``ui/live.py``."""
+    from selenium.webdriver.common.by import By
+
+    def shown(css: str) -> list:
+        return [element for element in page.driver.find_elements(By.CSS_SELECTOR, css) if element.is_displayed()]
+
     page.driver.get(webui.base + "/")
     login_or_tab = "input[type=password], #train_tools_create_project"
     first = page.wait(lambda: page.find(login_or_tab), "the login form or the page", WAIT)
     if first.get_attribute("type") == "password":  # not logged in yet (the browser keeps the login's cookie)
         assert webui.login, "the WebUI asks for a login: set TRAIN_TOOLS_REAL_WEBUI_LOGIN=user:pass"
-        page.find("input:not([type=password]), textarea").send_keys(webui.login[0])
-        first.send_keys(webui.login[1], "\n")  # Enter submits; gradio reloads the page once logged in
+        password = page.wait(lambda: shown("input[type=password]")[0], "the login form", WAIT)
+        shown("input[type=text], input:not([type]), textarea")[0].send_keys(webui.login[0])
+        password.send_keys(webui.login[1], "\n")  # Enter submits; gradio reloads the page once logged in
     page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab's content", WAIT)
 
     def tab_shown() -> bool:  # a click before the WebUI's page listens is lost: click until the tab shows
