@@ -58,14 +58,16 @@ def _open_tab(page, webui: WebUIClient) -> None:
     def shown(css: str) -> list:
         return [element for element in page.driver.find_elements(By.CSS_SELECTOR, css) if element.is_displayed()]
 
+    def login_or_page() -> str | None:  # the WebUI's page may hold password fields of its own (Neo's settings)
+        if page.driver.find_elements(By.CSS_SELECTOR, "#train_tools_create_project"):
+            return "page"
+        return "login" if shown("input[type=password]") else None
+
     page.driver.get(webui.base + "/")
-    login_or_tab = "input[type=password], #train_tools_create_project"
-    first = page.wait(lambda: page.find(login_or_tab), "the login form or the page", WAIT)
-    if first.get_attribute("type") == "password":  # not logged in yet (the browser keeps the login's cookie)
+    if page.wait(login_or_page, "the login form or the page", WAIT) == "login":  # the browser keeps the cookie
         assert webui.login, "the WebUI asks for a login: set TRAIN_TOOLS_REAL_WEBUI_LOGIN=user:pass"
-        password = page.wait(lambda: shown("input[type=password]")[0], "the login form", WAIT)
         shown("input[type=text], input:not([type]), textarea")[0].send_keys(webui.login[0])
-        password.send_keys(webui.login[1], "\n")  # Enter submits; gradio reloads the page once logged in
+        shown("input[type=password]")[0].send_keys(webui.login[1], "\n")  # Enter submits; gradio then reloads
     page.wait(lambda: page.find("#train_tools_create_project"), "the Train Tools tab's content", WAIT)
 
     def tab_shown() -> bool:  # a click before the WebUI's page listens is lost: click until the tab shows
