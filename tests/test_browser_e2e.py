@@ -198,15 +198,18 @@ class Page:
         self.wait(lambda: needle in self.text(elem_id), f"{needle!r} in #{elem_id}", timeout)
 
     def fresh(self, action: Callable[[], object]) -> object:
-        """Run ``action`` again if gradio re-rendered its element between the find and the use (both idempotent)."""
-        from selenium.common.exceptions import StaleElementReferenceException
+        """Run ``action`` again if gradio re-rendered its element between the find and the use, or if something
+        passing (a toast, a list closing, the page shifting under a new bar) took the click (all idempotent)."""
+        from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 
+        last: Exception | None = None
         for _attempt in range(20):
             try:
                 return action()
-            except StaleElementReferenceException:
+            except (StaleElementReferenceException, ElementClickInterceptedException) as error:
+                last = error
                 time.sleep(0.25)
-        raise AssertionError("the element kept being re-rendered")
+        raise AssertionError(f"the element kept being re-rendered or covered ({last})")
 
     def fill(self, elem_id: str, value: str) -> None:
         def type_in() -> None:
@@ -226,12 +229,18 @@ class Page:
         self.fresh(press)
 
     def choose(self, elem_id: str, value: str) -> None:
+        from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
         self.click(elem_id)
-        self.press(f"#{elem_id} input")
+        try:
+            self.find(f"#{elem_id} input").click()
+        except ElementClickInterceptedException:
+            pass  # the first click opened the list, and it covers the box (it opens upwards near the bottom)
+        except StaleElementReferenceException:
+            self.press(f"#{elem_id} input")
         # gradio 3 renders an option as li[data-value=value]; gradio 4 as li[aria-label=label] (here label = value).
         options = f"#{elem_id} li[data-value='{value}'], #{elem_id} li[aria-label='{value}']"
-        option = self.wait(lambda: self.find(options), f"option {value} in #{elem_id}", 60)
-        option.click()
+        self.wait(lambda: self.find(options).click() or True, f"option {value} in #{elem_id}", 60)
 
     def open_tab(self, label: str) -> None:
         """Click the tab button labelled ``label``: found and clicked in one step, again if gradio re-rendered it."""

@@ -7,6 +7,8 @@ what auto turns on and says, and the page's line.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from train_support import make_dataset, tiny_train_config
 
@@ -56,7 +58,9 @@ def test_the_estimate_grows_with_resolution_and_shrinks_with_each_saving(make_st
     fused = estimate_memory(host, base.replace(optimizer="Adafactor", fused_backward=True), profile)
     assert fused.network < adafactor.network < plain.network  # no full gradient; factored moments
     assert estimate_memory(host, base.replace(fp8_base=True), profile).fp8_change > 0  # on a CPU: the fp8 copies
-    assert "GiB peak on cpu" in plain.describe()
+    assert "GiB peak on cpu (this process now" in plain.describe()  # on a CPU: the whole process, not the model
+    on_gpu = dataclasses.replace(plain, device="cuda")
+    assert "GiB peak on cuda (model" in on_gpu.describe() and "process" not in on_gpu.describe()
 
 
 def _estimate(added_by: dict[str, float]):

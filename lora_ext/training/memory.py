@@ -101,12 +101,18 @@ class MemoryEstimate:
         return self.resident + self.added
 
     def describe(self) -> str:
-        """``≈ 9.4 GiB peak on cuda (model 6.9, LoRA and optimizer 0.3, activations 1.8, working 0.4)``."""
-        model = self.resident + self.fp8_change
-        return (
-            f"≈ {_gib(self.total)} GiB peak on {self.device} (model {_gib(model)}, LoRA and optimizer "
-            f"{_gib(self.network)}, activations {_gib(self.activations)}, working {_gib(self.working)})"
+        """``≈ 9.4 GiB peak on cuda (model 6.9, LoRA and optimizer 0.3, activations 1.8, working 0.4)``.
+
+        On a CPU the resident part is the whole process (the WebUI with everything it loaded), not the model alone,
+        and says so."""
+        held = _gib(self.resident + self.fp8_change)
+        rest = (
+            f"LoRA and optimizer {_gib(self.network)}, activations {_gib(self.activations)}, "
+            f"working {_gib(self.working)}"
         )
+        if self.device == "cpu":
+            return f"≈ {_gib(self.total)} GiB peak on cpu (this process now {held}, {rest})"
+        return f"≈ {_gib(self.total)} GiB peak on {self.device} (model {held}, {rest})"
 
 
 def _gib(value: float) -> str:

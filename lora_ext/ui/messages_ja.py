@@ -49,10 +49,12 @@ MESSAGES: dict[str, str] = {
     "Memory: {estimate!t}; {free} GiB free — too little: set memory_mode to auto or lower the resolution": (
         "メモリ: {estimate}、空き {free} GiB — 足りません: memory_mode を auto にするか解像度を下げてください"
     ),
-    "≈ {total} GiB peak on {device} (model {model}, LoRA and optimizer {network}, activations {activations}, "
-    "working {working})": (
-        "{device} で最大 ≈ {total} GiB（モデル {model}、LoRA とオプティマイザ {network}、活性 {activations}、"
-        "作業用 {working}）"
+    "≈ {total} GiB peak on {device} (model {held}, {rest!t})": "{device} で最大 ≈ {total} GiB（モデル {held}、{rest}）",
+    "≈ {total} GiB peak on cpu (this process now {held}, {rest!t})": (
+        "cpu で最大 ≈ {total} GiB（このプロセスの現在 {held}、{rest}）"
+    ),
+    "LoRA and optimizer {network}, activations {activations}, working {working}": (
+        "LoRA とオプティマイザ {network}、活性 {activations}、作業用 {working}"
     ),
     "memory auto: the settings fit ({needed} GiB more of {available} GiB free)": (
         "メモリ auto: 今の設定で収まります（空き {available} GiB のうち {needed} GiB を追加で使用）"
