@@ -196,7 +196,6 @@ class TrainableAdapter(nn.Module):
         draws: DropoutDraws | torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self._template = adapter
         self.op = op or LayerOp()
         self.dropouts = dropouts or Dropouts()
         self.draws = draws if isinstance(draws, DropoutDraws) else DropoutDraws(draws)
@@ -208,6 +207,9 @@ class TrainableAdapter(nn.Module):
             if isinstance(value, torch.Tensor):
                 self.register_parameter(field.name, nn.Parameter(value.detach().to(torch.float32).clone()))
                 self._tensor_fields.append(field.name)
+        # The template keeps the other fields; its tensors are the parameters, so the initial values are not
+        # held a second time for the whole run.
+        self._template = dataclasses.replace(adapter, **{name: getattr(self, name) for name in self._tensor_fields})
 
     def adapter(self) -> Adapter:
         """The adapter with the current parameter values (gradients flow through)."""

@@ -14,7 +14,7 @@ layout merges the same everywhere. It starts at ‖W‖ per column, so W_dora = 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -119,7 +119,6 @@ class TrainableDora(TrainableAdapter):
         draws: DropoutDraws | torch.Generator | None = None,
     ) -> None:
         nn.Module.__init__(self)
-        self._template = adapter
         self.op = op or LayerOp()
         self.dropouts = dropouts or Dropouts()
         self.draws = draws if isinstance(draws, DropoutDraws) else DropoutDraws(draws)
@@ -129,6 +128,7 @@ class TrainableDora(TrainableAdapter):
         inner_dropouts = Dropouts(self.dropouts.dropout, self.dropouts.rank_dropout)  # module dropout: ours, once
         self.inner = adapter.inner.trainable(op, inner_dropouts, self.draws)
         self.magnitude = nn.Parameter(adapter.magnitude.detach().to(torch.float32).clone())
+        self._template = replace(adapter, inner=self.inner._template, magnitude=self.magnitude)
 
     def adapter(self) -> DoraAdapter:
         return DoraAdapter(inner=self.inner.adapter(), magnitude=self.magnitude)
