@@ -37,9 +37,10 @@ PROBE_SIDES = {"sd1": (8, 16, 24), "sd2": (8, 16, 24), "sdxl": (8, 12, 16)}
 # Bytes of optimizer state per trainable parameter (fp32 unless the library quantises); Adafactor is computed.
 STATE_BYTES = {"AdamW": 8, "AdamWScheduleFree": 8, "AdamW8bit": 2, "Lion": 4, "Prodigy": 16, "SGD": 4}
 # Besides what autograd keeps, backward holds the gradient of the activation it is at and the one it makes,
-# and a layer's forward its output and a temporary: a few times the largest saved tensor (measured by
-# bench/memory.py).
-WORKING_SET = 3.0
+# and a layer's forward its output and a temporary: a few times the largest saved tensor. Fitted to the peaks
+# bench/memory.py measures, which every SD1.5 row overestimated with 3.0 (by 0.02–0.2 GiB; 2.5 takes 0.01 GiB
+# off at 384 px, and nothing that shows on SDXL, whose largest saved tensor is a few MiB there).
+WORKING_SET = 2.5
 # On a CPU the process also grows by what the run builds around its steps (the dataset, the cached latents and
 # conditioning, modules imported on first use): about 40 MiB (bench/memory.py); a GPU's allocator counts none of it.
 CPU_RUNTIME = 40 * 2**20
