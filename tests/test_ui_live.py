@@ -93,6 +93,24 @@ def test_a_poll_shows_the_end_once_and_an_idle_poll_changes_nothing(ctx: Context
     assert "Finished: 2 steps" in live.poll(ctx, selection=selection_key("猫", "v1"), job_seen="")["train_progress"]
 
 
+def test_overlapping_polls_of_one_page_show_a_job_s_end_once(ctx: Context, tmp_path: Path) -> None:
+    """On a busy machine a page sends its next poll before the answer of the one showing the end arrived: the
+    later poll, still saying "running", must not fill the grid form again over what the user typed meanwhile."""
+    _with_images(ctx, tmp_path)
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=2, cfg_sample_prompts="")
+    started = train_section.start_training(ctx, project="猫", version="v1", **values)
+    assert ctx.jobs.current.finished_event.wait(600)
+    ends = live.EndsShown()
+    asked = {"selection": selection_key("猫", "v1"), "job_seen": started["job_seen"], "ends": ends}
+    first = live.poll(ctx, page_id="page-a", **asked)
+    assert "Finished: 2 steps" in first["train_progress"] and "compare_prompt" in first  # the end, the form filled
+    late = live.poll(ctx, page_id="page-a", **asked)  # sent before ``first`` arrived: the same stale job_seen
+    assert late == {"job_seen": first["job_seen"]}  # nothing of the form, nothing else
+    other = live.poll(ctx, page_id="page-b", **asked)  # another page (tab) gets its own end
+    assert "Finished: 2 steps" in other["train_progress"] and "compare_prompt" in other
+
+
 def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ctx: Context, tmp_path: Path) -> None:
     _with_images(ctx, tmp_path)
     projects.create_project(ctx, name="b")

@@ -34,6 +34,7 @@ the caption box (what the user typed there is not saved anywhere yet).
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 from lora_ext.app import grid, recent, tagging, training
@@ -138,10 +139,38 @@ def toast_failure(ctx: Context, job_failure: str) -> Outputs:
     return {}
 
 
-def poll(ctx: Context, selection: str, job_seen: str, model_seen: str | None = None) -> Outputs:
+class EndsShown:
+    """Which job's end each page has been shown. Polls overlap on a busy machine (one every 1.5 s while a job
+    runs; the one that shows a training's end fills the grid form and takes seconds), and each poll sent before
+    the first answer arrived still says the job was running: without this each would show the end again, and
+    the last to arrive would put back the grid's prompt, or the captions, the user has typed over since."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown: dict[str, str] = {}
+
+    def first(self, page_id: str, state: str) -> bool:
+        """Whether ``page_id`` is shown the end ``state`` for the first time (always, for an unnamed page)."""
+        if not page_id:
+            return True
+        with self._lock:
+            if self._shown.get(page_id) == state:
+                return False
+            self._shown[page_id] = state
+            return True
+
+
+def poll(
+    ctx: Context,
+    selection: str,
+    job_seen: str,
+    model_seen: str | None = None,
+    page_id: str = "",
+    ends: EndsShown | None = None,
+) -> Outputs:
     """The current job in the bar, and in its section when it works on the selected version; its end once
-    (``job_seen`` says what this page has shown already); the model line when it changed (``model_seen``: what
-    the page shows of it; None: not asked)."""
+    (``job_seen`` says what this page has shown already, ``ends`` what an overlapping poll of the same page is
+    showing); the model line when it changed (``model_seen``: what the page shows of it; None: not asked)."""
     out = model_line.changes(ctx, model_seen) if model_seen is not None else {}
     job = ctx.jobs.current
     if job is None:
@@ -149,6 +178,8 @@ def poll(ctx: Context, selection: str, job_seen: str, model_seen: str | None = N
     state = seen_state(job)
     if job.finished and state == job_seen:
         return out  # shown already: an idle page's poll changes nothing else
+    if job.finished and ends is not None and not ends.first(page_id, state):
+        return {**out, "job_seen": state}  # another poll of this page is showing this end
     project, version = parse_selection(selection)
     out.update({"job_bar": job_bar(ctx, job), "job_seen": state, **_announce(ctx, job)})
     if shown_with(job, project, version):
@@ -249,7 +280,13 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     quiet = {"queue": False, "show_progress": "hidden"}
     status = ui["job_status"]
-    on(ui["poll"].click, poll, ui.pick("selection", "job_seen", "model_seen"), outputs(ui), ctx, status=status, **quiet)
+    ends = EndsShown()
+
+    def poll_page(context: Context, **values: Any) -> Outputs:
+        return poll(context, ends=ends, **values)
+
+    polled = ui.pick("selection", "job_seen", "model_seen", "page_id")
+    on(ui["poll"].click, poll_page, polled, outputs(ui), ctx, status=status, **quiet)
     restore_on(ctx, ui, ui["restore"].click)
     on(ui["show_job"].click, select_job, {}, ui.pick("project", "version", "selection"), ctx, status=status, **quiet)
     # Queued (the default), unlike the polls: gradio delivers a toast only to a queued event.
