@@ -91,6 +91,9 @@ def test_a_six_epoch_run_gives_a_grid_validation_per_epoch_and_the_suggested_epo
     time.sleep(0.05)
     restored = selection_shown(ctx, live.restore(ctx)["selection"])  # the page load, then the selection's views
     assert restored["grid_image"] == done["grid_image"] and len(restored["compare_gallery"]) == 12
+    # and its form as that grid was rendered, not the dataset's prompt again (a late re-show keeps what was typed)
+    assert (restored["compare_prompt"], restored["compare_weights"]) == ("tt_cat, toy", "0, 1")
+    assert (restored["compare_steps"], restored["compare_size"], restored["compare_seed"]) == (2, 64, 7)
     assert job.elapsed == elapsed
     # the estimate now knows this machine's step
     assert "on this machine" in result_section.grid_estimate(ctx, PROJECT, VERSION, "", "a", 2, 64, "0, 1")

@@ -9,6 +9,7 @@ cell with the host's own generator (``grid.render``) into ``<run folder>/grids/<
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from lora_ext.errors import ConfigError
 from lora_ext.fileio import atomic_path
 from lora_ext.grid import estimate
 from lora_ext.grid.epochs import RunEpochs, run_epochs
-from lora_ext.grid.render import GridResult, cell_caption, render_grid
+from lora_ext.grid.render import GRID_JSON, GridResult, cell_caption, render_grid
 from lora_ext.grid.spec import DEFAULT_WEIGHTS, GridSpec, parse_prompts, parse_weights
 
 JOB_NAME = "Epoch grid"
@@ -88,6 +89,29 @@ def defaults(ctx: Context, project: str | None, version: str | None, name: str |
         if rows:
             steps = estimate.fitting_steps(GridSpec(rows, DEFAULT_WEIGHTS, ("x",), width=size, height=size), seconds)
     return GridDefaults(prompt, size, steps, weights)
+
+
+def form(ctx: Context, project: str | None, version: str | None, name: str | None = None) -> GridDefaults:
+    """What the page's grid form shows for a run: the settings of its newest finished grid (what the grid on
+    screen was rendered with), else ``defaults``. Showing the version again (a reload, a re-show) keeps the
+    prompt the user last rendered instead of putting the dataset's back."""
+    name = results.output_name(ctx, project, version, name)
+    folder = results.work_folder(ctx, project, version, name) if name else None
+    for saved in sorted((folder / GRIDS).glob(f"*/{GRID_JSON}"), reverse=True) if folder is not None else ():
+        try:
+            grid = json.loads(saved.read_text(encoding="utf-8"))
+            if grid.get("cancelled"):
+                continue
+            return GridDefaults(
+                prompt="\n".join(grid["prompts"]),
+                size=int(grid["width"]),
+                steps=int(grid["steps"]),
+                weights=", ".join(f"{float(weight):g}" for weight in grid["weights"]),
+                seed=int(grid["seed"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable or from another version of the app: the next older one, or the defaults
+    return defaults(ctx, project, version, name)
 
 
 def _cost_key(ctx: Context, width: int, height: int) -> tuple:

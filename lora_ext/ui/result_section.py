@@ -56,13 +56,13 @@ def refresh(ctx: Context, project: str | None, version: str | None, result_name:
 
 
 def run_view(ctx: Context, project: str | None, version: str | None, result_name: str | None = None) -> Outputs:
-    """``refresh``, and the grid form filled from the run's training: its resolution, a prompt from its dataset,
-    the steps that fit this machine, with the grid's time."""
+    """``refresh``, and the grid form filled for the run: as its last grid was rendered, else from its training
+    (its resolution, a prompt from its dataset, the steps that fit this machine), with the grid's time."""
     out = refresh(ctx, project, version, result_name)
     name = out.get("result_name")
     if not name or not project or not version:
         return out
-    chosen = grid.defaults(ctx, project, version, name)
+    chosen = grid.form(ctx, project, version, name)
     form = {
         "compare_prompt": chosen.prompt,
         "compare_steps": chosen.steps,
