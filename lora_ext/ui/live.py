@@ -178,12 +178,13 @@ def poll(
     state = seen_state(job)
     if job.finished and state == job_seen:
         return out  # shown already: an idle page's poll changes nothing else
-    if job.finished and ends is not None and not ends.first(page_id, state):
-        return {**out, "job_seen": state}  # another poll of this page is showing this end
+    # Another poll of this page already shows this end: only the job's lines (should that answer be lost), not
+    # what the end changed, which that answer brings.
+    final = not (job.finished and ends is not None and not ends.first(page_id, state))
     project, version = parse_selection(selection)
     out.update({"job_bar": job_bar(ctx, job), "job_seen": state, **_announce(ctx, job)})
     if shown_with(job, project, version):
-        out.update(_render(ctx, job, project, version, final=True))
+        out.update(_render(ctx, job, project, version, final=final))
     return out
 
 
