@@ -252,15 +252,34 @@
         if (bar.dataset.selection && selection && selection.value !== bar.dataset.selection) {
             press("train_tools_show_job");
         }
-        // Again once the selected version's views have filled in (the section moves as they grow or shrink).
-        [0, 800, 2000].forEach(function (delay) {
-            setTimeout(function () {
-                const section = byId(bar.dataset.section);
-                if (section) {
-                    section.scrollIntoView({block: "start"});
-                }
-            }, delay);
+        // Again until the job's version is shown and its views have settled (the section moves as they grow or
+        // shrink; on a busy machine that takes seconds), at most 30 s, and never against the user's own scrolling.
+        const started = Date.now();
+        let shownSince = 0;
+        function stop() {
+            clearInterval(timer);
+            ["wheel", "touchmove", "keydown"].forEach(function (name) {
+                window.removeEventListener(name, stop, true);
+            });
+        }
+        function follow() {
+            const section = byId(bar.dataset.section);
+            if (section) {
+                section.scrollIntoView({block: "start"});
+            }
+            const shown = field("train_tools_shown");
+            if (!bar.dataset.selection || (shown && shown.value === bar.dataset.selection)) {
+                shownSince = shownSince || Date.now();
+            }
+            if ((shownSince && Date.now() - shownSince > 2000) || Date.now() - started > 30000) {
+                stop();
+            }
+        }
+        const timer = setInterval(follow, 400);
+        ["wheel", "touchmove", "keydown"].forEach(function (name) {
+            window.addEventListener(name, stop, true);
         });
+        follow();
     }, true);
 
     // The bar stays in view: once its place in the tab scrolls above the window it is pinned to the window's top
