@@ -81,7 +81,7 @@ def defaults(ctx: Context, project: str | None, version: str | None, name: str |
     host = ctx.host
     size = config.resolution if config is not None else 512
     prompt = dataset_prompt(config) if config is not None else ""
-    weights = ", ".join(f"{weight:g}" for weight in DEFAULT_WEIGHTS)
+    weights = _weights_text(DEFAULT_WEIGHTS)
     steps = FALLBACK_STEPS.get(host.device.type, 20)
     seconds = step_seconds(ctx, size, size, config)
     if seconds is not None and name:
@@ -97,7 +97,9 @@ def form(ctx: Context, project: str | None, version: str | None, name: str | Non
     prompt the user last rendered instead of putting the dataset's back."""
     name = results.output_name(ctx, project, version, name)
     folder = results.work_folder(ctx, project, version, name) if name else None
-    for saved in sorted((folder / GRIDS).glob(f"*/{GRID_JSON}"), reverse=True) if folder is not None else ():
+    if folder is None:
+        return defaults(ctx, project, version, name)
+    for saved in sorted((folder / GRIDS).glob(f"*/{GRID_JSON}"), reverse=True):
         try:
             grid = json.loads(saved.read_text(encoding="utf-8"))
             if grid.get("cancelled"):
@@ -106,12 +108,17 @@ def form(ctx: Context, project: str | None, version: str | None, name: str | Non
                 prompt="\n".join(grid["prompts"]),
                 size=int(grid["width"]),
                 steps=int(grid["steps"]),
-                weights=", ".join(f"{float(weight):g}" for weight in grid["weights"]),
+                weights=_weights_text(float(weight) for weight in grid["weights"]),
                 seed=int(grid["seed"]),
             )
         except (OSError, ValueError, KeyError, TypeError):
             continue  # unreadable or from another version of the app: the next older one, or the defaults
     return defaults(ctx, project, version, name)
+
+
+def _weights_text(weights) -> str:
+    """Weights as the form's field holds them: ``0, 0.5, 0.8, 1``."""
+    return ", ".join(f"{weight:g}" for weight in weights)
 
 
 def _cost_key(ctx: Context, width: int, height: int) -> tuple:
