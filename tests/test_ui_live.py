@@ -112,6 +112,15 @@ def test_overlapping_polls_of_one_page_show_a_job_s_end_once(ctx: Context, tmp_p
     assert "Finished: 2 steps" in other["train_progress"] and "compare_prompt" in other
 
 
+def test_the_ends_shown_remember_the_most_recent_pages_only() -> None:
+    ends = live.EndsShown()
+    assert ends.first("page-0", "done") and not ends.first("page-0", "done")
+    for n in range(1, live.EndsShown.PAGES + 1):  # as many newer pages as it keeps push the first one out
+        assert ends.first(f"page-{n}", "done")
+    assert ends.first("page-0", "done")  # forgotten: shown once more, nothing worse
+    assert not ends.first(f"page-{live.EndsShown.PAGES}", "done")  # the newest are still remembered
+
+
 def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ctx: Context, tmp_path: Path) -> None:
     _with_images(ctx, tmp_path)
     projects.create_project(ctx, name="b")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import html
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from lora_ext.app import grid, recent, tagging, training
@@ -145,9 +146,11 @@ class EndsShown:
     the first answer arrived still says the job was running: without this each would show the end again, and
     the last to arrive would put back the grid's prompt, or the captions, the user has typed over since."""
 
+    PAGES = 256  # the most recent pages remembered; an older page shows an end again, nothing worse
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._shown: dict[str, str] = {}
+        self._shown: OrderedDict[str, str] = OrderedDict()
 
     def first(self, page_id: str, state: str) -> bool:
         """Whether ``page_id`` is shown the end ``state`` for the first time (always, for an unnamed page)."""
@@ -157,6 +160,9 @@ class EndsShown:
             if self._shown.get(page_id) == state:
                 return False
             self._shown[page_id] = state
+            self._shown.move_to_end(page_id)
+            if len(self._shown) > self.PAGES:
+                self._shown.popitem(last=False)
             return True
 
 
