@@ -7,6 +7,7 @@ duplicating, deleting, the page load) sets the selection, and only the selection
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ import pytest
 from ui_fixtures import change_then, selection_shown, write_images
 
 from lora_ext.app.context import Context, Workspace
+from lora_ext.errors import LoraExtError
 from lora_ext.ui import dataset_section, live, projects, train_section
 from lora_ext.ui.i18n import I18n
 from lora_ext.ui.projects import parse_selection, selection_key
@@ -111,6 +113,33 @@ def test_rename_duplicate_delete_and_versions_set_the_selection_that_the_views_f
     assert parse_selection(deleted["selection"]) == ("Dog", "v1") and _shown(ctx, deleted)["gallery"] == []
     # The version list set by a handler or chosen by the user: the same key again, so nothing is shown twice.
     assert projects.select_version(ctx, project="Kitty", version="v1")["selection"] == selection_key("Kitty", "v1")
+
+
+def test_a_project_or_version_a_job_works_on_is_neither_renamed_nor_moved_to_the_trash(ctx: Context) -> None:
+    projects.create_project(ctx, name="Cat")
+    projects.create_version(ctx, project="Cat", name="v2")
+    release = threading.Event()
+    job = ctx.jobs.start("Training", lambda job: release.wait(60), subject=("Cat", "v1"))
+    try:
+        attempts = [
+            lambda: projects.rename_project(ctx, project="Cat", name="Kitty"),
+            lambda: projects.rename_version(ctx, project="Cat", version="v1", name="v9"),
+            lambda: projects.ask_delete(ctx, kind="project", project="Cat", version="v1"),
+            lambda: projects.ask_delete(ctx, kind="version", project="Cat", version="v1"),
+            lambda: projects.confirm_delete(ctx, delete_target="project:Cat", project="Cat", version="v1"),
+            lambda: projects.confirm_delete(ctx, delete_target="version:Cat/v1", project="Cat", version="v1"),
+        ]
+        for attempt in attempts:
+            with pytest.raises(LoraExtError, match="Training is still running on Cat"):
+                attempt()
+        assert ctx.store.list_projects() == ["Cat"] and ctx.store.list_versions("Cat") == ["v1", "v2"]
+        projects.rename_version(ctx, project="Cat", version="v2", name="v3")  # another version: free
+        assert ctx.store.list_versions("Cat") == ["v1", "v3"]
+    finally:
+        release.set()
+        assert job.finished_event.wait(60)
+    projects.rename_project(ctx, project="Cat", name="Kitty")  # once it ended
+    assert ctx.store.list_projects() == ["Kitty"]
 
 
 def test_a_selection_that_went_away_shows_empty_views_not_an_error(ctx: Context) -> None:

@@ -107,6 +107,18 @@ class JobRunner:
         if job is not None and not job.finished:
             raise LoraExtError(f"{job.name} is still running", hint="wait for it to finish or cancel it first")
 
+    def require_not_on(self, project: str, version: str | None = None) -> None:
+        """Raise a one-line refusal while a job works on ``project`` (on ``version`` of it, when named): a rename
+        or a move to the trash would pull its folders from under it."""
+        job = self.current
+        if job is None or job.finished or job.subject is None:
+            return
+        if job.subject[0] == project and version in (None, job.subject[1]):
+            target = project if version is None else f"{project}/{version}"
+            raise LoraExtError(
+                f"{job.name} is still running on {target}", hint="wait for it to finish or cancel it first"
+            )
+
     def model_busy(self) -> str | None:
         """The name of the running job that uses the SD model, if any."""
         job = self.current

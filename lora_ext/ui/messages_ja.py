@@ -354,6 +354,7 @@ MESSAGES: dict[str, str] = {
     "Auto-tagging": "自動タグ付け",
     # jobs and errors met in the flow (lora_ext/app/, lora_ext/dataset/, lora_ext/training/run.py)
     "{name!t} is still running": "{name}が実行中です",
+    "{name!t} is still running on {target}": "{target} で{name}が実行中です",
     "wait for it to finish or cancel it first": "終わるのを待つか、先にキャンセルしてください",
     "{name}.safetensors is not in {folder}.": "{name}.safetensors が {folder} にありません。",
     "train first, or check the name": "先に学習するか、名前を確認してください",

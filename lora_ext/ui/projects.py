@@ -86,6 +86,7 @@ def create_project(ctx: Context, name: str) -> Outputs:
 
 def rename_project(ctx: Context, project: str | None, name: str) -> Outputs:
     old = _need(project)
+    ctx.jobs.require_not_on(old)
     renamed = ctx.store.rename_project(old, name)
     ctx.forget(old)
     return {**_choices(ctx, renamed), "name": "", "project_status": message(f"Renamed {old} → {renamed}", "ok")}
@@ -117,6 +118,7 @@ def duplicate_version(ctx: Context, project: str | None, version: str | None, na
 
 def rename_version(ctx: Context, project: str | None, version: str | None, name: str) -> Outputs:
     source = ctx.version(project, version)
+    ctx.jobs.require_not_on(source.project, source.version)
     paths = ctx.store.rename_version(source.project, source.version, name)
     ctx.forget(source.project)
     return {
@@ -132,9 +134,11 @@ def ask_delete(ctx: Context, kind: str, project: str | None, version: str | None
 
     if kind == "project":
         target = _need(project)
+        ctx.jobs.require_not_on(target)
         question = f"Move project {target} with all its versions to the trash?"
     else:
         paths = ctx.version(project, version)
+        ctx.jobs.require_not_on(paths.project, paths.version)
         target = f"{paths.project}/{paths.version}"
         question = f"Move version {target} to the trash?"
     return {
@@ -154,11 +158,13 @@ def confirm_delete(ctx: Context, delete_target: str, project: str | None, versio
     """Move what ``ask_delete`` named to the trash folder."""
     kind, _, target = delete_target.partition(":")
     if kind == "project":
+        ctx.jobs.require_not_on(target)  # asked again: a job may have started since the question
         where = ctx.store.delete_project(target)
         ctx.forget(target)
         project = version = None
     elif kind == "version":
         project_name, _, version_name = target.rpartition("/")
+        ctx.jobs.require_not_on(project_name, version_name)
         where = ctx.store.delete_version(project_name, version_name)
         ctx.forget(project_name)
         version = None
