@@ -233,6 +233,34 @@ def create_version(project: str, body: NameBody, ctx: Context = Depends(_ctx)) -
     return {"project": paths.project, "version": paths.version}
 
 
+@routes.delete("/projects/{project}")
+def delete_project(project: str, ctx: Context = Depends(_ctx)) -> dict:
+    """Move a project with all its versions to the trash folder (refused while a job works on it)."""
+    name = _guarded(lambda: ctx.store.project_name(project), 404)
+
+    def run() -> dict:
+        ctx.jobs.require_not_on(name)
+        where = ctx.store.delete_project(name)
+        ctx.forget(name)
+        return {"project": name, "trash": str(where)}
+
+    return _guarded(run, 409)
+
+
+@routes.delete("/projects/{project}/versions/{version}")
+def delete_version(project: str, version: str, ctx: Context = Depends(_ctx)) -> dict:
+    """Move one version to the trash folder (refused while a job works on it)."""
+    paths = _guarded(lambda: ctx.store.version(project, version), 404)
+
+    def run() -> dict:
+        ctx.jobs.require_not_on(paths.project, paths.version)
+        where = ctx.store.delete_version(paths.project, paths.version)
+        ctx.forget(paths.project)
+        return {"project": paths.project, "version": paths.version, "trash": str(where)}
+
+    return _guarded(run, 409)
+
+
 @routes.get("/projects/{project}/versions/{version}")
 def version_info(project: str, version: str, ctx: Context = Depends(_ctx)) -> dict:
     def read() -> dict:

@@ -215,6 +215,7 @@ def test_without_credentials_only_the_login_page_answers(server: str, session: r
         ("get", f"{API}/host", {}),
         ("get", f"{API}/projects", {}),
         ("post", f"{API}/projects", {"json": {"name": "intruder"}}),
+        ("delete", f"{API}/projects/cats", {}),
         ("get", "/openapi.json", {}),
         ("get", "/docs", {}),
         ("get", "/redoc", {}),

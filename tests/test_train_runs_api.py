@@ -277,3 +277,24 @@ def test_a_stopped_run_resumes_after_its_project_was_renamed(api) -> None:
     status = _finished(client)
     assert "error" not in status, status.get("error")
     assert (status["result"]["status"], status["result"]["steps"]) == ("finished", 3)
+
+
+def test_a_project_or_version_is_moved_to_the_trash_only_when_no_job_works_on_it(api) -> None:
+    client, ctx = api
+    release = threading.Event()
+    job = ctx.jobs.start("Training", lambda job: release.wait(60), subject=("cat", "v1"))
+    try:
+        for route in (VERSION, f"{PREFIX}/projects/CAT"):  # a project's name matches ignoring case
+            refused = client.delete(route)
+            assert refused.status_code == 409 and "Training is still running on cat" in refused.json()["detail"]
+        assert client.get(f"{PREFIX}/projects").json() == [{"name": "cat", "versions": ["v1"]}]
+    finally:
+        release.set()
+        assert job.finished_event.wait(60)
+    assert client.delete(f"{PREFIX}/projects/dog").status_code == 404
+    assert client.delete(f"{PREFIX}/projects/cat/versions/v9").status_code == 404
+    gone = client.delete(VERSION)
+    assert gone.status_code == 200 and Path(gone.json()["trash"], "dataset", "red.png").is_file()  # restorable
+    assert client.get(f"{PREFIX}/projects").json() == [{"name": "cat", "versions": []}]
+    assert client.delete(f"{PREFIX}/projects/Cat").json()["project"] == "cat"
+    assert client.get(f"{PREFIX}/projects").json() == []

@@ -173,6 +173,10 @@ class ProjectStore:
         wanted = unicodedata.normalize("NFC", name).casefold()
         return next((child for child in _children(folder) if child.casefold() == wanted), None)
 
+    def project_name(self, project: str) -> str:
+        """The name an existing project is stored under (``project`` matches it ignoring case)."""
+        return self._project_dir(project).name
+
     def _project_dir(self, project: str) -> Path:
         found = self._find(self.root, validate_name(project, "project name"))
         if found is None:

@@ -26,6 +26,7 @@ class WebUIClient:
         self.base = base.rstrip("/")
         self.login = login
         self.timeout = timeout
+        self.projects: list[str] = []  # made by ``create_project``: moved to the trash by ``remove_projects``
 
     def call(self, method: str, path: str, body=None, login: bool = True):
         data = None if body is None else json.dumps(body).encode()
@@ -48,6 +49,17 @@ class WebUIClient:
 
     def post(self, path: str, body=None, **kwargs):
         return self.call("POST", path, {} if body is None else body, **kwargs)
+
+    def create_project(self, name: str) -> str:
+        self.post("/train-tools/v1/projects", {"name": name})
+        self.projects.append(name)
+        return name
+
+    def remove_projects(self) -> list[str]:
+        """Move the projects this client made to the WebUI's trash folder; returns those it could not move."""
+        left = [name for name in self.projects if self.status_of("DELETE", f"/train-tools/v1/projects/{name}") != 200]
+        self.projects = []
+        return left
 
     def status_of(self, method: str, path: str, body=None, login: bool = True) -> int:
         try:

@@ -7,6 +7,7 @@ what the WebUI needs (the probe extension, an SD1 checkpoint) and the other vari
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def webui() -> WebUIClient:
+def webui() -> Iterator[WebUIClient]:
+    """The WebUI; the projects the tests made go to its trash folder at the end."""
     login = os.environ.get("TRAIN_TOOLS_REAL_WEBUI_LOGIN")
     client = WebUIClient(URL, login=tuple(login.split(":", 1)) if login else None)
     client.wait_until_up()
     client.options(train_tools_lora_loader="Train Tools")
     client.txt2img("warm up")  # Forge and Neo load the checkpoint lazily, at the first generation
-    return client
+    yield client
+    left = client.remove_projects()
+    assert not left, f"still in the WebUI's projects (a job works on them?): {left}"
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 
 from real_webui.client import WebUIClient
 
-# Two projects (created anew for each run: there is no REST route to delete one), v1 each, with their own tags.
+# Two projects (created anew for each run, moved to the trash at its end), v1 each, with their own tags.
 IMAGES = {"a": 3, "b": 5}
 WAIT = 600  # seconds: the first plan times training steps of the full-size model on a busy 2-core CPU
 
@@ -42,8 +42,7 @@ def projects(webui: WebUIClient, tmp_path_factory: pytest.TempPathFactory) -> di
     stamp = f"{os.getpid()}-{int(time.time())}"
     names = {}
     for letter, count in IMAGES.items():
-        name = f"real-webui-page-{letter}-{stamp}"
-        webui.post("/train-tools/v1/projects", {"name": name})
+        name = webui.create_project(f"real-webui-page-{letter}-{stamp}")
         paths = _write_images(tmp_path_factory.mktemp(f"page-{letter}"), letter, count)
         webui.post(f"/train-tools/v1/projects/{name}/versions/v1/ingest", {"paths": paths})
         assert webui.get(f"/train-tools/v1/projects/{name}/versions/v1")["images"] == count

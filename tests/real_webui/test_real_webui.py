@@ -134,8 +134,7 @@ def _project(webui, tmp_path: Path) -> str:
     host = webui.get("/train-tools/v1/host")
     if not host["can_train"]:
         pytest.skip("this WebUI does not train: " + "; ".join(host["reasons"]))
-    project = f"real-webui-{os.getpid()}-{time.time_ns()}"
-    webui.post("/train-tools/v1/projects", {"name": project})
+    project = webui.create_project(f"real-webui-{os.getpid()}-{time.time_ns()}")
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
     return project
 
@@ -219,8 +218,7 @@ def test_the_grid_is_rendered_by_the_webui_s_sampler_and_leaves_the_model_bit_id
 
     if not webui.get("/train-tools/v1/host")["can_train"]:
         pytest.skip("this WebUI does not train: " + "; ".join(webui.get("/train-tools/v1/host")["reasons"]))
-    project = f"real-webui-grid-{os.getpid()}-{int(time.time())}"
-    webui.post("/train-tools/v1/projects", {"name": project})
+    project = webui.create_project(f"real-webui-grid-{os.getpid()}-{int(time.time())}")
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/ingest", {"paths": _dataset(tmp_path)})
     body = {"preset": "fast-test", "max_steps": 0, "epochs": 2, "save_every_n_epochs": 1, "resolution": 64}
     webui.post(f"/train-tools/v1/projects/{project}/versions/v1/train", {**body, "output_name": f"{PREFIX}grid"})
