@@ -12,7 +12,7 @@ from lora_ext.app import recent
 from lora_ext.app.context import Context, Workspace
 from lora_ext.errors import HostUnavailable
 from lora_ext.host import training_capabilities
-from lora_ext.ui import dataset_section, editor_section, live, projects, train_section
+from lora_ext.ui import dataset_section, editor_section, live, projects, result_section, selection, train_section
 from lora_ext.ui.i18n import I18n
 from lora_ext.ui.projects import selection_key
 
@@ -101,7 +101,7 @@ def test_overlapping_polls_of_one_page_show_a_job_s_end_once(ctx: Context, tmp_p
     values.update(cfg_max_steps=2, cfg_sample_prompts="")
     started = train_section.start_training(ctx, project="猫", version="v1", **values)
     assert ctx.jobs.current.finished_event.wait(600)
-    ends = live.EndsShown()
+    ends = live.ShownOnce()
     asked = {"selection": selection_key("猫", "v1"), "job_seen": started["job_seen"], "ends": ends}
     first = live.poll(ctx, page_id="page-a", **asked)
     assert "Finished: 2 steps" in first["train_progress"] and "compare_prompt" in first  # the end, the form filled
@@ -112,13 +112,36 @@ def test_overlapping_polls_of_one_page_show_a_job_s_end_once(ctx: Context, tmp_p
     assert "Finished: 2 steps" in other["train_progress"] and "compare_prompt" in other
 
 
-def test_the_ends_shown_remember_the_most_recent_pages_only() -> None:
-    ends = live.EndsShown()
+def test_a_page_is_given_a_run_s_grid_form_once_so_a_late_view_keeps_what_the_user_typed(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """A ``show`` that waited for the model lands after the poll that showed the training's end (seen in CI's
+    browser test): it must not put the dataset's prompt back over the one the user typed meanwhile."""
+    _with_images(ctx, tmp_path)
+    projects.create_version(ctx, project="猫", name="v2")
+    values = train_section.apply_preset(ctx, preset_name="fast-test")
+    values.update(cfg_max_steps=2, cfg_sample_prompts="")
+    started = train_section.start_training(ctx, project="猫", version="v1", **values)
+    assert ctx.jobs.current.finished_event.wait(600)
+    forms, ends, chosen = live.ShownOnce(), live.ShownOnce(), selection_key("猫", "v1")
+    ended = live.poll(ctx, chosen, started["job_seen"], page_id="page-a", ends=ends, grid_forms=forms)
+    assert {"compare_prompt", "compare_steps", "grid_estimate"} <= set(ended) and ended["lora_token"]  # its form
+    late = selection.show(ctx, chosen, page_id="page-a", grid_forms=forms)  # the same run's views again
+    assert late["lora_token"] == ended["lora_token"] and late["shown"] == chosen
+    assert not {*result_section.GRID_FORM, "grid_estimate"} & set(late)  # but the form is left as typed
+    assert "compare_prompt" in selection.show(ctx, chosen, page_id="page-b", grid_forms=forms)  # another page
+    assert "compare_prompt" in selection.show(ctx, chosen, grid_forms=forms)  # an unnamed one: always
+    selection.show(ctx, selection_key("猫", "v2"), page_id="page-a", grid_forms=forms)  # another version, then back
+    assert "compare_prompt" in selection.show(ctx, chosen, page_id="page-a", grid_forms=forms)
+
+
+def test_what_pages_were_shown_is_remembered_for_the_most_recent_pages_only() -> None:
+    ends = live.ShownOnce()
     assert ends.first("page-0", "done") and not ends.first("page-0", "done")
-    for n in range(1, live.EndsShown.PAGES + 1):  # as many newer pages as it keeps push the first one out
+    for n in range(1, live.ShownOnce.PAGES + 1):  # as many newer pages as it keeps push the first one out
         assert ends.first(f"page-{n}", "done")
     assert ends.first("page-0", "done")  # forgotten: shown once more, nothing worse
-    assert not ends.first(f"page-{live.EndsShown.PAGES}", "done")  # the newest are still remembered
+    assert not ends.first(f"page-{live.ShownOnce.PAGES}", "done")  # the newest are still remembered
 
 
 def test_the_page_reopens_on_the_last_used_version_even_after_a_restart(host, ctx: Context, tmp_path: Path) -> None:

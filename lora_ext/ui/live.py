@@ -140,11 +140,12 @@ def toast_failure(ctx: Context, job_failure: str) -> Outputs:
     return {}
 
 
-class EndsShown:
-    """Which job's end each page has been shown. Polls overlap on a busy machine (one every 1.5 s while a job
-    runs; the one that shows a training's end fills the grid form and takes seconds), and each poll sent before
-    the first answer arrived still says the job was running: without this each would show the end again, and
-    the last to arrive would put back the grid's prompt, or the captions, the user has typed over since."""
+class ShownOnce:
+    """What each page was last shown of one kind, so that it is shown once. Events of a page overlap on a busy
+    machine and the last answer to arrive wins: a poll sent before the answer showing a job's end arrived still
+    says the job was running, and a ``show`` that waited for the model lands after that end. Without this each
+    would fill the grid form again (or the captions) over what the user typed since. Kept: a job's end per page
+    (``poll``'s ``ends``), and which run's grid form each page was given (``grid_forms``)."""
 
     PAGES = 256  # the most recent pages remembered; an older page shows an end again, nothing worse
 
@@ -153,7 +154,8 @@ class EndsShown:
         self._shown: OrderedDict[str, str] = OrderedDict()
 
     def first(self, page_id: str, state: str) -> bool:
-        """Whether ``page_id`` is shown the end ``state`` for the first time (always, for an unnamed page)."""
+        """Whether ``page_id`` is shown ``state`` for the first time since it was shown another one (always, for an
+        unnamed page)."""
         if not page_id:
             return True
         with self._lock:
@@ -172,11 +174,12 @@ def poll(
     job_seen: str,
     model_seen: str | None = None,
     page_id: str = "",
-    ends: EndsShown | None = None,
+    ends: ShownOnce | None = None,
+    grid_forms: ShownOnce | None = None,
 ) -> Outputs:
     """The current job in the bar, and in its section when it works on the selected version; its end once
     (``job_seen`` says what this page has shown already, ``ends`` what an overlapping poll of the same page is
-    showing); the model line when it changed (``model_seen``: what the page shows of it; None: not asked)."""
+    showing; ``grid_forms`` which run's grid form it holds, typed over perhaps); the model line when it changed (``model_seen``: what the page shows of it; None: not asked)."""
     out = model_line.changes(ctx, model_seen) if model_seen is not None else {}
     job = ctx.jobs.current
     if job is None:
@@ -191,7 +194,7 @@ def poll(
     out.update({"job_bar": job_bar(ctx, job), "job_seen": state, **_announce(ctx, job)})
     if shown_with(job, project, version):
         out.update(_render(ctx, job, project, version, final=final))
-    return out
+    return result_section.grid_form_once(out, selection, page_id, grid_forms)
 
 
 def select_job(ctx: Context) -> Outputs:
@@ -280,6 +283,7 @@ def build(ctx: Context, ui: Registry) -> None:
     ui["show_job"] = gr.Button("", elem_id="train_tools_show_job", elem_classes=hidden)
     # This page among the pages open on the app (set by the page's script), for ``common.NewestOnly``.
     ui["page_id"] = gr.Textbox(value="", elem_id="train_tools_page_id", elem_classes=hidden, show_label=False)
+    ui["grid_forms"] = ShownOnce()  # which run's grid form each page holds (``show`` and ``poll`` fill it once)
 
 
 def wire(ctx: Context, ui: Registry) -> None:
@@ -287,10 +291,10 @@ def wire(ctx: Context, ui: Registry) -> None:
 
     quiet = {"queue": False, "show_progress": "hidden"}
     status = ui["job_status"]
-    ends = EndsShown()
+    ends = ShownOnce()
 
     def poll_page(context: Context, **values: Any) -> Outputs:
-        return poll(context, ends=ends, **values)
+        return poll(context, ends=ends, grid_forms=ui["grid_forms"], **values)
 
     polled = ui.pick("selection", "job_seen", "model_seen", "page_id")
     on(ui["poll"].click, poll_page, polled, outputs(ui), ctx, status=status, **quiet)

@@ -73,6 +73,16 @@ def run_view(ctx: Context, project: str | None, version: str | None, result_name
     return {**out, **form, "grid_estimate": grid_estimate(ctx, project, version, name, **form)}
 
 
+def grid_form_once(out: Outputs, selection: str, page_id: str, forms: Any) -> Outputs:
+    """``out`` without the grid form when this page holds that run's form already (``forms``: ``live.ShownOnce``):
+    a view shown again, or late, leaves what the user typed there. The first fill for a run and page stays."""
+    if forms is None or "result_name" not in out:
+        return out  # not a view of the section (a job's progress lines)
+    if forms.first(page_id, f"{selection}\n{out['result_name']}") or "compare_prompt" not in out:
+        return out  # (a version without a LoRA has no form: noted, so that coming back fills its own again)
+    return {key: value for key, value in out.items() if key not in (*GRID_FORM, "grid_estimate")}
+
+
 def _empty(ctx: Context) -> Outputs:
     return {
         "result_name": "",

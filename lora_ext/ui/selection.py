@@ -30,8 +30,9 @@ from lora_ext.ui.registry import Registry
 EDITOR_BOX = ("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores")
 
 
-def show(ctx: Context, selection: str) -> Outputs:
-    """Every view of the selected version but the plan (which follows, for the form as this left it)."""
+def show(ctx: Context, selection: str, page_id: str = "", grid_forms: Any = None) -> Outputs:
+    """Every view of the selected version but the plan (which follows, for the form as this left it); the grid
+    form once per run and page (``grid_forms``, see ``live.ShownOnce``)."""
     project, version = parse_selection(selection)
     out: Outputs = {}
     try:
@@ -45,6 +46,7 @@ def show(ctx: Context, selection: str) -> Outputs:
         out.update(train_section.form_source(None, None, trained=False))
     out.update(result_section.for_version(ctx, project, version))
     # The previous version's plan goes at once; the plan that follows writes this one's.
+    out = result_section.grid_form_once(out, selection, page_id, grid_forms)
     return {**out, "plan": "", "shown": selection}
 
 
@@ -66,9 +68,20 @@ def wire(ctx: Context, ui: Registry) -> None:
     status = ui["job_status"]
     shown = {name: component for name, component in outputs(ui).items() if name not in ("job_seen", "job_failure")}
     inputs = {**ui.pick("selection", "preset"), **train_section.field_components(ui)}
+
+    def show_page(context: Context, **values: Any) -> Outputs:
+        return show(context, grid_forms=ui["grid_forms"], **values)
+
     for event in (ui["selection"].change, ui["reshow"].click):
         shown_now = on(
-            event, show, ui.pick("selection"), shown, ctx, status=status, show_progress="hidden", queue=False
+            event,
+            show_page,
+            ui.pick("selection", "page_id"),
+            shown,
+            ctx,
+            status=status,
+            show_progress="hidden",
+            queue=False,
         )
         # Then the plan, for the form as ``show`` left it: a separate event, since the first plan may time steps
         # on the model (seconds), and a slow ``show`` would land after the plans of the form's later changes.
