@@ -179,7 +179,8 @@ def poll(
 ) -> Outputs:
     """The current job in the bar, and in its section when it works on the selected version; its end once
     (``job_seen`` says what this page has shown already, ``ends`` what an overlapping poll of the same page is
-    showing; ``grid_forms`` which run's grid form it holds, typed over perhaps); the model line when it changed (``model_seen``: what the page shows of it; None: not asked)."""
+    showing, ``grid_forms`` which run's grid form it holds, typed over perhaps); the model line when it changed
+    (``model_seen``: what the page shows of it; None: not asked)."""
     out = model_line.changes(ctx, model_seen) if model_seen is not None else {}
     job = ctx.jobs.current
     if job is None:
