@@ -20,6 +20,7 @@ import inspect
 import itertools
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -203,6 +204,34 @@ class NewestOnly:
         newest.__name__ = newest.__qualname__ = handler.__name__
         newest.__doc__ = handler.__doc__
         return newest
+
+
+class ShownOnce:
+    """What each page was last shown of one kind, so that it is shown once. Events of a page overlap on a busy
+    machine and the last answer to arrive wins: a poll sent before the answer showing a job's end arrived still
+    says the job was running, and a ``show`` that waited for the model lands after that end. Without this each
+    would fill the grid form again (or the captions) over what the user typed since. Kept: a job's end per page
+    (``poll``'s ``ends``), and which run's grid form each page was given (``grid_forms``)."""
+
+    PAGES = 256  # the most recent pages remembered; an older page shows an end again, nothing worse
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown: OrderedDict[str, str] = OrderedDict()
+
+    def first(self, page_id: str, state: str) -> bool:
+        """Whether ``page_id`` is shown ``state`` for the first time since it was shown another one (always, for an
+        unnamed page)."""
+        if not page_id:
+            return True
+        with self._lock:
+            if self._shown.get(page_id) == state:
+                return False
+            self._shown[page_id] = state
+            self._shown.move_to_end(page_id)
+            if len(self._shown) > self.PAGES:
+                self._shown.popitem(last=False)
+            return True
 
 
 def choose(current: str | None, choices: list[str]) -> str | None:

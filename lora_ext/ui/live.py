@@ -34,8 +34,6 @@ the caption box (what the user typed there is not saved anywhere yet).
 from __future__ import annotations
 
 import html
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from lora_ext.app import grid, recent, tagging, training
@@ -43,7 +41,7 @@ from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job
 from lora_ext.errors import LoraExtError
 from lora_ext.ui import compat, editor_section, model_line, projects, result_section, tagger_section, train_section
-from lora_ext.ui.common import Outputs, user_message
+from lora_ext.ui.common import Outputs, ShownOnce, user_message
 from lora_ext.ui.projects import parse_selection, selection_key
 from lora_ext.ui.registry import Registry
 
@@ -138,34 +136,6 @@ def toast_failure(ctx: Context, job_failure: str) -> Outputs:
     if line:
         compat.toast(line)
     return {}
-
-
-class ShownOnce:
-    """What each page was last shown of one kind, so that it is shown once. Events of a page overlap on a busy
-    machine and the last answer to arrive wins: a poll sent before the answer showing a job's end arrived still
-    says the job was running, and a ``show`` that waited for the model lands after that end. Without this each
-    would fill the grid form again (or the captions) over what the user typed since. Kept: a job's end per page
-    (``poll``'s ``ends``), and which run's grid form each page was given (``grid_forms``)."""
-
-    PAGES = 256  # the most recent pages remembered; an older page shows an end again, nothing worse
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._shown: OrderedDict[str, str] = OrderedDict()
-
-    def first(self, page_id: str, state: str) -> bool:
-        """Whether ``page_id`` is shown ``state`` for the first time since it was shown another one (always, for an
-        unnamed page)."""
-        if not page_id:
-            return True
-        with self._lock:
-            if self._shown.get(page_id) == state:
-                return False
-            self._shown[page_id] = state
-            self._shown.move_to_end(page_id)
-            if len(self._shown) > self.PAGES:
-                self._shown.popitem(last=False)
-            return True
 
 
 def poll(

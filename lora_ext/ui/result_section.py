@@ -11,7 +11,7 @@ from lora_ext.app.context import Context
 from lora_ext.app.jobs import Job, format_seconds
 from lora_ext.errors import LoraExtError
 from lora_ext.grid.epochs import RunEpochs
-from lora_ext.ui.common import Outputs, message, progress_html, user_message
+from lora_ext.ui.common import Outputs, ShownOnce, message, progress_html, user_message
 from lora_ext.ui.registry import Registry
 
 FILE_COLUMNS = ("File", "Saved at", "Size", "AutoV2", "SHA-256")
@@ -73,8 +73,8 @@ def run_view(ctx: Context, project: str | None, version: str | None, result_name
     return {**out, **form, "grid_estimate": grid_estimate(ctx, project, version, name, **form)}
 
 
-def grid_form_once(out: Outputs, selection: str, page_id: str, forms: Any) -> Outputs:
-    """``out`` without the grid form when this page holds that run's form already (``forms``: ``live.ShownOnce``):
+def grid_form_once(out: Outputs, selection: str, page_id: str, forms: ShownOnce | None) -> Outputs:
+    """``out`` without the grid form when this page holds that run's form already (``forms``):
     a view shown again, or late, leaves what the user typed there. The first fill for a run and page stays."""
     if forms is None or "result_name" not in out:
         return out  # not a view of the section (a job's progress lines)

@@ -22,7 +22,7 @@ from typing import Any
 from lora_ext.app.context import Context
 from lora_ext.errors import LoraExtError
 from lora_ext.ui import editor_section, live, result_section, train_section
-from lora_ext.ui.common import Outputs
+from lora_ext.ui.common import Outputs, ShownOnce
 from lora_ext.ui.projects import parse_selection
 from lora_ext.ui.registry import Registry
 
@@ -30,9 +30,9 @@ from lora_ext.ui.registry import Registry
 EDITOR_BOX = ("selected_key", "caption", "caption_base", "caption_note", "confidences", "confidence_scores")
 
 
-def show(ctx: Context, selection: str, page_id: str = "", grid_forms: Any = None) -> Outputs:
+def show(ctx: Context, selection: str, page_id: str = "", grid_forms: ShownOnce | None = None) -> Outputs:
     """Every view of the selected version but the plan (which follows, for the form as this left it); the grid
-    form once per run and page (``grid_forms``, see ``live.ShownOnce``)."""
+    form once per run and page (``grid_forms``, see ``common.ShownOnce``)."""
     project, version = parse_selection(selection)
     out: Outputs = {}
     try:
