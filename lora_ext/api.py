@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 
-from lora_ext.app import exports, grid, presets, runs, tagging, train_settings, training
+from lora_ext.app import exports, grid, presets, runs, tagging, train_settings, training, trash
 from lora_ext.app.context import Context, create_context
 from lora_ext.app.jobs import job_status
 from lora_ext.dataset.captions import join_tags
@@ -237,28 +237,15 @@ def create_version(project: str, body: NameBody, ctx: Context = Depends(_ctx)) -
 def delete_project(project: str, ctx: Context = Depends(_ctx)) -> dict:
     """Move a project with all its versions to the trash folder (refused while a job works on it)."""
     name = _guarded(lambda: ctx.store.project_name(project), 404)
-
-    def run() -> dict:
-        ctx.jobs.require_not_on(name)
-        where = ctx.store.delete_project(name)
-        ctx.forget(name)
-        return {"project": name, "trash": str(where)}
-
-    return _guarded(run, 409)
+    return {"project": name, "trash": str(_guarded(lambda: trash.trash_project(ctx, name), 409))}
 
 
 @routes.delete("/projects/{project}/versions/{version}")
 def delete_version(project: str, version: str, ctx: Context = Depends(_ctx)) -> dict:
     """Move one version to the trash folder (refused while a job works on it)."""
     paths = _guarded(lambda: ctx.store.version(project, version), 404)
-
-    def run() -> dict:
-        ctx.jobs.require_not_on(paths.project, paths.version)
-        where = ctx.store.delete_version(paths.project, paths.version)
-        ctx.forget(paths.project)
-        return {"project": paths.project, "version": paths.version, "trash": str(where)}
-
-    return _guarded(run, 409)
+    where = _guarded(lambda: trash.trash_version(ctx, paths.project, paths.version), 409)
+    return {"project": paths.project, "version": paths.version, "trash": str(where)}
 
 
 @routes.get("/projects/{project}/versions/{version}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lora_ext.app import recent
+from lora_ext.app import recent, trash
 from lora_ext.app.context import Context
 from lora_ext.ui.common import Outputs, choose, message
 from lora_ext.ui.registry import Registry
@@ -157,16 +157,12 @@ def cancel_delete(ctx: Context) -> Outputs:
 def confirm_delete(ctx: Context, delete_target: str, project: str | None, version: str | None) -> Outputs:
     """Move what ``ask_delete`` named to the trash folder."""
     kind, _, target = delete_target.partition(":")
-    if kind == "project":
-        ctx.jobs.require_not_on(target)  # asked again: a job may have started since the question
-        where = ctx.store.delete_project(target)
-        ctx.forget(target)
+    if kind == "project":  # a job may have started since the question: asked again there
+        where = trash.trash_project(ctx, target)
         project = version = None
     elif kind == "version":
         project_name, _, version_name = target.rpartition("/")
-        ctx.jobs.require_not_on(project_name, version_name)
-        where = ctx.store.delete_version(project_name, version_name)
-        ctx.forget(project_name)
+        where = trash.trash_version(ctx, project_name, version_name)
         version = None
     else:
         return cancel_delete(ctx)
